@@ -1,0 +1,61 @@
+# Gavel build entry points. `make test` is what CI runs.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+
+BUF_VERSION := v1.50.0
+PROTOC_GEN_GO_VERSION := v1.36.10
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+
+TEST_TIMEOUT ?= 14m
+PKGS ?= ./...
+
+.PHONY: all build test test-short lint proto proto-check run bench tools clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: the whole suite with the race detector (what CI runs).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## lint: formatting, vet and the proto lint.
+lint: $(BIN)/buf
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^proto/gen/')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	cd proto && $(BIN)/buf lint
+
+## proto: regenerate proto/gen with the pinned tools.
+proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+	cd proto && $(BIN)/buf lint
+	rm -rf proto/gen
+	cd proto && $(BIN)/buf generate
+
+## proto-check: fail when the committed generated code is stale.
+proto-check: proto
+	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run make proto and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has untracked files: run make proto and commit"; git status --porcelain -- proto/gen; exit 1; }
+
+## run: start Gavel with its embedded defaults.
+run: build
+	$(BIN)/bbs -config config/bbs.dev.json
+
+## bench: the benchmarks.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(BIN)/buf:
+	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+clean:
+	rm -rf $(BIN)
