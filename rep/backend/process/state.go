@@ -1,0 +1,60 @@
+package process
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gavelhq/gavel/rep/backend"
+)
+
+const stateFile = "state.json"
+
+// persistedState is the content of a container's state.json.
+type persistedState struct {
+	Handle     string                `json:"handle"`
+	Properties backend.Properties    `json:"properties,omitempty"`
+	Env        []string              `json:"env,omitempty"`
+	Limits     backend.Limits        `json:"limits"`
+	Ports      []backend.PortMapping `json:"ports,omitempty"`
+	Stopped    bool                  `json:"stopped,omitempty"`
+	CreatedAt  time.Time             `json:"created_at"`
+	Processes  []persistedProcess    `json:"processes,omitempty"`
+}
+
+type persistedProcess struct {
+	ID        string `json:"id"`
+	Pid       int    `json:"pid"`
+	Pgid      int    `json:"pgid"`
+	StartTime uint64 `json:"start_time"`
+}
+
+func loadState(dir string) (persistedState, error) {
+	var st persistedState
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		return st, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("decode state %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+// saveState writes state.json atomically.
+func saveState(dir string, st persistedState) error {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	tmp := filepath.Join(dir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, stateFile)); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
