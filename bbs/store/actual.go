@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+
+	"github.com/gavelhq/gavel/bbs/models"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+// ActualFilter selects instance rows; empty fields match everything.
+type ActualFilter struct {
+	Domain       string
+	CellID       string
+	ProcessGUIDs []string
+	// Index, when set, selects one index (with one process guid).
+	Index *int32
+}
+
+// ListActualLRPs lists instance rows sorted by process guid, index and presence, with the cache revision.
+func (s *Store) ListActualLRPs(f ActualFilter) ([]*modelsv1.ActualLRP, int64) {
+	var out []*modelsv1.ActualLRP
+	var rev int64
+	keep := func(a *modelsv1.ActualLRP) bool {
+		return (f.Domain == "" || a.GetKey().GetDomain() == f.Domain) &&
+			(f.CellID == "" || a.GetInstanceKey().GetCellId() == f.CellID) &&
+			(f.Index == nil || a.GetKey().GetIndex() == *f.Index)
+	}
+	s.cache.read(func(st *cacheState) {
+		rev = st.rev
+		switch {
+		case len(f.ProcessGUIDs) > 0:
+			ids := set[actualID]{}
+			for _, g := range f.ProcessGUIDs {
+				for id := range st.actualsByGUID[g] {
+					ids.add(id)
+				}
+			}
+			out = sortedActuals(st, ids, keep)
+		case f.CellID != "":
+			out = sortedActuals(st, st.actualsByCell[f.CellID], keep)
+		default:
+			ids := make(set[actualID], len(st.actuals))
+			for id := range st.actuals {
+				ids.add(id)
+			}
+			out = sortedActuals(st, ids, keep)
+		}
+	})
+	return out, rev
+}
+
+// GetActualLRP returns one instance row.
+func (s *Store) GetActualLRP(guid string, index int32, presence modelsv1.ActualLRPPresence) (*modelsv1.ActualLRP, error) {
+	var out *modelsv1.ActualLRP
+	s.cache.read(func(st *cacheState) {
+		if row, ok := st.actuals[actualID{guid, index, presence}]; ok {
+			out = row.val
+		}
+	})
+	if out == nil {
+		return nil, notFound("actual LRP %s/%d (%s)", guid, index, models.PresenceName(presence))
+	}
+	return out, nil
+}
+
+// rowFor returns the row of an id, or NotFound.
+func rowFor(st *cacheState, id actualID) (item[*modelsv1.ActualLRP], error) {
+	row, ok := st.actuals[id]
+	if !ok {
+		return row, notFound("actual LRP %s/%d (%s)", id.guid, id.index, models.PresenceName(id.presence))
+	}
+	return row, nil
+}
+
+// otherPresenceWith finds a non-ordinary row of the index held by this instance key.
+func otherPresenceWith(st *cacheState, guid string, index int32, ik *modelsv1.ActualLRPInstanceKey) (actualID, item[*modelsv1.ActualLRP], bool) {
+	for _, p := range []modelsv1.ActualLRPPresence{models.Suspect, models.Evacuating} {
+		id := actualID{guid, index, p}
+		if row, ok := st.actuals[id]; ok && models.SameInstance(row.val.GetInstanceKey(), ik) {
+			return id, row, true
+		}
+	}
+	return actualID{}, item[*modelsv1.ActualLRP]{}, false
+}
+
+func (s *Store) putRow(m *mutation, id actualID, rev int64, row *modelsv1.ActualLRP) error {
+	k := s.keys.Actual(id.guid, id.index, id.presence)
+	m.guard(k, rev)
+	return putProto(m, k, row)
+}
+
+func (s *Store) delRow(m *mutation, id actualID, rev int64) {
+	k := s.keys.Actual(id.guid, id.index, id.presence)
+	m.guard(k, rev)
+	m.del(k)
+}
+
+// ClaimActualLRP is a cell claiming an instance. A claim by a suspect instance is ignored.
+func (s *Store) ClaimActualLRP(ctx context.Context, guid string, index int32, ik *modelsv1.ActualLRPInstanceKey) error {
+	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		id := actualID{guid, index, models.Ordinary}
+		row, err := rowFor(st, id)
+		if err != nil {
+			return nil, err
+		}
+		if !models.SameInstance(row.val.GetInstanceKey(), ik) {
+			if _, _, ok := otherPresenceWith(st, guid, index, ik); ok {
+				return nil, nil
+			}
+		}
+		next, changed, err := models.Claim(row.val, ik, s.now())
+		if err != nil || !changed {
+			return nil, err
+		}
+		m := &mutation{}
+		return m, s.putRow(m, id, row.rev, next)
+	})
+}
+
+// StartActualLRP reports an instance RUNNING. It creates the row when there is
+// none, ignores a start by a suspect or evacuating instance, treats an
+// identical repeat as a heartbeat, and deletes the index's suspect row once
+// its replacement runs.
+func (s *Store) StartActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, info models.StartInfo) error {
+	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		guid, index := key.GetProcessGuid(), key.GetIndex()
+		id := actualID{guid, index, models.Ordinary}
+		row, exists := st.actuals[id]
+		if exists && !models.SameInstance(row.val.GetInstanceKey(), info.InstanceKey) {
+			if _, _, ok := otherPresenceWith(st, guid, index, info.InstanceKey); ok {
+				return nil, nil
+			}
+		}
+		if !exists && key.GetDomain() == "" {
+			if sched, ok := st.schedules[guid]; ok {
+				key = &modelsv1.ActualLRPKey{ProcessGuid: guid, Index: index, Domain: sched.val.GetKey().GetDomain()}
+			}
+		}
+		var cur *modelsv1.ActualLRP
+		if exists {
+			cur = row.val
+		}
+		next, changed, err := models.Start(cur, key, info, s.now())
+		if err != nil || !changed {
+			return nil, err
+		}
+		m := &mutation{}
+		if err := s.putRow(m, id, row.rev, next); err != nil {
+			return nil, err
+		}
+		suspect := actualID{guid, index, models.Suspect}
+		if srow, ok := st.actuals[suspect]; ok && !models.SameInstance(srow.val.GetInstanceKey(), info.InstanceKey) {
+			s.delRow(m, suspect, srow.rev)
+		}
+		return m, nil
+	})
+}
+
+// CrashResult is the row after a crash and whether it is due for an auction now.
+type CrashResult struct {
+	After   *modelsv1.ActualLRP
+	Restart bool
+}
+
+// CrashActualLRP records a crash by the crash policy. A crash reported by a
+// suspect or evacuating instance deletes that row.
+func (s *Store) CrashActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, ik *modelsv1.ActualLRPInstanceKey, reason string) (*CrashResult, error) {
+	var res *CrashResult
+	err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		guid, index := key.GetProcessGuid(), key.GetIndex()
+		id := actualID{guid, index, models.Ordinary}
+		row, exists := st.actuals[id]
+		if !exists || !models.SameInstance(row.val.GetInstanceKey(), ik) {
+			if oid, orow, ok := otherPresenceWith(st, guid, index, ik); ok {
+				m := &mutation{}
+				s.delRow(m, oid, orow.rev)
+				res = &CrashResult{}
+				return m, nil
+			}
+		}
+		if !exists {
+			return nil, notFound("actual LRP %s/%d", guid, index)
+		}
+		next, restart, err := models.Crash(row.val, ik, reason, s.policy, s.now())
+		if err != nil {
+			return nil, err
+		}
+		res = &CrashResult{After: next, Restart: restart}
+		m := &mutation{}
+		return m, s.putRow(m, id, row.rev, next)
+	})
+	return res, err
+}
+
+// FailActualLRP records a placement error on an UNCLAIMED row.
+func (s *Store) FailActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, reason string) error {
+	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		id := actualID{key.GetProcessGuid(), key.GetIndex(), models.Ordinary}
+		row, err := rowFor(st, id)
+		if err != nil {
+			return nil, err
+		}
+		if row.val.GetPlacementError() == models.Truncate(reason) && row.val.GetState() == models.Unclaimed {
+			return nil, nil
+		}
+		next, err := models.Fail(row.val, reason)
+		if err != nil {
+			return nil, err
+		}
+		m := &mutation{}
+		return m, s.putRow(m, id, row.rev, next)
+	})
+}
+
+// RemoveActualLRP deletes an instance row: the ordinary one, or the row this
+// instance key holds. With an instance key the row must be that instance's.
+func (s *Store) RemoveActualLRP(ctx context.Context, guid string, index int32, ik *modelsv1.ActualLRPInstanceKey) error {
+	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		id := actualID{guid, index, models.Ordinary}
+		row, exists := st.actuals[id]
+		if ik != nil && (!exists || !models.SameInstance(row.val.GetInstanceKey(), ik)) {
+			if oid, orow, ok := otherPresenceWith(st, guid, index, ik); ok {
+				m := &mutation{}
+				s.delRow(m, oid, orow.rev)
+				return m, nil
+			}
+		}
+		if !exists {
+			return nil, notFound("actual LRP %s/%d", guid, index)
+		}
+		if err := models.CheckRemove(row.val, ik); err != nil {
+			return nil, err
+		}
+		m := &mutation{}
+		s.delRow(m, id, row.rev)
+		return m, nil
+	})
+}
+
+// RetireActualLRP stops an instance. UNCLAIMED and CRASHED rows, and rows on a
+// cell that is gone, are deleted; for a CLAIMED or RUNNING row on a live cell
+// it returns the row and the cell, for the caller to stop it there.
+func (s *Store) RetireActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey) (stop *modelsv1.ActualLRP, cell *modelsv1.CellPresence, err error) {
+	err = s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		stop, cell = nil, nil
+		id := actualID{key.GetProcessGuid(), key.GetIndex(), models.Ordinary}
+		row, err := rowFor(st, id)
+		if err != nil {
+			return nil, err
+		}
+		if state := row.val.GetState(); state == models.Claimed || state == models.Running {
+			if c, ok := st.cells[row.val.GetInstanceKey().GetCellId()]; ok {
+				stop, cell = row.val, c.val
+				return nil, nil
+			}
+		}
+		m := &mutation{}
+		s.delRow(m, id, row.rev)
+		return m, nil
+	})
+	return stop, cell, err
+}

@@ -1,0 +1,397 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"code.cloudfoundry.org/lager/v3"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+// item is a cached record and the etcd mod revision it was read at. Records
+// in the cache are never mutated: a change replaces the item.
+type item[T any] struct {
+	val T
+	rev int64
+}
+
+type set[K comparable] map[K]struct{}
+
+func (s set[K]) add(k K) { s[k] = struct{}{} }
+
+func addTo[I, K comparable](idx map[I]set[K], i I, k K) {
+	s := idx[i]
+	if s == nil {
+		s = set[K]{}
+		idx[i] = s
+	}
+	s.add(k)
+}
+
+func removeFrom[I, K comparable](idx map[I]set[K], i I, k K) {
+	if s := idx[i]; s != nil {
+		delete(s, k)
+		if len(s) == 0 {
+			delete(idx, i)
+		}
+	}
+}
+
+// cacheState is everything the cache holds, guarded by Cache.mu.
+type cacheState struct {
+	rev int64
+
+	schedules       map[string]item[*modelsv1.DesiredLRPSchedulingInfo]
+	runs            map[string]item[*modelsv1.DesiredLRPRunInfo]
+	desiredByDomain map[string]set[string]
+
+	actuals        map[actualID]item[*modelsv1.ActualLRP]
+	actualsByGUID  map[string]set[actualID]
+	actualsByCell  map[string]set[actualID]
+	actualsByState map[modelsv1.ActualLRPState]set[actualID]
+
+	tasks        map[string]item[*modelsv1.Task]
+	tasksByCell  map[string]set[string]
+	tasksByState map[modelsv1.TaskState]set[string]
+
+	domains map[string]item[*modelsv1.Domain]
+	cells   map[string]item[*modelsv1.CellPresence]
+	locks   map[string]item[[]byte]
+
+	// undecodable holds keys whose value could not be decoded, with the error.
+	// They are reported and kept, never deleted.
+	undecodable map[string]item[error]
+}
+
+func newCacheState() *cacheState {
+	return &cacheState{
+		schedules:       map[string]item[*modelsv1.DesiredLRPSchedulingInfo]{},
+		runs:            map[string]item[*modelsv1.DesiredLRPRunInfo]{},
+		desiredByDomain: map[string]set[string]{},
+		actuals:         map[actualID]item[*modelsv1.ActualLRP]{},
+		actualsByGUID:   map[string]set[actualID]{},
+		actualsByCell:   map[string]set[actualID]{},
+		actualsByState:  map[modelsv1.ActualLRPState]set[actualID]{},
+		tasks:           map[string]item[*modelsv1.Task]{},
+		tasksByCell:     map[string]set[string]{},
+		tasksByState:    map[modelsv1.TaskState]set[string]{},
+		domains:         map[string]item[*modelsv1.Domain]{},
+		cells:           map[string]item[*modelsv1.CellPresence]{},
+		locks:           map[string]item[[]byte]{},
+		undecodable:     map[string]item[error]{},
+	}
+}
+
+// Cache is the in-memory copy of the BBS's state, fed by one etcd watch from
+// a known revision. It answers every read of the BBS. It is safe for
+// concurrent use.
+type Cache struct {
+	client *clientv3.Client
+	keys   Keys
+	logger lager.Logger
+
+	mu       sync.RWMutex
+	state    *cacheState
+	advanced chan struct{} // closed and replaced whenever rev advances
+	synced   chan struct{} // closed after the first list
+}
+
+// NewCache returns a cache of the keys under keys' prefix. Run fills it.
+func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
+	return &Cache{
+		client:   client,
+		keys:     keys,
+		logger:   logger.Session("watch-cache"),
+		state:    newCacheState(),
+		advanced: make(chan struct{}),
+		synced:   make(chan struct{}),
+	}
+}
+
+// Synced is closed once the cache holds a consistent snapshot.
+func (c *Cache) Synced() <-chan struct{} { return c.synced }
+
+// Run lists the prefix, then watches it from the next revision, until ctx ends.
+// A compacted or broken watch makes it relist. It returns ctx's error.
+func (c *Cache) Run(ctx context.Context) error {
+	first := true
+	for {
+		rev, err := c.relist(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.logger.Error("relist-failed", err)
+			if !sleepCtx(ctx, retryDelay) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if first {
+			close(c.synced)
+			first = false
+		}
+		err = c.watch(ctx, rev)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.logger.Info("watch-restarting", lager.Data{"reason": fmt.Sprint(err)})
+	}
+}
+
+// relist replaces the state with a fresh read of the prefix and returns its revision.
+func (c *Cache) relist(ctx context.Context) (int64, error) {
+	resp, err := c.client.Get(ctx, c.keys.Prefix(), clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("list %s: %w", c.keys.Prefix(), err)
+	}
+	st := newCacheState()
+	for _, kv := range resp.Kvs {
+		_ = c.applyPut(st, kv) // undecodable records are logged below
+	}
+	st.rev = resp.Header.Revision
+	c.mu.Lock()
+	c.state = st
+	c.notifyLocked()
+	c.mu.Unlock()
+	c.logger.Info("listed", lager.Data{"revision": st.rev, "keys": len(resp.Kvs), "undecodable": len(st.undecodable)})
+	for key, bad := range st.undecodable {
+		c.logger.Error("undecodable-record", bad.val, lager.Data{"key": key})
+	}
+	return st.rev, nil
+}
+
+func (c *Cache) watch(ctx context.Context, fromRev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := c.client.Watch(wctx, c.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithProgressNotify())
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		st := c.state
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				c.applyDelete(st, ev.Kv.Key)
+			} else if err := c.applyPut(st, ev.Kv); err != nil {
+				c.logger.Error("undecodable-record", err, lager.Data{"key": string(ev.Kv.Key)})
+			}
+			if ev.Kv.ModRevision > st.rev {
+				st.rev = ev.Kv.ModRevision
+			}
+		}
+		if wr.IsProgressNotify() && wr.Header.Revision > st.rev {
+			st.rev = wr.Header.Revision
+		}
+		c.notifyLocked()
+		c.mu.Unlock()
+	}
+	return fmt.Errorf("watch channel closed")
+}
+
+func (c *Cache) notifyLocked() {
+	close(c.advanced)
+	c.advanced = make(chan struct{})
+}
+
+// Revision is the etcd revision the cache reflects.
+func (c *Cache) Revision() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.state.rev
+}
+
+// WaitForRevision blocks until the cache reflects rev or ctx ends. When the
+// revision belongs to keys outside the prefix, it asks etcd for a progress
+// notification so the cache learns the current revision.
+func (c *Cache) WaitForRevision(ctx context.Context, rev int64) error {
+	asked := false
+	for {
+		c.mu.RLock()
+		cur, ch := c.state.rev, c.advanced
+		c.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		if !asked {
+			asked = true
+			go func() {
+				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retryDelay)
+				defer cancel()
+				_ = c.client.RequestProgress(clientv3.WithRequireLeader(pctx))
+			}()
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for revision %d (cache at %d): %w", rev, cur, ctx.Err())
+		case <-timeAfter(progressRetry):
+			asked = false
+		}
+	}
+}
+
+// applyPut stores a put record; it returns the decode error of an undecodable one.
+func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
+	key := string(kv.Key)
+	pk := c.keys.parse(key)
+	rev := kv.ModRevision
+	c.applyDeleteParsed(st, key, pk)
+	var err error
+	switch pk.kind {
+	case kindSchedule:
+		v := &modelsv1.DesiredLRPSchedulingInfo{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			st.schedules[pk.name] = item[*modelsv1.DesiredLRPSchedulingInfo]{v, rev}
+			addTo(st.desiredByDomain, v.GetKey().GetDomain(), pk.name)
+		}
+	case kindRun:
+		v := &modelsv1.DesiredLRPRunInfo{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			st.runs[pk.name] = item[*modelsv1.DesiredLRPRunInfo]{v, rev}
+		}
+	case kindActual:
+		v := &modelsv1.ActualLRP{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			id := pk.actual
+			st.actuals[id] = item[*modelsv1.ActualLRP]{v, rev}
+			addTo(st.actualsByGUID, id.guid, id)
+			addTo(st.actualsByState, v.GetState(), id)
+			if cell := v.GetInstanceKey().GetCellId(); cell != "" {
+				addTo(st.actualsByCell, cell, id)
+			}
+		}
+	case kindTask:
+		v := &modelsv1.Task{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			st.tasks[pk.name] = item[*modelsv1.Task]{v, rev}
+			addTo(st.tasksByState, v.GetState(), pk.name)
+			if v.GetCellId() != "" {
+				addTo(st.tasksByCell, v.GetCellId(), pk.name)
+			}
+		}
+	case kindDomain:
+		v := &modelsv1.Domain{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			st.domains[pk.name] = item[*modelsv1.Domain]{v, rev}
+		}
+	case kindCell:
+		v := &modelsv1.CellPresence{}
+		if err = proto.Unmarshal(kv.Value, v); err == nil {
+			st.cells[pk.name] = item[*modelsv1.CellPresence]{v, rev}
+		}
+	case kindLock:
+		st.locks[pk.name] = item[[]byte]{append([]byte(nil), kv.Value...), rev}
+	default:
+		return nil
+	}
+	if err != nil {
+		err = fmt.Errorf("decode %s: %w", key, err)
+		st.undecodable[key] = item[error]{err, rev}
+	}
+	return err
+}
+
+func (c *Cache) applyDelete(st *cacheState, key []byte) {
+	k := string(key)
+	c.applyDeleteParsed(st, k, c.keys.parse(k))
+}
+
+func (c *Cache) applyDeleteParsed(st *cacheState, key string, pk parsedKey) {
+	delete(st.undecodable, key)
+	switch pk.kind {
+	case kindSchedule:
+		if old, ok := st.schedules[pk.name]; ok {
+			removeFrom(st.desiredByDomain, old.val.GetKey().GetDomain(), pk.name)
+			delete(st.schedules, pk.name)
+		}
+	case kindRun:
+		delete(st.runs, pk.name)
+	case kindActual:
+		id := pk.actual
+		if old, ok := st.actuals[id]; ok {
+			removeFrom(st.actualsByGUID, id.guid, id)
+			removeFrom(st.actualsByState, old.val.GetState(), id)
+			if cell := old.val.GetInstanceKey().GetCellId(); cell != "" {
+				removeFrom(st.actualsByCell, cell, id)
+			}
+			delete(st.actuals, id)
+		}
+	case kindTask:
+		if old, ok := st.tasks[pk.name]; ok {
+			removeFrom(st.tasksByState, old.val.GetState(), pk.name)
+			if old.val.GetCellId() != "" {
+				removeFrom(st.tasksByCell, old.val.GetCellId(), pk.name)
+			}
+			delete(st.tasks, pk.name)
+		}
+	case kindDomain:
+		delete(st.domains, pk.name)
+	case kindCell:
+		delete(st.cells, pk.name)
+	case kindLock:
+		delete(st.locks, pk.name)
+	}
+}
+
+// Undecodable lists the keys whose values could not be decoded, with their errors.
+func (c *Cache) Undecodable() map[string]error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]error, len(c.state.undecodable))
+	for k, v := range c.state.undecodable {
+		out[k] = v.val
+	}
+	return out
+}
+
+// undecodableAt returns the decode error of a key, if it holds an undecodable record.
+func (c *Cache) undecodableAt(key string) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if bad, ok := c.state.undecodable[key]; ok {
+		return bad.val
+	}
+	return nil
+}
+
+// read runs f with the state under the read lock.
+func (c *Cache) read(f func(st *cacheState)) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	f(c.state)
+}
+
+// sortedActuals returns the rows of ids sorted by guid, index, presence.
+func sortedActuals(st *cacheState, ids set[actualID], keep func(*modelsv1.ActualLRP) bool) []*modelsv1.ActualLRP {
+	idList := make([]actualID, 0, len(ids))
+	for id := range ids {
+		idList = append(idList, id)
+	}
+	sort.Slice(idList, func(i, j int) bool { return lessActual(idList[i], idList[j]) })
+	out := make([]*modelsv1.ActualLRP, 0, len(idList))
+	for _, id := range idList {
+		v := st.actuals[id].val
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func lessActual(a, b actualID) bool {
+	if a.guid != b.guid {
+		return a.guid < b.guid
+	}
+	if a.index != b.index {
+		return a.index < b.index
+	}
+	return a.presence < b.presence
+}

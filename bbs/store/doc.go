@@ -1,0 +1,11 @@
+// Package store keeps the BBS's state in etcd. Every change is an etcd
+// transaction guarded by the mod revisions of the records it read, written
+// through a group committer that packs concurrent requests into one
+// transaction (each request a nested transaction with its own guard, so one
+// lost compare fails only its own request). Reads are answered from a watch
+// cache fed by a single etcd watch, with indexes by process guid, cell, domain
+// and state. Events for subscribers come from etcd watches, in revision order,
+// resumable after any revision etcd has not compacted.
+//
+// The key layout is in keys.go; records are protobuf-encoded.
+package store

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gavelhq/gavel/bbs/models"
+)
+
+// maxAttempts bounds how often a request is rebuilt after losing a compare to a concurrent writer.
+const maxAttempts = 10
+
+// Options configures a Store.
+type Options struct {
+	Client    *clientv3.Client
+	KeyPrefix string
+	Clock     clock.Clock
+	Logger    lager.Logger
+	Committer CommitterOptions
+	// CrashPolicy decides immediate restarts on CrashActualLRP.
+	CrashPolicy models.CrashPolicy
+	// MaxTaskRetries is how often a task may be rejected before it fails (3).
+	MaxTaskRetries int32
+	// ObserveCommit, when set, is told the size and duration of every transaction.
+	ObserveCommit func(batch int, d time.Duration)
+}
+
+// Store is the BBS's etcd-backed state. Reads come from the watch cache;
+// writes are guarded transactions through the group committer. Safe for
+// concurrent use; Run must be running.
+type Store struct {
+	client    *clientv3.Client
+	keys      Keys
+	cache     *Cache
+	committer *Committer
+	clock     clock.Clock
+	logger    lager.Logger
+	policy    models.CrashPolicy
+	maxTask   int32
+	maxOps    int
+}
+
+// New returns a store; call Run to start its cache and committer.
+func New(opts Options) *Store {
+	if opts.Clock == nil {
+		opts.Clock = clock.NewClock()
+	}
+	if opts.CrashPolicy == (models.CrashPolicy{}) {
+		opts.CrashPolicy = models.DefaultCrashPolicy()
+	}
+	if opts.MaxTaskRetries == 0 {
+		opts.MaxTaskRetries = 3
+	}
+	keys := NewKeys(opts.KeyPrefix)
+	c := NewCommitter(opts.Client, opts.Committer, opts.ObserveCommit)
+	return &Store{
+		client:    opts.Client,
+		keys:      keys,
+		cache:     NewCache(opts.Client, keys, opts.Logger),
+		committer: c,
+		clock:     opts.Clock,
+		logger:    opts.Logger.Session("store"),
+		policy:    opts.CrashPolicy,
+		maxTask:   opts.MaxTaskRetries,
+		maxOps:    c.opts.MaxOps,
+	}
+}
+
+// Keys is the store's key layout.
+func (s *Store) Keys() Keys { return s.keys }
+
+// Cache is the store's watch cache.
+func (s *Store) Cache() *Cache { return s.cache }
+
+// Committer is the store's group committer.
+func (s *Store) Committer() *Committer { return s.committer }
+
+// Run runs the watch cache and the committer until ctx ends.
+func (s *Store) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = s.cache.Run(ctx) }()
+	go func() { defer wg.Done(); _ = s.committer.Run(ctx) }()
+	wg.Wait()
+	return ctx.Err()
+}
+
+// WaitSynced blocks until the cache holds a snapshot or ctx ends.
+func (s *Store) WaitSynced(ctx context.Context) error {
+	select {
+	case <-s.cache.Synced():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for the watch cache: %w", ctx.Err())
+	}
+}
+
+func marshal(m proto.Message) ([]byte, error) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode %T: %v", models.ErrInvalid, m, err)
+	}
+	return b, nil
+}
+
+// apply builds a mutation from the cached state and commits it, rebuilding it
+// when a concurrent writer got there first. build runs under the cache's read
+// lock: it must only read st. A nil mutation means nothing to write. On
+// success the cache reflects the write before apply returns.
+func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation, error)) error {
+	for attempt := 1; ; attempt++ {
+		var m *mutation
+		var err error
+		s.cache.read(func(st *cacheState) { m, err = build(st) })
+		if err != nil || m == nil {
+			return err
+		}
+		r := s.committer.Commit(ctx, m)
+		if r.err != nil {
+			if ctx.Err() != nil {
+				return r.err
+			}
+			return fmt.Errorf("%w: %v", models.ErrUnavailable, r.err)
+		}
+		if err := s.cache.WaitForRevision(ctx, r.rev); err != nil {
+			return err
+		}
+		if r.ok {
+			return nil
+		}
+		if attempt == maxAttempts {
+			return fmt.Errorf("%w after %d attempts", models.ErrConflict, attempt)
+		}
+	}
+}
+
+// putProto adds a put of msg under key to m.
+func putProto(m *mutation, key string, msg proto.Message, opts ...clientv3.OpOption) error {
+	b, err := marshal(msg)
+	if err != nil {
+		return err
+	}
+	m.put(key, b, opts...)
+	return nil
+}
+
+func notFound(what string, args ...any) error {
+	return fmt.Errorf("%w: %s", models.ErrNotFound, fmt.Sprintf(what, args...))
+}
+
+func (s *Store) checkDecodable(key string) error {
+	if err := s.cache.undecodableAt(key); err != nil {
+		return fmt.Errorf("record %s cannot be decoded and is kept for an operator: %w", key, err)
+	}
+	return nil
+}
+
+// now is the store's clock reading.
+func (s *Store) now() time.Time { return s.clock.Now() }
+
+// isNotFound reports whether err is the not-found sentinel.
+func isNotFound(err error) bool { return errors.Is(err, models.ErrNotFound) }
