@@ -54,11 +54,12 @@ func (s *Server) Stop() error {
 // missing) on free loopback ports. Stop it with [Server.Stop].
 func StartServer(dir string) (*Server, error) {
 	cfg := etcdserver.Config{
-		DataDir:           dir,
-		ClientURL:         "http://127.0.0.1:0",
-		PeerURL:           "http://127.0.0.1:0",
-		UnsafeNoFsync:     true,
-		LogLevel:          "error",
+		DataDir:       dir,
+		ClientURL:     "http://127.0.0.1:0",
+		PeerURL:       "http://127.0.0.1:0",
+		UnsafeNoFsync: true,
+		// etcd logs benign errors at start and stop; keep test output clean.
+		LogLevel:          "fatal",
 		HeartbeatInterval: 10 * time.Millisecond,
 		ElectionTimeout:   100 * time.Millisecond,
 		StartTimeout:      30 * time.Second,

@@ -1,0 +1,26 @@
+// Package locket provides locks and presences over leased keys, Gavel's
+// counterpart of Diego's Locket.
+//
+// A [Lock] is an ifrit runner that blocks until it holds a named lock (the
+// BBS's "bbs" lock, the auctioneer's "auctioneer" lock whose value carries
+// its address), closes ready, keeps the lock alive, and returns [ErrLockLost]
+// as soon as it loses it, so the daemon exits and its supervisor restarts it.
+// A [Presence] registers a cell (key = cell id, value = the caller's bytes,
+// the rep stores a protobuf CellPresence) and keeps it alive; unlike a lock
+// it never gives up: when the record is lost it registers again.
+//
+// Readers use [FetchLock], [FetchPresence] and [FetchPresences]; the key
+// layout lives in keys.go ([LockKey], [PresenceKey], [PresencePrefix]).
+//
+// # Backends
+//
+// The runners talk to a [Backend] (acquire a leased record, wait for it to
+// be released) and the [Lease] it returns (lost notification, release).
+// etcd is the only backend today ([NewEtcdBackend], used when the options
+// carry a clientv3 client): a record is a key bound to an etcd lease of the
+// TTL, created by a transaction only when the key is absent and kept alive
+// by clientv3's KeepAlive (a renewal every TTL/3). A lease is lost when the
+// keep-alive ends (expired, revoked, or not renewed within the TTL), or when
+// the key is deleted or overwritten. A Consul backend (sessions with a TTL
+// and KV acquire) can implement the same interfaces later.
+package locket

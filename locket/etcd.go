@@ -1,0 +1,304 @@
+package locket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// EtcdBackend is the etcd implementation of [Backend]: one etcd lease per
+// record.
+type EtcdBackend struct {
+	client *clientv3.Client
+	logger lager.Logger
+}
+
+var _ Backend = (*EtcdBackend)(nil)
+
+// NewEtcdBackend returns a backend over client. logger may be nil.
+func NewEtcdBackend(client *clientv3.Client, logger lager.Logger) *EtcdBackend {
+	if logger == nil {
+		logger = lager.NewLogger("locket")
+	}
+	return &EtcdBackend{client: client, logger: logger}
+}
+
+// ttlSeconds rounds ttl up to whole seconds, at least one.
+func ttlSeconds(ttl time.Duration) int64 {
+	s := int64((ttl + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+// Acquire implements [Backend].
+func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
+	grant, err := b.client.Grant(ctx, ttlSeconds(req.TTL))
+	if err != nil {
+		return nil, fmt.Errorf("locket: granting a %s lease for %s: %w", req.TTL, req.Key, err)
+	}
+	id := grant.ID
+	revoke := func() {
+		// Best effort: an unused lease would expire by itself anyway.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = b.client.Revoke(rctx, id)
+	}
+
+	resp, err := b.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(req.Key), "=", 0)).
+		Then(clientv3.OpPut(req.Key, string(req.Value), clientv3.WithLease(id))).
+		Else(clientv3.OpGet(req.Key)).
+		Commit()
+	if err != nil {
+		revoke()
+		return nil, fmt.Errorf("locket: creating %s: %w", req.Key, err)
+	}
+	if !resp.Succeeded {
+		kvs := resp.Responses[0].GetResponseRange().GetKvs()
+		if len(kvs) == 0 || req.CanReplace == nil || !req.CanReplace(kvs[0].Value) {
+			revoke()
+			return nil, fmt.Errorf("%w: %s", ErrHeld, req.Key)
+		}
+		// Our own record from an earlier run: replace it if unchanged.
+		cur := kvs[0]
+		resp, err = b.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(req.Key), "=", cur.ModRevision)).
+			Then(clientv3.OpPut(req.Key, string(req.Value), clientv3.WithLease(id))).
+			Commit()
+		if err != nil {
+			revoke()
+			return nil, fmt.Errorf("locket: replacing %s: %w", req.Key, err)
+		}
+		if !resp.Succeeded {
+			revoke()
+			return nil, fmt.Errorf("%w: %s (changed while replacing)", ErrHeld, req.Key)
+		}
+		if cur.Lease != 0 {
+			// The old lease holds only this key; let it go now rather than
+			// at its expiry.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = b.client.Revoke(rctx, clientv3.LeaseID(cur.Lease))
+			cancel()
+		}
+	}
+
+	l := &etcdLease{
+		client: b.client,
+		key:    req.Key,
+		id:     id,
+		lost:   make(chan struct{}),
+		done:   make(chan struct{}),
+		logger: b.logger.Session("lease", lager.Data{"key": req.Key, "lease": fmt.Sprintf("%x", int64(id))}),
+	}
+	kaCtx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	ka, err := b.client.KeepAlive(kaCtx, id)
+	if err != nil {
+		cancel()
+		revoke()
+		return nil, fmt.Errorf("locket: keeping %s alive: %w", req.Key, err)
+	}
+	go l.monitor(kaCtx, ka, resp.Header.Revision)
+	return l, nil
+}
+
+// WaitReleased implements [Backend].
+func (b *EtcdBackend) WaitReleased(ctx context.Context, key string) error {
+	resp, err := b.client.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("locket: reading %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range b.client.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1)) {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("locket: watching %s: %w", key, err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE {
+				return nil
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return fmt.Errorf("locket: watch on %s ended", key)
+}
+
+// etcdLease is a held record bound to an etcd lease.
+type etcdLease struct {
+	client *clientv3.Client
+	key    string
+	id     clientv3.LeaseID
+	logger lager.Logger
+	cancel context.CancelFunc
+
+	lost chan struct{}
+	done chan struct{} // closed when monitor returns
+
+	mu       sync.Mutex
+	err      error
+	released bool
+}
+
+var _ Lease = (*etcdLease)(nil)
+
+func (l *etcdLease) Lost() <-chan struct{} { return l.lost }
+
+func (l *etcdLease) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// markLost records why the lease was lost and closes Lost, unless the lease
+// was released on purpose.
+func (l *etcdLease) markLost(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released || l.err != nil {
+		return
+	}
+	l.err = fmt.Errorf("%w: %s: %s", ErrLeaseLost, l.key, reason)
+	close(l.lost)
+}
+
+// monitor drains the keep-alive channel and watches the key from rev+1; it
+// marks the lease lost on the first sign of loss and returns.
+func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse, rev int64) {
+	defer close(l.done)
+	defer l.cancel()
+
+	// One watch at a time; restart cancels the previous one.
+	wcancel := context.CancelFunc(func() {})
+	defer func() { wcancel() }()
+	restart := func(from int64) clientv3.WatchChan {
+		wcancel()
+		var wctx context.Context
+		wctx, wcancel = context.WithCancel(ctx)
+		return l.client.Watch(wctx, l.key, clientv3.WithRev(from))
+	}
+	watch := restart(rev + 1)
+	for {
+		select {
+		case resp, ok := <-ka:
+			if !ok {
+				if ctx.Err() == nil {
+					// clientv3 closes the channel when the lease expired or
+					// was revoked, or when no renewal succeeded within the
+					// TTL.
+					l.markLost("keep-alive ended (lease expired, revoked or not renewed within its TTL)")
+				}
+				return
+			}
+			if resp.TTL <= 0 {
+				l.markLost("lease expired")
+				return
+			}
+		case wr, ok := <-watch:
+			if ctx.Err() != nil {
+				return
+			}
+			if !ok || wr.Err() != nil {
+				// Compaction or a broken watch: check the key directly and
+				// watch again from now.
+				next, reason := l.recheck(ctx)
+				if reason != "" {
+					l.markLost(reason)
+					return
+				}
+				if next == 0 {
+					return // ctx done
+				}
+				watch = restart(next)
+				continue
+			}
+			for _, ev := range wr.Events {
+				switch {
+				case ev.Type == mvccpb.DELETE:
+					l.markLost("key deleted")
+					return
+				case clientv3.LeaseID(ev.Kv.Lease) != l.id:
+					l.markLost("key overwritten by another owner")
+					return
+				}
+			}
+		}
+	}
+}
+
+// recheck reads the key after a watch failure. It returns the revision to
+// watch from, or a non-empty reason when the record is no longer ours.
+func (l *etcdLease) recheck(ctx context.Context) (int64, string) {
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := l.client.Get(rctx, l.key)
+		cancel()
+		if err == nil {
+			if len(resp.Kvs) == 0 {
+				return 0, "key deleted"
+			}
+			if clientv3.LeaseID(resp.Kvs[0].Lease) != l.id {
+				return 0, "key overwritten by another owner"
+			}
+			return resp.Header.Revision + 1, ""
+		}
+		if ctx.Err() != nil {
+			return 0, ""
+		}
+		if l.client.Ctx().Err() != nil {
+			return 0, "etcd client closed"
+		}
+		l.logger.Error("recheck-failed", err)
+		// The keep-alive still guards the TTL; try again shortly.
+		select {
+		case <-ctx.Done():
+			return 0, ""
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Release implements [Lease]: it stops the keep-alive and revokes the lease,
+// which deletes the key.
+func (l *etcdLease) Release(ctx context.Context) error {
+	l.mu.Lock()
+	if l.released {
+		l.mu.Unlock()
+		return nil
+	}
+	l.released = true
+	l.mu.Unlock()
+
+	l.cancel()
+	<-l.done
+	if _, err := l.client.Revoke(ctx, l.id); err != nil {
+		if errors.Is(err, context.Canceled) || l.client.Ctx().Err() != nil {
+			return fmt.Errorf("locket: releasing %s: %w", l.key, err)
+		}
+		// A lease already gone (expired or revoked) is released already.
+		if isLeaseNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("locket: releasing %s: %w", l.key, err)
+	}
+	return nil
+}
+
+// isLeaseNotFound reports whether err is etcd's "requested lease not found".
+func isLeaseNotFound(err error) bool {
+	return errors.Is(err, rpctypes.ErrLeaseNotFound)
+}
