@@ -82,8 +82,8 @@ func TestEventsInRevisionOrderWithBeforeAndAfter(t *testing.T) {
 	}
 	require.Equal(t, []string{
 		"desired_created", "actual_created", // desire: one transaction
-		"actual_changed", // claim
-		"actual_changed", // start
+		"actual_changed",                                     // claim
+		"actual_changed",                                     // start
 		"actual_crashed", "actual_removed", "actual_created", // crash: restart at once, the instance is gone
 		"desired_changed", // scale to 0 (the unclaimed row's delete follows)
 	}, kinds)

@@ -227,7 +227,9 @@ func TestUpdateScalesUpAndDown(t *testing.T) {
 	rows, _ := f.store.ListActualLRPs(ActualFilter{ProcessGUIDs: []string{"pg"}})
 	require.Len(t, rows, 4)
 
-	key := func(i int32) *modelsv1.ActualLRPKey { return &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: i, Domain: "d"} }
+	key := func(i int32) *modelsv1.ActualLRPKey {
+		return &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: i, Domain: "d"}
+	}
 	require.NoError(t, f.store.ClaimActualLRP(f.ctx, "pg", 3, ik("c1")))
 	require.NoError(t, f.store.StartActualLRP(f.ctx, key(3), models.StartInfo{InstanceKey: ik("c1"), NetInfo: netInfo(1)}))
 
@@ -263,7 +265,9 @@ func TestRetireDeletesWhenTheCellIsGone(t *testing.T) {
 	f := newFixture(t)
 	_, err := f.store.DesireLRP(f.ctx, desired("pg", 2))
 	require.NoError(t, err)
-	key := func(i int32) *modelsv1.ActualLRPKey { return &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: i, Domain: "d"} }
+	key := func(i int32) *modelsv1.ActualLRPKey {
+		return &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: i, Domain: "d"}
+	}
 	stop, _, err := f.store.RetireActualLRP(f.ctx, key(0))
 	require.NoError(t, err)
 	require.Nil(t, stop, "an unclaimed row is deleted")
