@@ -1,0 +1,61 @@
+package etcdclient_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdtest"
+)
+
+func TestDial(t *testing.T) {
+	srv := etcdtest.SharedServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	client, err := etcdclient.Dial(ctx, etcdclient.Config{Endpoints: srv.Endpoints()})
+	require.NoError(t, err)
+	defer client.Close()
+
+	// 8 MiB values exceed gRPC's 4 MiB default receive size on the way back.
+	prefix := etcdtest.Prefix(t)
+	big := make([]byte, 8<<20)
+	_, err = client.Put(ctx, prefix+"big", string(big))
+	require.NoError(t, err)
+	resp, err := client.Get(ctx, prefix+"big")
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	assert.Len(t, resp.Kvs[0].Value, 8<<20)
+}
+
+func TestDialFailsClearly(t *testing.T) {
+	// A port with nothing listening.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	t.Run("nothing listening", func(t *testing.T) {
+		_, err := etcdclient.Dial(context.Background(), etcdclient.Config{
+			Endpoints: []string{dead}, DialTimeout: config.Duration(500 * time.Millisecond),
+		})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), dead)
+	})
+	t.Run("no endpoints", func(t *testing.T) {
+		_, err := etcdclient.Dial(context.Background(), etcdclient.Config{})
+		assert.ErrorContains(t, err, "no endpoints")
+	})
+	t.Run("bad TLS files", func(t *testing.T) {
+		cfg := etcdclient.Config{Endpoints: []string{dead}}
+		cfg.TLS.CAFile = "/nonexistent/ca.pem"
+		_, err := etcdclient.Dial(context.Background(), cfg)
+		assert.ErrorContains(t, err, "ca_file")
+	})
+}
