@@ -1,0 +1,22 @@
+// Package sim is Gavel's placement simulator: it runs the real auction
+// engine (package auctioneer) on a scenario file and reports what happened,
+// so researchers can compare strategies on identical workloads.
+//
+// A scenario (Parse) lists cells with the work already on them and the
+// LRP instances and tasks to place; its JSON field names are a contract.
+// Omitted fields take these defaults: options.strategy "diego",
+// options.starting_container_weight 0.25, options.bin_pack_first_fit_weight
+// 0, options.max_inflight_starts 0 (unlimited), options.seed 0; a cell's
+// zone "", index 0, rootfs_providers {"preloaded": ["cflinuxfs4"],
+// "docker": []}, tags, drivers, lrps and tasks empty, proxy_memory_mb and
+// starting_containers 0, evacuating false; a request's rootfs
+// "preloaded:cflinuxfs4", memory, disk and index 0. Required: cell_id
+// (unique), total.memory_mb, total.disk_mb and total.containers (> 0),
+// process_guid and task_guid ((process_guid, index) and task_guid unique).
+// A bad scenario is refused as a whole with the JSON path of every bad
+// field, e.g. "cells[3].total.memory_mb: must be > 0".
+//
+// Generate builds scenarios from a few knobs; Run and Compare place them;
+// a Report is written as text, as JSON (WriteJSON, issue 4's shape) or as
+// an SVG picture (WriteSVG, one panel per strategy).
+package sim

@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gavelhq/gavel/auctioneer/sim"
+)
+
+// newSimCommand returns "gavel sim": run, generate and compare placement
+// scenarios on the real auction engine.
+func newSimCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Simulate auctions: run, generate and compare placement scenarios",
+		Long: "Simulate auctions on the real placement engine.\n\n" +
+			"A scenario file lists cells, the work already on them and the work to place\n" +
+			"(see package auctioneer/sim for the format and its defaults).",
+	}
+	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
+	return cmd
+}
+
+func newSimRunCommand() *cobra.Command {
+	var (
+		scenario, strategy, format, svgPath string
+		seed                                int64
+	)
+	cmd := &cobra.Command{
+		Use:   "run --scenario FILE.json",
+		Short: "Place a scenario's work with one strategy and report the result",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "text" && format != "json" {
+				return fmt.Errorf("--format: want text or json, got %q", format)
+			}
+			s, err := loadScenario(scenario)
+			if err != nil {
+				return err
+			}
+			ro := sim.RunOptions{Strategy: strategy}
+			if cmd.Flags().Changed("seed") {
+				ro.Seed = &seed
+			}
+			report, err := sim.Run(s, ro)
+			if err != nil {
+				return err
+			}
+			if svgPath != "" {
+				if err := writeSVGFile(svgPath, report); err != nil {
+					return err
+				}
+			}
+			if format == "json" {
+				return report.WriteJSON(cmd.OutOrStdout())
+			}
+			return report.WriteText(cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scenario, "scenario", "", "scenario file (JSON); required")
+	f.StringVar(&strategy, "strategy", "", "strategy to use instead of the scenario's options.strategy (diego, binpack, spread)")
+	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
+	f.StringVar(&format, "format", "text", "report format: text or json")
+	f.StringVar(&svgPath, "svg", "", "also draw the result to this SVG file")
+	_ = cmd.MarkFlagRequired("scenario")
+	return cmd
+}
+
+func newSimGenerateCommand() *cobra.Command {
+	var (
+		o    sim.GenerateOptions
+		apps string
+	)
+	cmd := &cobra.Command{
+		Use:   "generate",
+		Short: "Write a generated scenario to stdout",
+		Long: "Write a generated scenario to stdout: cells dealt into zones and pre-filled with\n" +
+			"existing work, then the apps of --apps to place.\n\n" +
+			"--apps is COUNTxINSTANCES@MEMORY_MB[,...]: e.g. 40x4@256 is 40 apps of 4 instances of 256 MB.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if strings.TrimSpace(apps) != "" {
+				if o.Apps, err = sim.ParseAppMix(apps); err != nil {
+					return fmt.Errorf("--apps: %w", err)
+				}
+			}
+			s, err := sim.Generate(o)
+			if err != nil {
+				return err
+			}
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(s); err != nil {
+				return fmt.Errorf("encode scenario: %w", err)
+			}
+			if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
+				return fmt.Errorf("write scenario: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Cells, "cells", 100, "number of cells")
+	f.IntVar(&o.Zones, "zones", 2, "number of zones, cells dealt round-robin")
+	f.IntVar(&o.MemoryMB, "memory-mb", 4096, "memory per cell, MB")
+	f.IntVar(&o.DiskMB, "disk-mb", 0, "disk per cell, MB (0: twice the memory)")
+	f.IntVar(&o.Containers, "containers", 250, "container slots per cell")
+	f.Float64Var(&o.Fill, "fill", 0.5, "fraction of each cell's memory already in use (±0.1 per cell)")
+	f.StringVar(&apps, "apps", "40x4@256,10x10@512,100x1@128", "apps to place: COUNTxINSTANCES@MEMORY_MB[,...]")
+	f.IntVar(&o.Tasks, "tasks", 0, "number of tasks to place")
+	f.IntVar(&o.TaskMemoryMB, "task-memory-mb", 512, "memory (and disk) per task, MB")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of the generator, also written as options.seed")
+	return cmd
+}
+
+func newSimCompareCommand() *cobra.Command {
+	var (
+		scenario, svgPath string
+		strategies        []string
+		seed              int64
+	)
+	cmd := &cobra.Command{
+		Use:   "compare --scenario FILE.json",
+		Short: "Run several strategies on the identical workload and compare them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, s := range strategies {
+				if strings.TrimSpace(s) == "" {
+					return fmt.Errorf("--strategies: empty strategy name in %q", strings.Join(strategies, ","))
+				}
+			}
+			s, err := loadScenario(scenario)
+			if err != nil {
+				return err
+			}
+			var ro sim.RunOptions
+			if cmd.Flags().Changed("seed") {
+				ro.Seed = &seed
+			}
+			reports, err := sim.Compare(s, strategies, ro)
+			if err != nil {
+				return err
+			}
+			if svgPath != "" {
+				if err := writeSVGFile(svgPath, reports...); err != nil {
+					return err
+				}
+			}
+			return sim.WriteCompareTable(cmd.OutOrStdout(), reports)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scenario, "scenario", "", "scenario file (JSON); required")
+	f.StringSliceVar(&strategies, "strategies", []string{"diego", "binpack", "spread"}, "comma-separated strategies to compare")
+	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
+	f.StringVar(&svgPath, "svg", "", "draw the strategies side by side to this SVG file")
+	_ = cmd.MarkFlagRequired("scenario")
+	return cmd
+}
+
+// loadScenario reads and validates a scenario file.
+func loadScenario(path string) (*sim.Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	s, err := sim.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// writeSVGFile draws the reports to path.
+func writeSVGFile(path string, reports ...*sim.Report) error {
+	var buf bytes.Buffer
+	if err := sim.WriteSVG(&buf, reports...); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("write svg: %w", err)
+	}
+	return nil
+}
