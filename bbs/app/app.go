@@ -1,0 +1,248 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/gavelhq/gavel/bbs/auctionrequest"
+	"github.com/gavelhq/gavel/bbs/cellclient"
+	"github.com/gavelhq/gavel/bbs/server"
+	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/bbs/taskcallback"
+	"github.com/gavelhq/gavel/internal/debugserver"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdserver"
+	"github.com/gavelhq/gavel/internal/grpcclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
+	"github.com/gavelhq/gavel/locket"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+)
+
+// LockName is the lock the active BBS holds.
+const LockName = "bbs"
+
+// BBS is one BBS daemon: its runners share the state built as they start.
+type BBS struct {
+	cfg      Config
+	logger   lager.Logger
+	registry *prometheus.Registry
+
+	etcd   *etcdserver.Embedded
+	client *clientv3.Client
+	store  *store.Store
+	grpc   *grpcserver.Server
+	server *server.Server
+	debug  *debugserver.Server
+	held   atomic.Bool
+	ready  chan struct{} // closed when the API serves
+}
+
+// New builds a BBS from a validated config.
+func New(cfg Config, logger lager.Logger) *BBS {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &BBS{cfg: cfg, logger: logger, registry: reg, ready: make(chan struct{})}
+}
+
+// Held says whether this replica holds the bbs lock.
+func (b *BBS) Held() bool { return b.held.Load() }
+
+// Addr is the gRPC API's bound address, once it serves.
+func (b *BBS) Addr() string { <-b.ready; return b.grpc.Addr() }
+
+// Runner returns the daemon as one ordered ifrit group: debug server,
+// embedded etcd (when no external endpoints), store (dial, watch cache,
+// committer), gRPC API (passive until the lock is held), the bbs lock, and
+// the background workers that only the active replica needs. Losing the lock
+// ends the group with an error, so the process exits and a supervisor
+// restarts it as a passive replica.
+func (b *BBS) Runner() ifrit.Runner {
+	b.debug = debugserver.New(b.cfg.DebugAddress, b.registry, b.logger)
+	members := grouper.Members{{Name: "debug", Runner: b.debug}}
+	if b.cfg.Embedded() {
+		b.etcd = etcdserver.New(b.cfg.EmbeddedEtcd, b.logger)
+		members = append(members, grouper.Member{Name: "etcd", Runner: b.etcd})
+	}
+	members = append(members,
+		grouper.Member{Name: "store", Runner: ifrit.RunFunc(b.runStore)},
+		grouper.Member{Name: "api", Runner: ifrit.RunFunc(b.runAPI)},
+		grouper.Member{Name: "lock", Runner: ifrit.RunFunc(b.runLock)},
+	)
+	return grouper.NewOrdered(os.Interrupt, members)
+}
+
+// signalContext is cancelled when a signal arrives.
+func signalContext(signals <-chan os.Signal) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ctx, cancel := signalContext(signals)
+	defer cancel()
+	ecfg := b.cfg.Etcd
+	batchOps := b.cfg.CommitBatchOps
+	if b.etcd != nil {
+		ecfg.Endpoints = b.etcd.Endpoints()
+		if batchOps == 0 {
+			batchOps = EmbeddedCommitBatchOps
+		}
+	}
+	if batchOps == 0 {
+		batchOps = DefaultCommitBatchOps
+	}
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	client, err := etcdclient.Dial(dctx, ecfg)
+	dcancel()
+	if err != nil {
+		return fmt.Errorf("connect to etcd: %w", err)
+	}
+	defer client.Close()
+	b.client = client
+
+	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gavel_bbs_etcd_txn_requests", Help: "Requests packed into one etcd transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
+	commitDur := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "gavel_bbs_etcd_txn_duration_seconds", Help: "Duration of etcd transactions.", Buckets: prometheus.DefBuckets,
+	})
+	b.registry.MustRegister(commits, commitDur)
+	b.store = store.New(store.Options{
+		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
+		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
+		ObserveCommit: func(n int, d time.Duration) {
+			commits.Observe(float64(n))
+			commitDur.Observe(d.Seconds())
+		},
+	})
+	b.registerStateMetrics()
+	done := make(chan error, 1)
+	go func() { done <- b.store.Run(ctx) }()
+	if err := b.store.WaitSynced(ctx); err != nil {
+		return err
+	}
+	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints})
+	close(ready)
+	<-done
+	return nil
+}
+
+func (b *BBS) registerStateMetrics() {
+	gauge := func(name, help string, f func() float64) {
+		b.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("gavel_bbs_watch_cache_revision", "The etcd revision the watch cache reflects.", func() float64 { return float64(b.store.Cache().Revision()) })
+	gauge("gavel_bbs_undecodable_records", "Records in etcd that cannot be decoded (kept for an operator).", func() float64 { return float64(len(b.store.Cache().Undecodable())) })
+	gauge("gavel_bbs_lock_held", "1 while this replica holds the bbs lock.", func() float64 {
+		if b.Held() {
+			return 1
+		}
+		return 0
+	})
+	txns := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gavel_bbs_etcd_txns_total", Help: "etcd transactions committed."}, func() float64 {
+		t, _ := b.store.Committer().Stats()
+		return float64(t)
+	})
+	muts := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gavel_bbs_etcd_txn_requests_total", Help: "Requests committed through etcd transactions."}, func() float64 {
+		_, m := b.store.Committer().Stats()
+		return float64(m)
+	})
+	b.registry.MustRegister(txns, muts)
+}
+
+func (b *BBS) clientTLS() (*tls.Config, error) {
+	if !b.cfg.ClientTLS.Enabled() {
+		return nil, nil
+	}
+	return b.cfg.ClientTLS.Client("")
+}
+
+func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ctx, cancel := signalContext(signals)
+	defer cancel()
+	clientTLS, err := b.clientTLS()
+	if err != nil {
+		return fmt.Errorf("client_tls: %w", err)
+	}
+	pool := grpcclient.NewPool(clientTLS)
+	defer pool.Close()
+	requester := auctionrequest.New(b.store, pool, b.logger, b.registry)
+	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
+	b.server = server.New(server.Options{
+		Store: b.store, Leader: b, Auctions: requester, Cells: cellclient.New(pool),
+		Completions: callbacks, Logger: b.logger,
+	})
+	var serverTLS *tls.Config
+	if b.cfg.TLS.Enabled() {
+		if serverTLS, err = b.cfg.TLS.Server(); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	} else {
+		b.logger.Info("api-without-tls", lager.Data{"warning": "the API is plaintext; set tls for mTLS outside development"})
+	}
+	b.grpc = grpcserver.New(grpcserver.Options{
+		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger,
+		Register:           func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, b.server) },
+		UnaryInterceptors:  []grpc.UnaryServerInterceptor{b.server.UnaryInterceptor},
+		StreamInterceptors: []grpc.StreamServerInterceptor{b.server.StreamInterceptor},
+	})
+	go func() { _ = requester.Run(ctx) }()
+	go func() { _ = callbacks.Run(ctx) }()
+	proc := ifrit.Background(b.grpc)
+	select {
+	case <-proc.Ready():
+	case err := <-proc.Wait():
+		return fmt.Errorf("gRPC API: %w", err)
+	}
+	b.logger.Info("api-listening", lager.Data{"address": b.grpc.Addr(), "debug_address": b.debug.Addr()})
+	close(b.ready)
+	close(ready)
+	select {
+	case <-ctx.Done():
+		proc.Signal(os.Interrupt)
+		err := <-proc.Wait()
+		b.server.Wait()
+		return err
+	case err := <-proc.Wait():
+		return fmt.Errorf("gRPC API stopped: %w", err)
+	}
+}
+
+func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
+	lock := locket.NewLock(locket.LockOptions{
+		Client: b.client, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
+		Value: []byte(b.grpc.Addr()), TTL: b.cfg.LockTTL.D(), RetryInterval: b.cfg.LockRetryInterval.D(),
+		Logger: b.logger,
+		OnAcquired: func() {
+			b.held.Store(true)
+			b.logger.Info("bbs-lock-acquired", lager.Data{"owner": b.cfg.InstanceID})
+		},
+		OnLost: func() {
+			b.held.Store(false)
+			b.logger.Error("bbs-lock-lost", locket.ErrLockLost)
+		},
+	})
+	err := lock.Run(signals, ready)
+	b.held.Store(false)
+	return err
+}

@@ -1,0 +1,127 @@
+// Package app wires the BBS daemon: its config, and the ordered group of
+// runners (debug server, embedded etcd, store, gRPC server, bbs lock,
+// background workers) that cmd/bbs runs.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdserver"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+)
+
+// Defaults of the BBS daemon.
+const (
+	DefaultListenAddress     = "127.0.0.1:8889"
+	DefaultDebugAddress      = "127.0.0.1:17017"
+	DefaultLockTTL           = 15 * time.Second
+	DefaultLockRetryInterval = 5 * time.Second
+	DefaultMaxTaskRetries    = 3
+	DefaultEmbeddedDataDir   = ".gavel/etcd"
+	// DefaultCommitBatchOps suits an external etcd's default --max-txn-ops of 128.
+	DefaultCommitBatchOps = 128
+	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows larger transactions.
+	EmbeddedCommitBatchOps = 1024
+	DefaultCommitWorkers   = 4
+)
+
+// Config is the BBS's JSON config file.
+type Config struct {
+	// ListenAddress is the gRPC API's host:port (default 127.0.0.1:8889).
+	ListenAddress string `json:"listen_address"`
+	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17017).
+	DebugAddress string `json:"debug_address"`
+	// LogLevel is debug, info, error or fatal (default info).
+	LogLevel string `json:"log_level"`
+	// InstanceID names this replica in the bbs lock (default hostname-pid).
+	InstanceID string `json:"instance_id"`
+	// KeyPrefix is the root of Gavel's etcd keys (default /gavel/v1/).
+	KeyPrefix string `json:"key_prefix"`
+	// Etcd is an external etcd cluster; with no endpoints the BBS runs an embedded etcd.
+	Etcd etcdclient.Config `json:"etcd"`
+	// EmbeddedEtcd configures the embedded etcd (data dir default .gavel/etcd).
+	EmbeddedEtcd etcdserver.Config `json:"embedded_etcd"`
+	// TLS is the API's server certificate; with a CA file, clients must present certificates (mTLS).
+	TLS tlsconfig.Files `json:"tls"`
+	// ClientTLS is presented to reps and the auctioneer.
+	ClientTLS tlsconfig.Files `json:"client_tls"`
+	// LockTTL is the bbs lock's lease (default 15s).
+	LockTTL config.Duration `json:"lock_ttl"`
+	// LockRetryInterval is how often a passive replica retries the lock (default 5s).
+	LockRetryInterval config.Duration `json:"lock_retry_interval"`
+	// MaxTaskRetries is how often a task may be rejected before it fails (default 3).
+	MaxTaskRetries int32 `json:"max_task_retries"`
+	// CommitBatchOps is the most requests in one etcd transaction (default 128, 1024 with the embedded etcd).
+	CommitBatchOps int `json:"commit_batch_ops"`
+	// CommitWorkers is how many etcd transactions may be in flight (default 4).
+	CommitWorkers int `json:"commit_workers"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ListenAddress:     DefaultListenAddress,
+		DebugAddress:      DefaultDebugAddress,
+		LogLevel:          "info",
+		InstanceID:        fmt.Sprintf("%s-%d", host, os.Getpid()),
+		EmbeddedEtcd:      etcdserver.Config{DataDir: DefaultEmbeddedDataDir},
+		LockTTL:           config.Duration(DefaultLockTTL),
+		LockRetryInterval: config.Duration(DefaultLockRetryInterval),
+		MaxTaskRetries:    DefaultMaxTaskRetries,
+		CommitWorkers:     DefaultCommitWorkers,
+	}
+}
+
+// Embedded says whether the BBS runs its own etcd.
+func (c Config) Embedded() bool { return len(c.Etcd.Endpoints) == 0 }
+
+// Validate checks the config without side effects; errors name the field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ListenAddress == "" {
+		errs = append(errs, errors.New("listen_address: is required"))
+	}
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("instance_id: is required"))
+	}
+	if c.LockTTL.D() < time.Second {
+		errs = append(errs, fmt.Errorf("lock_ttl: must be at least 1s (got %s)", c.LockTTL.D()))
+	}
+	if c.LockRetryInterval.D() <= 0 {
+		errs = append(errs, fmt.Errorf("lock_retry_interval: must be > 0 (got %s)", c.LockRetryInterval.D()))
+	}
+	if c.MaxTaskRetries < 0 {
+		errs = append(errs, fmt.Errorf("max_task_retries: must be >= 0 (got %d)", c.MaxTaskRetries))
+	}
+	if c.CommitBatchOps < 0 || c.CommitWorkers < 0 {
+		errs = append(errs, errors.New("commit_batch_ops, commit_workers: must be >= 0"))
+	}
+	if c.Embedded() {
+		if c.EmbeddedEtcd.DataDir == "" {
+			errs = append(errs, errors.New("embedded_etcd.data_dir: is required when etcd.endpoints is empty"))
+		} else if err := c.EmbeddedEtcd.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("embedded_etcd: %w", err))
+		}
+	}
+	if _, err := c.TLS.Server(); c.TLS.Enabled() && err != nil {
+		errs = append(errs, fmt.Errorf("tls: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads a config file over the defaults (an empty path gives the defaults).
+func Load(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
