@@ -189,7 +189,7 @@ func Generate(o GenerateOptions) (*Scenario, error) {
 		s.Tasks = append(s.Tasks, Task{
 			TaskGUID: fmt.Sprintf("task-%d", i+1), Domain: "sim",
 			MemoryMB: o.TaskMemoryMB, DiskMB: o.TaskMemoryMB, RootFS: DefaultRootFS,
-			PlacementTags: []string{},
+			PlacementTags: []string{}, VolumeDrivers: []string{},
 		})
 	}
 	return s, nil
