@@ -1,0 +1,314 @@
+package executor
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"sync"
+
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	"github.com/gavelhq/gavel/rep/backend"
+)
+
+// drive runs one container from initializing to completed.
+func (e *Executor) drive(ctx context.Context, n *node, req RunRequest) {
+	defer close(n.done)
+	result := e.runContainer(ctx, n, req)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n.stopped {
+		result = RunResult{Stopped: true}
+	}
+	e.completeLocked(n, result)
+}
+
+func failed(reason string, retryable bool) RunResult {
+	return RunResult{Failed: true, FailureReason: reason, Retryable: retryable}
+}
+
+func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) RunResult {
+	cell := e.opts.CellID
+	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s creating container for instance %s", cell, n.guid))
+	e.mu.Lock()
+	spec := backend.ContainerSpec{
+		Handle:     n.guid,
+		Image:      req.Image,
+		Privileged: req.Privileged,
+		Properties: backend.Properties{OwnerProperty: e.opts.Owner},
+		Limits: backend.Limits{
+			MemoryInBytes: uint64(n.c.Resource.MemoryMB) << 20,
+			DiskInBytes:   uint64(n.c.Resource.DiskMB) << 20,
+			MaxPids:       uint64(n.c.Resource.MaxPids),
+		},
+	}
+	for k, v := range n.c.Tags {
+		spec.Properties[TagPropertyPrefix+k] = v
+	}
+	e.mu.Unlock()
+	for _, p := range req.Ports {
+		spec.NetIn = append(spec.NetIn, backend.NetIn{ContainerPort: p})
+	}
+	bc, err := e.backend.Create(ctx, spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			return RunResult{Stopped: true}
+		}
+		n.logs.append("CELL", StreamStderr, fmt.Sprintf("Cell %s failed to create container for instance %s: %v", cell, n.guid, err))
+		return failed("failed to create container: "+err.Error(), true)
+	}
+	e.mu.Lock()
+	n.bc = bc
+	e.mu.Unlock()
+	info, err := bc.Info(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return RunResult{Stopped: true}
+		}
+		return failed("failed to create container: "+err.Error(), true)
+	}
+	netInfo := netInfoOf(info, req.Ports)
+	e.mu.Lock()
+	if n.c.State == StateInitializing {
+		n.c.State = StateCreated
+	}
+	n.c.NetInfo = netInfo
+	n.c.MemoryLimitEnforced = info.MemoryLimitEnforced
+	e.mu.Unlock()
+	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s successfully created container for instance %s", cell, n.guid))
+
+	deps := &stepDeps{e: e, n: n, container: bc, info: info, env: instanceEnv(req, info, netInfo)}
+	for _, f := range req.VolumeMountedFiles {
+		if err := writeFile(ctx, bc, f); err != nil {
+			if ctx.Err() != nil {
+				return RunResult{Stopped: true}
+			}
+			return failed("failed to create volume mounted files: "+err.Error(), true)
+		}
+	}
+	for _, d := range req.CachedDependencies {
+		if err := e.download(ctx, bc, d.GetFrom(), d.GetTo(), "", d.GetCacheKey(), d.GetChecksumAlgorithm(), d.GetChecksumValue()); err != nil {
+			if ctx.Err() != nil {
+				return RunResult{Stopped: true}
+			}
+			return failed(fmt.Sprintf("failed to download cached artifacts: %s: %v", or(d.GetName(), d.GetFrom()), err), true)
+		}
+	}
+
+	tree, readiness, err := e.buildTree(deps, req)
+	if err != nil {
+		return failed("invalid action: "+err.Error(), false)
+	}
+	var once sync.Once
+	markRunning := func() {
+		once.Do(func() { e.markRunning(ctx, n, deps, readiness) })
+	}
+	err = tree.run(ctx, markRunning)
+	switch {
+	case ctx.Err() != nil:
+		return RunResult{Stopped: true}
+	case err != nil:
+		return failed(err.Error(), false)
+	}
+	var result RunResult
+	if req.ResultFile != "" {
+		res, err := readResult(ctx, bc, req.ResultFile)
+		if err != nil {
+			n.logs.append("CELL", StreamStderr, fmt.Sprintf("failed to read result file %s: %v", req.ResultFile, err))
+			return failed(ReasonFailedToFetchResult, false)
+		}
+		result.Result = res
+	}
+	return result
+}
+
+// buildTree assembles setup, then the action codependent with sidecars and
+// the health check.
+func (e *Executor) buildTree(d *stepDeps, req RunRequest) (step, []*modelsv1.Check, error) {
+	source := req.LogConfig.SourceName
+	if req.Action == nil {
+		return nil, nil, fmt.Errorf("no action")
+	}
+	action, err := d.build(req.Action, source, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	long := []step{action}
+	for i, sc := range req.Sidecars {
+		s, err := d.build(sc.GetAction(), source, false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sidecar %d: %w", i, err)
+		}
+		long = append(long, s)
+	}
+	startTimeout := req.StartTimeout
+	if startTimeout <= 0 {
+		startTimeout = e.opts.DefaultStartTimeout
+	}
+	var readiness []*modelsv1.Check
+	if cd := req.CheckDefinition; cd != nil && (len(cd.GetChecks()) > 0 || len(cd.GetReadinessChecks()) > 0) {
+		readiness = cd.GetReadinessChecks()
+		if checks := cd.GetChecks(); len(checks) > 0 {
+			interval := checkInterval(checks, e.opts.LivenessCheckInterval)
+			long = append(long, d.healthStep(startTimeout, interval, func(ctx context.Context) error {
+				return d.checkAll(ctx, checks)
+			}))
+		}
+	} else if req.Monitor != nil {
+		monitor, err := d.build(req.Monitor, "HEALTH", false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("monitor: %w", err)
+		}
+		long = append(long, d.healthStep(startTimeout, e.opts.LivenessCheckInterval, func(ctx context.Context) error {
+			return monitor.run(ctx, func() {})
+		}))
+	}
+	var tree step = action
+	if len(long) > 1 {
+		tree = codependentStep(long)
+	}
+	if req.Setup != nil {
+		setup, err := d.build(req.Setup, source, true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("setup: %w", err)
+		}
+		tree = serialStep([]step{setup, tree})
+	}
+	return tree, readiness, nil
+}
+
+// markRunning moves n to running and starts the readiness loop.
+func (e *Executor) markRunning(ctx context.Context, n *node, d *stepDeps, readiness []*modelsv1.Check) {
+	e.mu.Lock()
+	if n.stopped || n.c.State != StateCreated {
+		e.mu.Unlock()
+		return
+	}
+	n.c.State = StateRunning
+	n.c.Routable = len(readiness) == 0
+	e.hub.emit(ContainerRunning{n.c.clone()})
+	e.mu.Unlock()
+	if len(readiness) > 0 {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.readinessLoop(ctx, n, d, readiness)
+		}()
+	}
+}
+
+// readinessLoop probes the readiness checks and flips Routable.
+func (e *Executor) readinessLoop(ctx context.Context, n *node, d *stepDeps, checks []*modelsv1.Check) {
+	ready := false
+	for {
+		err := d.checkAll(ctx, checks)
+		if ctx.Err() != nil {
+			return
+		}
+		if now := err == nil; now != ready {
+			ready = now
+			e.mu.Lock()
+			if n.c.State != StateRunning {
+				e.mu.Unlock()
+				return
+			}
+			n.c.Routable = ready
+			e.hub.emit(ContainerRoutableChanged{n.c.clone()})
+			e.mu.Unlock()
+		}
+		interval := e.opts.StartupCheckInterval
+		if ready {
+			interval = checkInterval(checks, e.opts.LivenessCheckInterval)
+		}
+		t := e.clock.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// netInfoOf lists the mapped ports in the order of the requested ports.
+func netInfoOf(info backend.ContainerInfo, ports []uint32) NetInfo {
+	ni := NetInfo{HostIP: info.HostIP, InternalIP: info.ContainerIP}
+	for _, p := range ports {
+		for _, m := range info.MappedPorts {
+			if m.ContainerPort == p {
+				ni.Ports = append(ni.Ports, PortMapping{ContainerPort: p, HostPort: m.HostPort})
+				break
+			}
+		}
+	}
+	return ni
+}
+
+// instancePort is one entry of CF_INSTANCE_PORTS.
+type instancePort struct {
+	External uint32 `json:"external"`
+	Internal uint32 `json:"internal"`
+}
+
+// instanceEnv is the env every process of the container gets, before the
+// request's env: PORT, CF_INSTANCE_* and, for LRPs, INSTANCE_INDEX/GUID.
+// Without a network namespace the app must listen on the host port, so PORT
+// and the internal ports are the host ports.
+func instanceEnv(req RunRequest, info backend.ContainerInfo, ni NetInfo) []string {
+	var env []string
+	add := func(k, v string) { env = append(env, k+"="+v) }
+	if req.InstanceGuid != "" {
+		add("INSTANCE_GUID", req.InstanceGuid)
+		add("INSTANCE_INDEX", strconv.Itoa(req.InstanceIndex))
+		add("CF_INSTANCE_GUID", req.InstanceGuid)
+		add("CF_INSTANCE_INDEX", strconv.Itoa(req.InstanceIndex))
+	}
+	add("CF_INSTANCE_IP", ni.HostIP)
+	add("CF_INSTANCE_INTERNAL_IP", ni.InternalIP)
+	ports := make([]instancePort, 0, len(ni.Ports))
+	for _, p := range ni.Ports {
+		internal := p.ContainerPort
+		if info.SharedHostNetwork {
+			internal = p.HostPort
+		}
+		ports = append(ports, instancePort{External: p.HostPort, Internal: internal})
+	}
+	if len(ports) > 0 {
+		first := ports[0]
+		add("PORT", strconv.Itoa(int(first.Internal)))
+		add("VCAP_APP_PORT", strconv.Itoa(int(first.Internal)))
+		add("VCAP_APP_HOST", "0.0.0.0")
+		add("CF_INSTANCE_PORT", strconv.Itoa(int(first.External)))
+		add("CF_INSTANCE_ADDR", net.JoinHostPort(ni.HostIP, strconv.Itoa(int(first.External))))
+	} else {
+		add("CF_INSTANCE_PORT", "")
+		add("CF_INSTANCE_ADDR", "")
+	}
+	data, _ := json.Marshal(ports)
+	add("CF_INSTANCE_PORTS", string(data))
+	for _, v := range req.Env {
+		add(v.GetName(), v.GetValue())
+	}
+	return env
+}
+
+// writeFile streams one file into the container.
+func writeFile(ctx context.Context, c backend.Container, f *modelsv1.File) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	content := []byte(f.GetContent())
+	if err := tw.WriteHeader(&tar.Header{Name: path.Base(f.GetPath()), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(content))}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(content); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return c.StreamIn(ctx, backend.StreamInSpec{Path: path.Dir(f.GetPath()), TarStream: &buf})
+}

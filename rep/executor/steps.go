@@ -1,0 +1,594 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	"github.com/gavelhq/gavel/rep/backend"
+)
+
+// step is one node of the action tree. run blocks until the step ends; it
+// calls ready (at most once) when the step has started whatever it keeps
+// running; a step that succeeds without calling ready counts as ready. A
+// cancelled ctx stops the step, which then returns ctx.Err().
+type step interface {
+	run(ctx context.Context, ready func()) error
+}
+
+type stepFunc func(ctx context.Context, ready func()) error
+
+func (f stepFunc) run(ctx context.Context, ready func()) error { return f(ctx, ready) }
+
+// stepDeps is what steps of one container share.
+type stepDeps struct {
+	e         *Executor
+	n         *node
+	container backend.Container
+	info      backend.ContainerInfo
+	env       []string
+}
+
+// build turns an action into a step. user marks the app's own actions, whose
+// exit statuses are recorded in the run result.
+func (d *stepDeps) build(a *modelsv1.Action, source string, user bool) (step, error) {
+	switch {
+	case a == nil:
+		return nil, errors.New("empty action")
+	case a.GetRun() != nil:
+		return d.runStep(a.GetRun(), source, user), nil
+	case a.GetDownload() != nil:
+		return d.downloadStep(a.GetDownload(), source), nil
+	case a.GetUpload() != nil:
+		return d.uploadStep(a.GetUpload(), source), nil
+	case a.GetTimeout() != nil:
+		t := a.GetTimeout()
+		child, err := d.build(t.GetAction(), or(t.GetLogSource(), source), user)
+		if err != nil {
+			return nil, err
+		}
+		return d.timeoutStep(child, time.Duration(t.GetTimeoutMs())*time.Millisecond), nil
+	case a.GetEmitProgress() != nil:
+		p := a.GetEmitProgress()
+		src := or(p.GetLogSource(), source)
+		child, err := d.build(p.GetAction(), src, user)
+		if err != nil {
+			return nil, err
+		}
+		return d.emitProgressStep(child, p, src), nil
+	case a.GetTry() != nil:
+		t := a.GetTry()
+		src := or(t.GetLogSource(), source)
+		child, err := d.build(t.GetAction(), src, user)
+		if err != nil {
+			return nil, err
+		}
+		return d.tryStep(child, src), nil
+	case a.GetParallel() != nil:
+		p := a.GetParallel()
+		children, err := d.buildAll(p.GetActions(), or(p.GetLogSource(), source), user)
+		if err != nil {
+			return nil, err
+		}
+		return parallelStep(children), nil
+	case a.GetSerial() != nil:
+		s := a.GetSerial()
+		children, err := d.buildAll(s.GetActions(), or(s.GetLogSource(), source), user)
+		if err != nil {
+			return nil, err
+		}
+		return serialStep(children), nil
+	case a.GetCodependent() != nil:
+		c := a.GetCodependent()
+		children, err := d.buildAll(c.GetActions(), or(c.GetLogSource(), source), user)
+		if err != nil {
+			return nil, err
+		}
+		return codependentStep(children), nil
+	default:
+		return nil, errors.New("unknown action type")
+	}
+}
+
+func (d *stepDeps) buildAll(actions []*modelsv1.Action, source string, user bool) ([]step, error) {
+	out := make([]step, 0, len(actions))
+	for i, a := range actions {
+		s, err := d.build(a, source, user)
+		if err != nil {
+			return nil, fmt.Errorf("action %d: %w", i, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (d *stepDeps) log(source, msg string) {
+	d.n.logs.append(source, StreamStdout, msg)
+}
+
+func (d *stepDeps) logErr(source, msg string) {
+	d.n.logs.append(source, StreamStderr, msg)
+}
+
+func (d *stepDeps) runStep(a *modelsv1.RunAction, source string, user bool) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		src := or(a.GetLogSource(), source)
+		env := append([]string(nil), d.env...)
+		for _, v := range a.GetEnv() {
+			env = append(env, v.GetName()+"="+v.GetValue())
+		}
+		spec := backend.ProcessSpec{
+			Path: a.GetPath(), Args: a.GetArgs(), Dir: a.GetDir(), User: a.GetUser(), Env: dedupeEnv(env),
+			Limits: backend.ProcessLimits{Nofile: a.GetResourceLimits().GetNofile(), Nproc: a.GetResourceLimits().GetNproc()},
+		}
+		var stdout, stderr *lineWriter
+		var pio backend.ProcessIO
+		if !a.GetSuppressLogOutput() {
+			stdout = &lineWriter{store: d.n.logs, source: src, stream: StreamStdout}
+			stderr = &lineWriter{store: d.n.logs, source: src, stream: StreamStderr}
+			pio = backend.ProcessIO{Stdout: stdout, Stderr: stderr}
+		}
+		proc, err := d.container.Run(ctx, spec, pio)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		ready()
+		type exit struct {
+			status int
+			err    error
+		}
+		exited := make(chan exit, 1)
+		go func() {
+			s, err := proc.Wait()
+			exited <- exit{s, err}
+		}()
+		finish := func(x exit, signalled bool) error {
+			if stdout != nil {
+				stdout.Flush()
+				stderr.Flush()
+			}
+			if x.err != nil {
+				return fmt.Errorf("wait for process: %w", x.err)
+			}
+			if user && !signalled {
+				d.e.recordExit(d.n, x.status)
+			}
+			if x.status != 0 {
+				msg := fmt.Sprintf("Exited with status %d", x.status)
+				if src != "" {
+					msg = src + ": " + msg
+				}
+				if info, err := d.container.Info(context.Background()); err == nil && contains(info.Events, "Out of memory") {
+					msg += " (out of memory)"
+				}
+				return errors.New(msg)
+			}
+			return nil
+		}
+		select {
+		case x := <-exited:
+			return finish(x, false)
+		case <-ctx.Done():
+		}
+		// Graceful stop: SIGTERM, SIGKILL after the grace time, then give up.
+		_ = proc.Signal(backend.SignalTerminate)
+		grace := d.e.clock.NewTimer(d.e.opts.GraceTime)
+		defer grace.Stop()
+		select {
+		case x := <-exited:
+			_ = finish(x, true)
+			return ctx.Err()
+		case <-grace.C():
+		}
+		d.logErr("CELL", fmt.Sprintf("Process did not exit within %s of SIGTERM: sending SIGKILL", d.e.opts.GraceTime))
+		_ = proc.Signal(backend.SignalKill)
+		giveUp := d.e.clock.NewTimer(d.e.opts.ExitTimeout)
+		defer giveUp.Stop()
+		select {
+		case x := <-exited:
+			_ = finish(x, true)
+		case <-giveUp.C():
+			d.logErr("CELL", "Process did not exit after SIGKILL")
+		}
+		return ctx.Err()
+	})
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dedupeEnv keeps the last value of each name, at the position of its first occurrence.
+func dedupeEnv(env []string) []string {
+	idx := map[string]int{}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+func (d *stepDeps) downloadStep(a *modelsv1.DownloadAction, source string) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		src := or(a.GetLogSource(), source)
+		name := or(a.GetArtifact(), a.GetFrom())
+		if err := d.e.download(ctx, d.container, a.GetFrom(), a.GetTo(), a.GetUser(), a.GetCacheKey(), a.GetChecksumAlgorithm(), a.GetChecksumValue()); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("failed to download %s: %w", name, err)
+		}
+		if a.GetArtifact() != "" {
+			d.log(src, "Downloaded "+a.GetArtifact())
+		}
+		return nil
+	})
+}
+
+// download fetches url and extracts it into the container.
+func (e *Executor) download(ctx context.Context, c backend.Container, url, to, user, cacheKey, algorithm, checksum string) error {
+	f, err := e.downloader.fetch(ctx, url, cacheKey, algorithm, checksum)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := streamArchive(ctx, c, f, to, user); err != nil {
+		return fmt.Errorf("extract into %s: %w", to, err)
+	}
+	return nil
+}
+
+func (d *stepDeps) uploadStep(a *modelsv1.UploadAction, source string) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		src := or(a.GetLogSource(), source)
+		name := or(a.GetArtifact(), a.GetFrom())
+		if a.GetArtifact() != "" {
+			d.log(src, "Uploading "+a.GetArtifact()+"...")
+		}
+		if err := upload(ctx, d.e.opts.HTTPClient, d.e.opts.UploadMethod, d.container, a.GetFrom(), a.GetUser(), a.GetTo()); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("failed to upload %s: %w", name, err)
+		}
+		if a.GetArtifact() != "" {
+			d.log(src, "Uploaded "+a.GetArtifact())
+		}
+		return nil
+	})
+}
+
+func (d *stepDeps) timeoutStep(child step, timeout time.Duration) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var timedOut atomic.Bool
+		t := d.e.clock.NewTimer(timeout)
+		defer t.Stop()
+		go func() {
+			select {
+			case <-t.C():
+				timedOut.Store(true)
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		err := child.run(cctx, ready)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if timedOut.Load() {
+			return fmt.Errorf("exceeded %s timeout", timeout)
+		}
+		return err
+	})
+}
+
+func (d *stepDeps) tryStep(child step, source string) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		err := child.run(ctx, ready)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			d.logErr(source, "Ignoring failure: "+err.Error())
+		}
+		ready()
+		return nil
+	})
+}
+
+func (d *stepDeps) emitProgressStep(child step, p *modelsv1.EmitProgressAction, source string) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		if p.GetStartMessage() != "" {
+			d.log(source, p.GetStartMessage())
+		}
+		err := child.run(ctx, ready)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			if p.GetSuccessMessage() != "" {
+				d.log(source, p.GetSuccessMessage())
+			}
+		case p.GetFailureMessagePrefix() != "":
+			d.logErr(source, p.GetFailureMessagePrefix()+": "+err.Error())
+		}
+		return err
+	})
+}
+
+// readyGroup returns one ready func per child; ready fires once all have.
+func readyGroup(n int, ready func()) []func() {
+	if n == 0 {
+		ready()
+		return nil
+	}
+	var mu sync.Mutex
+	count := 0
+	fns := make([]func(), n)
+	for i := range fns {
+		var once sync.Once
+		fns[i] = func() {
+			once.Do(func() {
+				mu.Lock()
+				count++
+				all := count == n
+				mu.Unlock()
+				if all {
+					ready()
+				}
+			})
+		}
+	}
+	return fns
+}
+
+func parallelStep(children []step) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		readies := readyGroup(len(children), ready)
+		errs := make([]error, len(children))
+		var wg sync.WaitGroup
+		for i, c := range children {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.run(ctx, readies[i])
+				if errs[i] == nil {
+					readies[i]()
+				}
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return joinErrors(errs)
+	})
+}
+
+func joinErrors(errs []error) error {
+	var msgs []string
+	for _, err := range errs {
+		if err != nil {
+			msgs = append(msgs, err.Error())
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+func serialStep(children []step) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		for i, c := range children {
+			r := func() {}
+			if i == len(children)-1 {
+				r = ready
+			}
+			if err := c.run(ctx, r); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		ready()
+		return nil
+	})
+}
+
+// codependentStep runs all children; the first to exit stops the others. A
+// clean exit counts as an error too (ReasonCodependentExited).
+func codependentStep(children []step) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		if len(children) == 0 {
+			ready()
+			return nil
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		readies := readyGroup(len(children), ready)
+		results := make(chan error, len(children))
+		for i, c := range children {
+			go func() { results <- c.run(cctx, readies[i]) }()
+		}
+		first := <-results
+		cancel()
+		for range len(children) - 1 {
+			<-results
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if first == nil {
+			return errors.New(ReasonCodependentExited)
+		}
+		return first
+	})
+}
+
+// probe runs one declarative check.
+func (d *stepDeps) probe(ctx context.Context, check *modelsv1.Check) error {
+	spec := backend.ProbeSpec{Timeout: d.e.opts.CheckTimeout}
+	switch {
+	case check.GetTcpCheck() != nil:
+		c := check.GetTcpCheck()
+		spec.Port = c.GetPort()
+		if c.GetConnectTimeoutMs() > 0 {
+			spec.Timeout = time.Duration(c.GetConnectTimeoutMs()) * time.Millisecond
+		}
+	case check.GetHttpCheck() != nil:
+		c := check.GetHttpCheck()
+		spec.Port = c.GetPort()
+		spec.HTTPPath = or(c.GetPath(), "/")
+		if c.GetRequestTimeoutMs() > 0 {
+			spec.Timeout = time.Duration(c.GetRequestTimeoutMs()) * time.Millisecond
+		}
+	default:
+		return errors.New("empty check")
+	}
+	if p, ok := d.container.(backend.Prober); ok {
+		return p.Probe(ctx, spec)
+	}
+	addr := d.address(spec.Port)
+	pctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	defer cancel()
+	if spec.HTTPPath == "" {
+		conn, err := (&net.Dialer{}).DialContext(pctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("failed to make TCP connection to port %d: %w", spec.Port, err)
+		}
+		conn.Close()
+		return nil
+	}
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, "http://"+addr+spec.HTTPPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.e.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to make HTTP request to '%s' on port %d: %w", spec.HTTPPath, spec.Port, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("failed to make HTTP request to '%s' on port %d: status code %d", spec.HTTPPath, spec.Port, resp.StatusCode)
+	}
+	return nil
+}
+
+// address is where the cell reaches a container port.
+func (d *stepDeps) address(port uint32) string {
+	if d.info.SharedHostNetwork {
+		for _, m := range d.info.MappedPorts {
+			if m.ContainerPort == port {
+				return net.JoinHostPort(d.info.HostIP, strconv.Itoa(int(m.HostPort)))
+			}
+		}
+		return net.JoinHostPort(d.info.HostIP, strconv.Itoa(int(port)))
+	}
+	return net.JoinHostPort(d.info.ContainerIP, strconv.Itoa(int(port)))
+}
+
+// checkAll probes every check; the first error wins.
+func (d *stepDeps) checkAll(ctx context.Context, checks []*modelsv1.Check) error {
+	for _, c := range checks {
+		if err := d.probe(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkInterval(checks []*modelsv1.Check, def time.Duration) time.Duration {
+	var best time.Duration
+	for _, c := range checks {
+		ms := c.GetTcpCheck().GetIntervalMs()
+		if c.GetHttpCheck() != nil {
+			ms = c.GetHttpCheck().GetIntervalMs()
+		}
+		if d := time.Duration(ms) * time.Millisecond; d > 0 && (best == 0 || d < best) {
+			best = d
+		}
+	}
+	if best == 0 {
+		return def
+	}
+	return best
+}
+
+// healthStep runs a startup phase (probe every StartupCheckInterval until it
+// passes or startTimeout ends), calls ready, then a liveness phase (probe
+// every interval until it fails).
+func (d *stepDeps) healthStep(startTimeout, interval time.Duration, probe func(ctx context.Context) error) step {
+	return stepFunc(func(ctx context.Context, ready func()) error {
+		clk := d.e.clock
+		deadline := clk.NewTimer(startTimeout)
+		defer deadline.Stop()
+		for {
+			err := probe(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == nil {
+				break
+			}
+			wait := clk.NewTimer(d.e.opts.StartupCheckInterval)
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return ctx.Err()
+			case <-deadline.C():
+				wait.Stop()
+				return fmt.Errorf("Instance never healthy after %s: %v", startTimeout, err)
+			case <-wait.C():
+			}
+		}
+		ready()
+		for {
+			wait := clk.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return ctx.Err()
+			case <-wait.C():
+			}
+			if err := probe(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("Instance became unhealthy: %v", err)
+			}
+		}
+	})
+}
