@@ -101,11 +101,13 @@ func (c *Cell) misfit(memoryMB, diskMB int) problem {
 // Work is the read-only view of the item being placed that a Strategy
 // scores.
 type Work struct {
-	kind    Kind
-	request int
-	lrp     *LRPStart
-	task    *TaskStart
-	app     *app
+	kind     Kind
+	request  int
+	memoryMB int
+	diskMB   int
+	lrp      *LRPStart
+	task     *TaskStart
+	app      *app
 }
 
 // Kind returns whether the item is an LRP instance or a task.
@@ -136,20 +138,10 @@ func (w *Work) TaskGUID() string {
 }
 
 // MemoryMB returns the memory the item needs (without proxy allowance).
-func (w *Work) MemoryMB() int {
-	if w.lrp != nil {
-		return w.lrp.MemoryMB
-	}
-	return w.task.MemoryMB
-}
+func (w *Work) MemoryMB() int { return w.memoryMB }
 
 // DiskMB returns the disk the item needs.
-func (w *Work) DiskMB() int {
-	if w.lrp != nil {
-		return w.lrp.DiskMB
-	}
-	return w.task.DiskMB
-}
+func (w *Work) DiskMB() int { return w.diskMB }
 
 // LRP returns the LRP request, or nil for a task. Do not modify it.
 func (w *Work) LRP() *LRPStart { return w.lrp }

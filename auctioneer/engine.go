@@ -139,6 +139,7 @@ func newRun(a Auction, strategy Strategy, opts Options) (*run, error) {
 	rng.Shuffle(len(r.zoneOrder), func(i, j int) { r.zoneOrder[i], r.zoneOrder[j] = r.zoneOrder[j], r.zoneOrder[i] })
 
 	r.buildWork(a)
+	r.res.Placements = make([]Placement, 0, len(r.work))
 	return r, nil
 }
 
@@ -177,13 +178,14 @@ func (r *run) buildWork(a Auction) {
 			ap = &app{pos: map[int32]int32{}, zones: make([]int32, len(r.zoneNames))}
 			r.apps[lrp.ProcessGUID] = ap
 		}
-		r.work = append(r.work, Work{kind: KindLRP, request: li, lrp: lrp, app: ap})
+		r.work = append(r.work, Work{kind: KindLRP, request: li, memoryMB: lrp.MemoryMB, diskMB: lrp.DiskMB, lrp: lrp, app: ap})
 	}
 	for _, li := range lrps[:split] {
 		addLRP(li)
 	}
 	for _, ti := range tasks {
-		r.work = append(r.work, Work{kind: KindTask, request: ti, task: &a.Tasks[ti]})
+		task := &a.Tasks[ti]
+		r.work = append(r.work, Work{kind: KindTask, request: ti, memoryMB: task.MemoryMB, diskMB: task.DiskMB, task: task})
 	}
 	for _, li := range lrps[split:] {
 		addLRP(li)
