@@ -294,6 +294,7 @@ type errWriter struct {
 	err error
 }
 
+// Write implements io.Writer, remembering the first error.
 func (e *errWriter) Write(p []byte) (int, error) {
 	if e.err != nil {
 		return 0, e.err
@@ -303,4 +304,5 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// printf formats to the writer.
 func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
