@@ -219,9 +219,10 @@ func New(ctx context.Context, opts Options) (*Executor, error) {
 	return e, nil
 }
 
-// Close stops the reservation pruner and abandons (without stopping their
-// processes) the containers still being driven. It waits for the executor's
-// goroutines to end.
+// Close stops the reservation pruner and stops every container still being
+// driven (their processes get SIGTERM, then SIGKILL after the grace time; the
+// containers complete as stopped). It waits for the executor's goroutines to
+// end. Backend containers are not destroyed.
 func (e *Executor) Close() {
 	e.cancel()
 	e.wg.Wait()
