@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -98,8 +99,9 @@ type Cache struct {
 
 	mu       sync.RWMutex
 	state    *cacheState
-	advanced chan struct{} // closed and replaced whenever rev advances
-	synced   chan struct{} // closed after the first list
+	advanced chan struct{}              // closed and replaced whenever rev advances
+	synced   chan struct{}              // closed after the first list
+	cellSubs map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
 }
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
@@ -157,8 +159,17 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 	}
 	st.rev = resp.Header.Revision
 	c.mu.Lock()
+	cellGone := false
+	for id := range c.state.cells {
+		if _, ok := st.cells[id]; !ok {
+			cellGone = true
+		}
+	}
 	c.state = st
 	c.notifyLocked()
+	if cellGone {
+		c.notifyCellRemovedLocked()
+	}
 	c.mu.Unlock()
 	c.logger.Info("listed", lager.Data{"revision": st.rev, "keys": len(resp.Kvs), "undecodable": len(st.undecodable)})
 	for key, bad := range st.undecodable {
@@ -170,6 +181,7 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	cellsPrefix := c.keys.Prefix() + cellsDir
 	wch := c.client.Watch(wctx, c.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
@@ -177,8 +189,12 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		}
 		c.mu.Lock()
 		st := c.state
+		cellGone := false
 		for _, ev := range wr.Events {
 			if ev.Type == clientv3.EventTypeDelete {
+				if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
+					cellGone = true
+				}
 				c.applyDelete(st, ev.Kv.Key)
 			} else if err := c.applyPut(st, ev.Kv); err != nil {
 				c.logger.Error("undecodable-record", err, lager.Data{"key": string(ev.Kv.Key)})
@@ -191,6 +207,9 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 			st.rev = wr.Header.Revision
 		}
 		c.notifyLocked()
+		if cellGone {
+			c.notifyCellRemovedLocked()
+		}
 		c.mu.Unlock()
 	}
 	return fmt.Errorf("watch channel closed")
