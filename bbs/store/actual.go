@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sort"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -29,24 +30,48 @@ func (s *Store) ListActualLRPs(f ActualFilter) ([]*modelsv1.ActualLRP, int64) {
 		rev = st.rev
 		switch {
 		case len(f.ProcessGUIDs) > 0:
-			ids := set[actualID]{}
-			for _, g := range f.ProcessGUIDs {
-				for id := range st.actualsByGUID[g] {
-					ids.add(id)
-				}
-			}
-			out = sortedActuals(st, ids, keep)
+			out = actualsOfGUIDs(st, dedupSorted(sortedCopy(f.ProcessGUIDs)), keep)
 		case f.CellID != "":
 			out = sortedActuals(st, st.actualsByCell[f.CellID], keep)
 		default:
-			ids := make(set[actualID], len(st.actuals))
-			for id := range st.actuals {
-				ids.add(id)
+			guids := make([]string, 0, len(st.actualsByGUID))
+			for g := range st.actualsByGUID {
+				guids = append(guids, g)
 			}
-			out = sortedActuals(st, ids, keep)
+			sort.Strings(guids)
+			out = actualsOfGUIDs(st, guids, keep)
 		}
 	})
 	return out, rev
+}
+
+// actualsOfGUIDs returns the rows of sorted guids, each guid's rows sorted by index and presence.
+func actualsOfGUIDs(st *cacheState, guids []string, keep func(*modelsv1.ActualLRP) bool) []*modelsv1.ActualLRP {
+	n := 0
+	for _, g := range guids {
+		n += len(st.actualsByGUID[g])
+	}
+	out := make([]*modelsv1.ActualLRP, 0, n)
+	ids := make([]actualID, 0, 64)
+	for _, g := range guids {
+		ids = ids[:0]
+		for id := range st.actualsByGUID[g] {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return lessActual(ids[i], ids[j]) })
+		for _, id := range ids {
+			if v := st.actuals[id].val; keep(v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
 }
 
 // GetActualLRP returns one instance row.
