@@ -18,6 +18,7 @@ import (
 
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/cellclient"
+	"github.com/gavelhq/gavel/bbs/converger"
 	"github.com/gavelhq/gavel/bbs/server"
 	"github.com/gavelhq/gavel/bbs/store"
 	"github.com/gavelhq/gavel/bbs/taskcallback"
@@ -46,7 +47,11 @@ type BBS struct {
 	server *server.Server
 	debug  *debugserver.Server
 	held   atomic.Bool
-	ready  chan struct{} // closed when the API serves
+	// Built by the api member, used by the converger member.
+	auctions  *auctionrequest.Requester
+	callbacks *taskcallback.Worker
+	cells     *cellclient.Client
+	ready     chan struct{} // closed when the API serves
 }
 
 // New builds a BBS from a validated config.
@@ -79,6 +84,8 @@ func (b *BBS) Runner() ifrit.Runner {
 		grouper.Member{Name: "store", Runner: ifrit.RunFunc(b.runStore)},
 		grouper.Member{Name: "api", Runner: ifrit.RunFunc(b.runAPI)},
 		grouper.Member{Name: "lock", Runner: ifrit.RunFunc(b.runLock)},
+		// After the lock: only the holder converges.
+		grouper.Member{Name: "converger", Runner: ifrit.RunFunc(b.runConverger)},
 	)
 	return grouper.NewOrdered(os.Interrupt, members)
 }
@@ -100,11 +107,15 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := signalContext(signals)
 	defer cancel()
 	ecfg := b.cfg.Etcd
-	batchOps := b.cfg.CommitBatchOps
+	batchOps, maxTxnOps := b.cfg.CommitBatchOps, b.cfg.EtcdMaxTxnOps
 	if b.etcd != nil {
 		ecfg.Endpoints = b.etcd.Endpoints()
 		if batchOps == 0 {
 			batchOps = EmbeddedCommitBatchOps
+		}
+		maxTxnOps = int(b.cfg.EmbeddedEtcd.MaxTxnOps)
+		if maxTxnOps == 0 {
+			maxTxnOps = int(etcdserver.DefaultMaxTxnOps)
 		}
 	}
 	if batchOps == 0 {
@@ -128,7 +139,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	})
 	b.registry.MustRegister(commits, commitDur)
 	b.store = store.New(store.Options{
-		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
+		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries, MaxTxnOps: maxTxnOps,
 		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
@@ -188,8 +199,9 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	defer pool.Close()
 	requester := auctionrequest.New(b.store, pool, b.logger, b.registry)
 	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
+	b.auctions, b.callbacks, b.cells = requester, callbacks, cellclient.New(pool)
 	b.server = server.New(server.Options{
-		Store: b.store, Leader: b, Auctions: requester, Cells: cellclient.New(pool),
+		Store: b.store, Leader: b, Auctions: requester, Cells: b.cells,
 		Completions: callbacks, Logger: b.logger,
 	})
 	var serverTLS *tls.Config
@@ -245,4 +257,16 @@ func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	err := lock.Run(signals, ready)
 	b.held.Store(false)
 	return err
+}
+
+// runConverger runs convergence; the group starts it once the lock is held.
+func (b *BBS) runConverger(signals <-chan os.Signal, ready chan<- struct{}) error {
+	c, err := converger.New(converger.Options{
+		Store: b.store, Auctions: b.auctions, Cells: b.cells, Completions: b.callbacks,
+		Config: b.cfg.Convergence, Logger: b.logger, Metrics: converger.NewMetrics(b.registry),
+	})
+	if err != nil {
+		return err
+	}
+	return c.Run(signals, ready)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gavelhq/gavel/bbs/converger"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
@@ -60,6 +61,12 @@ type Config struct {
 	CommitBatchOps int `json:"commit_batch_ops"`
 	// CommitWorkers is how many etcd transactions may be in flight (default 4).
 	CommitWorkers int `json:"commit_workers"`
+	// EtcdMaxTxnOps is the external etcd's --max-txn-ops (default 128; the embedded etcd's own limit otherwise).
+	EtcdMaxTxnOps int `json:"etcd_max_txn_ops"`
+	// Convergence holds the converger's durations (JSON strings; defaults 30s
+	// interval, 30s stale_unclaimed, 30s kick_task, 30m expire_pending_task,
+	// 2m expire_completed_task).
+	Convergence converger.Config `json:"convergence"`
 }
 
 // DefaultConfig returns the defaults.
@@ -75,6 +82,7 @@ func DefaultConfig() Config {
 		LockRetryInterval: config.Duration(DefaultLockRetryInterval),
 		MaxTaskRetries:    DefaultMaxTaskRetries,
 		CommitWorkers:     DefaultCommitWorkers,
+		Convergence:       converger.DefaultConfig(),
 	}
 }
 
@@ -101,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommitBatchOps < 0 || c.CommitWorkers < 0 {
 		errs = append(errs, errors.New("commit_batch_ops, commit_workers: must be >= 0"))
+	}
+	if err := c.Convergence.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Embedded() {
 		if c.EmbeddedEtcd.DataDir == "" {

@@ -174,7 +174,7 @@ func (c *Converger) Converge(ctx context.Context, trigger string) (*Result, erro
 	t1 := time.Now()
 	plan := MakePlan(snap, c.opts.Clock.Now(), c.cfg)
 	t2 := time.Now()
-	res, err := c.apply(ctx, plan)
+	res, err := c.Apply(ctx, plan)
 	res.SnapshotTime, res.PlanTime, res.ApplyTime = t1.Sub(start), t2.Sub(t1), time.Since(t2)
 	c.opts.Metrics.observe(trigger, res, time.Since(start))
 	data := lager.Data{
@@ -192,9 +192,14 @@ func (c *Converger) Converge(ctx context.Context, trigger string) (*Result, erro
 	return res, err
 }
 
-// apply commits the plan's changes in one batch, then sends one batch of
-// start requests, submits callbacks and stops retired instances.
-func (c *Converger) apply(ctx context.Context, plan *Plan) (*Result, error) {
+// Apply carries out a plan: it commits the plan's changes in one batch (each
+// guarded by the revisions the plan read; a change a concurrent write beat is
+// dropped and counted as a conflict), then sends one batch of start requests
+// for the instances whose changes committed and the stale ones, submits
+// callbacks and stops retired instances on their cells. Converge calls it;
+// callers that plan themselves must not run it concurrently with a pass.
+// The result is never nil; the error joins what failed.
+func (c *Converger) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 	res := &Result{Plan: plan}
 	steps := plan.steps(c.opts.Store.Keys())
 	changes := make([]store.Change, len(steps))

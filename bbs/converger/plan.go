@@ -90,7 +90,8 @@ type Plan struct {
 	Promote []Promotion
 	// Delete holds rows to delete: extra and orphaned UNCLAIMED/CRASHED rows
 	// and rows on gone cells (fresh domains only), suspects whose replacement
-	// runs, orphaned or extra suspects (fresh domains only), evacuating rows
+	// runs (a suspect on a gone cell is otherwise kept: it is routable until
+	// then, and is promoted back if its cell returns), orphaned or extra suspects (fresh domains only), evacuating rows
 	// whose cell is gone, and orphaned evacuating rows (fresh domains only).
 	Delete []RowAction
 	// Stop holds extra and orphaned CLAIMED/RUNNING instances on live cells
@@ -237,7 +238,8 @@ func (p *Plan) planLRP(snap *store.Snapshot, fresh map[string]bool, cfg Config, 
 				if isFresh {
 					p.Delete = append(p.Delete, RowAction{Row: *sus, Desired: d, Reason: reason})
 				}
-			case s.ord != nil && s.ord.LRP.GetState() == models.Running && sus.LRP.GetState() == models.Running:
+			case s.ord != nil && s.ord.LRP.GetState() == models.Running:
+				// The replacement is up (StartActualLRP deletes the suspect too; this catches the rest).
 				p.Delete = append(p.Delete, RowAction{Row: *sus, Desired: d, Reason: ReasonReplacementRunning})
 			case cellUp:
 				p.Promote = append(p.Promote, Promotion{Suspect: *sus, Replacement: s.ord})

@@ -29,6 +29,9 @@ type Options struct {
 	CrashPolicy models.CrashPolicy
 	// MaxTaskRetries is how often a task may be rejected before it fails (3).
 	MaxTaskRetries int32
+	// MaxTxnOps is etcd's --max-txn-ops (128 by default): a desire whose rows do
+	// not fit in one transaction writes the rest in follow-up transactions.
+	MaxTxnOps int
 	// ObserveCommit, when set, is told the size and duration of every transaction.
 	ObserveCommit func(batch int, d time.Duration)
 }
@@ -59,6 +62,9 @@ func New(opts Options) *Store {
 	if opts.MaxTaskRetries == 0 {
 		opts.MaxTaskRetries = 3
 	}
+	if opts.MaxTxnOps <= 0 {
+		opts.MaxTxnOps = 128
+	}
 	keys := NewKeys(opts.KeyPrefix)
 	c := NewCommitter(opts.Client, opts.Committer, opts.ObserveCommit)
 	return &Store{
@@ -70,7 +76,7 @@ func New(opts Options) *Store {
 		logger:    opts.Logger.Session("store"),
 		policy:    opts.CrashPolicy,
 		maxTask:   opts.MaxTaskRetries,
-		maxOps:    c.opts.MaxOps,
+		maxOps:    opts.MaxTxnOps,
 	}
 }
 

@@ -371,3 +371,20 @@ func TestUndecodableRecordIsReportedAndKept(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, resp.Kvs, 1, "the record is kept in etcd")
 }
+
+func TestDesireLargerThanOneTransaction(t *testing.T) {
+	client := etcdtest.Shared(t)
+	s := New(Options{Client: client, KeyPrefix: etcdtest.Prefix(t), Logger: lager.NewLogger("store"), MaxTxnOps: 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	require.NoError(t, s.WaitSynced(ctx))
+	_, err := s.DesireLRP(ctx, desired("pg", 25))
+	require.NoError(t, err)
+	rows, _ := s.ListActualLRPs(ActualFilter{ProcessGUIDs: []string{"pg"}})
+	require.Len(t, rows, 25, "rows beyond etcd's operation limit are written in follow-up transactions")
+	for i, r := range rows {
+		require.Equal(t, int32(i), r.GetKey().GetIndex())
+	}
+}
