@@ -190,6 +190,12 @@ func freshDomains(domains map[string]*modelsv1.Domain, now time.Time) map[string
 
 func cellOf(r *store.ActualRow) string { return r.LRP.GetInstanceKey().GetCellId() }
 
+// live says whether the row's cell is present.
+func live(snap *store.Snapshot, r *store.ActualRow) bool {
+	_, ok := snap.Cells[cellOf(r)]
+	return ok
+}
+
 func placed(r *store.ActualRow) bool {
 	s := r.LRP.GetState()
 	return s == models.Claimed || s == models.Running
@@ -238,7 +244,7 @@ func (p *Plan) planLRP(snap *store.Snapshot, fresh map[string]bool, cfg Config, 
 				if isFresh {
 					p.Delete = append(p.Delete, RowAction{Row: *sus, Desired: d, Reason: reason})
 				}
-			case s.ord != nil && s.ord.LRP.GetState() == models.Running:
+			case s.ord != nil && s.ord.LRP.GetState() == models.Running && live(snap, s.ord):
 				// The replacement is up (StartActualLRP deletes the suspect too; this catches the rest).
 				p.Delete = append(p.Delete, RowAction{Row: *sus, Desired: d, Reason: ReasonReplacementRunning})
 			case cellUp:
