@@ -10,6 +10,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(bbsCommands()...)
 	root.AddCommand(
 		newSimCommand(),
 	)

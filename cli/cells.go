@@ -1,0 +1,169 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gavelhq/gavel/internal/grpcclient"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
+)
+
+func newCellsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cells", Short: "List the live cells", Args: cobra.NoArgs}
+	c := addConnFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		bbs, err := c.client(cmd)
+		if err != nil {
+			return err
+		}
+		defer bbs.Close()
+		ctx, cancel := c.ctx(cmd)
+		defer cancel()
+		resp, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
+		if err != nil {
+			return c.explain(err)
+		}
+		if c.json {
+			for _, cell := range resp.GetCells() {
+				if err := c.printJSON(cell); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		w := newTable(c)
+		fmt.Fprintln(w, "CELL_ID\tZONE\tADDRESS\tMEMORY\tDISK\tCONTAINERS\tTAGS")
+		for _, cell := range resp.GetCells() {
+			tags := append(append([]string{}, cell.GetPlacementTags()...), cell.GetOptionalPlacementTags()...)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%dM\t%dM\t%d\t%s\n", cell.GetCellId(), cell.GetZone(), cell.GetRepAddress(),
+				cell.GetCapacity().GetMemoryMb(), cell.GetCapacity().GetDiskMb(), cell.GetCapacity().GetContainers(), strings.Join(tags, ","))
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func newCellStateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cell-state CELL_ID", Short: "Ask a cell's rep for its capacity, work and evacuation state", Args: cobra.ExactArgs(1)}
+	c := addConnFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		bbs, err := c.client(cmd)
+		if err != nil {
+			return err
+		}
+		defer bbs.Close()
+		ctx, cancel := c.ctx(cmd)
+		defer cancel()
+		cells, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
+		if err != nil {
+			return c.explain(err)
+		}
+		addr := ""
+		for _, cell := range cells.GetCells() {
+			if cell.GetCellId() == args[0] {
+				addr = cell.GetRepAddress()
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("cell %s is not present (gavel cells lists the live ones)", args[0])
+		}
+		pool := grpcclient.NewPool(nil)
+		defer pool.Close()
+		conn, err := pool.Get(addr)
+		if err != nil {
+			return err
+		}
+		st, err := repv1.NewRepServiceClient(conn).State(ctx, &repv1.StateRequest{})
+		if err != nil {
+			return fmt.Errorf("cell %s at %s: %w", args[0], addr, c.explain(err))
+		}
+		if c.json {
+			return c.printJSON(st)
+		}
+		printCellState(c.out, st)
+		return nil
+	}
+	return cmd
+}
+
+func printCellState(w io.Writer, st *repv1.StateResponse) {
+	av, tot := st.GetAvailableResources(), st.GetTotalResources()
+	fmt.Fprintf(w, "cell:        %s (zone %s)\nevacuating:  %v\nmemory:      %d of %d MB free\ndisk:        %d of %d MB free\ncontainers:  %d of %d free\nstarting:    %d\nLRPs:        %d\ntasks:       %d\n",
+		st.GetCellId(), st.GetZone(), st.GetEvacuating(), av.GetMemoryMb(), tot.GetMemoryMb(), av.GetDiskMb(), tot.GetDiskMb(),
+		av.GetContainers(), tot.GetContainers(), st.GetStartingContainerCount(), len(st.GetLrps()), len(st.GetTasks()))
+	for _, l := range st.GetLrps() {
+		fmt.Fprintf(w, "  lrp  %s/%d  %s\n", l.GetKey().GetProcessGuid(), l.GetKey().GetIndex(), l.GetInstanceGuid())
+	}
+	for _, t := range st.GetTasks() {
+		fmt.Fprintf(w, "  task %s\n", t.GetTaskGuid())
+	}
+}
+
+func newDomainsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "domains", Short: "List the fresh domains", Args: cobra.NoArgs}
+	c := addConnFlags(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		bbs, err := c.client(cmd)
+		if err != nil {
+			return err
+		}
+		defer bbs.Close()
+		ctx, cancel := c.ctx(cmd)
+		defer cancel()
+		resp, err := bbs.ListDomains(ctx, &bbsv1.ListDomainsRequest{})
+		if err != nil {
+			return c.explain(err)
+		}
+		if c.json {
+			for _, d := range resp.GetDomains() {
+				if err := c.printJSON(d); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		w := newTable(c)
+		fmt.Fprintln(w, "DOMAIN\tFRESH UNTIL")
+		for _, d := range resp.GetDomains() {
+			until := "forever"
+			if d.GetExpiresAt() > 0 {
+				until = time.Unix(0, d.GetExpiresAt()).Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\t%s\n", d.GetName(), until)
+		}
+		return w.Flush()
+	}
+	return cmd
+}
+
+func newSetDomainCommand() *cobra.Command {
+	var ttl time.Duration
+	cmd := &cobra.Command{Use: "set-domain DOMAIN --ttl 2m", Short: "Mark a domain fresh (0: forever)", Args: cobra.ExactArgs(1)}
+	c := addConnFlags(cmd)
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "freshness (0: forever)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if ttl < 0 || ttl%time.Second != 0 {
+			return fmt.Errorf("--ttl: want a whole number of seconds >= 0 (got %s)", ttl)
+		}
+		bbs, err := c.client(cmd)
+		if err != nil {
+			return err
+		}
+		defer bbs.Close()
+		ctx, cancel := c.ctx(cmd)
+		defer cancel()
+		if _, err := bbs.UpsertDomain(ctx, &bbsv1.UpsertDomainRequest{Domain: args[0], TtlSeconds: int64(ttl / time.Second)}); err != nil {
+			return c.explain(err)
+		}
+		if !c.json {
+			fmt.Fprintf(c.out, "domain %s is fresh for %s\n", args[0], map[bool]string{true: "ever", false: ttl.String()}[ttl == 0])
+		}
+		return nil
+	}
+	return cmd
+}

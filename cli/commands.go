@@ -1,0 +1,13 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// bbsCommands are the commands that drive the BBS.
+func bbsCommands() []*cobra.Command {
+	return []*cobra.Command{
+		newPushCommand(), newDesireLRPCommand(), newUpdateLRPCommand(), newScaleCommand(), newRemoveLRPCommand(),
+		newRetireCommand(), newLRPsCommand(), newLRPCommand(), newWaitCommand(),
+		newRunTaskCommand(), newTasksCommand(), newTaskCommand(), newCancelTaskCommand(),
+		newCellsCommand(), newCellStateCommand(), newDomainsCommand(), newSetDomainCommand(), newEventsCommand(),
+	}
+}

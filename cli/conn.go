@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+)
+
+// ClientConfig is the file `gavel dev` writes so that the CLI needs no flags.
+type ClientConfig struct {
+	// BBSAddresses are the BBS replicas' host:port.
+	BBSAddresses []string `json:"bbs_addresses"`
+	// TLS is the client's certificate and the CA to trust; empty for plaintext.
+	TLS tlsconfig.Files `json:"tls"`
+}
+
+// DefaultClientConfigPath is $GAVEL_CONFIG, else ~/.gavel/config.json.
+func DefaultClientConfigPath() string {
+	if p := os.Getenv("GAVEL_CONFIG"); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".gavel/config.json"
+	}
+	return filepath.Join(home, ".gavel", "config.json")
+}
+
+// WriteClientConfig writes a client config file.
+func WriteClientConfig(path string, cfg ClientConfig) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write client config: %w", err)
+	}
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o600)
+}
+
+// conn holds the flags every BBS command shares and opens the client.
+type conn struct {
+	addresses []string
+	config    string
+	tls       tlsconfig.Files
+	json      bool
+	timeout   time.Duration
+	out       io.Writer
+}
+
+// addConnFlags registers the connection and output flags on cmd.
+func addConnFlags(cmd *cobra.Command) *conn {
+	c := &conn{}
+	f := cmd.Flags()
+	f.StringSliceVar(&c.addresses, "bbs-address", nil, "BBS host:port (repeatable; default from the client config written by gavel dev)")
+	f.StringVar(&c.config, "config", "", "client config file (default $GAVEL_CONFIG or ~/.gavel/config.json)")
+	f.StringVar(&c.tls.CAFile, "ca-file", "", "CA certificate to verify the BBS")
+	f.StringVar(&c.tls.CertFile, "cert-file", "", "client certificate for mTLS")
+	f.StringVar(&c.tls.KeyFile, "key-file", "", "client key for mTLS")
+	f.BoolVar(&c.json, "json", false, "print one JSON object per line (proto field names)")
+	f.DurationVar(&c.timeout, "timeout", 30*time.Second, "time limit of the command's calls")
+	return c
+}
+
+// client opens the BBS client from flags, else the client config file.
+func (c *conn) client(cmd *cobra.Command) (*client.Client, error) {
+	c.out = cmd.OutOrStdout()
+	addrs, files := c.addresses, c.tls
+	if len(addrs) == 0 {
+		path := c.config
+		if path == "" {
+			path = DefaultClientConfigPath()
+		}
+		data, err := os.ReadFile(path)
+		switch {
+		case err == nil:
+			var cfg ClientConfig
+			if err := json.Unmarshal(data, &cfg); err != nil {
+				return nil, fmt.Errorf("client config %s: %w", path, err)
+			}
+			addrs = cfg.BBSAddresses
+			if !files.Enabled() {
+				files = cfg.TLS
+			}
+		case errors.Is(err, os.ErrNotExist) && c.config == "":
+			addrs = []string{"127.0.0.1:8889"}
+		default:
+			return nil, fmt.Errorf("client config: %w", err)
+		}
+	}
+	cfg := client.Config{Addresses: addrs, Retries: 2, RetryDelay: 200 * time.Millisecond}
+	if files.Enabled() {
+		tc, err := files.Client("")
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	c.addresses = addrs
+	return client.New(cfg)
+}
+
+// ctx is a context bounded by --timeout.
+func (c *conn) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), c.timeout)
+}
+
+// explain turns a call's error into one line a person can act on.
+func (c *conn) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unavailable:
+		if strings.Contains(msg, "connection refused") || strings.Contains(msg, "dial") || strings.Contains(msg, "connection error") {
+			return fmt.Errorf("cannot reach the BBS at %s: is it running? (make run starts one)", strings.Join(c.addresses, ","))
+		}
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("the BBS at %s did not answer within %s", strings.Join(c.addresses, ","), c.timeout)
+	}
+	return errors.New(strings.ReplaceAll(msg, "\n", " "))
+}
+
+var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+
+// printJSON prints one message as one line.
+func (c *conn) printJSON(m proto.Message) error {
+	data, err := jsonOut.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.out, string(data))
+	return err
+}
