@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/clock"
@@ -143,9 +144,10 @@ type Executor struct {
 	hub        *hub
 	downloader *downloader
 
-	ctx    context.Context // parent of every container's work; cancelled by Close
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx       context.Context // parent of every container's work; cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	detaching atomic.Bool // set by Detach: leave processes running, emit nothing
 
 	mu         sync.Mutex
 	total      Resources
@@ -222,7 +224,8 @@ func New(ctx context.Context, opts Options) (*Executor, error) {
 // Close stops the reservation pruner and stops every container still being
 // driven (their processes get SIGTERM, then SIGKILL after the grace time; the
 // containers complete as stopped). It waits for the executor's goroutines to
-// end. Backend containers are not destroyed.
+// end. Backend containers are not destroyed. To end the executor and leave
+// the processes running (a restart of the cell), use Detach.
 func (e *Executor) Close() {
 	e.cancel()
 	e.wg.Wait()

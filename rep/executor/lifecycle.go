@@ -19,6 +19,15 @@ import (
 func (e *Executor) drive(ctx context.Context, n *node, req RunRequest) {
 	defer close(n.done)
 	result := e.runContainer(ctx, n, req)
+	e.finish(n, result)
+}
+
+// finish completes n with result, unless the executor is detaching (the
+// container is left as it is for the next executor to adopt).
+func (e *Executor) finish(n *node, result RunResult) {
+	if e.detaching.Load() {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if n.stopped {
@@ -48,6 +57,10 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	}
 	for k, v := range n.c.Tags {
 		spec.Properties[TagPropertyPrefix+k] = v
+	}
+	if err := recordRecovery(spec.Properties, n.c, req); err != nil {
+		e.mu.Unlock()
+		return failed("invalid run request: "+err.Error(), false)
 	}
 	e.mu.Unlock()
 	for _, p := range req.Ports {
@@ -81,7 +94,7 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	e.mu.Unlock()
 	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s successfully created container for instance %s", cell, n.guid))
 
-	deps := &stepDeps{e: e, n: n, container: bc, info: info, env: instanceEnv(req, info, netInfo)}
+	deps := &stepDeps{e: e, n: n, container: bc, info: info, env: instanceEnv(req, info, netInfo), role: roleApp}
 	for _, f := range req.VolumeMountedFiles {
 		if err := writeFile(ctx, bc, f); err != nil {
 			if ctx.Err() != nil {
@@ -139,7 +152,7 @@ func (e *Executor) buildTree(d *stepDeps, req RunRequest) (step, []*modelsv1.Che
 	}
 	long := []step{action}
 	for i, sc := range req.Sidecars {
-		s, err := d.build(sc.GetAction(), source, false)
+		s, err := d.withRole(roleSidecar).build(sc.GetAction(), source, false)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sidecar %d: %w", i, err)
 		}
@@ -159,7 +172,7 @@ func (e *Executor) buildTree(d *stepDeps, req RunRequest) (step, []*modelsv1.Che
 			}))
 		}
 	} else if req.Monitor != nil {
-		monitor, err := d.build(req.Monitor, "HEALTH", false)
+		monitor, err := d.withRole(roleMonitor).build(req.Monitor, "HEALTH", false)
 		if err != nil {
 			return nil, nil, fmt.Errorf("monitor: %w", err)
 		}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	"github.com/gavelhq/gavel/rep/backend"
 )
@@ -35,6 +37,23 @@ type stepDeps struct {
 	container backend.Container
 	info      backend.ContainerInfo
 	env       []string
+	// role prefixes the IDs of the processes the steps start ("app",
+	// "sidecar", "monitor"), so Recover can tell the app's processes apart.
+	role string
+}
+
+// Process ID prefixes by role.
+const (
+	roleApp     = "app"
+	roleSidecar = "sidecar"
+	roleMonitor = "monitor"
+)
+
+// withRole returns a copy of d whose steps start processes of role.
+func (d *stepDeps) withRole(role string) *stepDeps {
+	c := *d
+	c.role = role
+	return &c
 }
 
 // build turns an action into a step. user marks the app's own actions, whose
@@ -133,6 +152,7 @@ func (d *stepDeps) runStep(a *modelsv1.RunAction, source string, user bool) step
 			env = append(env, v.GetName()+"="+v.GetValue())
 		}
 		spec := backend.ProcessSpec{
+			ID:   processID(d.role),
 			Path: a.GetPath(), Args: a.GetArgs(), Dir: a.GetDir(), User: a.GetUser(), Env: dedupeEnv(env),
 			Limits: backend.ProcessLimits{Nofile: a.GetResourceLimits().GetNofile(), Nproc: a.GetResourceLimits().GetNproc()},
 		}
@@ -151,65 +171,88 @@ func (d *stepDeps) runStep(a *modelsv1.RunAction, source string, user bool) step
 			return err
 		}
 		ready()
-		type exit struct {
-			status int
-			err    error
-		}
-		exited := make(chan exit, 1)
-		go func() {
-			s, err := proc.Wait()
-			exited <- exit{s, err}
-		}()
-		finish := func(x exit, signalled bool) error {
-			if stdout != nil {
-				stdout.Flush()
-				stderr.Flush()
-			}
-			if x.err != nil {
-				return fmt.Errorf("wait for process: %w", x.err)
-			}
-			if user && !signalled {
-				d.e.recordExit(d.n, x.status)
-			}
-			if x.status != 0 {
-				msg := fmt.Sprintf("Exited with status %d", x.status)
-				if src != "" {
-					msg = src + ": " + msg
-				}
-				if info, err := d.container.Info(context.Background()); err == nil && contains(info.Events, "Out of memory") {
-					msg += " (out of memory)"
-				}
-				return errors.New(msg)
-			}
-			return nil
-		}
-		select {
-		case x := <-exited:
-			return finish(x, false)
-		case <-ctx.Done():
-		}
-		// Graceful stop: SIGTERM, SIGKILL after the grace time, then give up.
-		_ = proc.Signal(backend.SignalTerminate)
-		grace := d.e.clock.NewTimer(d.e.opts.GraceTime)
-		defer grace.Stop()
-		select {
-		case x := <-exited:
-			_ = finish(x, true)
-			return ctx.Err()
-		case <-grace.C():
-		}
-		d.logErr("CELL", fmt.Sprintf("Process did not exit within %s of SIGTERM: sending SIGKILL", d.e.opts.GraceTime))
-		_ = proc.Signal(backend.SignalKill)
-		giveUp := d.e.clock.NewTimer(d.e.opts.ExitTimeout)
-		defer giveUp.Stop()
-		select {
-		case x := <-exited:
-			_ = finish(x, true)
-		case <-giveUp.C():
-			d.logErr("CELL", "Process did not exit after SIGKILL")
-		}
-		return ctx.Err()
+		return d.supervise(ctx, proc, src, stdout, stderr, user)
 	})
+}
+
+// processID names a process of role: "<role>-<uuid>".
+func processID(role string) string {
+	if role == "" {
+		role = roleApp
+	}
+	return role + "-" + uuid.NewString()
+}
+
+// supervise waits for a started process. When ctx ends it stops the process
+// gracefully (SIGTERM, then SIGKILL after the grace time), unless the
+// executor is detaching: then the process is left running. user records the
+// exit status in the run result.
+func (d *stepDeps) supervise(ctx context.Context, proc backend.Process, src string, stdout, stderr *lineWriter, user bool) error {
+	type exit struct {
+		status int
+		err    error
+	}
+	exited := make(chan exit, 1)
+	go func() {
+		s, err := proc.Wait()
+		exited <- exit{s, err}
+	}()
+	finish := func(x exit, signalled bool) error {
+		if stdout != nil {
+			stdout.Flush()
+			stderr.Flush()
+		}
+		if x.err != nil {
+			return fmt.Errorf("wait for process: %w", x.err)
+		}
+		if user && !signalled {
+			d.e.recordExit(d.n, x.status)
+		}
+		if x.status != 0 {
+			msg := fmt.Sprintf("Exited with status %d", x.status)
+			if x.status == backend.ExitStatusUnknown {
+				msg = "Exited with an unknown status (the process was adopted after a restart of the cell)"
+			}
+			if src != "" {
+				msg = src + ": " + msg
+			}
+			if info, err := d.container.Info(context.Background()); err == nil && contains(info.Events, "Out of memory") {
+				msg += " (out of memory)"
+			}
+			return errors.New(msg)
+		}
+		return nil
+	}
+	select {
+	case x := <-exited:
+		return finish(x, false)
+	case <-ctx.Done():
+	}
+	if d.e.detaching.Load() {
+		// Leave the process running for the next executor to adopt.
+		return ctx.Err()
+	}
+	// Graceful stop: SIGTERM, SIGKILL after the grace time, then give up.
+	_ = proc.Signal(backend.SignalTerminate)
+	grace := d.e.clock.NewTimer(d.e.opts.GraceTime)
+	defer grace.Stop()
+	select {
+	case x := <-exited:
+		_ = finish(x, true)
+		return ctx.Err()
+	case <-grace.C():
+	}
+	d.logErr("CELL", fmt.Sprintf("Process did not exit within %s of SIGTERM: sending SIGKILL", d.e.opts.GraceTime))
+	_ = proc.Signal(backend.SignalKill)
+	giveUp := d.e.clock.NewTimer(d.e.opts.ExitTimeout)
+	defer giveUp.Stop()
+	select {
+	case x := <-exited:
+		_ = finish(x, true)
+	case <-giveUp.C():
+		d.logErr("CELL", "Process did not exit after SIGKILL")
+	}
+	return ctx.Err()
 }
 
 func contains(list []string, s string) bool {

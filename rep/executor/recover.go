@@ -1,0 +1,257 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	"github.com/gavelhq/gavel/rep/backend"
+)
+
+// Backend container properties that let Recover rebuild a container's
+// record after a restart of the executor.
+const (
+	// ResourceProperty holds the container's Resource and allocation as JSON.
+	ResourceProperty = "executor:resource"
+	// RunProperty holds what supervision needs of the run request as JSON.
+	RunProperty = "executor:run"
+)
+
+// ReasonLostWhileDetached is the failure reason of an adopted container whose
+// app processes were gone when Recover found it.
+const ReasonLostWhileDetached = "container's processes exited while the cell was not supervising them"
+
+// recoveredResource is the JSON of ResourceProperty.
+type recoveredResource struct {
+	MemoryMB          int       `json:"memory_mb"`
+	DiskMB            int       `json:"disk_mb"`
+	MaxPids           int       `json:"max_pids,omitempty"`
+	AllocatedMemoryMB int       `json:"allocated_memory_mb"`
+	LRP               bool      `json:"lrp,omitempty"`
+	AllocatedAt       time.Time `json:"allocated_at"`
+}
+
+// recoveredRun is the JSON of RunProperty.
+type recoveredRun struct {
+	LogConfig       LogConfig       `json:"log_config"`
+	LogRateLimit    int64           `json:"log_rate_limit,omitempty"`
+	Ports           []uint32        `json:"ports,omitempty"`
+	ResultFile      string          `json:"result_file,omitempty"`
+	CheckDefinition json.RawMessage `json:"check_definition,omitempty"`
+}
+
+// recordRecovery stores what Recover needs in the container's properties.
+func recordRecovery(props backend.Properties, c Container, req RunRequest) error {
+	res, err := json.Marshal(recoveredResource{
+		MemoryMB: c.Resource.MemoryMB, DiskMB: c.Resource.DiskMB, MaxPids: c.Resource.MaxPids,
+		AllocatedMemoryMB: c.AllocatedMemoryMB, LRP: c.LRP, AllocatedAt: c.AllocatedAt,
+	})
+	if err != nil {
+		return fmt.Errorf("encode resource: %w", err)
+	}
+	run := recoveredRun{LogConfig: req.LogConfig, LogRateLimit: req.LogRateLimitBytesPerSecond, Ports: req.Ports, ResultFile: req.ResultFile}
+	if req.CheckDefinition != nil {
+		if run.CheckDefinition, err = protojson.Marshal(req.CheckDefinition); err != nil {
+			return fmt.Errorf("encode check definition: %w", err)
+		}
+	}
+	data, err := json.Marshal(run)
+	if err != nil {
+		return fmt.Errorf("encode run info: %w", err)
+	}
+	props[ResourceProperty] = string(res)
+	props[RunProperty] = string(data)
+	return nil
+}
+
+// Detach ends the executor without stopping its containers: the pruner and
+// every supervision goroutine end, processes are left running and no
+// ContainerCompleted is emitted. A later executor over the same backend
+// adopts the containers with Recover. Use Detach for a restart of the cell
+// and Close to stop its work.
+func (e *Executor) Detach() {
+	e.detaching.Store(true)
+	e.cancel()
+	e.wg.Wait()
+}
+
+// Recover adopts the backend containers owned by Options.Owner that this
+// executor does not know, typically after a restart of the cell. Each
+// adopted container takes its resources again. One whose app processes still
+// run is running (routable unless it has readiness checks, which are probed
+// again), and its processes are supervised again: the first to exit
+// completes it (with ExitStatusUnknown, as the processes are no longer
+// children of the cell), liveness checks resume, and Stop stops it
+// gracefully. One whose processes are gone is completed at once with
+// ReasonLostWhileDetached. No events are emitted for adopted containers: the
+// caller reconciles them (the rep's bulk sync runs at start). Recover returns
+// the adopted guids; containers it cannot read are skipped and reported in
+// the error, after the others were adopted.
+func (e *Executor) Recover(ctx context.Context) ([]string, error) {
+	containers, err := e.backend.Containers(ctx, backend.Properties{OwnerProperty: e.opts.Owner})
+	if err != nil {
+		return nil, fmt.Errorf("recover: list backend containers: %w", err)
+	}
+	var adopted []string
+	var errs []error
+	for _, bc := range containers {
+		guid := bc.Handle()
+		e.mu.Lock()
+		_, known := e.containers[guid]
+		e.mu.Unlock()
+		if known {
+			continue
+		}
+		if err := e.adopt(ctx, bc); err != nil {
+			errs = append(errs, fmt.Errorf("recover %q: %w", guid, err))
+			continue
+		}
+		adopted = append(adopted, guid)
+	}
+	return adopted, errors.Join(errs...)
+}
+
+func (e *Executor) adopt(ctx context.Context, bc backend.Container) error {
+	guid := bc.Handle()
+	info, err := bc.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	var res recoveredResource
+	if err := json.Unmarshal([]byte(info.Properties[ResourceProperty]), &res); err != nil {
+		return fmt.Errorf("decode %s: %w", ResourceProperty, err)
+	}
+	var run recoveredRun
+	if err := json.Unmarshal([]byte(info.Properties[RunProperty]), &run); err != nil {
+		return fmt.Errorf("decode %s: %w", RunProperty, err)
+	}
+	var checks *modelsv1.CheckDefinition
+	if len(run.CheckDefinition) > 0 {
+		checks = &modelsv1.CheckDefinition{}
+		if err := protojson.Unmarshal(run.CheckDefinition, checks); err != nil {
+			return fmt.Errorf("decode check definition: %w", err)
+		}
+	}
+	tags := Tags{}
+	for k, v := range info.Properties {
+		if name, ok := strings.CutPrefix(k, TagPropertyPrefix); ok {
+			tags[name] = v
+		}
+	}
+	var appProcs []string
+	for _, id := range info.ProcessIDs {
+		if !strings.HasPrefix(id, roleMonitor+"-") {
+			appProcs = append(appProcs, id)
+		}
+	}
+	n := &node{
+		guid: guid,
+		logs: newLogStore(e.clock, guid, e.opts.LogRingSize, e.opts.MaxLogLinesPerSecond),
+		done: make(chan struct{}),
+		bc:   bc,
+		c: Container{
+			Guid: guid, State: StateRunning, LRP: res.LRP, Tags: tags, AllocatedAt: res.AllocatedAt,
+			Resource:            Resource{MemoryMB: res.MemoryMB, DiskMB: res.DiskMB, MaxPids: res.MaxPids},
+			AllocatedMemoryMB:   res.AllocatedMemoryMB,
+			NetInfo:             netInfoOf(info, run.Ports),
+			MemoryLimitEnforced: info.MemoryLimitEnforced,
+		},
+	}
+	n.logs.configure(run.LogConfig, run.LogRateLimit)
+	alive := info.State == backend.StateActive && len(appProcs) > 0
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, dup := e.containers[guid]; dup {
+		return fmt.Errorf("%w: adopted concurrently", ErrGuidNotAvailable)
+	}
+	e.containers[guid] = n
+	e.remaining.MemoryMB -= n.c.AllocatedMemoryMB
+	e.remaining.DiskMB -= n.c.Resource.DiskMB
+	e.remaining.Containers--
+	if !alive {
+		n.c.State = StateCompleted
+		n.c.RunResult = RunResult{Failed: true, FailureReason: ReasonLostWhileDetached}
+		close(n.done)
+		e.logger.Info("adopted-completed-container", lager.Data{"guid": guid})
+		return nil
+	}
+	readiness := checks.GetReadinessChecks()
+	n.c.Routable = len(readiness) == 0
+	runCtx, cancel := context.WithCancel(e.ctx)
+	n.cancel = cancel
+	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s adopted the running container of instance %s", e.opts.CellID, guid))
+	deps := &stepDeps{e: e, n: n, container: bc, info: info, role: roleApp}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer cancel()
+		defer close(n.done)
+		e.finish(n, e.superviseAdopted(runCtx, n, deps, appProcs, checks, run))
+	}()
+	if len(readiness) > 0 {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.readinessLoop(runCtx, n, deps, readiness)
+		}()
+	}
+	e.logger.Info("adopted-running-container", lager.Data{"guid": guid, "processes": appProcs})
+	return nil
+}
+
+// superviseAdopted watches the app processes of an adopted container together
+// with its liveness checks, codependently, as the original action tree did.
+func (e *Executor) superviseAdopted(ctx context.Context, n *node, d *stepDeps, procs []string, checks *modelsv1.CheckDefinition, run recoveredRun) RunResult {
+	source := or(run.LogConfig.SourceName, "APP")
+	var long []step
+	for _, id := range procs {
+		stdout := &lineWriter{store: n.logs, source: source, stream: StreamStdout}
+		stderr := &lineWriter{store: n.logs, source: source, stream: StreamStderr}
+		proc, err := d.container.Attach(ctx, id, backend.ProcessIO{Stdout: stdout, Stderr: stderr})
+		if err != nil {
+			if errors.Is(err, backend.ErrProcessNotFound) {
+				continue // exited between Info and Attach; the others decide
+			}
+			return failed("failed to attach to adopted process "+id+": "+err.Error(), false)
+		}
+		long = append(long, stepFunc(func(ctx context.Context, ready func()) error {
+			ready()
+			return d.supervise(ctx, proc, source, stdout, stderr, strings.HasPrefix(id, roleApp+"-"))
+		}))
+	}
+	if len(long) == 0 {
+		return failed(ReasonLostWhileDetached, false)
+	}
+	if cs := checks.GetChecks(); len(cs) > 0 {
+		interval := checkInterval(cs, e.opts.LivenessCheckInterval)
+		long = append(long, d.healthStep(e.opts.DefaultStartTimeout, interval, func(ctx context.Context) error {
+			return d.checkAll(ctx, cs)
+		}))
+	}
+	var tree step = long[0]
+	if len(long) > 1 {
+		tree = codependentStep(long)
+	}
+	err := tree.run(ctx, func() {})
+	switch {
+	case ctx.Err() != nil:
+		return RunResult{Stopped: true}
+	case err != nil:
+		return failed(err.Error(), false)
+	}
+	if run.ResultFile != "" {
+		res, err := readResult(ctx, d.container, run.ResultFile)
+		if err != nil {
+			return failed(ReasonFailedToFetchResult, false)
+		}
+		return RunResult{Result: res}
+	}
+	return RunResult{}
+}
