@@ -10,7 +10,6 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,8 +55,10 @@ type BBS struct {
 
 // New builds a BBS from a validated config.
 func New(cfg Config, logger lager.Logger) *BBS {
+	// The default registry already holds the Go and process collectors and,
+	// with the embedded etcd, etcd's own metrics (etcd_mvcc_put_total and
+	// friends); the debug server serves both registries.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &BBS{cfg: cfg, logger: logger, registry: reg, ready: make(chan struct{})}
 }
 
@@ -74,7 +75,7 @@ func (b *BBS) Addr() string { <-b.ready; return b.grpc.Addr() }
 // ends the group with an error, so the process exits and a supervisor
 // restarts it as a passive replica.
 func (b *BBS) Runner() ifrit.Runner {
-	b.debug = debugserver.New(b.cfg.DebugAddress, b.registry, b.logger)
+	b.debug = debugserver.New(b.cfg.DebugAddress, prometheus.Gatherers{b.registry, prometheus.DefaultGatherer}, b.logger)
 	members := grouper.Members{{Name: "debug", Runner: b.debug}}
 	if b.cfg.Embedded() {
 		b.etcd = etcdserver.New(b.cfg.EmbeddedEtcd, b.logger)
