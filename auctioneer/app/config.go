@@ -1,0 +1,193 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gavelhq/gavel/auctioneer"
+	"github.com/gavelhq/gavel/auctioneer/auctionrunner"
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/logging"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+)
+
+// Defaults of the auctioneer daemon (Diego's, reference auction.md §2.3).
+const (
+	// DefaultListenAddress is the gRPC API's address (Diego's port 9016).
+	DefaultListenAddress = "127.0.0.1:9016"
+	// DefaultDebugAddress serves metrics and pprof (Diego's 17001).
+	DefaultDebugAddress = "127.0.0.1:17001"
+	// DefaultLogLevel is info.
+	DefaultLogLevel = logging.LevelInfo
+	// DefaultLockTTL is the auctioneer lock's lease.
+	DefaultLockTTL = 15 * time.Second
+	// DefaultLockRetryInterval is how often a standby retries the lock.
+	DefaultLockRetryInterval = 5 * time.Second
+	// DefaultCellStateTimeout bounds one cell's State call.
+	DefaultCellStateTimeout = auctionrunner.DefaultCellStateTimeout
+	// DefaultCellStateWorkers caps the State calls in flight.
+	DefaultCellStateWorkers = auctionrunner.DefaultCellStateWorkers
+	// DefaultCommunicationTimeout bounds Perform and BBS calls.
+	DefaultCommunicationTimeout = auctionrunner.DefaultCommunicationTimeout
+)
+
+// Config is the auctioneer's JSON config file.
+type Config struct {
+	// ListenAddress is the gRPC API's host:port (default 127.0.0.1:9016);
+	// it is also the value of the auctioneer lock, so it must be reachable
+	// by the BBS (port 0 picks a free port and advertises it).
+	ListenAddress string `json:"listen_address"`
+	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17001).
+	DebugAddress string `json:"debug_address"`
+	// LogLevel is debug, info, error or fatal (default info).
+	LogLevel string `json:"log_level"`
+	// InstanceID names this replica in the auctioneer lock (default hostname-pid).
+	InstanceID string `json:"instance_id"`
+	// KeyPrefix is the root of Gavel's etcd keys; it must be the BBS's (default /gavel/v1/).
+	KeyPrefix string `json:"key_prefix"`
+	// Etcd is the etcd cluster holding the locks and cell presences (required).
+	Etcd etcdclient.Config `json:"etcd"`
+	// TLS is the API's server certificate; with a CA file, clients must present certificates (mTLS).
+	TLS tlsconfig.Files `json:"tls"`
+	// BBSAddresses are the host:port of every BBS replica (required).
+	BBSAddresses []string `json:"bbs_addresses"`
+	// BBSTLS is the client TLS used to reach the BBS (empty: plaintext).
+	BBSTLS tlsconfig.Files `json:"bbs_tls"`
+	// RepClientTLS is the client TLS used to reach the cells' reps (empty: plaintext).
+	RepClientTLS tlsconfig.Files `json:"rep_client_tls"`
+	// LockTTL is the auctioneer lock's lease (default 15s, at least 1s).
+	LockTTL config.Duration `json:"lock_ttl"`
+	// LockRetryInterval is how often a standby retries the lock (default 5s).
+	LockRetryInterval config.Duration `json:"lock_retry_interval"`
+	// CellStateTimeout bounds each cell's State call (default 10s).
+	CellStateTimeout config.Duration `json:"cell_state_timeout"`
+	// CellStateWorkers caps the State calls in flight (default 1000).
+	CellStateWorkers int `json:"cell_state_workers"`
+	// CommunicationTimeout bounds each Perform and each BBS write-back (default 10s).
+	CommunicationTimeout config.Duration `json:"communication_timeout"`
+	// StartingContainerWeight is the score per starting container (default 0.25, >= 0).
+	StartingContainerWeight float64 `json:"starting_container_weight"`
+	// BinPackFirstFitWeight is the score per normalised cell index (default 0, 0..1).
+	BinPackFirstFitWeight float64 `json:"bin_pack_first_fit_weight"`
+	// MaxInflightStarts caps the containers starting across all cells (default 0: no cap).
+	MaxInflightStarts int `json:"max_inflight_starts"`
+	// Strategy names the placement strategy: diego (default), binpack or spread.
+	Strategy string `json:"strategy"`
+	// Seed drives the tie-breaking shuffle; auction n uses seed + n (default 0).
+	Seed int64 `json:"seed"`
+}
+
+// DefaultConfig returns the defaults. Etcd endpoints and BBS addresses
+// have none and must be set.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		ListenAddress:           DefaultListenAddress,
+		DebugAddress:            DefaultDebugAddress,
+		LogLevel:                DefaultLogLevel,
+		InstanceID:              fmt.Sprintf("%s-%d", host, os.Getpid()),
+		LockTTL:                 config.Duration(DefaultLockTTL),
+		LockRetryInterval:       config.Duration(DefaultLockRetryInterval),
+		CellStateTimeout:        config.Duration(DefaultCellStateTimeout),
+		CellStateWorkers:        DefaultCellStateWorkers,
+		CommunicationTimeout:    config.Duration(DefaultCommunicationTimeout),
+		StartingContainerWeight: auctioneer.DefaultStartingContainerWeight,
+		BinPackFirstFitWeight:   auctioneer.DefaultBinPackFirstFitWeight,
+		MaxInflightStarts:       auctioneer.DefaultMaxInflightStarts,
+		Strategy:                auctioneer.DefaultStrategy,
+	}
+}
+
+// EngineOptions returns the placement options the config sets.
+func (c Config) EngineOptions() auctioneer.Options {
+	return auctioneer.Options{
+		Strategy:                c.Strategy,
+		StartingContainerWeight: c.StartingContainerWeight,
+		BinPackFirstFitWeight:   c.BinPackFirstFitWeight,
+		MaxInflightStarts:       c.MaxInflightStarts,
+		Seed:                    c.Seed,
+	}
+}
+
+// Validate checks the config without side effects (TLS files are read,
+// not kept); the error names every bad field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf(field+": "+format, args...))
+	}
+	if c.ListenAddress == "" {
+		bad("listen_address", "is required")
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		bad("log_level", "%v", err)
+	}
+	if c.InstanceID == "" {
+		bad("instance_id", "is required")
+	}
+	if len(c.Etcd.Endpoints) == 0 {
+		bad("etcd.endpoints", "at least one endpoint is required")
+	}
+	if len(c.BBSAddresses) == 0 {
+		bad("bbs_addresses", "at least one address is required")
+	}
+	for i, a := range c.BBSAddresses {
+		if strings.TrimSpace(a) == "" {
+			bad(fmt.Sprintf("bbs_addresses[%d]", i), "is empty")
+		}
+	}
+	if c.LockTTL.D() < time.Second {
+		bad("lock_ttl", "must be at least 1s (got %s)", c.LockTTL)
+	}
+	if c.LockRetryInterval.D() <= 0 {
+		bad("lock_retry_interval", "must be > 0 (got %s)", c.LockRetryInterval)
+	}
+	if c.CellStateTimeout.D() <= 0 {
+		bad("cell_state_timeout", "must be > 0 (got %s)", c.CellStateTimeout)
+	}
+	if c.CellStateWorkers < 1 {
+		bad("cell_state_workers", "must be >= 1 (got %d)", c.CellStateWorkers)
+	}
+	if c.CommunicationTimeout.D() <= 0 {
+		bad("communication_timeout", "must be > 0 (got %s)", c.CommunicationTimeout)
+	}
+	if err := c.EngineOptions().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if names := auctioneer.NewRegistry().Names(); !slices.Contains(names, c.Strategy) {
+		bad("strategy", "unknown strategy %q (known: %s)", c.Strategy, strings.Join(names, ", "))
+	}
+	if c.TLS.Enabled() {
+		if _, err := c.TLS.Server(); err != nil {
+			bad("tls", "%v", err)
+		}
+	}
+	for _, f := range []struct {
+		field string
+		files tlsconfig.Files
+	}{{"etcd.tls", c.Etcd.TLS}, {"bbs_tls", c.BBSTLS}, {"rep_client_tls", c.RepClientTLS}} {
+		if f.files.Enabled() {
+			if _, err := f.files.Client(""); err != nil {
+				bad(f.field, "%v", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads a config file over the defaults (an empty path gives the
+// defaults). It does not validate.
+func Load(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}

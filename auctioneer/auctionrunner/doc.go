@@ -1,0 +1,22 @@
+// Package auctionrunner is the auctioneer daemon's placement loop: the
+// batch that collects start requests, and the runner that turns each batch
+// into one auction.
+//
+// A [Batch] collects LRP instances and tasks, de-duplicates them (an LRP
+// instance by process guid and index, a task by guid; the first request
+// wins) and wakes the runner through a channel of capacity one, so many
+// requests collapse into one wake-up.
+//
+// A [Runner] runs one auction at a time (reference auction.md §1.2–§1.3):
+//
+//	wake ─► live cells (locket presences) ─► State from every cell in
+//	parallel (per-cell timeout, worker cap; failed, evacuating and
+//	mismatched cells skipped; retried when no cell answered) ─► drain the
+//	batch ─► auctioneer.Run (the pure engine) ─► one Perform per winning
+//	cell, in parallel ─► failures written back to the BBS (FailActualLRP,
+//	RejectTask)
+//
+// Requests that arrive while the state fetch runs join the current batch;
+// those that arrive later join the next one. The runner never writes
+// successes: the winning cell claims its work.
+package auctionrunner
