@@ -1,0 +1,117 @@
+package routingtable
+
+import "maps"
+
+// Component is the value of the "component" tag on every registration.
+const Component = "route-emitter"
+
+// RegistryMessage is the payload of gorouter's router.register and
+// router.unregister subjects, field for field as gorouter decodes it (and as
+// Diego's route emitter encodes it). URIs always holds exactly one hostname.
+type RegistryMessage struct {
+	// Host is the backend IP: the cell's address, or the container's with direct-instance routing.
+	Host string `json:"host"`
+	// Port is the plaintext backend port.
+	Port uint32 `json:"port"`
+	// TLSPort is the backend's TLS proxy port; gorouter prefers it over Port when set.
+	TLSPort uint32 `json:"tls_port,omitempty"`
+	// URIs is the route: one hostname with an optional path.
+	URIs []string `json:"uris"`
+	// App is the desired LRP's log guid (the app guid).
+	App string `json:"app,omitempty"`
+	// PrivateInstanceID is the instance guid.
+	PrivateInstanceID string `json:"private_instance_id,omitempty"`
+	// PrivateInstanceIndex is the instance index in decimal.
+	PrivateInstanceIndex string `json:"private_instance_index,omitempty"`
+	// ServerCertDomainSAN is the SAN the backend's certificate must hold: the instance guid.
+	ServerCertDomainSAN string `json:"server_cert_domain_san,omitempty"`
+	// RouteServiceURL is the route service the router sends requests through.
+	RouteServiceURL string `json:"route_service_url,omitempty"`
+	// Tags are the desired LRP's metric tags plus component=route-emitter.
+	Tags map[string]string `json:"tags,omitempty"`
+	// IsolationSegment restricts the route to routers of that segment.
+	IsolationSegment string `json:"isolation_segment,omitempty"`
+	// AvailabilityZone is the instance's zone.
+	AvailabilityZone string `json:"availability_zone,omitempty"`
+	// EndpointUpdatedAtNs is when the instance became RUNNING (Unix ns), set
+	// only on the registration that first announces the endpoint.
+	EndpointUpdatedAtNs int64 `json:"endpoint_updated_at_ns,omitempty"`
+	// StaleThresholdInSeconds is the route's TTL in the router; 0 leaves the router's default.
+	StaleThresholdInSeconds int `json:"stale_threshold_in_seconds,omitempty"`
+	// Protocol is http1 or http2; empty means http1.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// MessageKey is gorouter's identity of a registration: the URI and the
+// backend address. Registering a key again updates it in place.
+type MessageKey struct {
+	URI     string
+	Host    string
+	Port    uint32
+	TLSPort uint32
+}
+
+// Key returns m's identity.
+func (m *RegistryMessage) Key() MessageKey {
+	var uri string
+	if len(m.URIs) > 0 {
+		uri = m.URIs[0]
+	}
+	return MessageKey{URI: uri, Host: m.Host, Port: m.Port, TLSPort: m.TLSPort}
+}
+
+// sameContent reports whether a and b announce the same thing, ignoring
+// EndpointUpdatedAtNs (a latency hint, not content).
+func sameContent(a, b *RegistryMessage) bool {
+	return a.Host == b.Host && a.Port == b.Port && a.TLSPort == b.TLSPort &&
+		len(a.URIs) == len(b.URIs) && (len(a.URIs) == 0 || a.URIs[0] == b.URIs[0]) &&
+		a.App == b.App && a.PrivateInstanceID == b.PrivateInstanceID &&
+		a.PrivateInstanceIndex == b.PrivateInstanceIndex && a.ServerCertDomainSAN == b.ServerCertDomainSAN &&
+		a.RouteServiceURL == b.RouteServiceURL && a.IsolationSegment == b.IsolationSegment &&
+		a.AvailabilityZone == b.AvailabilityZone && a.StaleThresholdInSeconds == b.StaleThresholdInSeconds &&
+		a.Protocol == b.Protocol && maps.Equal(a.Tags, b.Tags)
+}
+
+// Messages are what a table change asks the emitter to send.
+type Messages struct {
+	// Registrations go to router.register.
+	Registrations []RegistryMessage
+	// Unregistrations go to router.unregister.
+	Unregistrations []RegistryMessage
+}
+
+// Empty reports whether there is nothing to send.
+func (m Messages) Empty() bool { return len(m.Registrations) == 0 && len(m.Unregistrations) == 0 }
+
+// Merge appends o's messages to m's.
+func (m *Messages) Merge(o Messages) {
+	m.Registrations = append(m.Registrations, o.Registrations...)
+	m.Unregistrations = append(m.Unregistrations, o.Unregistrations...)
+}
+
+// messageSet is the registrations one LRP implies, by identity.
+type messageSet map[MessageKey]*RegistryMessage
+
+// diff appends to out the messages that turn old into cur: unregisters for
+// keys gone, registers for keys new (with EndpointUpdatedAtNs) or changed
+// (without it).
+func diff(old, cur messageSet, out *Messages) {
+	for k, m := range old {
+		if _, ok := cur[k]; !ok {
+			u := *m
+			u.EndpointUpdatedAtNs = 0
+			out.Unregistrations = append(out.Unregistrations, u)
+		}
+	}
+	for k, m := range cur {
+		o, ok := old[k]
+		switch {
+		case !ok:
+			out.Registrations = append(out.Registrations, *m)
+		case !sameContent(o, m):
+			r := *m
+			r.EndpointUpdatedAtNs = 0
+			out.Registrations = append(out.Registrations, r)
+		}
+	}
+}
