@@ -218,6 +218,7 @@ func (p *Plan) planLRP(snap *store.Snapshot, fresh map[string]bool, cfg Config, 
 			}
 		}
 	}
+	isFresh := fresh[domain]
 	for index, s := range slots {
 		if d == nil {
 			// An orphan's domain is the one its rows carry.
@@ -227,8 +228,8 @@ func (p *Plan) planLRP(snap *store.Snapshot, fresh map[string]bool, cfg Config, 
 					break
 				}
 			}
+			isFresh = fresh[domain]
 		}
-		isFresh := fresh[domain]
 		wanted := d != nil && index < instances
 		reason := ReasonExtra
 		if d == nil {
