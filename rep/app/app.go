@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+
+	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/debugserver"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/rep/executor"
+	"github.com/gavelhq/gavel/rep/harmonizer"
+)
+
+// Rep is the rep daemon: one cell, or cfg.SimCells simulated cells sharing
+// one etcd client and one BBS client.
+type Rep struct {
+	cfg      Config
+	logger   lager.Logger
+	registry *prometheus.Registry
+	metrics  *harmonizer.Metrics
+
+	mu    sync.Mutex
+	cells []*Cell
+	ready chan struct{} // closed once every cell runs
+	debug *debugserver.Server
+}
+
+// New builds a rep from a validated config.
+func New(cfg Config, logger lager.Logger) *Rep {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), ready: make(chan struct{})}
+	reg.MustRegister(&cellCollector{rep: r})
+	return r
+}
+
+// Registry is the rep's metrics registry.
+func (r *Rep) Registry() *prometheus.Registry { return r.registry }
+
+// Ready is closed once every cell serves and is registered.
+func (r *Rep) Ready() <-chan struct{} { return r.ready }
+
+// Cells returns the cells; complete once Ready is closed.
+func (r *Rep) Cells() []*Cell {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*Cell(nil), r.cells...)
+}
+
+// DebugAddr is the debug server's bound address, once Ready is closed.
+func (r *Rep) DebugAddr() string { return r.debug.Addr() }
+
+// Runner returns the daemon as an ordered group: the debug server, then the
+// cells (dialing etcd and building the BBS client first). Each cell is itself
+// ordered: executor, gRPC server, presence, harmonizer.
+func (r *Rep) Runner() ifrit.Runner {
+	r.debug = debugserver.New(r.cfg.DebugAddress, r.registry, r.logger)
+	return grouper.NewOrdered(os.Interrupt, grouper.Members{
+		{Name: "debug", Runner: r.debug},
+		{Name: "cells", Runner: ifrit.RunFunc(r.runCells)},
+	})
+}
+
+// cellConfigs derives the config of each cell.
+func (r *Rep) cellConfigs() []Config {
+	if r.cfg.SimCells == 0 {
+		return []Config{r.cfg}
+	}
+	host, _, err := net.SplitHostPort(r.cfg.ListenAddress)
+	if err != nil {
+		host = "127.0.0.1"
+	}
+	out := make([]Config, r.cfg.SimCells)
+	for i := range out {
+		c := r.cfg
+		c.CellID = r.cfg.CellID + "-" + strconv.Itoa(i)
+		c.ListenAddress = net.JoinHostPort(host, "0")
+		c.AdvertiseAddress = ""
+		c.Index = r.cfg.Index + int32(i)
+		c.Sim.Seed = r.cfg.Sim.Seed + uint64(i)
+		out[i] = c
+	}
+	return out
+}
+
+func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	etcd, err := etcdclient.Dial(ctx, r.cfg.Etcd)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect to etcd: %w", err)
+	}
+	defer etcd.Close()
+	bbsCfg := client.Config{Addresses: r.cfg.BBSAddresses}
+	if r.cfg.BBSTLS.Enabled() {
+		if bbsCfg.TLS, err = r.cfg.BBSTLS.Client(""); err != nil {
+			return fmt.Errorf("bbs_tls: %w", err)
+		}
+	}
+	bbs, err := client.New(bbsCfg)
+	if err != nil {
+		return err
+	}
+	defer bbs.Close()
+	deps := CellDeps{Etcd: etcd, BBS: bbs, Metrics: r.metrics, Logger: r.logger}
+	var members grouper.Members
+	for _, cfg := range r.cellConfigs() {
+		cell := NewCell(cfg, deps)
+		r.mu.Lock()
+		r.cells = append(r.cells, cell)
+		r.mu.Unlock()
+		members = append(members, grouper.Member{Name: cfg.CellID, Runner: cell.Runner()})
+	}
+	var group ifrit.Runner
+	if len(members) == 1 {
+		group = members[0].Runner
+	} else {
+		group = grouper.NewParallel(os.Interrupt, members)
+	}
+	proc := ifrit.Background(group)
+	select {
+	case <-proc.Ready():
+	case err := <-proc.Wait():
+		return err
+	}
+	r.logger.Info("cells-ready", lager.Data{"cells": len(members)})
+	close(r.ready)
+	close(ready)
+	select {
+	case sig := <-signals:
+		proc.Signal(sig)
+		return <-proc.Wait()
+	case err := <-proc.Wait():
+		return err
+	}
+}
+
+// cellCollector reports every cell's containers and resources at scrape time.
+type cellCollector struct{ rep *Rep }
+
+var (
+	containersDesc = prometheus.NewDesc("gavel_rep_containers", "Containers of the cell by state.", []string{"cell_id", "state"}, nil)
+	availableDesc  = prometheus.NewDesc("gavel_rep_resources_available", "Resources of the cell not reserved (memory_mb, disk_mb, containers).", []string{"cell_id", "resource"}, nil)
+	totalDesc      = prometheus.NewDesc("gavel_rep_resources_total", "Resources the cell offers (memory_mb, disk_mb, containers).", []string{"cell_id", "resource"}, nil)
+)
+
+// Describe sends the descriptors.
+func (cc *cellCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- containersDesc
+	ch <- availableDesc
+	ch <- totalDesc
+}
+
+// Collect reports each running cell.
+func (cc *cellCollector) Collect(ch chan<- prometheus.Metric) {
+	states := []executor.State{executor.StateReserved, executor.StateInitializing, executor.StateCreated, executor.StateRunning, executor.StateCompleted}
+	for _, cell := range cc.rep.Cells() {
+		select {
+		case <-cell.ready:
+		default:
+			continue
+		}
+		counts := map[executor.State]int{}
+		for _, c := range cell.exec.List() {
+			counts[c.State]++
+		}
+		for _, s := range states {
+			ch <- prometheus.MustNewConstMetric(containersDesc, prometheus.GaugeValue, float64(counts[s]), cell.ID(), string(s))
+		}
+		emit := func(desc *prometheus.Desc, r executor.Resources) {
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(r.MemoryMB), cell.ID(), "memory_mb")
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(r.DiskMB), cell.ID(), "disk_mb")
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(r.Containers), cell.ID(), "containers")
+		}
+		emit(availableDesc, cell.exec.RemainingResources())
+		emit(totalDesc, cell.exec.TotalResources())
+	}
+}

@@ -1,0 +1,229 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/google/uuid"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gavelhq/gavel/internal/grpcserver"
+	"github.com/gavelhq/gavel/locket"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
+	"github.com/gavelhq/gavel/rep"
+	"github.com/gavelhq/gavel/rep/backend"
+	"github.com/gavelhq/gavel/rep/backend/process"
+	"github.com/gavelhq/gavel/rep/backend/sim"
+	"github.com/gavelhq/gavel/rep/executor"
+	"github.com/gavelhq/gavel/rep/harmonizer"
+	"github.com/gavelhq/gavel/rep/server"
+)
+
+// CellDeps are what a cell shares with the other cells of its process.
+type CellDeps struct {
+	// Etcd holds the presence.
+	Etcd *clientv3.Client
+	// BBS is the BBS client.
+	BBS harmonizer.BBS
+	// Metrics are the harmonizer metrics.
+	Metrics *harmonizer.Metrics
+	// Logger is the process's logger.
+	Logger lager.Logger
+}
+
+// Cell is one cell: a backend and executor, the RepService, the presence and
+// the harmonizer.
+type Cell struct {
+	cfg    Config
+	deps   CellDeps
+	logger lager.Logger
+	evac   rep.Evacuation
+
+	exec       *executor.Executor
+	grpc       *grpcserver.Server
+	presence   *locket.Presence
+	harmonizer *harmonizer.Harmonizer
+	ready      chan struct{} // closed once the gRPC server listens
+}
+
+// NewCell returns a cell for a validated config.
+func NewCell(cfg Config, deps CellDeps) *Cell {
+	return &Cell{cfg: cfg, deps: deps, logger: deps.Logger.Session("cell", lager.Data{"cell_id": cfg.CellID}), ready: make(chan struct{})}
+}
+
+// ID is the cell's id.
+func (c *Cell) ID() string { return c.cfg.CellID }
+
+// Addr is the RepService's bound address; it blocks until it listens.
+func (c *Cell) Addr() string { <-c.ready; return c.grpc.Addr() }
+
+// Executor is the cell's executor; valid once Addr returns.
+func (c *Cell) Executor() *executor.Executor { <-c.ready; return c.exec }
+
+// Harmonizer is the cell's harmonizer; valid once the cell runner is ready.
+func (c *Cell) Harmonizer() *harmonizer.Harmonizer { return c.harmonizer }
+
+// Evacuation is the cell's evacuation flag.
+func (c *Cell) Evacuation() *rep.Evacuation { return &c.evac }
+
+// Runner returns the cell as an ordered group: executor (its backend, and
+// the adoption of the containers a previous run left), gRPC server,
+// presence, harmonizer. On a signal they stop in reverse order and the
+// executor detaches: containers keep running for the next start to adopt.
+func (c *Cell) Runner() ifrit.Runner {
+	c.harmonizer = harmonizer.New(harmonizer.Options{
+		CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS,
+		BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
+	})
+	return grouper.NewOrdered(os.Interrupt, grouper.Members{
+		{Name: "executor", Runner: ifrit.RunFunc(c.runExecutor)},
+		{Name: "grpc", Runner: ifrit.RunFunc(c.runGRPC)},
+		{Name: "presence", Runner: ifrit.RunFunc(c.runPresence)},
+		{Name: "harmonizer", Runner: ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+			return c.harmonizer.Run(signals, ready)
+		})},
+	})
+}
+
+func (c *Cell) backend() (backend.Backend, error) {
+	switch c.cfg.Backend {
+	case BackendSim:
+		s := c.cfg.Sim
+		return sim.New(sim.Options{
+			StartDelay: s.StartDelay.D(), RunDuration: s.RunDuration.D(), CrashRate: s.CrashRate,
+			CrashWindow: s.CrashWindow.D(), Seed: s.Seed,
+		}), nil
+	default:
+		p := c.cfg.Process
+		return process.New(process.Options{
+			Root: p.RootDir, PortRangeStart: p.PortRangeStart, PortRangeEnd: p.PortRangeEnd, HostIP: p.HostIP,
+			GraceTime: c.cfg.GraceTime.D(), Logger: c.logger,
+		})
+	}
+}
+
+func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) error {
+	b, err := c.backend()
+	if err != nil {
+		return fmt.Errorf("cell %s: backend: %w", c.cfg.CellID, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	exec, err := executor.New(ctx, executor.Options{
+		Backend: b, Logger: c.logger, CellID: c.cfg.CellID,
+		TotalResources:       executor.Resources{MemoryMB: c.cfg.Capacity.MemoryMB, DiskMB: c.cfg.Capacity.DiskMB, Containers: c.cfg.Capacity.Containers},
+		ProxyMemoryMB:        int(c.cfg.ProxyMemoryMB),
+		ReservedExpiration:   c.cfg.ReservedExpiration.D(),
+		GraceTime:            c.cfg.GraceTime.D(),
+		StartupCheckInterval: c.cfg.StartupCheckInterval.D(),
+	})
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", c.cfg.CellID, err)
+	}
+	adopted, err := exec.Recover(ctx)
+	if err != nil {
+		c.logger.Error("recover-failed", err)
+	}
+	if len(adopted) > 0 {
+		c.logger.Info("adopted-containers", lager.Data{"count": len(adopted)})
+	}
+	c.exec = exec
+	close(ready)
+	<-signals
+	exec.Detach()
+	return nil
+}
+
+func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
+	srv := server.New(server.Options{
+		CellID: c.cfg.CellID, Zone: c.cfg.Zone, Index: c.cfg.Index, Executor: c.exec,
+		RootFSProviders: rootFSProviders(c.cfg.RootFSProviders), PlacementTags: c.cfg.PlacementTags,
+		OptionalPlacementTags: c.cfg.OptionalPlacementTags, VolumeDrivers: c.cfg.VolumeDrivers,
+		ProxyMemoryMB: c.cfg.ProxyMemoryMB, Evacuation: &c.evac, Logger: c.logger,
+	})
+	opts := grpcserver.Options{
+		Addr: c.cfg.ListenAddress, Logger: c.logger,
+		Register: func(s *grpc.Server) { repv1.RegisterRepServiceServer(s, srv) },
+	}
+	if c.cfg.TLS.Enabled() {
+		tlsCfg, err := c.cfg.TLS.Server()
+		if err != nil {
+			return fmt.Errorf("cell %s: tls: %w", c.cfg.CellID, err)
+		}
+		opts.TLS = tlsCfg
+	}
+	c.grpc = grpcserver.New(opts)
+	proc := ifrit.Background(c.grpc)
+	select {
+	case <-proc.Ready():
+	case err := <-proc.Wait():
+		return fmt.Errorf("cell %s: %w", c.cfg.CellID, err)
+	}
+	close(c.ready)
+	close(ready)
+	select {
+	case sig := <-signals:
+		proc.Signal(sig)
+		return <-proc.Wait()
+	case err := <-proc.Wait():
+		return fmt.Errorf("cell %s: gRPC server stopped: %w", c.cfg.CellID, err)
+	}
+}
+
+// advertised is the address put in the presence.
+func (c *Cell) advertised() string {
+	if c.cfg.AdvertiseAddress != "" {
+		return c.cfg.AdvertiseAddress
+	}
+	addr := c.grpc.Addr()
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil && (host == "" || net.ParseIP(host).IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// PresenceValue is the CellPresence the cell registers.
+func (c *Cell) PresenceValue() *modelsv1.CellPresence {
+	total := c.exec.TotalResources()
+	return &modelsv1.CellPresence{
+		CellId: c.cfg.CellID, RepAddress: c.advertised(), Zone: c.cfg.Zone,
+		Capacity:              &modelsv1.CellCapacity{MemoryMb: int32(total.MemoryMB), DiskMb: int32(total.DiskMB), Containers: int32(total.Containers)},
+		RootfsProviders:       rootFSProviders(c.cfg.RootFSProviders),
+		PlacementTags:         c.cfg.PlacementTags,
+		OptionalPlacementTags: c.cfg.OptionalPlacementTags,
+		VolumeDrivers:         c.cfg.VolumeDrivers,
+	}
+}
+
+func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) error {
+	value, err := proto.Marshal(c.PresenceValue())
+	if err != nil {
+		return fmt.Errorf("cell %s: encode presence: %w", c.cfg.CellID, err)
+	}
+	c.presence = locket.NewPresence(locket.PresenceOptions{
+		Client: c.deps.Etcd, KeyPrefix: c.cfg.KeyPrefix, Name: c.cfg.CellID, Owner: uuid.NewString(),
+		Value: value, TTL: c.cfg.PresenceTTL.D(), RetryInterval: c.cfg.PresenceRetryInterval.D(), Logger: c.logger,
+	})
+	return c.presence.Run(signals, ready)
+}
+
+// rootFSProviders turns the config map into the API's list, sorted by scheme.
+func rootFSProviders(m map[string][]string) []*modelsv1.RootFSProvider {
+	out := make([]*modelsv1.RootFSProvider, 0, len(m))
+	for name, stacks := range m {
+		out = append(out, &modelsv1.RootFSProvider{Name: name, Properties: stacks})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
+}

@@ -1,0 +1,221 @@
+// Package app wires the rep daemon: its config, the ordered group of runners
+// of one cell (executor and backend, gRPC server, presence, harmonizer), the
+// farm of simulated cells that share one etcd and one BBS client, and the
+// Prometheus collector of every cell's containers and resources.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
+)
+
+// Defaults of the rep daemon.
+const (
+	DefaultListenAddress         = "127.0.0.1:1800"
+	DefaultDebugAddress          = "127.0.0.1:17008"
+	DefaultPresenceTTL           = 15 * time.Second
+	DefaultPresenceRetryInterval = 5 * time.Second
+	DefaultBulkSyncInterval      = 30 * time.Second
+	DefaultReservedExpiration    = time.Minute
+	DefaultGraceTime             = 10 * time.Second
+	DefaultEvacuationTimeout     = 600 * time.Second
+	// BackendProcess and BackendSim name the container backends.
+	BackendProcess = "process"
+	BackendSim     = "sim"
+)
+
+// ProcessConfig configures the process backend.
+type ProcessConfig struct {
+	// RootDir holds one directory per container; required with the process backend.
+	RootDir string `json:"root_dir"`
+	// PortRangeStart and PortRangeEnd bound the host ports (default 61000–61999).
+	PortRangeStart uint32 `json:"port_range_start"`
+	PortRangeEnd   uint32 `json:"port_range_end"`
+	// HostIP is the address apps are reached on (default 127.0.0.1).
+	HostIP string `json:"host_ip"`
+}
+
+// SimConfig configures the simulated backend.
+type SimConfig struct {
+	// StartDelay is the time from run to passing health checks (default 0).
+	StartDelay config.Duration `json:"start_delay"`
+	// RunDuration is how long a process runs before exiting 0 (default 0: forever).
+	RunDuration config.Duration `json:"run_duration"`
+	// CrashRate is the probability (0..1) that a process crashes (default 0).
+	CrashRate float64 `json:"crash_rate"`
+	// CrashWindow bounds when a crashing process crashes (default 10s).
+	CrashWindow config.Duration `json:"crash_window"`
+	// Seed seeds the crash draws (cell i of a farm uses seed+i).
+	Seed uint64 `json:"seed"`
+}
+
+// CapacityConfig is the capacity the cell offers; zero fields are read from
+// the backend.
+type CapacityConfig struct {
+	MemoryMB   int `json:"memory_mb"`
+	DiskMB     int `json:"disk_mb"`
+	Containers int `json:"containers"`
+}
+
+// Config is the rep's JSON config file.
+type Config struct {
+	// CellID names the cell; required. With SimCells, cell i is "<cell_id>-<i>".
+	CellID string `json:"cell_id"`
+	// Zone is the cell's availability zone.
+	Zone string `json:"zone"`
+	// Index orders cells for the bin-pack term of the auction (default 0).
+	Index int32 `json:"index"`
+	// ListenAddress is the RepService's host:port (default 127.0.0.1:1800; port 0 picks one).
+	ListenAddress string `json:"listen_address"`
+	// AdvertiseAddress is the host:port put in the presence (default the bound listen address).
+	AdvertiseAddress string `json:"advertise_address"`
+	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17008).
+	DebugAddress string `json:"debug_address"`
+	// LogLevel is debug, info, error or fatal (default info).
+	LogLevel string `json:"log_level"`
+	// KeyPrefix is the root of Gavel's etcd keys (default /gavel/v1/).
+	KeyPrefix string `json:"key_prefix"`
+	// Etcd is where the presence is registered; endpoints required.
+	Etcd etcdclient.Config `json:"etcd"`
+	// BBSAddresses are the host:port of every BBS replica; required.
+	BBSAddresses []string `json:"bbs_addresses"`
+	// TLS is the RepService's server certificate; with a CA file, clients must present certificates.
+	TLS tlsconfig.Files `json:"tls"`
+	// BBSTLS is presented to the BBS.
+	BBSTLS tlsconfig.Files `json:"bbs_tls"`
+	// Backend is "process" (default) or "sim".
+	Backend string `json:"backend"`
+	// Process configures the process backend.
+	Process ProcessConfig `json:"process"`
+	// Sim configures the simulated backend.
+	Sim SimConfig `json:"sim"`
+	// Capacity overrides the backend's capacity.
+	Capacity CapacityConfig `json:"capacity"`
+	// RootFSProviders maps a URL scheme to its stacks; an empty list accepts
+	// any URL of the scheme (default {"preloaded": ["cflinuxfs4"], "docker": []}).
+	RootFSProviders map[string][]string `json:"rootfs_providers"`
+	// PlacementTags must all be asked for by the work placed here.
+	PlacementTags []string `json:"placement_tags"`
+	// OptionalPlacementTags may be asked for.
+	OptionalPlacementTags []string `json:"optional_placement_tags"`
+	// VolumeDrivers are the volume drivers offered.
+	VolumeDrivers []string `json:"volume_drivers"`
+	// ProxyMemoryMB is reserved on top of each LRP's memory (default 0).
+	ProxyMemoryMB int32 `json:"proxy_memory_mb"`
+	// PresenceTTL is the presence lease (default 15s).
+	PresenceTTL config.Duration `json:"presence_ttl"`
+	// PresenceRetryInterval is how often a lost presence is retried (default 5s).
+	PresenceRetryInterval config.Duration `json:"presence_retry_interval"`
+	// BulkSyncInterval is the time between bulk syncs with the BBS (default 30s).
+	BulkSyncInterval config.Duration `json:"bulk_sync_interval"`
+	// ReservedExpiration is how long a reservation waits to be run (default 1m).
+	ReservedExpiration config.Duration `json:"reserved_expiration"`
+	// GraceTime is the SIGTERM→SIGKILL wait when a container stops (default 10s).
+	GraceTime config.Duration `json:"grace_time"`
+	// StartupCheckInterval is the wait between startup health probes (default 2s).
+	StartupCheckInterval config.Duration `json:"startup_check_interval"`
+	// EvacuationTimeout bounds a drain (default 600s; evacuation is not implemented yet).
+	EvacuationTimeout config.Duration `json:"evacuation_timeout"`
+	// SimCells runs this many simulated cells in the process (needs backend "sim"; default 0: one cell).
+	SimCells int `json:"sim_cells"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddress:         DefaultListenAddress,
+		DebugAddress:          DefaultDebugAddress,
+		LogLevel:              "info",
+		KeyPrefix:             locket.DefaultKeyPrefix,
+		Backend:               BackendProcess,
+		RootFSProviders:       map[string][]string{"preloaded": {"cflinuxfs4"}, "docker": {}},
+		PresenceTTL:           config.Duration(DefaultPresenceTTL),
+		PresenceRetryInterval: config.Duration(DefaultPresenceRetryInterval),
+		BulkSyncInterval:      config.Duration(DefaultBulkSyncInterval),
+		ReservedExpiration:    config.Duration(DefaultReservedExpiration),
+		GraceTime:             config.Duration(DefaultGraceTime),
+		StartupCheckInterval:  config.Duration(2 * time.Second),
+		EvacuationTimeout:     config.Duration(DefaultEvacuationTimeout),
+	}
+}
+
+var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_.:-]+$`)
+
+// Validate checks the config without side effects; errors name the field.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !namePattern.MatchString(c.CellID) {
+		add("cell_id: is required and must match %s (got %q)", namePattern, c.CellID)
+	}
+	if c.ListenAddress == "" {
+		add("listen_address: is required")
+	}
+	if len(c.Etcd.Endpoints) == 0 {
+		add("etcd.endpoints: is required (the presence is registered in etcd)")
+	}
+	if len(c.BBSAddresses) == 0 {
+		add("bbs_addresses: is required")
+	}
+	switch c.Backend {
+	case BackendProcess:
+		if c.Process.RootDir == "" {
+			add("process.root_dir: is required with the process backend")
+		}
+		if c.Process.PortRangeEnd < c.Process.PortRangeStart {
+			add("process.port_range_end: must be >= port_range_start")
+		}
+	case BackendSim:
+		if c.Sim.CrashRate < 0 || c.Sim.CrashRate > 1 {
+			add("sim.crash_rate: must be within 0..1 (got %g)", c.Sim.CrashRate)
+		}
+	default:
+		add("backend: must be %q or %q (got %q)", BackendProcess, BackendSim, c.Backend)
+	}
+	if c.SimCells < 0 {
+		add("sim_cells: must be >= 0 (got %d)", c.SimCells)
+	}
+	if c.SimCells > 0 && c.Backend != BackendSim {
+		add("sim_cells: needs backend %q", BackendSim)
+	}
+	if c.Capacity.MemoryMB < 0 || c.Capacity.DiskMB < 0 || c.Capacity.Containers < 0 || c.ProxyMemoryMB < 0 {
+		add("capacity, proxy_memory_mb: must be >= 0")
+	}
+	for name, d := range map[string]config.Duration{
+		"presence_ttl": c.PresenceTTL, "presence_retry_interval": c.PresenceRetryInterval,
+		"bulk_sync_interval": c.BulkSyncInterval, "reserved_expiration": c.ReservedExpiration,
+		"grace_time": c.GraceTime, "startup_check_interval": c.StartupCheckInterval, "evacuation_timeout": c.EvacuationTimeout,
+	} {
+		if d.D() <= 0 {
+			add("%s: must be > 0 (got %s)", name, d.D())
+		}
+	}
+	if c.PresenceTTL.D() > 0 && c.PresenceTTL.D() < time.Second {
+		add("presence_ttl: must be at least 1s (got %s)", c.PresenceTTL.D())
+	}
+	if _, err := c.TLS.Server(); c.TLS.Enabled() && err != nil {
+		add("tls: %w", err)
+	}
+	if _, err := c.BBSTLS.Client(""); c.BBSTLS.Enabled() && err != nil {
+		add("bbs_tls: %w", err)
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads a config file over the defaults (an empty path gives the defaults).
+func Load(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		if err := config.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,30 @@
+// Package harmonizer keeps the BBS and a cell's executor in agreement, as
+// Diego's rep does with its event consumer and bulker.
+//
+// Event-driven, per container (every executor event queues one operation for
+// its container; a container has at most one operation running and one
+// waiting, so operations on it never interleave):
+//
+//	LRP  reserved   → claim (many claims in one BatchClaimActualLRPs) → GetDesiredLRP → Run;
+//	                  a refused claim deletes the reservation, a failed run removes the instance
+//	     running    → StartActualLRP with net info and routable (batched); refused → stop
+//	     completed  → RemoveActualLRP when stopped, else CrashActualLRP(reason); then delete
+//	task reserved   → StartTask; should_start false or refused → delete; else GetTask → Run
+//	     completed  → stopped: delete; retryable failure: RejectTask; else CompleteTask
+//	                  (result from the result file); then delete
+//
+// Bulk sync, at start and every Options.BulkSyncInterval, lists the
+// containers, this cell's actual LRPs and tasks, and the containers again:
+//
+//   - a container past reserved whose instance has no actual LRP row with its
+//     instance key, or whose task is not RUNNING on this cell, is deleted;
+//   - every other container gets its operation again (a running LRP re-posts
+//     StartActualLRP: the heartbeat; a completed one is reported);
+//   - an actual LRP CLAIMED or RUNNING here with no container is removed
+//     (RemoveActualLRP); a task RUNNING here with no container is completed
+//     as failed ("cell lost the task").
+//
+// Rows are listed between the two container listings so that a container
+// created meanwhile is never mistaken for one the BBS does not want, nor a
+// row for one the cell lost.
+package harmonizer

@@ -1,0 +1,441 @@
+package harmonizer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"code.cloudfoundry.org/clock"
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gavelhq/gavel/bbs/models"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	"github.com/gavelhq/gavel/rep"
+	"github.com/gavelhq/gavel/rep/executor"
+)
+
+// Defaults for Options.
+const (
+	// DefaultBulkSyncInterval is the time between two bulk syncs.
+	DefaultBulkSyncInterval = 30 * time.Second
+	// DefaultCallTimeout bounds one BBS call.
+	DefaultCallTimeout = 10 * time.Second
+	// DefaultMaxBatch caps the claims or starts sent in one BBS call.
+	DefaultMaxBatch = 256
+)
+
+// Failure reasons the rep reports.
+const (
+	// ReasonFailedToRun completes a task whose container could not be run.
+	ReasonFailedToRun = "failed to run container"
+	// ReasonCellLostTask completes a task RUNNING on this cell without a container.
+	ReasonCellLostTask = "cell lost the task"
+)
+
+// BBS is what the rep calls on the BBS; *bbs/client.Client implements it.
+// Errors unwrap to the sentinels of bbs/models.
+type BBS interface {
+	BatchClaimActualLRPs(ctx context.Context, in *bbsv1.BatchClaimActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error)
+	BatchStartActualLRPs(ctx context.Context, in *bbsv1.BatchStartActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchStartActualLRPsResponse, error)
+	CrashActualLRP(ctx context.Context, in *bbsv1.CrashActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.CrashActualLRPResponse, error)
+	RemoveActualLRP(ctx context.Context, in *bbsv1.RemoveActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.RemoveActualLRPResponse, error)
+	GetDesiredLRP(ctx context.Context, in *bbsv1.GetDesiredLRPRequest, opts ...grpc.CallOption) (*bbsv1.GetDesiredLRPResponse, error)
+	ListActualLRPs(ctx context.Context, in *bbsv1.ListActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.ListActualLRPsResponse, error)
+	StartTask(ctx context.Context, in *bbsv1.StartTaskRequest, opts ...grpc.CallOption) (*bbsv1.StartTaskResponse, error)
+	GetTask(ctx context.Context, in *bbsv1.GetTaskRequest, opts ...grpc.CallOption) (*bbsv1.GetTaskResponse, error)
+	CompleteTask(ctx context.Context, in *bbsv1.CompleteTaskRequest, opts ...grpc.CallOption) (*bbsv1.CompleteTaskResponse, error)
+	RejectTask(ctx context.Context, in *bbsv1.RejectTaskRequest, opts ...grpc.CallOption) (*bbsv1.RejectTaskResponse, error)
+	ListTasks(ctx context.Context, in *bbsv1.ListTasksRequest, opts ...grpc.CallOption) (*bbsv1.ListTasksResponse, error)
+}
+
+// Metrics are the harmonizer's Prometheus metrics, shared by every cell of a
+// process.
+type Metrics struct {
+	// BBSErrors counts failed BBS calls by call name.
+	BBSErrors *prometheus.CounterVec
+	// BulkSyncDuration observes the duration of bulk syncs.
+	BulkSyncDuration prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them on reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BBSErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_rep_bbs_call_errors_total", Help: "BBS calls of the rep that failed, by call.",
+		}, []string{"call"}),
+		BulkSyncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gavel_rep_bulk_sync_duration_seconds", Help: "Duration of the rep's bulk syncs with the BBS.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.BBSErrors, m.BulkSyncDuration)
+	}
+	return m
+}
+
+// Options configure a Harmonizer. CellID, Executor and BBS are required.
+type Options struct {
+	CellID string
+	// Zone is reported with each start.
+	Zone     string
+	Executor *executor.Executor
+	BBS      BBS
+	// BulkSyncInterval is the time between bulk syncs; default 30 s.
+	BulkSyncInterval time.Duration
+	// CallTimeout bounds each BBS call; default 10 s.
+	CallTimeout time.Duration
+	// MaxBatch caps claims or starts per BBS call; default 256.
+	MaxBatch int
+	// Clock drives the bulk sync ticker; default the real clock.
+	Clock clock.Clock
+	// Logger; default a logger with no sinks.
+	Logger lager.Logger
+	// Metrics, shared between cells; default unregistered metrics.
+	Metrics *Metrics
+}
+
+// Harmonizer is an ifrit runner keeping the BBS and the executor in
+// agreement; see the package doc.
+type Harmonizer struct {
+	opts   Options
+	exec   *executor.Executor
+	bbs    BBS
+	logger lager.Logger
+	queue  *queue
+	claims *batcher[*bbsv1.ClaimActualLRPRequest]
+	starts *batcher[*bbsv1.StartActualLRPRequest]
+	lrps   flight[*modelsv1.DesiredLRP]
+
+	baseCtx atomic.Pointer[context.Context]
+	syncing atomic.Bool
+	syncs   atomic.Int64
+}
+
+// New returns a harmonizer. It does no I/O.
+func New(opts Options) *Harmonizer {
+	if opts.BulkSyncInterval <= 0 {
+		opts.BulkSyncInterval = DefaultBulkSyncInterval
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.NewClock()
+	}
+	if opts.Logger == nil {
+		opts.Logger = lager.NewLogger("harmonizer")
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	h := &Harmonizer{
+		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(),
+		logger: opts.Logger.Session("harmonizer", lager.Data{"cell_id": opts.CellID}),
+	}
+	bg := context.Background()
+	h.baseCtx.Store(&bg)
+	h.claims = &batcher[*bbsv1.ClaimActualLRPRequest]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base}
+	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base}
+	return h
+}
+
+func (h *Harmonizer) base() context.Context { return *h.baseCtx.Load() }
+
+// Syncs returns how many bulk syncs have completed.
+func (h *Harmonizer) Syncs() int64 { return h.syncs.Load() }
+
+// Run subscribes to the executor's events, closes ready, runs a bulk sync at
+// once and then every interval, and turns events into operations. On a signal
+// it cancels the operations in flight, waits for them and returns nil.
+func (h *Harmonizer) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	if h.opts.CellID == "" || h.exec == nil || h.bbs == nil {
+		return errors.New("harmonizer: CellID, Executor and BBS are required")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.baseCtx.Store(&ctx)
+	sub := h.exec.Subscribe()
+	defer sub.Close()
+	ticker := h.opts.Clock.NewTicker(h.opts.BulkSyncInterval)
+	defer ticker.Stop()
+	close(ready)
+	h.startSync(ctx)
+	for {
+		select {
+		case ev := <-sub.Events():
+			h.handle(ctx, ev)
+		case <-ticker.C():
+			h.startSync(ctx)
+		case <-signals:
+			cancel()
+			h.queue.wait()
+			for h.syncing.Load() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			return nil
+		}
+	}
+}
+
+func (h *Harmonizer) handle(ctx context.Context, ev executor.Event) {
+	switch ev.(type) {
+	case executor.ContainerReserved, executor.ContainerRunning, executor.ContainerRoutableChanged, executor.ContainerCompleted:
+		guid := ev.Snapshot().Guid
+		h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+	}
+}
+
+func (h *Harmonizer) startSync(ctx context.Context) {
+	if !h.syncing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer h.syncing.Store(false)
+		if err := h.Sync(ctx); err != nil && ctx.Err() == nil {
+			h.logger.Error("bulk-sync-failed", err)
+		}
+	}()
+}
+
+// observe counts a failed BBS call and returns err.
+func (h *Harmonizer) observe(call string, err error) error {
+	if err != nil {
+		h.opts.Metrics.BBSErrors.WithLabelValues(call).Inc()
+	}
+	return err
+}
+
+func (h *Harmonizer) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, h.opts.CallTimeout)
+}
+
+// process brings the BBS in line with one container's current state.
+func (h *Harmonizer) process(ctx context.Context, guid string) {
+	c, err := h.exec.Get(guid)
+	if err != nil {
+		return // deleted or expired meanwhile
+	}
+	switch {
+	case rep.IsLRP(c):
+		h.processLRP(ctx, c)
+	case rep.IsTask(c):
+		h.processTask(ctx, c)
+	}
+}
+
+func (h *Harmonizer) delete(ctx context.Context, c executor.Container) {
+	if err := h.exec.Delete(ctx, c.Guid); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
+		h.logger.Error("delete-container-failed", err, lager.Data{"guid": c.Guid})
+	}
+}
+
+func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
+	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	logger := h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+	switch c.State {
+	case executor.StateReserved:
+		err := h.claims.do(ctx, &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik})
+		if err != nil {
+			logger.Info("claim-refused", lager.Data{"error": err.Error()})
+			h.delete(ctx, c)
+			return
+		}
+		desired, err := h.desiredLRP(ctx, key.GetProcessGuid())
+		if err == nil {
+			req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
+			err = h.exec.Run(ctx, c.Guid, req)
+			if errors.Is(err, executor.ErrInvalidTransition) {
+				return // already run (a repeated operation)
+			}
+		}
+		if err != nil {
+			logger.Error("run-failed", err)
+			h.removeLRP(ctx, key, ik)
+			h.delete(ctx, c)
+		}
+	case executor.StateRunning:
+		routable := c.Routable
+		err := h.starts.do(ctx, &bbsv1.StartActualLRPRequest{
+			ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
+		})
+		if errors.Is(err, models.ErrInvalidTransition) {
+			logger.Info("start-refused-stopping", lager.Data{"error": err.Error()})
+			_ = h.exec.Stop(c.Guid)
+		} else if err != nil {
+			logger.Error("start-failed", err)
+		}
+	case executor.StateCompleted:
+		if c.RunResult.Stopped {
+			h.removeLRP(ctx, key, ik)
+		} else {
+			cctx, cancel := h.callCtx(ctx)
+			_, err := h.bbs.CrashActualLRP(cctx, &bbsv1.CrashActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: crashReason(c.RunResult)})
+			cancel()
+			if h.observe("CrashActualLRP", err) != nil {
+				logger.Info("crash-not-recorded", lager.Data{"error": err.Error()})
+			}
+		}
+		h.delete(ctx, c)
+	}
+}
+
+// crashReason is the failure reason, naming the exit status when it does not.
+func crashReason(r executor.RunResult) string {
+	reason := r.FailureReason
+	if reason == "" {
+		reason = "Exited with status " + strconv.Itoa(r.ExitStatus)
+		if r.ExitStatus == 0 {
+			reason = "Exited cleanly (status 0)"
+		}
+	} else if r.ExitStatus != 0 && !strings.Contains(reason, "status "+strconv.Itoa(r.ExitStatus)) {
+		reason = fmt.Sprintf("%s (exit status %d)", reason, r.ExitStatus)
+	}
+	return reason
+}
+
+func (h *Harmonizer) removeLRP(ctx context.Context, key *modelsv1.ActualLRPKey, ik *modelsv1.ActualLRPInstanceKey) {
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	_, err := h.bbs.RemoveActualLRP(cctx, &bbsv1.RemoveActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik})
+	if h.observe("RemoveActualLRP", err) != nil && !errors.Is(err, models.ErrNotFound) && !errors.Is(err, models.ErrInvalidTransition) {
+		h.logger.Error("remove-actual-lrp-failed", err, lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex()})
+	}
+}
+
+func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string) (*modelsv1.DesiredLRP, error) {
+	return h.lrps.do(processGuid, func() (*modelsv1.DesiredLRP, error) {
+		cctx, cancel := h.callCtx(ctx)
+		defer cancel()
+		resp, err := h.bbs.GetDesiredLRP(cctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: processGuid})
+		if h.observe("GetDesiredLRP", err) != nil {
+			return nil, fmt.Errorf("get desired LRP %s: %w", processGuid, err)
+		}
+		return resp.GetDesiredLrp(), nil
+	})
+}
+
+// runRequestForLRP builds the executor's run request of one instance.
+func runRequestForLRP(d *modelsv1.DesiredLRP, index int, instanceGuid string) executor.RunRequest {
+	req := executor.RunRequestForLRP(&modelsv1.DesiredLRPRunInfo{
+		Key:                  &modelsv1.DesiredLRPKey{ProcessGuid: d.GetProcessGuid(), Domain: d.GetDomain(), LogGuid: d.GetLogGuid()},
+		EnvironmentVariables: d.GetEnvironmentVariables(),
+		Setup:                d.GetSetup(),
+		Action:               d.GetAction(),
+		Monitor:              d.GetMonitor(),
+		StartTimeoutMs:       d.GetStartTimeoutMs(),
+		Privileged:           d.GetPrivileged(),
+		CpuWeight:            d.GetCpuWeight(),
+		Ports:                d.GetPorts(),
+		LogSource:            d.GetLogSource(),
+		CachedDependencies:   d.GetCachedDependencies(),
+		CheckDefinition:      d.GetCheckDefinition(),
+		Sidecars:             d.GetSidecars(),
+		LogRateLimit:         d.GetLogRateLimit(),
+		VolumeMountedFiles:   d.GetVolumeMountedFiles(),
+	}, index, instanceGuid)
+	req.Image = d.GetRootFs()
+	return req
+}
+
+func (h *Harmonizer) processTask(ctx context.Context, c executor.Container) {
+	logger := h.logger.WithData(lager.Data{"task_guid": c.Guid})
+	switch c.State {
+	case executor.StateReserved:
+		cctx, cancel := h.callCtx(ctx)
+		resp, err := h.bbs.StartTask(cctx, &bbsv1.StartTaskRequest{TaskGuid: c.Guid, CellId: h.opts.CellID})
+		cancel()
+		if h.observe("StartTask", err) != nil || !resp.GetShouldStart() {
+			logger.Info("task-not-started", lager.Data{"error": fmt.Sprint(err)})
+			h.delete(ctx, c)
+			return
+		}
+		cctx, cancel = h.callCtx(ctx)
+		task, err := h.bbs.GetTask(cctx, &bbsv1.GetTaskRequest{TaskGuid: c.Guid})
+		cancel()
+		if h.observe("GetTask", err) == nil {
+			err = h.exec.Run(ctx, c.Guid, executor.RunRequestForTask(task.GetTask().GetDefinition()))
+		}
+		if err != nil {
+			logger.Error("run-failed", err)
+			h.completeTask(ctx, c.Guid, true, ReasonFailedToRun, "")
+			h.delete(ctx, c)
+		}
+	case executor.StateCompleted:
+		r := c.RunResult
+		switch {
+		case r.Stopped:
+			// Cancelled, or not wanted by the BBS: nothing to report.
+		case r.Failed && r.Retryable:
+			cctx, cancel := h.callCtx(ctx)
+			_, err := h.bbs.RejectTask(cctx, &bbsv1.RejectTaskRequest{TaskGuid: c.Guid, RejectionReason: r.FailureReason})
+			cancel()
+			if h.observe("RejectTask", err) != nil {
+				logger.Info("reject-failed", lager.Data{"error": err.Error()})
+			}
+		default:
+			h.completeTask(ctx, c.Guid, r.Failed, r.FailureReason, r.Result)
+		}
+		h.delete(ctx, c)
+	}
+}
+
+func (h *Harmonizer) completeTask(ctx context.Context, guid string, failed bool, reason, result string) {
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	_, err := h.bbs.CompleteTask(cctx, &bbsv1.CompleteTaskRequest{TaskGuid: guid, CellId: h.opts.CellID, Failed: failed, FailureReason: reason, Result: result})
+	if h.observe("CompleteTask", err) != nil {
+		h.logger.Info("complete-task-failed", lager.Data{"task_guid": guid, "error": err.Error()})
+	}
+}
+
+// batchErrors maps batch results back to errors that unwrap to the sentinels.
+func batchErrors(n int, results []*bbsv1.BatchItemResult, err error) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case i >= len(results):
+			errs[i] = errors.New("BBS returned too few batch results")
+		case codes.Code(results[i].GetCode()) != codes.OK:
+			errs[i] = models.FromStatus(status.Error(codes.Code(results[i].GetCode()), results[i].GetMessage()))
+		}
+	}
+	return errs
+}
+
+func (h *Harmonizer) batchClaim(ctx context.Context, reqs []*bbsv1.ClaimActualLRPRequest) []error {
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	resp, err := h.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
+	errs := batchErrors(len(reqs), resp.GetResults(), err)
+	for _, e := range errs {
+		h.observe("ClaimActualLRP", e)
+	}
+	return errs
+}
+
+func (h *Harmonizer) batchStart(ctx context.Context, reqs []*bbsv1.StartActualLRPRequest) []error {
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	resp, err := h.bbs.BatchStartActualLRPs(cctx, &bbsv1.BatchStartActualLRPsRequest{Starts: reqs})
+	errs := batchErrors(len(reqs), resp.GetResults(), err)
+	for _, e := range errs {
+		h.observe("StartActualLRP", e)
+	}
+	return errs
+}

@@ -1,0 +1,140 @@
+package harmonizer
+
+import (
+	"context"
+	"sync"
+)
+
+// queue runs operations keyed by container guid: at most one runs per key
+// and at most one waits (a newer one replaces it), like Diego's sliding queue.
+type queue struct {
+	mu    sync.Mutex
+	slots map[string]*slot
+	wg    sync.WaitGroup
+}
+
+type slot struct{ next func(context.Context) }
+
+func newQueue() *queue { return &queue{slots: map[string]*slot{}} }
+
+// push queues op for key; it runs in its own goroutine with ctx.
+func (q *queue) push(ctx context.Context, key string, op func(context.Context)) {
+	q.mu.Lock()
+	if s, ok := q.slots[key]; ok {
+		s.next = op
+		q.mu.Unlock()
+		return
+	}
+	s := &slot{}
+	q.slots[key] = s
+	q.wg.Add(1)
+	q.mu.Unlock()
+	go func() {
+		defer q.wg.Done()
+		for {
+			op(ctx)
+			q.mu.Lock()
+			if s.next == nil || ctx.Err() != nil {
+				delete(q.slots, key)
+				q.mu.Unlock()
+				return
+			}
+			op, s.next = s.next, nil
+			q.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits for every running operation.
+func (q *queue) wait() { q.wg.Wait() }
+
+// batcher groups concurrent calls into one: a call made while none is in
+// flight goes at once; calls made meanwhile wait and go together (up to max)
+// when it returns. No timers, so a lone call is never delayed.
+type batcher[R any] struct {
+	call func(ctx context.Context, reqs []R) []error
+	max  int
+	ctx  func() context.Context
+
+	mu       sync.Mutex
+	pending  []*batchItem[R]
+	inFlight bool
+}
+
+type batchItem[R any] struct {
+	req  R
+	done chan error
+}
+
+func (b *batcher[R]) do(ctx context.Context, req R) error {
+	it := &batchItem[R]{req: req, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, it)
+	if !b.inFlight {
+		b.inFlight = true
+		go b.flush()
+	}
+	b.mu.Unlock()
+	select {
+	case err := <-it.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *batcher[R]) flush() {
+	for {
+		b.mu.Lock()
+		if len(b.pending) == 0 {
+			b.inFlight = false
+			b.mu.Unlock()
+			return
+		}
+		n := min(len(b.pending), b.max)
+		items := b.pending[:n:n]
+		b.pending = append([]*batchItem[R](nil), b.pending[n:]...)
+		b.mu.Unlock()
+		reqs := make([]R, len(items))
+		for i, it := range items {
+			reqs[i] = it.req
+		}
+		errs := b.call(b.ctx(), reqs)
+		for i, it := range items {
+			it.done <- errs[i]
+		}
+	}
+}
+
+// flight shares one call among concurrent callers with the same key.
+type flight[T any] struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall[T]
+}
+
+type flightCall[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+func (f *flight[T]) do(key string, fn func() (T, error)) (T, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]*flightCall[T]{}
+	}
+	if c, ok := f.calls[key]; ok {
+		f.mu.Unlock()
+		<-c.done
+		return c.val, c.err
+	}
+	c := &flightCall[T]{done: make(chan struct{})}
+	f.calls[key] = c
+	f.mu.Unlock()
+	c.val, c.err = fn()
+	f.mu.Lock()
+	delete(f.calls, key)
+	f.mu.Unlock()
+	close(c.done)
+	return c.val, c.err
+}

@@ -1,0 +1,134 @@
+package rep
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync/atomic"
+
+	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
+	"github.com/gavelhq/gavel/rep/executor"
+)
+
+// Container tags set by Perform (Diego's names). The container guid is the
+// instance guid of an LRP and the task guid of a task.
+const (
+	TagLifecycle     = "lifecycle"
+	TagDomain        = "domain"
+	TagProcessGuid   = "process-guid"
+	TagProcessIndex  = "process-index"
+	TagInstanceGuid  = "instance-guid"
+	TagRootFS        = "root-fs"
+	TagPlacementTags = "placement-tags"
+	TagVolumeDrivers = "volume-drivers"
+
+	// LifecycleLRP and LifecycleTask are the values of TagLifecycle.
+	LifecycleLRP  = "lrp"
+	LifecycleTask = "task"
+)
+
+// Evacuation is a cell's evacuation flag: once set, the cell refuses work.
+// The zero value is a cell not evacuating. Safe for concurrent use.
+type Evacuation struct{ on atomic.Bool }
+
+// Evacuate sets the flag; it cannot be cleared.
+func (e *Evacuation) Evacuate() { e.on.Store(true) }
+
+// Evacuating reports whether the cell evacuates.
+func (e *Evacuation) Evacuating() bool { return e.on.Load() }
+
+// LRPTags are the tags of an LRP instance's container.
+func LRPTags(lrp *repv1.LRP, instanceGuid string) executor.Tags {
+	key := lrp.GetKey()
+	pc := lrp.GetPlacementConstraint()
+	return executor.Tags{
+		TagLifecycle:     LifecycleLRP,
+		TagDomain:        key.GetDomain(),
+		TagProcessGuid:   key.GetProcessGuid(),
+		TagProcessIndex:  strconv.Itoa(int(key.GetIndex())),
+		TagInstanceGuid:  instanceGuid,
+		TagRootFS:        pc.GetRootFs(),
+		TagPlacementTags: jsonList(pc.GetPlacementTags()),
+		TagVolumeDrivers: jsonList(pc.GetVolumeDrivers()),
+	}
+}
+
+// TaskTags are the tags of a task's container.
+func TaskTags(task *repv1.Task) executor.Tags {
+	pc := task.GetPlacementConstraint()
+	return executor.Tags{
+		TagLifecycle:     LifecycleTask,
+		TagDomain:        task.GetDomain(),
+		TagRootFS:        pc.GetRootFs(),
+		TagPlacementTags: jsonList(pc.GetPlacementTags()),
+		TagVolumeDrivers: jsonList(pc.GetVolumeDrivers()),
+	}
+}
+
+func jsonList(l []string) string {
+	if len(l) == 0 {
+		return ""
+	}
+	data, _ := json.Marshal(l)
+	return string(data)
+}
+
+func parseList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var l []string
+	_ = json.Unmarshal([]byte(s), &l)
+	return l
+}
+
+// IsLRP reports whether a container runs an LRP instance.
+func IsLRP(c executor.Container) bool { return c.Tags[TagLifecycle] == LifecycleLRP }
+
+// IsTask reports whether a container runs a task.
+func IsTask(c executor.Container) bool { return c.Tags[TagLifecycle] == LifecycleTask }
+
+// ActualLRPKey is the key of the instance an LRP container runs.
+func ActualLRPKey(c executor.Container) *modelsv1.ActualLRPKey {
+	index, _ := strconv.Atoi(c.Tags[TagProcessIndex])
+	return &modelsv1.ActualLRPKey{ProcessGuid: c.Tags[TagProcessGuid], Index: int32(index), Domain: c.Tags[TagDomain]}
+}
+
+// InstanceKey is the instance key of an LRP container on cellID.
+func InstanceKey(c executor.Container, cellID string) *modelsv1.ActualLRPInstanceKey {
+	return &modelsv1.ActualLRPInstanceKey{InstanceGuid: c.Guid, CellId: cellID}
+}
+
+func resource(c executor.Container) *auctioneerv1.Resource {
+	return &auctioneerv1.Resource{MemoryMb: int32(c.Resource.MemoryMB), DiskMb: int32(c.Resource.DiskMB), MaxPids: int32(c.Resource.MaxPids)}
+}
+
+func constraint(c executor.Container) *auctioneerv1.PlacementConstraint {
+	return &auctioneerv1.PlacementConstraint{
+		RootFs: c.Tags[TagRootFS], PlacementTags: parseList(c.Tags[TagPlacementTags]), VolumeDrivers: parseList(c.Tags[TagVolumeDrivers]),
+	}
+}
+
+// StateLRP is an LRP container as State reports it.
+func StateLRP(c executor.Container) *repv1.LRP {
+	return &repv1.LRP{Key: ActualLRPKey(c), InstanceGuid: c.Guid, Resource: resource(c), PlacementConstraint: constraint(c)}
+}
+
+// StateTask is a task container as State reports it.
+func StateTask(c executor.Container) *repv1.Task {
+	return &repv1.Task{TaskGuid: c.Guid, Domain: c.Tags[TagDomain], Resource: resource(c), PlacementConstraint: constraint(c)}
+}
+
+// NetInfo is the BBS net info of a running container.
+func NetInfo(c executor.Container) *modelsv1.ActualLRPNetInfo {
+	ni := &modelsv1.ActualLRPNetInfo{
+		Address:          c.NetInfo.HostIP,
+		InstanceAddress:  c.NetInfo.InternalIP,
+		PreferredAddress: modelsv1.ActualLRPNetInfo_PREFERRED_ADDRESS_HOST,
+	}
+	for _, p := range c.NetInfo.Ports {
+		ni.Ports = append(ni.Ports, &modelsv1.PortMapping{ContainerPort: p.ContainerPort, HostPort: p.HostPort})
+	}
+	return ni
+}
