@@ -231,10 +231,14 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 		if len(fetched.cells) > 0 {
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			return rep, fmt.Errorf("fetch cell states: %w", err)
+		if ctx.Err() != nil {
+			break
 		}
 		r.logger.Info("no-cell-answered", lager.Data{"attempt": rep.Attempts, "presences": fetched.presences, "failed": fetched.failed})
+	}
+	if err := ctx.Err(); err != nil {
+		// Stopping: keep the work rather than send it on a dead context.
+		return rep, fmt.Errorf("fetch cell states: %w", err)
 	}
 	rep.Cells, rep.FailedCells = len(fetched.cells), fetched.failed
 	rep.EvacuatingCells, rep.MismatchedCells = fetched.evacuating, fetched.mismatched

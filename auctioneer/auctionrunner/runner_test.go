@@ -426,3 +426,18 @@ func TestRunRetriesAfterTheCellListFails(t *testing.T) {
 	clk.Increment(time.Second)
 	require.Eventually(t, func() bool { return placedOn(a)["pg"] == 1 }, 10*time.Second, 10*time.Millisecond)
 }
+
+func TestStoppingDuringTheFetchKeepsTheWork(t *testing.T) {
+	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 100, 100, 100))
+	f := newFixture(t, nil, a)
+	f.batch.AddLRPs(lrpStart("pg", 0, 10))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	_, err := f.runner.RunAuction(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	l, _ := f.batch.Len()
+	require.Equal(t, 1, l)
+	require.Empty(t, a.Performs())
+	require.Empty(t, f.bbs.all())
+}
