@@ -70,9 +70,6 @@ func (c *Cell) Addr() string { <-c.ready; return c.grpc.Addr() }
 // Executor is the cell's executor; valid once Addr returns.
 func (c *Cell) Executor() *executor.Executor { <-c.ready; return c.exec }
 
-// Harmonizer is the cell's harmonizer; valid once the cell runner is ready.
-func (c *Cell) Harmonizer() *harmonizer.Harmonizer { return c.harmonizer }
-
 // Evacuation is the cell's evacuation flag.
 func (c *Cell) Evacuation() *rep.Evacuation { return &c.evac }
 
@@ -81,15 +78,15 @@ func (c *Cell) Evacuation() *rep.Evacuation { return &c.evac }
 // presence, harmonizer. On a signal they stop in reverse order and the
 // executor detaches: containers keep running for the next start to adopt.
 func (c *Cell) Runner() ifrit.Runner {
-	c.harmonizer = harmonizer.New(harmonizer.Options{
-		CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS,
-		BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
-	})
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "executor", Runner: ifrit.RunFunc(c.runExecutor)},
 		{Name: "grpc", Runner: ifrit.RunFunc(c.runGRPC)},
 		{Name: "presence", Runner: ifrit.RunFunc(c.runPresence)},
 		{Name: "harmonizer", Runner: ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+			c.harmonizer = harmonizer.New(harmonizer.Options{
+				CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS, Executor: c.exec,
+				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
+			})
 			return c.harmonizer.Run(signals, ready)
 		})},
 	})

@@ -1,0 +1,9 @@
+package app_test
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func notify(c chan os.Signal) { signal.Notify(c, syscall.SIGTERM, syscall.SIGINT) }
