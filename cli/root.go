@@ -13,6 +13,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(bbsCommands()...)
 	root.AddCommand(
 		newSimCommand(),
+		newRoutesCommand(),
 	)
 	return root
 }
