@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
-	"github.com/google/uuid"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,7 +50,6 @@ type Cell struct {
 
 	exec       *executor.Executor
 	grpc       *grpcserver.Server
-	presence   *locket.Presence
 	harmonizer *harmonizer.Harmonizer
 	ready      chan struct{} // closed once the gRPC server listens
 }
@@ -204,15 +202,22 @@ func (c *Cell) PresenceValue() *modelsv1.CellPresence {
 }
 
 func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) error {
-	value, err := proto.Marshal(c.PresenceValue())
+	pv := c.PresenceValue()
+	owner := presenceOwner(c.cfg)
+	if owner != "" {
+		pv.Annotations = map[string]string{OwnerAnnotation: owner}
+	}
+	value, err := proto.Marshal(pv)
 	if err != nil {
 		return fmt.Errorf("cell %s: encode presence: %w", c.cfg.CellID, err)
 	}
-	c.presence = locket.NewPresence(locket.PresenceOptions{
-		Client: c.deps.Etcd, KeyPrefix: c.cfg.KeyPrefix, Name: c.cfg.CellID, Owner: uuid.NewString(),
-		Value: value, TTL: c.cfg.PresenceTTL.D(), RetryInterval: c.cfg.PresenceRetryInterval.D(), Logger: c.logger,
-	})
-	return c.presence.Run(signals, ready)
+	p := &presence{
+		backend: locket.NewEtcdBackend(c.deps.Etcd, c.logger), key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
+		value: value, owner: owner, ttl: c.cfg.PresenceTTL.D(), retry: c.cfg.PresenceRetryInterval.D(),
+		// Containers of the process backend outlive the rep: so does its presence.
+		keepOnStop: c.cfg.Backend == BackendProcess, logger: c.logger,
+	}
+	return p.Run(signals, ready)
 }
 
 // rootFSProviders turns the config map into the API's list, sorted by scheme.

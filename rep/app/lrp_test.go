@@ -11,10 +11,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gavelhq/gavel/internal/etcdtest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
-	"github.com/gavelhq/gavel/internal/etcdtest"
 )
 
 func get(url string) (int, string, error) {
