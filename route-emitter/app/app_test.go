@@ -10,6 +10,8 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
 
@@ -241,7 +243,7 @@ func TestSixRegistrationsWithEveryFieldWithinASecondOfRunning(t *testing.T) {
 
 func TestScaleDownAndRemoveUnregister(t *testing.T) {
 	f := newFixture(t)
-	f.startEmitter(t, f.emitterConfig(t, "emitter-a"))
+	e := f.startEmitter(t, f.emitterConfig(t, "emitter-a"))
 	f.desire(t, "web", 3, webRoutes...)
 	for i := range int32(3) {
 		f.run(t, "web", i, "cell-1")
@@ -262,6 +264,15 @@ func TestScaleDownAndRemoveUnregister(t *testing.T) {
 		"www.example.com 10.0.0.2:61001", "www.example.com 10.0.0.3:61002",
 	}, keys(unregs), "indices 1 and 2 go, on both hostnames")
 	require.Empty(t, f.router.Messages("router.register"))
+	m := e.Metrics()
+	require.Equal(t, 2.0, metricValue(t, m.RoutesTotal), "one instance × two hostnames")
+	require.Equal(t, 6.0, metricValue(t, m.RoutesRegistered))
+	require.Equal(t, 4.0, metricValue(t, m.RoutesUnregistered))
+	require.Equal(t, 10.0, metricValue(t, m.MessagesEmitted.WithLabelValues("router.register"))+
+		metricValue(t, m.MessagesEmitted.WithLabelValues("router.unregister")))
+	var sync dto.Metric
+	require.NoError(t, m.SyncDuration.Write(&sync))
+	require.GreaterOrEqual(t, sync.GetHistogram().GetSampleCount(), uint64(1), "the first sync is observed")
 	f.router.Reset()
 
 	_, err = f.bbs.RemoveDesiredLRP(context.Background(), &bbsv1.RemoveDesiredLRPRequest{ProcessGuid: "web"})
@@ -344,4 +355,15 @@ func TestCellLocalEmitterRegistersOnlyItsCell(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, []string{"web.example.com 10.0.0.2:61001", "www.example.com 10.0.0.2:61001"},
 		keys(f.router.Messages("router.register")))
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, c.Write(&m))
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
+	return m.GetGauge().GetValue()
 }
