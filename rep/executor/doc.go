@@ -44,6 +44,20 @@
 // CheckDefinition, the legacy monitor action is run repeatedly in the same
 // two phases.
 //
+// # Restarts
+//
+// Detach ends an executor without stopping its containers (Close stops
+// them). A new executor over the same backend adopts them with Recover: the
+// backend containers it owns are rebuilt from the properties stored at
+// creation (executor:resource, executor:run and the tags), their resources
+// taken again; one whose app processes still run is running and supervised
+// again (the first exit completes it, with ExitStatusUnknown since the
+// processes are no longer children of the cell; liveness and readiness
+// checks resume; Stop stops it gracefully); one whose processes are gone is
+// completed with ReasonLostWhileDetached. Processes carry their role in their
+// id ("app-", "sidecar-", "monitor-"): monitor runs are not adopted. A task
+// adopted while running therefore completes as failed, whatever its exit.
+//
 // # Logs
 //
 // Each container's process output is split into lines (at most 61,440 bytes),
