@@ -1,0 +1,100 @@
+package harmonizer
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/rep/executor"
+)
+
+// Operations on one key never overlap, and only the newest waiting one runs.
+func TestQueueSerialisesPerKey(t *testing.T) {
+	q := newQueue()
+	ctx := context.Background()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var running, overlaps atomic.Int32
+	var ran []int
+	var mu sync.Mutex
+	op := func(n int) func(context.Context) {
+		return func(context.Context) {
+			if running.Add(1) > 1 {
+				overlaps.Add(1)
+			}
+			if n == 0 {
+				close(started)
+				<-release
+			}
+			mu.Lock()
+			ran = append(ran, n)
+			mu.Unlock()
+			running.Add(-1)
+		}
+	}
+	q.push(ctx, "a", op(0))
+	<-started
+	for i := 1; i <= 5; i++ {
+		q.push(ctx, "a", op(i))
+	}
+	close(release)
+	q.wait()
+	require.Zero(t, overlaps.Load())
+	require.Equal(t, []int{0, 5}, ran, "the first, then only the newest waiting operation")
+}
+
+// Calls made while one is in flight go together in the next call.
+func TestBatcherGroupsConcurrentCalls(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int
+	b := &batcher[int]{max: 100, ctx: context.Background, call: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		sizes = append(sizes, len(reqs))
+		first := len(sizes) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return make([]error, len(reqs))
+	}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(sizes) == 1 }, 5*time.Second, time.Millisecond)
+	for i := 1; i <= 50; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
+	}
+	require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 50 }, 5*time.Second, time.Millisecond)
+	close(release)
+	wg.Wait()
+	require.Equal(t, []int{1, 50}, sizes)
+}
+
+func TestCrashReasonNamesTheExitStatus(t *testing.T) {
+	cases := []struct {
+		name   string
+		reason string
+		status int
+		want   string
+	}{
+		{"already named", "APP: Exited with status 137", 137, "APP: Exited with status 137"},
+		{"health check", "Instance became unhealthy: refused", 143, "Instance became unhealthy: refused (exit status 143)"},
+		{"clean exit", "", 0, "Exited cleanly (status 0)"},
+		{"no reason", "", 3, "Exited with status 3"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, crashReason(executorResult(tc.reason, tc.status)))
+		})
+	}
+}
+
+func executorResult(reason string, status int) executor.RunResult {
+	return executor.RunResult{Failed: reason != "", FailureReason: reason, ExitStatus: status}
+}
