@@ -29,6 +29,7 @@ import (
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 	"github.com/gavelhq/gavel/rep/app"
+	"github.com/gavelhq/gavel/rep/backend/process"
 )
 
 // daemonEnv makes the test binary run as the rep daemon with the named
@@ -141,7 +142,30 @@ func repConfig(t *testing.T, prefix, bbsAddr, cellID string) app.Config {
 	cfg.GraceTime = config.Duration(2 * time.Second)
 	cfg.StartupCheckInterval = config.Duration(50 * time.Millisecond)
 	require.NoError(t, cfg.Validate())
+	// The rep leaves its containers running when it stops (a restart must
+	// not kill apps): destroy them once the test's reps have stopped.
+	t.Cleanup(func() { destroyContainers(t, cfg.Process.RootDir) })
 	return cfg
+}
+
+// destroyContainers kills and removes every container under a process
+// backend root.
+func destroyContainers(t *testing.T, root string) {
+	b, err := process.New(process.Options{Root: root, DisableCgroups: true})
+	if err != nil {
+		t.Errorf("destroy containers: %v", err)
+		return
+	}
+	cs, err := b.Containers(ctx, nil)
+	if err != nil {
+		t.Errorf("destroy containers: %v", err)
+		return
+	}
+	for _, c := range cs {
+		if err := b.Destroy(ctx, c.Handle()); err != nil {
+			t.Errorf("destroy container %s: %v", c.Handle(), err)
+		}
+	}
 }
 
 // startRep runs a rep in this process until stop is called or the test ends.
