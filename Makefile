@@ -40,9 +40,9 @@ proto-check: proto
 	@git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run make proto and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto/gen)" || { echo "proto/gen has untracked files: run make proto and commit"; git status --porcelain -- proto/gen; exit 1; }
 
-## run: start Gavel with its embedded defaults.
+## run: start the whole of Gavel on this machine (gavel dev: etcd, NATS, BBS, auctioneer, 3 cells, route emitter).
 run: build
-	$(BIN)/bbs -config config/bbs.dev.json
+	$(BIN)/gavel dev
 
 ## bench: the benchmarks.
 bench:

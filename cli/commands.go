@@ -8,6 +8,6 @@ func bbsCommands() []*cobra.Command {
 		newPushCommand(), newDesireLRPCommand(), newUpdateLRPCommand(), newScaleCommand(), newRemoveLRPCommand(),
 		newRetireCommand(), newLRPsCommand(), newLRPCommand(), newWaitCommand(),
 		newRunTaskCommand(), newTasksCommand(), newTaskCommand(), newCancelTaskCommand(),
-		newCellsCommand(), newCellStateCommand(), newDomainsCommand(), newSetDomainCommand(), newEventsCommand(),
+		newDevCommand(), newCellsCommand(), newCellStateCommand(), newDomainsCommand(), newSetDomainCommand(), newEventsCommand(),
 	}
 }

@@ -260,6 +260,9 @@ func (e *Embedded) embedConfig() (*embed.Config, error) {
 	ec.AutoCompactionMode = cfg.AutoCompactionMode
 	ec.AutoCompactionRetention = cfg.AutoCompactionRetention
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	// embed.NewConfig leaves this 0 (only etcd's flags set it), which logs
+	// every request as "expensive"; use etcd's own default.
+	ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	// The BBS never uses the v3 JSON gateway; skip it.
 	ec.EnableGRPCGateway = false
 	if cfg.HeartbeatInterval > 0 {

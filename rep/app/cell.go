@@ -135,6 +135,10 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	c.exec = exec
 	close(ready)
 	<-signals
+	if c.cfg.DestroyContainersOnExit {
+		c.destroyAll(b)
+		return nil
+	}
 	exec.Detach()
 	return nil
 }
@@ -228,4 +232,21 @@ func rootFSProviders(m map[string][]string) []*modelsv1.RootFSProvider {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out
+}
+
+// destroyAll stops every container within the grace time and destroys it.
+func (c *Cell) destroyAll(b backend.Backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.GraceTime.D()+10*time.Second)
+	defer cancel()
+	c.exec.Close()
+	containers, err := b.Containers(ctx, nil)
+	if err != nil {
+		c.logger.Error("list-containers-on-exit", err)
+		return
+	}
+	for _, ctr := range containers {
+		if err := b.Destroy(ctx, ctr.Handle()); err != nil {
+			c.logger.Error("destroy-container-on-exit", err, lager.Data{"handle": ctr.Handle()})
+		}
+	}
 }

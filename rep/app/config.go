@@ -123,6 +123,10 @@ type Config struct {
 	StartupCheckInterval config.Duration `json:"startup_check_interval"`
 	// EvacuationTimeout bounds a drain (default 600s; evacuation is not implemented yet).
 	EvacuationTimeout config.Duration `json:"evacuation_timeout"`
+	// DestroyContainersOnExit stops and destroys every container when the rep
+	// stops, instead of leaving them running for the next rep to adopt
+	// (default false; gavel dev sets it so Ctrl-C leaves no process behind).
+	DestroyContainersOnExit bool `json:"destroy_containers_on_exit"`
 	// SimCells runs this many simulated cells in the process (needs backend "sim"; default 0: one cell).
 	SimCells int `json:"sim_cells"`
 }

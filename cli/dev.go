@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/tedsuo/ifrit"
+
+	"github.com/gavelhq/gavel/devcluster"
+	"github.com/gavelhq/gavel/internal/logging"
+)
+
+func newDevCommand() *cobra.Command {
+	var (
+		opts           devcluster.Options
+		fresh, verbose bool
+		clientConfig   string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole Gavel on this machine: etcd, NATS, BBS, auctioneer, 3 cells, route emitter (Ctrl-C stops)",
+		Args:  cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.DataDir, "data-dir", ".gavel", "where state, containers and the log live (kept across restarts)")
+	f.BoolVar(&fresh, "fresh", false, "delete the data dir first")
+	f.StringVar(&opts.BBSAddress, "bbs-address", "127.0.0.1:8889", "BBS gRPC address")
+	f.IntVar(&opts.NATSPort, "nats-port", 4222, "embedded NATS server port")
+	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
+	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
+	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if fresh {
+			if err := os.RemoveAll(opts.DataDir); err != nil {
+				return fmt.Errorf("--fresh: %w", err)
+			}
+		}
+		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		logPath := filepath.Join(opts.DataDir, "gavel.log")
+		logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+		defer logFile.Close()
+		var w io.Writer = logFile
+		if verbose {
+			w = io.MultiWriter(logFile, cmd.ErrOrStderr())
+		}
+		logger, err := logging.NewWithWriter("gavel-dev", "info", w)
+		if err != nil {
+			return err
+		}
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "starting Gavel (logs in %s)...\n", logPath)
+		cluster := devcluster.New(opts, logger)
+		process := ifrit.Background(cluster.Runner())
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		select {
+		case <-process.Ready():
+		case err := <-process.Wait():
+			return fmt.Errorf("start failed: %w (see %s)", err, logPath)
+		case sig := <-sigs:
+			process.Signal(sig)
+			<-process.Wait()
+			return fmt.Errorf("interrupted while starting")
+		}
+		info := cluster.Info()
+		if clientConfig == "" {
+			clientConfig = DefaultClientConfigPath()
+		}
+		if err := WriteClientConfig(clientConfig, ClientConfig{BBSAddresses: []string{info.BBSAddress}}); err != nil {
+			fmt.Fprintf(out, "warning: could not write the client config: %v\n", err)
+		}
+		printDevInfo(out, info, clientConfig)
+		select {
+		case sig := <-sigs:
+			fmt.Fprintln(out, "stopping...")
+			process.Signal(sig)
+			if err := <-process.Wait(); err != nil {
+				return fmt.Errorf("stopped with an error: %w (see %s)", err, logPath)
+			}
+			fmt.Fprintln(out, "stopped")
+			return nil
+		case err := <-process.Wait():
+			return fmt.Errorf("a component failed: %w (see %s)", err, logPath)
+		}
+	}
+	return cmd
+}
+
+func printDevInfo(w io.Writer, info devcluster.Info, clientConfig string) {
+	fmt.Fprintf(w, "Gavel is running.\n\n")
+	fmt.Fprintf(w, "  BBS            %s (metrics and pprof on %s)\n", info.BBSAddress, info.BBSDebug)
+	fmt.Fprintf(w, "  etcd           %s\n", info.Etcd[0])
+	fmt.Fprintf(w, "  auctioneer     %s\n", info.Auctioneer)
+	for _, c := range info.Cells {
+		fmt.Fprintf(w, "  %-14s %s (zone %s, process backend)\n", c.ID, c.Address, c.Zone)
+	}
+	fmt.Fprintf(w, "  NATS           %s (route emitter registers routes here)\n", info.NATS)
+	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)
+	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)
+	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2\n  gavel wait hello --running 2\n  gavel lrp hello\n\nCtrl-C stops everything.\n")
+}

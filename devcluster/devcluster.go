@@ -1,0 +1,313 @@
+// Package devcluster runs a whole Gavel on one machine as one ifrit group:
+// an embedded etcd, an embedded NATS server, the BBS, the auctioneer, three
+// cells with the process backend in zones z1, z2 and z3, and the route
+// emitter. `gavel dev` (and so `make run`) is a thin command over it.
+package devcluster
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/tedsuo/ifrit"
+	"github.com/tedsuo/ifrit/grouper"
+
+	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
+	bbsapp "github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdserver"
+	repapp "github.com/gavelhq/gavel/rep/app"
+	emitterapp "github.com/gavelhq/gavel/route-emitter/app"
+)
+
+// Options configure a dev cluster.
+type Options struct {
+	// DataDir keeps etcd's data, the cells' containers and the log (default .gavel).
+	DataDir string
+	// BBSAddress is the BBS's gRPC address (default 127.0.0.1:8889).
+	BBSAddress string
+	// Cells is how many cells run (default 3, in zones z1, z2, z3, ...).
+	Cells int
+	// CellMemoryMB, CellDiskMB and CellContainers size each cell (default 4096, 16384, 100).
+	CellMemoryMB, CellDiskMB, CellContainers int
+	// PortRangeStart is the first host port given to containers (default 61000); each cell gets 1000.
+	PortRangeStart uint32
+	// NATSPort is the embedded NATS server's port (default 4222; -1 picks a free one).
+	NATSPort int
+	// Accelerated shortens the presence TTL, lock TTLs and convergence interval (for tests).
+	Accelerated bool
+	// DebugAddress is the BBS's metrics and pprof address (default 127.0.0.1:17017).
+	DebugAddress string
+}
+
+func (o Options) withDefaults() Options {
+	if o.DataDir == "" {
+		o.DataDir = ".gavel"
+	}
+	if o.BBSAddress == "" {
+		o.BBSAddress = bbsapp.DefaultListenAddress
+	}
+	if o.Cells == 0 {
+		o.Cells = 3
+	}
+	if o.CellMemoryMB == 0 {
+		o.CellMemoryMB = 4096
+	}
+	if o.CellDiskMB == 0 {
+		o.CellDiskMB = 16384
+	}
+	if o.CellContainers == 0 {
+		o.CellContainers = 100
+	}
+	if o.PortRangeStart == 0 {
+		o.PortRangeStart = 61000
+	}
+	if o.NATSPort == 0 {
+		o.NATSPort = 4222
+	}
+	if o.DebugAddress == "" {
+		o.DebugAddress = bbsapp.DefaultDebugAddress
+	}
+	return o
+}
+
+// Cluster is a running (or starting) dev cluster.
+type Cluster struct {
+	opts   Options
+	logger lager.Logger
+
+	etcd       *etcdserver.Embedded
+	nats       *server.Server
+	bbs        *bbsapp.BBS
+	auctioneer *auctioneerapp.Auctioneer
+	reps       []*repapp.Rep
+	emitter    *emitterapp.RouteEmitter
+}
+
+// New prepares a cluster; Runner starts it.
+func New(opts Options, logger lager.Logger) *Cluster {
+	return &Cluster{opts: opts.withDefaults(), logger: logger}
+}
+
+// Info says what runs where, once the cluster is ready.
+type Info struct {
+	DataDir        string
+	BBSAddress     string
+	BBSDebug       string
+	Etcd           []string
+	NATS           string
+	Auctioneer     string
+	Cells          []CellInfo
+	RouteEmitterOK bool
+}
+
+// CellInfo is one cell's id, zone and address.
+type CellInfo struct{ ID, Zone, Address string }
+
+// Info describes the running cluster.
+func (c *Cluster) Info() Info {
+	info := Info{DataDir: c.opts.DataDir, BBSAddress: c.bbs.Addr(), BBSDebug: c.opts.DebugAddress, Etcd: c.etcd.Endpoints(), RouteEmitterOK: c.emitter != nil}
+	if c.nats != nil {
+		info.NATS = c.nats.ClientURL()
+	}
+	if c.auctioneer != nil {
+		info.Auctioneer = c.auctioneer.Addr()
+	}
+	for i, r := range c.reps {
+		for _, cell := range r.Cells() {
+			info.Cells = append(info.Cells, CellInfo{ID: cell.ID(), Zone: zone(i), Address: cell.Addr()})
+		}
+	}
+	return info
+}
+
+func zone(i int) string { return "z" + strconv.Itoa(i%3+1) }
+
+// timings are the durations the cluster runs with.
+type timings struct {
+	lockTTL, lockRetry, presenceTTL, presenceRetry, bulkSync, convergence, staleUnclaimed, grace time.Duration
+}
+
+func (c *Cluster) timings() timings {
+	if c.opts.Accelerated {
+		return timings{2 * time.Second, 200 * time.Millisecond, 3 * time.Second, 500 * time.Millisecond, 2 * time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}
+	}
+	return timings{15 * time.Second, 5 * time.Second, 15 * time.Second, 5 * time.Second, 30 * time.Second, 30 * time.Second, 30 * time.Second, 10 * time.Second}
+}
+
+// Runner starts, in order: etcd, NATS, the BBS, the auctioneer, the cells
+// and the route emitter. A signal stops them in reverse order.
+func (c *Cluster) Runner() ifrit.Runner {
+	c.etcd = etcdserver.New(etcdserver.Config{
+		DataDir:   filepath.Join(c.opts.DataDir, "etcd"),
+		ClientURL: "http://127.0.0.1:0",
+		PeerURL:   "http://127.0.0.1:0",
+		LogFile:   filepath.Join(c.opts.DataDir, "etcd.log"),
+	}, c.logger)
+	return grouper.NewOrdered(os.Interrupt, grouper.Members{
+		{Name: "etcd", Runner: c.etcd},
+		{Name: "nats", Runner: ifrit.RunFunc(c.runNATS)},
+		{Name: "bbs", Runner: ifrit.RunFunc(c.runBBS)},
+		{Name: "auctioneer", Runner: ifrit.RunFunc(c.runAuctioneer)},
+		{Name: "cells", Runner: ifrit.RunFunc(c.runCells)},
+		{Name: "route-emitter", Runner: ifrit.RunFunc(c.runEmitter)},
+	})
+}
+
+// runNested runs r as part of this member: ready when r is, stopped on a signal.
+func runNested(r ifrit.Runner, signals <-chan os.Signal, ready chan<- struct{}) error {
+	p := ifrit.Background(r)
+	select {
+	case <-p.Ready():
+	case err := <-p.Wait():
+		return err
+	}
+	close(ready)
+	select {
+	case sig := <-signals:
+		p.Signal(sig)
+		return <-p.Wait()
+	case err := <-p.Wait():
+		return err
+	}
+}
+
+func (c *Cluster) etcdConfig() etcdclient.Config {
+	return etcdclient.Config{Endpoints: c.etcd.Endpoints()}
+}
+
+func (c *Cluster) runNATS(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: c.opts.NATSPort, NoSigs: true, NoLog: true})
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return fmt.Errorf("nats: not ready on port %d (is the port taken? set another with --nats-port)", c.opts.NATSPort)
+	}
+	c.nats = ns
+	close(ready)
+	<-signals
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
+func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error {
+	t := c.timings()
+	cfg := bbsapp.DefaultConfig()
+	cfg.ListenAddress = c.opts.BBSAddress
+	cfg.DebugAddress = c.opts.DebugAddress
+	cfg.InstanceID = "dev-bbs"
+	cfg.Etcd = c.etcdConfig()
+	cfg.EtcdMaxTxnOps = int(etcdserver.DefaultMaxTxnOps)
+	cfg.CommitBatchOps = bbsapp.EmbeddedCommitBatchOps
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
+	cfg.Convergence.Interval = config.Duration(t.convergence)
+	cfg.Convergence.StaleUnclaimed = config.Duration(t.staleUnclaimed)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("bbs config: %w", err)
+	}
+	c.bbs = bbsapp.New(cfg, c.logger.Session("bbs"))
+	p := ifrit.Background(c.bbs.Runner())
+	// The BBS is ready for the rest once it serves and holds its lock.
+	deadline := time.After(60 * time.Second)
+	for !c.bbs.Held() {
+		select {
+		case err := <-p.Wait():
+			return fmt.Errorf("bbs: %w", err)
+		case <-deadline:
+			p.Signal(os.Interrupt)
+			<-p.Wait()
+			return fmt.Errorf("bbs did not become active within 60s")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	close(ready)
+	select {
+	case sig := <-signals:
+		p.Signal(sig)
+		return <-p.Wait()
+	case err := <-p.Wait():
+		return err
+	}
+}
+
+func (c *Cluster) runAuctioneer(signals <-chan os.Signal, ready chan<- struct{}) error {
+	t := c.timings()
+	cfg := auctioneerapp.DefaultConfig()
+	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.InstanceID = "dev-auctioneer"
+	cfg.Etcd = c.etcdConfig()
+	cfg.BBSAddresses = []string{c.bbs.Addr()}
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("auctioneer config: %w", err)
+	}
+	c.auctioneer = auctioneerapp.New(cfg, c.logger.Session("auctioneer"))
+	return runNested(c.auctioneer.Runner(), signals, ready)
+}
+
+func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
+	t := c.timings()
+	members := grouper.Members{}
+	for i := 0; i < c.opts.Cells; i++ {
+		cfg := repapp.DefaultConfig()
+		cfg.CellID = "cell-" + strconv.Itoa(i+1)
+		cfg.Zone = zone(i)
+		cfg.Index = int32(i)
+		cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Etcd = c.etcdConfig()
+		cfg.BBSAddresses = []string{c.bbs.Addr()}
+		cfg.Backend = repapp.BackendProcess
+		cfg.Process.RootDir = filepath.Join(c.opts.DataDir, "cells", cfg.CellID)
+		cfg.Process.PortRangeStart = c.opts.PortRangeStart + uint32(i)*1000
+		cfg.Process.PortRangeEnd = cfg.Process.PortRangeStart + 999
+		cfg.Process.HostIP = "127.0.0.1"
+		cfg.Capacity = repapp.CapacityConfig{MemoryMB: c.opts.CellMemoryMB, DiskMB: c.opts.CellDiskMB, Containers: c.opts.CellContainers}
+		cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(t.presenceTTL), config.Duration(t.presenceRetry)
+		cfg.BulkSyncInterval = config.Duration(t.bulkSync)
+		cfg.GraceTime = config.Duration(t.grace)
+		cfg.DestroyContainersOnExit = true
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("cell %s config: %w", cfg.CellID, err)
+		}
+		r := repapp.New(cfg, c.logger.Session(cfg.CellID))
+		c.reps = append(c.reps, r)
+		members = append(members, grouper.Member{Name: cfg.CellID, Runner: r.Runner()})
+	}
+	return runNested(grouper.NewParallel(os.Interrupt, members), signals, ready)
+}
+
+func (c *Cluster) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) error {
+	t := c.timings()
+	cfg := emitterapp.DefaultConfig()
+	cfg.NATSURLs = []string{c.nats.ClientURL()}
+	cfg.BBSAddresses = []string{c.bbs.Addr()}
+	cfg.DebugAddress = "127.0.0.1:0"
+	cfg.InstanceID = "dev-route-emitter"
+	cfg.Etcd = c.etcdConfig()
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("route emitter config: %w", err)
+	}
+	c.emitter = emitterapp.New(cfg, c.logger.Session("route-emitter"))
+	return runNested(c.emitter.Runner(), signals, ready)
+}
+
+// FreePort returns a free loopback port (for tests that run several clusters).
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
