@@ -1,0 +1,118 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/bench"
+)
+
+// logWriter sends progress lines to the test log.
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestSmallRun is the smoke test `make test` runs: the real daemons as
+// separate processes, 500 instances on 20 cells, and a recovery from
+// losing 10% of the cells. It asserts only that everything reached RUNNING
+// and the final check is clean, never how fast.
+func TestSmallRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real daemons: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := bench.Run(ctx, bench.Options{
+		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1,
+		RawDuration: time.Second, PresenceTTL: 3 * time.Second,
+		Timeout: 2 * time.Minute, RecoveryTimeout: time.Minute,
+		Progress: logWriter{t}, ProgressInterval: 2 * time.Second,
+	})
+	require.NoError(t, err)
+
+	var summary bytes.Buffer
+	require.NoError(t, res.WriteSummary(&summary))
+	t.Log("\n" + summary.String())
+
+	assert.True(t, res.Placement.AllRunning, "every instance RUNNING")
+	assert.Equal(t, 500, res.Placement.Placed)
+	require.NotNil(t, res.Recovery)
+	assert.Equal(t, 2, res.Recovery.KilledCells)
+	assert.True(t, res.Recovery.AllRunning, "every displaced instance RUNNING again")
+	assert.Equal(t, 500, res.Check.Indices)
+	assert.True(t, res.Check.OK, "one ORDINARY RUNNING row per index: %+v", res.Check)
+
+	var js bytes.Buffer
+	require.NoError(t, res.WriteJSON(&js))
+	var back bench.Result
+	require.NoError(t, json.Unmarshal(js.Bytes(), &back))
+	assert.Equal(t, res.Placement.Placed, back.Placement.Placed)
+	var svg bytes.Buffer
+	require.NoError(t, res.WriteSVG(&svg))
+	assert.Contains(t, svg.String(), "<polyline")
+}
+
+func TestParseSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []bench.Size
+		err      string
+	}{
+		{name: "mix", in: "64:4,128:3", want: []bench.Size{{64, 4}, {128, 3}}},
+		{name: "weight defaults to 1", in: "256", want: []bench.Size{{256, 1}}},
+		{name: "bad memory", in: "x:1", err: "memory"},
+		{name: "bad weight", in: "64:0", err: "weight"},
+		{name: "empty", in: " , ", err: "empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := bench.ParseSizes(tc.in)
+			if tc.err != "" {
+				assert.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseShare(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+		err  bool
+	}{
+		{in: "10%", want: 0.1}, {in: "0.25", want: 0.25}, {in: "", want: 0},
+		{in: "100%", err: true}, {in: "-1", err: true}, {in: "ten", err: true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := bench.ParseShare(tc.in)
+			if tc.err {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.InDelta(t, tc.want, got, 1e-9)
+		})
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	assert.NoError(t, bench.Options{}.Validate(), "the defaults are valid")
+	err := bench.Options{Cells: 2, Instances: 1000, CellContainers: 10}.Validate()
+	assert.ErrorContains(t, err, "exceed")
+	err = bench.Options{Cells: 1, KillShare: 0.5}.Validate()
+	assert.ErrorContains(t, err, "every cell")
+	err = bench.Options{Sizes: []bench.Size{{MemoryMB: 1 << 20, Weight: 1}}}.Validate()
+	assert.ErrorContains(t, err, "fit a cell")
+}

@@ -1,0 +1,295 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/gavelhq/gavel/bbs/client"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+)
+
+// daemons are the binaries the cluster runs.
+var daemons = []string{"bbs", "auctioneer", "rep"}
+
+// farm is one rep process running simulated cells.
+type farm struct {
+	name   string
+	cells  []string
+	debug  string
+	victim bool
+	proc   *process
+}
+
+// cluster is the running stack.
+type cluster struct {
+	opts   Options
+	dir    string
+	binDir string
+
+	etcdURL    string
+	bbsAddr    string
+	bbsDebug   string
+	aucAddr    string
+	aucDebug   string
+	bbs        *process
+	auctioneer *process
+	farms      []*farm
+	client     *client.Client
+}
+
+// buildDaemons builds bbs, auctioneer and rep into dir with `go build`.
+func buildDaemons(ctx context.Context, dir string) error {
+	args := []string{"build", "-o", dir + string(os.PathSeparator)}
+	for _, d := range daemons {
+		args = append(args, "github.com/gavelhq/gavel/cmd/"+d)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build the daemons (run inside the gavel module, or pass --bin-dir): %w\n%s", err, out)
+	}
+	return nil
+}
+
+// writeJSON writes v as JSON to dir/name.
+func writeJSON(dir, name string, v any) (string, error) {
+	path := filepath.Join(dir, name)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", name, err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", name, err)
+	}
+	return path, nil
+}
+
+// startCluster starts the BBS (with its embedded etcd), the auctioneer and
+// the cell farms, each as its own process, and waits until the BBS holds
+// its lock, the auctioneer holds its lock and every cell is registered.
+// On error, whatever started is stopped.
+func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *cluster, err error) {
+	c = &cluster{opts: opts, dir: dir, binDir: binDir}
+	defer func() {
+		if err != nil {
+			c.stop()
+			c = nil
+		}
+	}()
+	addrs := make([]string, 6)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return c, err
+		}
+	}
+	c.etcdURL = "http://" + addrs[0]
+	c.bbsAddr, c.bbsDebug, c.aucAddr, c.aucDebug = addrs[2], addrs[3], addrs[4], addrs[5]
+
+	bbsCfg := map[string]any{
+		"listen_address": c.bbsAddr,
+		"debug_address":  c.bbsDebug,
+		"log_level":      opts.LogLevel,
+		"instance_id":    "bench-bbs",
+		"embedded_etcd": map[string]any{
+			"data_dir":   filepath.Join(dir, "etcd"),
+			"client_url": c.etcdURL,
+			"peer_url":   "http://" + addrs[1],
+			"log_file":   filepath.Join(dir, "etcd.log"),
+		},
+	}
+	if opts.CommitWorkers > 0 {
+		bbsCfg["commit_workers"] = opts.CommitWorkers
+	}
+	if opts.CommitBatchOps > 0 {
+		bbsCfg["commit_batch_ops"] = opts.CommitBatchOps
+	}
+	if c.bbs, err = c.startDaemon("bbs", "bbs", bbsCfg); err != nil {
+		return c, err
+	}
+	if c.client, err = client.New(client.Config{Addresses: []string{c.bbsAddr}, Retries: 1}); err != nil {
+		return c, fmt.Errorf("bbs client: %w", err)
+	}
+	if err := c.waitFor(ctx, c.bbs, time.Minute, "the BBS to hold its lock", func(ctx context.Context) bool {
+		resp, err := c.client.Ping(ctx, &bbsv1.PingRequest{})
+		return err == nil && resp.GetAvailable()
+	}); err != nil {
+		return c, err
+	}
+
+	etcd := map[string]any{"endpoints": []string{c.etcdURL}}
+	if c.auctioneer, err = c.startDaemon("auctioneer", "auctioneer", map[string]any{
+		"listen_address": c.aucAddr,
+		"debug_address":  c.aucDebug,
+		"log_level":      opts.LogLevel,
+		"instance_id":    "bench-auctioneer",
+		"etcd":           etcd,
+		"bbs_addresses":  []string{c.bbsAddr},
+	}); err != nil {
+		return c, err
+	}
+	if err := c.waitFor(ctx, c.auctioneer, time.Minute, "the auctioneer to hold its lock", func(ctx context.Context) bool {
+		m, err := scrape(ctx, c.aucDebug)
+		return err == nil && m.value("gavel_auctioneer_lock_held") == 1
+	}); err != nil {
+		return c, err
+	}
+
+	c.farms = planFarms(opts)
+	index := 0
+	for _, f := range c.farms {
+		if f.debug, err = freeAddr(); err != nil {
+			return c, err
+		}
+		if f.proc, err = c.startDaemon(f.name, "rep", map[string]any{
+			"cell_id":        f.name,
+			"zone":           "z1",
+			"index":          index,
+			"listen_address": "127.0.0.1:0",
+			"debug_address":  f.debug,
+			"log_level":      opts.LogLevel,
+			"etcd":           etcd,
+			"bbs_addresses":  []string{c.bbsAddr},
+			"backend":        "sim",
+			"sim_cells":      len(f.cells),
+			"capacity": map[string]any{
+				"memory_mb": opts.CellMemoryMB, "disk_mb": opts.CellDiskMB, "containers": opts.CellContainers,
+			},
+			"presence_ttl": opts.PresenceTTL.String(),
+		}); err != nil {
+			return c, err
+		}
+		index += len(f.cells)
+	}
+	err = c.waitFor(ctx, nil, 3*time.Minute, fmt.Sprintf("%d cells to register", opts.Cells), func(ctx context.Context) bool {
+		for _, f := range c.farms {
+			if f.proc.exited() {
+				return true // reported below
+			}
+		}
+		resp, err := c.client.ListCells(ctx, &bbsv1.ListCellsRequest{})
+		return err == nil && len(resp.GetCells()) == opts.Cells
+	})
+	for _, f := range c.farms {
+		if f.proc.exited() {
+			return c, f.proc.exitError()
+		}
+	}
+	return c, err
+}
+
+// planFarms splits the cells into rep processes of at most CellsPerProcess
+// cells, the cells to kill in processes of their own. Cell j of farm
+// "cells-NN" is "cells-NN-j".
+func planFarms(opts Options) []*farm {
+	var farms []*farm
+	add := func(n int, victim bool) {
+		for n > 0 {
+			size := min(n, opts.CellsPerProcess)
+			name := fmt.Sprintf("cells-%02d", len(farms))
+			f := &farm{name: name, victim: victim}
+			for j := range size {
+				f.cells = append(f.cells, name+"-"+strconv.Itoa(j))
+			}
+			farms = append(farms, f)
+			n -= size
+		}
+	}
+	kill := opts.killCount()
+	add(opts.Cells-kill, false)
+	add(kill, true)
+	return farms
+}
+
+// startDaemon writes cfg to name.json and starts bin -config name.json.
+func (c *cluster) startDaemon(name, bin string, cfg map[string]any) (*process, error) {
+	path, err := writeJSON(c.dir, name+".json", cfg)
+	if err != nil {
+		return nil, err
+	}
+	return startProcess(c.dir, name, filepath.Join(c.binDir, bin), "-config", path)
+}
+
+// waitFor polls cond every 100 ms until it holds, p exits, ctx ends or
+// timeout passes.
+func (c *cluster) waitFor(ctx context.Context, p *process, timeout time.Duration, what string, cond func(context.Context) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p != nil && p.exited() {
+			return fmt.Errorf("waiting for %s: %w", what, p.exitError())
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok := cond(cctx)
+		cancel()
+		if ok {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("timed out after %s waiting for %s", timeout, what)
+			if p != nil {
+				msg += fmt.Sprintf("; end of %s:\n%s", p.logPath, p.logTail(20))
+			}
+			return fmt.Errorf("%s", msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkAlive returns an error naming the first daemon that exited, other
+// than the killed farms.
+func (c *cluster) checkAlive() error {
+	for _, p := range c.daemons() {
+		if p.exited() {
+			return p.exitError()
+		}
+	}
+	return nil
+}
+
+// daemons returns the processes expected to be running.
+func (c *cluster) daemons() []*process {
+	var out []*process
+	for _, p := range []*process{c.bbs, c.auctioneer} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	for _, f := range c.farms {
+		if f.proc != nil && !(f.victim && f.proc.exited()) {
+			out = append(out, f.proc)
+		}
+	}
+	return out
+}
+
+// stop stops the farms, the auctioneer and the BBS, in that order.
+func (c *cluster) stop() {
+	if c.client != nil {
+		_ = c.client.Close()
+	}
+	done := make(chan struct{})
+	for _, f := range c.farms {
+		go func() {
+			if f.proc != nil {
+				f.proc.stop()
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range c.farms {
+		<-done
+	}
+	if c.auctioneer != nil {
+		c.auctioneer.stop()
+	}
+	if c.bbs != nil {
+		c.bbs.stop()
+	}
+}

@@ -1,0 +1,35 @@
+// Package bench is Gavel's scale benchmark, run by `gavel bench` and
+// `make bench`.
+//
+// [Run] starts the real stack as separate OS processes talking gRPC over
+// loopback, exactly as in production: the BBS with its embedded etcd, the
+// auctioneer, and a farm of simulated cells (rep daemons with sim_cells, the
+// cells split over a few processes; the cells to be killed in processes of
+// their own). Nothing is written into etcd behind the BBS's back and no call
+// crosses a component boundary in-process.
+//
+// One run has four phases:
+//
+//  1. raw etcd: single-key compare-and-put transactions against the same
+//     etcd, from as many goroutines as the BBS keeps in flight, for a few
+//     seconds. Every later rate is reported as a ratio of this one, so the
+//     result does not depend on the machine's mood.
+//  2. placement: the LRPs are desired (DesireLRP over gRPC, a few calls in
+//     flight) and every instance is timed from its DesireLRP call to its
+//     RUNNING event on the BBS event stream (no polling). Throughput is
+//     reported overall and for each tenth of the instances; etcd writes per
+//     placed instance come from etcd's own counters (etcd_mvcc_put_total and
+//     etcd_mvcc_delete_total, with transactions and raft proposals beside
+//     them); the BBS's and the auctioneer's CPU seconds and peak RSS come from
+//     /proc; auction batch sizes and durations from the auctioneer's metrics.
+//  3. recovery (optional): a share of the cells is SIGKILLed and the time
+//     until every displaced instance runs again elsewhere is measured.
+//  4. check: a consistent list of every actual LRP confirms that each index
+//     has exactly one ORDINARY row and that it is RUNNING, and counts the
+//     SUSPECT rows left.
+//
+// The [Result] is JSON-encodable (`--out`), has a short human summary
+// ([Result.WriteSummary]) and draws running instances over time as SVG
+// ([Result.WriteSVG]). Every process started is stopped when Run returns,
+// and killed if it does not stop.
+package bench

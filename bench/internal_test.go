@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+const exposition = `# HELP etcd_mvcc_put_total Total number of puts seen by this member.
+# TYPE etcd_mvcc_put_total counter
+etcd_mvcc_put_total 120
+gavel_auctioneer_auctions_started_total{kind="lrp"} 7
+gavel_auctioneer_auctions_started_total{kind="task"} 2
+odd{path="a\"b,c",x="y"} 1.5e+03
+h_bucket{le="1"} 2
+h_bucket{le="4"} 6
+h_bucket{le="16"} 10
+h_bucket{le="+Inf"} 10
+h_sum 60
+h_count 10
+`
+
+func TestParseMetrics(t *testing.T) {
+	m, err := parseMetrics(strings.NewReader(exposition))
+	require.NoError(t, err)
+	assert.Equal(t, 120.0, m.value("etcd_mvcc_put_total"))
+	assert.Equal(t, 9.0, m.value("gavel_auctioneer_auctions_started_total"), "series are added up")
+	_, ok := m.sum("missing")
+	assert.False(t, ok)
+	var odd sample
+	for _, s := range m {
+		if s.name == "odd" {
+			odd = s
+		}
+	}
+	assert.Equal(t, map[string]string{"path": `a"b,c`, "x": "y"}, odd.labels)
+	assert.Equal(t, 1500.0, odd.value)
+
+	_, err = parseMetrics(strings.NewReader("name{a=\"b\"} notanumber\n"))
+	assert.Error(t, err)
+}
+
+func TestHistogram(t *testing.T) {
+	after, err := parseMetrics(strings.NewReader(exposition))
+	require.NoError(t, err)
+	before, err := parseMetrics(strings.NewReader("h_bucket{le=\"1\"} 2\nh_bucket{le=\"4\"} 2\nh_bucket{le=\"16\"} 2\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n"))
+	require.NoError(t, err)
+	// Over the interval: 0 in (0,1], 4 in (1,4], 4 in (4,16].
+	h := histogram(before, after, "h")
+	assert.Equal(t, 8.0, h.Count)
+	assert.Equal(t, 59.0, h.Sum)
+	// p50: rank 4 is the last of the 4 in (1,4] → 4.
+	assert.InDelta(t, 4.0, h.P50, 1e-9)
+	// p99: rank 7.92 is 3.92 of 4 into (4,16] → 4 + 12×0.98.
+	assert.InDelta(t, 15.76, h.P99, 1e-9)
+	assert.Equal(t, 16.0, h.Max)
+}
+
+func TestTenths(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	var times []time.Time
+	// 100 instances: the first 50 at 1 per 10 ms, the rest at 1 per 20 ms.
+	at := t0
+	for i := range 100 {
+		if i < 50 {
+			at = at.Add(10 * time.Millisecond)
+		} else {
+			at = at.Add(20 * time.Millisecond)
+		}
+		times = append(times, at)
+	}
+	ts := tenths(t0, times)
+	require.Len(t, ts, 10)
+	assert.Equal(t, Tenth{From: 0, To: 10, StartSec: 0, EndSec: 0.1, PerSecond: 100}, ts[0])
+	assert.InDelta(t, 50, ts[9].PerSecond, 1e-6)
+	assert.Equal(t, 90, ts[9].From)
+	assert.Nil(t, tenths(t0, times[:5]), "too few to split")
+}
+
+func TestReadProcStats(t *testing.T) {
+	st, err := readProcStats(os.Getpid())
+	require.NoError(t, err)
+	assert.Positive(t, st.PeakRSSBytes)
+	assert.GreaterOrEqual(t, st.PeakRSSBytes, st.RSSBytes)
+	_, err = readProcStats(1 << 30)
+	assert.Error(t, err)
+}
+
+func TestTrackerCountsOrdinaryRunning(t *testing.T) {
+	tr := newTracker()
+	now := time.Now()
+	tr.desired("g", now)
+	a := func(state modelsv1.ActualLRPState, presence modelsv1.ActualLRPPresence, cell string) *modelsv1.ActualLRP {
+		return &modelsv1.ActualLRP{Key: &modelsv1.ActualLRPKey{ProcessGuid: "g", Index: 0}, State: state, Presence: presence,
+			InstanceKey: &modelsv1.ActualLRPInstanceKey{CellId: cell}}
+	}
+	ord, sus := modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_ORDINARY, modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_SUSPECT
+	created := func(x *modelsv1.ActualLRP) *modelsv1.Event {
+		return &modelsv1.Event{Revision: 1, Event: &modelsv1.Event_ActualLrpInstanceCreated{ActualLrpInstanceCreated: &modelsv1.ActualLRPInstanceCreatedEvent{ActualLrp: x}}}
+	}
+	changed := func(x *modelsv1.ActualLRP) *modelsv1.Event {
+		return &modelsv1.Event{Revision: 2, Event: &modelsv1.Event_ActualLrpInstanceChanged{ActualLrpInstanceChanged: &modelsv1.ActualLRPInstanceChangedEvent{After: x}}}
+	}
+	removed := func(x *modelsv1.ActualLRP) *modelsv1.Event {
+		return &modelsv1.Event{Revision: 3, Event: &modelsv1.Event_ActualLrpInstanceRemoved{ActualLrpInstanceRemoved: &modelsv1.ActualLRPInstanceRemovedEvent{ActualLrp: x}}}
+	}
+	tr.apply(created(a(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_UNCLAIMED, ord, "")), now)
+	assert.Equal(t, 0, tr.runningCount())
+	running := a(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING, ord, "c1")
+	tr.apply(changed(running), now.Add(time.Second))
+	tr.apply(changed(running), now.Add(2*time.Second)) // a replay changes nothing
+	assert.Equal(t, 1, tr.runningCount())
+	assert.Equal(t, []time.Duration{time.Second}, tr.latencies())
+	assert.Len(t, tr.onCells(map[string]bool{"c1": true}), 1)
+
+	// The cell is lost: the row turns suspect, a new ordinary row runs on c2.
+	tr.apply(removed(running), now)
+	tr.apply(created(a(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING, sus, "c1")), now)
+	assert.Equal(t, 0, tr.runningCount(), "a suspect row does not count")
+	keys := []instanceKey{{"g", 0}}
+	dead := map[string]bool{"c1": true}
+	assert.Equal(t, 1, tr.displacedLeft(keys, dead))
+	tr.apply(created(a(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING, ord, "c2")), now)
+	assert.Equal(t, 0, tr.displacedLeft(keys, dead))
+	assert.Equal(t, 1, tr.runningCount())
+	assert.Equal(t, 1, tr.placedCount(), "first RUNNING is counted once")
+}
+
+func TestPlanFarms(t *testing.T) {
+	opts := Options{Cells: 1000, CellsPerProcess: 250, KillShare: 0.1}.withDefaults()
+	farms := planFarms(opts)
+	var sizes []int
+	var victims int
+	for _, f := range farms {
+		sizes = append(sizes, len(f.cells))
+		if f.victim {
+			victims += len(f.cells)
+		}
+	}
+	assert.Equal(t, []int{250, 250, 250, 150, 100}, sizes)
+	assert.Equal(t, 100, victims)
+	assert.Equal(t, "cells-04-0", farms[4].cells[0])
+}
+
+func TestLRPShapes(t *testing.T) {
+	opts := Options{Instances: 250, InstancesPerLRP: 100, Sizes: []Size{{64, 2}, {512, 1}}}.withDefaults()
+	assert.Equal(t, 3, opts.lrpCount())
+	assert.Equal(t, []int{100, 100, 50}, []int{opts.lrpInstances(0), opts.lrpInstances(1), opts.lrpInstances(2)})
+	assert.Equal(t, []int32{64, 64, 512, 64}, []int32{opts.lrpMemory(0), opts.lrpMemory(1), opts.lrpMemory(2), opts.lrpMemory(3)})
+}

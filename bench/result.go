@@ -1,0 +1,289 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Result is everything one run measured. Durations are in seconds or
+// milliseconds as their names say; rates are per second.
+type Result struct {
+	// Setup describes the run and the machine.
+	Setup Setup `json:"setup"`
+	// RawEtcd is the raw etcd transaction rate of this run.
+	RawEtcd RawEtcd `json:"raw_etcd"`
+	// Placement is the burst from the first DesireLRP to the last RUNNING.
+	Placement Placement `json:"placement"`
+	// Recovery is the kill-cells phase (absent without --kill-cells).
+	Recovery *Recovery `json:"recovery,omitempty"`
+	// Check is the final consistency check of every actual LRP.
+	Check Check `json:"check"`
+	// Targets compares the run with the goals of issue 8.
+	Targets []Target `json:"targets"`
+	// Timeline samples the indices RUNNING over time (seconds since the
+	// first DesireLRP); it is what the SVG draws.
+	Timeline []Point `json:"timeline,omitempty"`
+}
+
+// Setup describes the run.
+type Setup struct {
+	Started           time.Time `json:"started"`
+	Cells             int       `json:"cells"`
+	CellProcesses     int       `json:"cell_processes"`
+	LRPs              int       `json:"lrps"`
+	InstancesPerLRP   int       `json:"instances_per_lrp"`
+	Instances         int       `json:"instances"`
+	Sizes             []Size    `json:"sizes"`
+	CellMemoryMB      int       `json:"cell_memory_mb"`
+	CellContainers    int       `json:"cell_containers"`
+	DesireConcurrency int       `json:"desire_concurrency"`
+	PresenceTTLSec    float64   `json:"presence_ttl_seconds"`
+	CommitWorkers     int       `json:"bbs_commit_workers,omitempty"`
+	CommitBatchOps    int       `json:"bbs_commit_batch_ops,omitempty"`
+	NumCPU            int       `json:"num_cpu"`
+	GoVersion         string    `json:"go_version"`
+	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute loads before the
+	// cluster started and when the run ended.
+	LoadBefore [3]float64 `json:"load_average_before"`
+	LoadAfter  [3]float64 `json:"load_average_after"`
+	// StartupSeconds is the time to start the daemons and register every cell.
+	StartupSeconds float64 `json:"startup_seconds"`
+}
+
+// Placement is the burst placement phase.
+type Placement struct {
+	// Instances is the number desired; Placed the number that ran.
+	Instances int `json:"instances"`
+	Placed    int `json:"placed"`
+	// AllRunning says every instance reached RUNNING within the timeout.
+	AllRunning bool `json:"all_running"`
+	// DesireSeconds is the time to issue every DesireLRP call.
+	DesireSeconds float64 `json:"desire_seconds"`
+	// Seconds is the time from the first DesireLRP call to the last
+	// instance RUNNING.
+	Seconds float64 `json:"seconds"`
+	// PerSecond is Placed / Seconds; RatioToRawEtcd divides it by the raw
+	// etcd transaction rate.
+	PerSecond      float64 `json:"placements_per_second"`
+	RatioToRawEtcd float64 `json:"ratio_to_raw_etcd_txn_rate"`
+	// Tenths splits the instances into ten equal parts in the order they
+	// reached RUNNING; each part's rate is its size over the time between
+	// the part's first and last RUNNING (the first part from the first
+	// DesireLRP call).
+	Tenths []Tenth `json:"tenths"`
+	// LastToFirstTenth is the last tenth's rate over the first's.
+	LastToFirstTenth float64 `json:"last_to_first_tenth"`
+	// Latency is from an LRP's DesireLRP call to each of its instances'
+	// first RUNNING event.
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	LatencyMaxMs float64 `json:"latency_max_ms"`
+	// Etcd is etcd's own counters over the phase.
+	Etcd EtcdUse `json:"etcd"`
+	// BBS and Auctioneer are the daemons' resource use.
+	BBS        ProcUse `json:"bbs"`
+	Auctioneer ProcUse `json:"auctioneer"`
+	// Cells adds up every cell process.
+	Cells ProcUse `json:"cells"`
+	// Auctions are the auctioneer's histograms over the phase.
+	Auctions Auctions `json:"auctions"`
+	// EventStream is the benchmark's own event subscription.
+	EventStream EventStream `json:"event_stream"`
+}
+
+// Tenth is one tenth of the instances.
+type Tenth struct {
+	// From and To are the part's range in RUNNING order (To exclusive).
+	From int `json:"from"`
+	To   int `json:"to"`
+	// StartSec and EndSec bound the part, in seconds since the first DesireLRP.
+	StartSec  float64 `json:"start_sec"`
+	EndSec    float64 `json:"end_sec"`
+	PerSecond float64 `json:"per_second"`
+}
+
+// EtcdUse is the change of etcd's counters over a phase, read from the
+// embedded etcd's metrics on the BBS's debug address.
+type EtcdUse struct {
+	// Puts and Deletes are etcd_mvcc_put_total and etcd_mvcc_delete_total:
+	// every key written or deleted, inside transactions or not.
+	Puts    float64 `json:"puts"`
+	Deletes float64 `json:"deletes"`
+	// Txns is etcd_mvcc_txn_total; Proposals is
+	// etcd_server_proposals_committed_total (every raft entry, including
+	// lease grants and the presences' and locks' writes).
+	Txns      float64 `json:"txns"`
+	Proposals float64 `json:"proposals_committed"`
+	// PutBytes is etcd_debugging_mvcc_total_put_size_in_bytes.
+	PutBytes float64 `json:"put_bytes"`
+	// BBSTxns and BBSTxnRequests are the BBS's group commits and the
+	// requests they carried (gavel_bbs_etcd_txns_total,
+	// gavel_bbs_etcd_txn_requests_total).
+	BBSTxns        float64 `json:"bbs_txns"`
+	BBSTxnRequests float64 `json:"bbs_txn_requests"`
+	// WritesPerInstance is (Puts + Deletes) / placed instances: the
+	// figure the ≤ 4 budget applies to.
+	WritesPerInstance float64 `json:"writes_per_instance"`
+	// ProposalsPerInstance is Proposals / placed instances.
+	ProposalsPerInstance float64 `json:"proposals_per_instance"`
+}
+
+// ProcUse is a daemon's resource use.
+type ProcUse struct {
+	// CPUSeconds is user + system CPU over the phase.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// PeakRSSBytes is the peak resident set (VmHWM) at the end of the phase.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// PeakRSSMiB is PeakRSSBytes in MiB, for people.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+}
+
+// Auctions are the auctioneer's metrics over a phase.
+type Auctions struct {
+	Started     float64   `json:"lrps_started"`
+	Failed      float64   `json:"lrps_failed"`
+	BatchSize   Histogram `json:"batch_size"`
+	Duration    Histogram `json:"duration_seconds"`
+	FetchStates Histogram `json:"fetch_states_seconds"`
+}
+
+// EventStream describes the benchmark's event subscription.
+type EventStream struct {
+	Events       int64 `json:"events"`
+	Resubscribes int   `json:"resubscribes"`
+}
+
+// Recovery is the kill-cells phase.
+type Recovery struct {
+	// KilledCells were SIGKILLed in KilledProcesses processes.
+	KilledCells     int `json:"killed_cells"`
+	KilledProcesses int `json:"killed_processes"`
+	// Displaced is the instances that ran on them.
+	Displaced int `json:"displaced"`
+	// AllRunning says every displaced instance ran again elsewhere in time.
+	AllRunning bool `json:"all_running"`
+	// Seconds is from the kill to the last displaced instance RUNNING on a
+	// live cell; TargetSeconds is the presence TTL + 10 s.
+	Seconds       float64 `json:"seconds"`
+	TargetSeconds float64 `json:"target_seconds"`
+	// KillAtSec is the kill, in seconds since the first DesireLRP (timeline time).
+	KillAtSec float64 `json:"kill_at_sec"`
+	// Etcd, BBS and Auctioneer are over the phase.
+	Etcd       EtcdUse  `json:"etcd"`
+	BBS        ProcUse  `json:"bbs"`
+	Auctioneer ProcUse  `json:"auctioneer"`
+	Auctions   Auctions `json:"auctions"`
+}
+
+// Check is the final consistency check, on one consistent list of every
+// actual LRP.
+type Check struct {
+	// Revision is the list's etcd revision.
+	Revision int64 `json:"revision"`
+	// Indices is the number of (process guid, index) pairs desired.
+	Indices int `json:"indices"`
+	// OrdinaryRunning counts indices with exactly one ORDINARY row, RUNNING.
+	OrdinaryRunning int `json:"ordinary_running"`
+	// MissingOrdinary counts indices with no ORDINARY row.
+	MissingOrdinary int `json:"missing_ordinary"`
+	// NotRunning counts indices whose ORDINARY row is not RUNNING.
+	NotRunning int `json:"ordinary_not_running"`
+	// DuplicateOrdinary counts indices with more than one ORDINARY row
+	// (impossible by the key layout; checked anyway).
+	DuplicateOrdinary int `json:"duplicate_ordinary"`
+	// Suspect and Evacuating count the rows left with those presences.
+	Suspect    int `json:"suspect_rows"`
+	Evacuating int `json:"evacuating_rows"`
+	// OnDeadCells counts ORDINARY RUNNING rows still on killed cells.
+	OnDeadCells int `json:"ordinary_on_killed_cells"`
+	// OK says every index has exactly one ORDINARY row, RUNNING on a live cell.
+	OK bool `json:"ok"`
+}
+
+// Target is one goal of issue 8 and how the run did.
+type Target struct {
+	Name  string  `json:"name"`
+	Goal  string  `json:"goal"`
+	Value float64 `json:"value"`
+	Met   bool    `json:"met"`
+}
+
+// Point is one timeline sample.
+type Point struct {
+	Sec     float64 `json:"t"`
+	Running int     `json:"running"`
+}
+
+// WriteJSON writes the result as indented JSON.
+func (r *Result) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
+
+// Summary is the result without its timeline: what RESULTS.md quotes.
+func (r *Result) Summary() *Result {
+	s := *r
+	s.Timeline = nil
+	return &s
+}
+
+// WriteSummary prints a short human summary.
+func (r *Result) WriteSummary(w io.Writer) error {
+	p := r.Placement
+	s := r.Setup
+	lines := []string{
+		fmt.Sprintf("gavel bench: %d instances (%d LRPs × %d) on %d cells in %d rep processes; load %.2f → %.2f, %d CPUs",
+			s.Instances, s.LRPs, s.InstancesPerLRP, s.Cells, s.CellProcesses, s.LoadBefore[0], s.LoadAfter[0], s.NumCPU),
+		fmt.Sprintf("raw etcd:    %.0f txn/s (%d clients, p50 %.1f ms, p99 %.1f ms)",
+			r.RawEtcd.TxnsPerSecond, r.RawEtcd.Clients, r.RawEtcd.LatencyP50Ms, r.RawEtcd.LatencyP99Ms),
+		fmt.Sprintf("placement:   %d/%d running in %.1f s: %.0f/s = %.2f × raw etcd; desire took %.1f s",
+			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.DesireSeconds),
+		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
+			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
+		fmt.Sprintf("tenths:      %s (last/first %.2f)", tenthRates(p.Tenths), p.LastToFirstTenth),
+		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
+			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
+		fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; auctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",
+			p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB),
+		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
+			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
+			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
+	}
+	if rc := r.Recovery; rc != nil {
+		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
+			rc.KilledCells, rc.Displaced, rc.AllRunning, rc.Seconds, rc.TargetSeconds))
+	}
+	c := r.Check
+	lines = append(lines, fmt.Sprintf("check:       %d/%d indices with one ORDINARY RUNNING row; missing %d, not running %d, duplicates %d, suspects left %d, on killed cells %d",
+		c.OrdinaryRunning, c.Indices, c.MissingOrdinary, c.NotRunning, c.DuplicateOrdinary, c.Suspect, c.OnDeadCells))
+	for _, t := range r.Targets {
+		mark := "MISSED"
+		if t.Met {
+			mark = "met"
+		}
+		lines = append(lines, fmt.Sprintf("target:      %-40s %-28s %10.3f  %s", t.Name, t.Goal, t.Value, mark))
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintln(w, l); err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
+	}
+	return nil
+}
+
+func tenthRates(ts []Tenth) string {
+	out := ""
+	for i, t := range ts {
+		if i > 0 {
+			out += " "
+		}
+		out += fmt.Sprintf("%.0f", t.PerSecond)
+	}
+	return out + " /s"
+}

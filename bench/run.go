@@ -1,0 +1,522 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+// Domain is the domain of the benchmark's LRPs.
+const Domain = "bench"
+
+// sampleInterval is the timeline's resolution.
+const sampleInterval = 200 * time.Millisecond
+
+// ProcessGUID names LRP i of a run.
+func ProcessGUID(i int) string { return fmt.Sprintf("bench-%06d", i) }
+
+// Run starts the stack, measures, stops everything and returns the result.
+// An error means the run could not be measured (a daemon failed, the
+// timeout passed before every instance ran is not an error: the result says
+// so). ctx cancels the run.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	opts = opts.withDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("bench options: %w", err)
+	}
+	res := &Result{Setup: Setup{
+		Started: time.Now().UTC(), Cells: opts.Cells, LRPs: opts.lrpCount(), InstancesPerLRP: opts.InstancesPerLRP,
+		Instances: opts.Instances, Sizes: opts.Sizes, CellMemoryMB: opts.CellMemoryMB, CellContainers: opts.CellContainers,
+		DesireConcurrency: opts.DesireConcurrency, PresenceTTLSec: opts.PresenceTTL.Seconds(),
+		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps,
+		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(),
+	}}
+	dir, err := os.MkdirTemp(opts.WorkDir, "gavel-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench work dir: %w", err)
+	}
+	if !opts.KeepWorkDir {
+		defer os.RemoveAll(dir)
+	}
+	binDir := opts.BinDir
+	if binDir == "" {
+		binDir = filepath.Join(dir, "bin")
+		progress(opts, "building the daemons into %s", binDir)
+		if err := buildDaemons(ctx, binDir); err != nil {
+			return nil, err
+		}
+	}
+
+	startup := time.Now()
+	progress(opts, "starting etcd+BBS, auctioneer and %d cells in %s", opts.Cells, dir)
+	c, err := startCluster(ctx, opts, dir, binDir)
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	res.Setup.CellProcesses = len(c.farms)
+	res.Setup.StartupSeconds = time.Since(startup).Seconds()
+
+	progress(opts, "measuring raw etcd: %d clients, %s", opts.RawClients, opts.RawDuration)
+	if res.RawEtcd, err = measureRawEtcd(ctx, []string{c.etcdURL}, opts.RawClients, opts.RawValueBytes, opts.RawDuration); err != nil {
+		return nil, err
+	}
+	progress(opts, "raw etcd: %.0f txn/s", res.RawEtcd.TxnsPerSecond)
+
+	m := &measurement{c: c, opts: opts, res: res, tr: newTracker()}
+	return res, m.run(ctx)
+}
+
+// measurement holds the phases' shared state.
+type measurement struct {
+	c    *cluster
+	opts Options
+	res  *Result
+	tr   *tracker
+	t0   time.Time // the first DesireLRP call
+
+	mu       sync.Mutex
+	timeline []Point
+}
+
+func (m *measurement) run(ctx context.Context) error {
+	list, err := m.c.client.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{Domain: Domain})
+	if err != nil {
+		return fmt.Errorf("list actual LRPs: %w", err)
+	}
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followErr := make(chan error, 1)
+	go func() { followErr <- m.tr.follow(fctx, m.c.client, list.GetRevision()) }()
+
+	before, err := m.c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	m.t0 = time.Now()
+	sctx, stopSampler := context.WithCancel(ctx)
+	defer stopSampler()
+	go m.sample(sctx)
+
+	if err := m.placement(ctx, before, followErr); err != nil {
+		return err
+	}
+	if m.opts.KillShare > 0 && m.res.Placement.AllRunning {
+		if err := m.recovery(ctx, followErr); err != nil {
+			return err
+		}
+	}
+	stopSampler()
+	m.mu.Lock()
+	m.res.Timeline = m.timeline
+	m.mu.Unlock()
+	if err := m.check(ctx); err != nil {
+		return err
+	}
+	m.res.Setup.LoadAfter = loadAverage()
+	m.res.Targets = targets(m.res)
+	return nil
+}
+
+// sample records the timeline until ctx ends.
+func (m *measurement) sample(ctx context.Context) {
+	tick := time.NewTicker(sampleInterval)
+	defer tick.Stop()
+	for {
+		m.mu.Lock()
+		m.timeline = append(m.timeline, Point{Sec: time.Since(m.t0).Seconds(), Running: m.tr.runningCount()})
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// desiredLRP is LRP i of the run: a simulated process with one port.
+func (m *measurement) desiredLRP(i int) *modelsv1.DesiredLRP {
+	guid := ProcessGUID(i)
+	mem := m.opts.lrpMemory(i)
+	return &modelsv1.DesiredLRP{
+		ProcessGuid: guid, Domain: Domain, RootFs: "preloaded:cflinuxfs4",
+		Instances: int32(m.opts.lrpInstances(i)), MemoryMb: mem, DiskMb: mem,
+		Ports: []uint32{8080}, LogGuid: guid, LogSource: "APP", StartTimeoutMs: 60000,
+		Action: &modelsv1.Action{Action: &modelsv1.Action_Run{Run: &modelsv1.RunAction{Path: "/bin/app", User: "vcap"}}},
+	}
+}
+
+// placement desires every LRP and waits until every instance has run.
+func (m *measurement) placement(ctx context.Context, before *snapshot, followErr <-chan error) error {
+	p := &m.res.Placement
+	p.Instances = m.opts.Instances
+	progress(m.opts, "desiring %d LRPs (%d instances)", m.opts.lrpCount(), m.opts.Instances)
+
+	desireDone := make(chan error, 1)
+	go func() {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(m.opts.DesireConcurrency)
+		for i := range m.opts.lrpCount() {
+			g.Go(func() error {
+				d := m.desiredLRP(i)
+				m.tr.desired(d.GetProcessGuid(), time.Now())
+				if _, err := m.c.client.DesireLRP(gctx, &bbsv1.DesireLRPRequest{DesiredLrp: d}); err != nil {
+					return fmt.Errorf("desire %s: %w", d.GetProcessGuid(), err)
+				}
+				return nil
+			})
+		}
+		err := g.Wait()
+		p.DesireSeconds = time.Since(m.t0).Seconds()
+		desireDone <- err
+	}()
+
+	deadline := time.Now().Add(m.opts.Timeout)
+	lastLine, lastPlaced := time.Now(), 0
+	desiring := true
+	for {
+		placed := m.tr.placedCount()
+		if placed >= m.opts.Instances && !desiring {
+			break
+		}
+		select {
+		case err := <-desireDone:
+			if err != nil {
+				return err
+			}
+			desiring = false
+		case err := <-followErr:
+			return fmt.Errorf("following events: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := m.c.checkAlive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			progress(m.opts, "timed out after %s with %d/%d instances placed", m.opts.Timeout, placed, m.opts.Instances)
+			break
+		}
+		if now := time.Now(); now.Sub(lastLine) >= m.opts.ProgressInterval {
+			progress(m.opts, "placement: %d/%d running, %.0f/s (last %.0fs: %.0f/s)", placed, m.opts.Instances,
+				float64(placed)/now.Sub(m.t0).Seconds(), now.Sub(lastLine).Seconds(), float64(placed-lastPlaced)/now.Sub(lastLine).Seconds())
+			lastLine, lastPlaced = now, placed
+		}
+	}
+
+	after, err := m.c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	times := m.tr.runTimes()
+	p.Placed = len(times)
+	p.AllRunning = p.Placed >= p.Instances
+	if p.Placed > 0 {
+		p.Seconds = times[len(times)-1].Sub(m.t0).Seconds()
+		p.PerSecond = float64(p.Placed) / p.Seconds
+	}
+	if m.res.RawEtcd.TxnsPerSecond > 0 {
+		p.RatioToRawEtcd = p.PerSecond / m.res.RawEtcd.TxnsPerSecond
+	}
+	p.Tenths = tenths(m.t0, times)
+	if n := len(p.Tenths); n == 10 && p.Tenths[0].PerSecond > 0 {
+		p.LastToFirstTenth = p.Tenths[9].PerSecond / p.Tenths[0].PerSecond
+	}
+	lat := m.tr.latencies()
+	slices.Sort(lat)
+	p.LatencyP50Ms, p.LatencyP99Ms = ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99))
+	if len(lat) > 0 {
+		p.LatencyMaxMs = ms(lat[len(lat)-1])
+	}
+	p.Etcd = etcdUse(before, after, p.Placed)
+	p.BBS, p.Auctioneer, p.Cells = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc), procUse(before.cellsProc, after.cellsProc)
+	p.Auctions = auctions(before, after)
+	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
+	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
+	return nil
+}
+
+// tenths splits the RUNNING times into ten equal parts.
+func tenths(t0 time.Time, times []time.Time) []Tenth {
+	n := len(times)
+	if n < 10 {
+		return nil
+	}
+	out := make([]Tenth, 10)
+	for k := range out {
+		from, to := k*n/10, (k+1)*n/10
+		start := t0
+		if from > 0 {
+			start = times[from-1]
+		}
+		end := times[to-1]
+		t := Tenth{From: from, To: to, StartSec: start.Sub(t0).Seconds(), EndSec: end.Sub(t0).Seconds()}
+		if d := end.Sub(start).Seconds(); d > 0 {
+			t.PerSecond = float64(to-from) / d
+		}
+		out[k] = t
+	}
+	return out
+}
+
+// recovery kills the victim farms and waits until every instance they ran
+// runs again on a live cell.
+func (m *measurement) recovery(ctx context.Context, followErr <-chan error) error {
+	dead := map[string]bool{}
+	var victims []*farm
+	for _, f := range m.c.farms {
+		if f.victim {
+			victims = append(victims, f)
+			for _, cell := range f.cells {
+				dead[cell] = true
+			}
+		}
+	}
+	displaced := m.tr.onCells(dead)
+	rc := &Recovery{KilledCells: len(dead), KilledProcesses: len(victims), Displaced: len(displaced),
+		TargetSeconds: (m.opts.PresenceTTL + 10*time.Second).Seconds()}
+	m.res.Recovery = rc
+	before, err := m.c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	progress(m.opts, "recovery: SIGKILL %d cells in %d processes, holding %d instances", len(dead), len(victims), len(displaced))
+	kill := time.Now()
+	for _, f := range victims {
+		f.proc.kill()
+	}
+	rc.KillAtSec = kill.Sub(m.t0).Seconds()
+	deadline := kill.Add(m.opts.RecoveryTimeout)
+	lastLine := kill
+	for {
+		left := m.tr.displacedLeft(displaced, dead)
+		if left == 0 {
+			rc.AllRunning = true
+			rc.Seconds = time.Since(kill).Seconds()
+			break
+		}
+		if time.Now().After(deadline) {
+			rc.Seconds = time.Since(kill).Seconds()
+			progress(m.opts, "recovery: timed out after %s with %d instances not running again", m.opts.RecoveryTimeout, left)
+			break
+		}
+		if err := m.c.checkAlive(); err != nil {
+			return err
+		}
+		if now := time.Now(); now.Sub(lastLine) >= m.opts.ProgressInterval {
+			progress(m.opts, "recovery: %.0f s after the kill, %d/%d displaced instances running again; %d/%d running",
+				now.Sub(kill).Seconds(), len(displaced)-left, len(displaced), m.tr.runningCount(), m.opts.Instances)
+			lastLine = now
+		}
+		select {
+		case err := <-followErr:
+			return fmt.Errorf("following events: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	after, err := m.c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	rc.Etcd = etcdUse(before, after, len(displaced))
+	rc.BBS, rc.Auctioneer = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc)
+	rc.Auctions = auctions(before, after)
+	progress(m.opts, "recovery: all %d displaced instances running again after %.1f s", len(displaced), rc.Seconds)
+	return nil
+}
+
+// check lists every actual LRP (100 LRPs per call) and checks that every
+// index has exactly one ORDINARY row, RUNNING on a live cell.
+func (m *measurement) check(ctx context.Context) error {
+	c := &m.res.Check
+	dead := map[string]bool{}
+	for _, f := range m.c.farms {
+		if f.victim && f.proc.exited() {
+			for _, cell := range f.cells {
+				dead[cell] = true
+			}
+		}
+	}
+	ordinary := map[instanceKey][]*modelsv1.ActualLRP{}
+	const chunk = 100
+	for start := 0; start < m.opts.lrpCount(); start += chunk {
+		var guids []string
+		for i := start; i < min(start+chunk, m.opts.lrpCount()); i++ {
+			guids = append(guids, ProcessGUID(i))
+		}
+		resp, err := m.c.client.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{Domain: Domain, ProcessGuids: guids})
+		if err != nil {
+			return fmt.Errorf("check: list actual LRPs: %w", err)
+		}
+		c.Revision = max(c.Revision, resp.GetRevision())
+		for _, a := range resp.GetActualLrps() {
+			switch a.GetPresence() {
+			case modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_ORDINARY:
+				k := instanceKey{a.GetKey().GetProcessGuid(), a.GetKey().GetIndex()}
+				ordinary[k] = append(ordinary[k], a)
+			case modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_SUSPECT:
+				c.Suspect++
+			case modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_EVACUATING:
+				c.Evacuating++
+			}
+		}
+	}
+	for i := range m.opts.lrpCount() {
+		for idx := range m.opts.lrpInstances(i) {
+			c.Indices++
+			rows := ordinary[instanceKey{ProcessGUID(i), int32(idx)}]
+			switch {
+			case len(rows) == 0:
+				c.MissingOrdinary++
+			case len(rows) > 1:
+				c.DuplicateOrdinary++
+			case rows[0].GetState() != modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING:
+				c.NotRunning++
+			case dead[rows[0].GetInstanceKey().GetCellId()]:
+				c.OnDeadCells++
+			default:
+				c.OrdinaryRunning++
+			}
+		}
+	}
+	c.OK = c.OrdinaryRunning == c.Indices
+	return nil
+}
+
+// snapshot is the daemons' metrics and resource use at one moment.
+type snapshot struct {
+	bbs, auc                    metrics
+	bbsProc, aucProc, cellsProc ProcStats
+}
+
+// snapshot scrapes the BBS and the auctioneer and reads /proc for every
+// running daemon.
+func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
+	s := &snapshot{}
+	var err error
+	if s.bbs, err = scrape(ctx, c.bbsDebug); err != nil {
+		return nil, err
+	}
+	if s.auc, err = scrape(ctx, c.aucDebug); err != nil {
+		return nil, err
+	}
+	if s.bbsProc, err = readProcStats(c.bbs.pid()); err != nil {
+		return nil, err
+	}
+	if s.aucProc, err = readProcStats(c.auctioneer.pid()); err != nil {
+		return nil, err
+	}
+	for _, f := range c.farms {
+		if f.proc.exited() {
+			continue
+		}
+		st, err := readProcStats(f.proc.pid())
+		if err != nil {
+			return nil, err
+		}
+		s.cellsProc.CPUSeconds += st.CPUSeconds
+		s.cellsProc.PeakRSSBytes += st.PeakRSSBytes
+		s.cellsProc.RSSBytes += st.RSSBytes
+	}
+	return s, nil
+}
+
+func etcdUse(before, after *snapshot, placed int) EtcdUse {
+	d := func(name string) float64 { return after.bbs.value(name) - before.bbs.value(name) }
+	u := EtcdUse{
+		Puts: d("etcd_mvcc_put_total"), Deletes: d("etcd_mvcc_delete_total"), Txns: d("etcd_mvcc_txn_total"),
+		Proposals: d("etcd_server_proposals_committed_total"), PutBytes: d("etcd_debugging_mvcc_total_put_size_in_bytes"),
+		BBSTxns: d("gavel_bbs_etcd_txns_total"), BBSTxnRequests: d("gavel_bbs_etcd_txn_requests_total"),
+	}
+	if placed > 0 {
+		u.WritesPerInstance = (u.Puts + u.Deletes) / float64(placed)
+		u.ProposalsPerInstance = u.Proposals / float64(placed)
+	}
+	return u
+}
+
+func procUse(before, after ProcStats) ProcUse {
+	return ProcUse{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSBytes: after.PeakRSSBytes,
+		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20)}
+}
+
+func auctions(before, after *snapshot) Auctions {
+	d := func(name string) float64 {
+		var b, a float64
+		for _, s := range before.auc {
+			if s.name == name && s.labels["kind"] == "lrp" {
+				b += s.value
+			}
+		}
+		for _, s := range after.auc {
+			if s.name == name && s.labels["kind"] == "lrp" {
+				a += s.value
+			}
+		}
+		return a - b
+	}
+	return Auctions{
+		Started:     d("gavel_auctioneer_auctions_started_total"),
+		Failed:      d("gavel_auctioneer_auctions_failed_total"),
+		BatchSize:   histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
+		Duration:    histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
+		FetchStates: histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),
+	}
+}
+
+// targets compares the result with issue 8's goals.
+func targets(r *Result) []Target {
+	p := r.Placement
+	out := []Target{
+		{Name: "placements/s ÷ raw etcd txn/s", Goal: ">= 0.25", Value: p.RatioToRawEtcd, Met: p.AllRunning && p.RatioToRawEtcd >= 0.25},
+		{Name: "etcd writes per placed instance", Goal: "<= 4", Value: p.Etcd.WritesPerInstance, Met: p.AllRunning && p.Etcd.WritesPerInstance <= 4},
+		{Name: "last tenth rate ÷ first tenth rate", Goal: ">= 0.8", Value: p.LastToFirstTenth, Met: p.LastToFirstTenth >= 0.8},
+		{Name: "BBS peak RSS (MiB)", Goal: "< 1024", Value: p.BBS.PeakRSSMiB, Met: p.BBS.PeakRSSMiB < 1024},
+	}
+	if rc := r.Recovery; rc != nil {
+		out = append(out, Target{Name: "recovery after kill (s)", Goal: fmt.Sprintf("<= %.0f (TTL + 10 s)", rc.TargetSeconds),
+			Value: rc.Seconds, Met: rc.AllRunning && rc.Seconds <= rc.TargetSeconds})
+		out = append(out, Target{Name: "BBS peak RSS incl. recovery (MiB)", Goal: "< 1024", Value: rc.BBS.PeakRSSMiB, Met: rc.BBS.PeakRSSMiB < 1024})
+	}
+	out = append(out, Target{Name: "indices with one ORDINARY RUNNING row", Goal: fmt.Sprintf("= %d", r.Check.Indices),
+		Value: float64(r.Check.OrdinaryRunning), Met: r.Check.OK})
+	return out
+}
+
+// loadAverage reads the 1, 5 and 15 minute load averages (zeros if
+// /proc/loadavg cannot be read).
+func loadAverage() [3]float64 {
+	var out [3]float64
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return out
+	}
+	f := strings.Fields(string(data))
+	for i := 0; i < 3 && i < len(f); i++ {
+		out[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return out
+}
+
+// progress prints one line to opts.Progress.
+func progress(opts Options, format string, args ...any) {
+	if opts.Progress == nil {
+		return
+	}
+	fmt.Fprintf(opts.Progress, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
