@@ -772,6 +772,219 @@ func (*PingResponse) Descriptor() ([]byte, []int) {
 	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{12}
 }
 
+// StreamLogsRequest selects the containers whose logs to stream.
+type StreamLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// process_guid selects an LRP's instances; task_guid selects a task. Exactly one is set.
+	ProcessGuid string `protobuf:"bytes,1,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	// index, when set, selects one instance.
+	Index    *int32 `protobuf:"varint,2,opt,name=index,proto3,oneof" json:"index,omitempty"`
+	TaskGuid string `protobuf:"bytes,3,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
+	// follow keeps the stream open for new lines.
+	Follow        bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLogsRequest) Reset() {
+	*x = StreamLogsRequest{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLogsRequest) ProtoMessage() {}
+
+func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
+func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StreamLogsRequest) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *StreamLogsRequest) GetIndex() int32 {
+	if x != nil && x.Index != nil {
+		return *x.Index
+	}
+	return 0
+}
+
+func (x *StreamLogsRequest) GetTaskGuid() string {
+	if x != nil {
+		return x.TaskGuid
+	}
+	return ""
+}
+
+func (x *StreamLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+// LogLine is one line a container's process wrote.
+type LogLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// timestamp is Unix nanoseconds.
+	Timestamp    int64  `protobuf:"varint,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	ProcessGuid  string `protobuf:"bytes,2,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	Index        int32  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	InstanceGuid string `protobuf:"bytes,4,opt,name=instance_guid,json=instanceGuid,proto3" json:"instance_guid,omitempty"`
+	// source is the log source tag ("APP/PROC/WEB", "CELL", "HEALTH").
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// stream is "stdout" or "stderr".
+	Stream        string `protobuf:"bytes,6,opt,name=stream,proto3" json:"stream,omitempty"`
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LogLine) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *LogLine) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *LogLine) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *LogLine) GetInstanceGuid() string {
+	if x != nil {
+		return x.InstanceGuid
+	}
+	return ""
+}
+
+func (x *LogLine) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *LogLine) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *LogLine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// StreamLogsResponse carries one line.
+type StreamLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Line          *LogLine               `protobuf:"bytes,1,opt,name=line,proto3" json:"line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLogsResponse) Reset() {
+	*x = StreamLogsResponse{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLogsResponse) ProtoMessage() {}
+
+func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
+func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StreamLogsResponse) GetLine() *LogLine {
+	if x != nil {
+		return x.Line
+	}
+	return nil
+}
+
 var File_gavel_rep_v1_rep_proto protoreflect.FileDescriptor
 
 const file_gavel_rep_v1_rep_proto_rawDesc = "" +
@@ -828,7 +1041,23 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\"\x14\n" +
 	"\x12CancelTaskResponse\"\r\n" +
 	"\vPingRequest\"\x0e\n" +
-	"\fPingResponse2\x86\x03\n" +
+	"\fPingResponse\"\x90\x01\n" +
+	"\x11StreamLogsRequest\x12!\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x19\n" +
+	"\x05index\x18\x02 \x01(\x05H\x00R\x05index\x88\x01\x01\x12\x1b\n" +
+	"\ttask_guid\x18\x03 \x01(\tR\btaskGuid\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06followB\b\n" +
+	"\x06_index\"\xcf\x01\n" +
+	"\aLogLine\x12\x1c\n" +
+	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\x12!\n" +
+	"\fprocess_guid\x18\x02 \x01(\tR\vprocessGuid\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12#\n" +
+	"\rinstance_guid\x18\x04 \x01(\tR\finstanceGuid\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x16\n" +
+	"\x06stream\x18\x06 \x01(\tR\x06stream\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"?\n" +
+	"\x12StreamLogsResponse\x12)\n" +
+	"\x04line\x18\x01 \x01(\v2\x15.gavel.rep.v1.LogLineR\x04line2\xd9\x03\n" +
 	"\n" +
 	"RepService\x12@\n" +
 	"\x05State\x12\x1a.gavel.rep.v1.StateRequest\x1a\x1b.gavel.rep.v1.StateResponse\x12F\n" +
@@ -836,7 +1065,9 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\x0fStopLRPInstance\x12$.gavel.rep.v1.StopLRPInstanceRequest\x1a%.gavel.rep.v1.StopLRPInstanceResponse\x12O\n" +
 	"\n" +
 	"CancelTask\x12\x1f.gavel.rep.v1.CancelTaskRequest\x1a .gavel.rep.v1.CancelTaskResponse\x12=\n" +
-	"\x04Ping\x12\x19.gavel.rep.v1.PingRequest\x1a\x1a.gavel.rep.v1.PingResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
+	"\x04Ping\x12\x19.gavel.rep.v1.PingRequest\x1a\x1a.gavel.rep.v1.PingResponse\x12Q\n" +
+	"\n" +
+	"StreamLogs\x12\x1f.gavel.rep.v1.StreamLogsRequest\x1a .gavel.rep.v1.StreamLogsResponse0\x01B7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
 
 var (
 	file_gavel_rep_v1_rep_proto_rawDescOnce sync.Once
@@ -850,7 +1081,7 @@ func file_gavel_rep_v1_rep_proto_rawDescGZIP() []byte {
 	return file_gavel_rep_v1_rep_proto_rawDescData
 }
 
-var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_gavel_rep_v1_rep_proto_goTypes = []any{
 	(*Resources)(nil),               // 0: gavel.rep.v1.Resources
 	(*LRP)(nil),                     // 1: gavel.rep.v1.LRP
@@ -865,44 +1096,50 @@ var file_gavel_rep_v1_rep_proto_goTypes = []any{
 	(*CancelTaskResponse)(nil),      // 10: gavel.rep.v1.CancelTaskResponse
 	(*PingRequest)(nil),             // 11: gavel.rep.v1.PingRequest
 	(*PingResponse)(nil),            // 12: gavel.rep.v1.PingResponse
-	(*v1.ActualLRPKey)(nil),         // 13: gavel.models.v1.ActualLRPKey
-	(*v11.Resource)(nil),            // 14: gavel.auctioneer.v1.Resource
-	(*v11.PlacementConstraint)(nil), // 15: gavel.auctioneer.v1.PlacementConstraint
-	(*v1.RootFSProvider)(nil),       // 16: gavel.models.v1.RootFSProvider
-	(*v1.ActualLRPInstanceKey)(nil), // 17: gavel.models.v1.ActualLRPInstanceKey
+	(*StreamLogsRequest)(nil),       // 13: gavel.rep.v1.StreamLogsRequest
+	(*LogLine)(nil),                 // 14: gavel.rep.v1.LogLine
+	(*StreamLogsResponse)(nil),      // 15: gavel.rep.v1.StreamLogsResponse
+	(*v1.ActualLRPKey)(nil),         // 16: gavel.models.v1.ActualLRPKey
+	(*v11.Resource)(nil),            // 17: gavel.auctioneer.v1.Resource
+	(*v11.PlacementConstraint)(nil), // 18: gavel.auctioneer.v1.PlacementConstraint
+	(*v1.RootFSProvider)(nil),       // 19: gavel.models.v1.RootFSProvider
+	(*v1.ActualLRPInstanceKey)(nil), // 20: gavel.models.v1.ActualLRPInstanceKey
 }
 var file_gavel_rep_v1_rep_proto_depIdxs = []int32{
-	13, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
-	14, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
-	15, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
-	14, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
-	15, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	16, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
+	17, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
+	18, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	17, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
+	18, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
 	0,  // 5: gavel.rep.v1.StateResponse.available_resources:type_name -> gavel.rep.v1.Resources
 	0,  // 6: gavel.rep.v1.StateResponse.total_resources:type_name -> gavel.rep.v1.Resources
 	1,  // 7: gavel.rep.v1.StateResponse.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 8: gavel.rep.v1.StateResponse.tasks:type_name -> gavel.rep.v1.Task
-	16, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
+	19, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
 	1,  // 10: gavel.rep.v1.PerformRequest.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 11: gavel.rep.v1.PerformRequest.tasks:type_name -> gavel.rep.v1.Task
 	1,  // 12: gavel.rep.v1.PerformResponse.failed_lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 13: gavel.rep.v1.PerformResponse.failed_tasks:type_name -> gavel.rep.v1.Task
-	13, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
-	17, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	3,  // 16: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
-	5,  // 17: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
-	7,  // 18: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
-	9,  // 19: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
-	11, // 20: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
-	4,  // 21: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
-	6,  // 22: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
-	8,  // 23: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
-	10, // 24: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
-	12, // 25: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
+	20, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	14, // 16: gavel.rep.v1.StreamLogsResponse.line:type_name -> gavel.rep.v1.LogLine
+	3,  // 17: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
+	5,  // 18: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
+	7,  // 19: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
+	9,  // 20: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
+	11, // 21: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
+	13, // 22: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
+	4,  // 23: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
+	6,  // 24: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
+	8,  // 25: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
+	10, // 26: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
+	12, // 27: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
+	15, // 28: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_gavel_rep_v1_rep_proto_init() }
@@ -910,13 +1147,14 @@ func file_gavel_rep_v1_rep_proto_init() {
 	if File_gavel_rep_v1_rep_proto != nil {
 		return
 	}
+	file_gavel_rep_v1_rep_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_rep_v1_rep_proto_rawDesc), len(file_gavel_rep_v1_rep_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	RepService_StopLRPInstance_FullMethodName = "/gavel.rep.v1.RepService/StopLRPInstance"
 	RepService_CancelTask_FullMethodName      = "/gavel.rep.v1.RepService/CancelTask"
 	RepService_Ping_FullMethodName            = "/gavel.rep.v1.RepService/Ping"
+	RepService_StreamLogs_FullMethodName      = "/gavel.rep.v1.RepService/StreamLogs"
 )
 
 // RepServiceClient is the client API for RepService service.
@@ -42,6 +43,9 @@ type RepServiceClient interface {
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	// Ping answers when the rep is up.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
+	// StreamLogs sends the recent log lines of an LRP's instances (or a task) on
+	// this cell, then, with follow, new lines until the caller cancels.
+	StreamLogs(ctx context.Context, in *StreamLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamLogsResponse], error)
 }
 
 type repServiceClient struct {
@@ -102,6 +106,25 @@ func (c *repServiceClient) Ping(ctx context.Context, in *PingRequest, opts ...gr
 	return out, nil
 }
 
+func (c *repServiceClient) StreamLogs(ctx context.Context, in *StreamLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RepService_ServiceDesc.Streams[0], RepService_StreamLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamLogsRequest, StreamLogsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RepService_StreamLogsClient = grpc.ServerStreamingClient[StreamLogsResponse]
+
 // RepServiceServer is the server API for RepService service.
 // All implementations must embed UnimplementedRepServiceServer
 // for forward compatibility.
@@ -118,6 +141,9 @@ type RepServiceServer interface {
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	// Ping answers when the rep is up.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
+	// StreamLogs sends the recent log lines of an LRP's instances (or a task) on
+	// this cell, then, with follow, new lines until the caller cancels.
+	StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error
 	mustEmbedUnimplementedRepServiceServer()
 }
 
@@ -142,6 +168,9 @@ func (UnimplementedRepServiceServer) CancelTask(context.Context, *CancelTaskRequ
 }
 func (UnimplementedRepServiceServer) Ping(context.Context, *PingRequest) (*PingResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Ping not implemented")
+}
+func (UnimplementedRepServiceServer) StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method StreamLogs not implemented")
 }
 func (UnimplementedRepServiceServer) mustEmbedUnimplementedRepServiceServer() {}
 func (UnimplementedRepServiceServer) testEmbeddedByValue()                    {}
@@ -254,6 +283,17 @@ func _RepService_Ping_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RepService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RepServiceServer).StreamLogs(m, &grpc.GenericServerStream[StreamLogsRequest, StreamLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RepService_StreamLogsServer = grpc.ServerStreamingServer[StreamLogsResponse]
+
 // RepService_ServiceDesc is the grpc.ServiceDesc for RepService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +322,12 @@ var RepService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RepService_Ping_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamLogs",
+			Handler:       _RepService_StreamLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "gavel/rep/v1/rep.proto",
 }
