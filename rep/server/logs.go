@@ -6,9 +6,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
-	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 )
 
 // logFollowBuffer is how many lines a follower may fall behind before it misses lines.
