@@ -44,9 +44,14 @@ proto-check: proto
 run: build
 	$(BIN)/gavel dev
 
-## bench: the benchmarks.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+## bench: the scale benchmark (gavel bench; default 100,000 instances on 1,000 simulated cells).
+## BENCH_FLAGS adds flags (e.g. BENCH_FLAGS='--kill-cells 10%'); results go to BENCH_OUT.
+## The Go micro-benchmarks: go test -run '^$$' -bench . -benchmem ./...
+BENCH_OUT ?= $(BIN)/bench
+BENCH_FLAGS ?=
+bench: build
+	@mkdir -p $(BENCH_OUT)
+	$(BIN)/gavel bench --bin-dir $(BIN) --out $(BENCH_OUT)/result.json --svg $(BENCH_OUT)/running.svg $(BENCH_FLAGS)
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gavelhq/gavel/bench"
+)
+
+// newBenchCommand returns "gavel bench": the scale benchmark of package bench.
+func newBenchCommand() *cobra.Command {
+	var (
+		o                     bench.Options
+		lrps                  int
+		sizes, kill, out, svg string
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark placement at scale: the real BBS+etcd, auctioneer and simulated cells as processes",
+		Long: "Start etcd (embedded in the BBS), the BBS, the auctioneer and a farm of simulated cells, each\n" +
+			"as its own process on loopback; measure the raw etcd transaction rate; desire the LRPs and\n" +
+			"time every instance from DesireLRP to RUNNING; optionally kill a share of the cells and time\n" +
+			"the recovery; check that every index ends with exactly one ORDINARY RUNNING row.\n\n" +
+			"Progress goes to stderr, a summary to stdout; --out writes the full result as JSON and\n" +
+			"--svg draws running instances over time. It fails when not every instance ran; missed\n" +
+			"performance targets are reported, not failures.",
+		Example: "  gavel bench --cells 1000 --lrps 1000 --instances-per-lrp 100 --out result.json --svg result.svg\n" +
+			"  gavel bench --cells 1000 --instances 50000 --kill-cells 10%\n" +
+			"  gavel bench --cells 20 --instances 500 --bin-dir bin",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.Sizes, err = bench.ParseSizes(sizes); err != nil {
+				return fmt.Errorf("--sizes: %w", err)
+			}
+			if o.KillShare, err = bench.ParseShare(kill); err != nil {
+				return fmt.Errorf("--kill-cells: %w", err)
+			}
+			if cmd.Flags().Changed("lrps") {
+				total := lrps * o.InstancesPerLRP
+				if cmd.Flags().Changed("instances") && total != o.Instances {
+					return fmt.Errorf("--instances %d disagrees with --lrps %d × --instances-per-lrp %d", o.Instances, lrps, o.InstancesPerLRP)
+				}
+				o.Instances = total
+			}
+			if o.Instances <= 0 || o.Cells <= 0 || o.InstancesPerLRP <= 0 {
+				return errors.New("--cells, --instances (or --lrps) and --instances-per-lrp must be positive")
+			}
+			o.Progress = cmd.ErrOrStderr()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := writeBenchFile(out, res.WriteJSON); err != nil {
+					return err
+				}
+			}
+			if svg != "" {
+				if err := writeBenchFile(svg, res.WriteSVG); err != nil {
+					return err
+				}
+			}
+			if err := res.WriteSummary(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			if !res.Placement.AllRunning || (res.Recovery != nil && !res.Recovery.AllRunning) || !res.Check.OK {
+				return errors.New("bench: not every instance ended RUNNING (see the check line above)")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Cells, "cells", bench.DefaultCells, "simulated cells")
+	f.IntVar(&o.Instances, "instances", bench.DefaultInstances, "instances in all (the last LRP takes the remainder)")
+	f.IntVar(&lrps, "lrps", 0, "LRPs to desire (sets --instances to lrps × instances-per-lrp)")
+	f.IntVar(&o.InstancesPerLRP, "instances-per-lrp", bench.DefaultInstancesPerLRP, "instances of each LRP")
+	f.StringVar(&sizes, "sizes", bench.DefaultSizes, "size mix, MEMORY_MB:WEIGHT,... (disk as much as memory)")
+	f.StringVar(&kill, "kill-cells", "", "share of cells to SIGKILL once all run, e.g. 10% (empty: no recovery phase)")
+	f.IntVar(&o.CellsPerProcess, "cells-per-process", bench.DefaultCellsPerProcess, "most cells in one rep process")
+	f.StringVar(&o.BinDir, "bin-dir", "", "directory with prebuilt bbs, auctioneer and rep (default: go build them)")
+	f.StringVar(&o.WorkDir, "work-dir", "", "where to make the run's temporary directory (default the system temp dir)")
+	f.BoolVar(&o.KeepWorkDir, "keep-work-dir", false, "keep the configs, logs and etcd data after the run")
+	f.IntVar(&o.RawClients, "raw-clients", bench.DefaultRawClients, "concurrent transactions of the raw etcd measurement")
+	f.DurationVar(&o.RawDuration, "raw-duration", bench.DefaultRawDuration, "length of the raw etcd measurement")
+	f.IntVar(&o.DesireConcurrency, "desire-concurrency", bench.DefaultDesireConcurrency, "DesireLRP calls in flight")
+	f.DurationVar(&o.PresenceTTL, "presence-ttl", bench.DefaultPresenceTTL, "cells' presence TTL")
+	f.IntVar(&o.CellMemoryMB, "cell-memory-mb", bench.DefaultCellMemoryMB, "memory of each cell")
+	f.IntVar(&o.CellDiskMB, "cell-disk-mb", bench.DefaultCellDiskMB, "disk of each cell")
+	f.IntVar(&o.CellContainers, "cell-containers", bench.DefaultCellContainers, "containers of each cell")
+	f.IntVar(&o.CommitWorkers, "commit-workers", 0, "BBS commit_workers (0: the BBS default)")
+	f.IntVar(&o.CommitBatchOps, "commit-batch-ops", 0, "BBS commit_batch_ops (0: the BBS default)")
+	f.DurationVar(&o.Timeout, "timeout", bench.DefaultTimeout, "bound on the placement phase")
+	f.DurationVar(&o.RecoveryTimeout, "recovery-timeout", bench.DefaultRecoveryTimeout, "bound on the recovery phase")
+	f.StringVar(&o.LogLevel, "log-level", bench.DefaultLogLevel, "daemons' log level")
+	f.DurationVar(&o.ProgressInterval, "progress-interval", bench.DefaultProgressInterval, "time between progress lines")
+	f.StringVar(&out, "out", "", "write the full result as JSON to this file")
+	f.StringVar(&svg, "svg", "", "draw running instances over time to this SVG file")
+	return cmd
+}
+
+// writeBenchFile creates path and fills it with write.
+func writeBenchFile(path string, write func(io.Writer) error) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := write(file); err != nil {
+		file.Close()
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := file.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	return nil
+}
