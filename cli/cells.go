@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/grpcclient"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
@@ -17,24 +19,15 @@ func newCellsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "cells", Short: "List the live cells", Args: cobra.NoArgs}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *bbsv1.ListCellsResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			resp, err = bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
+			return err
+		}); err != nil {
 			return err
 		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		resp, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
-		if err != nil {
-			return c.explain(err)
-		}
 		if c.json {
-			for _, cell := range resp.GetCells() {
-				if err := c.printJSON(cell); err != nil {
-					return err
-				}
-			}
-			return nil
+			return printEach(c, resp.GetCells())
 		}
 		w := newTable(c)
 		fmt.Fprintln(w, "CELL_ID\tZONE\tADDRESS\tMEMORY\tDISK\tCONTAINERS\tTAGS")
@@ -108,24 +101,15 @@ func newDomainsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "domains", Short: "List the fresh domains", Args: cobra.NoArgs}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *bbsv1.ListDomainsResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			resp, err = bbs.ListDomains(ctx, &bbsv1.ListDomainsRequest{})
+			return err
+		}); err != nil {
 			return err
 		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		resp, err := bbs.ListDomains(ctx, &bbsv1.ListDomainsRequest{})
-		if err != nil {
-			return c.explain(err)
-		}
 		if c.json {
-			for _, d := range resp.GetDomains() {
-				if err := c.printJSON(d); err != nil {
-					return err
-				}
-			}
-			return nil
+			return printEach(c, resp.GetDomains())
 		}
 		w := newTable(c)
 		fmt.Fprintln(w, "DOMAIN\tFRESH UNTIL")
@@ -150,15 +134,11 @@ func newSetDomainCommand() *cobra.Command {
 		if ttl < 0 || ttl%time.Second != 0 {
 			return fmt.Errorf("--ttl: want a whole number of seconds >= 0 (got %s)", ttl)
 		}
-		bbs, err := c.client(cmd)
-		if err != nil {
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+			_, err := bbs.UpsertDomain(ctx, &bbsv1.UpsertDomainRequest{Domain: args[0], TtlSeconds: int64(ttl / time.Second)})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		if _, err := bbs.UpsertDomain(ctx, &bbsv1.UpsertDomainRequest{Domain: args[0], TtlSeconds: int64(ttl / time.Second)}); err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if !c.json {
 			fmt.Fprintf(c.out, "domain %s is fresh for %s\n", args[0], map[bool]string{true: "ever", false: ttl.String()}[ttl == 0])

@@ -152,3 +152,26 @@ func (c *conn) printJSON(m proto.Message) error {
 	_, err = fmt.Fprintln(c.out, string(data))
 	return err
 }
+
+// call opens the client, runs f with a context bounded by --timeout, and
+// explains the error in one line.
+func (c *conn) call(cmd *cobra.Command, f func(ctx context.Context, bbs *client.Client) error) error {
+	bbs, err := c.client(cmd)
+	if err != nil {
+		return err
+	}
+	defer bbs.Close()
+	ctx, cancel := c.ctx(cmd)
+	defer cancel()
+	return c.explain(f(ctx, bbs))
+}
+
+// printEach prints messages one JSON object per line.
+func printEach[M proto.Message](c *conn, msgs []M) error {
+	for _, m := range msgs {
+		if err := c.printJSON(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

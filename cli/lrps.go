@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -117,16 +119,12 @@ func desire(cmd *cobra.Command, c *conn, d *modelsv1.DesiredLRP) error {
 	if err := models.ValidateDesiredLRP(d); err != nil {
 		return err
 	}
-	bbs, err := c.client(cmd)
-	if err != nil {
+	var resp *bbsv1.DesireLRPResponse
+	if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+		resp, err = bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
 		return err
-	}
-	defer bbs.Close()
-	ctx, cancel := c.ctx(cmd)
-	defer cancel()
-	resp, err := bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
-	if err != nil {
-		return c.explain(err)
+	}); err != nil {
+		return err
 	}
 	if c.json {
 		return c.printJSON(resp.GetDesiredLrp())
@@ -158,16 +156,12 @@ func update(cmd *cobra.Command, c *conn, guid string, u *modelsv1.DesiredLRPUpda
 	if err := models.ValidateDesiredLRPUpdate(guid, u); err != nil {
 		return err
 	}
-	bbs, err := c.client(cmd)
-	if err != nil {
+	var resp *bbsv1.UpdateDesiredLRPResponse
+	if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+		resp, err = bbs.UpdateDesiredLRP(ctx, &bbsv1.UpdateDesiredLRPRequest{ProcessGuid: guid, Update: u})
 		return err
-	}
-	defer bbs.Close()
-	ctx, cancel := c.ctx(cmd)
-	defer cancel()
-	resp, err := bbs.UpdateDesiredLRP(ctx, &bbsv1.UpdateDesiredLRPRequest{ProcessGuid: guid, Update: u})
-	if err != nil {
-		return c.explain(err)
+	}); err != nil {
+		return err
 	}
 	if c.json {
 		return c.printJSON(resp.GetSchedulingInfo())
@@ -215,15 +209,11 @@ func newRemoveLRPCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "remove-lrp PROCESS_GUID", Short: "Remove a desired LRP and stop its instances", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+			_, err := bbs.RemoveDesiredLRP(ctx, &bbsv1.RemoveDesiredLRPRequest{ProcessGuid: args[0]})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		if _, err := bbs.RemoveDesiredLRP(ctx, &bbsv1.RemoveDesiredLRPRequest{ProcessGuid: args[0]}); err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if !c.json {
 			fmt.Fprintf(c.out, "removed %s\n", args[0])
@@ -241,15 +231,11 @@ func newRetireCommand() *cobra.Command {
 		if err != nil || i < 0 {
 			return fmt.Errorf("INDEX: want a number >= 0 (got %q)", args[1])
 		}
-		bbs, err := c.client(cmd)
-		if err != nil {
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+			_, err := bbs.RetireActualLRP(ctx, &bbsv1.RetireActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: args[0], Index: int32(i)}})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		if _, err := bbs.RetireActualLRP(ctx, &bbsv1.RetireActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: args[0], Index: int32(i)}}); err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if !c.json {
 			fmt.Fprintf(c.out, "retired %s/%d\n", args[0], i)
@@ -294,31 +280,22 @@ func newLRPsCommand() *cobra.Command {
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
 	cmd.Flags().StringVar(&cell, "cell", "", "list the instances on this cell instead")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var actual *bbsv1.ListActualLRPsResponse
+		var desired *bbsv1.ListDesiredLRPSchedulingInfosResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			if actual, err = bbs.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{Domain: domain, CellId: cell}); err != nil || cell != "" {
+				return err
+			}
+			desired, err = bbs.ListDesiredLRPSchedulingInfos(ctx, &bbsv1.ListDesiredLRPSchedulingInfosRequest{Filter: &bbsv1.DesiredLRPFilter{Domain: domain}})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		actual, err := bbs.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{Domain: domain, CellId: cell})
-		if err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if cell != "" {
 			return printInstances(c, actual.GetActualLrps())
 		}
-		desired, err := bbs.ListDesiredLRPSchedulingInfos(ctx, &bbsv1.ListDesiredLRPSchedulingInfosRequest{Filter: &bbsv1.DesiredLRPFilter{Domain: domain}})
-		if err != nil {
-			return c.explain(err)
-		}
 		if c.json {
-			for _, s := range desired.GetSchedulingInfos() {
-				if err := c.printJSON(s); err != nil {
-					return err
-				}
-			}
-			return nil
+			return printEach(c, desired.GetSchedulingInfos())
 		}
 		t := tally(actual.GetActualLrps())
 		w := newTable(c)
@@ -349,12 +326,7 @@ func address(a *modelsv1.ActualLRP) string {
 
 func printInstances(c *conn, rows []*modelsv1.ActualLRP) error {
 	if c.json {
-		for _, a := range rows {
-			if err := c.printJSON(a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printEach(c, rows)
 	}
 	w := newTable(c)
 	fmt.Fprintln(w, "PROCESS_GUID\tINDEX\tSTATE\tPRESENCE\tCELL\tADDRESS\tCRASHES\tSINCE\tDETAIL")
@@ -375,20 +347,16 @@ func newLRPCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "lrp PROCESS_GUID", Short: "Show a desired LRP and every instance", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var d *bbsv1.GetDesiredLRPResponse
+		var actual *bbsv1.ListActualLRPsResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			if d, err = bbs.GetDesiredLRP(ctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: args[0]}); err != nil {
+				return err
+			}
+			actual, err = bbs.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{args[0]}})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		d, err := bbs.GetDesiredLRP(ctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: args[0]})
-		if err != nil {
-			return c.explain(err)
-		}
-		actual, err := bbs.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{args[0]}})
-		if err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if c.json {
 			if err := c.printJSON(d.GetDesiredLrp()); err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
+	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -66,16 +68,12 @@ func newRunTaskCommand() *cobra.Command {
 			}
 			return err
 		}
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *bbsv1.DesireTaskResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			resp, err = bbs.DesireTask(ctx, req)
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		resp, err := bbs.DesireTask(ctx, req)
-		if err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if c.json {
 			return c.printJSON(resp.GetTask())
@@ -88,12 +86,7 @@ func newRunTaskCommand() *cobra.Command {
 
 func printTasks(c *conn, tasks []*modelsv1.Task) error {
 	if c.json {
-		for _, t := range tasks {
-			if err := c.printJSON(t); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printEach(c, tasks)
 	}
 	w := newTable(c)
 	fmt.Fprintln(w, "TASK_GUID\tDOMAIN\tSTATE\tCELL\tFAILED\tAGE\tRESULT/REASON")
@@ -119,16 +112,12 @@ func newTasksCommand() *cobra.Command {
 	cmd.Flags().StringVar(&domain, "domain", "", "only this domain")
 	cmd.Flags().StringVar(&cell, "cell", "", "only this cell's tasks")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *bbsv1.ListTasksResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			resp, err = bbs.ListTasks(ctx, &bbsv1.ListTasksRequest{Domain: domain, CellId: cell})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		resp, err := bbs.ListTasks(ctx, &bbsv1.ListTasksRequest{Domain: domain, CellId: cell})
-		if err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		return printTasks(c, resp.GetTasks())
 	}
@@ -139,16 +128,12 @@ func newTaskCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "task TASK_GUID", Short: "Show a task", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *bbsv1.GetTaskResponse
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) (err error) {
+			resp, err = bbs.GetTask(ctx, &bbsv1.GetTaskRequest{TaskGuid: args[0]})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		resp, err := bbs.GetTask(ctx, &bbsv1.GetTaskRequest{TaskGuid: args[0]})
-		if err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if c.json {
 			return c.printJSON(resp.GetTask())
@@ -172,15 +157,11 @@ func newCancelTaskCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "cancel-task TASK_GUID", Short: "Cancel a pending or running task", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+			_, err := bbs.CancelTask(ctx, &bbsv1.CancelTaskRequest{TaskGuid: args[0]})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		if _, err := bbs.CancelTask(ctx, &bbsv1.CancelTaskRequest{TaskGuid: args[0]}); err != nil {
-			return c.explain(err)
+		}); err != nil {
+			return err
 		}
 		if !c.json {
 			fmt.Fprintf(c.out, "cancelled %s\n", args[0])
