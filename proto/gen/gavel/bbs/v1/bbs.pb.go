@@ -3147,6 +3147,634 @@ func (*RejectTaskResponse) Descriptor() ([]byte, []int) {
 	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{63}
 }
 
+// EvacuateClaimedActualLRPRequest names a CLAIMED instance of a draining cell.
+type EvacuateClaimedActualLRPRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	ActualLrpKey  *v1.ActualLRPKey         `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey   *v1.ActualLRPInstanceKey `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateClaimedActualLRPRequest) Reset() {
+	*x = EvacuateClaimedActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateClaimedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateClaimedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateClaimedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateClaimedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *EvacuateClaimedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateClaimedActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+// EvacuateClaimedActualLRPResponse says whether to keep the container.
+type EvacuateClaimedActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeepContainer bool                   `protobuf:"varint,1,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateClaimedActualLRPResponse) Reset() {
+	*x = EvacuateClaimedActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateClaimedActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateClaimedActualLRPResponse) ProtoMessage() {}
+
+func (x *EvacuateClaimedActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateClaimedActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*EvacuateClaimedActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *EvacuateClaimedActualLRPResponse) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+// EvacuateRunningActualLRPRequest reports a RUNNING instance of a draining cell, as a start does.
+type EvacuateRunningActualLRPRequest struct {
+	state            protoimpl.MessageState       `protogen:"open.v1"`
+	ActualLrpKey     *v1.ActualLRPKey             `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey      *v1.ActualLRPInstanceKey     `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	NetInfo          *v1.ActualLRPNetInfo         `protobuf:"bytes,3,opt,name=net_info,json=netInfo,proto3" json:"net_info,omitempty"`
+	InternalRoutes   []*v1.ActualLRPInternalRoute `protobuf:"bytes,4,rep,name=internal_routes,json=internalRoutes,proto3" json:"internal_routes,omitempty"`
+	MetricTags       map[string]string            `protobuf:"bytes,5,rep,name=metric_tags,json=metricTags,proto3" json:"metric_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Routable         *bool                        `protobuf:"varint,6,opt,name=routable,proto3,oneof" json:"routable,omitempty"`
+	AvailabilityZone string                       `protobuf:"bytes,7,opt,name=availability_zone,json=availabilityZone,proto3" json:"availability_zone,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *EvacuateRunningActualLRPRequest) Reset() {
+	*x = EvacuateRunningActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateRunningActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateRunningActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateRunningActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateRunningActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetNetInfo() *v1.ActualLRPNetInfo {
+	if x != nil {
+		return x.NetInfo
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetInternalRoutes() []*v1.ActualLRPInternalRoute {
+	if x != nil {
+		return x.InternalRoutes
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetMetricTags() map[string]string {
+	if x != nil {
+		return x.MetricTags
+	}
+	return nil
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetRoutable() bool {
+	if x != nil && x.Routable != nil {
+		return *x.Routable
+	}
+	return false
+}
+
+func (x *EvacuateRunningActualLRPRequest) GetAvailabilityZone() string {
+	if x != nil {
+		return x.AvailabilityZone
+	}
+	return ""
+}
+
+// EvacuateRunningActualLRPResponse says whether to keep the container.
+type EvacuateRunningActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeepContainer bool                   `protobuf:"varint,1,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateRunningActualLRPResponse) Reset() {
+	*x = EvacuateRunningActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateRunningActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateRunningActualLRPResponse) ProtoMessage() {}
+
+func (x *EvacuateRunningActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateRunningActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*EvacuateRunningActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *EvacuateRunningActualLRPResponse) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+// EvacuateStoppedActualLRPRequest names a stopped instance of a draining cell.
+type EvacuateStoppedActualLRPRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	ActualLrpKey  *v1.ActualLRPKey         `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey   *v1.ActualLRPInstanceKey `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateStoppedActualLRPRequest) Reset() {
+	*x = EvacuateStoppedActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateStoppedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateStoppedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateStoppedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateStoppedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *EvacuateStoppedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateStoppedActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+// EvacuateStoppedActualLRPResponse says whether to keep the container.
+type EvacuateStoppedActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeepContainer bool                   `protobuf:"varint,1,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateStoppedActualLRPResponse) Reset() {
+	*x = EvacuateStoppedActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateStoppedActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateStoppedActualLRPResponse) ProtoMessage() {}
+
+func (x *EvacuateStoppedActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateStoppedActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*EvacuateStoppedActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *EvacuateStoppedActualLRPResponse) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+// EvacuateCrashedActualLRPRequest reports a crash on a draining cell.
+type EvacuateCrashedActualLRPRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	ActualLrpKey  *v1.ActualLRPKey         `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey   *v1.ActualLRPInstanceKey `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	ErrorMessage  string                   `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateCrashedActualLRPRequest) Reset() {
+	*x = EvacuateCrashedActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateCrashedActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateCrashedActualLRPRequest) ProtoMessage() {}
+
+func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateCrashedActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*EvacuateCrashedActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+func (x *EvacuateCrashedActualLRPRequest) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+// EvacuateCrashedActualLRPResponse says whether to keep the container.
+type EvacuateCrashedActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeepContainer bool                   `protobuf:"varint,1,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuateCrashedActualLRPResponse) Reset() {
+	*x = EvacuateCrashedActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuateCrashedActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuateCrashedActualLRPResponse) ProtoMessage() {}
+
+func (x *EvacuateCrashedActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuateCrashedActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*EvacuateCrashedActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *EvacuateCrashedActualLRPResponse) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+// RemoveEvacuatingActualLRPRequest names the caller's evacuating instance.
+type RemoveEvacuatingActualLRPRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	ActualLrpKey  *v1.ActualLRPKey         `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey   *v1.ActualLRPInstanceKey `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) Reset() {
+	*x = RemoveEvacuatingActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveEvacuatingActualLRPRequest) ProtoMessage() {}
+
+func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*RemoveEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *RemoveEvacuatingActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+// RemoveEvacuatingActualLRPResponse is empty.
+type RemoveEvacuatingActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveEvacuatingActualLRPResponse) Reset() {
+	*x = RemoveEvacuatingActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveEvacuatingActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveEvacuatingActualLRPResponse) ProtoMessage() {}
+
+func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*RemoveEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{73}
+}
+
+// ReclaimEvacuatingActualLRPRequest names the caller's evacuating instance.
+type ReclaimEvacuatingActualLRPRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	ActualLrpKey  *v1.ActualLRPKey         `protobuf:"bytes,1,opt,name=actual_lrp_key,json=actualLrpKey,proto3" json:"actual_lrp_key,omitempty"`
+	InstanceKey   *v1.ActualLRPInstanceKey `protobuf:"bytes,2,opt,name=instance_key,json=instanceKey,proto3" json:"instance_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimEvacuatingActualLRPRequest) Reset() {
+	*x = ReclaimEvacuatingActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimEvacuatingActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimEvacuatingActualLRPRequest) ProtoMessage() {}
+
+func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*ReclaimEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ReclaimEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
+	if x != nil {
+		return x.ActualLrpKey
+	}
+	return nil
+}
+
+func (x *ReclaimEvacuatingActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
+	if x != nil {
+		return x.InstanceKey
+	}
+	return nil
+}
+
+// ReclaimEvacuatingActualLRPResponse says whether the instance is the ordinary one again.
+type ReclaimEvacuatingActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reclaimed     bool                   `protobuf:"varint,1,opt,name=reclaimed,proto3" json:"reclaimed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReclaimEvacuatingActualLRPResponse) Reset() {
+	*x = ReclaimEvacuatingActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReclaimEvacuatingActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReclaimEvacuatingActualLRPResponse) ProtoMessage() {}
+
+func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReclaimEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*ReclaimEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ReclaimEvacuatingActualLRPResponse) GetReclaimed() bool {
+	if x != nil {
+		return x.Reclaimed
+	}
+	return false
+}
+
 var File_gavel_bbs_v1_bbs_proto protoreflect.FileDescriptor
 
 const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
@@ -3315,13 +3943,53 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x11RejectTaskRequest\x12\x1b\n" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12)\n" +
 	"\x10rejection_reason\x18\x02 \x01(\tR\x0frejectionReason\"\x14\n" +
-	"\x12RejectTaskResponse*\x88\x01\n" +
+	"\x12RejectTaskResponse\"\xb0\x01\n" +
+	"\x1fEvacuateClaimedActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"I\n" +
+	" EvacuateClaimedActualLRPResponse\x12%\n" +
+	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xba\x04\n" +
+	"\x1fEvacuateRunningActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\x12<\n" +
+	"\bnet_info\x18\x03 \x01(\v2!.gavel.models.v1.ActualLRPNetInfoR\anetInfo\x12P\n" +
+	"\x0finternal_routes\x18\x04 \x03(\v2'.gavel.models.v1.ActualLRPInternalRouteR\x0einternalRoutes\x12^\n" +
+	"\vmetric_tags\x18\x05 \x03(\v2=.gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntryR\n" +
+	"metricTags\x12\x1f\n" +
+	"\broutable\x18\x06 \x01(\bH\x00R\broutable\x88\x01\x01\x12+\n" +
+	"\x11availability_zone\x18\a \x01(\tR\x10availabilityZone\x1a=\n" +
+	"\x0fMetricTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
+	"\t_routable\"I\n" +
+	" EvacuateRunningActualLRPResponse\x12%\n" +
+	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xb0\x01\n" +
+	"\x1fEvacuateStoppedActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"I\n" +
+	" EvacuateStoppedActualLRPResponse\x12%\n" +
+	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xd5\x01\n" +
+	"\x1fEvacuateCrashedActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"I\n" +
+	" EvacuateCrashedActualLRPResponse\x12%\n" +
+	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xb1\x01\n" +
+	" RemoveEvacuatingActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"#\n" +
+	"!RemoveEvacuatingActualLRPResponse\"\xb2\x01\n" +
+	"!ReclaimEvacuatingActualLRPRequest\x12C\n" +
+	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
+	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"B\n" +
+	"\"ReclaimEvacuatingActualLRPResponse\x12\x1c\n" +
+	"\treclaimed\x18\x01 \x01(\bR\treclaimed*\x88\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16EVENT_KIND_DESIRED_LRP\x10\x01\x12\x19\n" +
 	"\x15EVENT_KIND_ACTUAL_LRP\x10\x02\x12\x13\n" +
 	"\x0fEVENT_KIND_TASK\x10\x03\x12\x13\n" +
-	"\x0fEVENT_KIND_CELL\x10\x042\x90\x16\n" +
+	"\x0fEVENT_KIND_CELL\x10\x042\xfb\x1b\n" +
 	"\n" +
 	"BBSService\x12=\n" +
 	"\x04Ping\x12\x19.gavel.bbs.v1.PingRequest\x1a\x1a.gavel.bbs.v1.PingResponse\x12U\n" +
@@ -3358,7 +4026,13 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\fCompleteTask\x12!.gavel.bbs.v1.CompleteTaskRequest\x1a\".gavel.bbs.v1.CompleteTaskResponse\x12I\n" +
 	"\bFailTask\x12\x1d.gavel.bbs.v1.FailTaskRequest\x1a\x1e.gavel.bbs.v1.FailTaskResponse\x12O\n" +
 	"\n" +
-	"RejectTask\x12\x1f.gavel.bbs.v1.RejectTaskRequest\x1a .gavel.bbs.v1.RejectTaskResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1;bbsv1b\x06proto3"
+	"RejectTask\x12\x1f.gavel.bbs.v1.RejectTaskRequest\x1a .gavel.bbs.v1.RejectTaskResponse\x12y\n" +
+	"\x18EvacuateClaimedActualLRP\x12-.gavel.bbs.v1.EvacuateClaimedActualLRPRequest\x1a..gavel.bbs.v1.EvacuateClaimedActualLRPResponse\x12y\n" +
+	"\x18EvacuateRunningActualLRP\x12-.gavel.bbs.v1.EvacuateRunningActualLRPRequest\x1a..gavel.bbs.v1.EvacuateRunningActualLRPResponse\x12y\n" +
+	"\x18EvacuateStoppedActualLRP\x12-.gavel.bbs.v1.EvacuateStoppedActualLRPRequest\x1a..gavel.bbs.v1.EvacuateStoppedActualLRPResponse\x12y\n" +
+	"\x18EvacuateCrashedActualLRP\x12-.gavel.bbs.v1.EvacuateCrashedActualLRPRequest\x1a..gavel.bbs.v1.EvacuateCrashedActualLRPResponse\x12|\n" +
+	"\x19RemoveEvacuatingActualLRP\x12..gavel.bbs.v1.RemoveEvacuatingActualLRPRequest\x1a/.gavel.bbs.v1.RemoveEvacuatingActualLRPResponse\x12\x7f\n" +
+	"\x1aReclaimEvacuatingActualLRP\x12/.gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest\x1a0.gavel.bbs.v1.ReclaimEvacuatingActualLRPResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1;bbsv1b\x06proto3"
 
 var (
 	file_gavel_bbs_v1_bbs_proto_rawDescOnce sync.Once
@@ -3373,7 +4047,7 @@ func file_gavel_bbs_v1_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_gavel_bbs_v1_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(EventKind)(0),                                // 0: gavel.bbs.v1.EventKind
 	(*PingRequest)(nil),                           // 1: gavel.bbs.v1.PingRequest
@@ -3440,127 +4114,167 @@ var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(*FailTaskResponse)(nil),                      // 62: gavel.bbs.v1.FailTaskResponse
 	(*RejectTaskRequest)(nil),                     // 63: gavel.bbs.v1.RejectTaskRequest
 	(*RejectTaskResponse)(nil),                    // 64: gavel.bbs.v1.RejectTaskResponse
-	nil,                                           // 65: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	(*v1.Domain)(nil),                             // 66: gavel.models.v1.Domain
-	(*v1.DesiredLRP)(nil),                         // 67: gavel.models.v1.DesiredLRP
-	(*v1.DesiredLRPUpdate)(nil),                   // 68: gavel.models.v1.DesiredLRPUpdate
-	(*v1.DesiredLRPSchedulingInfo)(nil),           // 69: gavel.models.v1.DesiredLRPSchedulingInfo
-	(*v1.DesiredLRPRoutingInfo)(nil),              // 70: gavel.models.v1.DesiredLRPRoutingInfo
-	(*v1.ActualLRP)(nil),                          // 71: gavel.models.v1.ActualLRP
-	(*v1.ActualLRPKey)(nil),                       // 72: gavel.models.v1.ActualLRPKey
-	(*v1.TaskDefinition)(nil),                     // 73: gavel.models.v1.TaskDefinition
-	(*v1.Task)(nil),                               // 74: gavel.models.v1.Task
-	(v1.TaskState)(0),                             // 75: gavel.models.v1.TaskState
-	(*v1.CellPresence)(nil),                       // 76: gavel.models.v1.CellPresence
-	(*v1.Event)(nil),                              // 77: gavel.models.v1.Event
-	(*v1.ActualLRPInstanceKey)(nil),               // 78: gavel.models.v1.ActualLRPInstanceKey
-	(*v1.ActualLRPNetInfo)(nil),                   // 79: gavel.models.v1.ActualLRPNetInfo
-	(*v1.ActualLRPInternalRoute)(nil),             // 80: gavel.models.v1.ActualLRPInternalRoute
+	(*EvacuateClaimedActualLRPRequest)(nil),       // 65: gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	(*EvacuateClaimedActualLRPResponse)(nil),      // 66: gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	(*EvacuateRunningActualLRPRequest)(nil),       // 67: gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	(*EvacuateRunningActualLRPResponse)(nil),      // 68: gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	(*EvacuateStoppedActualLRPRequest)(nil),       // 69: gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	(*EvacuateStoppedActualLRPResponse)(nil),      // 70: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	(*EvacuateCrashedActualLRPRequest)(nil),       // 71: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	(*EvacuateCrashedActualLRPResponse)(nil),      // 72: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	(*RemoveEvacuatingActualLRPRequest)(nil),      // 73: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	(*RemoveEvacuatingActualLRPResponse)(nil),     // 74: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 75: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 76: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	nil,                                 // 77: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	nil,                                 // 78: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	(*v1.Domain)(nil),                   // 79: gavel.models.v1.Domain
+	(*v1.DesiredLRP)(nil),               // 80: gavel.models.v1.DesiredLRP
+	(*v1.DesiredLRPUpdate)(nil),         // 81: gavel.models.v1.DesiredLRPUpdate
+	(*v1.DesiredLRPSchedulingInfo)(nil), // 82: gavel.models.v1.DesiredLRPSchedulingInfo
+	(*v1.DesiredLRPRoutingInfo)(nil),    // 83: gavel.models.v1.DesiredLRPRoutingInfo
+	(*v1.ActualLRP)(nil),                // 84: gavel.models.v1.ActualLRP
+	(*v1.ActualLRPKey)(nil),             // 85: gavel.models.v1.ActualLRPKey
+	(*v1.TaskDefinition)(nil),           // 86: gavel.models.v1.TaskDefinition
+	(*v1.Task)(nil),                     // 87: gavel.models.v1.Task
+	(v1.TaskState)(0),                   // 88: gavel.models.v1.TaskState
+	(*v1.CellPresence)(nil),             // 89: gavel.models.v1.CellPresence
+	(*v1.Event)(nil),                    // 90: gavel.models.v1.Event
+	(*v1.ActualLRPInstanceKey)(nil),     // 91: gavel.models.v1.ActualLRPInstanceKey
+	(*v1.ActualLRPNetInfo)(nil),         // 92: gavel.models.v1.ActualLRPNetInfo
+	(*v1.ActualLRPInternalRoute)(nil),   // 93: gavel.models.v1.ActualLRPInternalRoute
 }
 var file_gavel_bbs_v1_bbs_proto_depIdxs = []int32{
-	66, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
-	67, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	67, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	68, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
-	69, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
-	67, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	79, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
+	80, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	80, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	81, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
+	82, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	80, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
 	15, // 6: gavel.bbs.v1.ListDesiredLRPsRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	67, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
+	80, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
 	15, // 8: gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	69, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	82, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
 	15, // 10: gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	70, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
-	71, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
-	72, // 13: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	73, // 14: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
-	74, // 15: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
-	74, // 16: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
-	75, // 17: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
-	74, // 18: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
-	76, // 19: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
+	83, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
+	84, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
+	85, // 13: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	86, // 14: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
+	87, // 15: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
+	87, // 16: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
+	88, // 17: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
+	87, // 18: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
+	89, // 19: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
 	0,  // 20: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
-	77, // 21: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
-	78, // 22: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	72, // 23: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	78, // 24: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	79, // 25: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	80, // 26: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	65, // 27: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	72, // 28: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	78, // 29: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	72, // 30: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	78, // 31: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	90, // 21: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
+	91, // 22: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 23: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 24: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92, // 25: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	93, // 26: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	77, // 27: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	85, // 28: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 29: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 30: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 31: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
 	42, // 32: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
 	52, // 33: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
 	44, // 34: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
 	52, // 35: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	1,  // 36: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
-	3,  // 37: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
-	5,  // 38: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
-	7,  // 39: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
-	9,  // 40: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
-	11, // 41: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
-	13, // 42: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
-	16, // 43: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
-	18, // 44: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
-	20, // 45: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
-	22, // 46: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
-	24, // 47: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
-	26, // 48: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
-	28, // 49: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
-	30, // 50: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
-	32, // 51: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
-	34, // 52: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
-	36, // 53: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
-	38, // 54: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
-	40, // 55: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
-	42, // 56: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
-	44, // 57: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
-	46, // 58: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
-	48, // 59: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
-	50, // 60: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
-	53, // 61: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
-	55, // 62: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
-	57, // 63: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
-	59, // 64: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
-	61, // 65: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
-	63, // 66: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
-	2,  // 67: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
-	4,  // 68: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
-	6,  // 69: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
-	8,  // 70: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
-	10, // 71: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
-	12, // 72: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
-	14, // 73: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
-	17, // 74: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
-	19, // 75: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
-	21, // 76: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
-	23, // 77: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
-	25, // 78: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
-	27, // 79: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
-	29, // 80: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
-	31, // 81: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
-	33, // 82: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
-	35, // 83: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
-	37, // 84: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
-	39, // 85: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
-	41, // 86: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
-	43, // 87: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
-	45, // 88: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
-	47, // 89: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
-	49, // 90: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
-	51, // 91: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
-	54, // 92: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
-	56, // 93: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
-	58, // 94: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
-	60, // 95: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
-	62, // 96: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
-	64, // 97: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
-	67, // [67:98] is the sub-list for method output_type
-	36, // [36:67] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	85, // 36: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 37: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 38: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 39: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92, // 40: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	93, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	78, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	85, // 43: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 44: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 45: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 46: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 47: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 48: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	85, // 49: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	91, // 50: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	1,  // 51: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
+	3,  // 52: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
+	5,  // 53: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
+	7,  // 54: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
+	9,  // 55: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
+	11, // 56: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
+	13, // 57: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
+	16, // 58: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
+	18, // 59: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
+	20, // 60: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
+	22, // 61: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
+	24, // 62: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
+	26, // 63: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
+	28, // 64: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
+	30, // 65: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
+	32, // 66: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
+	34, // 67: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
+	36, // 68: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
+	38, // 69: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
+	40, // 70: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
+	42, // 71: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
+	44, // 72: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
+	46, // 73: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
+	48, // 74: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
+	50, // 75: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
+	53, // 76: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
+	55, // 77: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
+	57, // 78: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
+	59, // 79: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
+	61, // 80: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
+	63, // 81: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
+	65, // 82: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	67, // 83: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	69, // 84: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	71, // 85: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	73, // 86: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	75, // 87: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	2,  // 88: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
+	4,  // 89: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
+	6,  // 90: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
+	8,  // 91: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
+	10, // 92: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
+	12, // 93: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
+	14, // 94: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
+	17, // 95: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
+	19, // 96: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
+	21, // 97: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
+	23, // 98: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
+	25, // 99: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
+	27, // 100: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
+	29, // 101: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
+	31, // 102: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
+	33, // 103: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
+	35, // 104: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
+	37, // 105: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
+	39, // 106: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
+	41, // 107: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
+	43, // 108: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
+	45, // 109: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
+	47, // 110: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
+	49, // 111: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
+	51, // 112: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
+	54, // 113: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
+	56, // 114: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
+	58, // 115: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
+	60, // 116: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
+	62, // 117: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
+	64, // 118: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
+	66, // 119: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	68, // 120: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	70, // 121: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	72, // 122: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	74, // 123: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	76, // 124: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	88, // [88:125] is the sub-list for method output_type
+	51, // [51:88] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_gavel_bbs_v1_bbs_proto_init() }
@@ -3570,13 +4284,14 @@ func file_gavel_bbs_v1_bbs_proto_init() {
 	}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[21].OneofWrappers = []any{}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[43].OneofWrappers = []any{}
+	file_gavel_bbs_v1_bbs_proto_msgTypes[66].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_bbs_v1_bbs_proto_rawDesc), len(file_gavel_bbs_v1_bbs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   65,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

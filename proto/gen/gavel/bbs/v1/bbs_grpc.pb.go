@@ -50,6 +50,12 @@ const (
 	BBSService_CompleteTask_FullMethodName                  = "/gavel.bbs.v1.BBSService/CompleteTask"
 	BBSService_FailTask_FullMethodName                      = "/gavel.bbs.v1.BBSService/FailTask"
 	BBSService_RejectTask_FullMethodName                    = "/gavel.bbs.v1.BBSService/RejectTask"
+	BBSService_EvacuateClaimedActualLRP_FullMethodName      = "/gavel.bbs.v1.BBSService/EvacuateClaimedActualLRP"
+	BBSService_EvacuateRunningActualLRP_FullMethodName      = "/gavel.bbs.v1.BBSService/EvacuateRunningActualLRP"
+	BBSService_EvacuateStoppedActualLRP_FullMethodName      = "/gavel.bbs.v1.BBSService/EvacuateStoppedActualLRP"
+	BBSService_EvacuateCrashedActualLRP_FullMethodName      = "/gavel.bbs.v1.BBSService/EvacuateCrashedActualLRP"
+	BBSService_RemoveEvacuatingActualLRP_FullMethodName     = "/gavel.bbs.v1.BBSService/RemoveEvacuatingActualLRP"
+	BBSService_ReclaimEvacuatingActualLRP_FullMethodName    = "/gavel.bbs.v1.BBSService/ReclaimEvacuatingActualLRP"
 )
 
 // BBSServiceClient is the client API for BBSService service.
@@ -129,6 +135,24 @@ type BBSServiceClient interface {
 	FailTask(ctx context.Context, in *FailTaskRequest, opts ...grpc.CallOption) (*FailTaskResponse, error)
 	// RejectTask returns a task to PENDING for another placement, or fails it after max retries.
 	RejectTask(ctx context.Context, in *RejectTaskRequest, opts ...grpc.CallOption) (*RejectTaskResponse, error)
+	// EvacuateClaimedActualLRP unclaims a CLAIMED instance and auctions it again; keep_container is false.
+	EvacuateClaimedActualLRP(ctx context.Context, in *EvacuateClaimedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateClaimedActualLRPResponse, error)
+	// EvacuateRunningActualLRP evacuates a RUNNING instance (see above); repeating it polls for the replacement.
+	EvacuateRunningActualLRP(ctx context.Context, in *EvacuateRunningActualLRPRequest, opts ...grpc.CallOption) (*EvacuateRunningActualLRPResponse, error)
+	// EvacuateStoppedActualLRP removes a stopped instance's rows held by the caller; keep_container is false.
+	EvacuateStoppedActualLRP(ctx context.Context, in *EvacuateStoppedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateStoppedActualLRPResponse, error)
+	// EvacuateCrashedActualLRP records a crash of the ordinary instance, or removes the caller's evacuating or suspect row; keep_container is false.
+	EvacuateCrashedActualLRP(ctx context.Context, in *EvacuateCrashedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateCrashedActualLRPResponse, error)
+	// RemoveEvacuatingActualLRP deletes the caller's EVACUATING row (a stranded one); absent is not an error.
+	RemoveEvacuatingActualLRP(ctx context.Context, in *RemoveEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*RemoveEvacuatingActualLRPResponse, error)
+	// ReclaimEvacuatingActualLRP ends an evacuation that cannot finish (beyond
+	// Diego): while the replacement is not placed (ordinary row UNCLAIMED or
+	// CRASHED, or absent), the caller's EVACUATING row becomes the ordinary row
+	// again, RUNNING on the caller's cell, so the instance is never lost when the
+	// cell stops at its evacuation timeout. reclaimed is false when a replacement
+	// is claimed or running (the evacuating row is then left, or deleted once
+	// the replacement runs).
+	ReclaimEvacuatingActualLRP(ctx context.Context, in *ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*ReclaimEvacuatingActualLRPResponse, error)
 }
 
 type bBSServiceClient struct {
@@ -458,6 +482,66 @@ func (c *bBSServiceClient) RejectTask(ctx context.Context, in *RejectTaskRequest
 	return out, nil
 }
 
+func (c *bBSServiceClient) EvacuateClaimedActualLRP(ctx context.Context, in *EvacuateClaimedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateClaimedActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvacuateClaimedActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_EvacuateClaimedActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) EvacuateRunningActualLRP(ctx context.Context, in *EvacuateRunningActualLRPRequest, opts ...grpc.CallOption) (*EvacuateRunningActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvacuateRunningActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_EvacuateRunningActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) EvacuateStoppedActualLRP(ctx context.Context, in *EvacuateStoppedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateStoppedActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvacuateStoppedActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_EvacuateStoppedActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) EvacuateCrashedActualLRP(ctx context.Context, in *EvacuateCrashedActualLRPRequest, opts ...grpc.CallOption) (*EvacuateCrashedActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EvacuateCrashedActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_EvacuateCrashedActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) RemoveEvacuatingActualLRP(ctx context.Context, in *RemoveEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*RemoveEvacuatingActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveEvacuatingActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_RemoveEvacuatingActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) ReclaimEvacuatingActualLRP(ctx context.Context, in *ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*ReclaimEvacuatingActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReclaimEvacuatingActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_ReclaimEvacuatingActualLRP_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BBSServiceServer is the server API for BBSService service.
 // All implementations must embed UnimplementedBBSServiceServer
 // for forward compatibility.
@@ -535,6 +619,24 @@ type BBSServiceServer interface {
 	FailTask(context.Context, *FailTaskRequest) (*FailTaskResponse, error)
 	// RejectTask returns a task to PENDING for another placement, or fails it after max retries.
 	RejectTask(context.Context, *RejectTaskRequest) (*RejectTaskResponse, error)
+	// EvacuateClaimedActualLRP unclaims a CLAIMED instance and auctions it again; keep_container is false.
+	EvacuateClaimedActualLRP(context.Context, *EvacuateClaimedActualLRPRequest) (*EvacuateClaimedActualLRPResponse, error)
+	// EvacuateRunningActualLRP evacuates a RUNNING instance (see above); repeating it polls for the replacement.
+	EvacuateRunningActualLRP(context.Context, *EvacuateRunningActualLRPRequest) (*EvacuateRunningActualLRPResponse, error)
+	// EvacuateStoppedActualLRP removes a stopped instance's rows held by the caller; keep_container is false.
+	EvacuateStoppedActualLRP(context.Context, *EvacuateStoppedActualLRPRequest) (*EvacuateStoppedActualLRPResponse, error)
+	// EvacuateCrashedActualLRP records a crash of the ordinary instance, or removes the caller's evacuating or suspect row; keep_container is false.
+	EvacuateCrashedActualLRP(context.Context, *EvacuateCrashedActualLRPRequest) (*EvacuateCrashedActualLRPResponse, error)
+	// RemoveEvacuatingActualLRP deletes the caller's EVACUATING row (a stranded one); absent is not an error.
+	RemoveEvacuatingActualLRP(context.Context, *RemoveEvacuatingActualLRPRequest) (*RemoveEvacuatingActualLRPResponse, error)
+	// ReclaimEvacuatingActualLRP ends an evacuation that cannot finish (beyond
+	// Diego): while the replacement is not placed (ordinary row UNCLAIMED or
+	// CRASHED, or absent), the caller's EVACUATING row becomes the ordinary row
+	// again, RUNNING on the caller's cell, so the instance is never lost when the
+	// cell stops at its evacuation timeout. reclaimed is false when a replacement
+	// is claimed or running (the evacuating row is then left, or deleted once
+	// the replacement runs).
+	ReclaimEvacuatingActualLRP(context.Context, *ReclaimEvacuatingActualLRPRequest) (*ReclaimEvacuatingActualLRPResponse, error)
 	mustEmbedUnimplementedBBSServiceServer()
 }
 
@@ -637,6 +739,24 @@ func (UnimplementedBBSServiceServer) FailTask(context.Context, *FailTaskRequest)
 }
 func (UnimplementedBBSServiceServer) RejectTask(context.Context, *RejectTaskRequest) (*RejectTaskResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RejectTask not implemented")
+}
+func (UnimplementedBBSServiceServer) EvacuateClaimedActualLRP(context.Context, *EvacuateClaimedActualLRPRequest) (*EvacuateClaimedActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvacuateClaimedActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) EvacuateRunningActualLRP(context.Context, *EvacuateRunningActualLRPRequest) (*EvacuateRunningActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvacuateRunningActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) EvacuateStoppedActualLRP(context.Context, *EvacuateStoppedActualLRPRequest) (*EvacuateStoppedActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvacuateStoppedActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) EvacuateCrashedActualLRP(context.Context, *EvacuateCrashedActualLRPRequest) (*EvacuateCrashedActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EvacuateCrashedActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) RemoveEvacuatingActualLRP(context.Context, *RemoveEvacuatingActualLRPRequest) (*RemoveEvacuatingActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveEvacuatingActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) ReclaimEvacuatingActualLRP(context.Context, *ReclaimEvacuatingActualLRPRequest) (*ReclaimEvacuatingActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReclaimEvacuatingActualLRP not implemented")
 }
 func (UnimplementedBBSServiceServer) mustEmbedUnimplementedBBSServiceServer() {}
 func (UnimplementedBBSServiceServer) testEmbeddedByValue()                    {}
@@ -1210,6 +1330,114 @@ func _BBSService_RejectTask_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BBSService_EvacuateClaimedActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvacuateClaimedActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).EvacuateClaimedActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_EvacuateClaimedActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).EvacuateClaimedActualLRP(ctx, req.(*EvacuateClaimedActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_EvacuateRunningActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvacuateRunningActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).EvacuateRunningActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_EvacuateRunningActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).EvacuateRunningActualLRP(ctx, req.(*EvacuateRunningActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_EvacuateStoppedActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvacuateStoppedActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).EvacuateStoppedActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_EvacuateStoppedActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).EvacuateStoppedActualLRP(ctx, req.(*EvacuateStoppedActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_EvacuateCrashedActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvacuateCrashedActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).EvacuateCrashedActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_EvacuateCrashedActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).EvacuateCrashedActualLRP(ctx, req.(*EvacuateCrashedActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_RemoveEvacuatingActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveEvacuatingActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).RemoveEvacuatingActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_RemoveEvacuatingActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).RemoveEvacuatingActualLRP(ctx, req.(*RemoveEvacuatingActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_ReclaimEvacuatingActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReclaimEvacuatingActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).ReclaimEvacuatingActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_ReclaimEvacuatingActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).ReclaimEvacuatingActualLRP(ctx, req.(*ReclaimEvacuatingActualLRPRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BBSService_ServiceDesc is the grpc.ServiceDesc for BBSService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1336,6 +1564,30 @@ var BBSService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejectTask",
 			Handler:    _BBSService_RejectTask_Handler,
+		},
+		{
+			MethodName: "EvacuateClaimedActualLRP",
+			Handler:    _BBSService_EvacuateClaimedActualLRP_Handler,
+		},
+		{
+			MethodName: "EvacuateRunningActualLRP",
+			Handler:    _BBSService_EvacuateRunningActualLRP_Handler,
+		},
+		{
+			MethodName: "EvacuateStoppedActualLRP",
+			Handler:    _BBSService_EvacuateStoppedActualLRP_Handler,
+		},
+		{
+			MethodName: "EvacuateCrashedActualLRP",
+			Handler:    _BBSService_EvacuateCrashedActualLRP_Handler,
+		},
+		{
+			MethodName: "RemoveEvacuatingActualLRP",
+			Handler:    _BBSService_RemoveEvacuatingActualLRP_Handler,
+		},
+		{
+			MethodName: "ReclaimEvacuatingActualLRP",
+			Handler:    _BBSService_ReclaimEvacuatingActualLRP_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -278,9 +278,11 @@ type StateResponse struct {
 	// proxy_memory_allocation_mb is added to every LRP's memory for its envoy proxy.
 	ProxyMemoryAllocationMb int32 `protobuf:"varint,13,opt,name=proxy_memory_allocation_mb,json=proxyMemoryAllocationMb,proto3" json:"proxy_memory_allocation_mb,omitempty"`
 	// index orders cells for the bin-pack term of the score.
-	Index         int32 `protobuf:"varint,14,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Index int32 `protobuf:"varint,14,opt,name=index,proto3" json:"index,omitempty"`
+	// evacuation_deadline is when an evacuating cell gives up, in Unix nanoseconds (0 when not evacuating).
+	EvacuationDeadline int64 `protobuf:"varint,15,opt,name=evacuation_deadline,json=evacuationDeadline,proto3" json:"evacuation_deadline,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *StateResponse) Reset() {
@@ -407,6 +409,13 @@ func (x *StateResponse) GetProxyMemoryAllocationMb() int32 {
 func (x *StateResponse) GetIndex() int32 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *StateResponse) GetEvacuationDeadline() int64 {
+	if x != nil {
+		return x.EvacuationDeadline
 	}
 	return 0
 }
@@ -985,6 +994,98 @@ func (x *StreamLogsResponse) GetLine() *LogLine {
 	return nil
 }
 
+// DrainRequest is empty.
+type DrainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{16}
+}
+
+// DrainResponse says when the drain gives up.
+type DrainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// already_draining is true when a drain was under way.
+	AlreadyDraining bool `protobuf:"varint,1,opt,name=already_draining,json=alreadyDraining,proto3" json:"already_draining,omitempty"`
+	// deadline is when the drain gives up, in Unix nanoseconds.
+	Deadline      int64 `protobuf:"varint,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DrainResponse) GetAlreadyDraining() bool {
+	if x != nil {
+		return x.AlreadyDraining
+	}
+	return false
+}
+
+func (x *DrainResponse) GetDeadline() int64 {
+	if x != nil {
+		return x.Deadline
+	}
+	return 0
+}
+
 var File_gavel_rep_v1_rep_proto protoreflect.FileDescriptor
 
 const file_gavel_rep_v1_rep_proto_rawDesc = "" +
@@ -1006,7 +1107,7 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x129\n" +
 	"\bresource\x18\x03 \x01(\v2\x1d.gavel.auctioneer.v1.ResourceR\bresource\x12[\n" +
 	"\x14placement_constraint\x18\x04 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\"\x0e\n" +
-	"\fStateRequest\"\x98\x05\n" +
+	"\fStateRequest\"\xc9\x05\n" +
 	"\rStateResponse\x12\x17\n" +
 	"\acell_id\x18\x01 \x01(\tR\x06cellId\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12H\n" +
@@ -1024,7 +1125,8 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"evacuating\x18\f \x01(\bR\n" +
 	"evacuating\x12;\n" +
 	"\x1aproxy_memory_allocation_mb\x18\r \x01(\x05R\x17proxyMemoryAllocationMb\x12\x14\n" +
-	"\x05index\x18\x0e \x01(\x05R\x05index\"z\n" +
+	"\x05index\x18\x0e \x01(\x05R\x05index\x12/\n" +
+	"\x13evacuation_deadline\x18\x0f \x01(\x03R\x12evacuationDeadline\"z\n" +
 	"\x0ePerformRequest\x12\x17\n" +
 	"\acell_id\x18\x01 \x01(\tR\x06cellId\x12%\n" +
 	"\x04lrps\x18\x02 \x03(\v2\x11.gavel.rep.v1.LRPR\x04lrps\x12(\n" +
@@ -1057,7 +1159,11 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\x06stream\x18\x06 \x01(\tR\x06stream\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\"?\n" +
 	"\x12StreamLogsResponse\x12)\n" +
-	"\x04line\x18\x01 \x01(\v2\x15.gavel.rep.v1.LogLineR\x04line2\xd9\x03\n" +
+	"\x04line\x18\x01 \x01(\v2\x15.gavel.rep.v1.LogLineR\x04line\"\x0e\n" +
+	"\fDrainRequest\"V\n" +
+	"\rDrainResponse\x12)\n" +
+	"\x10already_draining\x18\x01 \x01(\bR\x0falreadyDraining\x12\x1a\n" +
+	"\bdeadline\x18\x02 \x01(\x03R\bdeadline2\x9b\x04\n" +
 	"\n" +
 	"RepService\x12@\n" +
 	"\x05State\x12\x1a.gavel.rep.v1.StateRequest\x1a\x1b.gavel.rep.v1.StateResponse\x12F\n" +
@@ -1067,7 +1173,8 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"CancelTask\x12\x1f.gavel.rep.v1.CancelTaskRequest\x1a .gavel.rep.v1.CancelTaskResponse\x12=\n" +
 	"\x04Ping\x12\x19.gavel.rep.v1.PingRequest\x1a\x1a.gavel.rep.v1.PingResponse\x12Q\n" +
 	"\n" +
-	"StreamLogs\x12\x1f.gavel.rep.v1.StreamLogsRequest\x1a .gavel.rep.v1.StreamLogsResponse0\x01B7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
+	"StreamLogs\x12\x1f.gavel.rep.v1.StreamLogsRequest\x1a .gavel.rep.v1.StreamLogsResponse0\x01\x12@\n" +
+	"\x05Drain\x12\x1a.gavel.rep.v1.DrainRequest\x1a\x1b.gavel.rep.v1.DrainResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
 
 var (
 	file_gavel_rep_v1_rep_proto_rawDescOnce sync.Once
@@ -1081,7 +1188,7 @@ func file_gavel_rep_v1_rep_proto_rawDescGZIP() []byte {
 	return file_gavel_rep_v1_rep_proto_rawDescData
 }
 
-var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_gavel_rep_v1_rep_proto_goTypes = []any{
 	(*Resources)(nil),               // 0: gavel.rep.v1.Resources
 	(*LRP)(nil),                     // 1: gavel.rep.v1.LRP
@@ -1099,29 +1206,31 @@ var file_gavel_rep_v1_rep_proto_goTypes = []any{
 	(*StreamLogsRequest)(nil),       // 13: gavel.rep.v1.StreamLogsRequest
 	(*LogLine)(nil),                 // 14: gavel.rep.v1.LogLine
 	(*StreamLogsResponse)(nil),      // 15: gavel.rep.v1.StreamLogsResponse
-	(*v1.ActualLRPKey)(nil),         // 16: gavel.models.v1.ActualLRPKey
-	(*v11.Resource)(nil),            // 17: gavel.auctioneer.v1.Resource
-	(*v11.PlacementConstraint)(nil), // 18: gavel.auctioneer.v1.PlacementConstraint
-	(*v1.RootFSProvider)(nil),       // 19: gavel.models.v1.RootFSProvider
-	(*v1.ActualLRPInstanceKey)(nil), // 20: gavel.models.v1.ActualLRPInstanceKey
+	(*DrainRequest)(nil),            // 16: gavel.rep.v1.DrainRequest
+	(*DrainResponse)(nil),           // 17: gavel.rep.v1.DrainResponse
+	(*v1.ActualLRPKey)(nil),         // 18: gavel.models.v1.ActualLRPKey
+	(*v11.Resource)(nil),            // 19: gavel.auctioneer.v1.Resource
+	(*v11.PlacementConstraint)(nil), // 20: gavel.auctioneer.v1.PlacementConstraint
+	(*v1.RootFSProvider)(nil),       // 21: gavel.models.v1.RootFSProvider
+	(*v1.ActualLRPInstanceKey)(nil), // 22: gavel.models.v1.ActualLRPInstanceKey
 }
 var file_gavel_rep_v1_rep_proto_depIdxs = []int32{
-	16, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
-	17, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
-	18, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
-	17, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
-	18, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	18, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
+	19, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
+	20, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	19, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
+	20, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
 	0,  // 5: gavel.rep.v1.StateResponse.available_resources:type_name -> gavel.rep.v1.Resources
 	0,  // 6: gavel.rep.v1.StateResponse.total_resources:type_name -> gavel.rep.v1.Resources
 	1,  // 7: gavel.rep.v1.StateResponse.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 8: gavel.rep.v1.StateResponse.tasks:type_name -> gavel.rep.v1.Task
-	19, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
+	21, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
 	1,  // 10: gavel.rep.v1.PerformRequest.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 11: gavel.rep.v1.PerformRequest.tasks:type_name -> gavel.rep.v1.Task
 	1,  // 12: gavel.rep.v1.PerformResponse.failed_lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 13: gavel.rep.v1.PerformResponse.failed_tasks:type_name -> gavel.rep.v1.Task
-	16, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
-	20, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	18, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
+	22, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
 	14, // 16: gavel.rep.v1.StreamLogsResponse.line:type_name -> gavel.rep.v1.LogLine
 	3,  // 17: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
 	5,  // 18: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
@@ -1129,14 +1238,16 @@ var file_gavel_rep_v1_rep_proto_depIdxs = []int32{
 	9,  // 20: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
 	11, // 21: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
 	13, // 22: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
-	4,  // 23: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
-	6,  // 24: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
-	8,  // 25: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
-	10, // 26: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
-	12, // 27: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
-	15, // 28: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
+	16, // 23: gavel.rep.v1.RepService.Drain:input_type -> gavel.rep.v1.DrainRequest
+	4,  // 24: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
+	6,  // 25: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
+	8,  // 26: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
+	10, // 27: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
+	12, // 28: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
+	15, // 29: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
+	17, // 30: gavel.rep.v1.RepService.Drain:output_type -> gavel.rep.v1.DrainResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1154,7 +1265,7 @@ func file_gavel_rep_v1_rep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_rep_v1_rep_proto_rawDesc), len(file_gavel_rep_v1_rep_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	RepService_CancelTask_FullMethodName      = "/gavel.rep.v1.RepService/CancelTask"
 	RepService_Ping_FullMethodName            = "/gavel.rep.v1.RepService/Ping"
 	RepService_StreamLogs_FullMethodName      = "/gavel.rep.v1.RepService/StreamLogs"
+	RepService_Drain_FullMethodName           = "/gavel.rep.v1.RepService/Drain"
 )
 
 // RepServiceClient is the client API for RepService service.
@@ -46,6 +47,11 @@ type RepServiceClient interface {
 	// StreamLogs sends the recent log lines of an LRP's instances (or a task) on
 	// this cell, then, with follow, new lines until the caller cancels.
 	StreamLogs(ctx context.Context, in *StreamLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamLogsResponse], error)
+	// Drain starts the cell's evacuation: the cell refuses new work, hands its
+	// LRPs over to replacements elsewhere (each old instance stays running until
+	// its replacement runs), hands back its tasks, and the rep exits 0 once it is
+	// empty, or non-zero at its evacuation timeout. Repeating it is a no-op.
+	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
 }
 
 type repServiceClient struct {
@@ -125,6 +131,16 @@ func (c *repServiceClient) StreamLogs(ctx context.Context, in *StreamLogsRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RepService_StreamLogsClient = grpc.ServerStreamingClient[StreamLogsResponse]
 
+func (c *repServiceClient) Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, RepService_Drain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RepServiceServer is the server API for RepService service.
 // All implementations must embed UnimplementedRepServiceServer
 // for forward compatibility.
@@ -144,6 +160,11 @@ type RepServiceServer interface {
 	// StreamLogs sends the recent log lines of an LRP's instances (or a task) on
 	// this cell, then, with follow, new lines until the caller cancels.
 	StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error
+	// Drain starts the cell's evacuation: the cell refuses new work, hands its
+	// LRPs over to replacements elsewhere (each old instance stays running until
+	// its replacement runs), hands back its tasks, and the rep exits 0 once it is
+	// empty, or non-zero at its evacuation timeout. Repeating it is a no-op.
+	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
 	mustEmbedUnimplementedRepServiceServer()
 }
 
@@ -171,6 +192,9 @@ func (UnimplementedRepServiceServer) Ping(context.Context, *PingRequest) (*PingR
 }
 func (UnimplementedRepServiceServer) StreamLogs(*StreamLogsRequest, grpc.ServerStreamingServer[StreamLogsResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedRepServiceServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Drain not implemented")
 }
 func (UnimplementedRepServiceServer) mustEmbedUnimplementedRepServiceServer() {}
 func (UnimplementedRepServiceServer) testEmbeddedByValue()                    {}
@@ -294,6 +318,24 @@ func _RepService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RepService_StreamLogsServer = grpc.ServerStreamingServer[StreamLogsResponse]
 
+func _RepService_Drain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepServiceServer).Drain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RepService_Drain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepServiceServer).Drain(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RepService_ServiceDesc is the grpc.ServiceDesc for RepService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +362,10 @@ var RepService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ping",
 			Handler:    _RepService_Ping_Handler,
+		},
+		{
+			MethodName: "Drain",
+			Handler:    _RepService_Drain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
