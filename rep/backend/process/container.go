@@ -322,11 +322,7 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	env := append([]string(nil), c.env...)
 	c.mu.Unlock()
 
-	p, err := c.spawn(id, spec, env, pio.Stdin)
-	if err != nil {
-		return nil, err
-	}
-	return p.attach(pio, false)
+	return c.spawn(id, spec, env, pio)
 }
 
 // Attach tails the output of a process from now on and reports its exit.

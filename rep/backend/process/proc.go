@@ -72,8 +72,11 @@ func (p *process) Signal(sig backend.Signal) error {
 	return nil
 }
 
-// spawn starts the process with its output going to files.
-func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []string, stdin io.Reader) (*process, error) {
+// spawn starts the process with its output going to files, tailed to pio.
+// The tails are attached before the process is reaped, so the output of a
+// process that exits at once is never lost.
+func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []string, pio backend.ProcessIO) (backend.Process, error) {
+	stdin := pio.Stdin
 	env := mergeEnv([]string{"HOME=" + c.rootfs, "TMPDIR=" + filepath.Join(c.rootfs, "tmp"), "PATH=" + os.Getenv("PATH")}, containerEnv, spec.Env)
 	dir := c.rootfs
 	if spec.Dir != "" {
@@ -146,8 +149,12 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 		}
 	}
 	c.mu.Unlock()
+	a, err := p.attach(pio, false)
 	go p.reap(cmd)
-	return p, nil
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // start starts cmd in the container's cgroup when there is one.
