@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -16,6 +17,13 @@ import (
 
 // SubscriberBuffer is how many events a subscriber may fall behind before it is disconnected.
 const SubscriberBuffer = 1024
+
+// SubscriberGrace is how long a subscriber's full buffer waits for room
+// before the subscriber is disconnected. One group commit can change more
+// records than the buffer holds, so a subscriber that keeps up on average
+// still sees bursts beyond it; only one that stays behind is cut off. Each
+// subscriber has its own watch, so the wait never holds up the others.
+const SubscriberGrace = 5 * time.Second
 
 // EventKinds selects families of events.
 type EventKinds struct {
@@ -35,8 +43,8 @@ type EventFilter struct {
 // Subscribe streams events after sinceRevision (0: from now) in revision
 // order until ctx ends. The error channel receives one error when the stream
 // ends for another reason: models.ErrCompacted when etcd no longer holds the
-// revision, models.ErrResourceExhausted when the subscriber fell more than
-// SubscriberBuffer events behind.
+// revision, models.ErrResourceExhausted when the subscriber stayed more than
+// SubscriberBuffer events behind for SubscriberGrace.
 func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilter) (<-chan *modelsv1.Event, <-chan error) {
 	out := make(chan *modelsv1.Event, SubscriberBuffer)
 	errc := make(chan error, 1)
@@ -62,10 +70,10 @@ func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilte
 					if !f.match(e) {
 						continue
 					}
-					select {
-					case out <- e:
-					default:
-						errc <- fmt.Errorf("%w: subscriber fell more than %d events behind and was disconnected; resubscribe with since_revision", models.ErrResourceExhausted, SubscriberBuffer)
+					if !send(wctx, out, e) {
+						if wctx.Err() == nil {
+							errc <- fmt.Errorf("%w: subscriber stayed more than %d events behind for %s and was disconnected; resubscribe with since_revision", models.ErrResourceExhausted, SubscriberBuffer, SubscriberGrace)
+						}
 						return
 					}
 				}
@@ -76,6 +84,26 @@ func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilte
 		}
 	}()
 	return out, errc
+}
+
+// send puts e in out, waiting up to SubscriberGrace for room; false when
+// there was none or ctx ended.
+func send(ctx context.Context, out chan<- *modelsv1.Event, e *modelsv1.Event) bool {
+	select {
+	case out <- e:
+		return true
+	default:
+	}
+	grace := time.NewTimer(SubscriberGrace)
+	defer grace.Stop()
+	select {
+	case out <- e:
+		return true
+	case <-grace.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // convert turns one etcd event into Gavel events (several for an instance that changed identity).

@@ -162,6 +162,22 @@ func TestSlowSubscriberIsDisconnected(t *testing.T) {
 	require.Equal(t, SubscriberBuffer, n, "it got what its buffer held")
 }
 
+func TestBurstBeyondBufferReachesASubscriberThatCatchesUp(t *testing.T) {
+	f := newFixture(t)
+	events, errs := f.store.Subscribe(f.ctx, f.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+	// One transaction: 1 desired + 3×SubscriberBuffer actual events at one revision.
+	_, err := f.store.DesireLRP(f.ctx, desired("pg", 3*SubscriberBuffer))
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond) // behind for a moment, well within the grace
+	got := collect(t, events, 3*SubscriberBuffer+1)
+	require.Len(t, got, 3*SubscriberBuffer+1)
+	select {
+	case err := <-errs:
+		t.Fatalf("a subscriber that catches up was disconnected: %v", err)
+	default:
+	}
+}
+
 func TestResumeAfterCompactionFails(t *testing.T) {
 	f := newFixture(t)
 	old := f.store.Cache().Revision()
