@@ -558,3 +558,8 @@ func Truncate(s string) string {
 	}
 	return s[:MaxReasonBytes]
 }
+
+// ValidateEvacuation checks an evacuation request naming an instance (all but EvacuateRunningActualLRP, which is checked as a start).
+func ValidateEvacuation(k *modelsv1.ActualLRPKey, ik *modelsv1.ActualLRPInstanceKey) error {
+	return ValidateCrash(k, ik)
+}

@@ -144,8 +144,8 @@ func (s *Store) ClaimActualLRP(ctx context.Context, guid string, index int32, ik
 
 // StartActualLRP reports an instance RUNNING. It creates the row when there is
 // none, ignores a start by a suspect or evacuating instance, treats an
-// identical repeat as a heartbeat, and deletes the index's suspect row once
-// its replacement runs.
+// identical repeat as a heartbeat, and deletes the index's suspect and
+// evacuating rows once their replacement runs.
 func (s *Store) StartActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, info models.StartInfo) error {
 	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
 		guid, index := key.GetProcessGuid(), key.GetIndex()
@@ -173,9 +173,13 @@ func (s *Store) StartActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, 
 		if err := s.putRow(m, id, row.rev, next); err != nil {
 			return nil, err
 		}
-		suspect := actualID{guid, index, models.Suspect}
-		if srow, ok := st.actuals[suspect]; ok && !models.SameInstance(srow.val.GetInstanceKey(), info.InstanceKey) {
-			s.delRow(m, suspect, srow.rev)
+		if next.GetState() == models.Running {
+			for _, p := range []modelsv1.ActualLRPPresence{models.Suspect, models.Evacuating} {
+				other := actualID{guid, index, p}
+				if orow, ok := st.actuals[other]; ok && !models.SameInstance(orow.val.GetInstanceKey(), info.InstanceKey) {
+					s.delRow(m, other, orow.rev)
+				}
+			}
 		}
 		return m, nil
 	})
