@@ -77,7 +77,13 @@ func TestTenths(t *testing.T) {
 	}
 	ts := tenths(t0, times)
 	require.Len(t, ts, 10)
-	assert.Equal(t, Tenth{From: 0, To: 10, StartSec: 0, EndSec: 0.1, PerSecond: 100}, ts[0])
+	// The first part runs from the first RUNNING (10 ms) to the tenth (100 ms): 9 in 90 ms.
+	assert.Equal(t, 0, ts[0].From)
+	assert.Equal(t, 10, ts[0].To)
+	assert.InDelta(t, 0.01, ts[0].StartSec, 1e-9)
+	assert.InDelta(t, 0.1, ts[0].EndSec, 1e-9)
+	assert.InDelta(t, 100, ts[0].PerSecond, 1e-6)
+	assert.InDelta(t, 100, ts[4].PerSecond, 1e-6)
 	assert.InDelta(t, 50, ts[9].PerSecond, 1e-6)
 	assert.Equal(t, 90, ts[9].From)
 	assert.Nil(t, tenths(t0, times[:5]), "too few to split")

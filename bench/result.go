@@ -68,10 +68,13 @@ type Placement struct {
 	// etcd transaction rate.
 	PerSecond      float64 `json:"placements_per_second"`
 	RatioToRawEtcd float64 `json:"ratio_to_raw_etcd_txn_rate"`
+	// FirstRunningSec is the time from the first DesireLRP call to the
+	// first instance RUNNING: the pipeline's fill time.
+	FirstRunningSec float64 `json:"first_running_sec"`
 	// Tenths splits the instances into ten equal parts in the order they
-	// reached RUNNING; each part's rate is its size over the time between
-	// the part's first and last RUNNING (the first part from the first
-	// DesireLRP call).
+	// reached RUNNING; each part's rate is its size over the time from the
+	// previous part's last RUNNING to its own last (the first part from the
+	// first RUNNING).
 	Tenths []Tenth `json:"tenths"`
 	// LastToFirstTenth is the last tenth's rate over the first's.
 	LastToFirstTenth float64 `json:"last_to_first_tenth"`
@@ -142,11 +145,16 @@ type ProcUse struct {
 
 // Auctions are the auctioneer's metrics over a phase.
 type Auctions struct {
-	Started     float64   `json:"lrps_started"`
-	Failed      float64   `json:"lrps_failed"`
-	BatchSize   Histogram `json:"batch_size"`
-	Duration    Histogram `json:"duration_seconds"`
-	FetchStates Histogram `json:"fetch_states_seconds"`
+	Started float64 `json:"lrps_started"`
+	Failed  float64 `json:"lrps_failed"`
+	// FailedCellStates, PerformErrors and WriteBackErrors are the
+	// auctioneer's error counters.
+	FailedCellStates float64   `json:"failed_cell_states"`
+	PerformErrors    float64   `json:"perform_errors"`
+	WriteBackErrors  float64   `json:"write_back_errors"`
+	BatchSize        Histogram `json:"batch_size"`
+	Duration         Histogram `json:"duration_seconds"`
+	FetchStates      Histogram `json:"fetch_states_seconds"`
 }
 
 // EventStream describes the benchmark's event subscription.
@@ -246,7 +254,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.DesireSeconds),
 		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
-		fmt.Sprintf("tenths:      %s (last/first %.2f)", tenthRates(p.Tenths), p.LastToFirstTenth),
+		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
 		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
 			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
 		fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; auctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",
@@ -254,6 +262,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
+		fmt.Sprintf("auctioneer:  %.0f LRPs started, %.0f failed; %.0f failed cell states, %.0f perform errors, %.0f write-back errors; event stream %d events, %d resubscribes",
+			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,
+			p.EventStream.Events, p.EventStream.Resubscribes),
 	}
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",

@@ -232,6 +232,9 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 		p.RatioToRawEtcd = p.PerSecond / m.res.RawEtcd.TxnsPerSecond
 	}
 	p.Tenths = tenths(m.t0, times)
+	if len(times) > 0 {
+		p.FirstRunningSec = times[0].Sub(m.t0).Seconds()
+	}
 	if n := len(p.Tenths); n == 10 && p.Tenths[0].PerSecond > 0 {
 		p.LastToFirstTenth = p.Tenths[9].PerSecond / p.Tenths[0].PerSecond
 	}
@@ -258,14 +261,17 @@ func tenths(t0 time.Time, times []time.Time) []Tenth {
 	out := make([]Tenth, 10)
 	for k := range out {
 		from, to := k*n/10, (k+1)*n/10
-		start := t0
-		if from > 0 {
-			start = times[from-1]
+		// Part k runs from the previous part's last RUNNING to its own;
+		// the first from the first RUNNING, so that the pipeline's fill
+		// time (reported as first_running_sec) does not count as slowness.
+		first, count := from-1, to-from
+		if k == 0 {
+			first, count = 0, to-1
 		}
-		end := times[to-1]
+		start, end := times[first], times[to-1]
 		t := Tenth{From: from, To: to, StartSec: start.Sub(t0).Seconds(), EndSec: end.Sub(t0).Seconds()}
 		if d := end.Sub(start).Seconds(); d > 0 {
-			t.PerSecond = float64(to-from) / d
+			t.PerSecond = float64(count) / d
 		}
 		out[k] = t
 	}
@@ -471,11 +477,14 @@ func auctions(before, after *snapshot) Auctions {
 		return a - b
 	}
 	return Auctions{
-		Started:     d("gavel_auctioneer_auctions_started_total"),
-		Failed:      d("gavel_auctioneer_auctions_failed_total"),
-		BatchSize:   histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
-		Duration:    histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
-		FetchStates: histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),
+		Started:          d("gavel_auctioneer_auctions_started_total"),
+		Failed:           d("gavel_auctioneer_auctions_failed_total"),
+		FailedCellStates: after.auc.value("gavel_auctioneer_failed_cell_state_requests_total") - before.auc.value("gavel_auctioneer_failed_cell_state_requests_total"),
+		PerformErrors:    after.auc.value("gavel_auctioneer_perform_errors_total") - before.auc.value("gavel_auctioneer_perform_errors_total"),
+		WriteBackErrors:  after.auc.value("gavel_auctioneer_write_back_errors_total") - before.auc.value("gavel_auctioneer_write_back_errors_total"),
+		BatchSize:        histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
+		Duration:         histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
+		FetchStates:      histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),
 	}
 }
 
