@@ -3,7 +3,9 @@ package rep
 import (
 	"encoding/json"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -28,15 +30,56 @@ const (
 	LifecycleTask = "task"
 )
 
-// Evacuation is a cell's evacuation flag: once set, the cell refuses work.
+// Evacuation is a cell's evacuation flag: once set, the cell refuses work
+// and drains (the harmonizer evacuates its LRPs and hands back its tasks).
 // The zero value is a cell not evacuating. Safe for concurrent use.
-type Evacuation struct{ on atomic.Bool }
+type Evacuation struct {
+	on       atomic.Bool
+	mu       sync.Mutex
+	deadline time.Time
+	started  chan struct{} // closed when the flag is set; made lazily
+}
 
-// Evacuate sets the flag; it cannot be cleared.
-func (e *Evacuation) Evacuate() { e.on.Store(true) }
+// Evacuate sets the flag with no deadline; it cannot be cleared.
+func (e *Evacuation) Evacuate() { e.Start(time.Time{}) }
+
+// Start sets the flag with the drain's deadline. It returns false, and
+// changes nothing, when the cell already evacuates.
+func (e *Evacuation) Start(deadline time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.on.Load() {
+		return false
+	}
+	e.deadline = deadline
+	e.on.Store(true)
+	close(e.startedLocked())
+	return true
+}
+
+func (e *Evacuation) startedLocked() chan struct{} {
+	if e.started == nil {
+		e.started = make(chan struct{})
+	}
+	return e.started
+}
+
+// Started is closed once the cell evacuates.
+func (e *Evacuation) Started() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.startedLocked()
+}
 
 // Evacuating reports whether the cell evacuates.
 func (e *Evacuation) Evacuating() bool { return e.on.Load() }
+
+// Deadline is when the drain gives up; zero when not evacuating or unbounded.
+func (e *Evacuation) Deadline() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.deadline
+}
 
 // LRPTags are the tags of an LRP instance's container.
 func LRPTags(lrp *repv1.LRP, instanceGuid string) executor.Tags {

@@ -1,12 +1,15 @@
 // Command rep runs a cell: the RepService for the auctioneer and the BBS, the
 // executor and its container backend, the cell's presence and the BBS sync.
-// With -sim-cells N it runs N simulated cells in one process.
+// With -sim-cells N it runs N simulated cells in one process. SIGUSR1 drains
+// the rep's cells: it exits 0 once they are empty, 1 at the evacuation timeout.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/sigmon"
@@ -48,7 +51,15 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rep: %v\n", err)
 		os.Exit(2)
 	}
-	process := ifrit.Invoke(sigmon.New(app.New(cfg, logger).Runner()))
+	rep := app.New(cfg, logger)
+	drain := make(chan os.Signal, 1)
+	signal.Notify(drain, syscall.SIGUSR1) // SIGUSR1 drains the cell (as the Drain RPC does)
+	go func() {
+		for range drain {
+			rep.Drain()
+		}
+	}()
+	process := ifrit.Invoke(sigmon.New(rep.Runner()))
 	if err := <-process.Wait(); err != nil {
 		logger.Error("exited-with-failure", err)
 		os.Exit(1)

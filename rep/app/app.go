@@ -18,6 +18,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
 	"github.com/gavelhq/gavel/rep/harmonizer"
 )
@@ -30,10 +31,11 @@ type Rep struct {
 	registry *prometheus.Registry
 	metrics  *harmonizer.Metrics
 
-	mu    sync.Mutex
-	cells []*Cell
-	ready chan struct{} // closed once every cell runs
-	debug *debugserver.Server
+	mu       sync.Mutex
+	cells    []*Cell
+	drainAll bool          // Drain was called: cells created later drain too
+	ready    chan struct{} // closed once every cell runs
+	debug    *debugserver.Server
 }
 
 // New builds a rep from a validated config.
@@ -56,6 +58,20 @@ func (r *Rep) Cells() []*Cell {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]*Cell(nil), r.cells...)
+}
+
+// Drain starts the evacuation of every cell of the rep (SIGUSR1 does this);
+// the rep stops once all its cells are empty, with an error if a cell
+// reaches its evacuation timeout first.
+func (r *Rep) Drain() {
+	r.mu.Lock()
+	r.drainAll = true
+	r.mu.Unlock()
+	for _, cell := range r.Cells() {
+		if started, deadline := cell.Drain(); started {
+			r.logger.Info("drain-requested", lager.Data{"cell_id": cell.ID(), "deadline": deadline.Format(time.RFC3339)})
+		}
+	}
 }
 
 // DebugAddr is the debug server's bound address, once Ready is closed.
@@ -122,6 +138,12 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 		r.mu.Unlock()
 		members = append(members, grouper.Member{Name: cfg.CellID, Runner: cell.Runner()})
 	}
+	r.mu.Lock()
+	drainAll := r.drainAll
+	r.mu.Unlock()
+	if drainAll {
+		r.Drain()
+	}
 	var group ifrit.Runner
 	if len(members) == 1 {
 		group = members[0].Runner
@@ -137,9 +159,24 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	r.logger.Info("cells-ready", lager.Data{"cells": len(members)})
 	close(r.ready)
 	close(ready)
+	drained := make(chan struct{})
+	go func() {
+		for _, cell := range r.Cells() {
+			select {
+			case <-cell.Drained():
+			case <-proc.Wait():
+				return
+			}
+		}
+		close(drained)
+	}()
 	select {
 	case sig := <-signals:
 		proc.Signal(sig)
+		return <-proc.Wait()
+	case <-drained:
+		r.logger.Info("all-cells-drained")
+		proc.Signal(os.Interrupt)
 		return <-proc.Wait()
 	case err := <-proc.Wait():
 		return err
@@ -150,6 +187,8 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 type cellCollector struct{ rep *Rep }
 
 var (
+	evacuatingDesc = prometheus.NewDesc("gavel_rep_evacuating", "1 while the cell drains, else 0.", []string{"cell_id"}, nil)
+	remainingDesc  = prometheus.NewDesc("gavel_rep_evacuation_remaining", "Containers a draining cell still holds, by kind (lrps, tasks); reported only while it drains.", []string{"cell_id", "kind"}, nil)
 	containersDesc = prometheus.NewDesc("gavel_rep_containers", "Containers of the cell by state.", []string{"cell_id", "state"}, nil)
 	availableDesc  = prometheus.NewDesc("gavel_rep_resources_available", "Resources of the cell not reserved (memory_mb, disk_mb, containers).", []string{"cell_id", "resource"}, nil)
 	totalDesc      = prometheus.NewDesc("gavel_rep_resources_total", "Resources the cell offers (memory_mb, disk_mb, containers).", []string{"cell_id", "resource"}, nil)
@@ -157,6 +196,8 @@ var (
 
 // Describe sends the descriptors.
 func (cc *cellCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- evacuatingDesc
+	ch <- remainingDesc
 	ch <- containersDesc
 	ch <- availableDesc
 	ch <- totalDesc
@@ -172,9 +213,23 @@ func (cc *cellCollector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		counts := map[executor.State]int{}
+		lrps, tasks := 0, 0
 		for _, c := range cell.exec.List() {
 			counts[c.State]++
+			switch {
+			case rep.IsLRP(c):
+				lrps++
+			case rep.IsTask(c):
+				tasks++
+			}
 		}
+		evacuating := 0.0
+		if cell.evac.Evacuating() {
+			evacuating = 1
+			ch <- prometheus.MustNewConstMetric(remainingDesc, prometheus.GaugeValue, float64(lrps), cell.ID(), "lrps")
+			ch <- prometheus.MustNewConstMetric(remainingDesc, prometheus.GaugeValue, float64(tasks), cell.ID(), "tasks")
+		}
+		ch <- prometheus.MustNewConstMetric(evacuatingDesc, prometheus.GaugeValue, evacuating, cell.ID())
 		for _, s := range states {
 			ch <- prometheus.MustNewConstMetric(containersDesc, prometheus.GaugeValue, float64(counts[s]), cell.ID(), string(s))
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -52,11 +53,16 @@ type Cell struct {
 	grpc       *grpcserver.Server
 	harmonizer *harmonizer.Harmonizer
 	ready      chan struct{} // closed once the gRPC server listens
+	drained    chan struct{} // closed once a drain emptied the cell
+	isDrained  atomic.Bool
 }
 
 // NewCell returns a cell for a validated config.
 func NewCell(cfg Config, deps CellDeps) *Cell {
-	return &Cell{cfg: cfg, deps: deps, logger: deps.Logger.Session("cell", lager.Data{"cell_id": cfg.CellID}), ready: make(chan struct{})}
+	return &Cell{
+		cfg: cfg, deps: deps, logger: deps.Logger.Session("cell", lager.Data{"cell_id": cfg.CellID}),
+		ready: make(chan struct{}), drained: make(chan struct{}),
+	}
 }
 
 // ID is the cell's id.
@@ -71,10 +77,21 @@ func (c *Cell) Executor() *executor.Executor { <-c.ready; return c.exec }
 // Evacuation is the cell's evacuation flag.
 func (c *Cell) Evacuation() *rep.Evacuation { return &c.evac }
 
+// Drain starts the cell's evacuation (see evacuation.go); false when it was
+// already under way. It returns the drain's deadline.
+func (c *Cell) Drain() (started bool, deadline time.Time) {
+	started = c.evac.Start(time.Now().Add(c.cfg.EvacuationTimeout.D()))
+	return started, c.evac.Deadline()
+}
+
+// Drained is closed once a drain emptied the cell.
+func (c *Cell) Drained() <-chan struct{} { return c.drained }
+
 // Runner returns the cell as an ordered group: executor (its backend, and
 // the adoption of the containers a previous run left), gRPC server,
-// presence, harmonizer. On a signal they stop in reverse order and the
-// executor detaches: containers keep running for the next start to adopt.
+// presence, harmonizer, evacuator. On a signal they stop in reverse order
+// and the executor detaches: containers keep running for the next start to
+// adopt. The evacuator ends the group with an error when a drain times out.
 func (c *Cell) Runner() ifrit.Runner {
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "executor", Runner: ifrit.RunFunc(c.runExecutor)},
@@ -84,9 +101,11 @@ func (c *Cell) Runner() ifrit.Runner {
 			c.harmonizer = harmonizer.New(harmonizer.Options{
 				CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS, Executor: c.exec,
 				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
+				Evacuation: &c.evac, EvacuationPollInterval: c.cfg.EvacuationPollingInterval.D(),
 			})
 			return c.harmonizer.Run(signals, ready)
 		})},
+		{Name: "evacuator", Runner: ifrit.RunFunc(c.runEvacuator)},
 	})
 }
 
@@ -149,6 +168,7 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 		RootFSProviders: rootFSProviders(c.cfg.RootFSProviders), PlacementTags: c.cfg.PlacementTags,
 		OptionalPlacementTags: c.cfg.OptionalPlacementTags, VolumeDrivers: c.cfg.VolumeDrivers,
 		ProxyMemoryMB: c.cfg.ProxyMemoryMB, Evacuation: &c.evac, Logger: c.logger,
+		Drain: c.Drain,
 	})
 	opts := grpcserver.Options{
 		Addr: c.cfg.ListenAddress, Logger: c.logger,
@@ -218,8 +238,9 @@ func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) erro
 	p := &presence{
 		backend: locket.NewEtcdBackend(c.deps.Etcd, c.logger), key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
 		value: value, owner: owner, ttl: c.cfg.PresenceTTL.D(), retry: c.cfg.PresenceRetryInterval.D(),
-		// Containers of the process backend outlive the rep: so does its presence.
-		keepOnStop: c.cfg.Backend == BackendProcess, logger: c.logger,
+		// Containers of the process backend outlive the rep: so does its
+		// presence, unless a drain emptied the cell.
+		keepOnStop: func() bool { return c.cfg.Backend == BackendProcess && !c.isDrained.Load() }, logger: c.logger,
 	}
 	return p.Run(signals, ready)
 }

@@ -26,6 +26,7 @@ const (
 	DefaultReservedExpiration    = time.Minute
 	DefaultGraceTime             = 10 * time.Second
 	DefaultEvacuationTimeout     = 600 * time.Second
+	DefaultEvacuationPolling     = 10 * time.Second
 	// BackendProcess and BackendSim name the container backends.
 	BackendProcess = "process"
 	BackendSim     = "sim"
@@ -121,8 +122,12 @@ type Config struct {
 	GraceTime config.Duration `json:"grace_time"`
 	// StartupCheckInterval is the wait between startup health probes (default 2s).
 	StartupCheckInterval config.Duration `json:"startup_check_interval"`
-	// EvacuationTimeout bounds a drain (default 600s; evacuation is not implemented yet).
+	// EvacuationTimeout bounds a drain (SIGUSR1 or the Drain RPC): a cell not
+	// empty by then stops with an error naming what was stranded (default 600s).
 	EvacuationTimeout config.Duration `json:"evacuation_timeout"`
+	// EvacuationPollingInterval is the time between an evacuating cell's syncs
+	// with the BBS, which find the replacements that run (default 10s).
+	EvacuationPollingInterval config.Duration `json:"evacuation_polling_interval"`
 	// DestroyContainersOnExit stops and destroys every container when the rep
 	// stops, instead of leaving them running for the next rep to adopt
 	// (default false; gavel dev sets it so Ctrl-C leaves no process behind).
@@ -134,19 +139,20 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddress:         DefaultListenAddress,
-		DebugAddress:          DefaultDebugAddress,
-		LogLevel:              "info",
-		KeyPrefix:             locket.DefaultKeyPrefix,
-		Backend:               BackendProcess,
-		RootFSProviders:       map[string][]string{"preloaded": {"cflinuxfs4"}, "docker": {}},
-		PresenceTTL:           config.Duration(DefaultPresenceTTL),
-		PresenceRetryInterval: config.Duration(DefaultPresenceRetryInterval),
-		BulkSyncInterval:      config.Duration(DefaultBulkSyncInterval),
-		ReservedExpiration:    config.Duration(DefaultReservedExpiration),
-		GraceTime:             config.Duration(DefaultGraceTime),
-		StartupCheckInterval:  config.Duration(2 * time.Second),
-		EvacuationTimeout:     config.Duration(DefaultEvacuationTimeout),
+		ListenAddress:             DefaultListenAddress,
+		DebugAddress:              DefaultDebugAddress,
+		LogLevel:                  "info",
+		KeyPrefix:                 locket.DefaultKeyPrefix,
+		Backend:                   BackendProcess,
+		RootFSProviders:           map[string][]string{"preloaded": {"cflinuxfs4"}, "docker": {}},
+		PresenceTTL:               config.Duration(DefaultPresenceTTL),
+		PresenceRetryInterval:     config.Duration(DefaultPresenceRetryInterval),
+		BulkSyncInterval:          config.Duration(DefaultBulkSyncInterval),
+		ReservedExpiration:        config.Duration(DefaultReservedExpiration),
+		GraceTime:                 config.Duration(DefaultGraceTime),
+		StartupCheckInterval:      config.Duration(2 * time.Second),
+		EvacuationTimeout:         config.Duration(DefaultEvacuationTimeout),
+		EvacuationPollingInterval: config.Duration(DefaultEvacuationPolling),
 	}
 }
 
@@ -196,6 +202,7 @@ func (c Config) Validate() error {
 		"presence_ttl": c.PresenceTTL, "presence_retry_interval": c.PresenceRetryInterval,
 		"bulk_sync_interval": c.BulkSyncInterval, "reserved_expiration": c.ReservedExpiration,
 		"grace_time": c.GraceTime, "startup_check_interval": c.StartupCheckInterval, "evacuation_timeout": c.EvacuationTimeout,
+		"evacuation_polling_interval": c.EvacuationPollingInterval,
 	} {
 		if d.D() <= 0 {
 			add("%s: must be > 0 (got %s)", name, d.D())

@@ -69,11 +69,19 @@ func runDaemon(path string) int {
 	}
 	logger := lager.NewLogger("rep")
 	logger.RegisterSink(lager.NewWriterSink(os.Stderr, lager.INFO))
-	proc := ifrit.Invoke(app.New(cfg, logger).Runner())
+	r := app.New(cfg, logger)
+	proc := ifrit.Invoke(r.Runner())
 	go func() {
 		signals := make(chan os.Signal, 1)
 		notify(signals)
 		proc.Signal(<-signals)
+	}()
+	go func() {
+		drain := make(chan os.Signal, 1)
+		notifyDrain(drain)
+		for range drain {
+			r.Drain()
+		}
 	}()
 	if err := <-proc.Wait(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -35,7 +35,7 @@ func presenceOwner(cfg Config) string {
 
 // presence keeps a cell's presence registered. Unlike locket.Presence it
 // takes back a record left by its own earlier run at once, and, when
-// keepOnStop is set, does not delete the record on a signal: a restarting
+// keepOnStop says so, does not delete the record on a signal: a restarting
 // cell whose containers keep running never vanishes from the BBS (the
 // record lives until its lease expires, or until the next run replaces it).
 type presence struct {
@@ -44,7 +44,7 @@ type presence struct {
 	value      []byte
 	owner      string
 	ttl, retry time.Duration
-	keepOnStop bool
+	keepOnStop func() bool
 	logger     lager.Logger
 }
 
@@ -94,7 +94,7 @@ func (p *presence) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		case <-lease.Lost():
 			p.logger.Error("presence-lost", lease.Err())
 		case <-ctx.Done():
-			if p.keepOnStop {
+			if p.keepOnStop != nil && p.keepOnStop() {
 				p.logger.Info("presence-left-for-the-next-run")
 				return nil
 			}

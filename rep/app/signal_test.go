@@ -7,3 +7,5 @@ import (
 )
 
 func notify(c chan os.Signal) { signal.Notify(c, syscall.SIGTERM, syscall.SIGINT) }
+
+func notifyDrain(c chan os.Signal) { signal.Notify(c, syscall.SIGUSR1) }

@@ -50,11 +50,11 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 	}
 
 	for _, c := range before {
-		if c.State == executor.StateReserved {
+		if c.State == executor.StateReserved && !h.opts.Evacuation.Evacuating() {
 			continue // its claim or start is under way
 		}
 		wanted := true
-		if c.State != executor.StateCompleted {
+		if c.State != executor.StateCompleted && c.State != executor.StateReserved {
 			switch {
 			case rep.IsLRP(c):
 				row := rows[c.Guid]

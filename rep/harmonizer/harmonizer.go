@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,8 @@ const (
 	DefaultCallTimeout = 10 * time.Second
 	// DefaultMaxBatch caps the claims or starts sent in one BBS call.
 	DefaultMaxBatch = 256
+	// DefaultEvacuationPollInterval is the time between two syncs of an evacuating cell (Diego's 10 s).
+	DefaultEvacuationPollInterval = 10 * time.Second
 )
 
 // Failure reasons the rep reports.
@@ -56,6 +59,11 @@ type BBS interface {
 	CompleteTask(ctx context.Context, in *bbsv1.CompleteTaskRequest, opts ...grpc.CallOption) (*bbsv1.CompleteTaskResponse, error)
 	RejectTask(ctx context.Context, in *bbsv1.RejectTaskRequest, opts ...grpc.CallOption) (*bbsv1.RejectTaskResponse, error)
 	ListTasks(ctx context.Context, in *bbsv1.ListTasksRequest, opts ...grpc.CallOption) (*bbsv1.ListTasksResponse, error)
+	EvacuateClaimedActualLRP(ctx context.Context, in *bbsv1.EvacuateClaimedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateClaimedActualLRPResponse, error)
+	EvacuateRunningActualLRP(ctx context.Context, in *bbsv1.EvacuateRunningActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateRunningActualLRPResponse, error)
+	EvacuateStoppedActualLRP(ctx context.Context, in *bbsv1.EvacuateStoppedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateStoppedActualLRPResponse, error)
+	EvacuateCrashedActualLRP(ctx context.Context, in *bbsv1.EvacuateCrashedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateCrashedActualLRPResponse, error)
+	ReclaimEvacuatingActualLRP(ctx context.Context, in *bbsv1.ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.ReclaimEvacuatingActualLRPResponse, error)
 }
 
 // Metrics are the harmonizer's Prometheus metrics, shared by every cell of a
@@ -103,6 +111,11 @@ type Options struct {
 	Logger lager.Logger
 	// Metrics, shared between cells; default unregistered metrics.
 	Metrics *Metrics
+	// Evacuation is the cell's evacuation flag; once set, containers are
+	// evacuated (see evacuation.go). Nil: never.
+	Evacuation *rep.Evacuation
+	// EvacuationPollInterval is the time between syncs while evacuating; default 10 s.
+	EvacuationPollInterval time.Duration
 }
 
 // Harmonizer is an ifrit runner keeping the BBS and the executor in
@@ -120,6 +133,9 @@ type Harmonizer struct {
 	baseCtx atomic.Pointer[context.Context]
 	syncing atomic.Bool
 	syncs   atomic.Int64
+	frozen  atomic.Bool // set by Reclaim: containers are no longer processed
+	// inFlight is read-held by every container operation, so Reclaim can wait for them.
+	inFlight sync.RWMutex
 }
 
 // New returns a harmonizer. It does no I/O.
@@ -141,6 +157,12 @@ func New(opts Options) *Harmonizer {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
+	}
+	if opts.Evacuation == nil {
+		opts.Evacuation = &rep.Evacuation{}
+	}
+	if opts.EvacuationPollInterval <= 0 {
+		opts.EvacuationPollInterval = DefaultEvacuationPollInterval
 	}
 	h := &Harmonizer{
 		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(),
@@ -171,7 +193,8 @@ func (h *Harmonizer) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 	sub := h.exec.Subscribe()
 	defer sub.Close()
 	ticker := h.opts.Clock.NewTicker(h.opts.BulkSyncInterval)
-	defer ticker.Stop()
+	defer func() { ticker.Stop() }()
+	evacuate := h.opts.Evacuation.Started()
 	close(ready)
 	h.startSync(ctx)
 	for {
@@ -179,6 +202,14 @@ func (h *Harmonizer) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 		case ev := <-sub.Events():
 			h.handle(ctx, ev)
 		case <-ticker.C():
+			h.startSync(ctx)
+		case <-evacuate:
+			// Draining: evacuate every container now, then poll the BBS
+			// for the replacements at the evacuation interval.
+			evacuate = nil
+			h.logger.Info("evacuating")
+			ticker.Stop()
+			ticker = h.opts.Clock.NewTicker(h.opts.EvacuationPollInterval)
 			h.startSync(ctx)
 		case <-signals:
 			cancel()
@@ -225,13 +256,23 @@ func (h *Harmonizer) callCtx(ctx context.Context) (context.Context, context.Canc
 
 // process brings the BBS in line with one container's current state.
 func (h *Harmonizer) process(ctx context.Context, guid string) {
+	h.inFlight.RLock()
+	defer h.inFlight.RUnlock()
+	if h.frozen.Load() {
+		return
+	}
 	c, err := h.exec.Get(guid)
 	if err != nil {
 		return // deleted or expired meanwhile
 	}
+	evacuating := h.opts.Evacuation.Evacuating()
 	switch {
+	case rep.IsLRP(c) && evacuating:
+		h.evacuateLRP(ctx, c)
 	case rep.IsLRP(c):
 		h.processLRP(ctx, c)
+	case rep.IsTask(c) && evacuating:
+		h.evacuateTask(ctx, c)
 	case rep.IsTask(c):
 		h.processTask(ctx, c)
 	}

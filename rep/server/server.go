@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/google/uuid"
@@ -44,6 +45,9 @@ type Options struct {
 	Evacuation *rep.Evacuation
 	// Logger is the fallback logger (requests carry their own).
 	Logger lager.Logger
+	// Drain starts the cell's drain and returns whether it started now and
+	// its deadline; nil: the Drain RPC is refused (Unimplemented).
+	Drain func() (started bool, deadline time.Time)
 }
 
 // Server is the RepService of one cell. Safe for concurrent use.
@@ -86,6 +90,9 @@ func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.State
 		Evacuating:              s.opts.Evacuation.Evacuating(),
 		ProxyMemoryAllocationMb: s.opts.ProxyMemoryMB,
 		Index:                   s.opts.Index,
+	}
+	if d := s.opts.Evacuation.Deadline(); !d.IsZero() {
+		resp.EvacuationDeadline = d.UnixNano()
 	}
 	for _, c := range s.opts.Executor.List() {
 		switch c.State {
@@ -242,4 +249,14 @@ func (s *Server) CancelTask(ctx context.Context, req *repv1.CancelTaskRequest) (
 // Ping answers.
 func (s *Server) Ping(context.Context, *repv1.PingRequest) (*repv1.PingResponse, error) {
 	return &repv1.PingResponse{}, nil
+}
+
+// Drain starts the cell's drain; repeating it is a no-op that reports the same deadline.
+func (s *Server) Drain(ctx context.Context, _ *repv1.DrainRequest) (*repv1.DrainResponse, error) {
+	if s.opts.Drain == nil {
+		return nil, status.Errorf(codes.Unimplemented, "cell %s cannot be drained through its API", s.opts.CellID)
+	}
+	started, deadline := s.opts.Drain()
+	logging.FromContext(ctx, s.opts.Logger).Info("drain", lager.Data{"started": started, "deadline": deadline.Format(time.RFC3339)})
+	return &repv1.DrainResponse{AlreadyDraining: !started, Deadline: deadline.UnixNano()}, nil
 }
