@@ -8,7 +8,7 @@ func bbsCommands() []*cobra.Command {
 		newPushCommand(), newDesireLRPCommand(), newUpdateLRPCommand(), newScaleCommand(), newRemoveLRPCommand(),
 		newRetireCommand(), newLRPsCommand(), newLRPCommand(), newWaitCommand(),
 		newRunTaskCommand(), newTasksCommand(), newTaskCommand(), newCancelTaskCommand(),
-		newDevCommand(), newLogsCommand(), newCellsCommand(), newCellStateCommand(), newDomainsCommand(), newSetDomainCommand(), newEventsCommand(),
+		newDevCommand(), newLogsCommand(), newCellsCommand(), newCellStateCommand(), newDrainCommand(), newDomainsCommand(), newSetDomainCommand(), newEventsCommand(),
 		newBenchCommand(),
 	}
 }

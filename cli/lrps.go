@@ -49,6 +49,7 @@ func shellAction(command string) *modelsv1.Action {
 func newPushCommand() *cobra.Command {
 	var (
 		command, memory, disk, domain, health, rootfs string
+		updateStrategy                                string
 		instances                                     int32
 		port                                          uint32
 		env, tags, routes                             []string
@@ -71,6 +72,7 @@ func newPushCommand() *cobra.Command {
 	f.StringArrayVar(&tags, "tag", nil, "placement tag a cell must have (repeatable)")
 	f.StringArrayVar(&routes, "route", nil, "hostname routed to the app's port (repeatable)")
 	f.StringVar(&rootfs, "rootfs", "preloaded:cflinuxfs4", "root filesystem URL")
+	f.StringVar(&updateStrategy, "update-strategy", "rolling", "how instances leave a draining cell: rolling (the old one runs until its replacement does) or recreate (stop, then start elsewhere, one at a time: for apps that cannot run twice)")
 	_ = cmd.MarkFlagRequired("command")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		mem, err := parseMB("memory", memory)
@@ -84,6 +86,14 @@ func newPushCommand() *cobra.Command {
 		d := &modelsv1.DesiredLRP{
 			ProcessGuid: args[0], Domain: domain, RootFs: rootfs, Instances: instances, MemoryMb: mem, DiskMb: dsk,
 			Action: shellAction(command), PlacementTags: tags, LogGuid: args[0], LogSource: "APP/PROC/WEB",
+		}
+		switch updateStrategy {
+		case "rolling":
+			d.UpdateStrategy = modelsv1.UpdateStrategy_UPDATE_STRATEGY_ROLLING
+		case "recreate":
+			d.UpdateStrategy = modelsv1.UpdateStrategy_UPDATE_STRATEGY_RECREATE
+		default:
+			return fmt.Errorf("--update-strategy: want rolling or recreate (got %q)", updateStrategy)
 		}
 		for _, kv := range env {
 			k, v, ok := strings.Cut(kv, "=")
