@@ -157,6 +157,13 @@ func (s *Server) Perform(ctx context.Context, req *repv1.PerformRequest) (*repv1
 			if l, ok := lrpOf[f.Request.Guid]; ok && f.Request.LRP {
 				resp.FailedLrps = append(resp.FailedLrps, l)
 			} else if t, ok := taskOf[f.Request.Guid]; ok {
+				if errors.Is(f.Err, executor.ErrGuidNotAvailable) {
+					// The cell already holds this task's container: an
+					// earlier placement here, not started yet because the
+					// BBS was unreachable. Placing it again is a no-op; a
+					// refusal would burn one of the task's rejections.
+					continue
+				}
 				resp.FailedTasks = append(resp.FailedTasks, t)
 			}
 		}

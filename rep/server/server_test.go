@@ -90,6 +90,22 @@ func TestPerform(t *testing.T) {
 	}
 }
 
+// A task placed again on the cell that already holds its container (the BBS
+// re-auctioned it while it could not be started) is accepted, not refused:
+// a refusal would count as a rejection and could fail the task.
+func TestPerformTaskAlreadyHeld(t *testing.T) {
+	ctx := context.Background()
+	e, repc := serve(t, executor.Resources{MemoryMB: 100, DiskMB: 100, Containers: 10})
+	req := &repv1.PerformRequest{CellId: "cell-1", Tasks: []*repv1.Task{{TaskGuid: "t1", Resource: &auctioneerv1.Resource{MemoryMb: 30}}}}
+	for i := 0; i < 2; i++ {
+		resp, err := repc.Perform(ctx, req)
+		require.NoError(t, err)
+		require.Empty(t, resp.GetFailedTasks(), "perform %d", i+1)
+	}
+	require.Len(t, e.List(), 1, "one container for the task")
+	require.Equal(t, 70, e.RemainingResources().MemoryMB, "reserved once")
+}
+
 func TestStateAndStops(t *testing.T) {
 	ctx := context.Background()
 	e, repc := serve(t, executor.Resources{MemoryMB: 1000, DiskMB: 1000, Containers: 10})
