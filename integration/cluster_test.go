@@ -1,0 +1,709 @@
+package integration_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
+	bbsapp "github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/locket"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	repapp "github.com/gavelhq/gavel/rep/app"
+)
+
+// The accelerated timings every cluster runs with.
+const (
+	lockTTL             = 2 * time.Second
+	lockRetry           = 200 * time.Millisecond
+	presenceTTL         = 3 * time.Second
+	presenceRetry       = 500 * time.Millisecond
+	convergenceInterval = time.Second
+	staleUnclaimed      = 2 * time.Second
+	bulkSyncInterval    = time.Second
+	graceTime           = 3 * time.Second
+	startupCheck        = 200 * time.Millisecond
+
+	// startTimeout bounds starting one daemon.
+	startTimeout = 30 * time.Second
+	// placeTimeout bounds a desire (or a repair) until every instance runs.
+	placeTimeout = 30 * time.Second
+)
+
+// cellSpec describes one cell of a cluster.
+type cellSpec struct {
+	zone     string
+	tags     []string
+	memoryMB int // default 1024
+}
+
+// options shape a cluster; the zero value is one BBS and three 1 GB cells in
+// zones z1, z2 and z3.
+type options struct {
+	cells       []cellSpec
+	bbsReplicas int
+}
+
+func (o options) withDefaults() options {
+	if len(o.cells) == 0 {
+		o.cells = []cellSpec{{zone: "z1"}, {zone: "z2"}, {zone: "z3"}}
+	}
+	for i := range o.cells {
+		if o.cells[i].memoryMB == 0 {
+			o.cells[i].memoryMB = 1024
+		}
+	}
+	if o.bbsReplicas == 0 {
+		o.bbsReplicas = 1
+	}
+	return o
+}
+
+// cluster is one scenario's Gavel: every component a separate OS process.
+type cluster struct {
+	t    *testing.T
+	dir  string
+	opts options
+
+	etcdEndpoints []string
+	etcd          *clientv3.Client
+
+	bbs      []*daemon
+	bbsAddrs []string
+	bbsc     *client.Client
+
+	auctioneer *daemon
+	reps       []*rep
+
+	mu      sync.Mutex
+	daemons []*daemon
+}
+
+// rep is one cell's daemon.
+type rep struct {
+	*daemon
+	id, zone, rootDir string
+}
+
+// start brings up etcd, the BBS replicas, the auctioneer and the cells, in
+// that order, each ready before the next starts. Everything is killed when
+// the test ends; if it failed, the daemons' logs are dumped first.
+func start(t *testing.T, opts options) *cluster {
+	t.Helper()
+	began := time.Now()
+	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults()}
+	t.Cleanup(c.cleanup)
+
+	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
+	waitFor(t, startTimeout, "etcd prints its endpoints", func() error {
+		line := etcd.logLine("endpoints ")
+		if line == "" {
+			if err := etcd.exitedErr(); err != nil {
+				return err
+			}
+			return errors.New("no endpoints line yet")
+		}
+		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
+		return nil
+	})
+	var err error
+	c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.etcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+
+	for i := 0; i < c.opts.bbsReplicas; i++ {
+		c.bbsAddrs = append(c.bbsAddrs, freeAddr(t))
+	}
+	for i := range c.bbsAddrs {
+		c.bbs = append(c.bbs, c.spawn(fmt.Sprintf("bbs-%d", i), bin("bbs"), "-config", c.writeBBSConfig(i)))
+	}
+	c.bbsc, err = client.New(client.Config{Addresses: c.bbsAddrs})
+	if err != nil {
+		t.Fatalf("bbs client: %v", err)
+	}
+	c.waitActiveBBS(startTimeout)
+
+	c.auctioneer = c.spawn("auctioneer", bin("auctioneer"), "-config", c.writeAuctioneerConfig())
+	waitFor(t, startTimeout, "the auctioneer holds its lock", func() error {
+		if err := c.auctioneer.exitedErr(); err != nil {
+			return err
+		}
+		_, err := locket.FetchLock(ctx(t), c.etcd, "", "auctioneer")
+		return err
+	})
+
+	for i, spec := range c.opts.cells {
+		id := fmt.Sprintf("cell-%d", i+1)
+		r := &rep{id: id, zone: spec.zone, rootDir: filepath.Join(c.dir, id)}
+		r.daemon = c.spawn(id, bin("rep"), "-config", c.writeRepConfig(i, r))
+		c.reps = append(c.reps, r)
+	}
+	c.waitCells(c.cellIDs()...)
+	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells (%s)", time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.dir)
+	return c
+}
+
+// client is a BBS client over every replica.
+func (c *cluster) client() *client.Client { return c.bbsc }
+
+func (c *cluster) cellIDs() []string {
+	var ids []string
+	for _, r := range c.reps {
+		ids = append(ids, r.id)
+	}
+	return ids
+}
+
+// waitCells waits until exactly these cells are registered.
+func (c *cluster) waitCells(ids ...string) {
+	c.t.Helper()
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	waitFor(c.t, startTimeout, "cells "+strings.Join(want, ",")+" registered", func() error {
+		for _, r := range c.reps {
+			if slices.Contains(want, r.id) {
+				if err := r.exitedErr(); err != nil {
+					return err
+				}
+			}
+		}
+		resp, err := c.bbsc.ListCells(ctx(c.t), &bbsv1.ListCellsRequest{})
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, cell := range resp.GetCells() {
+			got = append(got, cell.GetCellId())
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("cells %v", got)
+		}
+		return nil
+	})
+}
+
+// killRep SIGKILLs cell i's rep (only the rep: its app processes live on, as
+// after a rep crash).
+func (c *cluster) killRep(i int) { c.reps[i].kill() }
+
+// stopBBS SIGKILLs BBS replica i.
+func (c *cluster) stopBBS(i int) { c.bbs[i].kill() }
+
+// startBBS starts BBS replica i again with its config and address.
+func (c *cluster) startBBS(i int) {
+	c.t.Helper()
+	if err := c.bbs[i].start(); err != nil {
+		c.t.Fatalf("restart bbs-%d: %v", i, err)
+	}
+}
+
+// pingBBS asks replica i alone whether it is the active one.
+func (c *cluster) pingBBS(i int) (bool, error) {
+	bc, err := client.New(client.Config{Addresses: []string{c.bbsAddrs[i]}, Retries: 1})
+	if err != nil {
+		return false, err
+	}
+	defer bc.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := bc.Ping(cctx, &bbsv1.PingRequest{})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetAvailable(), nil
+}
+
+// waitActiveBBS waits until one replica holds the lock and returns its index.
+func (c *cluster) waitActiveBBS(timeout time.Duration) int {
+	c.t.Helper()
+	active := -1
+	waitFor(c.t, timeout, "a BBS replica is active", func() error {
+		var errs []error
+		for i, d := range c.bbs {
+			if !d.running() {
+				continue
+			}
+			ok, err := c.pingBBS(i)
+			if ok {
+				active = i
+				return nil
+			}
+			errs = append(errs, fmt.Errorf("bbs-%d: available=%v err=%v", i, ok, err))
+		}
+		return errors.Join(errs...)
+	})
+	return active
+}
+
+func (c *cluster) writeBBSConfig(i int) string {
+	cfg := bbsapp.DefaultConfig()
+	cfg.ListenAddress = c.bbsAddrs[i]
+	cfg.DebugAddress = "127.0.0.1:0"
+	cfg.InstanceID = fmt.Sprintf("bbs-%d", i)
+	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
+	cfg.Convergence.Interval = config.Duration(convergenceInterval)
+	cfg.Convergence.StaleUnclaimed = config.Duration(staleUnclaimed)
+	cfg.Convergence.KickTask = config.Duration(convergenceInterval)
+	cfg.Convergence.ExpireCompletedTask = config.Duration(time.Minute)
+	if err := cfg.Validate(); err != nil {
+		c.t.Fatalf("bbs config: %v", err)
+	}
+	return c.writeJSON(fmt.Sprintf("bbs-%d.json", i), cfg)
+}
+
+func (c *cluster) writeAuctioneerConfig() string {
+	cfg := auctioneerapp.DefaultConfig()
+	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.InstanceID = "auctioneer"
+	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.BBSAddresses = c.bbsAddrs
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
+	cfg.CellStateTimeout = config.Duration(2 * time.Second)
+	if err := cfg.Validate(); err != nil {
+		c.t.Fatalf("auctioneer config: %v", err)
+	}
+	return c.writeJSON("auctioneer.json", cfg)
+}
+
+// portBlocks hands each cell its own host port range; ranges may still meet
+// another test binary's, which the process backend survives (it checks a port
+// is free before using it).
+var portBlocks atomic.Uint32
+
+func (c *cluster) writeRepConfig(i int, r *rep) string {
+	spec := c.opts.cells[i]
+	cfg := repapp.DefaultConfig()
+	cfg.CellID, cfg.Zone, cfg.Index = r.id, spec.zone, int32(i)
+	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.BBSAddresses = c.bbsAddrs
+	cfg.Backend = repapp.BackendProcess
+	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
+	cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: 20000 + block*50, PortRangeEnd: 20000 + block*50 + 49, HostIP: "127.0.0.1"}
+	cfg.Capacity = repapp.CapacityConfig{MemoryMB: spec.memoryMB, DiskMB: 8192, Containers: 50}
+	cfg.PlacementTags = spec.tags
+	cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(presenceTTL), config.Duration(presenceRetry)
+	cfg.BulkSyncInterval = config.Duration(bulkSyncInterval)
+	cfg.GraceTime = config.Duration(graceTime)
+	cfg.StartupCheckInterval = config.Duration(startupCheck)
+	cfg.DestroyContainersOnExit = true
+	if err := cfg.Validate(); err != nil {
+		c.t.Fatalf("rep config: %v", err)
+	}
+	return c.writeJSON(r.id+".json", cfg)
+}
+
+func (c *cluster) writeJSON(name string, v any) string {
+	c.t.Helper()
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	path := filepath.Join(c.dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// cleanup kills every daemon and every process left in the cluster's
+// directory (app processes outlive a SIGKILLed rep), then dumps the logs if
+// the test failed.
+func (c *cluster) cleanup() {
+	if c.bbsc != nil {
+		_ = c.bbsc.Close()
+	}
+	if c.etcd != nil {
+		_ = c.etcd.Close()
+	}
+	c.mu.Lock()
+	daemons := slices.Clone(c.daemons)
+	c.mu.Unlock()
+	for i := len(daemons) - 1; i >= 0; i-- {
+		daemons[i].kill()
+	}
+	killStrays(c.dir)
+	if c.t.Failed() {
+		for _, d := range daemons {
+			d.dump(c.t, 150)
+		}
+	}
+}
+
+// ---- daemons ----
+
+// daemon is one OS process in its own process group, its stdout and stderr
+// appended to a log file that survives restarts.
+type daemon struct {
+	name, path, logPath, dir string
+	args                     []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// spawn starts a daemon and registers it for cleanup.
+func (c *cluster) spawn(name, path string, args ...string) *daemon {
+	c.t.Helper()
+	d := &daemon{name: name, path: path, args: args, dir: c.dir, logPath: filepath.Join(c.dir, name+".log")}
+	c.mu.Lock()
+	c.daemons = append(c.daemons, d)
+	c.mu.Unlock()
+	if err := d.start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	return d
+}
+
+func (d *daemon) start() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd != nil && !closed(d.done) {
+		return fmt.Errorf("%s is already running", d.name)
+	}
+	log, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "=== %s: starting %s %s\n", time.Now().Format(time.TimeOnly), d.path, strings.Join(d.args, " "))
+	cmd := exec.Command(d.path, d.args...)
+	cmd.Dir = d.dir
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	done := make(chan struct{})
+	d.cmd, d.done, d.err = cmd, done, nil
+	go func() {
+		err := cmd.Wait()
+		log.Close()
+		d.mu.Lock()
+		d.err = err
+		d.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// running reports whether the process is alive.
+func (d *daemon) running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cmd != nil && !closed(d.done)
+}
+
+// exitedErr is nil while the daemon runs and says how it exited otherwise.
+func (d *daemon) exitedErr() error {
+	if d.running() {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return fmt.Errorf("%s exited: %v (log %s)", d.name, d.err, d.logPath)
+}
+
+// kill SIGKILLs the daemon's process group and waits for it.
+func (d *daemon) kill() { d.signalGroup(syscall.SIGKILL, 10*time.Second) }
+
+// stop sends SIGTERM and waits up to timeout, then SIGKILLs.
+func (d *daemon) stop(timeout time.Duration) {
+	if !d.signalGroup(syscall.SIGTERM, timeout) {
+		d.kill()
+	}
+}
+
+// signalGroup signals the process group and reports whether the daemon
+// exited within timeout.
+func (d *daemon) signalGroup(sig syscall.Signal, timeout time.Duration) bool {
+	d.mu.Lock()
+	cmd, done := d.cmd, d.done
+	d.mu.Unlock()
+	if cmd == nil {
+		return true
+	}
+	if !closed(done) {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	}
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// logLine returns the first log line starting with prefix, or "".
+func (d *daemon) logLine(prefix string) string {
+	f, err := os.Open(d.logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 1<<20), 1<<20)
+	for s.Scan() {
+		if strings.HasPrefix(s.Text(), prefix) {
+			return s.Text()
+		}
+	}
+	return ""
+}
+
+// dump logs the last n lines of the daemon's log.
+func (d *daemon) dump(t *testing.T, n int) {
+	data, err := os.ReadFile(d.logPath)
+	if err != nil {
+		t.Logf("--- %s: no log: %v", d.name, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	from := max(0, len(lines)-n)
+	t.Logf("--- %s (%s, last %d of %d lines):\n%s", d.name, d.logPath, len(lines)-from, len(lines), strings.Join(lines[from:], "\n"))
+}
+
+// strays lists the processes whose working directory is under dir (the
+// process backend runs every container process in <root_dir>/<guid>/rootfs).
+func strays(dir string) map[int]string {
+	found := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err != nil || (cwd != dir && !strings.HasPrefix(cwd, dir+string(filepath.Separator))) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		found[pid] = strings.TrimSpace(string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+	}
+	return found
+}
+
+// killStrays SIGKILLs every process under dir.
+func killStrays(dir string) {
+	for pid := range strays(dir) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// ---- waiting and helpers ----
+
+// waitFor polls f until it returns nil and fails the test with f's last
+// error after timeout. It returns how long it took.
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	began := time.Now()
+	deadline := began.Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return time.Since(began)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ctx is a context for one call: it expires after 10 s (and its resources
+// are released then), so a call to a killed daemon cannot hang a test.
+func ctx(*testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	time.AfterFunc(10*time.Second, cancel)
+	return c
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// appLRP is a desired LRP running the test app (testdata/app) on port 8080
+// with a port health check; mutators adjust it.
+func appLRP(guid string, instances int32, mutate ...func(*modelsv1.DesiredLRP)) *modelsv1.DesiredLRP {
+	d := &modelsv1.DesiredLRP{
+		ProcessGuid: guid, Domain: "it", RootFs: "preloaded:cflinuxfs4", Instances: instances,
+		MemoryMb: 64, DiskMb: 64, Ports: []uint32{8080},
+		Action:          runAction(bin("app")),
+		CheckDefinition: &modelsv1.CheckDefinition{Checks: []*modelsv1.Check{{Check: &modelsv1.Check_TcpCheck{TcpCheck: &modelsv1.TCPCheck{Port: 8080}}}}},
+		LogGuid:         guid, LogSource: "APP",
+	}
+	for _, m := range mutate {
+		m(d)
+	}
+	return d
+}
+
+func runAction(path string, args ...string) *modelsv1.Action {
+	return &modelsv1.Action{Action: &modelsv1.Action_Run{Run: &modelsv1.RunAction{Path: path, Args: args}}}
+}
+
+func shAction(script string) *modelsv1.Action { return runAction("/bin/sh", "-c", script) }
+
+func (c *cluster) desire(d *modelsv1.DesiredLRP) {
+	c.t.Helper()
+	if _, err := c.bbsc.DesireLRP(ctx(c.t), &bbsv1.DesireLRPRequest{DesiredLrp: d}); err != nil {
+		c.t.Fatalf("desire %s: %v", d.GetProcessGuid(), err)
+	}
+}
+
+// actuals lists every instance row (all presences) of guid.
+func (c *cluster) actuals(guid string) ([]*modelsv1.ActualLRP, error) {
+	resp, err := c.bbsc.ListActualLRPs(ctx(c.t), &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{guid}})
+	if err != nil {
+		return nil, err
+	}
+	rows := resp.GetActualLrps()
+	slices.SortFunc(rows, func(a, b *modelsv1.ActualLRP) int { return int(a.GetKey().GetIndex() - b.GetKey().GetIndex()) })
+	return rows, nil
+}
+
+// waitRunning waits until guid has exactly n instance rows, indices 0..n-1,
+// every one ORDINARY and RUNNING, and returns them by index.
+func (c *cluster) waitRunning(guid string, n int, timeout time.Duration) []*modelsv1.ActualLRP {
+	c.t.Helper()
+	var rows []*modelsv1.ActualLRP
+	took := waitFor(c.t, timeout, fmt.Sprintf("%s: exactly %d instances RUNNING", guid, n), func() error {
+		var err error
+		if rows, err = c.actuals(guid); err != nil {
+			return err
+		}
+		if len(rows) != n {
+			return fmt.Errorf("%d rows: %s", len(rows), describe(rows))
+		}
+		for i, a := range rows {
+			if a.GetKey().GetIndex() != int32(i) || a.GetPresence() != models.Ordinary || a.GetState() != models.Running {
+				return fmt.Errorf("not all running: %s", describe(rows))
+			}
+		}
+		return nil
+	})
+	c.t.Logf("%s: %d instances RUNNING after %s", guid, n, took.Round(time.Millisecond))
+	return rows
+}
+
+// describe prints instance rows for failure messages.
+func describe(rows []*modelsv1.ActualLRP) string {
+	var parts []string
+	for _, a := range rows {
+		p := fmt.Sprintf("[%d %s %s cell=%s crashes=%d", a.GetKey().GetIndex(), models.StateName(a.GetState()),
+			models.PresenceName(a.GetPresence()), a.GetInstanceKey().GetCellId(), a.GetCrashCount())
+		if e := a.GetPlacementError(); e != "" {
+			p += " placement_error=" + strconv.Quote(e)
+		}
+		if r := a.GetCrashReason(); r != "" {
+			p += " crash_reason=" + strconv.Quote(r)
+		}
+		parts = append(parts, p+"]")
+	}
+	return strings.Join(parts, " ")
+}
+
+// hostAddr is the host:port an instance's container port 8080 is reachable on.
+func hostAddr(a *modelsv1.ActualLRP) string {
+	for _, p := range a.GetNetInfo().GetPorts() {
+		if p.GetContainerPort() == 8080 {
+			return net.JoinHostPort(a.GetNetInfo().GetAddress(), strconv.Itoa(int(p.GetHostPort())))
+		}
+	}
+	return ""
+}
+
+var httpClient = &http.Client{Timeout: 3 * time.Second}
+
+// get fetches http://addr/path and returns the body.
+func get(addr, path string) (string, error) {
+	if addr == "" {
+		return "", errors.New("no address")
+	}
+	resp, err := httpClient.Get("http://" + addr + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s%s: %s", addr, path, resp.Status)
+	}
+	return string(body), nil
+}
+
+// checkAnswers checks every instance answers / on its host port with its own
+// index (the test app's answer).
+func checkAnswers(t *testing.T, rows []*modelsv1.ActualLRP) {
+	t.Helper()
+	for _, a := range rows {
+		addr := hostAddr(a)
+		var body string
+		waitFor(t, 10*time.Second, fmt.Sprintf("instance %d answers on %s", a.GetKey().GetIndex(), addr), func() error {
+			var err error
+			body, err = get(addr, "/")
+			return err
+		})
+		if want := fmt.Sprintf("index %d\n", a.GetKey().GetIndex()); body != want {
+			t.Fatalf("instance %d on %s answered %q, want %q", a.GetKey().GetIndex(), addr, body, want)
+		}
+	}
+}
+
+// gavel runs the CLI against the cluster's BBS and returns its output.
+func (c *cluster) gavel(args ...string) (string, error) {
+	args = append(args, "--bbs-address", strings.Join(c.bbsAddrs, ","))
+	cmd := exec.Command(bin("gavel"), args...)
+	cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+filepath.Join(c.dir, "no-client-config.json"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

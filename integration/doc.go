@@ -1,0 +1,14 @@
+// Package integration holds Gavel's end-to-end suite; it has no code of its
+// own outside tests.
+//
+// TestMain builds the real binaries once (go build ./cmd/..., without -race
+// even when the suite runs with it) plus two helpers from testdata/: an etcd
+// server process (internal/etcdtest) and a tiny HTTP app. Each scenario then
+// starts its own cluster of separate OS processes — etcd, one or more BBS
+// replicas, the auctioneer and several process-backend reps — with
+// accelerated timings, on its own ports and data directories under
+// t.TempDir(), and kills every process (and every app process left in its
+// directory) when it ends, dumping the daemons' logs if it failed.
+//
+// README.md lists the scenarios and how long each took.
+package integration
