@@ -364,7 +364,7 @@ func (c *cluster) cleanup() {
 // appended to a log file that survives restarts.
 type daemon struct {
 	name, path, logPath, dir string
-	args                     []string
+	args, env                []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -398,6 +398,7 @@ func (d *daemon) start() error {
 	fmt.Fprintf(log, "=== %s: starting %s %s\n", time.Now().Format(time.TimeOnly), d.path, strings.Join(d.args, " "))
 	cmd := exec.Command(d.path, d.args...)
 	cmd.Dir = d.dir
+	cmd.Env = append(os.Environ(), d.env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -431,6 +432,13 @@ func (d *daemon) running() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cmd != nil && !closed(d.done)
+}
+
+// exitCode is the exit status once the daemon exited (-1 if killed).
+func (d *daemon) exitCode() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cmd.ProcessState.ExitCode()
 }
 
 // exitedErr is nil while the daemon runs and says how it exited otherwise.

@@ -1,0 +1,336 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/bbs/models"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+)
+
+// quickstartBlocks returns the fenced code blocks of README.md's
+// "## Quickstart" section, each as its command lines.
+func quickstartBlocks(t *testing.T) [][]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Quickstart\n")
+	if !ok {
+		t.Fatal("README.md has no ## Quickstart section")
+	}
+	if end := strings.Index(section, "\n## "); end >= 0 {
+		section = section[:end]
+	}
+	var blocks [][]string
+	var cur []string
+	in := false
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```") && !in:
+			in, cur = true, nil
+		case strings.HasPrefix(line, "```"):
+			in = false
+			blocks = append(blocks, cur)
+		case in && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
+			cur = append(cur, strings.TrimSpace(line))
+		}
+	}
+	return blocks
+}
+
+// makeRunIsGavelDev checks that `make run` is `gavel dev` after `make build`
+// (which TestMain did: go build -o DIR/ ./cmd/...), so the test may run the
+// built gavel dev with its own data dir and ports in place of `make run`.
+func makeRunIsGavelDev(t *testing.T) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	recipe := func(target string) (deps string, cmds []string) {
+		for i, l := range lines {
+			if rest, ok := strings.CutPrefix(l, target+":"); ok {
+				for _, r := range lines[i+1:] {
+					if !strings.HasPrefix(r, "\t") {
+						break
+					}
+					cmds = append(cmds, strings.TrimSpace(r))
+				}
+				return strings.TrimSpace(rest), cmds
+			}
+		}
+		t.Fatalf("Makefile has no %s target", target)
+		return "", nil
+	}
+	if deps, cmds := recipe("run"); deps != "build" || len(cmds) != 1 || cmds[0] != "$(BIN)/gavel dev" {
+		t.Fatalf("the Makefile's run target changed (run: %s; %q): TestQuickstart runs the built `gavel dev` in place of `make run`; update it", deps, cmds)
+	}
+	if _, cmds := recipe("build"); len(cmds) != 1 || cmds[0] != "$(GO) build -o $(BIN)/ ./cmd/..." {
+		t.Fatalf("the Makefile's build target changed (%q): TestMain builds the binaries as it did; update it", cmds)
+	}
+}
+
+// quickstartCheck verifies the effect of one README command from its output.
+type quickstartCheck struct {
+	prefix string
+	check  func(out string) error
+	// rerun: run the command again until its effect shows (as the README
+	// says for `gavel task`).
+	rerun bool
+	used  bool
+}
+
+// The README quickstart, run as written: `make run` as the built `gavel dev`
+// (with its own data dir, client config and ports, added as flags), then every
+// command of the second terminal in a shell whose working directory holds the
+// built bin/, each checked for its effect; finally Ctrl-C (SIGINT) on gavel
+// dev stops it and leaves no app process behind.
+func TestQuickstart(t *testing.T) {
+	t.Parallel()
+	blocks := quickstartBlocks(t)
+	if len(blocks) != 2 || len(blocks[0]) != 1 || blocks[0][0] != "make run" {
+		t.Fatalf("the quickstart should be two blocks, the first `make run` alone; got %q", blocks)
+	}
+	makeRunIsGavelDev(t)
+	if l, err := net.Listen("tcp", "127.0.0.1:17017"); err != nil {
+		t.Fatalf("gavel dev serves the BBS's metrics on 127.0.0.1:17017 and has no flag to move them; that port is taken (another gavel dev?): %v", err)
+	} else {
+		l.Close()
+	}
+
+	work := t.TempDir()
+	if err := os.Symlink(binDir, filepath.Join(work, "bin")); err != nil {
+		t.Fatal(err)
+	}
+	clientConfig := filepath.Join(work, "home", ".gavel", "config.json")
+	bbsAddr := freeAddr(t)
+	natsPort := strconv.Itoa(freePort(t))
+	dev := &daemon{
+		name: "gavel-dev", path: bin("gavel"), dir: work, logPath: filepath.Join(work, "gavel-dev.out"),
+		args: []string{"dev", "--data-dir", filepath.Join(work, ".gavel"), "--client-config", clientConfig, "--bbs-address", bbsAddr, "--nats-port", natsPort},
+		env:  []string{"GAVEL_CONFIG=" + clientConfig},
+	}
+	t.Cleanup(func() {
+		dev.kill()
+		killStrays(work)
+		if t.Failed() {
+			dev.dump(t, 100)
+			(&daemon{name: "gavel.log", logPath: filepath.Join(work, ".gavel", "gavel.log")}).dump(t, 100)
+		}
+	})
+	began := time.Now()
+	if err := dev.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "gavel dev says it is running", func() error {
+		if dev.logLine("Gavel is running.") != "" {
+			return nil
+		}
+		if err := dev.exitedErr(); err != nil {
+			return err
+		}
+		return errors.New("not yet")
+	})
+	t.Logf("gavel dev up in %s", time.Since(began).Round(time.Millisecond))
+	bbs, err := client.New(client.Config{Addresses: []string{bbsAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bbs.Close()
+
+	running := func(guid string, n int) error {
+		resp, err := bbs.ListActualLRPs(ctx(t), &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{guid}})
+		if err != nil {
+			return err
+		}
+		got := 0
+		for _, a := range resp.GetActualLrps() {
+			if a.GetState() == models.Running {
+				got++
+			}
+		}
+		if got != n {
+			return fmt.Errorf("%d of %s running, want %d: %s", got, guid, n, describe(resp.GetActualLrps()))
+		}
+		return nil
+	}
+	desiredInstances := func(guid string, n int32) error {
+		resp, err := bbs.GetDesiredLRP(ctx(t), &bbsv1.GetDesiredLRPRequest{ProcessGuid: guid})
+		if err != nil {
+			return err
+		}
+		if resp.GetDesiredLrp().GetInstances() != n {
+			return fmt.Errorf("%s desires %d instances, want %d", guid, resp.GetDesiredLrp().GetInstances(), n)
+		}
+		return nil
+	}
+	contains := func(out string, subs ...string) error {
+		for _, s := range subs {
+			if !strings.Contains(out, s) {
+				return fmt.Errorf("output lacks %q", s)
+			}
+		}
+		return nil
+	}
+
+	var exports []string
+	shell := func(line string) (string, error) {
+		script := strings.Join(append(append([]string{"set -o pipefail"}, exports...), line), "\n")
+		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, "bash", "-c", script)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+clientConfig)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	checks := []*quickstartCheck{
+		{prefix: "export PATH=", check: func(string) error { return nil }},
+		{prefix: "gavel cells", check: func(out string) error {
+			for i, z := range []string{"z1", "z2", "z3"} {
+				if !containsRow(out, "cell-"+strconv.Itoa(i+1), z) {
+					return fmt.Errorf("no row for cell-%d in %s", i+1, z)
+				}
+			}
+			return nil
+		}},
+		{prefix: "gavel push hello ", check: func(out string) error {
+			if err := contains(out, "desired hello"); err != nil {
+				return err
+			}
+			return desiredInstances("hello", 2)
+		}},
+		{prefix: "gavel wait hello --running 2", check: func(string) error { return running("hello", 2) }},
+		{prefix: "gavel lrp hello", check: func(out string) error {
+			if !containsRow(out, "hello", "0", "RUNNING") || !containsRow(out, "hello", "1", "RUNNING") {
+				return errors.New("instances 0 and 1 are not shown RUNNING")
+			}
+			return nil
+		}},
+		{prefix: "curl ", check: func(out string) error { return contains(out, "Directory listing for /") }},
+		{prefix: "gavel scale hello 3", check: func(string) error { return desiredInstances("hello", 3) }},
+		{prefix: "gavel wait hello --running 3", check: func(string) error { return running("hello", 3) }},
+		{prefix: "gavel run-task hello-task ", check: func(out string) error {
+			if err := contains(out, "task hello-task is PENDING"); err != nil {
+				return err
+			}
+			_, err := bbs.GetTask(ctx(t), &bbsv1.GetTaskRequest{TaskGuid: "hello-task"})
+			return err
+		}},
+		{prefix: "gavel task hello-task", rerun: true, check: func(out string) error {
+			return contains(out, "COMPLETED", "failed:      false", "hello from a task")
+		}},
+		{prefix: "gavel remove-lrp hello", check: func(out string) error {
+			if _, err := bbs.GetDesiredLRP(ctx(t), &bbsv1.GetDesiredLRPRequest{ProcessGuid: "hello"}); !errors.Is(err, models.ErrNotFound) {
+				return fmt.Errorf("hello is still desired: %v", err)
+			}
+			return nil
+		}},
+		{prefix: "gavel lrps", check: func(out string) error {
+			if strings.Contains(out, "hello") {
+				return errors.New("hello is still listed")
+			}
+			return nil
+		}},
+	}
+
+	for _, line := range blocks[1] {
+		var c *quickstartCheck
+		for _, cand := range checks {
+			if strings.HasPrefix(line, cand.prefix) {
+				c = cand
+				break
+			}
+		}
+		if c == nil {
+			t.Fatalf("README quickstart command %q has no check in TestQuickstart: add one", line)
+		}
+		c.used = true
+		var out string
+		run := func() error {
+			var err error
+			if out, err = shell(line); err != nil {
+				return fmt.Errorf("%v:\n%s", err, out)
+			}
+			if err := c.check(out); err != nil {
+				return fmt.Errorf("%v; output:\n%s", err, out)
+			}
+			return nil
+		}
+		if c.rerun {
+			waitFor(t, 30*time.Second, fmt.Sprintf("README command `%s` has its effect", line), run)
+		} else if err := run(); err != nil {
+			t.Fatalf("README command `%s`: %v", line, err)
+		}
+		t.Logf("$ %s\n%s", line, out)
+		if strings.HasPrefix(line, "export ") {
+			exports = append(exports, line)
+		}
+	}
+	for _, c := range checks {
+		if !c.used {
+			t.Errorf("TestQuickstart checks `%s...` but the README quickstart no longer has it: drop the check", c.prefix)
+		}
+	}
+	// Once removed, hello's processes are stopped (gavel dev's grace time is 10 s).
+	waitFor(t, 20*time.Second, "hello's processes stop", func() error {
+		if n := countStrays(work, "http.server"); n > 0 {
+			return fmt.Errorf("%d http.server processes left", n)
+		}
+		return nil
+	})
+
+	// Ctrl-C with apps running stops everything.
+	if out, err := shell("gavel push leftover --command 'exec python3 -m http.server $PORT' --instances 2 && gavel wait leftover --running 2"); err != nil {
+		t.Fatalf("push leftover: %v\n%s", err, out)
+	}
+	if n := countStrays(work, "http.server"); n != 2 {
+		t.Fatalf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
+	}
+	stopped := time.Now()
+	if !dev.signalGroup(syscall.SIGINT, 60*time.Second) {
+		t.Fatal("gavel dev did not stop within 60 s of SIGINT")
+	}
+	t.Logf("gavel dev stopped %s after SIGINT", time.Since(stopped).Round(time.Millisecond))
+	if code := dev.exitCode(); code != 0 || dev.logLine("stopped") == "" {
+		t.Errorf("gavel dev exited %d after SIGINT, want 0 after printing \"stopped\"", code)
+	}
+	if left := strays(work); len(left) > 0 {
+		t.Errorf("processes left behind after Ctrl-C on gavel dev: %v", left)
+	}
+}
+
+// countStrays counts the processes under dir whose command line contains s.
+func countStrays(dir, s string) int {
+	n := 0
+	for _, cmdline := range strays(dir) {
+		if strings.Contains(cmdline, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(port)
+	return n
+}
