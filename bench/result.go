@@ -18,8 +18,12 @@ type Result struct {
 	Placement Placement `json:"placement"`
 	// Recovery is the kill-cells phase (absent without --kill-cells).
 	Recovery *Recovery `json:"recovery,omitempty"`
-	// Check is the final consistency check of every actual LRP.
+	// Check is the final consistency check of every actual LRP, right
+	// after the last phase.
 	Check Check `json:"check"`
+	// SettledCheck is the check repeated until it passed or 45 s passed,
+	// present only when the first one failed.
+	SettledCheck *Check `json:"settled_check,omitempty"`
 	// Targets compares the run with the goals of issue 8.
 	Targets []Target `json:"targets"`
 	// Timeline samples the indices RUNNING over time (seconds since the
@@ -206,8 +210,14 @@ type Check struct {
 	Evacuating int `json:"evacuating_rows"`
 	// OnDeadCells counts ORDINARY RUNNING rows still on killed cells.
 	OnDeadCells int `json:"ordinary_on_killed_cells"`
+	// NotRunningStates counts the states of the ORDINARY rows not RUNNING;
+	// Samples describes a few of them.
+	NotRunningStates map[string]int `json:"ordinary_not_running_states,omitempty"`
+	Samples          []string       `json:"samples,omitempty"`
 	// OK says every index has exactly one ORDINARY row, RUNNING on a live cell.
 	OK bool `json:"ok"`
+	// AfterSec is, for the settled check, the time since the first check.
+	AfterSec float64 `json:"after_sec,omitempty"`
 }
 
 // Target is one goal of issue 8 and how the run did.
@@ -222,6 +232,14 @@ type Target struct {
 type Point struct {
 	Sec     float64 `json:"t"`
 	Running int     `json:"running"`
+}
+
+// AllRunning says every instance reached RUNNING (and ran again after the
+// kill) and every index ended with one ORDINARY RUNNING row, at once or
+// once settled.
+func (r *Result) AllRunning() bool {
+	checked := r.Check.OK || (r.SettledCheck != nil && r.SettledCheck.OK)
+	return r.Placement.AllRunning && (r.Recovery == nil || r.Recovery.AllRunning) && checked
 }
 
 // WriteJSON writes the result as indented JSON.
@@ -273,6 +291,10 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	c := r.Check
 	lines = append(lines, fmt.Sprintf("check:       %d/%d indices with one ORDINARY RUNNING row; missing %d, not running %d, duplicates %d, suspects left %d, on killed cells %d",
 		c.OrdinaryRunning, c.Indices, c.MissingOrdinary, c.NotRunning, c.DuplicateOrdinary, c.Suspect, c.OnDeadCells))
+	if sc := r.SettledCheck; sc != nil {
+		lines = append(lines, fmt.Sprintf("settled:     %.0f s later: %d/%d indices with one ORDINARY RUNNING row; not running %d %v, suspects left %d",
+			sc.AfterSec, sc.OrdinaryRunning, sc.Indices, sc.NotRunning, sc.NotRunningStates, sc.Suspect))
+	}
 	for _, t := range r.Targets {
 		mark := "MISSED"
 		if t.Met {

@@ -72,7 +72,7 @@ func newBenchCommand() *cobra.Command {
 			if err := res.WriteSummary(cmd.OutOrStdout()); err != nil {
 				return err
 			}
-			if !res.Placement.AllRunning || (res.Recovery != nil && !res.Recovery.AllRunning) || !res.Check.OK {
+			if !res.AllRunning() {
 				return errors.New("bench: not every instance ended RUNNING (see the check line above)")
 			}
 			return nil
