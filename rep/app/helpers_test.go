@@ -95,6 +95,12 @@ var ctx = context.Background()
 // startBBS runs an active BBS on the shared etcd under prefix.
 func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
 	t.Helper()
+	return startBBSWith(t, prefix, func(*bbsapp.Config) {})
+}
+
+// startBBSWith is startBBS with the config changed by tweak.
+func startBBSWith(t *testing.T, prefix string, tweak func(*bbsapp.Config)) (*bbsapp.BBS, *client.Client) {
+	t.Helper()
 	cfg := bbsapp.DefaultConfig()
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
@@ -103,6 +109,7 @@ func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
 	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
 	cfg.LockTTL = config.Duration(2 * time.Second)
 	cfg.LockRetryInterval = config.Duration(200 * time.Millisecond)
+	tweak(&cfg)
 	require.NoError(t, cfg.Validate())
 	b := bbsapp.New(cfg, lager.NewLogger("bbs"))
 	proc := ifrit.Background(b.Runner())
