@@ -1,11 +1,14 @@
 package store
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -97,22 +100,23 @@ type Cache struct {
 	keys   Keys
 	logger lager.Logger
 
-	mu       sync.RWMutex
-	state    *cacheState
-	advanced chan struct{}              // closed and replaced whenever rev advances
-	synced   chan struct{}              // closed after the first list
-	cellSubs map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
+	mu      sync.RWMutex
+	state   *cacheState
+	waiters revisionWaiters // WaitForRevision callers, by the revision they wait for
+	synced  chan struct{}   // closed after the first list
+	// progressAsked is true while a progress request to etcd is in flight.
+	progressAsked atomic.Bool
+	cellSubs      map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
 }
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
 func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
 	return &Cache{
-		client:   client,
-		keys:     keys,
-		logger:   logger.Session("watch-cache"),
-		state:    newCacheState(),
-		advanced: make(chan struct{}),
-		synced:   make(chan struct{}),
+		client: client,
+		keys:   keys,
+		logger: logger.Session("watch-cache"),
+		state:  newCacheState(),
+		synced: make(chan struct{}),
 	}
 }
 
@@ -215,9 +219,11 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 	return fmt.Errorf("watch channel closed")
 }
 
+// notifyLocked wakes the waiters whose revision the cache now reflects; c.mu is held.
 func (c *Cache) notifyLocked() {
-	close(c.advanced)
-	c.advanced = make(chan struct{})
+	for len(c.waiters) > 0 && c.waiters[0].rev <= c.state.rev {
+		close(heap.Pop(&c.waiters).(*revisionWaiter).done)
+	}
 }
 
 // Revision is the etcd revision the cache reflects.
@@ -227,34 +233,72 @@ func (c *Cache) Revision() int64 {
 	return c.state.rev
 }
 
-// WaitForRevision blocks until the cache reflects rev or ctx ends. When the
-// revision belongs to keys outside the prefix, it asks etcd for a progress
-// notification so the cache learns the current revision.
+// progressDelay is how long a waiter waits for the watch before asking etcd
+// for a progress notification: the revision of a successful write always
+// arrives as an event, but a lost compare reports a revision that may belong
+// to keys outside the prefix, which only a progress notification reveals.
+const progressDelay = 50 * time.Millisecond
+
+// WaitForRevision blocks until the cache reflects rev or ctx ends. Waiters
+// are kept in a heap and woken only when their revision arrives; when the
+// watch is quiet, one shared progress request asks etcd for its current
+// revision.
 func (c *Cache) WaitForRevision(ctx context.Context, rev int64) error {
-	asked := false
+	c.mu.Lock()
+	if c.state.rev >= rev {
+		c.mu.Unlock()
+		return nil
+	}
+	w := &revisionWaiter{rev: rev, done: make(chan struct{})}
+	heap.Push(&c.waiters, w)
+	c.mu.Unlock()
+	timer := time.NewTimer(progressDelay)
+	defer timer.Stop()
 	for {
-		c.mu.RLock()
-		cur, ch := c.state.rev, c.advanced
-		c.mu.RUnlock()
-		if cur >= rev {
-			return nil
-		}
-		if !asked {
-			asked = true
-			go func() {
-				pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), retryDelay)
-				defer cancel()
-				_ = c.client.RequestProgress(clientv3.WithRequireLeader(pctx))
-			}()
-		}
 		select {
-		case <-ch:
+		case <-w.done:
+			return nil
 		case <-ctx.Done():
-			return fmt.Errorf("wait for revision %d (cache at %d): %w", rev, cur, ctx.Err())
-		case <-timeAfter(progressRetry):
-			asked = false
+			return fmt.Errorf("wait for revision %d (cache at %d): %w", rev, c.Revision(), ctx.Err())
+		case <-timer.C:
+			c.requestProgress()
+			timer.Reset(progressRetry)
 		}
 	}
+}
+
+// requestProgress asks etcd for a progress notification, unless one is in flight.
+func (c *Cache) requestProgress() {
+	if !c.progressAsked.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.progressAsked.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), retryDelay)
+		defer cancel()
+		_ = c.client.RequestProgress(clientv3.WithRequireLeader(ctx))
+	}()
+}
+
+// revisionWaiter is one WaitForRevision call.
+type revisionWaiter struct {
+	rev  int64
+	done chan struct{}
+}
+
+// revisionWaiters is a min-heap of waiters by revision.
+type revisionWaiters []*revisionWaiter
+
+func (h revisionWaiters) Len() int           { return len(h) }
+func (h revisionWaiters) Less(i, j int) bool { return h[i].rev < h[j].rev }
+func (h revisionWaiters) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *revisionWaiters) Push(x any)        { *h = append(*h, x.(*revisionWaiter)) }
+func (h *revisionWaiters) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return w
 }
 
 // applyPut stores a put record; it returns the decode error of an undecodable one.

@@ -26,8 +26,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func timeAfter(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // mutation is one request's write: its guards and its operations. It commits
 // whole or not at all.
 type mutation struct {

@@ -388,3 +388,17 @@ func TestDesireLargerThanOneTransaction(t *testing.T) {
 		require.Equal(t, int32(i), r.GetKey().GetIndex())
 	}
 }
+
+func TestWaitForARevisionOutsideThePrefix(t *testing.T) {
+	f := newFixture(t)
+	resp, err := f.client.Put(f.ctx, "/elsewhere/"+t.Name(), "x")
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, f.store.Cache().WaitForRevision(ctx, resp.Header.Revision), "a progress notification reveals the revision")
+	require.GreaterOrEqual(t, f.store.Cache().Revision(), resp.Header.Revision)
+
+	short, cancelShort := context.WithTimeout(f.ctx, 100*time.Millisecond)
+	defer cancelShort()
+	require.ErrorIs(t, f.store.Cache().WaitForRevision(short, resp.Header.Revision+1000), context.DeadlineExceeded)
+}
