@@ -115,6 +115,7 @@ type rep struct {
 // the test ends; if it failed, the daemons' logs are dumped first.
 func start(t *testing.T, opts options) *cluster {
 	t.Helper()
+	skipIfShort(t)
 	began := time.Now()
 	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults()}
 	t.Cleanup(c.cleanup)
@@ -167,6 +168,14 @@ func start(t *testing.T, opts options) *cluster {
 	c.waitCells(c.cellIDs()...)
 	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells (%s)", time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.dir)
 	return c
+}
+
+// skipIfShort skips end-to-end tests under go test -short.
+func skipIfShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: skipped with -short")
+	}
 }
 
 // client is a BBS client over every replica.

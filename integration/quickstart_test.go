@@ -100,6 +100,7 @@ type quickstartCheck struct {
 // built bin/, each checked for its effect; finally Ctrl-C (SIGINT) on gavel
 // dev stops it and leaves no app process behind.
 func TestQuickstart(t *testing.T) {
+	skipIfShort(t)
 	t.Parallel()
 	blocks := quickstartBlocks(t)
 	if len(blocks) != 2 || len(blocks[0]) != 1 || blocks[0][0] != "make run" {
