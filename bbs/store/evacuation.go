@@ -87,6 +87,17 @@ func (s *Store) EvacuateClaimedActualLRP(ctx context.Context, key *modelsv1.Actu
 // only when every desired instance is RUNNING, so instances move one at a
 // time; until then keep=true and the cell retries.
 func (s *Store) EvacuateRunningActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, info models.StartInfo) (EvacuationResult, error) {
+	var recreate bool
+	s.cache.read(func(st *cacheState) {
+		sched, ok := st.schedules[key.GetProcessGuid()]
+		recreate = ok && sched.val.GetUpdateStrategy() == modelsv1.UpdateStrategy_UPDATE_STRATEGY_RECREATE
+	})
+	if recreate {
+		// Concurrent calls for instances of one LRP would each see all
+		// instances running and each unclaim one: decide one at a time.
+		s.recreate.Lock()
+		defer s.recreate.Unlock()
+	}
 	var res EvacuationResult
 	err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
 		res = EvacuationResult{}
@@ -171,6 +182,12 @@ func (s *Store) evacuateRecreate(st *cacheState, r indexRows, instances int32, r
 		if !allRunning(st, r.guid, instances) {
 			res.Keep = true
 			return nonEmpty(m), nil
+		}
+		// The decision holds only if no other instance changed meanwhile.
+		for i := int32(0); i < instances; i++ {
+			if i != r.index {
+				m.guard(s.keys.Actual(r.guid, i, models.Ordinary), st.actuals[actualID{r.guid, i, models.Ordinary}].rev)
+			}
 		}
 		res.Auction = true
 		return m, s.putRow(m, r.id(models.Ordinary), r.ord.rev, models.Unclaim(r.ord.val, s.now()))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -280,4 +281,46 @@ func TestEvacuateClaimedStoppedCrashedRemoveReclaim(t *testing.T) {
 		err := f.store.RemoveEvacuatingActualLRP(f.ctx, &modelsv1.ActualLRPKey{ProcessGuid: "held", Domain: "d"}, ik("A"))
 		require.ErrorIs(t, err, models.ErrInvalidTransition)
 	})
+}
+
+// Concurrent RECREATE evacuations of every instance of an LRP unclaim exactly
+// one: the others see it no longer running and keep their containers.
+func TestEvacuateRecreateConcurrentlyMovesOne(t *testing.T) {
+	f := newFixture(t)
+	const n = 4
+	c := evacCase{instances: n, recreate: true}
+	f.desireFor(t, "rc", c)
+	var rows []rowSpec
+	for i := int32(0); i < n; i++ {
+		rows = append(rows, rowSpec{models.Ordinary, models.Running, fmt.Sprintf("A%d", i), i})
+	}
+	f.seedRows(t, "rc", rows)
+	results := make(chan EvacuationResult, n)
+	var wg sync.WaitGroup
+	for i := int32(0); i < n; i++ {
+		wg.Add(1)
+		go func(i int32) {
+			defer wg.Done()
+			res, err := f.store.EvacuateRunningActualLRP(f.ctx, &modelsv1.ActualLRPKey{ProcessGuid: "rc", Index: i, Domain: "d"},
+				models.StartInfo{InstanceKey: ik(fmt.Sprintf("A%d", i)), NetInfo: netInfo(61000 + uint32(i))})
+			require.NoError(t, err)
+			results <- res
+		}(i)
+	}
+	wg.Wait()
+	close(results)
+	released := 0
+	for res := range results {
+		if !res.Keep {
+			released++
+		}
+	}
+	require.Equal(t, 1, released, "one instance at a time")
+	unclaimed := 0
+	for _, r := range f.rowsNow("rc") {
+		if strings.Contains(r, "UNCLAIMED") {
+			unclaimed++
+		}
+	}
+	require.Equal(t, 1, unclaimed, "%v", f.rowsNow("rc"))
 }

@@ -3,10 +3,12 @@ package app_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -383,7 +385,11 @@ func TestDrainMovesInstancesWithNoDowntime(t *testing.T) {
 // stopped cell; then suspect once its presence expires) and answering.
 func TestDrainThatCannotFinishStrandsAndKeepsInstances(t *testing.T) {
 	e := newEvacCluster(t)
-	full := e.startCell("cell-full", "z1", func(cfg *app.Config) { cfg.EvacuationTimeout = config.Duration(6 * time.Second) })
+	debugAddr := freeAddr(t)
+	full := e.startCell("cell-full", "z1", func(cfg *app.Config) {
+		cfg.EvacuationTimeout = config.Duration(6 * time.Second)
+		cfg.DebugAddress = debugAddr
+	})
 	e.desire("stuck", 3, modelsv1.UpdateStrategy_UPDATE_STRATEGY_ROLLING)
 	e.waitPlacement("stuck", "ran 3 instances", 60*time.Second, func(per map[string]int, others int) bool {
 		return per["cell-full"] == 3 && others == 0
@@ -393,6 +399,12 @@ func TestDrainThatCannotFinishStrandsAndKeepsInstances(t *testing.T) {
 
 	_, err := dialRep(t, repAddress(t, e.client, "cell-full", "")).Drain(ctx, &repv1.DrainRequest{})
 	require.NoError(t, err)
+	// The drain's progress is a metric: two instances cannot leave.
+	require.Eventually(t, func() bool {
+		m := scrape(debugAddr)
+		return strings.Contains(m, `gavel_rep_evacuating{cell_id="cell-full"} 1`) &&
+			strings.Contains(m, `gavel_rep_evacuation_remaining{cell_id="cell-full",kind="lrps"} 2`)
+	}, 5*time.Second, 50*time.Millisecond, "evacuation metrics: %s", grepMetrics(scrape(debugAddr), "evacua"))
 	code := full.waitExit(60 * time.Second)
 	require.NotEqual(t, 0, code, "a drain that times out exits non-zero")
 
@@ -462,4 +474,69 @@ func TestCellKilledMidDrainLosesNothing(t *testing.T) {
 	ok, fail, failures := p.finish()
 	t.Logf("killed %s mid-drain with %d instances evacuating; placement after: %v; %d requests answered, %d failed (%d more failed after leaving the routable set)", doomed, evacRows, after, ok, fail, p.excused.Load())
 	require.Zero(t, fail, "failed requests to the routable set: %v", failures)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func scrape(addr string) string {
+	_, body, err := get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	return body
+}
+
+func grepMetrics(all, substr string) string {
+	var out []string
+	for _, line := range strings.Split(all, "\n") {
+		if strings.Contains(line, substr) && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// RECREATE: a draining cell's instances are stopped before their
+// replacements start, one at a time: at most one index lacks a RUNNING
+// instance at any moment, and none is ever copied as EVACUATING.
+func TestDrainRecreateMovesOneAtATime(t *testing.T) {
+	e := newEvacCluster(t)
+	old := e.startCell("cell-old", "z1", func(*app.Config) {})
+	e.desire("singleton", 3, modelsv1.UpdateStrategy_UPDATE_STRATEGY_RECREATE)
+	e.waitPlacement("singleton", "ran 3 instances", 60*time.Second, func(per map[string]int, others int) bool {
+		return per["cell-old"] == 3 && others == 0
+	})
+	e.startCell("cell-new", "z2", func(*app.Config) {})
+
+	_, err := dialRep(t, repAddress(t, e.client, "cell-old", "")).Drain(ctx, &repv1.DrainRequest{})
+	require.NoError(t, err)
+	minRunning, sawEvacuating := 3, false
+	for {
+		per, _ := e.placement("singleton")
+		minRunning = min(minRunning, total(per))
+		for _, a := range e.rows("singleton") {
+			sawEvacuating = sawEvacuating || a.GetPresence() == evacuating
+		}
+		if per["cell-new"] == 3 {
+			break
+		}
+		select {
+		case <-old.exited:
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	require.Equal(t, 0, old.waitExit(60*time.Second))
+	e.waitPlacement("singleton", "ran 3 instances on the new cell", 30*time.Second, func(per map[string]int, others int) bool {
+		return per["cell-new"] == 3 && others == 0
+	})
+	require.False(t, sawEvacuating, "RECREATE keeps no evacuating copy")
+	require.Equal(t, 2, minRunning, "one instance at a time is down, never two")
 }
