@@ -31,6 +31,7 @@ func newDevCommand() *cobra.Command {
 	f.BoolVar(&fresh, "fresh", false, "delete the data dir first")
 	f.StringVar(&opts.BBSAddress, "bbs-address", "127.0.0.1:8889", "BBS gRPC address")
 	f.IntVar(&opts.NATSPort, "nats-port", 4222, "embedded NATS server port")
+	f.StringVar(&opts.DebugAddress, "debug-address", "127.0.0.1:17017", "the BBS's metrics and pprof address")
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
