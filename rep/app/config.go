@@ -1,5 +1,7 @@
 // Package app wires the rep daemon: its config, the ordered group of runners
-// of one cell (executor and backend, gRPC server, presence, harmonizer), the
+// of one cell (executor and backend, gRPC server, presence, harmonizer, and
+// the evacuator that ends a drain: exit 0 when empty, an error naming the
+// stranded work at the evacuation timeout), the
 // farm of simulated cells that share one etcd and one BBS client, and the
 // Prometheus collector of every cell's containers and resources.
 package app

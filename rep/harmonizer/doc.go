@@ -27,4 +27,18 @@
 // Rows are listed between the two container listings so that a container
 // created meanwhile is never mistaken for one the BBS does not want, nor a
 // row for one the cell lost.
+//
+// Evacuation (evacuation.go): once Options.Evacuation is set (a drain), every
+// container is processed by the evacuation rules instead, at once and then
+// every Options.EvacuationPollInterval:
+//
+//	LRP  reserved, initializing, created → EvacuateClaimedActualLRP; delete
+//	     running    → EvacuateRunningActualLRP; keep_container false → stop
+//	                  (true: the instance stays routable; the next poll asks again,
+//	                  and the BBS answers false once the replacement runs)
+//	     completed  → EvacuateStoppedActualLRP or EvacuateCrashedActualLRP; delete
+//	task not completed → RejectTask (handed back for another cell); stop
+//
+// Reclaim ends an evacuation that timed out: instances with no replacement
+// placed become ordinary instances again, and no container is processed after.
 package harmonizer
