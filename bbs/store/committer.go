@@ -31,10 +31,14 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 type mutation struct {
 	cmps []clientv3.Cmp
 	ops  []clientv3.Op
-	// keys are the keys ops write; two mutations writing a key never share a transaction.
-	keys  []string
-	bytes int
-	done  chan commitResult
+	// keys are the keys ops write; guarded are the keys cmps read. etcd
+	// evaluates every compare of a transaction, nested ones included, against
+	// the state before it, so a mutation never shares a transaction with
+	// another that writes a key it reads or writes.
+	keys    []string
+	guarded []string
+	bytes   int
+	done    chan commitResult
 }
 
 type commitResult struct {
@@ -58,6 +62,7 @@ func (m *mutation) del(key string) {
 // guard requires key to be at mod revision rev (0: absent).
 func (m *mutation) guard(key string, rev int64) {
 	m.cmps = append(m.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
+	m.guarded = append(m.guarded, key)
 	m.bytes += len(key) + 16
 }
 
@@ -140,11 +145,18 @@ func (c *Committer) work(ctx context.Context) {
 	var carry []*mutation
 	for {
 		batch := make([]*mutation, 0, 8)
-		written := map[string]struct{}{}
+		written, guarded := map[string]struct{}{}, map[string]struct{}{}
 		ops, bytes := 0, 0
 		fits := func(m *mutation) bool {
 			for _, k := range m.keys {
-				if _, dup := written[k]; dup {
+				_, w := written[k]
+				_, g := guarded[k]
+				if w || g {
+					return false
+				}
+			}
+			for _, k := range m.guarded {
+				if _, w := written[k]; w {
 					return false
 				}
 			}
@@ -159,6 +171,9 @@ func (c *Committer) work(ctx context.Context) {
 			bytes += m.bytes
 			for _, k := range m.keys {
 				written[k] = struct{}{}
+			}
+			for _, k := range m.guarded {
+				guarded[k] = struct{}{}
 			}
 		}
 		var rest []*mutation

@@ -87,17 +87,9 @@ func (s *Store) EvacuateClaimedActualLRP(ctx context.Context, key *modelsv1.Actu
 // only when every desired instance is RUNNING, so instances move one at a
 // time; until then keep=true and the cell retries.
 func (s *Store) EvacuateRunningActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, info models.StartInfo) (EvacuationResult, error) {
-	var recreate bool
-	s.cache.read(func(st *cacheState) {
-		sched, ok := st.schedules[key.GetProcessGuid()]
-		recreate = ok && sched.val.GetUpdateStrategy() == modelsv1.UpdateStrategy_UPDATE_STRATEGY_RECREATE
-	})
-	if recreate {
-		// Concurrent calls for instances of one LRP would each see all
-		// instances running and each unclaim one: decide one at a time.
-		s.recreate.Lock()
-		defer s.recreate.Unlock()
-	}
+	// Concurrent RECREATE calls for instances of one LRP each guard the
+	// other instances' rows, and the committer never batches a guard with a
+	// write of the same key, so only one of them unclaims at a time.
 	var res EvacuationResult
 	err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
 		res = EvacuationResult{}

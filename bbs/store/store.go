@@ -49,9 +49,6 @@ type Store struct {
 	policy    models.CrashPolicy
 	maxTask   int32
 	maxOps    int
-	// recreate serializes RECREATE evacuations, whose "every instance runs"
-	// check reads rows that concurrent evacuations write (evacuation.go).
-	recreate sync.Mutex
 }
 
 // New returns a store; call Run to start its cache and committer.
