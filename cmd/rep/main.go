@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 
 	"github.com/tedsuo/ifrit"
@@ -52,13 +51,7 @@ func main() {
 		os.Exit(2)
 	}
 	rep := app.New(cfg, logger)
-	drain := make(chan os.Signal, 1)
-	signal.Notify(drain, syscall.SIGUSR1) // SIGUSR1 drains the cell (as the Drain RPC does)
-	go func() {
-		for range drain {
-			rep.Drain()
-		}
-	}()
+	defer rep.DrainOnSignal(syscall.SIGUSR1)()
 	process := ifrit.Invoke(sigmon.New(rep.Runner()))
 	if err := <-process.Wait(); err != nil {
 		logger.Error("exited-with-failure", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"sync"
 	"time"
@@ -72,6 +73,25 @@ func (r *Rep) Drain() {
 			r.logger.Info("drain-requested", lager.Data{"cell_id": cell.ID(), "deadline": deadline.Format(time.RFC3339)})
 		}
 	}
+}
+
+// DrainOnSignal drains the cells whenever sig arrives (cmd/rep uses
+// SIGUSR1), as the Drain RPC does. The returned function stops listening.
+func (r *Rep) DrainOnSignal(sig os.Signal) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ch:
+				r.Drain()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
 }
 
 // DebugAddr is the debug server's bound address, once Ready is closed.
