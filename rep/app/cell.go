@@ -119,10 +119,16 @@ func (c *Cell) backend() (backend.Backend, error) {
 		}), nil
 	default:
 		p := c.cfg.Process
-		return process.New(process.Options{
+		b, err := process.New(process.Options{
 			Root: p.RootDir, PortRangeStart: p.PortRangeStart, PortRangeEnd: p.PortRangeEnd, HostIP: p.HostIP,
 			GraceTime: c.cfg.GraceTime.D(), Logger: c.logger,
 		})
+		if err == nil {
+			if enforced, why := b.CgroupStatus(); !enforced {
+				c.logger.Info("memory-limits-not-enforced", lager.Data{"reason": why})
+			}
+		}
+		return b, err
 	}
 }
 
