@@ -50,8 +50,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if !opts.KeepWorkDir {
 		defer os.RemoveAll(dir)
 	}
-	binDir := opts.BinDir
-	if binDir == "" {
+	binDir, err := filepath.Abs(opts.BinDir)
+	if err != nil {
+		return nil, fmt.Errorf("--bin-dir %s: %w", opts.BinDir, err)
+	}
+	if opts.BinDir == "" {
 		binDir = filepath.Join(dir, "bin")
 		progress(opts, "building the daemons into %s", binDir)
 		if err := buildDaemons(ctx, binDir); err != nil {
