@@ -310,9 +310,20 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		}
 	case executor.StateRunning:
 		routable := c.Routable
-		err := h.starts.do(ctx, &bbsv1.StartActualLRPRequest{
+		req := &bbsv1.StartActualLRPRequest{
 			ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
-		})
+		}
+		err := h.starts.do(ctx, req)
+		// A start lost to an overloaded BBS would otherwise wait for the next
+		// bulk sync; retry it a few times with back-off.
+		for delay := startRetryDelay; transient(err) && delay <= maxStartRetryDelay; delay *= 2 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			err = h.starts.do(ctx, req)
+		}
 		if errors.Is(err, models.ErrInvalidTransition) {
 			logger.Info("start-refused-stopping", lager.Data{"error": err.Error()})
 			_ = h.exec.Stop(c.Guid)
@@ -332,6 +343,18 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		}
 		h.delete(ctx, c)
 	}
+}
+
+// Retries of a start report that failed transiently: 0.5 s, 1 s, 2 s.
+const (
+	startRetryDelay    = 500 * time.Millisecond
+	maxStartRetryDelay = 2 * time.Second
+)
+
+// transient says whether a BBS call may succeed if tried again.
+func transient(err error) bool {
+	return errors.Is(err, models.ErrUnavailable) || errors.Is(err, models.ErrConflict) || errors.Is(err, context.DeadlineExceeded) ||
+		status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Unavailable
 }
 
 // crashReason is the failure reason, naming the exit status when it does not.
