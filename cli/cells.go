@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"strings"
@@ -45,35 +46,12 @@ func newCellStateCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "cell-state CELL_ID", Short: "Ask a cell's rep for its capacity, work and evacuation state", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var st *repv1.StateResponse
+		if err := c.callRep(cmd, args[0], func(ctx context.Context, rep repv1.RepServiceClient) (err error) {
+			st, err = rep.State(ctx, &repv1.StateRequest{})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		cells, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
-		if err != nil {
-			return c.explain(err)
-		}
-		addr := ""
-		for _, cell := range cells.GetCells() {
-			if cell.GetCellId() == args[0] {
-				addr = cell.GetRepAddress()
-			}
-		}
-		if addr == "" {
-			return fmt.Errorf("cell %s is not present (gavel cells lists the live ones)", args[0])
-		}
-		pool := grpcclient.NewPool(nil)
-		defer pool.Close()
-		conn, err := pool.Get(addr)
-		if err != nil {
+		}); err != nil {
 			return err
-		}
-		st, err := repv1.NewRepServiceClient(conn).State(ctx, &repv1.StateRequest{})
-		if err != nil {
-			return fmt.Errorf("cell %s at %s: %w", args[0], addr, c.explain(err))
 		}
 		if c.json {
 			return c.printJSON(st)
@@ -82,6 +60,44 @@ func newCellStateCommand() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// callRep finds a live cell's rep through the BBS and runs f against it.
+func (c *conn) callRep(cmd *cobra.Command, cellID string, f func(ctx context.Context, rep repv1.RepServiceClient) error) error {
+	var addr string
+	if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+		cells, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
+		for _, cell := range cells.GetCells() {
+			if cell.GetCellId() == cellID {
+				addr = cell.GetRepAddress()
+			}
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if addr == "" {
+		return fmt.Errorf("cell %s is not present (gavel cells lists the live ones)", cellID)
+	}
+	var tlsConfig *tls.Config
+	if c.tls.Enabled() {
+		var err error
+		if tlsConfig, err = c.tls.Client(""); err != nil {
+			return err
+		}
+	}
+	pool := grpcclient.NewPool(tlsConfig)
+	defer pool.Close()
+	conn, err := pool.Get(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.ctx(cmd)
+	defer cancel()
+	if err := f(ctx, repv1.NewRepServiceClient(conn)); err != nil {
+		return fmt.Errorf("cell %s at %s: %w", cellID, addr, c.explain(err))
+	}
+	return nil
 }
 
 func printCellState(w io.Writer, st *repv1.StateResponse) {

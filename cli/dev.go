@@ -92,6 +92,9 @@ func newDevCommand() *cobra.Command {
 			fmt.Fprintln(out, "stopped")
 			return nil
 		case err := <-process.Wait():
+			if err == nil {
+				return fmt.Errorf("a component stopped on its own (see %s)", logPath)
+			}
 			return fmt.Errorf("a component failed: %w (see %s)", err, logPath)
 		}
 	}

@@ -1,13 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/gavelhq/gavel/internal/grpcclient"
-	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 )
 
@@ -23,35 +22,12 @@ func newDrainCommand() *cobra.Command {
 	}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		bbs, err := c.client(cmd)
-		if err != nil {
+		var resp *repv1.DrainResponse
+		if err := c.callRep(cmd, args[0], func(ctx context.Context, rep repv1.RepServiceClient) (err error) {
+			resp, err = rep.Drain(ctx, &repv1.DrainRequest{})
 			return err
-		}
-		defer bbs.Close()
-		ctx, cancel := c.ctx(cmd)
-		defer cancel()
-		cells, err := bbs.ListCells(ctx, &bbsv1.ListCellsRequest{})
-		if err != nil {
-			return c.explain(err)
-		}
-		addr := ""
-		for _, cell := range cells.GetCells() {
-			if cell.GetCellId() == args[0] {
-				addr = cell.GetRepAddress()
-			}
-		}
-		if addr == "" {
-			return fmt.Errorf("cell %s is not present (gavel cells lists the live ones)", args[0])
-		}
-		pool := grpcclient.NewPool(nil)
-		defer pool.Close()
-		conn, err := pool.Get(addr)
-		if err != nil {
+		}); err != nil {
 			return err
-		}
-		resp, err := repv1.NewRepServiceClient(conn).Drain(ctx, &repv1.DrainRequest{})
-		if err != nil {
-			return fmt.Errorf("drain cell %s at %s: %w", args[0], addr, c.explain(err))
 		}
 		if c.json {
 			return c.printJSON(resp)

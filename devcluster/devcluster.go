@@ -281,9 +281,38 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		}
 		r := repapp.New(cfg, c.logger.Session(cfg.CellID))
 		c.reps = append(c.reps, r)
-		members = append(members, grouper.Member{Name: cfg.CellID, Runner: r.Runner()})
+		members = append(members, grouper.Member{Name: cfg.CellID, Runner: c.keepGoing(cfg.CellID, r.Runner())})
 	}
 	return runNested(grouper.NewParallel(os.Interrupt, members), signals, ready)
+}
+
+// keepGoing runs one cell so that its end does not end the cluster: a
+// drained cell exits on its own (0 when empty, non-zero at its evacuation
+// timeout), and a failed cell must not take the others down. Either is
+// logged; the member then waits for the cluster's stop.
+func (c *Cluster) keepGoing(cellID string, r ifrit.Runner) ifrit.Runner {
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		p := ifrit.Background(r)
+		select {
+		case <-p.Ready():
+		case err := <-p.Wait():
+			return fmt.Errorf("cell %s: %w", cellID, err)
+		}
+		close(ready)
+		select {
+		case sig := <-signals:
+			p.Signal(sig)
+			return <-p.Wait()
+		case err := <-p.Wait():
+			if err != nil {
+				c.logger.Error("cell-exited", err, lager.Data{"cell_id": cellID})
+			} else {
+				c.logger.Info("cell-exited", lager.Data{"cell_id": cellID, "reason": "drained"})
+			}
+			<-signals
+			return nil
+		}
+	})
 }
 
 func (c *Cluster) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) error {
