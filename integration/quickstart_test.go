@@ -302,6 +302,25 @@ func TestQuickstart(t *testing.T) {
 	if n := countStrays(work, "http.server"); n != 2 {
 		t.Fatalf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
 	}
+
+	// Draining a cell moves its instances and ends that cell only: the rest
+	// of gavel dev keeps serving.
+	if out, err := shell("gavel drain cell-3"); err != nil {
+		t.Fatalf("gavel drain cell-3: %v\n%s", err, out)
+	}
+	waitFor(t, 60*time.Second, "cell-3 drained and gone", func() error {
+		out, err := shell("gavel cells")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if strings.Contains(out, "cell-3") || !strings.Contains(out, "cell-1") || !strings.Contains(out, "cell-2") {
+			return fmt.Errorf("cells:\n%s", out)
+		}
+		return nil
+	})
+	if out, err := shell("gavel wait leftover --running 2 && gavel lrp leftover"); err != nil || strings.Contains(out, "cell-3") {
+		t.Fatalf("after the drain leftover should run on cell-1 and cell-2: %v\n%s", err, out)
+	}
 	stopped := time.Now()
 	if !dev.signalGroup(syscall.SIGINT, 60*time.Second) {
 		t.Fatal("gavel dev did not stop within 60 s of SIGINT")
