@@ -208,7 +208,7 @@ func newScaleCommand() *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		n, err := strconv.Atoi(args[1])
 		if err != nil || n < 0 {
-			return fmt.Errorf("N: want a number >= 0 (got %q)", args[1])
+			return fmt.Errorf("instance count: want a number >= 0 (got %q)", args[1])
 		}
 		return update(cmd, c, args[0], &modelsv1.DesiredLRPUpdate{Instances: proto.Int32(int32(n))})
 	}

@@ -463,13 +463,6 @@ func (d *daemon) exitedErr() error {
 // kill SIGKILLs the daemon's process group and waits for it.
 func (d *daemon) kill() { d.signalGroup(syscall.SIGKILL, 10*time.Second) }
 
-// stop sends SIGTERM and waits up to timeout, then SIGKILLs.
-func (d *daemon) stop(timeout time.Duration) {
-	if !d.signalGroup(syscall.SIGTERM, timeout) {
-		d.kill()
-	}
-}
-
 // signalGroup signals the process group and reports whether the daemon
 // exited within timeout.
 func (d *daemon) signalGroup(sig syscall.Signal, timeout time.Duration) bool {

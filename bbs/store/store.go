@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -171,6 +170,3 @@ func (s *Store) checkDecodable(key string) error {
 
 // now is the store's clock reading.
 func (s *Store) now() time.Time { return s.clock.Now() }
-
-// isNotFound reports whether err is the not-found sentinel.
-func isNotFound(err error) bool { return errors.Is(err, models.ErrNotFound) }

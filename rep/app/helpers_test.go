@@ -315,5 +315,3 @@ func writeJSON(t *testing.T, v any) string {
 	require.NoError(t, os.WriteFile(path, data, 0o644))
 	return path
 }
-
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -256,9 +256,9 @@ func TestScaleDownAndRemoveUnregister(t *testing.T) {
 		ProcessGuid: "web", Update: &modelsv1.DesiredLRPUpdate{Instances: &one},
 	})
 	require.NoError(t, err)
-	unregs := waitCount(t, f.router, "router.unregister", 4, time.Second)
+	waitCount(t, f.router, "router.unregister", 4, time.Second)
 	time.Sleep(200 * time.Millisecond)
-	unregs = f.router.Messages("router.unregister")
+	unregs := f.router.Messages("router.unregister")
 	require.Equal(t, []string{
 		"web.example.com 10.0.0.2:61001", "web.example.com 10.0.0.3:61002",
 		"www.example.com 10.0.0.2:61001", "www.example.com 10.0.0.3:61002",
