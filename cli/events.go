@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
@@ -47,7 +50,7 @@ func newEventsCommand() *cobra.Command {
 		}
 		for {
 			resp, err := stream.Recv()
-			if errors.Is(err, io.EOF) || cmd.Context().Err() != nil {
+			if streamEnded(cmd.Context(), err) {
 				return nil
 			}
 			if err != nil {
@@ -68,6 +71,20 @@ func newEventsCommand() *cobra.Command {
 func lrpRef(a *modelsv1.ActualLRP) string {
 	return fmt.Sprintf("%s/%d %s %s cell=%s", a.GetKey().GetProcessGuid(), a.GetKey().GetIndex(),
 		models.PresenceName(a.GetPresence()), models.StateName(a.GetState()), a.GetInstanceKey().GetCellId())
+}
+
+// streamEnded says whether a stream's error is its normal end: EOF, or the
+// caller's own context ending (gRPC may report the deadline a moment before
+// the context's timer marks it).
+func streamEnded(ctx context.Context, err error) bool {
+	switch {
+	case errors.Is(err, io.EOF) || ctx.Err() != nil:
+		return true
+	case status.Code(err) == codes.DeadlineExceeded || status.Code(err) == codes.Canceled:
+		_, hasDeadline := ctx.Deadline()
+		return hasDeadline || status.Code(err) == codes.Canceled
+	}
+	return false
 }
 
 // describeEvent is one line for people.

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -103,7 +102,7 @@ func newLogsCommand() *cobra.Command {
 				}
 				for {
 					resp, err := stream.Recv()
-					if errors.Is(err, io.EOF) || streamCtx.Err() != nil {
+					if streamEnded(streamCtx, err) {
 						return
 					}
 					if err != nil {
