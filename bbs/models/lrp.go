@@ -144,6 +144,9 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 			if !SameInstance(cur.GetInstanceKey(), info.InstanceKey) {
 				return nil, false, invalid(cur, "start")
 			}
+			if heartbeat(cur, info) {
+				return cur, false, nil
+			}
 		default:
 			return nil, false, invalid(cur, "start")
 		}
@@ -165,19 +168,32 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 	next.PlacementError = ""
 	if cur != nil && cur.GetState() == Running {
 		next.Since = cur.GetSince()
-		if proto.Equal(clearTag(cur), clearTag(next)) {
-			return cur, false, nil
-		}
 	} else {
 		next.Since = now.UnixNano()
 	}
 	return next, true, nil
 }
 
-func clearTag(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
-	c := clone(lrp)
-	c.ModificationTag = nil
-	return c
+// heartbeat says whether a start repeats what a RUNNING row already holds
+// (cells re-post every running instance each bulk sync), without copying it.
+func heartbeat(cur *modelsv1.ActualLRP, info StartInfo) bool {
+	routable := info.Routable == nil || *info.Routable
+	if cur.GetPlacementError() != "" || cur.GetRoutable() != routable || cur.GetAvailabilityZone() != info.AvailabilityZone ||
+		!proto.Equal(cur.GetNetInfo(), info.NetInfo) || len(cur.GetInternalRoutes()) != len(info.InternalRoutes) ||
+		len(cur.GetMetricTags()) != len(info.MetricTags) {
+		return false
+	}
+	for i, r := range cur.GetInternalRoutes() {
+		if !proto.Equal(r, info.InternalRoutes[i]) {
+			return false
+		}
+	}
+	for k, v := range cur.GetMetricTags() {
+		if w, ok := info.MetricTags[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Crash records that the instance's process exited. Allowed only from CLAIMED

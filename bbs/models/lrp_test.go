@@ -285,3 +285,41 @@ func TestRejectFailsAfterMaxRetries(t *testing.T) {
 	require.True(t, next.GetFailed())
 	require.Equal(t, "no room", next.GetFailureReason())
 }
+
+func TestStartHeartbeatDetectsEveryChange(t *testing.T) {
+	yes, no := true, false
+	base := StartInfo{InstanceKey: keyA, NetInfo: netA, Routable: &yes, AvailabilityZone: "z1", MetricTags: map[string]string{"app": "a"},
+		InternalRoutes: []*modelsv1.ActualLRPInternalRoute{{Hostname: "a.internal"}}}
+	running, changed, err := Start(row(Claimed, keyA), lrpK, base, t0)
+	require.NoError(t, err)
+	require.True(t, changed)
+	cases := []struct {
+		name    string
+		mutate  func(i *StartInfo)
+		changed bool
+	}{
+		{"identical", func(*StartInfo) {}, false},
+		{"routable unset means routable", func(i *StartInfo) { i.Routable = nil }, false},
+		{"not routable", func(i *StartInfo) { i.Routable = &no }, true},
+		{"new port", func(i *StartInfo) { i.NetInfo = netA2 }, true},
+		{"new zone", func(i *StartInfo) { i.AvailabilityZone = "z2" }, true},
+		{"new metric tag value", func(i *StartInfo) { i.MetricTags = map[string]string{"app": "b"} }, true},
+		{"new internal route", func(i *StartInfo) {
+			i.InternalRoutes = []*modelsv1.ActualLRPInternalRoute{{Hostname: "b.internal"}}
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			info := base
+			tc.mutate(&info)
+			next, changed, err := Start(running, lrpK, info, t0.Add(time.Minute))
+			require.NoError(t, err)
+			require.Equal(t, tc.changed, changed)
+			if !changed {
+				require.Same(t, running, next, "a heartbeat returns the row as it is")
+			} else {
+				require.Equal(t, running.GetSince(), next.GetSince(), "a running instance keeps its since")
+			}
+		})
+	}
+}
