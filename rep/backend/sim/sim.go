@@ -210,6 +210,14 @@ func (b *Backend) scheduleLocked(p *process, when time.Time, status int) {
 	}
 }
 
+// Settled says whether no scheduled exit is pending: every crash and run
+// duration already fired (the timer goroutine has finished).
+func (b *Backend) Settled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.running
+}
+
 // runTimers fires due timers; it exits when the heap is empty.
 func (b *Backend) runTimers() {
 	for {

@@ -103,16 +103,9 @@ func crashedIndices(t *testing.T, seed uint64) []int {
 		return n
 	}
 	// Every crash is due once the clock passed the window; wait until the
-	// count has not moved for 300 ms, so a loaded machine that delays the
-	// backend's timer goroutine is not mistaken for the end.
-	prev, since := -1, time.Now()
-	require.Eventually(t, func() bool {
-		n := running()
-		if n != prev {
-			prev, since = n, time.Now()
-		}
-		return n < 1000 && time.Since(since) >= 300*time.Millisecond
-	}, 10*time.Second, 20*time.Millisecond)
+	// backend has fired them all.
+	require.Eventually(t, b.Settled, 10*time.Second, 10*time.Millisecond)
+	require.Less(t, running(), 1000, "some processes crashed")
 	var crashed []int
 	for i, p := range procs {
 		if s, ok := exitedWith(p); ok {
