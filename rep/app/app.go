@@ -131,6 +131,9 @@ func (r *Rep) cellConfigs() []Config {
 }
 
 func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
+	if !r.cfg.TLS.Enabled() {
+		r.logger.Info("api-without-tls", lager.Data{"warning": "the RepService is plaintext; set tls for mTLS outside development"})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	etcd, err := etcdclient.Dial(ctx, r.cfg.Etcd)
 	cancel()
