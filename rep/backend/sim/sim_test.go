@@ -108,23 +108,18 @@ func crashedIndices(t *testing.T, seed uint64) []int {
 	require.Less(t, running(), 1000, "some processes crashed")
 	var crashed []int
 	for i, p := range procs {
-		if s, ok := exitedWith(p); ok {
-			require.Equal(t, 1, s)
+		c, err := b.Lookup(ctx, fmt.Sprint(i))
+		require.NoError(t, err)
+		info, err := c.Info(ctx)
+		require.NoError(t, err)
+		if len(info.ProcessIDs) == 0 {
+			status, err := p.Wait() // it exited: Wait returns at once
+			require.NoError(t, err)
+			require.Equal(t, 1, status)
 			crashed = append(crashed, i)
 		}
 	}
 	return crashed
-}
-
-func exitedWith(p backend.Process) (int, bool) {
-	done := make(chan int, 1)
-	go func() { s, _ := p.Wait(); done <- s }()
-	select {
-	case s := <-done:
-		return s, true
-	case <-time.After(time.Millisecond):
-		return 0, false
-	}
 }
 
 func TestCapacityAndFilter(t *testing.T) {
