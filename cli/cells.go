@@ -150,16 +150,14 @@ func newSetDomainCommand() *cobra.Command {
 		if ttl < 0 || ttl%time.Second != 0 {
 			return fmt.Errorf("--ttl: want a whole number of seconds >= 0 (got %s)", ttl)
 		}
-		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+		fresh := "ever"
+		if ttl > 0 {
+			fresh = ttl.String()
+		}
+		return c.act(cmd, func(ctx context.Context, bbs *client.Client) error {
 			_, err := bbs.UpsertDomain(ctx, &bbsv1.UpsertDomainRequest{Domain: args[0], TtlSeconds: int64(ttl / time.Second)})
 			return err
-		}); err != nil {
-			return err
-		}
-		if !c.json {
-			fmt.Fprintf(c.out, "domain %s is fresh for %s\n", args[0], map[bool]string{true: "ever", false: ttl.String()}[ttl == 0])
-		}
-		return nil
+		}, "domain %s is fresh for %s", args[0], fresh)
 	}
 	return cmd
 }

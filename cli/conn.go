@@ -166,6 +166,17 @@ func (c *conn) call(cmd *cobra.Command, f func(ctx context.Context, bbs *client.
 	return c.explain(f(ctx, bbs))
 }
 
+// act runs one call that changes something and, unless --json, says what it did.
+func (c *conn) act(cmd *cobra.Command, f func(ctx context.Context, bbs *client.Client) error, done string, args ...any) error {
+	if err := c.call(cmd, f); err != nil {
+		return err
+	}
+	if !c.json {
+		fmt.Fprintf(c.out, done+"\n", args...)
+	}
+	return nil
+}
+
 // printEach prints messages one JSON object per line.
 func printEach[M proto.Message](c *conn, msgs []M) error {
 	for _, m := range msgs {

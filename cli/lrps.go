@@ -219,16 +219,10 @@ func newRemoveLRPCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "remove-lrp PROCESS_GUID", Short: "Remove a desired LRP and stop its instances", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+		return c.act(cmd, func(ctx context.Context, bbs *client.Client) error {
 			_, err := bbs.RemoveDesiredLRP(ctx, &bbsv1.RemoveDesiredLRPRequest{ProcessGuid: args[0]})
 			return err
-		}); err != nil {
-			return err
-		}
-		if !c.json {
-			fmt.Fprintf(c.out, "removed %s\n", args[0])
-		}
-		return nil
+		}, "removed %s", args[0])
 	}
 	return cmd
 }
@@ -241,16 +235,10 @@ func newRetireCommand() *cobra.Command {
 		if err != nil || i < 0 {
 			return fmt.Errorf("INDEX: want a number >= 0 (got %q)", args[1])
 		}
-		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+		return c.act(cmd, func(ctx context.Context, bbs *client.Client) error {
 			_, err := bbs.RetireActualLRP(ctx, &bbsv1.RetireActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: args[0], Index: int32(i)}})
 			return err
-		}); err != nil {
-			return err
-		}
-		if !c.json {
-			fmt.Fprintf(c.out, "retired %s/%d\n", args[0], i)
-		}
-		return nil
+		}, "retired %s/%d", args[0], i)
 	}
 	return cmd
 }

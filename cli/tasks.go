@@ -157,16 +157,10 @@ func newCancelTaskCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "cancel-task TASK_GUID", Short: "Cancel a pending or running task", Args: cobra.ExactArgs(1)}
 	c := addConnFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := c.call(cmd, func(ctx context.Context, bbs *client.Client) error {
+		return c.act(cmd, func(ctx context.Context, bbs *client.Client) error {
 			_, err := bbs.CancelTask(ctx, &bbsv1.CancelTaskRequest{TaskGuid: args[0]})
 			return err
-		}); err != nil {
-			return err
-		}
-		if !c.json {
-			fmt.Fprintf(c.out, "cancelled %s\n", args[0])
-		}
-		return nil
+		}, "cancelled %s", args[0])
 	}
 	return cmd
 }
