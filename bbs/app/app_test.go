@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,18 +16,16 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/bbstest"
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdtest"
-	"github.com/gavelhq/gavel/locket"
-	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -93,56 +90,9 @@ func lrp(guid string, instances int32) *modelsv1.DesiredLRP {
 	}
 }
 
-// recordingAuctioneer is the auctioneer's gRPC API recording what it is asked.
-type recordingAuctioneer struct {
-	auctioneerv1.UnimplementedAuctioneerServiceServer
-	mu    sync.Mutex
-	lrps  []*auctioneerv1.LRPStartRequest
-	tasks []*auctioneerv1.TaskStartRequest
-}
-
-func (r *recordingAuctioneer) RequestLRPAuctions(_ context.Context, req *auctioneerv1.RequestLRPAuctionsRequest) (*auctioneerv1.RequestLRPAuctionsResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lrps = append(r.lrps, req.GetStarts()...)
-	return &auctioneerv1.RequestLRPAuctionsResponse{}, nil
-}
-
-func (r *recordingAuctioneer) RequestTaskAuctions(_ context.Context, req *auctioneerv1.RequestTaskAuctionsRequest) (*auctioneerv1.RequestTaskAuctionsResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.tasks = append(r.tasks, req.GetStarts()...)
-	return &auctioneerv1.RequestTaskAuctionsResponse{}, nil
-}
-
-func (r *recordingAuctioneer) snapshot() ([]*auctioneerv1.LRPStartRequest, []*auctioneerv1.TaskStartRequest) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*auctioneerv1.LRPStartRequest(nil), r.lrps...), append([]*auctioneerv1.TaskStartRequest(nil), r.tasks...)
-}
-
-// startAuctioneer serves a recording auctioneer and takes the auctioneer lock with its address.
-func startAuctioneer(t *testing.T, prefix string) *recordingAuctioneer {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rec := &recordingAuctioneer{}
-	srv := grpc.NewServer()
-	auctioneerv1.RegisterAuctioneerServiceServer(srv, rec)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	lock := locket.NewLock(locket.LockOptions{
-		Client: etcdtest.Shared(t), KeyPrefix: prefix, Name: "auctioneer", Owner: "auctioneer-1",
-		Value: []byte(lis.Addr().String()), TTL: 2 * time.Second,
-	})
-	proc := ifrit.Background(lock)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
-	return rec
-}
-
 func TestWorkIsSentToTheActiveAuctioneer(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
-	rec := startAuctioneer(t, prefix)
+	rec := bbstest.StartAuctioneer(t, prefix)
 	b := startBBS(t, testConfig(t, prefix, "bbs-1"))
 	waitActive(t, b)
 	c := dial(t, b.Addr())
@@ -155,8 +105,8 @@ func TestWorkIsSentToTheActiveAuctioneer(t *testing.T) {
 	}})
 	require.NoError(t, err)
 
-	require.Eventually(t, func() bool { l, tk := rec.snapshot(); return len(l) == 1 && len(tk) == 1 }, 10*time.Second, 20*time.Millisecond)
-	lrps, tasks := rec.snapshot()
+	require.Eventually(t, func() bool { l, tk := rec.Snapshot(); return len(l) == 1 && len(tk) == 1 }, 10*time.Second, 20*time.Millisecond)
+	lrps, tasks := rec.Snapshot()
 	require.Equal(t, "pg-1", lrps[0].GetProcessGuid())
 	require.Equal(t, []int32{0, 1, 2}, lrps[0].GetIndices())
 	require.Equal(t, int32(128), lrps[0].GetResource().GetMemoryMb())
@@ -171,15 +121,15 @@ func TestWorkIsSentToTheActiveAuctioneer(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.CrashActualLRP(ctx, &bbsv1.CrashActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: "exit 1"})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { l, _ := rec.snapshot(); return len(l) == 2 }, 10*time.Second, 20*time.Millisecond)
-	lrps, _ = rec.snapshot()
+	require.Eventually(t, func() bool { l, _ := rec.Snapshot(); return len(l) == 2 }, 10*time.Second, 20*time.Millisecond)
+	lrps, _ = rec.Snapshot()
 	require.Equal(t, []int32{2}, lrps[1].GetIndices())
 
 	// Scaling up asks for the new indices only.
 	_, err = c.UpdateDesiredLRP(ctx, &bbsv1.UpdateDesiredLRPRequest{ProcessGuid: "pg-1", Update: &modelsv1.DesiredLRPUpdate{Instances: proto.Int32(5)}})
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { l, _ := rec.snapshot(); return len(l) == 3 }, 10*time.Second, 20*time.Millisecond)
-	lrps, _ = rec.snapshot()
+	require.Eventually(t, func() bool { l, _ := rec.Snapshot(); return len(l) == 3 }, 10*time.Second, 20*time.Millisecond)
+	lrps, _ = rec.Snapshot()
 	require.Equal(t, []int32{3, 4}, lrps[2].GetIndices())
 }
 

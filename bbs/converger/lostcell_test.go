@@ -2,19 +2,17 @@ package converger_test
 
 import (
 	"context"
-	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/bbs/bbstest"
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/bbs/converger"
 	"github.com/gavelhq/gavel/bbs/models"
@@ -22,61 +20,9 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	"github.com/gavelhq/gavel/locket"
-	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
-
-// recordingAuctioneer is the auctioneer's gRPC API recording the LRP starts it is asked for.
-type recordingAuctioneer struct {
-	auctioneerv1.UnimplementedAuctioneerServiceServer
-	mu   sync.Mutex
-	lrps []*auctioneerv1.LRPStartRequest
-}
-
-func (r *recordingAuctioneer) RequestLRPAuctions(_ context.Context, req *auctioneerv1.RequestLRPAuctionsRequest) (*auctioneerv1.RequestLRPAuctionsResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lrps = append(r.lrps, req.GetStarts()...)
-	return &auctioneerv1.RequestLRPAuctionsResponse{}, nil
-}
-
-func (r *recordingAuctioneer) RequestTaskAuctions(context.Context, *auctioneerv1.RequestTaskAuctionsRequest) (*auctioneerv1.RequestTaskAuctionsResponse, error) {
-	return &auctioneerv1.RequestTaskAuctionsResponse{}, nil
-}
-
-// asks counts the start requests for an instance.
-func (r *recordingAuctioneer) asks(guid string, index int32) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, l := range r.lrps {
-		for _, i := range l.GetIndices() {
-			if l.GetProcessGuid() == guid && i == index {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func startAuctioneer(t *testing.T, prefix string) *recordingAuctioneer {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rec := &recordingAuctioneer{}
-	srv := grpc.NewServer()
-	auctioneerv1.RegisterAuctioneerServiceServer(srv, rec)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	lock := locket.NewLock(locket.LockOptions{
-		Client: etcdtest.Shared(t), KeyPrefix: prefix, Name: "auctioneer", Owner: "auctioneer-1",
-		Value: []byte(lis.Addr().String()), TTL: 2 * time.Second,
-	})
-	proc := ifrit.Background(lock)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
-	return rec
-}
 
 // TestLostCellActedOnWithinItsTTL runs a whole BBS whose convergence interval
 // is an hour: only the presence expiry can trigger the pass that marks the
@@ -84,7 +30,7 @@ func startAuctioneer(t *testing.T, prefix string) *recordingAuctioneer {
 func TestLostCellActedOnWithinItsTTL(t *testing.T) {
 	const ttl = 2 * time.Second
 	prefix := etcdtest.Prefix(t)
-	auctioneer := startAuctioneer(t, prefix)
+	auctioneer := bbstest.StartAuctioneer(t, prefix)
 
 	cfg := app.DefaultConfig()
 	cfg.ListenAddress, cfg.DebugAddress, cfg.InstanceID, cfg.KeyPrefix = "127.0.0.1:0", "127.0.0.1:0", "bbs-1", prefix
@@ -126,7 +72,7 @@ func TestLostCellActedOnWithinItsTTL(t *testing.T) {
 		require.NoError(t, err)
 	}
 
-	require.Eventually(t, func() bool { return auctioneer.asks("pg", 0) == 1 && auctioneer.asks("pg", 1) == 1 }, 10*time.Second, 10*time.Millisecond, "the desire's own auction")
+	require.Eventually(t, func() bool { return auctioneer.Asks("pg", 0) == 1 && auctioneer.Asks("pg", 1) == 1 }, 10*time.Second, 10*time.Millisecond, "the desire's own auction")
 	require.NoError(t, cellClient.Close()) // the rep dies: no more keep-alives, no revoke
 	dead := time.Now()
 	state := func() (suspects, replacements int) {
@@ -146,7 +92,7 @@ func TestLostCellActedOnWithinItsTTL(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		s, r := state()
-		return s == 2 && r == 2 && auctioneer.asks("pg", 0) == 2 && auctioneer.asks("pg", 1) == 2
+		return s == 2 && r == 2 && auctioneer.Asks("pg", 0) == 2 && auctioneer.Asks("pg", 1) == 2
 	}, ttl+time.Second, 20*time.Millisecond, "within the TTL plus one second of the rep's death: suspects and replacement auctions")
 	t.Logf("acted on %s after the last keep-alive could have been sent (ttl %s)", time.Since(dead).Round(time.Millisecond), ttl)
 }
