@@ -108,7 +108,7 @@ func TestSimCells(t *testing.T) {
 // a root filesystem the cell does not offer, and everything while evacuating.
 func TestPerformRefusals(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
-	b, _ := startBBS(t, prefix)
+	b, bbs := startBBS(t, prefix)
 	r, _ := startRep(t, simConfig(t, prefix, b.Addr(), 1))
 	cell := r.Cells()[0]
 	repc := dialRep(t, cell.Addr())
@@ -133,6 +133,15 @@ func TestPerformRefusals(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, resp.GetFailedLrps(), 1, "an unknown stack is refused")
 
+	// A running instance keeps the cell from draining at once: with the
+	// recording auctioneer no replacement is ever placed, so the cell stays
+	// up (evacuating) until its evacuation timeout, long after this test.
+	held := desiredLRP("held", runA("/bin/app"), nil)
+	_, err = bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: held})
+	require.NoError(t, err)
+	performLRP(t, repc, "sim-0", held, 0)
+	waitActual(t, bbs, "held", 0, "running", isState(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING))
+
 	cell.Evacuation().Evacuate()
 	resp, err = repc.Perform(ctx, &repv1.PerformRequest{CellId: "sim-0", Lrps: []*repv1.LRP{docker}, Tasks: []*repv1.Task{{TaskGuid: "t2"}}})
 	require.NoError(t, err)
@@ -141,4 +150,5 @@ func TestPerformRefusals(t *testing.T) {
 	st, err := repc.State(ctx, &repv1.StateRequest{})
 	require.NoError(t, err)
 	require.True(t, st.GetEvacuating())
+	require.Len(t, cell.Executor().List(), 1, "the held instance stays on the evacuating cell until it is replaced")
 }
