@@ -1,0 +1,165 @@
+package certgen
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"time"
+)
+
+// Clock skew tolerated by every certificate: NotBefore is this long before
+// the moment it is issued.
+const backdate = time.Hour
+
+// DefaultValidity is how long certificates are valid unless told otherwise
+// (one year).
+const DefaultValidity = 365 * 24 * time.Hour
+
+// DefaultHosts are the names and addresses a certificate is valid for unless
+// told otherwise: this machine only.
+func DefaultHosts() []string { return []string{"localhost", "127.0.0.1", "::1"} }
+
+// Authority is a certificate authority: its certificate and key, kept in
+// memory and as PEM. It is safe for concurrent use (Issue only reads it).
+type Authority struct {
+	// CertPEM is the CA certificate, PEM encoded: the ca_file of every config.
+	CertPEM []byte
+	// KeyPEM is the CA's PKCS #8 private key, PEM encoded.
+	KeyPEM []byte
+
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+// Leaf is an issued certificate and its key, PEM encoded.
+type Leaf struct {
+	// CertPEM is the certificate: a cert_file.
+	CertPEM []byte
+	// KeyPEM is its PKCS #8 private key: a key_file.
+	KeyPEM []byte
+}
+
+// NewAuthority creates a self-signed CA named commonName, valid from an hour
+// before now for validity.
+func NewAuthority(commonName string, validity time.Duration) (*Authority, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("certgen: CA %s: validity must be > 0 (got %s)", commonName, validity)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("certgen: CA %s: generating key: %w", commonName, err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("certgen: CA %s: %w", commonName, err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(validity),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("certgen: CA %s: signing: %w", commonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("certgen: CA %s: parsing: %w", commonName, err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("certgen: CA %s: %w", commonName, err)
+	}
+	return &Authority{CertPEM: encodeCert(der), KeyPEM: keyPEM, cert: cert, key: key}, nil
+}
+
+// Issue signs a certificate for commonName valid for hosts (each an IP
+// address or a DNS name; at least one) for both server and client
+// authentication, from an hour before now for validity (capped at the
+// CA's own expiry).
+func (a *Authority) Issue(commonName string, hosts []string, validity time.Duration) (Leaf, error) {
+	if validity <= 0 {
+		return Leaf{}, fmt.Errorf("certgen: %s: validity must be > 0 (got %s)", commonName, validity)
+	}
+	var ips []net.IP
+	var names []string
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		switch ip := net.ParseIP(h); {
+		case h == "":
+		case ip != nil:
+			ips = append(ips, ip)
+		default:
+			names = append(names, h)
+		}
+	}
+	if len(ips)+len(names) == 0 {
+		return Leaf{}, fmt.Errorf("certgen: %s: at least one host is required", commonName)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Leaf{}, fmt.Errorf("certgen: %s: generating key: %w", commonName, err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return Leaf{}, fmt.Errorf("certgen: %s: %w", commonName, err)
+	}
+	now := time.Now()
+	notAfter := now.Add(validity)
+	if notAfter.After(a.cert.NotAfter) {
+		notAfter = a.cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: commonName},
+		NotBefore:    now.Add(-backdate),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     names,
+		IPAddresses:  ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
+	if err != nil {
+		return Leaf{}, fmt.Errorf("certgen: %s: signing: %w", commonName, err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return Leaf{}, fmt.Errorf("certgen: %s: %w", commonName, err)
+	}
+	return Leaf{CertPEM: encodeCert(der), KeyPEM: keyPEM}, nil
+}
+
+// newSerial is a random positive serial number of at most 128 bits, as
+// RFC 5280 recommends.
+func newSerial() (*big.Int, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("serial number: %w", err)
+	}
+	return serial.Add(serial, big.NewInt(1)), nil
+}
+
+func encodeCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func encodeKey(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

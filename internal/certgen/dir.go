@@ -1,0 +1,165 @@
+package certgen
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+)
+
+// File names WriteDir uses inside its directory; a component's certificate
+// is "<component>.pem" and its key "<component>-key.pem".
+const (
+	// CAFileName is the CA certificate: every config's ca_file.
+	CAFileName = "ca.pem"
+	// CAKeyFileName is the CA's key; no daemon needs it.
+	CAKeyFileName = "ca-key.pem"
+)
+
+// ErrExists is returned (wrapped, naming the files) by WriteDir when a file
+// it would write already exists and Force is not set.
+var ErrExists = errors.New("certgen: refusing to overwrite existing files")
+
+// Components are the certificates WriteDir issues by default: one per
+// daemon, and "client" for the gavel CLI.
+func Components() []string {
+	return []string{"bbs", "auctioneer", "rep", "route-emitter", "client"}
+}
+
+// DirOptions say what WriteDir writes.
+type DirOptions struct {
+	// Dir receives the files; it is created (mode 0700) if absent.
+	Dir string
+	// Hosts are the DNS names and IP addresses every certificate is valid
+	// for (default DefaultHosts()).
+	Hosts []string
+	// Validity is how long the CA and certificates are valid (default DefaultValidity).
+	Validity time.Duration
+	// Components name the certificates to issue (default Components()).
+	Components []string
+	// Force overwrites existing files instead of refusing.
+	Force bool
+}
+
+// Cert is one component's certificate as written.
+type Cert struct {
+	// Component is the name the certificate was issued for (its common name).
+	Component string
+	// Files are the CA, the certificate and its key, ready for a config.
+	Files tlsconfig.Files
+}
+
+// Written lists what WriteDir wrote.
+type Written struct {
+	// CAFile is the CA certificate.
+	CAFile string
+	// CAKeyFile is the CA's private key.
+	CAKeyFile string
+	// Certs are the components' certificates, in the order asked for.
+	Certs []Cert
+}
+
+// WriteDir generates a CA and, signed by it, one server-and-client
+// certificate per component, and writes them into opts.Dir: certificates
+// mode 0644, keys 0600. Everything is generated before anything is
+// written, and unless opts.Force nothing is written when any of the files
+// exists (the error wraps ErrExists and names them).
+func WriteDir(opts DirOptions) (Written, error) {
+	if opts.Dir == "" {
+		return Written{}, errors.New("certgen: a directory is required")
+	}
+	if len(opts.Hosts) == 0 {
+		opts.Hosts = DefaultHosts()
+	}
+	if opts.Validity == 0 {
+		opts.Validity = DefaultValidity
+	}
+	if len(opts.Components) == 0 {
+		opts.Components = Components()
+	}
+	type file struct {
+		path string
+		data []byte
+		mode fs.FileMode
+	}
+	ca, err := NewAuthority("gavel-ca", opts.Validity)
+	if err != nil {
+		return Written{}, err
+	}
+	w := Written{CAFile: filepath.Join(opts.Dir, CAFileName), CAKeyFile: filepath.Join(opts.Dir, CAKeyFileName)}
+	files := []file{{w.CAFile, ca.CertPEM, 0o644}, {w.CAKeyFile, ca.KeyPEM, 0o600}}
+	seen := map[string]bool{}
+	for _, name := range opts.Components {
+		if name == "" || strings.ContainsAny(name, `/\`) || name == "ca" || seen[name] {
+			return Written{}, fmt.Errorf("certgen: component %q: want a unique plain file name other than ca", name)
+		}
+		seen[name] = true
+		leaf, err := ca.Issue(name, opts.Hosts, opts.Validity)
+		if err != nil {
+			return Written{}, err
+		}
+		c := Cert{Component: name, Files: tlsconfig.Files{
+			CAFile:   w.CAFile,
+			CertFile: filepath.Join(opts.Dir, name+".pem"),
+			KeyFile:  filepath.Join(opts.Dir, name+"-key.pem"),
+		}}
+		w.Certs = append(w.Certs, c)
+		files = append(files, file{c.Files.CertFile, leaf.CertPEM, 0o644}, file{c.Files.KeyFile, leaf.KeyPEM, 0o600})
+	}
+
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return Written{}, fmt.Errorf("certgen: %w", err)
+	}
+	if !opts.Force {
+		var existing []string
+		for _, f := range files {
+			if _, err := os.Lstat(f.path); err == nil {
+				existing = append(existing, f.path)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return Written{}, fmt.Errorf("certgen: %w", err)
+			}
+		}
+		if len(existing) > 0 {
+			return Written{}, fmt.Errorf("%w: %s", ErrExists, strings.Join(existing, ", "))
+		}
+	}
+	for _, f := range files {
+		if err := writeFile(f.path, f.data, f.mode, opts.Force); err != nil {
+			return Written{}, err
+		}
+	}
+	return w, nil
+}
+
+// writeFile writes data to path with mode, refusing an existing file unless
+// overwrite (the mode is set even on a file that existed).
+func writeFile(path string, data []byte, mode fs.FileMode, overwrite bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if overwrite {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, mode)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s", ErrExists, path)
+	}
+	if err != nil {
+		return fmt.Errorf("certgen: %w", err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("certgen: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("certgen: writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("certgen: writing %s: %w", path, err)
+	}
+	return nil
+}
