@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,7 +56,14 @@ func New(cfg Config) (*Client, error) {
 	r := manual.NewBuilderWithScheme("gavel-bbs-" + uuid.NewString())
 	addrs := make([]resolver.Address, len(cfg.Addresses))
 	for i, a := range cfg.Addresses {
-		addrs[i] = resolver.Address{Addr: a}
+		// Each replica's certificate is verified against its own host (the
+		// dial target's "bbs" is only a placeholder). The addresses come
+		// from the operator's config, so they are trusted as server names.
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			host = a
+		}
+		addrs[i] = resolver.Address{Addr: a, ServerName: host}
 	}
 	r.InitialState(resolver.State{Addresses: addrs})
 	opts := append(grpcclient.DialOptions(cfg.TLS),
