@@ -90,11 +90,13 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	c.etcdURL = "http://" + addrs[0]
 	c.bbsAddr, c.bbsDebug, c.aucAddr, c.aucDebug = addrs[2], addrs[3], addrs[4], addrs[5]
 
+	// The bench measures scheduling, not TLS: every daemon opts out of mTLS.
 	bbsCfg := map[string]any{
-		"listen_address": c.bbsAddr,
-		"debug_address":  c.bbsDebug,
-		"log_level":      opts.LogLevel,
-		"instance_id":    "bench-bbs",
+		"insecure_plaintext": true,
+		"listen_address":     c.bbsAddr,
+		"debug_address":      c.bbsDebug,
+		"log_level":          opts.LogLevel,
+		"instance_id":        "bench-bbs",
 		"embedded_etcd": map[string]any{
 			"data_dir":   filepath.Join(dir, "etcd"),
 			"client_url": c.etcdURL,
@@ -123,12 +125,13 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 
 	etcd := map[string]any{"endpoints": []string{c.etcdURL}}
 	if c.auctioneer, err = c.startDaemon("auctioneer", "auctioneer", map[string]any{
-		"listen_address": c.aucAddr,
-		"debug_address":  c.aucDebug,
-		"log_level":      opts.LogLevel,
-		"instance_id":    "bench-auctioneer",
-		"etcd":           etcd,
-		"bbs_addresses":  []string{c.bbsAddr},
+		"insecure_plaintext": true,
+		"listen_address":     c.aucAddr,
+		"debug_address":      c.aucDebug,
+		"log_level":          opts.LogLevel,
+		"instance_id":        "bench-auctioneer",
+		"etcd":               etcd,
+		"bbs_addresses":      []string{c.bbsAddr},
 	}); err != nil {
 		return c, err
 	}
@@ -146,16 +149,17 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 			return c, err
 		}
 		if f.proc, err = c.startDaemon(f.name, "rep", map[string]any{
-			"cell_id":        f.name,
-			"zone":           "z1",
-			"index":          index,
-			"listen_address": "127.0.0.1:0",
-			"debug_address":  f.debug,
-			"log_level":      opts.LogLevel,
-			"etcd":           etcd,
-			"bbs_addresses":  []string{c.bbsAddr},
-			"backend":        "sim",
-			"sim_cells":      len(f.cells),
+			"insecure_plaintext": true,
+			"cell_id":            f.name,
+			"zone":               "z1",
+			"index":              index,
+			"listen_address":     "127.0.0.1:0",
+			"debug_address":      f.debug,
+			"log_level":          opts.LogLevel,
+			"etcd":               etcd,
+			"bbs_addresses":      []string{c.bbsAddr},
+			"backend":            "sim",
+			"sim_cells":          len(f.cells),
 			"capacity": map[string]any{
 				"memory_mb": opts.CellMemoryMB, "disk_mb": opts.CellDiskMB, "containers": opts.CellContainers,
 			},

@@ -21,15 +21,21 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunShared(m)) }
 
-// startBBS runs an in-process BBS on the shared test etcd and returns its address.
-func startBBS(t *testing.T) string {
+// startBBS runs an in-process BBS on the shared test etcd and returns its
+// address; mutate may change its (plaintext) config.
+func startBBS(t *testing.T, mutate ...func(*app.Config)) string {
 	t.Helper()
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.KeyPrefix = etcdtest.Prefix(t)
 	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
 	cfg.LockTTL = config.Duration(2 * time.Second)
 	cfg.LockRetryInterval = config.Duration(100 * time.Millisecond)
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	require.NoError(t, cfg.Validate())
 	b := app.New(cfg, lager.NewLogger("bbs"))
 	proc := ifrit.Background(b.Runner())
 	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })

@@ -203,6 +203,7 @@ func (c *Cluster) runNATS(signals <-chan os.Signal, ready chan<- struct{}) error
 func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error {
 	t := c.timings()
 	cfg := bbsapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // gavel dev runs plaintext (DESIGN.md allows it)
 	cfg.ListenAddress = c.opts.BBSAddress
 	cfg.DebugAddress = c.opts.DebugAddress
 	cfg.InstanceID = "dev-bbs"
@@ -243,6 +244,7 @@ func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error 
 func (c *Cluster) runAuctioneer(signals <-chan os.Signal, ready chan<- struct{}) error {
 	t := c.timings()
 	cfg := auctioneerapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // gavel dev runs plaintext (DESIGN.md allows it)
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.InstanceID = "dev-auctioneer"
 	cfg.Etcd = c.etcdConfig()
@@ -260,6 +262,7 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 	members := grouper.Members{}
 	for i := 0; i < c.opts.Cells; i++ {
 		cfg := repapp.DefaultConfig()
+		cfg.InsecurePlaintext = true // gavel dev runs plaintext (DESIGN.md allows it)
 		cfg.CellID = "cell-" + strconv.Itoa(i+1)
 		cfg.Zone = zone(i)
 		cfg.Index = int32(i)
@@ -318,6 +321,7 @@ func (c *Cluster) keepGoing(cellID string, r ifrit.Runner) ifrit.Runner {
 func (c *Cluster) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) error {
 	t := c.timings()
 	cfg := emitterapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // gavel dev runs plaintext (DESIGN.md allows it)
 	cfg.NATSURLs = []string{c.nats.ClientURL()}
 	cfg.BBSAddresses = []string{c.bbs.Addr()}
 	cfg.DebugAddress = "127.0.0.1:0"

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -31,10 +33,13 @@ import (
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/internal/tlstest"
 	"github.com/gavelhq/gavel/locket"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repapp "github.com/gavelhq/gavel/rep/app"
+	emitterapp "github.com/gavelhq/gavel/route-emitter/app"
 )
 
 // The accelerated timings every cluster runs with.
@@ -63,10 +68,13 @@ type cellSpec struct {
 }
 
 // options shape a cluster; the zero value is one BBS and three 1 GB cells in
-// zones z1, z2 and z3.
+// zones z1, z2 and z3, and no route emitter.
 type options struct {
 	cells       []cellSpec
 	bbsReplicas int
+	// routeEmitter adds a NATS server (in the test process) and the route
+	// emitter (global mode, holding its lock).
+	routeEmitter bool
 }
 
 func (o options) withDefaults() options {
@@ -84,11 +92,21 @@ func (o options) withDefaults() options {
 	return o
 }
 
-// cluster is one scenario's Gavel: every component a separate OS process.
+// components are the names the cluster issues mTLS certificates for.
+var components = []string{"bbs", "auctioneer", "rep", "route-emitter", "client"}
+
+// cluster is one scenario's Gavel: every component a separate OS process,
+// every gRPC hop mutual TLS with certificates from one test CA (the default
+// configs, no insecure_plaintext).
 type cluster struct {
 	t    *testing.T
 	dir  string
 	opts options
+
+	// certs are each component's TLS files (see components); clientTLS is
+	// the test's own and the CLI's ("client").
+	certs     map[string]tlsconfig.Files
+	clientTLS *tls.Config
 
 	etcdEndpoints []string
 	etcd          *clientv3.Client
@@ -99,6 +117,8 @@ type cluster struct {
 
 	auctioneer *daemon
 	reps       []*rep
+	nats       *natsserver.Server
+	emitter    *daemon
 
 	mu      sync.Mutex
 	daemons []*daemon
@@ -117,8 +137,16 @@ func start(t *testing.T, opts options) *cluster {
 	t.Helper()
 	skipIfShort(t)
 	began := time.Now()
-	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults()}
+	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults(), certs: map[string]tlsconfig.Files{}}
 	t.Cleanup(c.cleanup)
+	ca := tlstest.NewCA(t, "gavel")
+	for _, name := range components {
+		c.certs[name] = ca.Issue(t, name)
+	}
+	var err error
+	if c.clientTLS, err = c.certs["client"].Client(""); err != nil {
+		t.Fatalf("client TLS: %v", err)
+	}
 
 	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
 	waitFor(t, startTimeout, "etcd prints its endpoints", func() error {
@@ -132,7 +160,6 @@ func start(t *testing.T, opts options) *cluster {
 		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
 		return nil
 	})
-	var err error
 	c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.etcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
@@ -144,7 +171,7 @@ func start(t *testing.T, opts options) *cluster {
 	for i := range c.bbsAddrs {
 		c.bbs = append(c.bbs, c.spawn(fmt.Sprintf("bbs-%d", i), bin("bbs"), "-config", c.writeBBSConfig(i)))
 	}
-	c.bbsc, err = client.New(client.Config{Addresses: c.bbsAddrs})
+	c.bbsc, err = client.New(client.Config{Addresses: c.bbsAddrs, TLS: c.clientTLS})
 	if err != nil {
 		t.Fatalf("bbs client: %v", err)
 	}
@@ -166,7 +193,11 @@ func start(t *testing.T, opts options) *cluster {
 		c.reps = append(c.reps, r)
 	}
 	c.waitCells(c.cellIDs()...)
-	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells (%s)", time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.dir)
+	if c.opts.routeEmitter {
+		c.startRouteEmitter()
+	}
+	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells, route emitter %v, mTLS on every hop (%s)",
+		time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.opts.routeEmitter, c.dir)
 	return c
 }
 
@@ -235,7 +266,7 @@ func (c *cluster) startBBS(i int) {
 
 // pingBBS asks replica i alone whether it is the active one.
 func (c *cluster) pingBBS(i int) (bool, error) {
-	bc, err := client.New(client.Config{Addresses: []string{c.bbsAddrs[i]}, Retries: 1})
+	bc, err := client.New(client.Config{Addresses: []string{c.bbsAddrs[i]}, Retries: 1, TLS: c.clientTLS})
 	if err != nil {
 		return false, err
 	}
@@ -282,6 +313,7 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.Convergence.StaleUnclaimed = config.Duration(staleUnclaimed)
 	cfg.Convergence.KickTask = config.Duration(convergenceInterval)
 	cfg.Convergence.ExpireCompletedTask = config.Duration(time.Minute)
+	cfg.TLS, cfg.ClientTLS = c.certs["bbs"], c.certs["bbs"]
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("bbs config: %v", err)
 	}
@@ -296,6 +328,7 @@ func (c *cluster) writeAuctioneerConfig() string {
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.CellStateTimeout = config.Duration(2 * time.Second)
+	cfg.TLS, cfg.BBSTLS, cfg.RepClientTLS = c.certs["auctioneer"], c.certs["auctioneer"], c.certs["auctioneer"]
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("auctioneer config: %v", err)
 	}
@@ -324,10 +357,48 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.GraceTime = config.Duration(graceTime)
 	cfg.StartupCheckInterval = config.Duration(startupCheck)
 	cfg.DestroyContainersOnExit = true
+	cfg.TLS, cfg.BBSTLS = c.certs["rep"], c.certs["rep"]
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("rep config: %v", err)
 	}
 	return c.writeJSON(r.id+".json", cfg)
+}
+
+// startRouteEmitter starts a NATS server in the test process and the route
+// emitter as its own process, dialling the BBS with its certificate, and
+// waits until it holds its lock.
+func (c *cluster) startRouteEmitter() {
+	c.t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		c.t.Fatalf("nats: %v", err)
+	}
+	go ns.Start()
+	c.t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		c.t.Fatal("nats: not ready")
+	}
+	c.nats = ns
+
+	cfg := emitterapp.DefaultConfig()
+	cfg.NATSURLs = []string{ns.ClientURL()}
+	cfg.BBSAddresses = c.bbsAddrs
+	cfg.BBSTLS = c.certs["route-emitter"]
+	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.InstanceID = "route-emitter"
+	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
+	cfg.DebugAddress = "127.0.0.1:0"
+	if err := cfg.Validate(); err != nil {
+		c.t.Fatalf("route emitter config: %v", err)
+	}
+	c.emitter = c.spawn("route-emitter", bin("route-emitter"), "-config", c.writeJSON("route-emitter.json", cfg))
+	waitFor(c.t, startTimeout, "the route emitter holds its lock", func() error {
+		if err := c.emitter.exitedErr(); err != nil {
+			return err
+		}
+		_, err := locket.FetchLock(ctx(c.t), c.etcd, "", emitterapp.LockName)
+		return err
+	})
 }
 
 func (c *cluster) writeJSON(name string, v any) string {
@@ -711,7 +782,9 @@ func checkAnswers(t *testing.T, rows []*modelsv1.ActualLRP) {
 
 // gavel runs the CLI against the cluster's BBS and returns its output.
 func (c *cluster) gavel(args ...string) (string, error) {
-	args = append(args, "--bbs-address", strings.Join(c.bbsAddrs, ","))
+	f := c.certs["client"]
+	args = append(args, "--bbs-address", strings.Join(c.bbsAddrs, ","),
+		"--ca-file", f.CAFile, "--cert-file", f.CertFile, "--key-file", f.KeyFile)
 	cmd := exec.Command(bin("gavel"), args...)
 	cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+filepath.Join(c.dir, "no-client-config.json"))
 	out, err := cmd.CombinedOutput()

@@ -112,13 +112,13 @@ func (a *Auctioneer) runEtcd(signals <-chan os.Signal, ready chan<- struct{}) er
 
 func (a *Auctioneer) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	var serverTLS *tls.Config
-	if a.cfg.TLS.Enabled() {
+	if a.cfg.InsecurePlaintext {
+		a.logger.Info("api-without-tls", lager.Data{"warning": "insecure_plaintext: the API and the calls to the BBS and reps are plaintext; only for development"})
+	} else {
 		var err error
 		if serverTLS, err = a.cfg.TLS.Server(); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
-	} else {
-		a.logger.Info("api-without-tls", lager.Data{"warning": "the API is plaintext; set tls for mTLS outside development"})
 	}
 	api := server.New(a.batch, a)
 	a.grpc = grpcserver.New(grpcserver.Options{
@@ -162,12 +162,10 @@ func (a *Auctioneer) runLock(signals <-chan os.Signal, ready chan<- struct{}) er
 func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}) error {
 	var bbsTLS, repTLS *tls.Config
 	var err error
-	if a.cfg.BBSTLS.Enabled() {
+	if !a.cfg.InsecurePlaintext {
 		if bbsTLS, err = a.cfg.BBSTLS.Client(""); err != nil {
 			return fmt.Errorf("bbs_tls: %w", err)
 		}
-	}
-	if a.cfg.RepClientTLS.Enabled() {
 		if repTLS, err = a.cfg.RepClientTLS.Client(""); err != nil {
 			return fmt.Errorf("rep_client_tls: %w", err)
 		}

@@ -29,6 +29,7 @@ func TestMain(m *testing.M) { os.Exit(etcdtest.RunShared(m)) }
 // testConfig is an auctioneer on the shared etcd under prefix, with fast locks.
 func testConfig(t *testing.T, prefix, id string) app.Config {
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = id
@@ -143,6 +144,7 @@ func TestStopsCleanlyAndServesMetrics(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	valid := func() app.Config {
 		c := app.DefaultConfig()
+		c.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 		c.Etcd.Endpoints = []string{"http://127.0.0.1:2379"}
 		c.BBSAddresses = []string{"127.0.0.1:8889"}
 		return c
@@ -169,9 +171,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bin pack weight", func(c *app.Config) { c.BinPackFirstFitWeight = 2 }, "bin_pack_first_fit_weight"},
 		{"in-flight cap", func(c *app.Config) { c.MaxInflightStarts = -1 }, "max_inflight_starts"},
 		{"strategy", func(c *app.Config) { c.Strategy = "magic" }, `strategy: unknown strategy "magic" (known: binpack, diego, spread)`},
-		{"server tls", func(c *app.Config) { c.TLS.CertFile = "/nonexistent.pem" }, "tls:"},
-		{"bbs tls", func(c *app.Config) { c.BBSTLS.CAFile = "/nonexistent.pem" }, "bbs_tls:"},
-		{"rep tls", func(c *app.Config) { c.RepClientTLS.CAFile = "/nonexistent.pem" }, "rep_client_tls:"},
+		{"etcd tls", func(c *app.Config) { c.Etcd.TLS.CAFile = "/nonexistent.pem" }, "etcd.tls:"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -198,7 +198,8 @@ func TestLoadReadsOverTheDefaults(t *testing.T) {
 		"bbs_addresses": ["10.0.0.2:8889"],
 		"cell_state_timeout": "2s",
 		"strategy": "spread",
-		"seed": 42
+		"seed": 42,
+		"insecure_plaintext": true
 	}`), 0o600))
 	cfg, err := app.Load(path)
 	require.NoError(t, err)

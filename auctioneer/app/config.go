@@ -52,14 +52,22 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is the etcd cluster holding the locks and cell presences (required).
 	Etcd etcdclient.Config `json:"etcd"`
-	// TLS is the API's server certificate; with a CA file, clients must present certificates (mTLS).
+	// TLS is the API's server certificate, key and the CA client
+	// certificates must chain to; all three are required unless
+	// InsecurePlaintext.
 	TLS tlsconfig.Files `json:"tls"`
 	// BBSAddresses are the host:port of every BBS replica (required).
 	BBSAddresses []string `json:"bbs_addresses"`
-	// BBSTLS is the client TLS used to reach the BBS (empty: plaintext).
+	// BBSTLS is the client certificate presented to the BBS and the CA its
+	// certificate must chain to; required unless InsecurePlaintext.
 	BBSTLS tlsconfig.Files `json:"bbs_tls"`
-	// RepClientTLS is the client TLS used to reach the cells' reps (empty: plaintext).
+	// RepClientTLS is the client certificate presented to the cells' reps and
+	// the CA theirs must chain to; required unless InsecurePlaintext.
 	RepClientTLS tlsconfig.Files `json:"rep_client_tls"`
+	// InsecurePlaintext serves the API and dials the BBS and the reps without
+	// TLS, and then tls, bbs_tls and rep_client_tls must be empty (default
+	// false: mutual TLS). For development only; gavel dev sets it.
+	InsecurePlaintext bool `json:"insecure_plaintext"`
 	// LockTTL is the auctioneer lock's lease (default 15s, at least 1s).
 	LockTTL config.Duration `json:"lock_ttl"`
 	// LockRetryInterval is how often a standby retries the lock (default 5s).
@@ -162,19 +170,14 @@ func (c Config) Validate() error {
 	if names := auctioneer.NewRegistry().Names(); !slices.Contains(names, c.Strategy) {
 		bad("strategy", "unknown strategy %q (known: %s)", c.Strategy, strings.Join(names, ", "))
 	}
-	if c.TLS.Enabled() {
-		if _, err := c.TLS.Server(); err != nil {
-			bad("tls", "%v", err)
-		}
-	}
-	for _, f := range []struct {
-		field string
-		files tlsconfig.Files
-	}{{"etcd.tls", c.Etcd.TLS}, {"bbs_tls", c.BBSTLS}, {"rep_client_tls", c.RepClientTLS}} {
-		if f.files.Enabled() {
-			if _, err := f.files.Client(""); err != nil {
-				bad(f.field, "%v", err)
-			}
+	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
+		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},
+		tlsconfig.Hop{Field: "bbs_tls", Files: c.BBSTLS, Role: tlsconfig.Client},
+		tlsconfig.Hop{Field: "rep_client_tls", Files: c.RepClientTLS, Role: tlsconfig.Client},
+	)...)
+	if c.Etcd.TLS.Enabled() {
+		if _, err := c.Etcd.TLS.Client(""); err != nil {
+			bad("etcd.tls", "%v", err)
 		}
 	}
 	return errors.Join(errs...)

@@ -54,6 +54,7 @@ func run(t *testing.T, name string, r ifrit.Runner) ifrit.Process {
 // startBBS runs a real BBS on the shared etcd under prefix and returns a client to it.
 func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
 	cfg := bbsapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = "bbs-1"
@@ -74,6 +75,7 @@ func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
 // startAuctioneer runs the auctioneer daemon in this process.
 func startAuctioneer(t *testing.T, prefix, bbsAddr string) *auctioneerapp.Auctioneer {
 	cfg := auctioneerapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = "auctioneer-1"

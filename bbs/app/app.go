@@ -182,8 +182,10 @@ func (b *BBS) registerStateMetrics() {
 	b.registry.MustRegister(txns, muts)
 }
 
+// clientTLS is the TLS config for dialling reps and the auctioneer; nil
+// (plaintext) only with insecure_plaintext.
 func (b *BBS) clientTLS() (*tls.Config, error) {
-	if !b.cfg.ClientTLS.Enabled() {
+	if b.cfg.InsecurePlaintext {
 		return nil, nil
 	}
 	return b.cfg.ClientTLS.Client("")
@@ -206,12 +208,10 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 		Completions: callbacks, Logger: b.logger,
 	})
 	var serverTLS *tls.Config
-	if b.cfg.TLS.Enabled() {
-		if serverTLS, err = b.cfg.TLS.Server(); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-	} else {
-		b.logger.Info("api-without-tls", lager.Data{"warning": "the API is plaintext; set tls for mTLS outside development"})
+	if b.cfg.InsecurePlaintext {
+		b.logger.Info("api-without-tls", lager.Data{"warning": "insecure_plaintext: the API and the calls to reps and the auctioneer are plaintext; only for development"})
+	} else if serverTLS, err = b.cfg.TLS.Server(); err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
 	b.grpc = grpcserver.New(grpcserver.Options{
 		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger,

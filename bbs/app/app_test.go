@@ -35,6 +35,7 @@ func TestMain(m *testing.M) { os.Exit(etcdtest.RunShared(m)) }
 // testConfig is a BBS on the shared etcd under the test's own prefix.
 func testConfig(t *testing.T, prefix, id string) Config {
 	cfg := DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = id

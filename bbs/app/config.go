@@ -47,10 +47,17 @@ type Config struct {
 	Etcd etcdclient.Config `json:"etcd"`
 	// EmbeddedEtcd configures the embedded etcd (data dir default .gavel/etcd).
 	EmbeddedEtcd etcdserver.Config `json:"embedded_etcd"`
-	// TLS is the API's server certificate; with a CA file, clients must present certificates (mTLS).
+	// TLS is the API's server certificate, key and the CA client
+	// certificates must chain to; all three are required unless
+	// InsecurePlaintext.
 	TLS tlsconfig.Files `json:"tls"`
-	// ClientTLS is presented to reps and the auctioneer.
+	// ClientTLS is the certificate presented to reps and the auctioneer and
+	// the CA their certificates must chain to; required unless InsecurePlaintext.
 	ClientTLS tlsconfig.Files `json:"client_tls"`
+	// InsecurePlaintext serves the API and dials reps and the auctioneer
+	// without TLS, and then tls and client_tls must be empty (default false:
+	// mutual TLS). For development only; gavel dev sets it.
+	InsecurePlaintext bool `json:"insecure_plaintext"`
 	// LockTTL is the bbs lock's lease (default 15s).
 	LockTTL config.Duration `json:"lock_ttl"`
 	// LockRetryInterval is how often a passive replica retries the lock (default 5s).
@@ -120,9 +127,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("embedded_etcd: %w", err))
 		}
 	}
-	if _, err := c.TLS.Server(); c.TLS.Enabled() && err != nil {
-		errs = append(errs, fmt.Errorf("tls: %w", err))
-	}
+	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
+		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},
+		tlsconfig.Hop{Field: "client_tls", Files: c.ClientTLS, Role: tlsconfig.Client},
+	)...)
 	return errors.Join(errs...)
 }
 

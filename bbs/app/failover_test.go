@@ -71,6 +71,7 @@ func TestFailoverAfterSIGKILL(t *testing.T) {
 			"instance_id": id, "listen_address": addr, "debug_address": "127.0.0.1:0", "key_prefix": prefix,
 			"etcd":     map[string]any{"endpoints": etcdtest.SharedServer(t).Endpoints()},
 			"lock_ttl": ttl.String(), "lock_retry_interval": "200ms", "log_level": "info",
+			"insecure_plaintext": true, // not about TLS (TestDefaultConfigServesMutualTLS is)
 		}
 	}
 	addrA, addrB := freeAddr(t), freeAddr(t)

@@ -33,6 +33,7 @@ func TestLostCellActedOnWithinItsTTL(t *testing.T) {
 	auctioneer := bbstest.StartAuctioneer(t, prefix)
 
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress, cfg.DebugAddress, cfg.InstanceID, cfg.KeyPrefix = "127.0.0.1:0", "127.0.0.1:0", "bbs-1", prefix
 	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(2*time.Second), config.Duration(200*time.Millisecond)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -14,8 +15,14 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavelhq/gavel/internal/etcdtest"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/internal/tlstest"
 )
 
 // asDaemon makes the test binary run main, so the tests exercise the real
@@ -59,7 +66,13 @@ func TestBadConfigExitsTwoNamingTheFields(t *testing.T) {
 		cfg   map[string]any
 		wants []string
 	}{
-		{"missing endpoints", map[string]any{}, []string{"etcd.endpoints", "bbs_addresses"}},
+		{"missing endpoints and TLS", map[string]any{}, []string{"etcd.endpoints", "bbs_addresses",
+			"tls.ca_file: required: mTLS is on by default (set insecure_plaintext: true to run without TLS)",
+			"bbs_tls.cert_file: required", "rep_client_tls.key_file: required"}},
+		{"plaintext and TLS files", map[string]any{
+			"etcd": map[string]any{"endpoints": []string{"http://127.0.0.1:1"}}, "bbs_addresses": []string{"127.0.0.1:1"},
+			"insecure_plaintext": true, "tls": map[string]any{"cert_file": "/etc/gavel/auctioneer.pem"},
+		}, []string{"insecure_plaintext, tls.cert_file: contradictory"}},
 		{"bad values", map[string]any{
 			"etcd": map[string]any{"endpoints": []string{"http://127.0.0.1:1"}}, "bbs_addresses": []string{"127.0.0.1:1"},
 			"strategy": "magic", "cell_state_workers": -1,
@@ -102,11 +115,12 @@ func (b *syncBuffer) has(s string) bool {
 
 func TestRunsTakesTheLockAndStopsOnSIGTERM(t *testing.T) {
 	cfg := writeConfig(t, map[string]any{
-		"etcd":          map[string]any{"endpoints": etcdtest.SharedServer(t).Endpoints()},
-		"bbs_addresses": []string{"127.0.0.1:1"},
-		"key_prefix":    etcdtest.Prefix(t),
-		"instance_id":   "auctioneer-test",
-		"lock_ttl":      "2s",
+		"etcd":               map[string]any{"endpoints": etcdtest.SharedServer(t).Endpoints()},
+		"bbs_addresses":      []string{"127.0.0.1:1"},
+		"key_prefix":         etcdtest.Prefix(t),
+		"instance_id":        "auctioneer-test",
+		"lock_ttl":           "2s",
+		"insecure_plaintext": true,
 	})
 	cmd := daemon("-config", cfg, "-listen-address", "127.0.0.1:0", "-debug-address", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
@@ -128,4 +142,100 @@ func TestRunsTakesTheLockAndStopsOnSIGTERM(t *testing.T) {
 	<-scanned
 	require.Equal(t, 0, exitCode(t, cmd.Wait()))
 	require.True(t, logs.has(`"message":"auctioneer.exited"`), "logs: %v", logs.lines)
+	require.True(t, logs.has(`"message":"auctioneer.api-without-tls"`), "insecure_plaintext is warned about; logs: %v", logs.lines)
+}
+
+// listenAddress is the address the daemon logged api-listening with.
+func (b *syncBuffer) listenAddress() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.lines {
+		var entry struct {
+			Message string `json:"message"`
+			Data    struct {
+				Address string `json:"address"`
+			} `json:"data"`
+		}
+		if json.Unmarshal([]byte(l), &entry) == nil && entry.Message == "auctioneer.api-listening" {
+			return entry.Data.Address
+		}
+	}
+	return ""
+}
+
+// The real daemon with the default config, i.e. with every TLS file and no
+// opt-out, serves mutual TLS: a client with a certificate from the CA is
+// served, one without a certificate, one with a certificate from another
+// CA and a plaintext one are refused.
+func TestDefaultConfigServesMutualTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "gavel")
+	files := ca.Issue(t, "auctioneer")
+	tlsFiles := map[string]any{"ca_file": files.CAFile, "cert_file": files.CertFile, "key_file": files.KeyFile}
+	cfg := writeConfig(t, map[string]any{
+		"etcd":           map[string]any{"endpoints": etcdtest.SharedServer(t).Endpoints()},
+		"bbs_addresses":  []string{"127.0.0.1:1"},
+		"key_prefix":     etcdtest.Prefix(t),
+		"instance_id":    "auctioneer-mtls",
+		"tls":            tlsFiles,
+		"bbs_tls":        tlsFiles,
+		"rep_client_tls": tlsFiles,
+	})
+	cmd := daemon("-config", cfg, "-listen-address", "127.0.0.1:0", "-debug-address", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	logs := &syncBuffer{}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			logs.add(sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		<-scanned
+		_ = cmd.Wait()
+	})
+	var addr string
+	require.Eventually(t, func() bool { addr = logs.listenAddress(); return addr != "" }, 20*time.Second, 20*time.Millisecond)
+	require.False(t, logs.has("api-without-tls"), "no plaintext warning with mTLS")
+
+	check := func(creds credentials.TransportCredentials) error {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+		require.NoError(t, err)
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	withFiles := func(f tlsconfig.Files) credentials.TransportCredentials {
+		c, err := f.Client("")
+		require.NoError(t, err)
+		return credentials.NewTLS(c)
+	}
+	rogue := tlstest.NewCA(t, "rogue").Issue(t, "cli")
+	rogue.CAFile = ca.File // trusts the daemon; only its own certificate is foreign
+	cases := []struct {
+		name  string
+		creds credentials.TransportCredentials
+		ok    bool
+	}{
+		{"certificate from the CA", withFiles(ca.Issue(t, "cli")), true},
+		{"no certificate", withFiles(tlsconfig.Files{CAFile: ca.File}), false},
+		{"certificate from another CA", withFiles(rogue), false},
+		{"plaintext", insecure.NewCredentials(), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := check(tc.creds)
+			if tc.ok {
+				require.NoError(t, err)
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
 }

@@ -131,8 +131,8 @@ func (r *Rep) cellConfigs() []Config {
 }
 
 func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
-	if !r.cfg.TLS.Enabled() {
-		r.logger.Info("api-without-tls", lager.Data{"warning": "the RepService is plaintext; set tls for mTLS outside development"})
+	if r.cfg.InsecurePlaintext {
+		r.logger.Info("api-without-tls", lager.Data{"warning": "insecure_plaintext: the RepService and the calls to the BBS are plaintext; only for development"})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	etcd, err := etcdclient.Dial(ctx, r.cfg.Etcd)
@@ -142,7 +142,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	defer etcd.Close()
 	bbsCfg := client.Config{Addresses: r.cfg.BBSAddresses}
-	if r.cfg.BBSTLS.Enabled() {
+	if !r.cfg.InsecurePlaintext {
 		if bbsCfg.TLS, err = r.cfg.BBSTLS.Client(""); err != nil {
 			return fmt.Errorf("bbs_tls: %w", err)
 		}

@@ -180,7 +180,7 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 		Addr: c.cfg.ListenAddress, Logger: c.logger,
 		Register: func(s *grpc.Server) { repv1.RegisterRepServiceServer(s, srv) },
 	}
-	if c.cfg.TLS.Enabled() {
+	if !c.cfg.InsecurePlaintext {
 		tlsCfg, err := c.cfg.TLS.Server()
 		if err != nil {
 			return fmt.Errorf("cell %s: tls: %w", c.cfg.CellID, err)

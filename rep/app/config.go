@@ -89,10 +89,17 @@ type Config struct {
 	Etcd etcdclient.Config `json:"etcd"`
 	// BBSAddresses are the host:port of every BBS replica; required.
 	BBSAddresses []string `json:"bbs_addresses"`
-	// TLS is the RepService's server certificate; with a CA file, clients must present certificates.
+	// TLS is the RepService's server certificate, key and the CA client
+	// certificates (the BBS's, the auctioneer's) must chain to; all three
+	// are required unless InsecurePlaintext.
 	TLS tlsconfig.Files `json:"tls"`
-	// BBSTLS is presented to the BBS.
+	// BBSTLS is the client certificate presented to the BBS and the CA its
+	// certificate must chain to; required unless InsecurePlaintext.
 	BBSTLS tlsconfig.Files `json:"bbs_tls"`
+	// InsecurePlaintext serves the RepService and dials the BBS without TLS,
+	// and then tls and bbs_tls must be empty (default false: mutual TLS).
+	// For development only; gavel dev sets it.
+	InsecurePlaintext bool `json:"insecure_plaintext"`
 	// Backend is "process" (default) or "sim".
 	Backend string `json:"backend"`
 	// Process configures the process backend.
@@ -213,12 +220,10 @@ func (c Config) Validate() error {
 	if c.PresenceTTL.D() > 0 && c.PresenceTTL.D() < time.Second {
 		add("presence_ttl: must be at least 1s (got %s)", c.PresenceTTL.D())
 	}
-	if _, err := c.TLS.Server(); c.TLS.Enabled() && err != nil {
-		add("tls: %w", err)
-	}
-	if _, err := c.BBSTLS.Client(""); c.BBSTLS.Enabled() && err != nil {
-		add("bbs_tls: %w", err)
-	}
+	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
+		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},
+		tlsconfig.Hop{Field: "bbs_tls", Files: c.BBSTLS, Role: tlsconfig.Client},
+	)...)
 	return errors.Join(errs...)
 }
 

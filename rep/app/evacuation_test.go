@@ -82,6 +82,7 @@ func newEvacCluster(t *testing.T) *evacCluster {
 		cfg.Convergence = converger.AcceleratedConfig()
 	})
 	acfg := auctioneerapp.DefaultConfig()
+	acfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	acfg.ListenAddress, acfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	acfg.InstanceID = "auctioneer-" + t.Name()
 	acfg.KeyPrefix = prefix

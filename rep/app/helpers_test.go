@@ -102,6 +102,7 @@ func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
 func startBBSWith(t *testing.T, prefix string, tweak func(*bbsapp.Config)) (*bbsapp.BBS, *client.Client) {
 	t.Helper()
 	cfg := bbsapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = "bbs-" + t.Name()
@@ -141,6 +142,7 @@ var nextPorts atomic.Uint32
 func repConfig(t *testing.T, prefix, bbsAddr, cellID string) app.Config {
 	t.Helper()
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.CellID = cellID
 	cfg.Zone = "z1"
 	cfg.ListenAddress = "127.0.0.1:0"

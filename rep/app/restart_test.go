@@ -131,6 +131,7 @@ func TestRestartKeepsTheAppRunning(t *testing.T) {
 // A config with errors is refused with every field named.
 func TestConfigValidation(t *testing.T) {
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.Backend = "garden"
 	cfg.SimCells = 3
 	err := cfg.Validate()
@@ -139,6 +140,7 @@ func TestConfigValidation(t *testing.T) {
 		require.Contains(t, err.Error(), field)
 	}
 	cfg = app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.CellID, cfg.BBSAddresses, cfg.Backend = "c1", []string{"127.0.0.1:1"}, app.BackendProcess
 	cfg.Etcd.Endpoints = []string{"127.0.0.1:2"}
 	require.ErrorContains(t, cfg.Validate(), "process.root_dir")

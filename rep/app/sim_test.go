@@ -22,6 +22,7 @@ import (
 
 func simConfig(t *testing.T, prefix, bbsAddr string, cells int) app.Config {
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.CellID = "sim"
 	cfg.Zone = "z1"
 	cfg.Backend = app.BackendSim

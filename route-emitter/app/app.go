@@ -197,7 +197,9 @@ func (e *RouteEmitter) runLock(signals <-chan os.Signal, ready chan<- struct{}) 
 func (e *RouteEmitter) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) error {
 	conn := e.conn.Load()
 	var bbsTLS *tls.Config
-	if e.cfg.BBSTLS.Enabled() {
+	if e.cfg.InsecurePlaintext {
+		e.logger.Info("bbs-without-tls", lager.Data{"warning": "insecure_plaintext: the calls to the BBS are plaintext; only for development"})
+	} else {
 		var err error
 		if bbsTLS, err = e.cfg.BBSTLS.Client(""); err != nil {
 			return fmt.Errorf("bbs_tls: %w", err)

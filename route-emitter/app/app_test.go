@@ -42,6 +42,7 @@ func newFixture(t *testing.T, users ...*server.User) *fixture {
 	t.Helper()
 	f := &fixture{prefix: etcdtest.Prefix(t)}
 	cfg := bbsapp.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = "bbs-1"
@@ -94,6 +95,7 @@ func runUntilCleanup(t *testing.T, name string, r ifrit.Runner) ifrit.Process {
 // from what the test does.
 func (f *fixture) emitterConfig(t *testing.T, id string) app.Config {
 	cfg := app.DefaultConfig()
+	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.NATSURLs = []string{f.nats.URL("", "")}
 	cfg.NATSReconnectWait = config.Duration(50 * time.Millisecond)
 	cfg.NATSMaxReconnectWait = config.Duration(200 * time.Millisecond)

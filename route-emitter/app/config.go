@@ -54,8 +54,13 @@ type Config struct {
 
 	// BBSAddresses are the host:port of every BBS replica (default ["127.0.0.1:8889"]).
 	BBSAddresses []string `json:"bbs_addresses"`
-	// BBSTLS is the BBS client's mTLS config; empty for plaintext.
+	// BBSTLS is the client certificate presented to the BBS and the CA its
+	// certificate must chain to; required unless InsecurePlaintext.
 	BBSTLS tlsconfig.Files `json:"bbs_tls"`
+	// InsecurePlaintext dials the BBS without TLS, and then bbs_tls must be
+	// empty (default false: mutual TLS). For development only; gavel dev
+	// sets it. NATS TLS (nats_tls) is separate and stays optional.
+	InsecurePlaintext bool `json:"insecure_plaintext"`
 	// CommunicationTimeout bounds each BBS list (default 30s).
 	CommunicationTimeout config.Duration `json:"communication_timeout"`
 
@@ -183,9 +188,9 @@ func (c Config) Validate() error {
 	if _, err := c.NATSTLS.Client(""); c.NATSTLS.Enabled() && err != nil {
 		errs = append(errs, fmt.Errorf("nats_tls: %w", err))
 	}
-	if _, err := c.BBSTLS.Client(""); c.BBSTLS.Enabled() && err != nil {
-		errs = append(errs, fmt.Errorf("bbs_tls: %w", err))
-	}
+	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
+		tlsconfig.Hop{Field: "bbs_tls", Files: c.BBSTLS, Role: tlsconfig.Client},
+	)...)
 	return errors.Join(errs...)
 }
 

@@ -14,6 +14,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	valid := func() app.Config {
 		c := app.DefaultConfig()
+		c.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 		c.Etcd.Endpoints = []string{"http://127.0.0.1:2379"}
 		return c
 	}
@@ -58,7 +59,8 @@ func TestLoadOverridesDefaults(t *testing.T) {
 		"cell_id": "cell-7",
 		"sync_interval": "30s",
 		"register_interval": "5s",
-		"unregister_count": 5
+		"unregister_count": 5,
+		"insecure_plaintext": true
 	}`), 0o600))
 	cfg, err := app.Load(path)
 	require.NoError(t, err)
