@@ -5,8 +5,9 @@
 // even when the suite runs with it) plus two helpers from testdata/: an etcd
 // server process (internal/etcdtest) and a tiny HTTP app. Each scenario then
 // starts its own cluster of separate OS processes — etcd, one or more BBS
-// replicas, the auctioneer and several process-backend reps — with
-// accelerated timings, on its own ports and data directories under
+// replicas, the auctioneer, several process-backend reps and optionally the
+// route emitter, every gRPC hop mutual TLS with certificates from one test
+// CA — with accelerated timings, on its own ports and data directories under
 // t.TempDir(), and kills every process (and every app process left in its
 // directory) when it ends, dumping the daemons' logs if it failed.
 //
