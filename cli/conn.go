@@ -58,6 +58,7 @@ type conn struct {
 	addresses []string
 	config    string
 	tls       tlsconfig.Files
+	plaintext bool // set by client: no TLS files were given
 	json      bool
 	timeout   time.Duration
 	out       io.Writer
@@ -104,6 +105,7 @@ func (c *conn) client(cmd *cobra.Command) (*client.Client, error) {
 		}
 	}
 	cfg := client.Config{Addresses: addrs, Retries: 2, RetryDelay: 200 * time.Millisecond}
+	c.plaintext = !files.Enabled()
 	if files.Enabled() {
 		tc, err := files.Client("")
 		if err != nil {
@@ -132,8 +134,28 @@ func (c *conn) explain(err error) error {
 	msg := st.Message()
 	switch st.Code() {
 	case codes.Unavailable:
-		if strings.Contains(msg, "connection refused") || strings.Contains(msg, "dial") || strings.Contains(msg, "connection error") {
-			return fmt.Errorf("cannot reach the BBS at %s: is it running? (make run starts one)", strings.Join(c.addresses, ","))
+		addrs := strings.Join(c.addresses, ",")
+		contains := func(subs ...string) bool {
+			for _, sub := range subs {
+				if strings.Contains(msg, sub) {
+					return true
+				}
+			}
+			return false
+		}
+		switch {
+		case contains("connection refused"):
+			return fmt.Errorf("cannot reach the BBS at %s: is it running? (make run starts one)", addrs)
+		// With TLS 1.3 a refused client certificate shows only after the
+		// handshake, as the server closing the connection.
+		case contains("tls:", "x509:", "certificate") || (!c.plaintext && contains("broken pipe", "connection reset", "EOF")):
+			return fmt.Errorf("TLS with the BBS at %s failed: %s (check --ca-file, --cert-file, --key-file)", addrs, msg)
+		case contains("dial", "connection error"):
+			hint := "is it running? (make run starts one)"
+			if c.plaintext {
+				hint = "is it running, and does it want mTLS? (pass --ca-file, --cert-file and --key-file; gavel certs writes them)"
+			}
+			return fmt.Errorf("cannot reach the BBS at %s: %s", addrs, hint)
 		}
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("the BBS at %s did not answer within %s", strings.Join(c.addresses, ","), c.timeout)

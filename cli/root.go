@@ -14,6 +14,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		newSimCommand(),
 		newRoutesCommand(),
+		newCertsCommand(),
 	)
 	return root
 }

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gavelhq/gavel/internal/certgen"
+)
+
+// certUse says which config fields take a component's certificate.
+type certUse struct {
+	component, user, fields string
+}
+
+// certUses lists, per component of certgen.Components, who uses its files
+// and in which fields (each field takes ca_file, cert_file and key_file).
+func certUses() []certUse {
+	return []certUse{
+		{"bbs", "bbs", "tls, client_tls"},
+		{"auctioneer", "auctioneer", "tls, bbs_tls, rep_client_tls"},
+		{"rep", "rep (every cell)", "tls, bbs_tls"},
+		{"route-emitter", "route-emitter", "bbs_tls"},
+		{"client", "gavel CLI", `--ca-file, --cert-file, --key-file, or "tls" in the client config`},
+	}
+}
+
+func newCertsCommand() *cobra.Command {
+	var (
+		dir   string
+		hosts []string
+		days  int
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "certs --dir DIR",
+		Short: "Write a CA and a mutual-TLS certificate for each component (bbs, auctioneer, rep, route-emitter, client)",
+		Long: `Write a CA and, signed by it, one certificate and key per component (bbs, auctioneer,
+rep, route-emitter, and client for the gavel CLI), each usable as both server and client,
+ECDSA P-256, valid for --hosts. Keys are written mode 0600. Existing files are never
+overwritten without --force. The output says which config field takes which file.`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "", "directory to write the files into (created if absent; required)")
+	f.StringSliceVar(&hosts, "hosts", certgen.DefaultHosts(), "DNS names and IP addresses every certificate is valid for (comma-separated)")
+	f.IntVar(&days, "days", int(certgen.DefaultValidity/(24*time.Hour)), "validity in days")
+	f.BoolVar(&force, "force", false, "overwrite existing files")
+	_ = cmd.MarkFlagRequired("dir")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if days < 1 {
+			return fmt.Errorf("--days: must be at least 1 (got %d)", days)
+		}
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return fmt.Errorf("--dir: %w", err)
+		}
+		w, err := certgen.WriteDir(certgen.DirOptions{
+			Dir: abs, Hosts: hosts, Validity: time.Duration(days) * 24 * time.Hour, Force: force,
+		})
+		if errors.Is(err, certgen.ErrExists) {
+			return fmt.Errorf("%w (pass --force to overwrite)", err)
+		}
+		if err != nil {
+			return err
+		}
+		return printCerts(cmd, w, hosts, days)
+	}
+	return cmd
+}
+
+// printCerts says what was written and which config field takes which file.
+func printCerts(cmd *cobra.Command, w certgen.Written, hosts []string, days int) error {
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "Wrote a CA and %d certificates to %s, valid %d days for %s.\n\n",
+		len(w.Certs), filepath.Dir(w.CAFile), days, strings.Join(hosts, ", "))
+	fmt.Fprintf(out, "ca_file everywhere:  %s\n", w.CAFile)
+	fmt.Fprintf(out, "CA key:              %s (no daemon needs it: keep it offline)\n\n", w.CAKeyFile)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USED BY\tFIELDS (each takes ca_file, cert_file, key_file)\tCERT_FILE\tKEY_FILE")
+	uses := map[string]certUse{}
+	for _, u := range certUses() {
+		uses[u.component] = u
+	}
+	for _, c := range w.Certs {
+		u, ok := uses[c.Component]
+		if !ok {
+			u = certUse{user: c.Component, fields: "-"}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.user, u.fields, c.Files.CertFile, c.Files.KeyFile)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(out, "\nFor example, the BBS config:\n  \"tls\": {\"ca_file\": %q, \"cert_file\": %q, \"key_file\": %q}\n",
+		w.CAFile, w.Certs[0].Files.CertFile, w.Certs[0].Files.KeyFile)
+	return err
+}

@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tedsuo/ifrit"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/internal/grpcserver"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+)
+
+// files are a component's files as gavel certs writes them into dir.
+func files(dir, component string) tlsconfig.Files {
+	return tlsconfig.Files{
+		CAFile:   filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, component+".pem"),
+		KeyFile:  filepath.Join(dir, component+"-key.pem"),
+	}
+}
+
+// The files gavel certs writes load with tlsconfig, and a gRPC server with
+// one component's and a client with another's complete a mutual handshake.
+func TestCertsWritesFilesThatServeMutualTLS(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	out, err := execute(t, "certs", "--dir", dir, "--hosts", "localhost,127.0.0.1", "--days", "30")
+	require.NoError(t, err)
+	for _, want := range []string{
+		filepath.Join(dir, "ca.pem"), "tls, client_tls", "tls, bbs_tls, rep_client_tls", "rep (every cell)",
+		"route-emitter", "--ca-file, --cert-file, --key-file", filepath.Join(dir, "client-key.pem"), "valid 30 days",
+	} {
+		require.Contains(t, out, want)
+	}
+
+	for _, component := range []string{"bbs", "auctioneer", "rep", "route-emitter", "client"} {
+		f := files(dir, component)
+		_, err := f.Server()
+		require.NoError(t, err, component)
+		_, err = f.Client("")
+		require.NoError(t, err, component)
+		info, err := os.Stat(f.KeyFile)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "%s key", component)
+	}
+
+	serverTLS, err := files(dir, "bbs").Server()
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Addr: "127.0.0.1:0", TLS: serverTLS})
+	proc := ifrit.Invoke(srv)
+	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
+	health := func(f tlsconfig.Files) error {
+		clientTLS, err := f.Client("")
+		require.NoError(t, err)
+		conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+		require.NoError(t, err)
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	require.NoError(t, health(files(dir, "client")), "the CLI's certificate is served")
+	require.Error(t, health(tlsconfig.Files{CAFile: filepath.Join(dir, "ca.pem")}), "no certificate is refused")
+}
+
+func TestCertsRefusesToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	_, err := execute(t, "certs", "--dir", dir)
+	require.NoError(t, err)
+	before, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+
+	cases := []struct {
+		name string
+		args []string
+		want string // empty: succeeds
+	}{
+		{"again without --force", []string{"certs", "--dir", dir}, "refusing to overwrite existing files"},
+		{"no --dir", []string{"certs"}, `required flag(s) "dir" not set`},
+		{"zero days", []string{"certs", "--dir", t.TempDir(), "--days", "0"}, "--days: must be at least 1"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := execute(t, tc.args...)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	require.Equal(t, before, after, "the CA was not replaced")
+	require.ErrorContains(t, func() error { _, err := execute(t, "certs", "--dir", dir); return err }(), "pass --force to overwrite")
+
+	_, err = execute(t, "certs", "--dir", dir, "--force")
+	require.NoError(t, err)
+	after, err = os.ReadFile(filepath.Join(dir, "ca.pem"))
+	require.NoError(t, err)
+	require.NotEqual(t, before, after, "--force writes a new CA")
+	_, err = files(dir, "rep").Server()
+	require.NoError(t, err)
+}
+
+// The CLI reaches a BBS that runs on gavel certs' files with the client
+// certificate, and says what is wrong without one.
+func TestCLIOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	_, err := execute(t, "certs", "--dir", dir)
+	require.NoError(t, err)
+	addr := startBBS(t, func(c *app.Config) {
+		c.InsecurePlaintext = false
+		c.TLS, c.ClientTLS = files(dir, "bbs"), files(dir, "bbs")
+	})
+	client := files(dir, "client")
+	cases := []struct {
+		name string
+		args []string
+		want string // empty: succeeds
+	}{
+		{"client certificate", []string{"--ca-file", client.CAFile, "--cert-file", client.CertFile, "--key-file", client.KeyFile}, ""},
+		{"plaintext", nil, "does it want mTLS? (pass --ca-file, --cert-file and --key-file; gavel certs writes them)"},
+		{"CA only", []string{"--ca-file", client.CAFile}, "TLS with the BBS at " + addr + " failed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"lrps", "--timeout", "5s", "--config", filepath.Join(t.TempDir(), "none.json")}, tc.args...)
+			_, err := gavel(t, addr, args...)
+			if tc.want == "" {
+				require.NoError(t, err)
+			} else {
+				require.ErrorContains(t, err, tc.want)
+			}
+		})
+	}
+}
