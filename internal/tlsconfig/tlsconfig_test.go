@@ -1,15 +1,8 @@
 package tlsconfig_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,69 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/internal/tlstest"
 )
-
-// pki is a throwaway CA with helpers to issue leaf certificates as files.
-type pki struct {
-	dir    string
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	caFile string
-	serial int64
-}
-
-func newPKI(t *testing.T, dir, name string) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	p := &pki{dir: dir, cert: cert, key: key, caFile: filepath.Join(dir, name+"-ca.pem"), serial: 1}
-	writePEM(t, p.caFile, "CERTIFICATE", der)
-	return p
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-}
-
-// issue writes a leaf certificate and key and returns their paths.
-func (p *pki) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (string, string) {
-	t.Helper()
-	p.serial++
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{name, "localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	certFile, keyFile := filepath.Join(p.dir, name+".pem"), filepath.Join(p.dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
 
 // serve accepts TLS connections and echoes one line; it returns the address.
 func serve(t *testing.T, cfg *tls.Config) string {
@@ -123,14 +55,14 @@ func roundTrip(addr string, cfg *tls.Config) error {
 }
 
 func TestMutualTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca := newPKI(t, dir, "gavel")
-	serverCert, serverKey := ca.issue(t, "bbs.service", x509.ExtKeyUsageServerAuth)
-	clientCert, clientKey := ca.issue(t, "rep", x509.ExtKeyUsageClientAuth)
-	rogue := newPKI(t, dir, "rogue")
-	rogueCert, rogueKey := rogue.issue(t, "intruder", x509.ExtKeyUsageClientAuth)
+	ca := tlstest.NewCA(t, "gavel")
+	serverFiles := ca.Issue(t, "bbs.service")
+	client := ca.Issue(t, "rep")
+	clientCert, clientKey := client.CertFile, client.KeyFile
+	rogueCA := tlstest.NewCA(t, "rogue")
+	rogue := rogueCA.Issue(t, "intruder")
+	rogueCert, rogueKey := rogue.CertFile, rogue.KeyFile
 
-	serverFiles := tlsconfig.Files{CAFile: ca.caFile, CertFile: serverCert, KeyFile: serverKey}
 	require.True(t, serverFiles.Enabled())
 	srvCfg, err := serverFiles.Server()
 	require.NoError(t, err)
@@ -139,32 +71,32 @@ func TestMutualTLS(t *testing.T) {
 	addr := serve(t, srvCfg)
 
 	t.Run("client with a certificate from the CA", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: ca.caFile, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
+		cfg, err := tlsconfig.Files{CAFile: ca.File, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
 		require.NoError(t, err)
 		require.NoError(t, roundTrip(addr, cfg))
 	})
 	t.Run("client without a certificate is refused", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: ca.caFile}.Client("bbs.service")
+		cfg, err := tlsconfig.Files{CAFile: ca.File}.Client("bbs.service")
 		require.NoError(t, err)
 		assert.Error(t, roundTrip(addr, cfg))
 	})
 	t.Run("client with a certificate from another CA is refused", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: ca.caFile, CertFile: rogueCert, KeyFile: rogueKey}.Client("bbs.service")
+		cfg, err := tlsconfig.Files{CAFile: ca.File, CertFile: rogueCert, KeyFile: rogueKey}.Client("bbs.service")
 		require.NoError(t, err)
 		assert.Error(t, roundTrip(addr, cfg))
 	})
 	t.Run("client refuses a server name the certificate does not cover", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: ca.caFile, CertFile: clientCert, KeyFile: clientKey}.Client("other.service")
+		cfg, err := tlsconfig.Files{CAFile: ca.File, CertFile: clientCert, KeyFile: clientKey}.Client("other.service")
 		require.NoError(t, err)
 		assert.Error(t, roundTrip(addr, cfg))
 	})
 	t.Run("client refuses a server from an unknown CA", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: rogue.caFile, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
+		cfg, err := tlsconfig.Files{CAFile: rogueCA.File, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
 		require.NoError(t, err)
 		assert.Error(t, roundTrip(addr, cfg))
 	})
 	t.Run("TLS 1.1 is refused", func(t *testing.T) {
-		cfg, err := tlsconfig.Files{CAFile: ca.caFile, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
+		cfg, err := tlsconfig.Files{CAFile: ca.File, CertFile: clientCert, KeyFile: clientKey}.Client("bbs.service")
 		require.NoError(t, err)
 		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 		assert.Error(t, roundTrip(addr, cfg))
@@ -172,12 +104,12 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestServerWithoutCADoesNotAskForClientCerts(t *testing.T) {
-	ca := newPKI(t, t.TempDir(), "gavel")
-	cert, key := ca.issue(t, "bbs.service", x509.ExtKeyUsageServerAuth)
-	srvCfg, err := tlsconfig.Files{CertFile: cert, KeyFile: key}.Server()
+	ca := tlstest.NewCA(t, "gavel")
+	files := ca.Issue(t, "bbs.service")
+	srvCfg, err := tlsconfig.Files{CertFile: files.CertFile, KeyFile: files.KeyFile}.Server()
 	require.NoError(t, err)
 	addr := serve(t, srvCfg)
-	cfg, err := tlsconfig.Files{CAFile: ca.caFile}.Client("bbs.service")
+	cfg, err := tlsconfig.Files{CAFile: ca.File}.Client("bbs.service")
 	require.NoError(t, err)
 	require.NoError(t, roundTrip(addr, cfg))
 }
@@ -186,12 +118,13 @@ func TestBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.pem")
 	require.NoError(t, os.WriteFile(garbage, []byte("not pem"), 0o600))
-	ca := newPKI(t, dir, "gavel")
-	cert, key := ca.issue(t, "x", x509.ExtKeyUsageServerAuth)
+	ca := tlstest.NewCA(t, "gavel")
+	files := ca.Issue(t, "x")
+	cert, key := files.CertFile, files.KeyFile
 
 	assert.False(t, tlsconfig.Files{}.Enabled())
 
-	_, err := tlsconfig.Files{CAFile: ca.caFile}.Server()
+	_, err := tlsconfig.Files{CAFile: ca.File}.Server()
 	assert.ErrorContains(t, err, "cert_file")
 
 	_, err = tlsconfig.Files{CertFile: cert}.Client("")
