@@ -27,10 +27,13 @@ var errDetached = errors.New("process backend detached")
 // Backend runs containers as plain processes under Options.Root. It is safe
 // for concurrent use.
 type Backend struct {
-	opts    Options
-	logger  lager.Logger
-	ports   *portPool
-	cgroups *cgroups
+	opts   Options
+	logger lager.Logger
+	// keeperPath is the keeper binary: keeperSelf, or another binary that
+	// runs RunKeeper (benchmarks measure the rep's).
+	keeperPath string
+	ports      *portPool
+	cgroups    *cgroups
 
 	// detached is closed by Detach.
 	detached   chan struct{}
@@ -57,6 +60,7 @@ func New(opts Options) (*Backend, error) {
 	b := &Backend{
 		opts:       opts,
 		logger:     opts.Logger.Session("process-backend"),
+		keeperPath: keeperSelf,
 		ports:      newPortPool(opts.PortRangeStart, opts.PortRangeEnd),
 		cgroups:    probeCgroups(opts.CgroupRoot, opts.CgroupParent, opts.DisableCgroups),
 		detached:   make(chan struct{}),

@@ -138,7 +138,7 @@ func (c *container) spawn(ctx context.Context, id string, spec backend.ProcessSp
 	defer errF.Close()
 
 	cmd := &exec.Cmd{
-		Path:   keeperSelf,
+		Path:   c.b.keeperPath,
 		Args:   []string{keeperName, keeperFlag, c.handle + "/" + id},
 		Env:    keeperEnv,
 		Dir:    "/",
