@@ -89,8 +89,9 @@ type exitRecord struct {
 //		os.Exit(process.RunKeeper())
 //	}
 //
-// A binary that does not exits with a usage error when started as a keeper,
-// and the backend's Run then fails saying so.
+// A binary that does not, and parses its flags, exits at once with a usage
+// error when started as a keeper (keeperFlag looks like a flag), and the
+// backend's Run fails saying what is missing.
 func KeeperRequested() bool {
 	return len(os.Args) > 1 && os.Args[1] == keeperFlag
 }
