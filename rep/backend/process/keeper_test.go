@@ -69,22 +69,30 @@ func waitExit(t *testing.T, p backend.Process) int {
 // persistedKeeper reads the pid of a process's keeper from state.json.
 func persistedKeeper(t *testing.T, containerDir, id string) int {
 	t.Helper()
+	_, keeper := persistedPids(t, containerDir, id)
+	return keeper
+}
+
+// persistedPids reads the pids of a process and of its keeper from state.json.
+func persistedPids(t *testing.T, containerDir, id string) (pid, keeper int) {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(containerDir, "state.json"))
 	require.NoError(t, err)
 	var st struct {
 		Processes []struct {
 			ID        string `json:"id"`
+			Pid       int    `json:"pid"`
 			KeeperPid int    `json:"keeper_pid"`
 		} `json:"processes"`
 	}
 	require.NoError(t, json.Unmarshal(data, &st))
 	for _, p := range st.Processes {
 		if p.ID == id {
-			return p.KeeperPid
+			return p.Pid, p.KeeperPid
 		}
 	}
 	t.Fatalf("process %s not in state.json", id)
-	return 0
+	return 0, 0
 }
 
 // pgrp reads the process group of pid from /proc.
@@ -266,9 +274,8 @@ func TestStaleExitFileIsIgnored(t *testing.T) {
 // keepers, and each keeper's death its process.
 func TestKillOnParentExit(t *testing.T) {
 	root := t.TempDir()
-	runUnderKilled(t, firstBackend{Root: root, Handle: "c1", ID: "app-1", Command: "echo $$ > app.pid; exec sleep 1000", KillOnParentExit: true})
-	pid, err := strconv.Atoi(waitForFile(t, filepath.Join(root, "c1", "rootfs", "app.pid")))
-	require.NoError(t, err)
-	keeperPid := persistedKeeper(t, filepath.Join(root, "c1"), "app-1")
+	runUnderKilled(t, firstBackend{Root: root, Handle: "c1", ID: "app-1", Command: "exec sleep 1000", KillOnParentExit: true})
+	pid, keeperPid := persistedPids(t, filepath.Join(root, "c1"), "app-1")
+	require.NotZero(t, pid)
 	require.Eventually(t, func() bool { return pidGone(keeperPid) && pidGone(pid) }, 5*time.Second, 10*time.Millisecond)
 }
