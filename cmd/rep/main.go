@@ -15,9 +15,14 @@ import (
 
 	"github.com/gavelhq/gavel/internal/logging"
 	"github.com/gavelhq/gavel/rep/app"
+	"github.com/gavelhq/gavel/rep/backend/process"
 )
 
 func main() {
+	// The process backend re-executes this binary as each process's keeper.
+	if process.KeeperRequested() {
+		os.Exit(process.RunKeeper())
+	}
 	configPath := flag.String("config", "", "path to the JSON config file")
 	cellID := flag.String("cell-id", "", "cell id (overrides the config)")
 	zone := flag.String("zone", "", "availability zone (overrides the config)")
@@ -52,8 +57,8 @@ func main() {
 	}
 	rep := app.New(cfg, logger)
 	defer rep.DrainOnSignal(syscall.SIGUSR1)()
-	process := ifrit.Invoke(sigmon.New(rep.Runner()))
-	if err := <-process.Wait(); err != nil {
+	running := ifrit.Invoke(sigmon.New(rep.Runner()))
+	if err := <-running.Wait(); err != nil {
 		logger.Error("exited-with-failure", err)
 		os.Exit(1)
 	}

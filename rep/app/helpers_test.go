@@ -41,6 +41,9 @@ const daemonEnv = "GAVEL_REP_TEST_DAEMON_CONFIG"
 var appPath string
 
 func TestMain(m *testing.M) {
+	if process.KeeperRequested() {
+		os.Exit(process.RunKeeper())
+	}
 	if path := os.Getenv(daemonEnv); path != "" {
 		os.Exit(runDaemon(path))
 	}

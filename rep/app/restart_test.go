@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -123,9 +124,87 @@ func TestRestartKeepsTheAppRunning(t *testing.T) {
 	// The adopted app is still supervised: its death is reported as a crash.
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	crashed := waitActual(t, bbs, "lrp-survivor", 0, "crashed", func(a *modelsv1.ActualLRP) bool { return a.GetCrashCount() == 1 })
-	require.Contains(t, crashed.GetCrashReason(), "Exited")
+	require.Contains(t, crashed.GetCrashReason(), "Exited with status 137", "the status the keeper recorded")
 	current.signal(syscall.SIGTERM)
 	require.Equal(t, 0, current.cmd.ProcessState.ExitCode(), "a signalled rep exits 0")
+}
+
+// A task running when the rep is SIGKILLed completes by its real exit
+// status under the next rep, as its keeper recorded it: one that exits 0
+// after the new rep adopted it succeeds with its result file; one that exits
+// 5 while no rep runs fails with "Exited with status 5".
+func TestRestartKeepsTaskExitStatus(t *testing.T) {
+	const cellID = "cell-task-restart"
+	prefix := etcdtest.Prefix(t)
+	b, bbs := startBBS(t, prefix)
+	cfg := repConfig(t, prefix, b.Addr(), cellID)
+	configPath := writeJSON(t, cfg)
+	getTask := func(guid string) func() *modelsv1.Task {
+		return func() *modelsv1.Task {
+			resp, err := bbs.GetTask(ctx, &bbsv1.GetTaskRequest{TaskGuid: guid})
+			require.NoError(t, err)
+			return resp.GetTask()
+		}
+	}
+	const waitForRelease = `echo $$ > task.pid; while [ ! -e release ]; do sleep 0.02; done; `
+	tasks := []struct{ guid, script string }{
+		{"task-ok", waitForRelease + `printf forty-two > result.txt; exit 0`},
+		{"task-fails", waitForRelease + `printf partial > result.txt; exit 5`},
+	}
+
+	first := startDaemon(t, configPath)
+	addr := repAddress(t, bbs, cellID, "")
+	repc := dialRep(t, addr)
+	pids := map[string]int{}
+	for _, tk := range tasks {
+		def := &modelsv1.TaskDefinition{Action: sh(tk.script), ResultFile: "/result.txt",
+			RootFs: "preloaded:cflinuxfs4", MemoryMb: 32, DiskMb: 32, LogGuid: tk.guid, LogSource: "TASK"}
+		_, err := bbs.DesireTask(ctx, &bbsv1.DesireTaskRequest{TaskGuid: tk.guid, Domain: "tasks", Definition: def})
+		require.NoError(t, err)
+		performTask(t, repc, cellID, tk.guid)
+		waitTask(t, getTask(tk.guid), "running", func(task *modelsv1.Task) bool {
+			return task.GetState() == modelsv1.TaskState_TASK_STATE_RUNNING
+		})
+		pids[tk.guid] = readPid(t, filepath.Join(cfg.Process.RootDir, tk.guid, "rootfs", "task.pid"))
+	}
+	release := func(guid string) {
+		require.NoError(t, os.WriteFile(filepath.Join(cfg.Process.RootDir, guid, "rootfs", "release"), nil, 0o644))
+	}
+
+	first.signal(syscall.SIGKILL)
+	require.False(t, pidGone(pids["task-ok"]), "the task survives the rep")
+	release("task-fails")
+	require.Eventually(t, func() bool { return pidGone(pids["task-fails"]) }, 10*time.Second, 10*time.Millisecond,
+		"task-fails exits while no rep runs")
+	require.Equal(t, modelsv1.TaskState_TASK_STATE_RUNNING, getTask("task-fails")().GetState())
+
+	second := startDaemon(t, configPath)
+	repc = dialRep(t, repAddress(t, bbs, cellID, addr))
+	require.Eventually(t, func() bool {
+		st, err := repc.State(ctx, &repv1.StateRequest{})
+		if err != nil {
+			return false
+		}
+		for _, task := range st.GetTasks() {
+			if task.GetTaskGuid() == "task-ok" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "the new rep adopts task-ok")
+	require.False(t, pidGone(pids["task-ok"]))
+	release("task-ok")
+
+	isCompleted := func(task *modelsv1.Task) bool { return task.GetState() == modelsv1.TaskState_TASK_STATE_COMPLETED }
+	ok := waitTask(t, getTask("task-ok"), "completed", isCompleted)
+	require.False(t, ok.GetFailed(), ok.GetFailureReason())
+	require.Equal(t, "forty-two", ok.GetResult())
+	failed := waitTask(t, getTask("task-fails"), "completed", isCompleted)
+	require.True(t, failed.GetFailed())
+	require.Contains(t, failed.GetFailureReason(), "Exited with status 5")
+	require.Empty(t, failed.GetResult())
+	second.signal(syscall.SIGTERM)
+	require.Equal(t, 0, second.cmd.ProcessState.ExitCode(), "a signalled rep exits 0")
 }
 
 // A config with errors is refused with every field named.

@@ -22,8 +22,8 @@ var (
 )
 
 // ExitStatusUnknown is the exit status Wait reports for a process whose
-// status could not be observed (for example a process rediscovered after a
-// restart of the backend, which is no longer its parent).
+// status could not be observed (for example, with the process backend, a
+// process whose keeper was killed before it could record the status).
 const ExitStatusUnknown = -1
 
 // Properties are string key/value metadata attached to a container.
@@ -55,7 +55,9 @@ type Container interface {
 	// to start, e.g. an executable that does not exist); Wait reports its exit.
 	// ctx bounds the start only, not the life of the process.
 	Run(ctx context.Context, spec ProcessSpec, pio ProcessIO) (Process, error)
-	// Attach reconnects to a running process's output and exit status.
+	// Attach reconnects to a running process's output and exit status, or
+	// to the exit status of one listed in ContainerInfo.ProcessIDs that has
+	// exited. An unknown (or forgotten) ID gives ErrProcessNotFound.
 	Attach(ctx context.Context, processID string, pio ProcessIO) (Process, error)
 	// StreamIn extracts a tar stream at a path inside the container.
 	StreamIn(ctx context.Context, spec StreamInSpec) error
@@ -200,7 +202,9 @@ type ContainerInfo struct {
 	Properties Properties
 	// Events lists notable events, e.g. "Out of memory".
 	Events []string
-	// ProcessIDs lists the IDs of processes still running.
+	// ProcessIDs lists the IDs of processes still running and, for backends
+	// that keep them across a restart, of processes that exited with a
+	// status no Attach has received yet (Attach reports it at once).
 	ProcessIDs []string
 	// MemoryLimitEnforced says whether the memory limit is enforced by the kernel.
 	MemoryLimitEnforced bool

@@ -50,13 +50,19 @@
 // them). A new executor over the same backend adopts them with Recover: the
 // backend containers it owns are rebuilt from the properties stored at
 // creation (executor:resource, executor:run and the tags), their resources
-// taken again; one whose app processes still run is running and supervised
-// again (the first exit completes it, with ExitStatusUnknown since the
-// processes are no longer children of the cell; liveness and readiness
-// checks resume; Stop stops it gracefully); one whose processes are gone is
-// completed with ReasonLostWhileDetached. Processes carry their role in their
-// id ("app-", "sidecar-", "monitor-"): monitor runs are not adopted. A task
-// adopted while running therefore completes as failed, whatever its exit.
+// taken again; one whose app processes still run, or exited with a status
+// the backend recorded meanwhile, is running and supervised again (the first
+// exit completes it with its real status: the process backend's keepers
+// record it across restarts; liveness and readiness checks resume; Stop
+// stops it gracefully); one whose processes are gone with no recorded status
+// is completed with ReasonLostWhileDetached. Processes carry their role in
+// their id ("app-", "sidecar-", "monitor-"): monitor runs are not adopted. A
+// task that was running when the cell went down thus completes as it would
+// have without the restart, whether it exits before or after the adoption:
+// succeeded with its result file on exit 0, failed with "Exited with status
+// N" otherwise; an LRP's exit is a crash with its status. A status is
+// unknown (and the task failed) only when the backend could not record it.
+// Output written while no executor ran stays out of the logs.
 //
 // # Logs
 //

@@ -22,6 +22,9 @@ import (
 var appPath string
 
 func TestMain(m *testing.M) {
+	if process.KeeperRequested() {
+		os.Exit(process.RunKeeper())
+	}
 	dir, err := os.MkdirTemp("", "executor-test-app")
 	if err != nil {
 		panic(err)

@@ -25,7 +25,8 @@ const (
 )
 
 // ReasonLostWhileDetached is the failure reason of an adopted container whose
-// app processes were gone when Recover found it.
+// app processes were gone, with no exit status recorded, when Recover found
+// it.
 const ReasonLostWhileDetached = "container's processes exited while the cell was not supervising them"
 
 // recoveredResource is the JSON of ResourceProperty.
@@ -84,16 +85,23 @@ func (e *Executor) Detach() {
 
 // Recover adopts the backend containers owned by Options.Owner that this
 // executor does not know, typically after a restart of the cell. Each
-// adopted container takes its resources again. One whose app processes still
-// run is running (routable unless it has readiness checks, which are probed
-// again), and its processes are supervised again: the first to exit
-// completes it (with ExitStatusUnknown, as the processes are no longer
-// children of the cell), liveness checks resume, and Stop stops it
-// gracefully. One whose processes are gone is completed at once with
-// ReasonLostWhileDetached. No events are emitted for adopted containers: the
-// caller reconciles them (the rep's bulk sync runs at start). Recover returns
-// the adopted guids; containers it cannot read are skipped and reported in
-// the error, after the others were adopted.
+// adopted container takes its resources again. One the backend lists app
+// processes of (still running, or exited with a status the backend recorded
+// and has not delivered, as the process backend's keepers do) is running
+// (routable unless it has readiness checks, which are probed again), and its
+// processes are supervised again: the first to exit completes it with its
+// real exit status, as if the cell had never restarted: a task that exits 0
+// succeeds with its result file read as usual, one that exits non-zero fails
+// with "Exited with status N", and an LRP's exit is a crash with that
+// status. Liveness checks resume, and Stop stops it gracefully. Only when the
+// backend could not record the status (the process backend's keeper was
+// killed) is it ExitStatusUnknown, a failure. One whose processes are gone
+// with no recorded status is completed at once with ReasonLostWhileDetached.
+// No events are emitted for containers completed by Recover itself: the
+// caller reconciles them (the rep's bulk sync runs at start); the completion
+// of a supervised one is emitted as usual. Recover returns the adopted
+// guids; containers it cannot read are skipped and reported in the error,
+// after the others were adopted.
 func (e *Executor) Recover(ctx context.Context) ([]string, error) {
 	containers, err := e.backend.Containers(ctx, backend.Properties{OwnerProperty: e.opts.Owner})
 	if err != nil {
@@ -217,7 +225,7 @@ func (e *Executor) superviseAdopted(ctx context.Context, n *node, d *stepDeps, p
 		proc, err := d.container.Attach(ctx, id, backend.ProcessIO{Stdout: stdout, Stderr: stderr})
 		if err != nil {
 			if errors.Is(err, backend.ErrProcessNotFound) {
-				continue // exited between Info and Attach; the others decide
+				continue // gone between Info and Attach (no status kept); the others decide
 			}
 			return failed("failed to attach to adopted process "+id+": "+err.Error(), false)
 		}

@@ -1,7 +1,10 @@
 package executor_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,11 +18,57 @@ import (
 	"github.com/gavelhq/gavel/rep/executor"
 )
 
+// completions collects the ContainerCompleted events of a subscription.
+type completions struct {
+	t    *testing.T
+	sub  *executor.Subscription
+	seen map[string]executor.Container
+}
+
+// wait returns the completed container guid, failing after 15 s.
+func (c *completions) wait(guid string) executor.Container {
+	c.t.Helper()
+	if c.seen == nil {
+		c.seen = map[string]executor.Container{}
+	}
+	deadline := time.After(15 * time.Second)
+	for {
+		if done, ok := c.seen[guid]; ok {
+			return done
+		}
+		select {
+		case ev := <-c.sub.Events():
+			if done, ok := ev.(executor.ContainerCompleted); ok {
+				c.seen[done.Container.Guid] = done.Container
+			}
+		case <-deadline:
+			c.t.Fatalf("%s never completed", guid)
+		}
+	}
+}
+
+// keeperPid reads the pid of the keeper of a container's only process from
+// the process backend's state.json.
+func keeperPid(t *testing.T, root, guid string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, guid, "state.json"))
+	require.NoError(t, err)
+	var st struct {
+		Processes []struct {
+			KeeperPid int `json:"keeper_pid"`
+		} `json:"processes"`
+	}
+	require.NoError(t, json.Unmarshal(data, &st))
+	require.Len(t, st.Processes, 1)
+	return st.Processes[0].KeeperPid
+}
+
 // A detached executor leaves the app running; a new executor over a new
 // backend on the same root adopts it (running, same ports and tags, its
-// resources taken), supervises it again (a kill completes it as failed) and
-// can stop it. A container whose process died while nobody watched is
-// adopted as completed.
+// resources taken), supervises it again (a kill completes it as crashed with
+// its real status) and can stop it. A container whose process died while
+// nobody watched completes with the status its keeper recorded; one whose
+// keeper died too is adopted as completed, lost.
 func TestDetachAndRecover(t *testing.T) {
 	root := t.TempDir()
 	newBackend := func() *process.Backend {
@@ -35,17 +84,19 @@ func TestDetachAndRecover(t *testing.T) {
 		return executor.Options{Backend: b, CellID: "cell-1", TotalResources: total, GraceTime: time.Second,
 			StartupCheckInterval: 50 * time.Millisecond, LivenessCheckInterval: 200 * time.Millisecond}
 	}
-	first, err := executor.New(ctx, opts(newBackend()))
+	b1 := newBackend()
+	first, err := executor.New(ctx, opts(b1))
 	require.NoError(t, err)
 	sub := first.Subscribe()
 	req := lrpRequest(runA(appPath), []*modelsv1.Check{tcpCheck(8080)}, nil)
-	for _, guid := range []string{"keep", "die"} {
+	guids := []string{"keep", "die", "lost"}
+	for _, guid := range guids {
 		require.Empty(t, first.Allocate([]executor.AllocationRequest{{Guid: guid, LRP: true,
 			Resource: executor.Resource{MemoryMB: 128, DiskMB: 256}, Tags: executor.Tags{"lifecycle": "lrp", "process-guid": "pg-" + guid}}}))
 		require.NoError(t, first.Run(ctx, guid, req))
 	}
 	running := map[string]executor.Container{}
-	for len(running) < 2 {
+	for len(running) < len(guids) {
 		select {
 		case ev := <-sub.Events():
 			if r, ok := ev.(executor.ContainerRunning); ok {
@@ -63,9 +114,10 @@ func TestDetachAndRecover(t *testing.T) {
 		require.NoError(t, err)
 		return p
 	}
-	keepPid, diePid := pid(running["keep"]), pid(running["die"])
+	keepPid, diePid, lostPid := pid(running["keep"]), pid(running["die"]), pid(running["lost"])
 
 	first.Detach()
+	b1.Detach() // as when the cell's OS process exits
 	select {
 	case ev := <-sub.Events():
 		t.Fatalf("detach emitted %T", ev)
@@ -74,17 +126,21 @@ func TestDetachAndRecover(t *testing.T) {
 	sub.Close()
 	require.False(t, pidGone(keepPid), "detach leaves the app running")
 	require.NoError(t, syscall.Kill(diePid, syscall.SIGKILL))
-	require.Eventually(t, func() bool { return pidGone(diePid) }, 5*time.Second, 10*time.Millisecond)
+	lostKeeper := keeperPid(t, root, "lost")
+	require.NoError(t, syscall.Kill(lostKeeper, syscall.SIGKILL))
+	require.NoError(t, syscall.Kill(lostPid, syscall.SIGKILL))
+	require.Eventually(t, func() bool { return pidGone(diePid) && pidGone(lostPid) && pidGone(lostKeeper) }, 5*time.Second, 10*time.Millisecond)
 
 	second, err := executor.New(ctx, opts(newBackend()))
 	require.NoError(t, err)
 	defer second.Close()
 	sub2 := second.Subscribe()
 	defer sub2.Close()
+	done := &completions{t: t, sub: sub2}
 	adopted, err := second.Recover(ctx)
 	require.NoError(t, err)
-	require.ElementsMatch(t, []string{"keep", "die"}, adopted)
-	require.Equal(t, executor.Resources{MemoryMB: 4096 - 256, DiskMB: 8192 - 512, Containers: 8}, second.RemainingResources())
+	require.ElementsMatch(t, guids, adopted)
+	require.Equal(t, executor.Resources{MemoryMB: 4096 - 384, DiskMB: 8192 - 768, Containers: 7}, second.RemainingResources())
 
 	keep, err := second.Get("keep")
 	require.NoError(t, err)
@@ -96,32 +152,95 @@ func TestDetachAndRecover(t *testing.T) {
 	status, _ := get(t, "http://127.0.0.1:"+strconv.Itoa(int(keep.NetInfo.Ports[0].HostPort))+"/")
 	require.Equal(t, http.StatusOK, status)
 
-	die, err := second.Get("die")
+	lost, err := second.Get("lost")
 	require.NoError(t, err)
-	require.Equal(t, executor.StateCompleted, die.State)
+	require.Equal(t, executor.StateCompleted, lost.State)
+	require.True(t, lost.RunResult.Failed)
+	require.Equal(t, executor.ReasonLostWhileDetached, lost.RunResult.FailureReason)
+	require.NoError(t, second.Delete(ctx, "lost"))
+
+	die := done.wait("die")
 	require.True(t, die.RunResult.Failed)
-	require.Equal(t, executor.ReasonLostWhileDetached, die.RunResult.FailureReason)
+	require.Equal(t, "APP/PROC/WEB: Exited with status 137", die.RunResult.FailureReason)
+	require.Equal(t, 137, die.RunResult.ExitStatus)
 	require.NoError(t, second.Delete(ctx, "die"))
 
 	// The adopted app is supervised: killing it completes the container.
 	require.NoError(t, syscall.Kill(keepPid, syscall.SIGKILL))
-	var done executor.Container
-	require.Eventually(t, func() bool {
-		select {
-		case ev := <-sub2.Events():
-			if c, ok := ev.(executor.ContainerCompleted); ok && c.Container.Guid == "keep" {
-				done = c.Container
-				return true
-			}
-		default:
-		}
-		return false
-	}, 10*time.Second, 5*time.Millisecond)
-	require.True(t, done.RunResult.Failed)
-	require.True(t, strings.Contains(done.RunResult.FailureReason, "unknown status") ||
-		strings.Contains(done.RunResult.FailureReason, "Instance became unhealthy"), done.RunResult.FailureReason)
+	crashed := done.wait("keep")
+	require.True(t, crashed.RunResult.Failed)
+	require.True(t, crashed.RunResult.FailureReason == "APP/PROC/WEB: Exited with status 137" ||
+		strings.Contains(crashed.RunResult.FailureReason, "Instance became unhealthy"), crashed.RunResult.FailureReason)
 	require.NoError(t, second.Delete(ctx, "keep"))
 	require.Equal(t, total, second.RemainingResources())
+}
+
+// A task adopted after a restart completes by the status its keeper
+// recorded: exiting 0 after the adoption, it succeeds with its result file;
+// exiting 5 while no executor ran, it fails with that status.
+func TestRecoveredTaskCompletesWithItsStatus(t *testing.T) {
+	root := t.TempDir()
+	newBackend := func() *process.Backend {
+		b, err := process.New(process.Options{Root: root, PortRangeStart: 46000, PortRangeEnd: 46999, PollInterval: 20 * time.Millisecond})
+		require.NoError(t, err)
+		return b
+	}
+	opts := func(b *process.Backend) executor.Options {
+		return executor.Options{Backend: b, TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 4}}
+	}
+	b1 := newBackend()
+	first, err := executor.New(ctx, opts(b1))
+	require.NoError(t, err)
+	sub := first.Subscribe()
+	const waitForRelease = `echo $$ > task.pid; while [ ! -e release ]; do sleep 0.02; done; `
+	tasks := map[string]string{
+		"ok":    waitForRelease + `printf forty-two > result.txt; exit 0`,
+		"fails": waitForRelease + `printf partial > result.txt; exit 5`,
+	}
+	for guid, script := range tasks {
+		require.Empty(t, first.Allocate([]executor.AllocationRequest{{Guid: guid, Resource: executor.Resource{MemoryMB: 10, DiskMB: 10}}}))
+		require.NoError(t, first.Run(ctx, guid, executor.RunRequest{Action: sh(script), ResultFile: "/result.txt"}))
+	}
+	rootfs := func(guid string) string { return filepath.Join(root, guid, "rootfs") }
+	pids := map[string]int{}
+	for guid := range tasks {
+		pid, err := strconv.Atoi(waitForFile(t, filepath.Join(rootfs(guid), "task.pid")))
+		require.NoError(t, err)
+		pids[guid] = pid
+	}
+	first.Detach()
+	b1.Detach()
+	sub.Close()
+
+	// "fails" exits while no executor runs.
+	require.NoError(t, os.WriteFile(filepath.Join(rootfs("fails"), "release"), nil, 0o644))
+	require.Eventually(t, func() bool { return pidGone(pids["fails"]) }, 10*time.Second, 10*time.Millisecond)
+
+	second, err := executor.New(ctx, opts(newBackend()))
+	require.NoError(t, err)
+	defer second.Close()
+	sub2 := second.Subscribe()
+	defer sub2.Close()
+	done := &completions{t: t, sub: sub2}
+	adopted, err := second.Recover(ctx)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"ok", "fails"}, adopted)
+
+	// "ok" exits after the adoption.
+	require.False(t, pidGone(pids["ok"]))
+	require.NoError(t, os.WriteFile(filepath.Join(rootfs("ok"), "release"), nil, 0o644))
+
+	ok := done.wait("ok")
+	require.False(t, ok.RunResult.Failed, ok.RunResult.FailureReason)
+	require.Equal(t, "forty-two", ok.RunResult.Result)
+	fails := done.wait("fails")
+	require.True(t, fails.RunResult.Failed)
+	require.Equal(t, "APP: Exited with status 5", fails.RunResult.FailureReason)
+	require.Equal(t, 5, fails.RunResult.ExitStatus)
+	require.Empty(t, fails.RunResult.Result)
+	for guid := range tasks {
+		require.NoError(t, second.Delete(ctx, guid))
+	}
 }
 
 // Stopping an adopted container stops its process gracefully.
@@ -144,6 +263,7 @@ func TestStopAdoptedContainer(t *testing.T) {
 	pid, err := strconv.Atoi(body)
 	require.NoError(t, err)
 	first.Detach()
+	b1.Detach()
 
 	b2, err := process.New(process.Options{Root: root, PortRangeStart: 46000, PortRangeEnd: 46999, PollInterval: 20 * time.Millisecond})
 	require.NoError(t, err)

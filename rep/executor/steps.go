@@ -211,7 +211,7 @@ func (d *stepDeps) supervise(ctx context.Context, proc backend.Process, src stri
 		if x.status != 0 {
 			msg := fmt.Sprintf("Exited with status %d", x.status)
 			if x.status == backend.ExitStatusUnknown {
-				msg = "Exited with an unknown status (the process was adopted after a restart of the cell)"
+				msg = "Exited with an unknown status (the backend could not record it)"
 			}
 			if src != "" {
 				msg = src + ": " + msg

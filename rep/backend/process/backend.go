@@ -20,13 +20,24 @@ import (
 
 var _ backend.Backend = (*Backend)(nil)
 
+// errDetached is returned by the methods that start or stop processes
+// after Detach.
+var errDetached = errors.New("process backend detached")
+
 // Backend runs containers as plain processes under Options.Root. It is safe
 // for concurrent use.
 type Backend struct {
-	opts    Options
-	logger  lager.Logger
-	ports   *portPool
-	cgroups *cgroups
+	opts   Options
+	logger lager.Logger
+	// keeperPath is the keeper binary: keeperSelf, or another binary that
+	// runs RunKeeper (benchmarks measure the rep's).
+	keeperPath string
+	ports      *portPool
+	cgroups    *cgroups
+
+	// detached is closed by Detach.
+	detached   chan struct{}
+	detachOnce sync.Once
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -49,8 +60,10 @@ func New(opts Options) (*Backend, error) {
 	b := &Backend{
 		opts:       opts,
 		logger:     opts.Logger.Session("process-backend"),
+		keeperPath: keeperSelf,
 		ports:      newPortPool(opts.PortRangeStart, opts.PortRangeEnd),
 		cgroups:    probeCgroups(opts.CgroupRoot, opts.CgroupParent, opts.DisableCgroups),
+		detached:   make(chan struct{}),
 		containers: map[string]*container{},
 	}
 	if !b.cgroups.enabled {
@@ -60,6 +73,33 @@ func New(opts Options) (*Backend, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// Detach lets go of every process as if the backend's OS process had
+// exited, stopping none: the backend stops watching them, reading their
+// keepers' reports and tailing their output, and writes nothing more under
+// Root, so that a new Backend over the same Root adopts the processes and
+// reports their exit statuses. Wait on a process of a detached backend never
+// returns; Create, Destroy and a container's Run, Attach and Stop fail
+// afterwards. Detach is for running successive backends over one Root in
+// one OS process (tests); a backend whose OS process exits needs none. It
+// is idempotent.
+func (b *Backend) Detach() {
+	b.detachOnce.Do(func() {
+		close(b.detached)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, c := range b.containers {
+			c.mu.Lock()
+			for _, p := range c.procs {
+				if p.reports != nil {
+					// Unblocks the reaper's read of the keeper's next report.
+					_ = p.reports.f.Close()
+				}
+			}
+			c.mu.Unlock()
+		}
+	})
 }
 
 // CgroupStatus reports whether memory limits are enforced and, if not, why.
@@ -133,6 +173,9 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 	if err := validHandle(spec.Handle); err != nil {
 		return nil, err
 	}
+	if b.isDetached() {
+		return nil, fmt.Errorf("create %q: %w", spec.Handle, errDetached)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -169,6 +212,9 @@ func validHandle(h string) error {
 // Destroy kills every process of the container, then removes its cgroup,
 // ports and directory.
 func (b *Backend) Destroy(ctx context.Context, handle string) error {
+	if b.isDetached() {
+		return fmt.Errorf("destroy %q: %w", handle, errDetached)
+	}
 	b.mu.Lock()
 	c, ok := b.containers[handle]
 	b.mu.Unlock()
@@ -251,4 +297,13 @@ func (b *Backend) rediscover() error {
 		b.logger.Info("rediscovered-container", lager.Data{"handle": st.Handle, "live-processes": len(c.procs)})
 	}
 	return nil
+}
+
+func (b *Backend) isDetached() bool {
+	select {
+	case <-b.detached:
+		return true
+	default:
+		return false
+	}
 }

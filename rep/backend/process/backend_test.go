@@ -279,20 +279,22 @@ func TestStdinIsDelivered(t *testing.T) {
 	require.Equal(t, "piped\n", out.String())
 }
 
-// A second backend over the same root finds the container, its ports and its
-// live process, and can stop it.
+// A second backend over the same root, after the first detached, finds the
+// container, its ports and its live process, tails its output, and can stop
+// it, reporting the status the keeper recorded.
 func TestRediscovery(t *testing.T) {
 	root := t.TempDir()
 	b1 := newBackend(t, root)
 	c1 := create(t, b1, "app", 8080)
 	info1, err := c1.Info(context.Background())
 	require.NoError(t, err)
-	p1, err := c1.Run(context.Background(), backend.ProcessSpec{
+	_, err = c1.Run(context.Background(), backend.ProcessSpec{
 		ID: "web", Path: "sh", Args: []string{"-c", `echo $$ > app.pid; while true; do echo tick; sleep 0.05; done`},
 	}, backend.ProcessIO{})
 	require.NoError(t, err)
 	pid, err := strconv.Atoi(waitForFile(t, filepath.Join(info1.Path, "rootfs", "app.pid")))
 	require.NoError(t, err)
+	b1.Detach()
 
 	b2 := newBackend(t, root)
 	list, err := b2.Containers(context.Background(), backend.Properties{"owner": "test"})
@@ -313,8 +315,7 @@ func TestRediscovery(t *testing.T) {
 	require.NoError(t, b2.Destroy(context.Background(), "app"))
 	status, err := p2.Wait()
 	require.NoError(t, err)
-	require.Equal(t, backend.ExitStatusUnknown, status)
-	_, _ = p1.Wait() // b1 is still the parent and reaps it
+	require.Equal(t, 137, status, "the keeper recorded the SIGKILL of Destroy")
 	require.True(t, pidGone(pid))
 	_, err = os.Stat(filepath.Join(root, "app"))
 	require.True(t, errors.Is(err, os.ErrNotExist))

@@ -115,12 +115,20 @@ func (c *container) restore(st persistedState) {
 		c.b.ports.claim(pm.HostPort)
 	}
 	for _, pp := range st.Processes {
-		if !alive(pp.Pid, pp.StartTime) {
+		p := newProcess(c, pp.ID)
+		p.pid, p.pgid, p.startTime = pp.Pid, pp.Pgid, pp.StartTime
+		p.keeperPid, p.keeperStartTime = pp.KeeperPid, pp.KeeperStartTime
+		if status, ok := p.recorded(); ok {
+			// Exited while no backend ran: kept for the next Attach.
+			c.procs[pp.ID] = p
+			p.finish(status, nil)
 			continue
 		}
-		p := newProcess(c, pp.ID, pp.Pid, pp.Pgid, pp.StartTime)
+		if !alive(pp.Pid, pp.StartTime) && !p.keeperAlive() {
+			continue // gone without a recorded status
+		}
 		c.procs[pp.ID] = p
-		go p.poll(c.b.opts.PollInterval)
+		go p.watch(c.b.opts.PollInterval)
 	}
 	if err := c.persistLocked(); err != nil {
 		c.b.logger.Error("persist-rediscovered-container", err)
@@ -175,8 +183,11 @@ func (c *container) persistLocked() error {
 		CreatedAt:  c.createdAt,
 	}
 	for _, p := range c.procs {
-		if !p.exited() {
-			st.Processes = append(st.Processes, persistedProcess{ID: p.id, Pid: p.pid, Pgid: p.pgid, StartTime: p.startTime})
+		if p.listed() {
+			st.Processes = append(st.Processes, persistedProcess{
+				ID: p.id, Pid: p.pid, Pgid: p.pgid, StartTime: p.startTime,
+				KeeperPid: p.keeperPid, KeeperStartTime: p.keeperStartTime,
+			})
 		}
 	}
 	sort.Slice(st.Processes, func(i, j int) bool { return st.Processes[i].ID < st.Processes[j].ID })
@@ -226,7 +237,7 @@ func (c *container) Info(ctx context.Context) (backend.ContainerInfo, error) {
 		info.State = backend.StateStopped
 	}
 	for id, p := range c.procs {
-		if !p.exited() {
+		if p.listed() {
 			info.ProcessIDs = append(info.ProcessIDs, id)
 		}
 	}
@@ -240,6 +251,9 @@ func (c *container) Info(ctx context.Context) (backend.ContainerInfo, error) {
 // Stop signals every process group, escalating to SIGKILL after the grace
 // time, and waits for them to exit.
 func (c *container) Stop(ctx context.Context, kill bool) error {
+	if c.b.isDetached() {
+		return fmt.Errorf("stop %q: %w", c.handle, errDetached)
+	}
 	c.mu.Lock()
 	c.stopped = true
 	var live []*process
@@ -306,6 +320,9 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err := validHandle(id); err != nil {
 		return nil, fmt.Errorf("run: invalid process id: %w", err)
 	}
+	if c.b.isDetached() {
+		return nil, fmt.Errorf("run in %q: %w", c.handle, errDetached)
+	}
 	c.mu.Lock()
 	switch {
 	case c.destroyed:
@@ -322,13 +339,16 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	env := append([]string(nil), c.env...)
 	c.mu.Unlock()
 
-	return c.spawn(id, spec, env, pio)
+	return c.spawn(ctx, id, spec, env, pio)
 }
 
 // Attach tails the output of a process from now on and reports its exit.
 func (c *container) Attach(ctx context.Context, processID string, pio backend.ProcessIO) (backend.Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if c.b.isDetached() {
+		return nil, fmt.Errorf("attach %q in %q: %w", processID, c.handle, errDetached)
 	}
 	c.mu.Lock()
 	p, ok := c.procs[processID]

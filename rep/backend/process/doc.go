@@ -4,8 +4,10 @@
 // It owns, per container:
 //
 //   - a directory <Root>/<handle>/ holding state.json (handle, properties,
-//     env, limits, port mappings and the pid, pgid and start time of every live
-//     process), the process output files, and rootfs/, the directory that
+//     env, limits, port mappings and, for every process running or holding an
+//     undelivered exit status, its pid, pgid and start time and its keeper's
+//     pid and start time), processes/ with each process's output files and
+//     exit file, and rootfs/, the directory that
 //     container paths are rooted in: StreamIn to "/app" writes
 //     <Root>/<handle>/rootfs/app, and a process's Dir is resolved the same way.
 //     Processes are NOT chrooted: an absolute Path is first looked up under
@@ -16,12 +18,27 @@
 //     free with a listen before use. There is no network namespace, so a
 //     process must listen on the HOST port: ContainerInfo.SharedHostNetwork is
 //     true and the executor gives the process PORT/VCAP_APP_PORT = the host port.
+//   - one keeper per process: the backend's own binary re-executed
+//     (/proc/self/exe) in keeper mode, which is the process's parent. Every
+//     binary that runs this backend calls RunKeeper first thing in main when
+//     KeeperRequested (and so does TestMain of every test package that starts
+//     processes with it). The keeper leads its own process group and catches
+//     SIGTERM, SIGINT and SIGHUP, so signals meant for the process (or for
+//     the backend's group) do not end it. It starts the process, reports its
+//     pid to the backend over a pipe, waits for it and writes its exit status
+//     (the exit code, or 128+n for a death by signal n) with its pid and start
+//     time to processes/<id>.exit (write to a temporary file, then rename).
+//     The keeper survives a restart of the backend's OS process, so the status
+//     does too. A keeper costs one Go runtime per process (figures in
+//     rep/BENCHMARKS.md). It stays in the backend's cgroup; only the process
+//     goes to the container's.
 //   - one process group per process (Setpgid). Signal goes to the whole group;
-//     when a process exits the rest of its group is SIGKILLed before the exit
-//     is reaped (so the pgid cannot be reused meanwhile); Stop and Destroy kill
-//     every group. Children are therefore never leaked unless they leave their
-//     process group (setsid). Options.KillOnParentExit adds PR_SET_PDEATHSIG,
-//     which kills each process when the backend's OS process dies; it is off by
+//     when a process exits its keeper SIGKILLs the rest of the group before
+//     reaping it (so the pgid cannot be reused meanwhile); Stop and Destroy
+//     kill every group. Children are therefore never leaked unless they leave
+//     their process group (setsid). Options.KillOnParentExit adds
+//     PR_SET_PDEATHSIG=SIGKILL to each keeper (it dies with the backend's OS
+//     process) and to each process (it dies with its keeper); it is off by
 //     default because it defeats rediscovery.
 //   - memory limits through cgroup v2 where the machine allows it: at start the
 //     backend probes Options.CgroupRoot (default /sys/fs/cgroup) for a cgroup v2
@@ -37,7 +54,15 @@
 // a process survives a restart of the backend's OS process without dying of
 // SIGPIPE. The output is tailed to the ProcessIO writers. A new Backend over
 // the same Root rediscovers the containers from their state.json: Containers
-// lists them, their host ports stay reserved, and processes still alive
-// (same pid and start time) are tracked by polling; as they are no longer
-// children of the backend, their exit status is ExitStatusUnknown.
+// lists them, their host ports stay reserved, and each recorded process is
+// adopted: one still running (same pid and start time) is watched by
+// polling, and Wait reports the status its keeper records when it exits; one
+// that exited while no backend ran is kept, exited, with the status its
+// keeper recorded: Info lists it and Attach returns a Process whose Wait
+// reports that status at once, after which it is forgotten. Only a process
+// whose keeper was killed before recording a status (SIGKILL, a crash) ends
+// with ExitStatusUnknown; one gone with no status recorded at all is not
+// adopted. An exit file names the pid and start time it belongs to, and Run
+// removes a stale one of the same process id, so an old status is never
+// reported for a new process.
 package process

@@ -51,8 +51,11 @@ type Options struct {
 	CgroupParent string
 	// DisableCgroups turns memory limit enforcement off without probing.
 	DisableCgroups bool
-	// KillOnParentExit sets PR_SET_PDEATHSIG=SIGKILL on each process, so it dies
-	// with the backend's OS process. Off by default: it defeats rediscovery.
+	// KillOnParentExit sets PR_SET_PDEATHSIG=SIGKILL on each process's keeper
+	// and on the process, so the keeper dies with the backend's OS process and
+	// the process with its keeper (no exit status is recorded then, and the
+	// rest of the process's group is not killed). Off by default: it defeats
+	// rediscovery.
 	KillOnParentExit bool
 	// PollInterval is the longest output-tail and liveness poll wait; default 100 ms.
 	PollInterval time.Duration

@@ -1,6 +1,8 @@
 package process
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,16 +20,24 @@ import (
 	"github.com/gavelhq/gavel/rep/backend"
 )
 
-// process is one process of a container: a child of this backend, or a
-// process rediscovered after a restart (cmd == nil), tracked by polling.
+// process is one process of a container, started by this backend under a
+// keeper (see keeper.go) or rediscovered after a restart. Either way its
+// exit status comes from the exit file its keeper writes.
 type process struct {
 	c         *container
 	id        string
-	pid       int
+	pid       int // the process, leader of its own process group
 	pgid      int
 	startTime uint64
-	outPath   string
-	errPath   string
+	// keeperPid and keeperStartTime name the process's keeper (0 when unknown).
+	keeperPid       int
+	keeperStartTime uint64
+	outPath         string
+	errPath         string
+	exitPath        string
+	// reports is the keeper's report pipe, for a process this backend
+	// started (nil for one rediscovered); set before the process is listed.
+	reports *keeperReports
 
 	done   chan struct{}
 	status int
@@ -35,16 +45,19 @@ type process struct {
 
 	attachMu    sync.Mutex
 	attachments sync.WaitGroup
+	attached    bool // an attachment was made: the exit is delivered to it
+	kept        bool // exited before any attachment: listed and kept until one attaches
 	closed      bool // no new attachments (exit delivered)
 }
 
-func newProcess(c *container, id string, pid, pgid int, startTime uint64) *process {
+func newProcess(c *container, id string) *process {
 	dir := filepath.Join(c.dir, "processes")
 	return &process{
-		c: c, id: id, pid: pid, pgid: pgid, startTime: startTime,
-		outPath: filepath.Join(dir, id+".stdout"),
-		errPath: filepath.Join(dir, id+".stderr"),
-		done:    make(chan struct{}),
+		c: c, id: id,
+		outPath:  filepath.Join(dir, id+".stdout"),
+		errPath:  filepath.Join(dir, id+".stderr"),
+		exitPath: filepath.Join(dir, id+".exit"),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -55,6 +68,18 @@ func (p *process) exited() bool {
 	default:
 		return false
 	}
+}
+
+// listed reports whether the process is running or exited with a status
+// no attachment has received yet: Info lists it, state.json records it, and
+// Attach reaches it.
+func (p *process) listed() bool {
+	if !p.exited() {
+		return true
+	}
+	p.attachMu.Lock()
+	defer p.attachMu.Unlock()
+	return p.kept
 }
 
 // Signal signals the process's whole group.
@@ -72,10 +97,17 @@ func (p *process) Signal(sig backend.Signal) error {
 	return nil
 }
 
-// spawn starts the process with its output going to files, tailed to pio.
-// The tails are attached before the process is reaped, so the output of a
-// process that exits at once is never lost.
-func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []string, pio backend.ProcessIO) (backend.Process, error) {
+// keeperEnv is the environment of a keeper: a Go program that needs one
+// thread of work (the kept process gets its own env from the keeperSpec).
+var keeperEnv = []string{"GOMAXPROCS=1"}
+
+// keeperStartTimeout bounds the keeper's answer when ctx has no earlier deadline.
+const keeperStartTimeout = 30 * time.Second
+
+// spawn starts the process under a keeper with its output going to files,
+// tailed to pio. The tails are attached before the keeper is reaped, so the
+// output of a process that exits at once is never lost.
+func (c *container) spawn(ctx context.Context, id string, spec backend.ProcessSpec, containerEnv []string, pio backend.ProcessIO) (backend.Process, error) {
 	stdin := pio.Stdin
 	env := mergeEnv([]string{"HOME=" + c.rootfs, "TMPDIR=" + filepath.Join(c.rootfs, "tmp"), "PATH=" + os.Getenv("PATH")}, containerEnv, spec.Env)
 	dir := c.rootfs
@@ -89,7 +121,11 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 	if err != nil {
 		return nil, err
 	}
-	p := newProcess(c, id, 0, 0, 0)
+	p := newProcess(c, id)
+	// A status left by an earlier process with this id is not this one's.
+	if err := os.Remove(p.exitPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale exit file: %w", err)
+	}
 	outF, err := os.OpenFile(p.outPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open stdout file: %w", err)
@@ -102,15 +138,15 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 	defer errF.Close()
 
 	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   append([]string{spec.Path}, spec.Args...),
-		Env:    env,
-		Dir:    dir,
+		Path:   c.b.keeperPath,
+		Args:   []string{keeperName, keeperFlag, c.handle + "/" + id},
+		Env:    keeperEnv,
+		Dir:    "/",
 		Stdout: outF,
 		Stderr: errF,
-		SysProcAttr: &syscall.SysProcAttr{
-			Setpgid: true,
-		},
+		// The keeper leads its own group: signals to the process's group
+		// (or the backend's) do not reach it.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 	if c.b.opts.KillOnParentExit {
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
@@ -124,7 +160,12 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 		defer r.Close()
 		cmd.Stdin, stdinW = r, w
 	}
-	if err := c.start(cmd); err != nil {
+	report, reports, err := c.startKeeper(ctx, cmd, keeperSpec{
+		Path: path, Args: append([]string{spec.Path}, spec.Args...), Env: env, Dir: dir,
+		Cgroup: c.b.cgroups.path(c.handle), Limits: spec.Limits,
+		KillOnParentExit: c.b.opts.KillOnParentExit, ExitFile: p.exitPath,
+	})
+	if err != nil {
 		if stdinW != nil {
 			stdinW.Close()
 		}
@@ -136,12 +177,12 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 			stdinW.Close()
 		}()
 	}
-	p.pid = cmd.Process.Pid
-	p.pgid = p.pid
-	p.startTime, _ = procStartTime(p.pid)
-	setRlimits(p.pid, spec.Limits)
+	p.pid, p.pgid, p.startTime = report.Pid, report.Pid, report.StartTime
+	p.keeperPid = cmd.Process.Pid
+	p.keeperStartTime, _ = procStartTime(p.keeperPid)
 
 	c.mu.Lock()
+	p.reports = reports
 	c.procs[id] = p
 	if !c.destroyed {
 		if err := c.persistLocked(); err != nil {
@@ -150,43 +191,96 @@ func (c *container) spawn(id string, spec backend.ProcessSpec, containerEnv []st
 	}
 	c.mu.Unlock()
 	a, err := p.attach(pio, false)
-	go p.reap(cmd)
+	go p.reap(cmd, reports)
 	if err != nil {
 		return nil, err
 	}
 	return a, nil
 }
 
-// start starts cmd in the container's cgroup when there is one.
-func (c *container) start(cmd *exec.Cmd) error {
-	cg := c.b.cgroups.path(c.handle)
-	if cg == "" {
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", cmd.Path, err)
+// startKeeper starts the keeper, hands it spec and returns its report of
+// the started process, and the report pipe on which the keeper sends the
+// exitRecord later. When the keeper fails to start the process, or gives no
+// answer before ctx ends or keeperStartTimeout, it is reaped and an error
+// returned.
+func (c *container) startKeeper(ctx context.Context, cmd *exec.Cmd, spec keeperSpec) (keeperReport, *keeperReports, error) {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return keeperReport{}, nil, fmt.Errorf("encode keeper spec: %w", err)
+	}
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		return keeperReport{}, nil, fmt.Errorf("keeper spec pipe: %w", err)
+	}
+	defer specW.Close()
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		specR.Close()
+		return keeperReport{}, nil, fmt.Errorf("keeper report pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{specR, reportW} // keeperSpecFD, keeperReportFD
+	err = cmd.Start()
+	specR.Close()
+	reportW.Close()
+	if err != nil {
+		reportR.Close()
+		return keeperReport{}, nil, fmt.Errorf("start process keeper %s: %w", cmd.Path, err)
+	}
+
+	deadline := time.Now().Add(keeperStartTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = specW.SetDeadline(deadline)
+	_ = reportR.SetDeadline(deadline)
+	answered := make(chan struct{})
+	var watcher sync.WaitGroup
+	watcher.Add(1)
+	go func() {
+		defer watcher.Done()
+		select {
+		case <-ctx.Done():
+			_ = specW.SetDeadline(time.Now())
+			_ = reportR.SetDeadline(time.Now())
+		case <-answered:
 		}
-		return nil
-	}
-	fd, err := syscall.Open(cg, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
-	if err == nil {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = fd
-		err = cmd.Start()
-		syscall.Close(fd)
-		if err == nil {
-			return nil
+	}()
+	_, werr := specW.Write(data)
+	specW.Close()
+	reports := &keeperReports{f: reportR, dec: json.NewDecoder(reportR)}
+	var report keeperReport
+	rerr := reports.dec.Decode(&report)
+	close(answered)
+	watcher.Wait()
+	if rerr == nil {
+		switch {
+		case report.Error != "":
+			reportR.Close()
+			_ = cmd.Wait()
+			return keeperReport{}, nil, errors.New(report.Error)
+		case report.Pid > 0:
+			_ = reportR.SetDeadline(time.Time{})
+			return report, reports, nil
 		}
-		cmd.SysProcAttr.UseCgroupFD = false
-		cmd.SysProcAttr.CgroupFD = 0
-		cmd.Process = nil
 	}
-	// Fallback: start, then move the process (a child forked in between escapes).
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	// No answer. Closing the report pipe makes a keeper that is about to
+	// answer kill its process and exit; one that never answers (a binary
+	// whose main does not call RunKeeper) is killed after a second.
+	reportR.Close()
+	kill := time.AfterFunc(time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	waitErr := cmd.Wait()
+	kill.Stop()
+	if ctx.Err() != nil {
+		return keeperReport{}, nil, fmt.Errorf("start %s: %w", spec.Path, ctx.Err())
 	}
-	if err := c.b.cgroups.addProcess(c.handle, cmd.Process.Pid); err != nil {
-		c.b.logger.Error("add-to-cgroup", err)
-	}
-	return nil
+	return keeperReport{}, nil, fmt.Errorf("start %s: the process keeper gave no answer (%v; keeper: %v); "+
+		"the binary's main must run process.RunKeeper when process.KeeperRequested()", spec.Path, errors.Join(werr, rerr), waitErr)
+}
+
+// keeperReports is the backend's end of a keeper's report pipe.
+type keeperReports struct {
+	f   *os.File
+	dec *json.Decoder
 }
 
 func setRlimits(pid int, l backend.ProcessLimits) {
@@ -198,63 +292,105 @@ func setRlimits(pid int, l backend.ProcessLimits) {
 	}
 }
 
-// reap waits for a child: once it has exited (not yet reaped, so its pid and
-// pgid cannot be reused) the rest of its group is killed, then it is reaped.
-func (p *process) reap(cmd *exec.Cmd) {
-	var info unix.Siginfo
-	for {
-		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
+// reap waits for the exit record a keeper this backend started sends once
+// it has written the exit file, then reaps the keeper. When the keeper dies
+// without sending one, the process is watched as an adopted one. After
+// Detach it only reaps the keeper.
+func (p *process) reap(cmd *exec.Cmd, reports *keeperReports) {
+	var rec exitRecord
+	err := reports.dec.Decode(&rec)
+	reports.f.Close()
+	detached := p.c.b.isDetached()
+	reported := err == nil && rec.Pid == p.pid && !detached
+	if reported {
+		p.finish(rec.Status, nil)
 	}
-	_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
-	err := cmd.Wait()
-	status := backend.ExitStatusUnknown
-	if ps := cmd.ProcessState; ps != nil {
-		if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
-			if ws.Signaled() {
-				status = 128 + int(ws.Signal())
-			} else {
-				status = ws.ExitStatus()
-			}
-		}
+	_ = cmd.Wait()
+	if !reported && !detached {
+		p.watch(p.c.b.opts.PollInterval)
 	}
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		err = nil
-	}
-	p.finish(status, err)
 }
 
-// poll tracks a rediscovered process that is not our child.
-func (p *process) poll(interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for range t.C {
+// recorded returns the exit status the keeper wrote, if any.
+func (p *process) recorded() (int, bool) {
+	return readExitFile(p.exitPath, p.pid, p.startTime)
+}
+
+// keeperAlive reports whether the process's keeper still runs.
+func (p *process) keeperAlive() bool {
+	return p.keeperPid > 0 && p.keeperStartTime > 0 && alive(p.keeperPid, p.keeperStartTime)
+}
+
+// watch polls until the process has exited and finishes it with the status
+// its keeper recorded. When the keeper is gone without recording one (it
+// was SIGKILLed) the status is ExitStatusUnknown, reported once the process
+// is gone too.
+func (p *process) watch(interval time.Duration) {
+	var tick *time.Ticker
+	for {
 		if !alive(p.pid, p.startTime) {
-			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
-			p.finish(backend.ExitStatusUnknown, nil)
+			if status, ok := p.recorded(); ok {
+				p.finish(status, nil)
+				return
+			}
+			if !p.keeperAlive() {
+				// The keeper writes the file before it exits: look once more.
+				if status, ok := p.recorded(); ok {
+					p.finish(status, nil)
+					return
+				}
+				_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+				p.finish(backend.ExitStatusUnknown, nil)
+				return
+			}
+		}
+		if tick == nil {
+			tick = time.NewTicker(interval)
+			defer tick.Stop()
+		}
+		select {
+		case <-tick.C:
+		case <-p.c.b.detached:
 			return
 		}
 	}
 }
 
+// finish records the exit. An attachment made before delivers it; without
+// one the process is kept (listed, with its exit file) for the next Attach.
 func (p *process) finish(status int, err error) {
+	p.attachMu.Lock()
 	p.status, p.err = status, err
 	close(p.done)
-	p.c.persist()
-	go func() {
-		p.attachMu.Lock()
-		p.closed = true
-		p.attachMu.Unlock()
-		p.attachments.Wait()
-		p.c.mu.Lock()
-		delete(p.c.procs, p.id)
-		p.c.mu.Unlock()
-		_ = os.Remove(p.outPath)
-		_ = os.Remove(p.errPath)
-	}()
+	p.kept = !p.attached
+	p.attachMu.Unlock()
+	if !p.kept {
+		go p.release()
+	}
+}
+
+// release forgets an exited process once its exit and output are delivered.
+func (p *process) release() {
+	p.attachMu.Lock()
+	p.closed = true
+	p.attachMu.Unlock()
+	p.attachments.Wait()
+	if p.c.b.isDetached() {
+		return // the next backend delivers the status again
+	}
+	// The files go while the id is still taken, so they cannot be a new
+	// process's of the same id.
+	_ = os.Remove(p.outPath)
+	_ = os.Remove(p.errPath)
+	_ = os.Remove(p.exitPath)
+	p.c.mu.Lock()
+	delete(p.c.procs, p.id)
+	if !p.c.destroyed {
+		if err := p.c.persistLocked(); err != nil {
+			p.c.b.logger.Error("persist-container", err)
+		}
+	}
+	p.c.mu.Unlock()
 }
 
 // attachment is a Process handle whose Wait also waits for its output tails.
@@ -277,6 +413,14 @@ func (p *process) attach(pio backend.ProcessIO, fromEnd bool) (backend.Process, 
 	p.attachMu.Lock()
 	defer p.attachMu.Unlock()
 	a := &attachment{process: p}
+	p.attached = true
+	if p.kept {
+		// Exited before anyone attached: this attachment receives the
+		// status (the output since the restart stays in the files).
+		p.kept = false
+		go p.release()
+		return a, nil
+	}
 	if p.closed {
 		return a, nil
 	}
@@ -303,14 +447,15 @@ func (p *process) attach(pio backend.ProcessIO, fromEnd bool) (backend.Process, 
 			defer p.attachments.Done()
 			defer a.tails.Done()
 			defer f.Close()
-			tail(f, s.w, p.done, p.c.b.opts.PollInterval)
+			tail(f, s.w, p.done, p.c.b.detached, p.c.b.opts.PollInterval)
 		}()
 	}
 	return a, nil
 }
 
-// tail copies f to w as it grows, until done is closed and f is drained.
-func tail(f *os.File, w io.Writer, done <-chan struct{}, maxWait time.Duration) {
+// tail copies f to w as it grows, until done is closed and f is drained, or
+// until detached is closed.
+func tail(f *os.File, w io.Writer, done, detached <-chan struct{}, maxWait time.Duration) {
 	buf := make([]byte, 32*1024)
 	const minWait = 2 * time.Millisecond
 	wait := minWait
@@ -336,6 +481,8 @@ func tail(f *os.File, w io.Writer, done <-chan struct{}, maxWait time.Duration) 
 				}
 				_, _ = w.Write(buf[:n])
 			}
+		case <-detached:
+			return
 		case <-timer.C:
 			wait = min(wait*2, maxWait)
 		}

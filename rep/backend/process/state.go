@@ -24,11 +24,16 @@ type persistedState struct {
 	Processes  []persistedProcess    `json:"processes,omitempty"`
 }
 
+// persistedProcess names a process (the leader of its process group) and
+// its keeper, each by pid and start time so a reused pid is not mistaken for
+// it. Its exit status, once known, is in processes/<ID>.exit.
 type persistedProcess struct {
-	ID        string `json:"id"`
-	Pid       int    `json:"pid"`
-	Pgid      int    `json:"pgid"`
-	StartTime uint64 `json:"start_time"`
+	ID              string `json:"id"`
+	Pid             int    `json:"pid"`
+	Pgid            int    `json:"pgid"`
+	StartTime       uint64 `json:"start_time"`
+	KeeperPid       int    `json:"keeper_pid,omitempty"`
+	KeeperStartTime uint64 `json:"keeper_start_time,omitempty"`
 }
 
 func loadState(dir string) (persistedState, error) {
