@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -76,6 +77,40 @@ func TestTasks(t *testing.T) {
 		})
 		require.True(t, done.GetFailed())
 		require.Contains(t, done.GetFailureReason(), "/no/such/command")
+	})
+
+	// The BBS committed the cell's start but died before replying, and the
+	// client's retry is answered "already running on your cell": the cell,
+	// whose container is still only reserved, runs the task all the same.
+	t.Run("start whose reply was lost", func(t *testing.T) {
+		desire("task-lost-reply", &modelsv1.TaskDefinition{Action: sh(`printf again > out.txt`), ResultFile: "/out.txt"})
+		resp, err := bbs.StartTask(ctx, &bbsv1.StartTaskRequest{TaskGuid: "task-lost-reply", CellId: "cell-task"})
+		require.NoError(t, err)
+		require.True(t, resp.GetShouldStart())
+		performTask(t, repc, "cell-task", "task-lost-reply")
+		done := waitTask(t, getTask("task-lost-reply"), "completed", func(tk *modelsv1.Task) bool {
+			return tk.GetState() == modelsv1.TaskState_TASK_STATE_COMPLETED
+		})
+		require.False(t, done.GetFailed(), done.GetFailureReason())
+		require.Equal(t, "again", done.GetResult())
+	})
+
+	t.Run("start refused for a task running elsewhere", func(t *testing.T) {
+		desire("task-elsewhere", &modelsv1.TaskDefinition{Action: sh(`touch ran`)})
+		_, err := bbs.StartTask(ctx, &bbsv1.StartTaskRequest{TaskGuid: "task-elsewhere", CellId: "other-cell"})
+		require.NoError(t, err)
+		performTask(t, repc, "cell-task", "task-elsewhere")
+		require.Eventually(t, func() bool {
+			_, err := cell.Executor().Get("task-elsewhere")
+			return err != nil
+		}, 10*time.Second, 10*time.Millisecond, "the reservation is dropped")
+		running := getTask("task-elsewhere")()
+		require.Equal(t, modelsv1.TaskState_TASK_STATE_RUNNING, running.GetState())
+		require.Equal(t, "other-cell", running.GetCellId())
+		_, err = os.Stat(cfg.Process.RootDir + "/task-elsewhere/rootfs/ran")
+		require.True(t, os.IsNotExist(err), "the task did not run here: %v", err)
+		_, err = bbs.CancelTask(ctx, &bbsv1.CancelTaskRequest{TaskGuid: "task-elsewhere"})
+		require.NoError(t, err)
 	})
 
 	t.Run("cancel stops the process", func(t *testing.T) {

@@ -422,16 +422,25 @@ func (h *Harmonizer) processTask(ctx context.Context, c executor.Container) {
 		cctx, cancel := h.callCtx(ctx)
 		resp, err := h.bbs.StartTask(cctx, &bbsv1.StartTaskRequest{TaskGuid: c.Guid, CellId: h.opts.CellID})
 		cancel()
-		if h.observe("StartTask", err) != nil || !resp.GetShouldStart() {
-			logger.Info("task-not-started", lager.Data{"error": fmt.Sprint(err)})
+		if h.observe("StartTask", err) != nil {
+			logger.Info("task-not-started", lager.Data{"error": err.Error()})
 			h.delete(ctx, c)
 			return
 		}
 		cctx, cancel = h.callCtx(ctx)
 		task, err := h.bbs.GetTask(cctx, &bbsv1.GetTaskRequest{TaskGuid: c.Guid})
 		cancel()
-		if h.observe("GetTask", err) == nil {
+		h.observe("GetTask", err)
+		if !resp.GetShouldStart() && (err != nil || !startedHere(task.GetTask(), h.opts.CellID)) {
+			logger.Info("task-not-started", lager.Data{"state": task.GetTask().GetState().String(), "cell_id": task.GetTask().GetCellId(), "error": fmt.Sprint(err)})
+			h.delete(ctx, c)
+			return
+		}
+		if err == nil {
 			err = h.exec.Run(ctx, c.Guid, executor.RunRequestForTask(task.GetTask().GetDefinition()))
+			if errors.Is(err, executor.ErrInvalidTransition) {
+				return // already run (a repeated operation)
+			}
 		}
 		if err != nil {
 			logger.Error("run-failed", err)
@@ -455,6 +464,14 @@ func (h *Harmonizer) processTask(ctx context.Context, c executor.Container) {
 		}
 		h.delete(ctx, c)
 	}
+}
+
+// startedHere says whether the BBS has the task RUNNING on this cell. A start
+// answered shouldStart false is then one whose first attempt committed but
+// whose reply was lost (the BBS died, the client retried): the container is
+// still only reserved here, so nothing runs the task unless this cell does.
+func startedHere(task *modelsv1.Task, cellID string) bool {
+	return task.GetState() == models.TaskRunning && task.GetCellId() == cellID
 }
 
 func (h *Harmonizer) completeTask(ctx context.Context, guid string, failed bool, reason, result string) {
