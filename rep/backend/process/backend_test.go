@@ -166,7 +166,10 @@ func TestStreamInExtractsAndRejectsEscapes(t *testing.T) {
 
 func TestPortsAreMappedAndReleased(t *testing.T) {
 	root := t.TempDir()
-	b, err := process.New(process.Options{Root: root, PortRangeStart: 43100, PortRangeEnd: 43101})
+	// Two ports below Linux's ephemeral range (32768+), so no other test's
+	// listener or outgoing connection can take one of them meanwhile (the
+	// integration suite's cells use 20000-29999).
+	b, err := process.New(process.Options{Root: root, PortRangeStart: 30100, PortRangeEnd: 30101})
 	require.NoError(t, err)
 	c, err := b.Create(context.Background(), backend.ContainerSpec{Handle: "a", NetIn: []backend.NetIn{{ContainerPort: 8080}, {ContainerPort: 2222}}})
 	require.NoError(t, err)
