@@ -76,6 +76,9 @@ func TestAllocate(t *testing.T) {
 	require.NoError(t, e.Delete(ctx, "b"))
 	require.Equal(t, executor.Resources{MemoryMB: 500, DiskMB: 100, Containers: 1}, e.RemainingResources())
 	require.Len(t, e.List(), 2)
+	seen := map[string]executor.State{}
+	e.Visit(func(c *executor.Container) { seen[c.Guid] = c.State })
+	require.Equal(t, map[string]executor.State{"a": executor.StateReserved, "e": executor.StateReserved}, seen, "Visit sees every container as it is")
 	require.NoError(t, e.Healthy(ctx))
 }
 

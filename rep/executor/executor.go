@@ -342,6 +342,20 @@ func (e *Executor) List() []Container {
 	return out
 }
 
+// Visit calls fn with every container, in no particular order, without
+// copying them: fn runs under the executor's lock, so it must be quick, must
+// not call the executor, and must neither change nor keep the container's
+// Tags or NetInfo.Ports. It is for read-only summaries of a whole cell
+// (State is asked of every cell before each auction), where List's copies
+// are most of the cost.
+func (e *Executor) Visit(fn func(c *Container)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.containers {
+		fn(&n.c)
+	}
+}
+
 // Run moves a reserved container to initializing and builds and runs it in
 // the background; progress is reported through events. It returns
 // ErrContainerNotFound, or ErrInvalidTransition unless the container is reserved.

@@ -79,3 +79,21 @@ func BenchmarkPerform100LRPs(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// BenchmarkState250LRPs is one gRPC State of a cell holding 250 LRPs, what
+// the auctioneer asks every cell before each auction.
+func BenchmarkState250LRPs(b *testing.B) {
+	_, repc := serve(b, executor.Resources{MemoryMB: 1 << 20, DiskMB: 1 << 22, Containers: 1000})
+	ctx := context.Background()
+	if resp, err := repc.Perform(ctx, &repv1.PerformRequest{CellId: "cell-1", Lrps: lrps(250)}); err != nil || len(resp.GetFailedLrps()) > 0 {
+		b.Fatal(err, len(resp.GetFailedLrps()))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		st, err := repc.State(ctx, &repv1.StateRequest{})
+		if err != nil || len(st.GetLrps()) != 250 {
+			b.Fatal(err, len(st.GetLrps()))
+		}
+	}
+}

@@ -94,18 +94,20 @@ func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.State
 	if d := s.opts.Evacuation.Deadline(); !d.IsZero() {
 		resp.EvacuationDeadline = d.UnixNano()
 	}
-	for _, c := range s.opts.Executor.List() {
+	s.opts.Executor.Visit(func(c *executor.Container) {
 		switch c.State {
 		case executor.StateReserved, executor.StateInitializing, executor.StateCreated:
 			resp.StartingContainerCount++
 		}
 		switch {
-		case rep.IsLRP(c):
-			resp.Lrps = append(resp.Lrps, rep.StateLRP(c))
-		case rep.IsTask(c):
-			resp.Tasks = append(resp.Tasks, rep.StateTask(c))
+		case rep.IsLRP(*c):
+			resp.Lrps = append(resp.Lrps, rep.StateLRP(*c))
+		case rep.IsTask(*c):
+			resp.Tasks = append(resp.Tasks, rep.StateTask(*c))
 		}
-	}
+	})
+	sort.Slice(resp.Lrps, func(i, j int) bool { return resp.Lrps[i].GetInstanceGuid() < resp.Lrps[j].GetInstanceGuid() })
+	sort.Slice(resp.Tasks, func(i, j int) bool { return resp.Tasks[i].GetTaskGuid() < resp.Tasks[j].GetTaskGuid() })
 	return resp, nil
 }
 
