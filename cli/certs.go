@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -32,10 +33,11 @@ func certUses() []certUse {
 
 func newCertsCommand() *cobra.Command {
 	var (
-		dir   string
-		hosts []string
-		days  int
-		force bool
+		dir               string
+		hosts, components []string
+		days              int
+		force             bool
+		caCertFile, caKey string
 	)
 	cmd := &cobra.Command{
 		Use:   "certs --dir DIR",
@@ -43,7 +45,14 @@ func newCertsCommand() *cobra.Command {
 		Long: `Write a CA and, signed by it, one certificate and key per component (bbs, auctioneer,
 rep, route-emitter, and client for the gavel CLI), each usable as both server and client,
 ECDSA P-256, valid for --hosts. Keys are written mode 0600. Existing files are never
-overwritten without --force. The output says which config field takes which file.`,
+overwritten without --force. The output says which config field takes which file.
+
+With --ca-cert and --ca-key the certificates are signed by that existing CA instead
+(nothing of the CA is written), so a cell added later, or a host that moved, gets a
+certificate every running component already trusts:
+
+  gavel certs --dir /etc/gavel/cell-7 --ca-cert ca.pem --ca-key ca-key.pem \
+    --components rep --hosts 10.0.0.7,cell-7.internal`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -51,6 +60,9 @@ overwritten without --force. The output says which config field takes which file
 	f.StringSliceVar(&hosts, "hosts", certgen.DefaultHosts(), "DNS names and IP addresses every certificate is valid for (comma-separated)")
 	f.IntVar(&days, "days", int(certgen.DefaultValidity/(24*time.Hour)), "validity in days")
 	f.BoolVar(&force, "force", false, "overwrite existing files")
+	f.StringSliceVar(&components, "components", certgen.Components(), "certificates to issue (comma-separated)")
+	f.StringVar(&caCertFile, "ca-cert", "", "sign with this existing CA certificate (PEM) instead of a new CA; needs --ca-key")
+	f.StringVar(&caKey, "ca-key", "", "the existing CA's private key (PEM: PKCS #8, EC or RSA)")
 	_ = cmd.MarkFlagRequired("dir")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if days < 1 {
@@ -60,9 +72,21 @@ overwritten without --force. The output says which config field takes which file
 		if err != nil {
 			return fmt.Errorf("--dir: %w", err)
 		}
-		w, err := certgen.WriteDir(certgen.DirOptions{
-			Dir: abs, Hosts: hosts, Validity: time.Duration(days) * 24 * time.Hour, Force: force,
-		})
+		opts := certgen.DirOptions{
+			Dir: abs, Hosts: hosts, Validity: time.Duration(days) * 24 * time.Hour, Force: force, Components: components,
+		}
+		if len(components) == 0 {
+			return errors.New("--components: name at least one certificate to issue")
+		}
+		if (caCertFile == "") != (caKey == "") {
+			return errors.New("--ca-cert and --ca-key: give both (an existing CA) or neither (a new CA)")
+		}
+		if caCertFile != "" {
+			if opts.Authority, opts.AuthorityCertFile, err = loadAuthority(caCertFile, caKey); err != nil {
+				return err
+			}
+		}
+		w, err := certgen.WriteDir(opts)
 		if errors.Is(err, certgen.ErrExists) {
 			return fmt.Errorf("%w (pass --force to overwrite)", err)
 		}
@@ -74,13 +98,41 @@ overwritten without --force. The output says which config field takes which file
 	return cmd
 }
 
+// loadAuthority reads an existing CA for gavel certs; it returns the CA and
+// its certificate's absolute path (every certificate's ca_file).
+func loadAuthority(certFile, keyFile string) (*certgen.Authority, string, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-key: %w", err)
+	}
+	ca, err := certgen.LoadAuthority(certPEM, keyPEM)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-cert %s, --ca-key %s: %w", certFile, keyFile, err)
+	}
+	abs, err := filepath.Abs(certFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--ca-cert: %w", err)
+	}
+	return ca, abs, nil
+}
+
 // printCerts says what was written and which config field takes which file.
 func printCerts(cmd *cobra.Command, w certgen.Written, hosts []string, days int) error {
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "Wrote a CA and %d certificates to %s, valid %d days for %s.\n\n",
-		len(w.Certs), filepath.Dir(w.CAFile), days, strings.Join(hosts, ", "))
-	fmt.Fprintf(out, "ca_file everywhere:  %s\n", w.CAFile)
-	fmt.Fprintf(out, "CA key:              %s (no daemon needs it: keep it offline)\n\n", w.CAKeyFile)
+	if w.CAKeyFile == "" {
+		fmt.Fprintf(out, "Wrote %d certificates signed by the existing CA to %s, valid %d days (at most until the CA expires) for %s.\n\n",
+			len(w.Certs), filepath.Dir(w.Certs[0].Files.CertFile), days, strings.Join(hosts, ", "))
+		fmt.Fprintf(out, "ca_file everywhere:  %s\n\n", w.CAFile)
+	} else {
+		fmt.Fprintf(out, "Wrote a CA and %d certificates to %s, valid %d days for %s.\n\n",
+			len(w.Certs), filepath.Dir(w.CAFile), days, strings.Join(hosts, ", "))
+		fmt.Fprintf(out, "ca_file everywhere:  %s\n", w.CAFile)
+		fmt.Fprintf(out, "CA key:              %s (no daemon needs it: keep it offline)\n\n", w.CAKeyFile)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "USED BY\tFIELDS (each takes ca_file, cert_file, key_file)\tCERT_FILE\tKEY_FILE")
 	uses := map[string]certUse{}
@@ -97,7 +149,12 @@ func printCerts(cmd *cobra.Command, w certgen.Written, hosts []string, days int)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(out, "\nFor example, the BBS config:\n  \"tls\": {\"ca_file\": %q, \"cert_file\": %q, \"key_file\": %q}\n",
-		w.CAFile, w.Certs[0].Files.CertFile, w.Certs[0].Files.KeyFile)
+	first := w.Certs[0]
+	user := first.Component
+	if u, ok := uses[user]; ok {
+		user = u.user
+	}
+	_, err := fmt.Fprintf(out, "\nFor example, in the %s config:\n  \"tls\": {\"ca_file\": %q, \"cert_file\": %q, \"key_file\": %q}\n",
+		user, w.CAFile, first.Files.CertFile, first.Files.KeyFile)
 	return err
 }

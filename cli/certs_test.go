@@ -140,3 +140,59 @@ func TestCLIOverMutualTLS(t *testing.T) {
 		})
 	}
 }
+
+// A certificate for a cell added later, signed by the CA of the first run,
+// is trusted by the components that already run on that CA's files.
+func TestCertsFromAnExistingCA(t *testing.T) {
+	first := t.TempDir()
+	_, err := execute(t, "certs", "--dir", first)
+	require.NoError(t, err)
+	caCert, caKey := filepath.Join(first, "ca.pem"), filepath.Join(first, "ca-key.pem")
+
+	cell := filepath.Join(t.TempDir(), "cell-7")
+	out, err := execute(t, "certs", "--dir", cell, "--ca-cert", caCert, "--ca-key", caKey, "--components", "rep", "--hosts", "127.0.0.1,cell-7.internal")
+	require.NoError(t, err)
+	require.Contains(t, out, "Wrote 1 certificates signed by the existing CA")
+	require.Contains(t, out, "ca_file everywhere:  "+caCert)
+	entries, err := os.ReadDir(cell)
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "only rep.pem and rep-key.pem")
+
+	serverTLS, err := files(first, "bbs").Server()
+	require.NoError(t, err)
+	srv := grpcserver.New(grpcserver.Options{Addr: "127.0.0.1:0", TLS: serverTLS})
+	proc := ifrit.Invoke(srv)
+	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
+	newRep := tlsconfig.Files{CAFile: caCert, CertFile: filepath.Join(cell, "rep.pem"), KeyFile: filepath.Join(cell, "rep-key.pem")}
+	clientTLS, err := newRep.Client("")
+	require.NoError(t, err)
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err, "the BBS of the first run accepts the new cell's certificate")
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"cert without key", []string{"--ca-cert", caCert}, "--ca-cert and --ca-key: give both"},
+		{"key of a leaf", []string{"--ca-cert", caCert, "--ca-key", filepath.Join(first, "rep-key.pem")}, "CA key: it is not the key of CA certificate"},
+		{"leaf as CA", []string{"--ca-cert", filepath.Join(first, "rep.pem"), "--ca-key", filepath.Join(first, "rep-key.pem")}, "is not a CA"},
+		{"missing file", []string{"--ca-cert", filepath.Join(first, "nope.pem"), "--ca-key", caKey}, "--ca-cert: open"},
+		{"no components", []string{"--components", ""}, "--components: name at least one"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := execute(t, append([]string{"certs", "--dir", dir}, tc.args...)...)
+			require.ErrorContains(t, err, tc.want)
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			require.Empty(t, entries, "nothing is written")
+		})
+	}
+}

@@ -1,12 +1,14 @@
 package certgen
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -35,7 +37,7 @@ type Authority struct {
 	KeyPEM []byte
 
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 }
 
 // Leaf is an issued certificate and its key, PEM encoded.
@@ -83,6 +85,72 @@ func NewAuthority(commonName string, validity time.Duration) (*Authority, error)
 		return nil, fmt.Errorf("certgen: CA %s: %w", commonName, err)
 	}
 	return &Authority{CertPEM: encodeCert(der), KeyPEM: keyPEM, cert: cert, key: key}, nil
+}
+
+// LoadAuthority is an existing CA, from its PEM certificate and PEM private
+// key (PKCS #8, SEC 1 "EC PRIVATE KEY" or PKCS #1 "RSA PRIVATE KEY"), so that
+// certificates for new hosts or cells chain to the CA every component
+// already trusts. The certificate must be a CA allowed to sign certificates,
+// valid now, and the key must be its key.
+func LoadAuthority(certPEM, keyPEM []byte) (*Authority, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("CA certificate: no PEM CERTIFICATE block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	switch now := time.Now(); {
+	case !cert.IsCA || !cert.BasicConstraintsValid:
+		return nil, fmt.Errorf("CA certificate %q: is not a CA (basic constraints CA:TRUE is required)", cert.Subject.CommonName)
+	case cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0:
+		return nil, fmt.Errorf("CA certificate %q: its key usage does not allow signing certificates", cert.Subject.CommonName)
+	case now.After(cert.NotAfter):
+		return nil, fmt.Errorf("CA certificate %q: expired at %s", cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(cert.NotBefore):
+		return nil, fmt.Errorf("CA certificate %q: not valid before %s", cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("CA key: it is not the key of CA certificate %q", cert.Subject.CommonName)
+	}
+	return &Authority{CertPEM: encodeCert(cert.Raw), KeyPEM: keyPEM, cert: cert, key: key}, nil
+}
+
+// parseKey reads the first PEM private key of data.
+func parseKey(data []byte) (crypto.Signer, error) {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, errors.New("no PEM private key block (PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)")
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue // EC PARAMETERS and the like
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("%s: a %T cannot sign", block.Type, key)
+		}
+		return signer, nil
+	}
 }
 
 // Issue signs a certificate for commonName valid for hosts (each an IP

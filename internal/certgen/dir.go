@@ -44,6 +44,11 @@ type DirOptions struct {
 	Components []string
 	// Force overwrites existing files instead of refusing.
 	Force bool
+	// Authority, when set, signs the certificates instead of a new CA, and
+	// AuthorityCertFile (required with it) is where its certificate lives:
+	// every certificate's ca_file. No CA file is written then.
+	Authority         *Authority
+	AuthorityCertFile string
 }
 
 // Cert is one component's certificate as written.
@@ -58,17 +63,17 @@ type Cert struct {
 type Written struct {
 	// CAFile is the CA certificate.
 	CAFile string
-	// CAKeyFile is the CA's private key.
+	// CAKeyFile is the CA's private key; empty when an existing CA signed.
 	CAKeyFile string
 	// Certs are the components' certificates, in the order asked for.
 	Certs []Cert
 }
 
-// WriteDir generates a CA and, signed by it, one server-and-client
-// certificate per component, and writes them into opts.Dir: certificates
-// mode 0644, keys 0600. Everything is generated before anything is
-// written, and unless opts.Force nothing is written when any of the files
-// exists (the error wraps ErrExists and names them).
+// WriteDir generates a CA (or uses opts.Authority) and, signed by it, one
+// server-and-client certificate per component, and writes them into
+// opts.Dir: certificates mode 0644, keys 0600. Everything is generated before
+// anything is written, and unless opts.Force nothing is written when any of
+// the files exists (the error wraps ErrExists and names them).
 func WriteDir(opts DirOptions) (Written, error) {
 	if opts.Dir == "" {
 		return Written{}, errors.New("certgen: a directory is required")
@@ -87,12 +92,22 @@ func WriteDir(opts DirOptions) (Written, error) {
 		data []byte
 		mode fs.FileMode
 	}
-	ca, err := NewAuthority("gavel-ca", opts.Validity)
-	if err != nil {
-		return Written{}, err
+	ca := opts.Authority
+	var w Written
+	var files []file
+	if ca == nil {
+		var err error
+		if ca, err = NewAuthority("gavel-ca", opts.Validity); err != nil {
+			return Written{}, err
+		}
+		w = Written{CAFile: filepath.Join(opts.Dir, CAFileName), CAKeyFile: filepath.Join(opts.Dir, CAKeyFileName)}
+		files = []file{{w.CAFile, ca.CertPEM, 0o644}, {w.CAKeyFile, ca.KeyPEM, 0o600}}
+	} else {
+		if opts.AuthorityCertFile == "" {
+			return Written{}, errors.New("certgen: AuthorityCertFile is required with Authority (it is every certificate's ca_file)")
+		}
+		w = Written{CAFile: opts.AuthorityCertFile}
 	}
-	w := Written{CAFile: filepath.Join(opts.Dir, CAFileName), CAKeyFile: filepath.Join(opts.Dir, CAKeyFileName)}
-	files := []file{{w.CAFile, ca.CertPEM, 0o644}, {w.CAKeyFile, ca.KeyPEM, 0o600}}
 	seen := map[string]bool{}
 	for _, name := range opts.Components {
 		if name == "" || strings.ContainsAny(name, `/\`) || name == "ca" || seen[name] {
