@@ -35,6 +35,7 @@ func newDevCommand() *cobra.Command {
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
+	f.StringVar(&opts.KeeperPath, "keeper-path", siblingKeeper(), "the cells' gavel-keeper binary (empty: gavel re-executes itself as the keeper)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if fresh {
 			if err := os.RemoveAll(opts.DataDir); err != nil {
@@ -113,4 +114,18 @@ func printDevInfo(w io.Writer, info devcluster.Info, clientConfig string) {
 	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)
 	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)
 	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2\n  gavel wait hello --running 2\n  gavel lrp hello\n\nCtrl-C stops everything.\n")
+}
+
+// siblingKeeper is the gavel-keeper installed beside the running gavel
+// binary (make build puts both in bin/), or "" when there is none.
+func siblingKeeper() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	path := filepath.Join(filepath.Dir(exe), "gavel-keeper")
+	if info, err := os.Stat(path); err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+		return ""
+	}
+	return path
 }

@@ -44,6 +44,8 @@ type Options struct {
 	Accelerated bool
 	// DebugAddress is the BBS's metrics and pprof address (default 127.0.0.1:17017).
 	DebugAddress string
+	// KeeperPath is the cells' gavel-keeper (default: the running binary re-executed as the keeper).
+	KeeperPath string
 }
 
 func (o Options) withDefaults() Options {
@@ -274,6 +276,7 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		cfg.Process.PortRangeStart = c.opts.PortRangeStart + uint32(i)*1000
 		cfg.Process.PortRangeEnd = cfg.Process.PortRangeStart + 999
 		cfg.Process.HostIP = "127.0.0.1"
+		cfg.Process.KeeperPath = c.opts.KeeperPath
 		cfg.Capacity = repapp.CapacityConfig{MemoryMB: c.opts.CellMemoryMB, DiskMB: c.opts.CellDiskMB, Containers: c.opts.CellContainers}
 		cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(t.presenceTTL), config.Duration(t.presenceRetry)
 		cfg.BulkSyncInterval = config.Duration(t.bulkSync)

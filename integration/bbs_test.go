@@ -2,8 +2,12 @@ package integration_test
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"google.golang.org/protobuf/proto"
 
@@ -66,6 +70,15 @@ func TestBBSRestartLosesNothing(t *testing.T) {
 	steady := c.waitRunning("steady", 3, placeTimeout)
 	steadyDesired := c.desiredLRP("steady")
 	steadyPids := pids(t, steady)
+	for index, p := range steadyPids {
+		pid, err := strconv.Atoi(p)
+		require.NoError(t, err)
+		keeper := keeperOf(pid)
+		require.NotZero(t, keeper, "instance %d (pid %d) runs under a process keeper", index, pid)
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", keeper))
+		require.NoError(t, err)
+		require.Equal(t, bin("gavel-keeper"), exe, "the cells use the gavel-keeper of their config")
+	}
 
 	// In flight when the BBS dies: an LRP whose instances are not running
 	// yet and a task that is still to run.

@@ -349,7 +349,8 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.Backend = repapp.BackendProcess
 	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
-	cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: 20000 + block*50, PortRangeEnd: 20000 + block*50 + 49, HostIP: "127.0.0.1"}
+	cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: 20000 + block*50, PortRangeEnd: 20000 + block*50 + 49, HostIP: "127.0.0.1",
+		KeeperPath: bin("gavel-keeper")}
 	cfg.Capacity = repapp.CapacityConfig{MemoryMB: spec.memoryMB, DiskMB: 8192, Containers: 50}
 	cfg.PlacementTags = spec.tags
 	cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(presenceTTL), config.Duration(presenceRetry)
@@ -604,11 +605,53 @@ func strays(dir string) map[int]string {
 	return found
 }
 
-// killStrays SIGKILLs every process under dir.
+// killStrays SIGKILLs every process under dir, each one's keeper first: a
+// keeper outliving its process writes the exit status into dir, racing the
+// removal of the test's directory.
 func killStrays(dir string) {
-	for pid := range strays(dir) {
+	found := strays(dir)
+	for pid := range found {
+		if keeper := keeperOf(pid); keeper > 0 {
+			_ = syscall.Kill(keeper, syscall.SIGKILL)
+			for deadline := time.Now().Add(5 * time.Second); running(keeper) && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	for pid := range found {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// statFields are the fields of /proc/<pid>/stat after the command name
+// (fields[0] is the state, fields[1] the parent's pid), nil when pid is gone.
+func statFields(pid int) []string {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	s := string(data)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+}
+
+// keeperOf is the pid of the gavel process keeper that is pid's parent, or 0.
+func keeperOf(pid int) int {
+	f := statFields(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	cmdline, _ := os.ReadFile(filepath.Join("/proc", f[1], "cmdline"))
+	if ppid <= 1 || !bytes.HasPrefix(cmdline, []byte("gavel-process-keeper\x00")) {
+		return 0
+	}
+	return ppid
+}
+
+// running says whether pid exists and is not a zombie.
+func running(pid int) bool {
+	f := statFields(pid)
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // ---- waiting and helpers ----

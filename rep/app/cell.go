@@ -121,7 +121,7 @@ func (c *Cell) backend() (backend.Backend, error) {
 		p := c.cfg.Process
 		b, err := process.New(process.Options{
 			Root: p.RootDir, PortRangeStart: p.PortRangeStart, PortRangeEnd: p.PortRangeEnd, HostIP: p.HostIP,
-			GraceTime: c.cfg.GraceTime.D(), Logger: c.logger,
+			KeeperPath: p.KeeperPath, GraceTime: c.cfg.GraceTime.D(), Logger: c.logger,
 		})
 		if err == nil {
 			if enforced, why := b.CgroupStatus(); !enforced {

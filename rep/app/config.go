@@ -9,6 +9,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -43,6 +44,10 @@ type ProcessConfig struct {
 	PortRangeEnd   uint32 `json:"port_range_end"`
 	// HostIP is the address apps are reached on (default 127.0.0.1).
 	HostIP string `json:"host_ip"`
+	// KeeperPath is the gavel-keeper binary each process runs under
+	// (absolute; default: the rep re-executes itself as the keeper, which
+	// starts processes more slowly and takes more memory per process).
+	KeeperPath string `json:"keeper_path"`
 }
 
 // SimConfig configures the simulated backend.
@@ -190,6 +195,9 @@ func (c Config) Validate() error {
 		}
 		if c.Process.PortRangeEnd < c.Process.PortRangeStart {
 			add("process.port_range_end: must be >= port_range_start")
+		}
+		if k := c.Process.KeeperPath; k != "" && !filepath.IsAbs(k) {
+			add("process.keeper_path: must be an absolute path (got %q)", k)
 		}
 	case BackendSim:
 		if c.Sim.CrashRate < 0 || c.Sim.CrashRate > 1 {

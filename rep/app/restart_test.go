@@ -225,4 +225,6 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "process.root_dir")
 	cfg.Process.RootDir = t.TempDir()
 	require.NoError(t, cfg.Validate())
+	cfg.Process.KeeperPath = "bin/gavel-keeper"
+	require.ErrorContains(t, cfg.Validate(), `process.keeper_path: must be an absolute path (got "bin/gavel-keeper")`)
 }

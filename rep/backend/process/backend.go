@@ -66,6 +66,12 @@ func New(opts Options) (*Backend, error) {
 		detached:   make(chan struct{}),
 		containers: map[string]*container{},
 	}
+	if opts.KeeperPath != "" {
+		if err := checkKeeper(opts.KeeperPath); err != nil {
+			return nil, err
+		}
+		b.keeperPath = opts.KeeperPath
+	}
 	if !b.cgroups.enabled {
 		b.logger.Info("memory-limits-not-enforced", lager.Data{"reason": b.cgroups.reason})
 	}

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -39,6 +42,13 @@ const (
 	// that does not handle it (its main does not call RunKeeper) exits at
 	// once with a usage error instead of running as itself.
 	keeperFlag = "-gavel-process-keeper"
+	// keeperProtocolFlag asks a keeper binary for keeperProtocol, which the
+	// backend checks before it uses a dedicated keeper (Options.KeeperPath),
+	// so that a keeper left from another release is refused at start.
+	keeperProtocolFlag = "-gavel-process-keeper-protocol"
+	// keeperProtocol names the spec, report and exit-file formats below;
+	// change it with any of them.
+	keeperProtocol = "gavel-process-keeper/1"
 	// keeperName is the keeper's argv[0], as ps shows it.
 	keeperName     = "gavel-process-keeper"
 	keeperSelf     = "/proc/self/exe"
@@ -93,7 +103,7 @@ type exitRecord struct {
 // error when started as a keeper (keeperFlag looks like a flag), and the
 // backend's Run fails saying what is missing.
 func KeeperRequested() bool {
-	return len(os.Args) > 1 && os.Args[1] == keeperFlag
+	return len(os.Args) > 1 && (os.Args[1] == keeperFlag || os.Args[1] == keeperProtocolFlag)
 }
 
 // RunKeeper runs this OS process as a keeper (see KeeperRequested) and
@@ -103,6 +113,10 @@ func KeeperRequested() bool {
 // may cut that wait short. SIGTERM, SIGINT and SIGHUP are caught and
 // ignored, so only SIGKILL ends a keeper early (the status is then unknown).
 func RunKeeper() int {
+	if os.Args[1] == keeperProtocolFlag {
+		fmt.Println(keeperProtocol)
+		return 0
+	}
 	// PR_SET_PDEATHSIG of the kept process fires when the thread that
 	// started it exits: keep this goroutine, which starts it, on one thread.
 	runtime.LockOSThread()
@@ -288,4 +302,33 @@ func readExitFile(path string, pid int, startTime uint64) (int, bool) {
 		return 0, false
 	}
 	return rec.Status, true
+}
+
+// checkKeeper asks a dedicated keeper binary for its protocol and refuses
+// one that is not absolute, cannot run, or speaks another protocol.
+func checkKeeper(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("process backend: keeper path %q: must be absolute", path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, keeperProtocolFlag).Output()
+	if err != nil {
+		return fmt.Errorf("process backend: keeper %s: asking its protocol: %w", path, err)
+	}
+	if got := strings.TrimSpace(string(out)); got != keeperProtocol {
+		return fmt.Errorf("process backend: keeper %s speaks %q, this backend %q (install the gavel-keeper of this release)", path, firstLine(got), keeperProtocol)
+	}
+	return nil
+}
+
+// firstLine is s up to its first newline, at most 80 bytes.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
 }

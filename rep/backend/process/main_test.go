@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,6 +24,8 @@ type firstBackend struct {
 	Handle  string `json:"handle"`
 	ID      string `json:"id"`
 	Command string `json:"command"` // run with sh -c
+	// KeeperPath sets Options.KeeperPath.
+	KeeperPath string `json:"keeper_path,omitempty"`
 	// KillOnParentExit sets Options.KillOnParentExit.
 	KillOnParentExit bool `json:"kill_on_parent_exit,omitempty"`
 }
@@ -41,7 +44,11 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if keeperBin != "" && keeperError == nil {
+		_ = os.RemoveAll(filepath.Dir(keeperBin))
+	}
+	os.Exit(code)
 }
 
 // runFirstBackend creates a container, runs one process in it, writes
@@ -52,7 +59,7 @@ func runFirstBackend(spec string) error {
 		return fmt.Errorf("decode %s: %w", firstBackendEnv, err)
 	}
 	b, err := process.New(process.Options{Root: fb.Root, PortRangeStart: 42000, PortRangeEnd: 42999, PollInterval: 20 * time.Millisecond,
-		KillOnParentExit: fb.KillOnParentExit})
+		KillOnParentExit: fb.KillOnParentExit, KeeperPath: fb.KeeperPath})
 	if err != nil {
 		return err
 	}

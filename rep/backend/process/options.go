@@ -57,6 +57,12 @@ type Options struct {
 	// rest of the process's group is not killed). Off by default: it defeats
 	// rediscovery.
 	KillOnParentExit bool
+	// KeeperPath is the keeper binary every process runs under: absolute, and
+	// answering the keeper protocol (cmd/gavel-keeper does). Default: the
+	// backend's own binary, re-executed through /proc/self/exe, whose main
+	// must call RunKeeper when KeeperRequested. The dedicated keeper starts
+	// faster and takes less memory per process than a large binary does.
+	KeeperPath string
 	// PollInterval is the longest output-tail and liveness poll wait; default 100 ms.
 	PollInterval time.Duration
 	// Logger receives the backend's logs; default a no-op logger.
