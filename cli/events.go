@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,11 +27,21 @@ func newEventsCommand() *cobra.Command {
 	var since int64
 	var cell string
 	var kinds []string
-	cmd := &cobra.Command{Use: "events [--since REV] [--cell C]", Short: "Stream the BBS's events (Ctrl-C stops)", Args: cobra.NoArgs}
+	var reconnect time.Duration
+	cmd := &cobra.Command{
+		Use:   "events [--since REV] [--cell C]",
+		Short: "Stream the BBS's events (Ctrl-C stops)",
+		Long: `Stream the BBS's events, one per line (or JSON with --json). When the stream breaks (the BBS
+restarted, failed over to another replica, or cut off a slow reader) it is resumed after the
+last event received, for up to --reconnect, so no event is missed or shown twice; a note on
+stderr says so. A resume the BBS can no longer serve (etcd compacted past it) ends the command.`,
+		Args: cobra.NoArgs,
+	}
 	c := addConnFlags(cmd)
 	cmd.Flags().Int64Var(&since, "since", 0, "resume after this revision (0: from now)")
 	cmd.Flags().StringVar(&cell, "cell", "", "only this cell's instance and task events")
 	cmd.Flags().StringSliceVar(&kinds, "kind", nil, "desired_lrp, actual_lrp, task, cell (default all)")
+	cmd.Flags().DurationVar(&reconnect, "reconnect", 30*time.Second, "how long to keep trying to resume a broken stream (0: exit at once)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		req := &bbsv1.SubscribeEventsRequest{SinceRevision: since, CellId: cell}
 		for _, k := range kinds {
@@ -39,33 +51,83 @@ func newEventsCommand() *cobra.Command {
 			}
 			req.Kinds = append(req.Kinds, v)
 		}
+		if reconnect < 0 {
+			return fmt.Errorf("--reconnect: must not be negative (got %s)", reconnect)
+		}
 		bbs, err := c.client(cmd)
 		if err != nil {
 			return err
 		}
 		defer bbs.Close()
-		stream, err := bbs.SubscribeEvents(cmd.Context(), req)
-		if err != nil {
-			return c.explain(err)
-		}
-		for {
-			resp, err := stream.Recv()
-			if streamEnded(cmd.Context(), err) {
+		ctx := cmd.Context()
+		var broken time.Time // when the stream broke; zero while it flows
+		for delay := 100 * time.Millisecond; ; {
+			received, err := streamEvents(ctx, bbs, req, func(ev *modelsv1.Event) error {
+				req.SinceRevision = ev.GetRevision()
+				if c.json {
+					return c.printJSON(ev)
+				}
+				_, err := fmt.Fprintln(c.out, describeEvent(ev))
+				return err
+			})
+			if streamEnded(ctx, err) {
 				return nil
 			}
-			if err != nil {
+			if received {
+				broken, delay = time.Time{}, 100*time.Millisecond
+			}
+			if broken.IsZero() {
+				broken = time.Now()
+			}
+			if !resumable(err) || time.Since(broken) >= reconnect {
 				return c.explain(err)
 			}
-			if c.json {
-				if err := c.printJSON(resp.GetEvent()); err != nil {
-					return err
-				}
-				continue
+			from := fmt.Sprintf("after revision %d", req.GetSinceRevision())
+			if req.GetSinceRevision() == 0 {
+				from = "from now (no event was received, so none can be named to resume after)"
 			}
-			fmt.Fprintln(c.out, describeEvent(resp.GetEvent()))
+			fmt.Fprintf(cmd.ErrOrStderr(), "gavel events: stream broken (%v); resuming %s\n", err, from)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
+			}
+			delay = min(2*delay, 2*time.Second)
 		}
 	}
 	return cmd
+}
+
+// eventSubscriber is the one call of the BBS client that streamEvents needs.
+type eventSubscriber interface {
+	SubscribeEvents(ctx context.Context, in *bbsv1.SubscribeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[bbsv1.SubscribeEventsResponse], error)
+}
+
+// streamEvents subscribes once and hands each event to show until the
+// stream ends; received says whether any event arrived.
+func streamEvents(ctx context.Context, bbs eventSubscriber, req *bbsv1.SubscribeEventsRequest, show func(*modelsv1.Event) error) (received bool, err error) {
+	stream, err := bbs.SubscribeEvents(ctx, req)
+	if err != nil {
+		return false, err
+	}
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return received, err
+		}
+		received = true
+		if err := show(resp.GetEvent()); err != nil {
+			return received, err
+		}
+	}
+}
+
+// resumable says whether a broken event stream may be picked up again: the
+// BBS went away or is not serving yet (Unavailable), or it cut off a slow
+// reader (ResourceExhausted). A compacted revision cannot be resumed.
+func resumable(err error) bool {
+	return errors.Is(err, models.ErrUnavailable) || errors.Is(err, models.ErrResourceExhausted) ||
+		status.Code(err) == codes.Unavailable || status.Code(err) == codes.ResourceExhausted
 }
 
 func lrpRef(a *modelsv1.ActualLRP) string {

@@ -31,6 +31,8 @@ const (
 	DefaultMaxRecvMsgSize = 64 << 20
 	// DefaultGracefulStopTimeout bounds GracefulStop before a hard Stop.
 	DefaultGracefulStopTimeout = 10 * time.Second
+	// streamEndDelay is how long after a stop signal open streams end.
+	streamEndDelay = 250 * time.Millisecond
 	// RequestIDHeader is the metadata key carrying the request id, both in
 	// incoming metadata and in the response header.
 	RequestIDHeader = "x-request-id"
@@ -66,6 +68,11 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 
+	// stopping is cancelled when Run is signalled: open streams end then
+	// (Unavailable) instead of holding the graceful stop to its timeout.
+	stopping    context.Context
+	stopStreams context.CancelFunc
+
 	mu   sync.Mutex
 	addr string
 }
@@ -82,6 +89,7 @@ func New(opts Options) *Server {
 		opts.GracefulStopTimeout = DefaultGracefulStopTimeout
 	}
 	s := &Server{opts: opts, logger: opts.Logger.Session("grpc-server")}
+	s.stopping, s.stopStreams = context.WithCancel(context.Background())
 
 	unary := append([]grpc.UnaryServerInterceptor{s.unaryInterceptor}, opts.UnaryInterceptors...)
 	stream := append([]grpc.StreamServerInterceptor{s.streamInterceptor}, opts.StreamInterceptors...)
@@ -122,8 +130,9 @@ func (s *Server) Addr() string {
 }
 
 // Run listens, serves, and closes ready. On a signal it marks the server
-// NOT_SERVING, stops gracefully within the timeout (then hard) and returns
-// nil. It returns an error if it cannot listen or if serving fails.
+// NOT_SERVING, ends open streams with Unavailable (so their clients
+// reconnect, to another replica if there is one, instead of holding the stop),
+// stops gracefully within the timeout (then hard) and returns nil. It returns an error if it cannot listen or if serving fails.
 func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	lis, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
@@ -154,6 +163,10 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	// Shutdown sets every status, including "", to NOT_SERVING and ignores
 	// later updates.
 	s.health.Shutdown()
+	// Streams get a moment to deliver what is already sent their way (the
+	// NOT_SERVING above to health watchers), then end.
+	endStreams := time.AfterFunc(streamEndDelay, s.stopStreams)
+	defer endStreams.Stop()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -247,5 +260,14 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		}
 		logResult(logger, err, start)
 	}()
-	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.stopping, cancel)()
+	err = handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	if err != nil && s.stopping.Err() != nil && ss.Context().Err() == nil &&
+		(errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled) {
+		// Ended by the stop, not by the client: tell it to reconnect.
+		err = status.Error(codes.Unavailable, "server stopping: reconnect, to another replica if there is one")
+	}
+	return err
 }

@@ -278,13 +278,17 @@ func TestGracefulStop(t *testing.T) {
 	close(f.svc.release)
 	require.NoError(t, <-blockDone, "the in-flight call completes during graceful stop")
 
-	// The open Watch stream holds GracefulStop until the bound, then Stop.
+	// The open Watch stream is ended by the stop, with Unavailable so that
+	// its client reconnects; it does not hold GracefulStop to its bound.
+	_, err = watch.Recv()
+	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 	select {
 	case err := <-f.proc.Wait():
 		assert.NoError(t, err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not stop")
 	}
+	assert.NotContains(t, f.logs.String(), "graceful-stop-timed-out")
 }
 
 func TestListenFailure(t *testing.T) {
