@@ -340,6 +340,11 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			if h.observe("CrashActualLRP", err) != nil {
 				logger.Info("crash-not-recorded", lager.Data{"error": err.Error()})
 			}
+			if transient(err) {
+				// Keep the container so the next bulk sync reports the crash
+				// (and the crash count, which paces restarts, stays right).
+				return
+			}
 		}
 		h.delete(ctx, c)
 	}
@@ -449,18 +454,25 @@ func (h *Harmonizer) processTask(ctx context.Context, c executor.Container) {
 		}
 	case executor.StateCompleted:
 		r := c.RunResult
+		var err error
 		switch {
 		case r.Stopped:
 			// Cancelled, or not wanted by the BBS: nothing to report.
 		case r.Failed && r.Retryable:
 			cctx, cancel := h.callCtx(ctx)
-			_, err := h.bbs.RejectTask(cctx, &bbsv1.RejectTaskRequest{TaskGuid: c.Guid, RejectionReason: r.FailureReason})
+			_, err = h.bbs.RejectTask(cctx, &bbsv1.RejectTaskRequest{TaskGuid: c.Guid, RejectionReason: r.FailureReason})
 			cancel()
 			if h.observe("RejectTask", err) != nil {
 				logger.Info("reject-failed", lager.Data{"error": err.Error()})
 			}
 		default:
-			h.completeTask(ctx, c.Guid, r.Failed, r.FailureReason, r.Result)
+			err = h.completeTask(ctx, c.Guid, r.Failed, r.FailureReason, r.Result)
+		}
+		if transient(err) {
+			// The container holds the only copy of the outcome: keep it,
+			// and the next bulk sync reports it again.
+			logger.Info("outcome-kept-for-retry", lager.Data{"error": err.Error()})
+			return
 		}
 		h.delete(ctx, c)
 	}
@@ -474,13 +486,15 @@ func startedHere(task *modelsv1.Task, cellID string) bool {
 	return task.GetState() == models.TaskRunning && task.GetCellId() == cellID
 }
 
-func (h *Harmonizer) completeTask(ctx context.Context, guid string, failed bool, reason, result string) {
+// completeTask reports a task's outcome; the error is logged and returned.
+func (h *Harmonizer) completeTask(ctx context.Context, guid string, failed bool, reason, result string) error {
 	cctx, cancel := h.callCtx(ctx)
 	defer cancel()
 	_, err := h.bbs.CompleteTask(cctx, &bbsv1.CompleteTaskRequest{TaskGuid: guid, CellId: h.opts.CellID, Failed: failed, FailureReason: reason, Result: result})
 	if h.observe("CompleteTask", err) != nil {
 		h.logger.Info("complete-task-failed", lager.Data{"task_guid": guid, "error": err.Error()})
 	}
+	return err
 }
 
 // batchErrors maps batch results back to errors that unwrap to the sentinels.

@@ -104,3 +104,161 @@ func TestStartReportRetriedAfterATransientFailure(t *testing.T) {
 	attempts, _ := bbs.snapshot()
 	require.GreaterOrEqual(t, attempts, 2)
 }
+
+// downBBS is a BBS that starts a task and answers its first completion
+// Unavailable, as a BBS that is down or failing over does; the calls the
+// test does not expect panic through the nil embedded interface.
+type downBBS struct {
+	BBS
+	mu        sync.Mutex
+	started   bool
+	attempts  int
+	completed []*bbsv1.CompleteTaskRequest
+}
+
+func (d *downBBS) StartTask(context.Context, *bbsv1.StartTaskRequest, ...grpc.CallOption) (*bbsv1.StartTaskResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.started = true
+	return &bbsv1.StartTaskResponse{ShouldStart: true}, nil
+}
+
+func (d *downBBS) GetTask(_ context.Context, in *bbsv1.GetTaskRequest, _ ...grpc.CallOption) (*bbsv1.GetTaskResponse, error) {
+	return &bbsv1.GetTaskResponse{Task: &modelsv1.Task{TaskGuid: in.GetTaskGuid(), State: models.TaskRunning, CellId: "cell-1",
+		Definition: &modelsv1.TaskDefinition{RootFs: "preloaded:cflinuxfs4", Action: &modelsv1.Action{Action: &modelsv1.Action_Run{Run: &modelsv1.RunAction{Path: "job"}}}}}}, nil
+}
+
+func (d *downBBS) CompleteTask(_ context.Context, in *bbsv1.CompleteTaskRequest, _ ...grpc.CallOption) (*bbsv1.CompleteTaskResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.attempts++
+	if d.attempts == 1 {
+		return nil, models.ErrUnavailable
+	}
+	d.completed = append(d.completed, in)
+	return &bbsv1.CompleteTaskResponse{}, nil
+}
+
+func (d *downBBS) ListActualLRPs(context.Context, *bbsv1.ListActualLRPsRequest, ...grpc.CallOption) (*bbsv1.ListActualLRPsResponse, error) {
+	return &bbsv1.ListActualLRPsResponse{}, nil
+}
+
+func (d *downBBS) ListTasks(context.Context, *bbsv1.ListTasksRequest, ...grpc.CallOption) (*bbsv1.ListTasksResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || len(d.completed) > 0 {
+		return &bbsv1.ListTasksResponse{}, nil
+	}
+	return &bbsv1.ListTasksResponse{Tasks: []*modelsv1.Task{{TaskGuid: "job-1", State: models.TaskRunning, CellId: "cell-1"}}}, nil
+}
+
+func (d *downBBS) snapshot() (int, []*bbsv1.CompleteTaskRequest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.attempts, append([]*bbsv1.CompleteTaskRequest(nil), d.completed...)
+}
+
+// A task's outcome that the BBS could not take is kept in its completed
+// container and reported by the next bulk sync, instead of being deleted
+// with the container (the BBS then failed the task as lost).
+func TestTaskOutcomeKeptUntilTheBBSTakesIt(t *testing.T) {
+	ctx := context.Background()
+	exec, err := executor.New(ctx, executor.Options{
+		Backend: sim.New(sim.Options{RunDuration: 10 * time.Millisecond}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
+		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
+	})
+	require.NoError(t, err)
+	defer exec.Close()
+	bbs := &downBBS{}
+	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
+	proc := ifrit.Background(h)
+	defer func() { proc.Signal(os.Interrupt); <-proc.Wait() }()
+	<-proc.Ready()
+
+	task := &repv1.Task{TaskGuid: "job-1", Domain: "d", Resource: &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
+		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}}
+	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: "job-1", Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.TaskTags(task)}}))
+
+	require.Eventually(t, func() bool { attempts, _ := bbs.snapshot(); return attempts == 1 }, 10*time.Second, 10*time.Millisecond, "the completion is reported")
+	c, err := exec.Get("job-1")
+	require.NoError(t, err, "the container outlives the refused report")
+	require.Equal(t, executor.StateCompleted, c.State)
+
+	require.NoError(t, h.Sync(ctx))
+	require.Eventually(t, func() bool { _, done := bbs.snapshot(); return len(done) == 1 }, 10*time.Second, 10*time.Millisecond, "the bulk sync reports it again")
+	_, done := bbs.snapshot()
+	require.False(t, done[0].GetFailed(), done[0].GetFailureReason())
+	require.Eventually(t, func() bool { _, err := exec.Get("job-1"); return err != nil }, 10*time.Second, 10*time.Millisecond, "then the container goes")
+}
+
+// crashDownBBS runs an LRP instance and answers its first crash report
+// Unavailable.
+type crashDownBBS struct {
+	flakyStartBBS
+	crashes []*bbsv1.CrashActualLRPRequest
+	refused int
+}
+
+func (c *crashDownBBS) CrashActualLRP(_ context.Context, in *bbsv1.CrashActualLRPRequest, _ ...grpc.CallOption) (*bbsv1.CrashActualLRPResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused == 0 {
+		c.refused++
+		return nil, models.ErrUnavailable
+	}
+	c.crashes = append(c.crashes, in)
+	return &bbsv1.CrashActualLRPResponse{}, nil
+}
+
+func (c *crashDownBBS) ListActualLRPs(context.Context, *bbsv1.ListActualLRPsRequest, ...grpc.CallOption) (*bbsv1.ListActualLRPsResponse, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.started) == 0 || len(c.crashes) > 0 {
+		return &bbsv1.ListActualLRPsResponse{}, nil // not running here yet, or crashed
+	}
+	return &bbsv1.ListActualLRPsResponse{ActualLrps: []*modelsv1.ActualLRP{{
+		Key: &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: 0, Domain: "d"}, State: models.Running,
+		InstanceKey: &modelsv1.ActualLRPInstanceKey{InstanceGuid: "ig-1", CellId: "cell-1"},
+	}}}, nil
+}
+
+func (c *crashDownBBS) ListTasks(context.Context, *bbsv1.ListTasksRequest, ...grpc.CallOption) (*bbsv1.ListTasksResponse, error) {
+	return &bbsv1.ListTasksResponse{}, nil
+}
+
+func (c *crashDownBBS) state() (refused, crashes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused, len(c.crashes)
+}
+
+// A crash the BBS could not take is reported again by the next bulk sync
+// (the crash count paces restarts), not dropped with the container.
+func TestCrashKeptUntilTheBBSTakesIt(t *testing.T) {
+	ctx := context.Background()
+	exec, err := executor.New(ctx, executor.Options{
+		Backend: sim.New(sim.Options{RunDuration: 50 * time.Millisecond}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
+		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
+	})
+	require.NoError(t, err)
+	defer exec.Close()
+	bbs := &crashDownBBS{}
+	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
+	proc := ifrit.Background(h)
+	defer func() { proc.Signal(os.Interrupt); <-proc.Wait() }()
+	<-proc.Ready()
+
+	lrp := &repv1.LRP{
+		Key:                 &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: 0, Domain: "d"},
+		Resource:            &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
+		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
+	}
+	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: "ig-1", LRP: true, Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.LRPTags(lrp, "ig-1")}}))
+	require.Eventually(t, func() bool { refused, _ := bbs.state(); return refused == 1 }, 10*time.Second, 10*time.Millisecond, "the crash is reported")
+	_, err = exec.Get("ig-1")
+	require.NoError(t, err, "the container outlives the refused report")
+
+	require.NoError(t, h.Sync(ctx))
+	require.Eventually(t, func() bool { _, crashes := bbs.state(); return crashes == 1 }, 10*time.Second, 10*time.Millisecond, "the bulk sync reports it again")
+	require.Eventually(t, func() bool { _, err := exec.Get("ig-1"); return err != nil }, 10*time.Second, 10*time.Millisecond, "then the container goes")
+}
