@@ -59,6 +59,14 @@ stderr says so. A resume the BBS can no longer serve (etcd compacted past it) en
 			return err
 		}
 		defer bbs.Close()
+		// A BBS that cannot be reached at all is an error at once; only a
+		// stream that broke later is resumed.
+		pingCtx, cancel := c.ctx(cmd)
+		_, err = bbs.Ping(pingCtx, &bbsv1.PingRequest{})
+		cancel()
+		if err != nil {
+			return c.explain(err)
+		}
 		ctx := cmd.Context()
 		var broken time.Time // when the stream broke; zero while it flows
 		for delay := 100 * time.Millisecond; ; {

@@ -170,6 +170,9 @@ func TestEventsWithoutReconnectEndOnABrokenStream(t *testing.T) {
 	}
 	_, err := execute(t, "events", "--reconnect", "-1s", "--bbs-address", "127.0.0.1:1")
 	require.ErrorContains(t, err, "--reconnect: must not be negative")
+	_, err = execute(t, "events", "--bbs-address", "127.0.0.1:1", "--timeout", "5s")
+	require.EqualError(t, err, "cannot reach the BBS at 127.0.0.1:1: is it running? (make run starts one)",
+		"no BBS at all is an error at once, not a stream to resume")
 }
 
 // pushUntilShown desires apps named prefix-1, prefix-2, ... until the events
