@@ -3,8 +3,6 @@ package app
 import (
 	"testing"
 
-	"github.com/stretchr/testify/require"
-
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/internal/tlstest"
 )
@@ -13,72 +11,13 @@ import (
 // (tls, client_tls) needs its CA, certificate and key, each missing file is
 // named with the rule, and the opt-out with files is contradictory.
 func TestConfigRequiresMutualTLS(t *testing.T) {
-	files := tlstest.NewCA(t, "gavel").Issue(t, "bbs")
-	hops := map[string]func(*Config) *tlsconfig.Files{
-		"tls":        func(c *Config) *tlsconfig.Files { return &c.TLS },
-		"client_tls": func(c *Config) *tlsconfig.Files { return &c.ClientTLS },
-	}
-	mutual := func() Config {
-		c := DefaultConfig()
-		for _, hop := range hops {
-			*hop(&c) = files
-		}
-		return c
-	}
-	type tc struct {
-		name   string
-		mutate func(*Config)
-		wants  []string
-	}
-	cases := []tc{
-		{"every hop has its files", func(*Config) {}, nil},
-		{"opt-out with no files", func(c *Config) {
-			c.InsecurePlaintext = true
-			for _, hop := range hops {
-				*hop(c) = tlsconfig.Files{}
-			}
-		}, nil},
-		{"unreadable CA", func(c *Config) { hops["tls"](c).CAFile = "/nonexistent/ca.pem" }, []string{"tls: tlsconfig: reading ca_file"}},
-	}
-	var none, contradictory []string
-	for _, field := range []string{"tls", "client_tls"} { // in order, for stable case names
-		for _, file := range []string{"ca_file", "cert_file", "key_file"} {
-			cases = append(cases, tc{"missing " + field + "." + file, func(c *Config) {
-				f := hops[field](c)
-				switch file {
-				case "ca_file":
-					f.CAFile = ""
-				case "cert_file":
-					f.CertFile = ""
-				default:
-					f.KeyFile = ""
-				}
-			}, []string{field + "." + file + ": required: mTLS is on by default (set insecure_plaintext: true to run without TLS)"}})
-			none = append(none, field+"."+file+": required")
-		}
-		contradictory = append(contradictory, "insecure_plaintext, "+field+".ca_file, "+field+".cert_file, "+field+".key_file: contradictory")
-	}
-	cases = append(cases,
-		tc{"no TLS at all names every file", func(c *Config) {
-			for _, hop := range hops {
-				*hop(c) = tlsconfig.Files{}
-			}
-		}, none},
-		tc{"opt-out and files are contradictory", func(c *Config) { c.InsecurePlaintext = true }, contradictory},
-	)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := mutual()
-			tc.mutate(&c)
-			err := c.Validate()
-			if len(tc.wants) == 0 {
-				require.NoError(t, err)
-				return
-			}
-			require.Error(t, err)
-			for _, want := range tc.wants {
-				require.ErrorContains(t, err, want)
-			}
-		})
-	}
+	tlstest.CheckMutualTLSRule(t, tlstest.NewCA(t, "gavel").Issue(t, "bbs"), tlstest.MutualTLSRule[Config]{
+		Valid: DefaultConfig,
+		Hops: []tlstest.Hop[Config]{
+			{Field: "tls", Files: func(c *Config) *tlsconfig.Files { return &c.TLS }},
+			{Field: "client_tls", Files: func(c *Config) *tlsconfig.Files { return &c.ClientTLS }},
+		},
+		OptOut:   func(c *Config) { c.InsecurePlaintext = true },
+		Validate: Config.Validate,
+	})
 }
