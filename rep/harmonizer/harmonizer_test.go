@@ -79,25 +79,10 @@ func (f *flakyStartBBS) snapshot() (int, int) {
 }
 
 func TestStartReportRetriedAfterATransientFailure(t *testing.T) {
-	ctx := context.Background()
-	exec, err := executor.New(ctx, executor.Options{
-		Backend: sim.New(sim.Options{}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
-		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
-	})
-	require.NoError(t, err)
-	defer exec.Close()
 	bbs := &flakyStartBBS{}
-	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
-	proc := ifrit.Background(h)
-	defer func() { proc.Signal(os.Interrupt); <-proc.Wait() }()
-	<-proc.Ready()
+	exec, _ := runHarmonizer(t, sim.Options{}, bbs)
 
-	lrp := &repv1.LRP{
-		Key:                 &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: 0, Domain: "d"},
-		Resource:            &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
-		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
-	}
-	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: "ig-1", LRP: true, Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.LRPTags(lrp, "ig-1")}}))
+	reserveLRP(t, exec, "pg", "ig-1")
 
 	require.Eventually(t, func() bool { _, started := bbs.snapshot(); return started == 1 }, 10*time.Second, 20*time.Millisecond,
 		"the start refused Unavailable is reported again without waiting for a bulk sync")
@@ -163,17 +148,8 @@ func (d *downBBS) snapshot() (int, []*bbsv1.CompleteTaskRequest) {
 // with the container (the BBS then failed the task as lost).
 func TestTaskOutcomeKeptUntilTheBBSTakesIt(t *testing.T) {
 	ctx := context.Background()
-	exec, err := executor.New(ctx, executor.Options{
-		Backend: sim.New(sim.Options{RunDuration: 10 * time.Millisecond}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
-		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
-	})
-	require.NoError(t, err)
-	defer exec.Close()
 	bbs := &downBBS{}
-	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
-	proc := ifrit.Background(h)
-	defer func() { proc.Signal(os.Interrupt); <-proc.Wait() }()
-	<-proc.Ready()
+	exec, h := runHarmonizer(t, sim.Options{RunDuration: 10 * time.Millisecond}, bbs)
 
 	task := &repv1.Task{TaskGuid: "job-1", Domain: "d", Resource: &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
 		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"}}
@@ -236,29 +212,43 @@ func (c *crashDownBBS) state() (refused, crashes int) {
 // (the crash count paces restarts), not dropped with the container.
 func TestCrashKeptUntilTheBBSTakesIt(t *testing.T) {
 	ctx := context.Background()
-	exec, err := executor.New(ctx, executor.Options{
-		Backend: sim.New(sim.Options{RunDuration: 50 * time.Millisecond}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
-		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
-	})
-	require.NoError(t, err)
-	defer exec.Close()
 	bbs := &crashDownBBS{}
-	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
-	proc := ifrit.Background(h)
-	defer func() { proc.Signal(os.Interrupt); <-proc.Wait() }()
-	<-proc.Ready()
+	exec, h := runHarmonizer(t, sim.Options{RunDuration: 50 * time.Millisecond}, bbs)
 
-	lrp := &repv1.LRP{
-		Key:                 &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: 0, Domain: "d"},
-		Resource:            &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
-		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
-	}
-	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: "ig-1", LRP: true, Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.LRPTags(lrp, "ig-1")}}))
+	reserveLRP(t, exec, "pg", "ig-1")
 	require.Eventually(t, func() bool { refused, _ := bbs.state(); return refused == 1 }, 10*time.Second, 10*time.Millisecond, "the crash is reported")
-	_, err = exec.Get("ig-1")
+	_, err := exec.Get("ig-1")
 	require.NoError(t, err, "the container outlives the refused report")
 
 	require.NoError(t, h.Sync(ctx))
 	require.Eventually(t, func() bool { _, crashes := bbs.state(); return crashes == 1 }, 10*time.Second, 10*time.Millisecond, "the bulk sync reports it again")
 	require.Eventually(t, func() bool { _, err := exec.Get("ig-1"); return err != nil }, 10*time.Second, 10*time.Millisecond, "then the container goes")
+}
+
+// runHarmonizer runs a harmonizer of cell-1 over a sim-backend executor and
+// bbs until the test ends; bulk syncs happen only when the test calls Sync.
+func runHarmonizer(t *testing.T, simOpts sim.Options, bbs BBS) (*executor.Executor, *Harmonizer) {
+	t.Helper()
+	exec, err := executor.New(context.Background(), executor.Options{
+		Backend: sim.New(simOpts), CellID: "cell-1", Logger: lager.NewLogger("executor"),
+		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
+	})
+	require.NoError(t, err)
+	t.Cleanup(exec.Close)
+	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer")})
+	proc := ifrit.Background(h)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	return exec, h
+}
+
+// reserveLRP reserves a container for index 0 of processGuid, as Perform does.
+func reserveLRP(t *testing.T, exec *executor.Executor, processGuid, instanceGuid string) {
+	t.Helper()
+	lrp := &repv1.LRP{
+		Key:                 &modelsv1.ActualLRPKey{ProcessGuid: processGuid, Index: 0, Domain: "d"},
+		Resource:            &auctioneerv1.Resource{MemoryMb: 64, DiskMb: 64},
+		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
+	}
+	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: instanceGuid, LRP: true, Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.LRPTags(lrp, instanceGuid)}}))
 }
