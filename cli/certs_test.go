@@ -1,22 +1,18 @@
 package cli
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavelhq/gavel/bbs/app"
 	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/internal/tlstest"
 )
 
 // files are a component's files as gavel certs writes them into dir.
@@ -57,17 +53,7 @@ func TestCertsWritesFilesThatServeMutualTLS(t *testing.T) {
 	srv := grpcserver.New(grpcserver.Options{Addr: "127.0.0.1:0", TLS: serverTLS})
 	proc := ifrit.Invoke(srv)
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
-	health := func(f tlsconfig.Files) error {
-		clientTLS, err := f.Client("")
-		require.NoError(t, err)
-		conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
-		require.NoError(t, err)
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err
-	}
+	health := func(f tlsconfig.Files) error { return tlstest.HealthCheck(srv.Addr(), tlstest.Creds(t, f, "")) }
 	require.NoError(t, health(files(dir, "client")), "the CLI's certificate is served")
 	require.Error(t, health(tlsconfig.Files{CAFile: filepath.Join(dir, "ca.pem")}), "no certificate is refused")
 }
@@ -164,15 +150,7 @@ func TestCertsFromAnExistingCA(t *testing.T) {
 	proc := ifrit.Invoke(srv)
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
 	newRep := tlsconfig.Files{CAFile: caCert, CertFile: filepath.Join(cell, "rep.pem"), KeyFile: filepath.Join(cell, "rep-key.pem")}
-	clientTLS, err := newRep.Client("")
-	require.NoError(t, err)
-	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
-	require.NoError(t, err)
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-	require.NoError(t, err, "the BBS of the first run accepts the new cell's certificate")
+	require.NoError(t, tlstest.HealthCheck(srv.Addr(), tlstest.Creds(t, newRep, "")), "the BBS of the first run accepts the new cell's certificate")
 
 	cases := []struct {
 		name string

@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -12,10 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/internal/tlstest"
@@ -122,13 +119,13 @@ func TestMutualTLSOnEveryHop(t *testing.T) {
 		ok    bool
 	}{
 		{"certificate from the CA", credentials.NewTLS(c.clientTLS), true},
-		{"no certificate", tlsCreds(t, tlsconfig.Files{CAFile: c.certs["client"].CAFile}), false},
-		{"certificate from another CA", tlsCreds(t, rogue), false},
+		{"no certificate", tlstest.Creds(t, tlsconfig.Files{CAFile: c.certs["client"].CAFile}, ""), false},
+		{"certificate from another CA", tlstest.Creds(t, rogue, ""), false},
 		{"plaintext", insecure.NewCredentials(), false},
 	}
 	for name, addr := range servers {
 		for _, cl := range clients {
-			err := healthCheck(addr, cl.creds)
+			err := tlstest.HealthCheck(addr, cl.creds)
 			if cl.ok && err != nil {
 				t.Errorf("%s at %s refused a client with a %s: %v", name, addr, cl.name, err)
 			}
@@ -137,26 +134,4 @@ func TestMutualTLSOnEveryHop(t *testing.T) {
 			}
 		}
 	}
-}
-
-func tlsCreds(t *testing.T, f tlsconfig.Files) credentials.TransportCredentials {
-	t.Helper()
-	cfg, err := f.Client("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return credentials.NewTLS(cfg)
-}
-
-// healthCheck asks the gRPC health service at addr, over creds, once.
-func healthCheck(addr string, creds credentials.TransportCredentials) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err = healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
-	return err
 }

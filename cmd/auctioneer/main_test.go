@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,10 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
@@ -202,20 +199,7 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 	require.Eventually(t, func() bool { addr = logs.listenAddress(); return addr != "" }, 20*time.Second, 20*time.Millisecond)
 	require.False(t, logs.has("api-without-tls"), "no plaintext warning with mTLS")
 
-	check := func(creds credentials.TransportCredentials) error {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-		require.NoError(t, err)
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err
-	}
-	withFiles := func(f tlsconfig.Files) credentials.TransportCredentials {
-		c, err := f.Client("")
-		require.NoError(t, err)
-		return credentials.NewTLS(c)
-	}
+	withFiles := func(f tlsconfig.Files) credentials.TransportCredentials { return tlstest.Creds(t, f, "") }
 	rogue := tlstest.NewCA(t, "rogue").Issue(t, "cli")
 	rogue.CAFile = ca.File // trusts the daemon; only its own certificate is foreign
 	cases := []struct {
@@ -230,7 +214,7 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := check(tc.creds)
+			err := tlstest.HealthCheck(addr, tc.creds)
 			if tc.ok {
 				require.NoError(t, err)
 			} else {

@@ -1,17 +1,12 @@
 package grpcserver_test
 
 import (
-	"context"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
@@ -28,15 +23,7 @@ func TestMutualTLS(t *testing.T) {
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
 
 	check := func(files tlsconfig.Files) error {
-		cfg, err := files.Client("bbs.service")
-		require.NoError(t, err)
-		conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		require.NoError(t, err)
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		return err
+		return tlstest.HealthCheck(srv.Addr(), tlstest.Creds(t, files, "bbs.service"))
 	}
 
 	assert.NoError(t, check(ca.Issue(t, "rep")), "a client with a certificate from the CA is served")
