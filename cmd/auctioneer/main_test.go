@@ -119,19 +119,7 @@ func TestRunsTakesTheLockAndStopsOnSIGTERM(t *testing.T) {
 		"lock_ttl":           "2s",
 		"insecure_plaintext": true,
 	})
-	cmd := daemon("-config", cfg, "-listen-address", "127.0.0.1:0", "-debug-address", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	logs := &syncBuffer{}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.add(sc.Text())
-		}
-	}()
+	cmd, logs, scanned := startDaemon(t, cfg)
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	require.Eventually(t, func() bool { return logs.has("auctioneer-lock-acquired") }, 20*time.Second, 20*time.Millisecond)
@@ -177,19 +165,7 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 		"bbs_tls":        tlsFiles,
 		"rep_client_tls": tlsFiles,
 	})
-	cmd := daemon("-config", cfg, "-listen-address", "127.0.0.1:0", "-debug-address", "127.0.0.1:0")
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	logs := &syncBuffer{}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			logs.add(sc.Text())
-		}
-	}()
+	cmd, logs, scanned := startDaemon(t, cfg)
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		<-scanned
@@ -222,4 +198,24 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startDaemon starts the auctioneer on config file cfg, with its log lines
+// collected in logs; scanned is closed when its stdout closes.
+func startDaemon(t *testing.T, cfg string) (cmd *exec.Cmd, logs *syncBuffer, scanned chan struct{}) {
+	t.Helper()
+	cmd = daemon("-config", cfg, "-listen-address", "127.0.0.1:0", "-debug-address", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	logs = &syncBuffer{}
+	scanned = make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			logs.add(sc.Text())
+		}
+	}()
+	return cmd, logs, scanned
 }
