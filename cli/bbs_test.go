@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,13 +23,23 @@ import (
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunShared(m)) }
 
 // startBBS runs an in-process BBS on the shared test etcd and returns its
-// address; mutate may change its (plaintext) config.
+// address once it is active; mutate may change its (plaintext) config.
 func startBBS(t *testing.T, mutate ...func(*app.Config)) string {
+	t.Helper()
+	b, _ := replica(t, etcdtest.Prefix(t), "bbs", "127.0.0.1:0", mutate...)
+	require.Eventually(t, b.Held, 10*time.Second, 20*time.Millisecond)
+	return b.Addr()
+}
+
+// replica runs one BBS replica on prefix, serving on listen, until stop or
+// the test's end; a passive replica serves too (reads and events).
+func replica(t *testing.T, prefix, name, listen string, mutate ...func(*app.Config)) (b *app.BBS, stop func()) {
 	t.Helper()
 	cfg := app.DefaultConfig()
 	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
-	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.KeyPrefix = etcdtest.Prefix(t)
+	cfg.InstanceID = name
+	cfg.ListenAddress, cfg.DebugAddress = listen, "127.0.0.1:0"
+	cfg.KeyPrefix = prefix
 	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
 	cfg.LockTTL = config.Duration(2 * time.Second)
 	cfg.LockRetryInterval = config.Duration(100 * time.Millisecond)
@@ -36,12 +47,13 @@ func startBBS(t *testing.T, mutate ...func(*app.Config)) string {
 		m(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	b := app.New(cfg, lager.NewLogger("bbs"))
+	b = app.New(cfg, lager.NewLogger(name))
 	proc := ifrit.Background(b.Runner())
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	addr := b.Addr()
-	require.Eventually(t, b.Held, 10*time.Second, 20*time.Millisecond)
-	return addr
+	var once sync.Once
+	stop = func() { once.Do(func() { proc.Signal(os.Interrupt); <-proc.Wait() }) }
+	t.Cleanup(stop)
+	b.Addr() // serving (a passive replica is never Ready: that waits for the lock)
+	return b, stop
 }
 
 // gavel runs a command against the BBS at addr.

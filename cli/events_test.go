@@ -4,19 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
-	"github.com/tedsuo/ifrit"
 
-	"github.com/gavelhq/gavel/bbs/app"
-	"github.com/gavelhq/gavel/internal/config"
-	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 )
 
@@ -38,27 +32,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// replica runs one BBS replica on prefix, serving on listen; stop stops it.
-func replica(t *testing.T, prefix, name, listen string) (b *app.BBS, stop func()) {
-	t.Helper()
-	cfg := app.DefaultConfig()
-	cfg.InsecurePlaintext = true // not about TLS
-	cfg.InstanceID = name
-	cfg.ListenAddress, cfg.DebugAddress = listen, "127.0.0.1:0"
-	cfg.KeyPrefix = prefix
-	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
-	cfg.LockTTL = config.Duration(2 * time.Second)
-	cfg.LockRetryInterval = config.Duration(100 * time.Millisecond)
-	require.NoError(t, cfg.Validate())
-	b = app.New(cfg, lager.NewLogger(name))
-	proc := ifrit.Background(b.Runner())
-	var once sync.Once
-	stop = func() { once.Do(func() { proc.Signal(os.Interrupt); <-proc.Wait() }) }
-	t.Cleanup(stop)
-	b.Addr() // serving (a passive replica is never Ready: that waits for the lock)
-	return b, stop
-}
-
 // gavel events goes on through a restart of the BBS it streams from: the
 // stream breaks, and once the BBS serves again it resumes after the last
 // event it showed, so nothing is missed or shown twice.
@@ -68,16 +41,9 @@ func TestEventsResumeAcrossRestart(t *testing.T) {
 	require.Eventually(t, a.Held, 10*time.Second, 20*time.Millisecond)
 	addr := a.Addr()
 
-	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut, done, cancel := runEvents(t, "--kind", "desired_lrp", "--bbs-address", addr)
 	defer cancel()
-	var out, errOut lockedBuffer
-	cmd := NewRootCommand()
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SetArgs([]string{"events", "--kind", "desired_lrp", "--bbs-address", addr})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	pushUntilShown(t, addr, &out, "before")
+	pushUntilShown(t, addr, out, "before")
 
 	stopA()
 	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "gavel events: stream broken") }, 10*time.Second, 20*time.Millisecond)
@@ -117,18 +83,11 @@ func TestEventsContinueAcrossFailover(t *testing.T) {
 	require.Eventually(t, a.Held, 10*time.Second, 20*time.Millisecond)
 	b, _ := replica(t, prefix, "bbs-b", "127.0.0.1:0")
 
-	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut, done, cancel := runEvents(t, "--kind", "desired_lrp", "--bbs-address", a.Addr()+","+b.Addr())
 	defer cancel()
-	var out, errOut lockedBuffer
-	cmd := NewRootCommand()
-	cmd.SetOut(&out)
-	cmd.SetErr(&errOut)
-	cmd.SetArgs([]string{"events", "--kind", "desired_lrp", "--bbs-address", a.Addr() + "," + b.Addr()})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
 
 	// The stream may open after the first push: push apps until it shows one.
-	pushUntilShown(t, a.Addr(), &out, "before")
+	pushUntilShown(t, a.Addr(), out, "before")
 
 	stopA()
 	require.Eventually(t, b.Held, 15*time.Second, 20*time.Millisecond, "the other replica takes over")
@@ -152,19 +111,14 @@ func TestEventsWithoutReconnectEndOnABrokenStream(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
 	a, stopA := replica(t, prefix, "bbs-only", "127.0.0.1:0")
 	require.Eventually(t, a.Held, 10*time.Second, 20*time.Millisecond)
-	var out lockedBuffer
-	cmd := NewRootCommand()
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs([]string{"events", "--reconnect", "0", "--bbs-address", a.Addr()})
-	done := make(chan error, 1)
-	go func() { done <- cmd.Execute() }()
-	pushUntilShown(t, a.Addr(), &out, "solo")
+	out, errOut, done, cancel := runEvents(t, "--reconnect", "0", "--bbs-address", a.Addr())
+	defer cancel()
+	pushUntilShown(t, a.Addr(), out, "solo")
 	stopA()
 	select {
 	case err := <-done:
 		require.Error(t, err)
-		require.NotContains(t, out.String(), "resuming")
+		require.NotContains(t, errOut.String(), "resuming")
 	case <-time.After(10 * time.Second):
 		t.Fatal("gavel events kept waiting on a broken stream")
 	}
@@ -189,4 +143,19 @@ func pushUntilShown(t *testing.T, addr string, out *lockedBuffer, prefix string)
 		require.NoError(t, err)
 		return false
 	}, 10*time.Second, 200*time.Millisecond, "the stream never showed a desire")
+}
+
+// runEvents runs gavel events with args until cancel; done receives its
+// result.
+func runEvents(t *testing.T, args ...string) (out, errOut *lockedBuffer, done chan error, cancel context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, errOut = &lockedBuffer{}, &lockedBuffer{}
+	cmd := NewRootCommand()
+	cmd.SetOut(out)
+	cmd.SetErr(errOut)
+	cmd.SetArgs(append([]string{"events"}, args...))
+	done = make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	return out, errOut, done, cancel
 }
