@@ -52,6 +52,13 @@ func TestTasks(t *testing.T) {
 			return resp.GetTask()
 		}
 	}
+	gone := func(t *testing.T, guid, what string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			_, err := cell.Executor().Get(guid)
+			return err != nil
+		}, 10*time.Second, 10*time.Millisecond, what)
+	}
 	desire := func(guid string, def *modelsv1.TaskDefinition) {
 		def.RootFs, def.MemoryMb, def.DiskMb, def.LogGuid, def.LogSource = "preloaded:cflinuxfs4", 32, 32, guid, "TASK"
 		_, err := bbs.DesireTask(ctx, &bbsv1.DesireTaskRequest{TaskGuid: guid, Domain: "tasks", Definition: def})
@@ -100,10 +107,7 @@ func TestTasks(t *testing.T) {
 		_, err := bbs.StartTask(ctx, &bbsv1.StartTaskRequest{TaskGuid: "task-elsewhere", CellId: "other-cell"})
 		require.NoError(t, err)
 		performTask(t, repc, "cell-task", "task-elsewhere")
-		require.Eventually(t, func() bool {
-			_, err := cell.Executor().Get("task-elsewhere")
-			return err != nil
-		}, 10*time.Second, 10*time.Millisecond, "the reservation is dropped")
+		gone(t, "task-elsewhere", "the reservation is dropped")
 		running := getTask("task-elsewhere")()
 		require.Equal(t, modelsv1.TaskState_TASK_STATE_RUNNING, running.GetState())
 		require.Equal(t, "other-cell", running.GetCellId())
@@ -127,10 +131,7 @@ func TestTasks(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return pidGone(shPid) && pidGone(sleepPid) }, cfg.GraceTime.D()+5*time.Second, 10*time.Millisecond,
 			"the BBS cancel reaches the rep, which stops the task's processes")
-		require.Eventually(t, func() bool {
-			_, err := cell.Executor().Get("task-cancel")
-			return err != nil
-		}, 10*time.Second, 10*time.Millisecond, "the container is deleted")
+		gone(t, "task-cancel", "the container is deleted")
 		done := getTask("task-cancel")()
 		require.Equal(t, modelsv1.TaskState_TASK_STATE_COMPLETED, done.GetState())
 		require.True(t, done.GetFailed())
@@ -149,10 +150,7 @@ func TestTasks(t *testing.T) {
 		})
 		require.Equal(t, modelsv1.TaskState_TASK_STATE_PENDING, rejected.GetState(), "a rejected task waits for another placement")
 		require.Contains(t, rejected.GetRejectionReason(), "failed to download cached artifacts")
-		require.Eventually(t, func() bool {
-			_, err := cell.Executor().Get("task-download")
-			return err != nil
-		}, 10*time.Second, 10*time.Millisecond, "the container is deleted")
+		gone(t, "task-download", "the container is deleted")
 	})
 
 	require.Eventually(t, func() bool { return len(cell.Executor().List()) == 0 }, 10*time.Second, 10*time.Millisecond)
