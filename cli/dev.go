@@ -35,8 +35,11 @@ func newDevCommand() *cobra.Command {
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
-	f.StringVar(&opts.KeeperPath, "keeper-path", siblingKeeper(), "the cells' gavel-keeper binary (empty: gavel re-executes itself as the keeper)")
+	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if opts.KeeperPath == keeperAuto {
+			opts.KeeperPath = siblingKeeper()
+		}
 		if fresh {
 			if err := os.RemoveAll(opts.DataDir); err != nil {
 				return fmt.Errorf("--fresh: %w", err)
@@ -115,6 +118,9 @@ func printDevInfo(w io.Writer, info devcluster.Info, clientConfig string) {
 	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)
 	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2\n  gavel wait hello --running 2\n  gavel lrp hello\n\nCtrl-C stops everything.\n")
 }
+
+// keeperAuto is --keeper-path's default: look for gavel-keeper beside gavel.
+const keeperAuto = "auto"
 
 // siblingKeeper is the gavel-keeper installed beside the running gavel
 // binary (make build puts both in bin/), or "" when there is none.
