@@ -166,7 +166,7 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	// Streams get a moment to deliver what is already sent their way (the
 	// NOT_SERVING above to health watchers), then end.
 	endStreams := time.AfterFunc(streamEndDelay, s.stopStreams)
-	defer endStreams.Stop()
+	defer func() { endStreams.Stop(); s.stopStreams() }()
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
