@@ -105,6 +105,64 @@ type ProbeSpec struct {
 	Timeout time.Duration
 }
 
+// MetricsReporter is optionally implemented by containers that can report
+// resource usage (Garden's Metrics and BulkMetrics).
+type MetricsReporter interface {
+	// Metrics reads the container's current usage.
+	Metrics(ctx context.Context) (ContainerMetrics, error)
+}
+
+// ContainerMetrics is a container's resource usage.
+type ContainerMetrics struct {
+	// MemoryUsageInBytes is the usage counted toward the memory limit
+	// (Garden's TotalUsageTowardLimit).
+	MemoryUsageInBytes uint64
+	// MemoryStat holds the raw memory statistics by their cgroup names.
+	MemoryStat map[string]uint64
+	// CPUUsage, CPUUser and CPUSystem are cumulative CPU time.
+	CPUUsage, CPUUser, CPUSystem time.Duration
+	// DiskBytesUsed and DiskInodesUsed count the container's own writes.
+	DiskBytesUsed, DiskInodesUsed uint64
+	// PidsCurrent and PidsMax are the process count and its limit.
+	PidsCurrent, PidsMax uint64
+	// Age is the time since the container was created.
+	Age time.Duration
+	// RxBytes and TxBytes are network counters; HasNetworkStats says whether
+	// they were measured.
+	RxBytes, TxBytes uint64
+	HasNetworkStats  bool
+}
+
+// PropertyEditor is optionally implemented by containers whose properties can
+// change after Create. Changes are persisted with the container.
+type PropertyEditor interface {
+	// SetProperty adds or replaces one property.
+	SetProperty(ctx context.Context, name, value string) error
+	// RemoveProperty deletes one property; a missing name is not an error.
+	RemoveProperty(ctx context.Context, name string) error
+}
+
+// NetInAdder is optionally implemented by containers that can map another
+// port after Create (Garden's deprecated NetIn route).
+type NetInAdder interface {
+	// NetIn maps hostPort (0: allocate one) to containerPort (0: the same as
+	// the host port) and returns the mapping made.
+	NetIn(ctx context.Context, hostPort, containerPort uint32) (PortMapping, error)
+}
+
+// LimitsReporter is optionally implemented by containers that can report the
+// limits they were created with.
+type LimitsReporter interface {
+	// Limits returns the container's limits.
+	Limits(ctx context.Context) (Limits, error)
+}
+
+// TTYResizer is optionally implemented by processes that run on a terminal.
+type TTYResizer interface {
+	// SetTTY changes the terminal's window size.
+	SetTTY(spec TTYSpec) error
+}
+
 // Signal is a signal a process can receive.
 type Signal int
 
@@ -156,6 +214,19 @@ type ContainerSpec struct {
 	Limits Limits
 	// NetIn lists the container ports to expose on the host.
 	NetIn []NetIn
+	// BindMounts are host paths mounted into the container; backends without
+	// a mount namespace may refuse them.
+	BindMounts []BindMount
+}
+
+// BindMount mounts a host path into a container.
+type BindMount struct {
+	// SrcPath is the absolute host path.
+	SrcPath string
+	// DstPath is the absolute path inside the container; created if missing.
+	DstPath string
+	// ReadWrite mounts it writable; the default is read-only.
+	ReadWrite bool
 }
 
 // Limits are a container's resource limits; zero means unlimited.
@@ -163,6 +234,9 @@ type Limits struct {
 	MemoryInBytes uint64
 	DiskInBytes   uint64
 	MaxPids       uint64
+	// CPUWeight is the relative CPU weight (Garden's cpu_limits.weight,
+	// cgroup v1 cpu.shares); zero means the backend's default.
+	CPUWeight uint64
 }
 
 // NetIn maps a host port to a container port. A zero HostPort asks the backend
@@ -228,6 +302,15 @@ type ProcessSpec struct {
 	User string
 	// Limits are per-process rlimits; zero means the default.
 	Limits ProcessLimits
+	// TTY, when set, runs the process on a terminal of this size (stderr is
+	// merged into stdout); backends without terminals refuse it.
+	TTY *TTYSpec
+}
+
+// TTYSpec is a terminal's window size.
+type TTYSpec struct {
+	Columns uint32
+	Rows    uint32
 }
 
 // ProcessLimits are per-process kernel limits.
