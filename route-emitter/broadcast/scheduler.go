@@ -137,6 +137,12 @@ func (s *Scheduler) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			}
 			greetTimer.Reset(s.opts.GreetInterval)
 		case msg := <-starts:
+			if isNoResponders(msg) {
+				// The NATS server's own answer to a greet that no router
+				// is subscribed to: not a router start.
+				s.logger.Debug("greet-not-answered", lager.Data{"subject": msg.Subject})
+				continue
+			}
 			var start StartMessage
 			if err := json.Unmarshal(msg.Data, &start); err != nil {
 				s.logger.Error("bad-start-message", err, lager.Data{"subject": msg.Subject})
@@ -165,4 +171,11 @@ func (s *Scheduler) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			s.opts.Broadcast()
 		}
 	}
+}
+
+// isNoResponders reports whether msg is the NATS server's "no responders"
+// status (an empty message with the header Status: 503), which answers a
+// request that no subscriber received.
+func isNoResponders(msg *nats.Msg) bool {
+	return len(msg.Data) == 0 && msg.Header.Get("Status") == "503"
 }

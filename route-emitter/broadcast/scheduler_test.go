@@ -2,10 +2,12 @@ package broadcast_test
 
 import (
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
@@ -86,4 +88,49 @@ func TestUnansweredGreetsKeepTheDefaultInterval(t *testing.T) {
 	after := k.since(t1)
 	require.GreaterOrEqual(t, len(after), 2)
 	require.LessOrEqual(t, len(after), 3)
+}
+
+// logRecorder is a lager sink that keeps every log line's message.
+type logRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *logRecorder) Log(l lager.LogFormat) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, l.Message)
+}
+
+func (r *logRecorder) matching(substr string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.msgs {
+		if strings.Contains(m, substr) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// With no router subscribed, the NATS server answers each greet with a "no
+// responders" status; those are not router starts and are not errors.
+func TestNoRespondersAnswersAreNotStartMessages(t *testing.T) {
+	srv := natstest.Start(t)
+	rec := &logRecorder{}
+	logger := lager.NewLogger("test")
+	logger.RegisterSink(rec)
+	k := start(t, srv.URL("", ""), broadcast.Options{
+		DefaultInterval: 200 * time.Millisecond, GreetInterval: 20 * time.Millisecond, GreetAttempts: 5,
+		JitterFactor: -1, Logger: logger,
+	})
+	t0 := time.Now()
+	require.Eventually(t, func() bool { return len(rec.matching("no-router-answered-greet")) > 0 },
+		5*time.Second, 10*time.Millisecond, "the scheduler gives up greeting")
+	require.Empty(t, rec.matching("bad-start-message"))
+	require.Empty(t, rec.matching("router-start"), "no router started")
+	require.Len(t, rec.matching("greet-not-answered"), 5, "every greet got the server's no-responders answer")
+	time.Sleep(500 * time.Millisecond)
+	require.NotEmpty(t, k.since(t0), "the default interval still broadcasts")
 }
