@@ -5,9 +5,11 @@ go 1.24.9
 require (
 	code.cloudfoundry.org/clock v1.60.0
 	code.cloudfoundry.org/lager/v3 v3.40.0
+	github.com/containernetworking/cni v1.2.3
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats-server/v2 v2.11.9
 	github.com/nats-io/nats.go v1.45.0
+	github.com/opencontainers/runtime-spec v1.2.1
 	github.com/prometheus/client_golang v1.23.2
 	github.com/prometheus/client_model v0.6.2
 	github.com/spf13/cobra v1.10.1

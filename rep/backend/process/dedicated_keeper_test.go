@@ -84,7 +84,7 @@ func TestKeeperPathIsChecked(t *testing.T) {
 	}{
 		{"relative", "bin/gavel-keeper", "must be absolute"},
 		{"missing", "/no/such/gavel-keeper", "asking its protocol"},
-		{"not a keeper", "/bin/true", `speaks "", this backend "gavel-process-keeper/1"`},
+		{"not a keeper", "/bin/true", `speaks "", this backend "gavel-process-keeper/2"`},
 		{"another release", stale, `speaks "gavel-process-keeper/0"`},
 	}
 	for _, tc := range cases {

@@ -46,9 +46,10 @@ const (
 	// backend checks before it uses a dedicated keeper (Options.KeeperPath),
 	// so that a keeper left from another release is refused at start.
 	keeperProtocolFlag = "-gavel-process-keeper-protocol"
-	// keeperProtocol names the spec, report and exit-file formats below;
-	// change it with any of them.
-	keeperProtocol = "gavel-process-keeper/1"
+	// keeperProtocol names the spec, report and exit-file formats below
+	// and the in-container modes (inside.go; /2 added them); change it
+	// with any of them.
+	keeperProtocol = "gavel-process-keeper/2"
 	// keeperName is the keeper's argv[0], as ps shows it.
 	keeperName     = "gavel-process-keeper"
 	keeperSelf     = "/proc/self/exe"
@@ -103,19 +104,30 @@ type exitRecord struct {
 // error when started as a keeper (keeperFlag looks like a flag), and the
 // backend's Run fails saying what is missing.
 func KeeperRequested() bool {
-	return len(os.Args) > 1 && (os.Args[1] == keeperFlag || os.Args[1] == keeperProtocolFlag)
+	if len(os.Args) < 2 {
+		return false
+	}
+	switch os.Args[1] {
+	case keeperFlag, keeperProtocolFlag, InitFlag, TarInFlag, TarOutFlag:
+		return true
+	}
+	return false
 }
 
-// RunKeeper runs this OS process as a keeper (see KeeperRequested) and
+// RunKeeper runs this OS process as a keeper (see KeeperRequested), or in
+// one of the in-container modes (InitFlag, TarInFlag, TarOutFlag), and
 // returns its exit code: 0 once the kept process's exit status is written, 1
 // when the process could not be started or its status not written. It
 // blocks until the kept process exits; it takes no context because nothing
 // may cut that wait short. SIGTERM, SIGINT and SIGHUP are caught and
 // ignored, so only SIGKILL ends a keeper early (the status is then unknown).
 func RunKeeper() int {
-	if os.Args[1] == keeperProtocolFlag {
+	switch os.Args[1] {
+	case keeperProtocolFlag:
 		fmt.Println(keeperProtocol)
 		return 0
+	case InitFlag, TarInFlag, TarOutFlag:
+		return runInside(os.Args[1:])
 	}
 	// PR_SET_PDEATHSIG of the kept process fires when the thread that
 	// started it exits: keep this goroutine, which starts it, on one thread.

@@ -1,0 +1,156 @@
+package runc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/gavelhq/gavel/rep/backend"
+)
+
+// cniVersion is the CNI spec version of the network configuration
+// (containernetworking-plugins 1.1 speak up to 1.0.0).
+const cniVersion = "1.0.0"
+
+// network attaches each container's network namespace to the bridge with
+// CNI: bridge (veth pair, gateway on the bridge, host-local IPAM), loopback
+// (brings lo up) and portmap (DNAT of each host port to the container).
+type network struct {
+	cni       *libcni.CNIConfig
+	list      *libcni.NetworkConfigList
+	nsPrefix  string // named network namespaces: /run/netns/<nsPrefix><id>
+	ipamDir   string
+	bridge    string
+	ipCommand string
+}
+
+// portMapEntry is the portmap plugin's portMappings capability argument.
+type portMapEntry struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+}
+
+func newNetwork(o Options) (*network, error) {
+	ipamDir := filepath.Join(o.Root, "cni", "ipam")
+	conf := map[string]any{
+		"cniVersion": cniVersion,
+		"name":       o.NetworkName,
+		"plugins": []map[string]any{
+			{
+				"type":        "bridge",
+				"bridge":      o.BridgeName,
+				"isGateway":   true,
+				"ipMasq":      !o.DisableIPMasq,
+				"hairpinMode": true,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": o.Subnet}}},
+					"routes":  []map[string]string{{"dst": "0.0.0.0/0"}},
+					"dataDir": ipamDir,
+				},
+			},
+			{"type": "loopback"},
+			{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+		},
+	}
+	data, err := json.Marshal(conf)
+	if err != nil {
+		return nil, fmt.Errorf("encode CNI config: %w", err)
+	}
+	list, err := libcni.ConfListFromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("CNI config: %w", err)
+	}
+	ipCmd, err := exec.LookPath("ip")
+	if err != nil {
+		return nil, fmt.Errorf("runc backend: the ip command (iproute2) is needed for network namespaces: %w", err)
+	}
+	return &network{
+		cni:       libcni.NewCNIConfigWithCacheDir([]string{o.CNIPluginDir}, filepath.Join(o.Root, "cni", "cache"), nil),
+		list:      list,
+		nsPrefix:  o.BridgeName + "-",
+		ipamDir:   ipamDir,
+		bridge:    o.BridgeName,
+		ipCommand: ipCmd,
+	}, nil
+}
+
+// nsName is the container's named network namespace.
+func (n *network) nsName(id string) string { return n.nsPrefix + id }
+
+// nsPath is the namespace's bind mount.
+func (n *network) nsPath(id string) string { return filepath.Join("/run/netns", n.nsName(id)) }
+
+func (n *network) runtimeConf(id string, ports []backend.PortMapping) *libcni.RuntimeConf {
+	maps := make([]portMapEntry, 0, len(ports))
+	for _, p := range ports {
+		maps = append(maps, portMapEntry{HostPort: int(p.HostPort), ContainerPort: int(p.ContainerPort), Protocol: "tcp"})
+	}
+	return &libcni.RuntimeConf{
+		ContainerID:    id,
+		NetNS:          n.nsPath(id),
+		IfName:         "eth0",
+		CapabilityArgs: map[string]any{"portMappings": maps},
+	}
+}
+
+// up creates the container's network namespace and attaches it; it
+// returns the container's IP. On failure what was done is undone.
+func (n *network) up(ctx context.Context, id string, ports []backend.PortMapping) (string, error) {
+	if out, err := exec.CommandContext(ctx, n.ipCommand, "netns", "add", n.nsName(id)).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("create network namespace %s: %w: %s", n.nsName(id), err, strings.TrimSpace(string(out)))
+	}
+	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtimeConf(id, ports))
+	if err != nil {
+		err = fmt.Errorf("CNI ADD: %w", err)
+		return "", errors.Join(err, n.down(context.WithoutCancel(ctx), id, ports))
+	}
+	cur, err := types100.NewResultFromResult(res)
+	if err != nil || len(cur.IPs) == 0 {
+		err = fmt.Errorf("CNI ADD gave no IP (%v)", err)
+		return "", errors.Join(err, n.down(context.WithoutCancel(ctx), id, ports))
+	}
+	return cur.IPs[0].Address.IP.String(), nil
+}
+
+// down detaches the namespace (releasing the IP lease, the veth and the
+// iptables rules) and deletes it. It is idempotent.
+func (n *network) down(ctx context.Context, id string, ports []backend.PortMapping) error {
+	var errs []error
+	if _, err := os.Stat(n.nsPath(id)); err == nil {
+		if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(id, ports)); err != nil {
+			errs = append(errs, fmt.Errorf("CNI DEL: %w", err))
+		}
+		if out, err := exec.CommandContext(ctx, n.ipCommand, "netns", "delete", n.nsName(id)).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("delete network namespace %s: %w: %s", n.nsName(id), err, strings.TrimSpace(string(out))))
+		}
+	} else {
+		// No namespace left: still release the lease and rules.
+		rt := n.runtimeConf(id, ports)
+		rt.NetNS = ""
+		if err := n.cni.DelNetworkList(ctx, n.list, rt); err != nil {
+			errs = append(errs, fmt.Errorf("CNI DEL: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeBridge deletes the bridge (used when tearing a whole backend down).
+func (n *network) removeBridge(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join("/sys/class/net", n.bridge)); err != nil {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, n.ipCommand, "link", "delete", n.bridge).CombinedOutput(); err != nil {
+		return fmt.Errorf("delete bridge %s: %w: %s", n.bridge, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
