@@ -23,6 +23,7 @@ import (
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/backend"
 	"github.com/gavelhq/gavel/rep/backend/process"
+	"github.com/gavelhq/gavel/rep/backend/runc"
 	"github.com/gavelhq/gavel/rep/backend/sim"
 	"github.com/gavelhq/gavel/rep/executor"
 	"github.com/gavelhq/gavel/rep/harmonizer"
@@ -109,7 +110,7 @@ func (c *Cell) Runner() ifrit.Runner {
 	})
 }
 
-func (c *Cell) backend() (backend.Backend, error) {
+func (c *Cell) backend(ctx context.Context) (backend.Backend, error) {
 	switch c.cfg.Backend {
 	case BackendSim:
 		s := c.cfg.Sim
@@ -117,6 +118,14 @@ func (c *Cell) backend() (backend.Backend, error) {
 			StartDelay: s.StartDelay.D(), RunDuration: s.RunDuration.D(), CrashRate: s.CrashRate,
 			CrashWindow: s.CrashWindow.D(), Seed: s.Seed,
 		}), nil
+	case BackendRunc:
+		r := c.cfg.Runc
+		return runc.New(ctx, runc.Options{
+			Root: r.RootDir, RuncPath: r.RuncPath, Rootfses: r.Rootfses, HostUserlandRootfs: r.HostUserlandRootfs,
+			DefaultRootfs: r.DefaultRootfs, CNIPluginDir: r.CNIPluginDir, BridgeName: r.BridgeName, Subnet: r.Subnet,
+			DNSServers: r.DNSServers, PortRangeStart: r.PortRangeStart, PortRangeEnd: r.PortRangeEnd, HostIP: r.HostIP,
+			CgroupParent: r.CgroupParent, GraceTime: c.cfg.GraceTime.D(), KeeperPath: r.KeeperPath, Logger: c.logger,
+		})
 	default:
 		p := c.cfg.Process
 		b, err := process.New(process.Options{
@@ -133,12 +142,12 @@ func (c *Cell) backend() (backend.Backend, error) {
 }
 
 func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) error {
-	b, err := c.backend()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := c.backend(ctx)
 	if err != nil {
 		return fmt.Errorf("cell %s: backend: %w", c.cfg.CellID, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	exec, err := executor.New(ctx, executor.Options{
 		Backend: b, Logger: c.logger, CellID: c.cfg.CellID,
 		TotalResources:       executor.Resources{MemoryMB: c.cfg.Capacity.MemoryMB, DiskMB: c.cfg.Capacity.DiskMB, Containers: c.cfg.Capacity.Containers},
@@ -171,7 +180,7 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := server.New(server.Options{
 		CellID: c.cfg.CellID, Zone: c.cfg.Zone, Index: c.cfg.Index, Executor: c.exec,
-		RootFSProviders: rootFSProviders(c.cfg.RootFSProviders), PlacementTags: c.cfg.PlacementTags,
+		RootFSProviders: rootFSProviders(c.cfg.AdvertisedRootFSProviders()), PlacementTags: c.cfg.PlacementTags,
 		OptionalPlacementTags: c.cfg.OptionalPlacementTags, VolumeDrivers: c.cfg.VolumeDrivers,
 		ProxyMemoryMB: c.cfg.ProxyMemoryMB, Evacuation: &c.evac, Logger: c.logger,
 		Drain: c.Drain,
@@ -224,7 +233,7 @@ func (c *Cell) PresenceValue() *modelsv1.CellPresence {
 	return &modelsv1.CellPresence{
 		CellId: c.cfg.CellID, RepAddress: c.advertised(), Zone: c.cfg.Zone,
 		Capacity:              &modelsv1.CellCapacity{MemoryMb: int32(total.MemoryMB), DiskMb: int32(total.DiskMB), Containers: int32(total.Containers)},
-		RootfsProviders:       rootFSProviders(c.cfg.RootFSProviders),
+		RootfsProviders:       rootFSProviders(c.cfg.AdvertisedRootFSProviders()),
 		PlacementTags:         c.cfg.PlacementTags,
 		OptionalPlacementTags: c.cfg.OptionalPlacementTags,
 		VolumeDrivers:         c.cfg.VolumeDrivers,
@@ -244,9 +253,9 @@ func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) erro
 	p := &presence{
 		backend: locket.NewEtcdBackend(c.deps.Etcd, c.logger), key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
 		value: value, owner: owner, ttl: c.cfg.PresenceTTL.D(), retry: c.cfg.PresenceRetryInterval.D(),
-		// Containers of the process backend outlive the rep: so does its
+		// Containers of the process, runc and garden backends outlive the rep: so does its
 		// presence, unless a drain emptied the cell.
-		keepOnStop: func() bool { return c.cfg.Backend == BackendProcess && !c.isDrained.Load() }, logger: c.logger,
+		keepOnStop: func() bool { return c.cfg.Backend != BackendSim && !c.isDrained.Load() }, logger: c.logger,
 	}
 	return p.Run(signals, ready)
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"time"
 
 	"github.com/gavelhq/gavel/internal/config"
@@ -30,9 +31,12 @@ const (
 	DefaultGraceTime             = 10 * time.Second
 	DefaultEvacuationTimeout     = 600 * time.Second
 	DefaultEvacuationPolling     = 10 * time.Second
-	// BackendProcess and BackendSim name the container backends.
+	// BackendProcess, BackendSim, BackendRunc and BackendGarden name the
+	// container backends.
 	BackendProcess = "process"
 	BackendSim     = "sim"
+	BackendRunc    = "runc"
+	BackendGarden  = "garden"
 )
 
 // ProcessConfig configures the process backend.
@@ -48,6 +52,65 @@ type ProcessConfig struct {
 	// (absolute; default: the rep re-executes itself as the keeper, which
 	// starts processes more slowly and takes more memory per process).
 	KeeperPath string `json:"keeper_path"`
+}
+
+// RuncConfig configures the runc backend: real containers (overlay rootfs,
+// namespaces, cgroup limits, a network namespace per container on a CNI
+// bridge). It needs root, runc and the CNI plugins.
+type RuncConfig struct {
+	// RootDir is the depot (bundles, overlay layers, process state, IP
+	// leases); required with the runc backend.
+	RootDir string `json:"root_dir"`
+	// RuncPath is the runc binary (default /usr/sbin/runc).
+	RuncPath string `json:"runc_path"`
+	// Rootfses maps a preloaded rootfs name (an LRP's or task's rootfs
+	// "preloaded:NAME") to a directory used read-only under each container's
+	// overlay. The cell advertises exactly these names (and
+	// host_userland_rootfs) as its "preloaded" stacks; rootfs_providers is
+	// not used with this backend.
+	Rootfses map[string]string `json:"rootfses"`
+	// HostUserlandRootfs names a preloaded rootfs that is the host's own
+	// /usr, /bin, /sbin, /lib* and /etc bind-mounted read-only (nothing is
+	// copied), so host programs run isolated; e.g. "cflinuxfs4".
+	HostUserlandRootfs string `json:"host_userland_rootfs"`
+	// DefaultRootfs is used for work that names no rootfs (default: the only
+	// one, when exactly one is provided).
+	DefaultRootfs string `json:"default_rootfs"`
+	// CNIPluginDir holds the bridge, host-local, portmap and loopback plugins
+	// (default /usr/lib/cni).
+	CNIPluginDir string `json:"cni_plugin_dir"`
+	// BridgeName is the bridge the cell's containers attach to, at most 15
+	// bytes (default gavel0); every cell on one host needs its own.
+	BridgeName string `json:"bridge_name"`
+	// Subnet is the cell's container subnet (default 10.254.0.0/22); every
+	// cell on one host needs its own.
+	Subnet string `json:"subnet"`
+	// PortRangeStart and PortRangeEnd bound the host ports mapped to
+	// container ports (default 61000–61999).
+	PortRangeStart uint32 `json:"port_range_start"`
+	PortRangeEnd   uint32 `json:"port_range_end"`
+	// HostIP is the address mapped ports are reported on (default 127.0.0.1).
+	HostIP string `json:"host_ip"`
+	// CgroupParent is the cgroup holding the cell's container cgroups
+	// (default gavel-runc); every cell on one host needs its own.
+	CgroupParent string `json:"cgroup_parent"`
+	// KeeperPath is the statically linked gavel-keeper (absolute): the
+	// parent of every `runc exec`, and each container's init (default: the
+	// rep's own binary, which must then be static).
+	KeeperPath string `json:"keeper_path"`
+	// DNSServers go to each container's /etc/resolv.conf (default the
+	// host's non-loopback nameservers).
+	DNSServers []string `json:"dns_servers"`
+}
+
+// GardenConfig configures the garden backend: the cell drives a Garden
+// server (Gavel's gavel-garden or Cloud Foundry's garden-runc).
+type GardenConfig struct {
+	// Network is "tcp" or "unix" (default unix).
+	Network string `json:"network"`
+	// Address is the server's host:port or socket path; required with the
+	// garden backend.
+	Address string `json:"address"`
 }
 
 // SimConfig configures the simulated backend.
@@ -105,10 +168,14 @@ type Config struct {
 	// and then tls and bbs_tls must be empty (default false: mutual TLS).
 	// For development only; gavel dev sets it.
 	InsecurePlaintext bool `json:"insecure_plaintext"`
-	// Backend is "process" (default) or "sim".
+	// Backend is "process" (default), "runc", "garden" or "sim".
 	Backend string `json:"backend"`
 	// Process configures the process backend.
 	Process ProcessConfig `json:"process"`
+	// Runc configures the runc backend.
+	Runc RuncConfig `json:"runc"`
+	// Garden configures the garden backend.
+	Garden GardenConfig `json:"garden"`
 	// Sim configures the simulated backend.
 	Sim SimConfig `json:"sim"`
 	// Capacity overrides the backend's capacity.
@@ -199,12 +266,54 @@ func (c Config) Validate() error {
 		if k := c.Process.KeeperPath; k != "" && !filepath.IsAbs(k) {
 			add("process.keeper_path: must be an absolute path (got %q)", k)
 		}
+	case BackendRunc:
+		r := c.Runc
+		if r.RootDir == "" {
+			add("runc.root_dir: is required with the runc backend")
+		}
+		if len(r.Rootfses) == 0 && r.HostUserlandRootfs == "" {
+			add("runc.rootfses: name at least one rootfs directory (or set runc.host_userland_rootfs)")
+		}
+		for name, dir := range r.Rootfses {
+			if !namePattern.MatchString(name) {
+				add("runc.rootfses: name %q must match %s", name, namePattern)
+			}
+			if !filepath.IsAbs(dir) {
+				add("runc.rootfses[%s]: must be an absolute path (got %q)", name, dir)
+			}
+			if name == r.HostUserlandRootfs {
+				add("runc.rootfses[%s]: is also runc.host_userland_rootfs; give each name one source", name)
+			}
+		}
+		if n := r.HostUserlandRootfs; n != "" && !namePattern.MatchString(n) {
+			add("runc.host_userland_rootfs: must match %s (got %q)", namePattern, n)
+		}
+		if d := r.DefaultRootfs; d != "" && d != r.HostUserlandRootfs {
+			if _, ok := r.Rootfses[d]; !ok {
+				add("runc.default_rootfs: %q is neither in runc.rootfses nor runc.host_userland_rootfs", d)
+			}
+		}
+		if r.PortRangeEnd < r.PortRangeStart {
+			add("runc.port_range_end: must be >= port_range_start")
+		}
+		if k := r.KeeperPath; k != "" && !filepath.IsAbs(k) {
+			add("runc.keeper_path: must be an absolute path (got %q)", k)
+		}
+	case BackendGarden:
+		switch c.Garden.Network {
+		case "", "unix", "tcp":
+		default:
+			add("garden.network: must be \"unix\" or \"tcp\" (got %q)", c.Garden.Network)
+		}
+		if c.Garden.Address == "" {
+			add("garden.address: is required with the garden backend")
+		}
 	case BackendSim:
 		if c.Sim.CrashRate < 0 || c.Sim.CrashRate > 1 {
 			add("sim.crash_rate: must be within 0..1 (got %g)", c.Sim.CrashRate)
 		}
 	default:
-		add("backend: must be %q or %q (got %q)", BackendProcess, BackendSim, c.Backend)
+		add("backend: must be %q, %q, %q or %q (got %q)", BackendProcess, BackendRunc, BackendGarden, BackendSim, c.Backend)
 	}
 	if c.SimCells < 0 {
 		add("sim_cells: must be >= 0 (got %d)", c.SimCells)
@@ -233,6 +342,26 @@ func (c Config) Validate() error {
 		tlsconfig.Hop{Field: "bbs_tls", Files: c.BBSTLS, Role: tlsconfig.Client},
 	)...)
 	return errors.Join(errs...)
+}
+
+// AdvertisedRootFSProviders is what the cell advertises: with the runc
+// backend, the preloaded rootfses it can run (rootfs_providers is not used);
+// otherwise rootfs_providers.
+func (c Config) AdvertisedRootFSProviders() map[string][]string {
+	if c.Backend != BackendRunc {
+		return c.RootFSProviders
+	}
+	names := make([]string, 0, len(c.Runc.Rootfses)+1)
+	for name := range c.Runc.Rootfses {
+		names = append(names, name)
+	}
+	if n := c.Runc.HostUserlandRootfs; n != "" {
+		if _, dup := c.Runc.Rootfses[n]; !dup {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return map[string][]string{"preloaded": names}
 }
 
 // Load reads a config file over the defaults (an empty path gives the defaults).
