@@ -14,6 +14,9 @@ PKGS ?= ./...
 
 all: build
 
+## build: static binaries (CGO_ENABLED=0): gavel-keeper also runs inside containers
+## as their init, where the rootfs may have no C library.
+build: export CGO_ENABLED := 0
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 

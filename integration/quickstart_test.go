@@ -61,9 +61,16 @@ func makeRunIsGavelDev(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(string(data), "\n")
+	// recipe returns a target's prerequisites and commands; target-specific
+	// variable lines ("build: export X := Y") are collected in vars.
+	var vars []string
 	recipe := func(target string) (deps string, cmds []string) {
 		for i, l := range lines {
 			if rest, ok := strings.CutPrefix(l, target+":"); ok {
+				if r := strings.TrimSpace(rest); strings.HasPrefix(r, "export ") || strings.Contains(r, "=") {
+					vars = append(vars, r)
+					continue
+				}
 				for _, r := range lines[i+1:] {
 					if !strings.HasPrefix(r, "\t") {
 						break
@@ -79,8 +86,10 @@ func makeRunIsGavelDev(t *testing.T) {
 	if deps, cmds := recipe("run"); deps != "build" || len(cmds) != 1 || cmds[0] != "$(BIN)/gavel dev" {
 		t.Fatalf("the Makefile's run target changed (run: %s; %q): TestQuickstart runs the built `gavel dev` in place of `make run`; update it", deps, cmds)
 	}
-	if _, cmds := recipe("build"); len(cmds) != 1 || cmds[0] != "$(GO) build -o $(BIN)/ ./cmd/..." {
-		t.Fatalf("the Makefile's build target changed (%q): TestMain builds the binaries as it did; update it", cmds)
+	vars = nil
+	if _, cmds := recipe("build"); len(cmds) != 1 || cmds[0] != "$(GO) build -o $(BIN)/ ./cmd/..." ||
+		len(vars) != 1 || vars[0] != "export CGO_ENABLED := 0" {
+		t.Fatalf("the Makefile's build target changed (%q, variables %q): TestMain builds the binaries as it did (static, CGO_ENABLED=0); update it", cmds, vars)
 	}
 }
 
