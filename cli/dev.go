@@ -35,10 +35,20 @@ func newDevCommand() *cobra.Command {
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
+	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if opts.KeeperPath == keeperAuto {
 			opts.KeeperPath = siblingKeeper()
+		}
+		switch opts.Backend {
+		case "process":
+		case "runc", "garden":
+			if err := devcluster.CheckContainerHost(""); err != nil {
+				return fmt.Errorf("--backend %s: %w", opts.Backend, err)
+			}
+		default:
+			return fmt.Errorf("--backend: must be one of %v (got %q)", devcluster.Backends(), opts.Backend)
 		}
 		if fresh {
 			if err := os.RemoveAll(opts.DataDir); err != nil {
@@ -85,7 +95,7 @@ func newDevCommand() *cobra.Command {
 		if err := WriteClientConfig(clientConfig, ClientConfig{BBSAddresses: []string{info.BBSAddress}}); err != nil {
 			fmt.Fprintf(out, "warning: could not write the client config: %v\n", err)
 		}
-		printDevInfo(out, info, clientConfig)
+		printDevInfo(out, info, opts.Backend, clientConfig)
 		select {
 		case sig := <-sigs:
 			fmt.Fprintln(out, "stopping...")
@@ -105,13 +115,13 @@ func newDevCommand() *cobra.Command {
 	return cmd
 }
 
-func printDevInfo(w io.Writer, info devcluster.Info, clientConfig string) {
+func printDevInfo(w io.Writer, info devcluster.Info, backend, clientConfig string) {
 	fmt.Fprintf(w, "Gavel is running.\n\n")
 	fmt.Fprintf(w, "  BBS            %s (metrics and pprof on %s)\n", info.BBSAddress, info.BBSDebug)
 	fmt.Fprintf(w, "  etcd           %s\n", info.Etcd[0])
 	fmt.Fprintf(w, "  auctioneer     %s\n", info.Auctioneer)
 	for _, c := range info.Cells {
-		fmt.Fprintf(w, "  %-14s %s (zone %s, process backend)\n", c.ID, c.Address, c.Zone)
+		fmt.Fprintf(w, "  %-14s %s (zone %s, %s backend)\n", c.ID, c.Address, c.Zone, backend)
 	}
 	fmt.Fprintf(w, "  NATS           %s (route emitter registers routes here)\n", info.NATS)
 	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)

@@ -46,6 +46,10 @@ type Options struct {
 	DebugAddress string
 	// KeeperPath is the cells' gavel-keeper (default: the running binary re-executed as the keeper).
 	KeeperPath string
+	// Backend is the cells' container backend: "process" (default), "runc"
+	// (real containers; needs root, runc and the CNI plugins) or "garden"
+	// (each cell drives its own Garden server over a runc backend).
+	Backend string
 }
 
 func (o Options) withDefaults() Options {
@@ -75,6 +79,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DebugAddress == "" {
 		o.DebugAddress = bbsapp.DefaultDebugAddress
+	}
+	if o.Backend == "" {
+		o.Backend = repapp.BackendProcess
 	}
 	return o
 }
@@ -261,6 +268,11 @@ func (c *Cluster) runAuctioneer(signals <-chan os.Signal, ready chan<- struct{})
 
 func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	t := c.timings()
+	if c.opts.Backend != repapp.BackendProcess {
+		if err := CheckContainerHost(""); err != nil {
+			return fmt.Errorf("--backend %s: %w", c.opts.Backend, err)
+		}
+	}
 	members := grouper.Members{}
 	for i := 0; i < c.opts.Cells; i++ {
 		cfg := repapp.DefaultConfig()
@@ -271,12 +283,9 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 		cfg.Etcd = c.etcdConfig()
 		cfg.BBSAddresses = []string{c.bbs.Addr()}
-		cfg.Backend = repapp.BackendProcess
-		cfg.Process.RootDir = filepath.Join(c.opts.DataDir, "cells", cfg.CellID)
-		cfg.Process.PortRangeStart = c.opts.PortRangeStart + uint32(i)*1000
-		cfg.Process.PortRangeEnd = cfg.Process.PortRangeStart + 999
-		cfg.Process.HostIP = "127.0.0.1"
-		cfg.Process.KeeperPath = c.opts.KeeperPath
+		if err := c.configureBackend(&cfg, i); err != nil {
+			return err
+		}
 		cfg.Capacity = repapp.CapacityConfig{MemoryMB: c.opts.CellMemoryMB, DiskMB: c.opts.CellDiskMB, Containers: c.opts.CellContainers}
 		cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(t.presenceTTL), config.Duration(t.presenceRetry)
 		cfg.BulkSyncInterval = config.Duration(t.bulkSync)
