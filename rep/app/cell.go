@@ -119,19 +119,9 @@ func (c *Cell) backend(ctx context.Context) (backend.Backend, error) {
 			CrashWindow: s.CrashWindow.D(), Seed: s.Seed,
 		}), nil
 	case BackendRunc:
-		r := c.cfg.Runc
-		return runc.New(ctx, runc.Options{
-			Root: r.RootDir, RuncPath: r.RuncPath, Rootfses: r.Rootfses, HostUserlandRootfs: r.HostUserlandRootfs,
-			DefaultRootfs: r.DefaultRootfs, CNIPluginDir: r.CNIPluginDir, BridgeName: r.BridgeName, Subnet: r.Subnet,
-			DNSServers: r.DNSServers, PortRangeStart: r.PortRangeStart, PortRangeEnd: r.PortRangeEnd, HostIP: r.HostIP,
-			CgroupParent: r.CgroupParent, GraceTime: c.cfg.GraceTime.D(), KeeperPath: r.KeeperPath, Logger: c.logger,
-		})
+		return runc.New(ctx, c.cfg.Runc.Options(c.cfg.GraceTime.D(), c.logger))
 	default:
-		p := c.cfg.Process
-		b, err := process.New(process.Options{
-			Root: p.RootDir, PortRangeStart: p.PortRangeStart, PortRangeEnd: p.PortRangeEnd, HostIP: p.HostIP,
-			KeeperPath: p.KeeperPath, GraceTime: c.cfg.GraceTime.D(), Logger: c.logger,
-		})
+		b, err := process.New(c.cfg.Process.Options(c.cfg.GraceTime.D(), c.logger))
 		if err == nil {
 			if enforced, why := b.CgroupStatus(); !enforced {
 				c.logger.Info("memory-limits-not-enforced", lager.Data{"reason": why})

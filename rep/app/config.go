@@ -9,7 +9,6 @@ package app
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
+	"github.com/gavelhq/gavel/rep/backend/process"
+	"github.com/gavelhq/gavel/rep/backend/runc"
 )
 
 // Defaults of the rep daemon.
@@ -39,69 +40,11 @@ const (
 	BackendGarden  = "garden"
 )
 
-// ProcessConfig configures the process backend.
-type ProcessConfig struct {
-	// RootDir holds one directory per container; required with the process backend.
-	RootDir string `json:"root_dir"`
-	// PortRangeStart and PortRangeEnd bound the host ports (default 61000–61999).
-	PortRangeStart uint32 `json:"port_range_start"`
-	PortRangeEnd   uint32 `json:"port_range_end"`
-	// HostIP is the address apps are reached on (default 127.0.0.1).
-	HostIP string `json:"host_ip"`
-	// KeeperPath is the gavel-keeper binary each process runs under
-	// (absolute; default: the rep re-executes itself as the keeper, which
-	// starts processes more slowly and takes more memory per process).
-	KeeperPath string `json:"keeper_path"`
-}
+// ProcessConfig configures the process backend (see process.Config).
+type ProcessConfig = process.Config
 
-// RuncConfig configures the runc backend: real containers (overlay rootfs,
-// namespaces, cgroup limits, a network namespace per container on a CNI
-// bridge). It needs root, runc and the CNI plugins.
-type RuncConfig struct {
-	// RootDir is the depot (bundles, overlay layers, process state, IP
-	// leases); required with the runc backend.
-	RootDir string `json:"root_dir"`
-	// RuncPath is the runc binary (default /usr/sbin/runc).
-	RuncPath string `json:"runc_path"`
-	// Rootfses maps a preloaded rootfs name (an LRP's or task's rootfs
-	// "preloaded:NAME") to a directory used read-only under each container's
-	// overlay. The cell advertises exactly these names (and
-	// host_userland_rootfs) as its "preloaded" stacks; rootfs_providers is
-	// not used with this backend.
-	Rootfses map[string]string `json:"rootfses"`
-	// HostUserlandRootfs names a preloaded rootfs that is the host's own
-	// /usr, /bin, /sbin, /lib* and /etc bind-mounted read-only (nothing is
-	// copied), so host programs run isolated; e.g. "cflinuxfs4".
-	HostUserlandRootfs string `json:"host_userland_rootfs"`
-	// DefaultRootfs is used for work that names no rootfs (default: the only
-	// one, when exactly one is provided).
-	DefaultRootfs string `json:"default_rootfs"`
-	// CNIPluginDir holds the bridge, host-local, portmap and loopback plugins
-	// (default /usr/lib/cni).
-	CNIPluginDir string `json:"cni_plugin_dir"`
-	// BridgeName is the bridge the cell's containers attach to, at most 15
-	// bytes (default gavel0); every cell on one host needs its own.
-	BridgeName string `json:"bridge_name"`
-	// Subnet is the cell's container subnet (default 10.254.0.0/22); every
-	// cell on one host needs its own.
-	Subnet string `json:"subnet"`
-	// PortRangeStart and PortRangeEnd bound the host ports mapped to
-	// container ports (default 61000–61999).
-	PortRangeStart uint32 `json:"port_range_start"`
-	PortRangeEnd   uint32 `json:"port_range_end"`
-	// HostIP is the address mapped ports are reported on (default 127.0.0.1).
-	HostIP string `json:"host_ip"`
-	// CgroupParent is the cgroup holding the cell's container cgroups
-	// (default gavel-runc); every cell on one host needs its own.
-	CgroupParent string `json:"cgroup_parent"`
-	// KeeperPath is the statically linked gavel-keeper (absolute): the
-	// parent of every `runc exec`, and each container's init (default: the
-	// rep's own binary, which must then be static).
-	KeeperPath string `json:"keeper_path"`
-	// DNSServers go to each container's /etc/resolv.conf (default the
-	// host's non-loopback nameservers).
-	DNSServers []string `json:"dns_servers"`
-}
+// RuncConfig configures the runc backend (see runc.Config).
+type RuncConfig = runc.Config
 
 // GardenConfig configures the garden backend: the cell drives a Garden
 // server (Gavel's gavel-garden or Cloud Foundry's garden-runc).
@@ -257,48 +200,9 @@ func (c Config) Validate() error {
 	}
 	switch c.Backend {
 	case BackendProcess:
-		if c.Process.RootDir == "" {
-			add("process.root_dir: is required with the process backend")
-		}
-		if c.Process.PortRangeEnd < c.Process.PortRangeStart {
-			add("process.port_range_end: must be >= port_range_start")
-		}
-		if k := c.Process.KeeperPath; k != "" && !filepath.IsAbs(k) {
-			add("process.keeper_path: must be an absolute path (got %q)", k)
-		}
+		errs = append(errs, c.Process.Validate("process")...)
 	case BackendRunc:
-		r := c.Runc
-		if r.RootDir == "" {
-			add("runc.root_dir: is required with the runc backend")
-		}
-		if len(r.Rootfses) == 0 && r.HostUserlandRootfs == "" {
-			add("runc.rootfses: name at least one rootfs directory (or set runc.host_userland_rootfs)")
-		}
-		for name, dir := range r.Rootfses {
-			if !namePattern.MatchString(name) {
-				add("runc.rootfses: name %q must match %s", name, namePattern)
-			}
-			if !filepath.IsAbs(dir) {
-				add("runc.rootfses[%s]: must be an absolute path (got %q)", name, dir)
-			}
-			if name == r.HostUserlandRootfs {
-				add("runc.rootfses[%s]: is also runc.host_userland_rootfs; give each name one source", name)
-			}
-		}
-		if n := r.HostUserlandRootfs; n != "" && !namePattern.MatchString(n) {
-			add("runc.host_userland_rootfs: must match %s (got %q)", namePattern, n)
-		}
-		if d := r.DefaultRootfs; d != "" && d != r.HostUserlandRootfs {
-			if _, ok := r.Rootfses[d]; !ok {
-				add("runc.default_rootfs: %q is neither in runc.rootfses nor runc.host_userland_rootfs", d)
-			}
-		}
-		if r.PortRangeEnd < r.PortRangeStart {
-			add("runc.port_range_end: must be >= port_range_start")
-		}
-		if k := r.KeeperPath; k != "" && !filepath.IsAbs(k) {
-			add("runc.keeper_path: must be an absolute path (got %q)", k)
-		}
+		errs = append(errs, c.Runc.Validate("runc")...)
 	case BackendGarden:
 		switch c.Garden.Network {
 		case "", "unix", "tcp":
