@@ -75,6 +75,10 @@ type options struct {
 	// routeEmitter adds a NATS server (in the test process) and the route
 	// emitter (global mode, holding its lock).
 	routeEmitter bool
+	// backend is the cells' container backend: "process" (default), "runc"
+	// (real containers) or "garden" (each cell drives its own gavel-garden
+	// over runc); see containers_test.go.
+	backend string
 }
 
 func (o options) withDefaults() options {
@@ -88,6 +92,9 @@ func (o options) withDefaults() options {
 	}
 	if o.bbsReplicas == 0 {
 		o.bbsReplicas = 1
+	}
+	if o.backend == "" {
+		o.backend = repapp.BackendProcess
 	}
 	return o
 }
@@ -120,8 +127,13 @@ type cluster struct {
 	nats       *natsserver.Server
 	emitter    *daemon
 
+	// gardens are the cells' gavel-garden daemons (backend garden), by cell.
+	gardens []*daemon
+
 	mu      sync.Mutex
 	daemons []*daemon
+	// containerCells are the runc depots, bridges and cgroups to remove.
+	containerCells []containerCell
 }
 
 // rep is one cell's daemon.
@@ -347,10 +359,16 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
 	cfg.BBSAddresses = c.bbsAddrs
-	cfg.Backend = repapp.BackendProcess
 	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
-	cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: 20000 + block*50, PortRangeEnd: 20000 + block*50 + 49, HostIP: "127.0.0.1",
-		KeeperPath: bin("gavel-keeper")}
+	ports := [2]uint32{20000 + block*50, 20000 + block*50 + 49}
+	switch c.opts.backend {
+	case repapp.BackendRunc, repapp.BackendGarden:
+		c.configureContainerCell(&cfg, i, r, ports)
+	default:
+		cfg.Backend = repapp.BackendProcess
+		cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: ports[0], PortRangeEnd: ports[1], HostIP: "127.0.0.1",
+			KeeperPath: bin("gavel-keeper")}
+	}
 	cfg.Capacity = repapp.CapacityConfig{MemoryMB: spec.memoryMB, DiskMB: 8192, Containers: 50}
 	cfg.PlacementTags = spec.tags
 	cfg.PresenceTTL, cfg.PresenceRetryInterval = config.Duration(presenceTTL), config.Duration(presenceRetry)
@@ -431,6 +449,7 @@ func (c *cluster) cleanup() {
 	for i := len(daemons) - 1; i >= 0; i-- {
 		daemons[i].kill()
 	}
+	c.removeContainers()
 	killStrays(c.dir)
 	if c.t.Failed() {
 		for _, d := range daemons {
