@@ -327,6 +327,16 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		nested[i] = clientv3.OpTxn(m.cmps, m.ops, nil)
 	}
 	resp, err := c.client.Txn(tctx).Then(nested...).Commit()
+	if err != nil && errors.Is(classify(err), models.ErrTooLarge) {
+		// The estimates packed too much: no mutation is to blame for the
+		// batch, so each is committed alone (where only one too large by
+		// itself fails).
+		cancel()
+		for _, m := range batch {
+			c.commit(ctx, []*mutation{m})
+		}
+		return
+	}
 	if err != nil {
 		for _, m := range batch {
 			m.done <- commitResult{err: fmt.Errorf("etcd txn of %d requests: %w", len(batch), classify(err))}
