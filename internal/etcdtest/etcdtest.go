@@ -69,10 +69,10 @@ func StartServerWith(dir string, opts Options) (*Server, error) {
 	cfg := etcdserver.Config{
 		MaxTxnOps:       opts.MaxTxnOps,
 		MaxRequestBytes: opts.MaxRequestBytes,
-		DataDir:       dir,
-		ClientURL:     "http://127.0.0.1:0",
-		PeerURL:       "http://127.0.0.1:0",
-		UnsafeNoFsync: true,
+		DataDir:         dir,
+		ClientURL:       "http://127.0.0.1:0",
+		PeerURL:         "http://127.0.0.1:0",
+		UnsafeNoFsync:   true,
 		// etcd logs benign errors at start and stop; keep test output clean.
 		LogLevel:          "fatal",
 		HeartbeatInterval: 10 * time.Millisecond,
