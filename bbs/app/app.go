@@ -207,7 +207,10 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	pool := grpcclient.NewPool(clientTLS)
 	defer pool.Close()
-	requester := auctionrequest.New(b.store, pool, b.logger, b.registry)
+	requester := auctionrequest.New(auctionrequest.Options{
+		Locks: b.store, Pool: pool, Logger: b.logger, Registerer: b.registry,
+		MaxPending: b.cfg.AuctionRequestMaxPending,
+	})
 	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
 	b.auctions, b.callbacks, b.cells = requester, callbacks, cellclient.New(pool)
 	b.server = server.New(server.Options{

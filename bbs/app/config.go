@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/converger"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
@@ -92,6 +93,12 @@ type Config struct {
 	// MaxDesiredInstances bounds a desired LRP's instances, in instances
 	// (default 100000); larger requests fail validation.
 	MaxDesiredInstances int32 `json:"max_desired_instances"`
+	// AuctionRequestMaxPending bounds the start requests (LRP instances plus
+	// tasks) the BBS holds while no auctioneer takes them (default 100000);
+	// beyond it new requests are dropped, counted and logged, and left to
+	// convergence. Held requests go to the next auctioneer as soon as it
+	// takes the auctioneer lock.
+	AuctionRequestMaxPending int `json:"auction_request_max_pending"`
 	// Convergence holds the converger's durations (JSON strings; defaults 30s
 	// interval, 30s stale_unclaimed, 30s kick_task, 30m expire_pending_task,
 	// 2m expire_completed_task).
@@ -102,17 +109,18 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		ListenAddress:       DefaultListenAddress,
-		DebugAddress:        DefaultDebugAddress,
-		LogLevel:            "info",
-		InstanceID:          fmt.Sprintf("%s-%d", host, os.Getpid()),
-		EmbeddedEtcd:        etcdserver.Config{DataDir: DefaultEmbeddedDataDir},
-		LockTTL:             config.Duration(DefaultLockTTL),
-		LockRetryInterval:   config.Duration(DefaultLockRetryInterval),
-		MaxTaskRetries:      DefaultMaxTaskRetries,
-		MaxDesiredInstances: models.DefaultMaxInstances,
-		CommitWorkers:       DefaultCommitWorkers,
-		Convergence:         converger.DefaultConfig(),
+		ListenAddress:            DefaultListenAddress,
+		DebugAddress:             DefaultDebugAddress,
+		LogLevel:                 "info",
+		InstanceID:               fmt.Sprintf("%s-%d", host, os.Getpid()),
+		EmbeddedEtcd:             etcdserver.Config{DataDir: DefaultEmbeddedDataDir},
+		LockTTL:                  config.Duration(DefaultLockTTL),
+		LockRetryInterval:        config.Duration(DefaultLockRetryInterval),
+		MaxTaskRetries:           DefaultMaxTaskRetries,
+		MaxDesiredInstances:      models.DefaultMaxInstances,
+		AuctionRequestMaxPending: auctionrequest.DefaultMaxPending,
+		CommitWorkers:            DefaultCommitWorkers,
+		Convergence:              converger.DefaultConfig(),
 	}
 }
 
@@ -145,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.EtcdMaxRequestBytes != 0 && c.EtcdMaxRequestBytes < MinEtcdMaxRequestBytes {
 		errs = append(errs, fmt.Errorf("etcd_max_request_bytes: must be 0 (default) or at least %d (got %d)", MinEtcdMaxRequestBytes, c.EtcdMaxRequestBytes))
+	}
+	if c.AuctionRequestMaxPending < 0 {
+		errs = append(errs, fmt.Errorf("auction_request_max_pending: must be >= 0 (got %d)", c.AuctionRequestMaxPending))
 	}
 	if c.MaxDesiredInstances < 0 {
 		errs = append(errs, fmt.Errorf("max_desired_instances: must be >= 0 (got %d)", c.MaxDesiredInstances))
