@@ -75,6 +75,9 @@ type options struct {
 	// routeEmitter adds a NATS server (in the test process) and the route
 	// emitter (global mode, holding its lock).
 	routeEmitter bool
+	// convergenceInterval and staleUnclaimed override the accelerated
+	// timings (a test that must not be rescued by convergence sets them long).
+	convergenceInterval, staleUnclaimed time.Duration
 }
 
 func (o options) withDefaults() options {
@@ -88,6 +91,12 @@ func (o options) withDefaults() options {
 	}
 	if o.bbsReplicas == 0 {
 		o.bbsReplicas = 1
+	}
+	if o.convergenceInterval == 0 {
+		o.convergenceInterval = convergenceInterval
+	}
+	if o.staleUnclaimed == 0 {
+		o.staleUnclaimed = staleUnclaimed
 	}
 	return o
 }
@@ -309,10 +318,10 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.InstanceID = fmt.Sprintf("bbs-%d", i)
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
-	cfg.Convergence.Interval = config.Duration(convergenceInterval)
-	cfg.Convergence.StaleUnclaimed = config.Duration(staleUnclaimed)
-	cfg.Convergence.KickTask = config.Duration(convergenceInterval)
-	cfg.Convergence.ExpireCompletedTask = config.Duration(time.Minute)
+	cfg.Convergence.Interval = config.Duration(c.opts.convergenceInterval)
+	cfg.Convergence.StaleUnclaimed = config.Duration(c.opts.staleUnclaimed)
+	cfg.Convergence.KickTask = config.Duration(c.opts.convergenceInterval)
+	cfg.Convergence.ExpireCompletedTask = config.Duration(max(time.Minute, c.opts.convergenceInterval))
 	cfg.TLS, cfg.ClientTLS = c.certs["bbs"], c.certs["bbs"]
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("bbs config: %v", err)
