@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdserver"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -78,4 +80,34 @@ func TestEtcdRefusalOverTheWireIsNotUnavailable(t *testing.T) {
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.ErrorIs(t, err, models.ErrTooLarge)
 	require.Contains(t, err.Error(), "request is too large")
+}
+
+// With the embedded etcd the BBS splits writes by the embedded etcd's own
+// limits (here --max-txn-ops 128, set only in embedded_etcd).
+func TestEmbeddedEtcdLimitsAreUsed(t *testing.T) {
+	cfg := testConfig(t, etcdtest.Prefix(t), "bbs-1")
+	cfg.Etcd = etcdclient.Config{}
+	cfg.EmbeddedEtcd = etcdserver.Config{
+		DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0",
+		MaxTxnOps: 128, UnsafeNoFsync: true, LogLevel: "error", QuotaBackendBytes: 256 << 20,
+	}
+	require.NoError(t, cfg.Validate())
+	b := startBBS(t, cfg)
+	waitActive(t, b)
+	c := dial(t, b.Addr())
+	ctx := context.Background()
+	_, err := c.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: lrp("pg", 1)})
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = c.UpdateDesiredLRP(ctx, &bbsv1.UpdateDesiredLRPRequest{ProcessGuid: "pg", Update: &modelsv1.DesiredLRPUpdate{Instances: proto.Int32(20000)}})
+	require.NoError(t, err)
+	t.Logf("embedded etcd, max-txn-ops 128: scale 1->20000 over gRPC took %s", time.Since(start))
+	resp, err := c.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{"pg"}})
+	require.NoError(t, err)
+	require.Len(t, resp.GetActualLrps(), 20000)
+	_, err = c.UpdateDesiredLRP(ctx, &bbsv1.UpdateDesiredLRPRequest{ProcessGuid: "pg", Update: &modelsv1.DesiredLRPUpdate{Instances: proto.Int32(0)}})
+	require.NoError(t, err)
+	resp, err = c.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{"pg"}})
+	require.NoError(t, err)
+	require.Empty(t, resp.GetActualLrps())
 }
