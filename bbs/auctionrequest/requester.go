@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -323,13 +324,18 @@ func (r *Requester) take() *batch {
 			break
 		}
 		req := proto.Clone(p.req).(*auctioneerv1.LRPStartRequest)
+		indices := make([]int32, 0, len(p.indices))
+		for i := range p.indices {
+			indices = append(indices, i)
+		}
+		slices.Sort(indices) // lower indices first, as the caller asked
 		seqs := map[int32]uint64{}
-		for i, seq := range p.indices {
+		for _, i := range indices {
 			if b.size >= r.opts.MaxBatch {
 				break
 			}
 			req.Indices = append(req.Indices, i)
-			seqs[i] = seq
+			seqs[i] = p.indices[i]
 			b.size++
 		}
 		b.lrps = append(b.lrps, req)
