@@ -244,6 +244,9 @@ func (s *Store) createInstances(ctx context.Context, guid string, from, to int32
 		if err != nil {
 			return created, fmt.Errorf("create instances %d..%d of %s: %w", from, to-1, guid, err)
 		}
+		if next == from {
+			return created, fmt.Errorf("create instance %d of %s: %w: one row does not fit a transaction", from, guid, models.ErrTooLarge)
+		}
 		if s.hooks.afterChunk != nil {
 			if err := s.hooks.afterChunk(); err != nil {
 				return created, err
@@ -283,6 +286,9 @@ func (s *Store) deleteRows(ctx context.Context, guid string, ids []actualID, sti
 		})
 		if err != nil {
 			return fmt.Errorf("delete %d instance rows of %s: %w", len(ids), guid, err)
+		}
+		if used == 0 {
+			return fmt.Errorf("delete instance rows of %s: %w: one deletion does not fit a transaction", guid, models.ErrTooLarge)
 		}
 		if s.hooks.afterChunk != nil {
 			if err := s.hooks.afterChunk(); err != nil {
