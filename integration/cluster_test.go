@@ -79,6 +79,9 @@ type options struct {
 	// (real containers) or "garden" (each cell drives its own gavel-garden
 	// over runc); see containers_test.go.
 	backend string
+	// convergenceInterval and staleUnclaimed override the accelerated
+	// timings (a test that must not be rescued by convergence sets them long).
+	convergenceInterval, staleUnclaimed time.Duration
 }
 
 func (o options) withDefaults() options {
@@ -95,6 +98,12 @@ func (o options) withDefaults() options {
 	}
 	if o.backend == "" {
 		o.backend = repapp.BackendProcess
+	}
+	if o.convergenceInterval == 0 {
+		o.convergenceInterval = convergenceInterval
+	}
+	if o.staleUnclaimed == 0 {
+		o.staleUnclaimed = staleUnclaimed
 	}
 	return o
 }
@@ -321,10 +330,10 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.InstanceID = fmt.Sprintf("bbs-%d", i)
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
-	cfg.Convergence.Interval = config.Duration(convergenceInterval)
-	cfg.Convergence.StaleUnclaimed = config.Duration(staleUnclaimed)
-	cfg.Convergence.KickTask = config.Duration(convergenceInterval)
-	cfg.Convergence.ExpireCompletedTask = config.Duration(time.Minute)
+	cfg.Convergence.Interval = config.Duration(c.opts.convergenceInterval)
+	cfg.Convergence.StaleUnclaimed = config.Duration(c.opts.staleUnclaimed)
+	cfg.Convergence.KickTask = config.Duration(c.opts.convergenceInterval)
+	cfg.Convergence.ExpireCompletedTask = config.Duration(max(time.Minute, c.opts.convergenceInterval))
 	cfg.TLS, cfg.ClientTLS = c.certs["bbs"], c.certs["bbs"]
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("bbs config: %v", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/cellclient"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/server"
 	"github.com/gavelhq/gavel/bbs/store"
 	"github.com/gavelhq/gavel/bbs/taskcallback"
@@ -108,19 +109,24 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := signalContext(signals)
 	defer cancel()
 	ecfg := b.cfg.Etcd
-	batchOps, maxTxnOps := b.cfg.CommitBatchOps, b.cfg.EtcdMaxTxnOps
+	batchOps, maxTxnOps, maxReqBytes := b.cfg.CommitBatchOps, b.cfg.EtcdMaxTxnOps, b.cfg.EtcdMaxRequestBytes
 	if b.etcd != nil {
 		ecfg.Endpoints = b.etcd.Endpoints()
 		if batchOps == 0 {
 			batchOps = EmbeddedCommitBatchOps
 		}
-		maxTxnOps = int(b.cfg.EmbeddedEtcd.MaxTxnOps)
-		if maxTxnOps == 0 {
-			maxTxnOps = int(etcdserver.DefaultMaxTxnOps)
-		}
+		// The embedded etcd's own limits are the ones that bind.
+		limits := b.etcd.Limits()
+		maxTxnOps, maxReqBytes = int(limits.MaxTxnOps), int(limits.MaxRequestBytes)
 	}
 	if batchOps == 0 {
 		batchOps = DefaultCommitBatchOps
+	}
+	if maxTxnOps == 0 {
+		maxTxnOps = DefaultEtcdMaxTxnOps
+	}
+	if maxReqBytes == 0 {
+		maxReqBytes = DefaultEtcdMaxRequestBytes
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 	client, err := etcdclient.Dial(dctx, ecfg)
@@ -140,7 +146,8 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	})
 	b.registry.MustRegister(commits, commitDur)
 	b.store = store.New(store.Options{
-		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries, MaxTxnOps: maxTxnOps,
+		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
+		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes,
 		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
@@ -153,7 +160,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err := b.store.WaitSynced(ctx); err != nil {
 		return err
 	}
-	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints})
+	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints, "etcd_max_txn_ops": maxTxnOps, "etcd_max_request_bytes": maxReqBytes})
 	close(ready)
 	<-done
 	return nil
@@ -200,12 +207,16 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	pool := grpcclient.NewPool(clientTLS)
 	defer pool.Close()
-	requester := auctionrequest.New(b.store, pool, b.logger, b.registry)
+	requester := auctionrequest.New(auctionrequest.Options{
+		Locks: b.store, Pool: pool, Logger: b.logger, Registerer: b.registry,
+		MaxPending: b.cfg.AuctionRequestMaxPending,
+	})
 	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
 	b.auctions, b.callbacks, b.cells = requester, callbacks, cellclient.New(pool)
 	b.server = server.New(server.Options{
 		Store: b.store, Leader: b, Auctions: requester, Cells: b.cells,
 		Completions: callbacks, Logger: b.logger,
+		Limits: models.Limits{MaxInstances: b.cfg.MaxDesiredInstances},
 	})
 	var serverTLS *tls.Config
 	if b.cfg.InsecurePlaintext {

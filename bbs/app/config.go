@@ -9,7 +9,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
@@ -29,6 +31,15 @@ const (
 	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows larger transactions.
 	EmbeddedCommitBatchOps = 1024
 	DefaultCommitWorkers   = 4
+	// DefaultEtcdMaxTxnOps is an external etcd's default --max-txn-ops.
+	DefaultEtcdMaxTxnOps = 128
+	// DefaultEtcdMaxRequestBytes is an external etcd's default --max-request-bytes (1.5 MiB).
+	DefaultEtcdMaxRequestBytes = 3 << 19
+	// MinEtcdMaxTxnOps and MinEtcdMaxRequestBytes are the smallest limits
+	// the BBS can work within (a desired LRP's two records and their guards;
+	// one record of a few KiB).
+	MinEtcdMaxTxnOps       = 8
+	MinEtcdMaxRequestBytes = 16 << 10
 )
 
 // Config is the BBS's JSON config file.
@@ -68,8 +79,26 @@ type Config struct {
 	CommitBatchOps int `json:"commit_batch_ops"`
 	// CommitWorkers is how many etcd transactions may be in flight (default 4).
 	CommitWorkers int `json:"commit_workers"`
-	// EtcdMaxTxnOps is the external etcd's --max-txn-ops (default 128; the embedded etcd's own limit otherwise).
+	// EtcdMaxTxnOps is the external etcd's --max-txn-ops, in operations
+	// (default 128, etcd's default). With the embedded etcd its own
+	// embedded_etcd.max_txn_ops is used instead. Every write that grows with
+	// its input is split into transactions within it.
 	EtcdMaxTxnOps int `json:"etcd_max_txn_ops"`
+	// EtcdMaxRequestBytes is the external etcd's --max-request-bytes, in
+	// bytes (default 1572864, etcd's 1.5 MiB default). With the embedded etcd
+	// its own embedded_etcd.max_request_bytes is used instead. Every
+	// transaction is kept below it; a single record that cannot fit is
+	// refused with InvalidArgument.
+	EtcdMaxRequestBytes int `json:"etcd_max_request_bytes"`
+	// MaxDesiredInstances bounds a desired LRP's instances, in instances
+	// (default 100000); larger requests fail validation.
+	MaxDesiredInstances int32 `json:"max_desired_instances"`
+	// AuctionRequestMaxPending bounds the start requests (LRP instances plus
+	// tasks) the BBS holds while no auctioneer takes them (default 100000);
+	// beyond it new requests are dropped, counted and logged, and left to
+	// convergence. Held requests go to the next auctioneer as soon as it
+	// takes the auctioneer lock.
+	AuctionRequestMaxPending int `json:"auction_request_max_pending"`
 	// Convergence holds the converger's durations (JSON strings; defaults 30s
 	// interval, 30s stale_unclaimed, 30s kick_task, 30m expire_pending_task,
 	// 2m expire_completed_task).
@@ -80,16 +109,18 @@ type Config struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		ListenAddress:     DefaultListenAddress,
-		DebugAddress:      DefaultDebugAddress,
-		LogLevel:          "info",
-		InstanceID:        fmt.Sprintf("%s-%d", host, os.Getpid()),
-		EmbeddedEtcd:      etcdserver.Config{DataDir: DefaultEmbeddedDataDir},
-		LockTTL:           config.Duration(DefaultLockTTL),
-		LockRetryInterval: config.Duration(DefaultLockRetryInterval),
-		MaxTaskRetries:    DefaultMaxTaskRetries,
-		CommitWorkers:     DefaultCommitWorkers,
-		Convergence:       converger.DefaultConfig(),
+		ListenAddress:            DefaultListenAddress,
+		DebugAddress:             DefaultDebugAddress,
+		LogLevel:                 "info",
+		InstanceID:               fmt.Sprintf("%s-%d", host, os.Getpid()),
+		EmbeddedEtcd:             etcdserver.Config{DataDir: DefaultEmbeddedDataDir},
+		LockTTL:                  config.Duration(DefaultLockTTL),
+		LockRetryInterval:        config.Duration(DefaultLockRetryInterval),
+		MaxTaskRetries:           DefaultMaxTaskRetries,
+		MaxDesiredInstances:      models.DefaultMaxInstances,
+		AuctionRequestMaxPending: auctionrequest.DefaultMaxPending,
+		CommitWorkers:            DefaultCommitWorkers,
+		Convergence:              converger.DefaultConfig(),
 	}
 }
 
@@ -116,6 +147,18 @@ func (c Config) Validate() error {
 	}
 	if c.CommitBatchOps < 0 || c.CommitWorkers < 0 {
 		errs = append(errs, errors.New("commit_batch_ops, commit_workers: must be >= 0"))
+	}
+	if c.EtcdMaxTxnOps != 0 && c.EtcdMaxTxnOps < MinEtcdMaxTxnOps {
+		errs = append(errs, fmt.Errorf("etcd_max_txn_ops: must be 0 (default) or at least %d (got %d)", MinEtcdMaxTxnOps, c.EtcdMaxTxnOps))
+	}
+	if c.EtcdMaxRequestBytes != 0 && c.EtcdMaxRequestBytes < MinEtcdMaxRequestBytes {
+		errs = append(errs, fmt.Errorf("etcd_max_request_bytes: must be 0 (default) or at least %d (got %d)", MinEtcdMaxRequestBytes, c.EtcdMaxRequestBytes))
+	}
+	if c.AuctionRequestMaxPending < 0 {
+		errs = append(errs, fmt.Errorf("auction_request_max_pending: must be >= 0 (got %d)", c.AuctionRequestMaxPending))
+	}
+	if c.MaxDesiredInstances < 0 {
+		errs = append(errs, fmt.Errorf("max_desired_instances: must be >= 0 (got %d)", c.MaxDesiredInstances))
 	}
 	if err := c.Convergence.Validate(); err != nil {
 		errs = append(errs, err)

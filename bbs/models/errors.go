@@ -28,6 +28,10 @@ var (
 	ErrResourceExhausted = errors.New("resource exhausted")
 	// ErrCompacted means etcd compacted past a requested revision; relist and resubscribe.
 	ErrCompacted = errors.New("revision compacted")
+	// ErrTooLarge means a write can never fit etcd's limits on one
+	// transaction (--max-txn-ops, --max-request-bytes): retrying cannot help.
+	// It maps to InvalidArgument.
+	ErrTooLarge = errors.New("too large for one etcd transaction")
 )
 
 // FieldError is one invalid field: its path in the request and the rule it broke.
@@ -72,6 +76,7 @@ var codeTable = []struct {
 	code codes.Code
 }{
 	{ErrInvalid, codes.InvalidArgument},
+	{ErrTooLarge, codes.InvalidArgument},
 	{ErrNotFound, codes.NotFound},
 	{ErrAlreadyExists, codes.AlreadyExists},
 	{ErrInvalidTransition, codes.FailedPrecondition},
@@ -139,6 +144,9 @@ func FromStatus(err error) error {
 			sentinel := row.err
 			if st.Code() == codes.FailedPrecondition && strings.Contains(st.Message(), ErrCompacted.Error()) {
 				sentinel = ErrCompacted
+			}
+			if st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), ErrTooLarge.Error()) {
+				sentinel = ErrTooLarge
 			}
 			return &statusError{st: st, sentinel: sentinel}
 		}

@@ -322,8 +322,36 @@ func checkChecks(v *ValidationError, field string, checks []*modelsv1.Check) {
 	}
 }
 
-// ValidateDesiredLRP checks a desired LRP as given to DesireLRP.
+// DefaultMaxInstances is the default bound on a desired LRP's instance count.
+const DefaultMaxInstances = 100_000
+
+// Limits are the configurable bounds of validation.
+type Limits struct {
+	// MaxInstances bounds a desired LRP's instances (default DefaultMaxInstances).
+	MaxInstances int32
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxInstances <= 0 {
+		l.MaxInstances = DefaultMaxInstances
+	}
+	return l
+}
+
+func checkInstances(v *ValidationError, field string, n int32, l Limits) {
+	checkNonNegative(v, field, int64(n))
+	if max := l.withDefaults().MaxInstances; n > max {
+		v.Add(field, "must be at most %d (got %d; the BBS's max_desired_instances)", max, n)
+	}
+}
+
+// ValidateDesiredLRP checks a desired LRP as given to DesireLRP, with the default limits.
 func ValidateDesiredLRP(d *modelsv1.DesiredLRP) error {
+	return ValidateDesiredLRPWithin(d, Limits{})
+}
+
+// ValidateDesiredLRPWithin checks a desired LRP as given to DesireLRP, with limits l.
+func ValidateDesiredLRPWithin(d *modelsv1.DesiredLRP, l Limits) error {
 	v := &ValidationError{}
 	if d == nil {
 		v.Add("desired_lrp", "is required")
@@ -333,7 +361,7 @@ func ValidateDesiredLRP(d *modelsv1.DesiredLRP) error {
 	checkGUID(v, p+"process_guid", d.GetProcessGuid())
 	checkName(v, p+"domain", d.GetDomain())
 	checkRootFS(v, p+"root_fs", d.GetRootFs())
-	checkNonNegative(v, p+"instances", int64(d.GetInstances()))
+	checkInstances(v, p+"instances", d.GetInstances(), l)
 	checkNonNegative(v, p+"memory_mb", int64(d.GetMemoryMb()))
 	checkNonNegative(v, p+"disk_mb", int64(d.GetDiskMb()))
 	checkNonNegative(v, p+"max_pids", int64(d.GetMaxPids()))
@@ -374,8 +402,13 @@ func ValidateDesiredLRP(d *modelsv1.DesiredLRP) error {
 	return v.Err()
 }
 
-// ValidateDesiredLRPUpdate checks an UpdateDesiredLRP request.
+// ValidateDesiredLRPUpdate checks an UpdateDesiredLRP request, with the default limits.
 func ValidateDesiredLRPUpdate(processGUID string, u *modelsv1.DesiredLRPUpdate) error {
+	return ValidateDesiredLRPUpdateWithin(processGUID, u, Limits{})
+}
+
+// ValidateDesiredLRPUpdateWithin checks an UpdateDesiredLRP request, with limits l.
+func ValidateDesiredLRPUpdateWithin(processGUID string, u *modelsv1.DesiredLRPUpdate, l Limits) error {
 	v := &ValidationError{}
 	checkGUID(v, "process_guid", processGUID)
 	if u == nil {
@@ -383,7 +416,7 @@ func ValidateDesiredLRPUpdate(processGUID string, u *modelsv1.DesiredLRPUpdate) 
 		return v
 	}
 	if u.Instances != nil {
-		checkNonNegative(v, "update.instances", int64(u.GetInstances()))
+		checkInstances(v, "update.instances", u.GetInstances(), l)
 	}
 	if u.Annotation != nil {
 		checkAnnotation(v, "update.annotation", u.GetAnnotation())

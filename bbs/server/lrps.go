@@ -27,7 +27,7 @@ func indices(n int32) []int32 {
 
 // DesireLRP creates a desired LRP and asks for its placement.
 func (s *Server) DesireLRP(ctx context.Context, req *bbsv1.DesireLRPRequest) (*bbsv1.DesireLRPResponse, error) {
-	if err := models.ValidateDesiredLRP(req.GetDesiredLrp()); err != nil {
+	if err := models.ValidateDesiredLRPWithin(req.GetDesiredLrp(), s.opts.Limits); err != nil {
 		return nil, err
 	}
 	d, err := s.store.DesireLRP(ctx, req.GetDesiredLrp())
@@ -42,7 +42,7 @@ func (s *Server) DesireLRP(ctx context.Context, req *bbsv1.DesireLRPRequest) (*b
 
 // UpdateDesiredLRP changes a desired LRP's mutable fields.
 func (s *Server) UpdateDesiredLRP(ctx context.Context, req *bbsv1.UpdateDesiredLRPRequest) (*bbsv1.UpdateDesiredLRPResponse, error) {
-	if err := models.ValidateDesiredLRPUpdate(req.GetProcessGuid(), req.GetUpdate()); err != nil {
+	if err := models.ValidateDesiredLRPUpdateWithin(req.GetProcessGuid(), req.GetUpdate(), s.opts.Limits); err != nil {
 		return nil, err
 	}
 	res, err := s.store.UpdateDesiredLRP(ctx, req.GetProcessGuid(), req.GetUpdate())

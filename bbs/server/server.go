@@ -51,6 +51,8 @@ type Options struct {
 	Logger      lager.Logger
 	// RetireAttempts is how often a retire tries to stop an instance on its cell (5).
 	RetireAttempts int
+	// Limits bound what requests may ask for (default models.DefaultMaxInstances instances).
+	Limits models.Limits
 }
 
 // Server implements bbsv1.BBSServiceServer.

@@ -107,6 +107,7 @@ type Cache struct {
 	// progressAsked is true while a progress request to etcd is in flight.
 	progressAsked atomic.Bool
 	cellSubs      map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
+	lockSubs      map[chan struct{}]struct{} // LockChanges subscribers (lockwatch.go)
 }
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
@@ -174,6 +175,7 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 	if cellGone {
 		c.notifyCellRemovedLocked()
 	}
+	c.notifyLockChangedLocked()
 	c.mu.Unlock()
 	c.logger.Info("listed", lager.Data{"revision": st.rev, "keys": len(resp.Kvs), "undecodable": len(st.undecodable)})
 	for key, bad := range st.undecodable {
@@ -186,6 +188,7 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	cellsPrefix := c.keys.Prefix() + cellsDir
+	locksPrefix := c.keys.Prefix() + locksDir
 	wch := c.client.Watch(wctx, c.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
@@ -193,8 +196,11 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		}
 		c.mu.Lock()
 		st := c.state
-		cellGone := false
+		cellGone, lockChanged := false, false
 		for _, ev := range wr.Events {
+			if strings.HasPrefix(string(ev.Kv.Key), locksPrefix) {
+				lockChanged = true
+			}
 			if ev.Type == clientv3.EventTypeDelete {
 				if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
 					cellGone = true
@@ -213,6 +219,9 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		c.notifyLocked()
 		if cellGone {
 			c.notifyCellRemovedLocked()
+		}
+		if lockChanged {
+			c.notifyLockChangedLocked()
 		}
 		c.mu.Unlock()
 	}

@@ -2,12 +2,19 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gavelhq/gavel/bbs/models"
 )
 
 const (
@@ -37,8 +44,12 @@ type mutation struct {
 	// another that writes a key it reads or writes.
 	keys    []string
 	guarded []string
-	bytes   int
-	done    chan commitResult
+	// bytes estimates the mutation's encoded size (see putOverhead).
+	bytes int
+	// alone keeps the mutation out of shared transactions (a prefix guard
+	// cannot be checked against the other mutations' keys).
+	alone bool
+	done  chan commitResult
 }
 
 type commitResult struct {
@@ -47,34 +58,109 @@ type commitResult struct {
 	err error // etcd failed; nothing is known to be applied
 }
 
+// Encoded-size estimates, in bytes, of the parts of a transaction beyond
+// their keys and values (field tags, lengths, a lease id, a revision). They
+// err on the large side so that a transaction sized by them fits etcd's
+// --max-request-bytes.
+const (
+	putOverhead    = 32
+	delOverhead    = 16
+	cmpOverhead    = 32
+	nestedOverhead = 16
+	// txnHeadroom is left free in every transaction for the raft request's
+	// own header.
+	txnHeadroom = 1024
+)
+
 func (m *mutation) put(key string, val []byte, opts ...clientv3.OpOption) {
 	m.ops = append(m.ops, clientv3.OpPut(key, string(val), opts...))
 	m.keys = append(m.keys, key)
-	m.bytes += len(key) + len(val)
+	m.bytes += putCost(key, len(val))
 }
+
+func putCost(key string, valLen int) int { return len(key) + valLen + putOverhead }
 
 func (m *mutation) del(key string) {
 	m.ops = append(m.ops, clientv3.OpDelete(key))
 	m.keys = append(m.keys, key)
-	m.bytes += len(key)
+	m.bytes += len(key) + delOverhead
 }
 
 // guard requires key to be at mod revision rev (0: absent).
 func (m *mutation) guard(key string, rev int64) {
 	m.cmps = append(m.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
 	m.guarded = append(m.guarded, key)
-	m.bytes += len(key) + 16
+	m.bytes += len(key) + cmpOverhead
 }
+
+// guardPrefix requires every key under prefix to have a mod revision of at
+// most rev: nothing under it changed after rev (keys deleted since are not
+// seen). A mutation with a prefix guard is committed alone.
+func (m *mutation) guardPrefix(prefix string, rev int64) {
+	m.cmps = append(m.cmps, clientv3.Compare(clientv3.ModRevision(prefix), "<", rev+1).WithPrefix())
+	m.guarded = append(m.guarded, prefix)
+	m.alone = true
+	m.bytes += 2*len(prefix) + cmpOverhead
+}
+
+// width is what etcd counts against --max-txn-ops for this mutation.
+func (m *mutation) width() int { return max(len(m.cmps), len(m.ops)) }
 
 // CommitterOptions sizes the group commit.
 type CommitterOptions struct {
-	// MaxOps is the most requests packed in one transaction; it must not exceed
-	// etcd's --max-txn-ops (128 by default; Gavel's embedded etcd allows more).
+	// MaxOps is the most requests packed in one transaction (default 128).
+	// Whatever its value, a transaction never exceeds EtcdMaxTxnOps.
 	MaxOps int
-	// MaxBytes bounds a transaction's size below etcd's --max-request-bytes.
+	// MaxBytes bounds a transaction's estimated size (default and upper
+	// bound: EtcdMaxRequestBytes less a headroom).
 	MaxBytes int
+	// EtcdMaxTxnOps is the cluster's --max-txn-ops (default 128). etcd
+	// counts a transaction of N nested transactions as N plus the widest
+	// nested one, and the committer packs by that rule.
+	EtcdMaxTxnOps int
+	// EtcdMaxRequestBytes is the cluster's --max-request-bytes (default
+	// 1.5 MiB, etcd's own default).
+	EtcdMaxRequestBytes int
 	// Workers is how many transactions may be in flight at once.
 	Workers int
+}
+
+// Defaults of etcd's own transaction limits, as an external etcd has them.
+const (
+	DefaultEtcdMaxTxnOps       = 128
+	DefaultEtcdMaxRequestBytes = 3 << 19 // 1.5 MiB
+)
+
+func (o CommitterOptions) withDefaults() CommitterOptions {
+	if o.MaxOps <= 0 {
+		o.MaxOps = 128
+	}
+	if o.EtcdMaxTxnOps <= 0 {
+		o.EtcdMaxTxnOps = DefaultEtcdMaxTxnOps
+	}
+	if o.EtcdMaxRequestBytes <= 0 {
+		o.EtcdMaxRequestBytes = DefaultEtcdMaxRequestBytes
+	}
+	budget := max(o.EtcdMaxRequestBytes-txnHeadroom, o.EtcdMaxRequestBytes/2)
+	if o.MaxBytes <= 0 || o.MaxBytes > budget {
+		o.MaxBytes = budget
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	return o
+}
+
+// tooLarge says why a mutation can never be committed, or nil if it fits
+// in one transaction of its own.
+func (c *Committer) tooLarge(m *mutation) error {
+	if w := m.width(); w > c.opts.EtcdMaxTxnOps {
+		return fmt.Errorf("%w: one write needs %d operations in a transaction and etcd's --max-txn-ops is %d", models.ErrTooLarge, w, c.opts.EtcdMaxTxnOps)
+	}
+	if m.bytes > c.opts.MaxBytes {
+		return fmt.Errorf("%w: one write is about %d bytes and etcd's --max-request-bytes is %d", models.ErrTooLarge, m.bytes, c.opts.EtcdMaxRequestBytes)
+	}
+	return nil
 }
 
 // Committer packs concurrent mutations into multi-operation etcd
@@ -92,15 +178,7 @@ type Committer struct {
 
 // NewCommitter returns a committer; Run must be running for Commit to proceed.
 func NewCommitter(client *clientv3.Client, opts CommitterOptions, observe func(batch int, d time.Duration)) *Committer {
-	if opts.MaxOps <= 0 {
-		opts.MaxOps = 128
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = 1 << 20
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
+	opts = opts.withDefaults()
 	if observe == nil {
 		observe = func(int, time.Duration) {}
 	}
@@ -110,9 +188,16 @@ func NewCommitter(client *clientv3.Client, opts CommitterOptions, observe func(b
 // Stats returns how many transactions and mutations were committed.
 func (c *Committer) Stats() (txns, mutations int64) { return c.txns.Load(), c.mutations.Load() }
 
+// Options returns the committer's options, defaults applied.
+func (c *Committer) Options() CommitterOptions { return c.opts }
+
 // Commit writes m and reports whether its guards held. It blocks until the
-// transaction finished or ctx ended.
+// transaction finished or ctx ended. A mutation too large for any
+// transaction fails at once with models.ErrTooLarge.
 func (c *Committer) Commit(ctx context.Context, m *mutation) commitResult {
+	if err := c.tooLarge(m); err != nil {
+		return commitResult{err: err}
+	}
 	m.done = make(chan commitResult, 1)
 	select {
 	case c.queue <- m:
@@ -146,8 +231,14 @@ func (c *Committer) work(ctx context.Context) {
 	for {
 		batch := make([]*mutation, 0, 8)
 		written, guarded := map[string]struct{}{}, map[string]struct{}{}
-		ops, bytes := 0, 0
+		ops, bytes, widest := 0, 0, 0
 		fits := func(m *mutation) bool {
+			if len(batch) == 0 {
+				return true
+			}
+			if m.alone || batch[0].alone {
+				return false
+			}
 			for _, k := range m.keys {
 				_, w := written[k]
 				_, g := guarded[k]
@@ -160,15 +251,19 @@ func (c *Committer) work(ctx context.Context) {
 					return false
 				}
 			}
-			if len(batch) > 0 && (ops+1 > c.opts.MaxOps || bytes+m.bytes > c.opts.MaxBytes || len(m.ops) > c.opts.MaxOps) {
+			// Nested, the batch costs etcd one operation per mutation plus
+			// the widest mutation, and a little framing per mutation.
+			n := len(batch) + 1
+			if n > c.opts.MaxOps || n+max(widest, m.width()) > c.opts.EtcdMaxTxnOps {
 				return false
 			}
-			return true
+			return bytes+m.bytes+n*nestedOverhead <= c.opts.MaxBytes
 		}
 		take := func(m *mutation) {
 			batch = append(batch, m)
 			ops++
 			bytes += m.bytes
+			widest = max(widest, m.width())
 			for _, k := range m.keys {
 				written[k] = struct{}{}
 			}
@@ -220,7 +315,7 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		m := batch[0]
 		resp, err := c.client.Txn(tctx).If(m.cmps...).Then(m.ops...).Commit()
 		if err != nil {
-			m.done <- commitResult{err: fmt.Errorf("etcd txn: %w", err)}
+			m.done <- commitResult{err: fmt.Errorf("etcd txn: %w", classify(err))}
 			return
 		}
 		m.done <- commitResult{ok: resp.Succeeded, rev: resp.Header.Revision}
@@ -232,9 +327,19 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		nested[i] = clientv3.OpTxn(m.cmps, m.ops, nil)
 	}
 	resp, err := c.client.Txn(tctx).Then(nested...).Commit()
+	if err != nil && errors.Is(classify(err), models.ErrTooLarge) {
+		// The estimates packed too much: no mutation is to blame for the
+		// batch, so each is committed alone (where only one too large by
+		// itself fails).
+		cancel()
+		for _, m := range batch {
+			c.commit(ctx, []*mutation{m})
+		}
+		return
+	}
 	if err != nil {
 		for _, m := range batch {
-			m.done <- commitResult{err: fmt.Errorf("etcd txn of %d requests: %w", len(batch), err)}
+			m.done <- commitResult{err: fmt.Errorf("etcd txn of %d requests: %w", len(batch), classify(err))}
 		}
 		return
 	}
@@ -243,4 +348,26 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		m.done <- commitResult{ok: ok, rev: resp.Header.Revision}
 	}
 	c.observe(len(batch), time.Since(start))
+}
+
+// classify marks the etcd errors that no retry can cure (the request
+// exceeds --max-txn-ops or --max-request-bytes, or a gRPC message limit)
+// with models.ErrTooLarge; any other error is models.ErrUnavailable.
+func classify(err error) error {
+	if err == nil || errors.Is(err, models.ErrTooLarge) || errors.Is(err, models.ErrUnavailable) {
+		return err
+	}
+	switch {
+	case errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrGRPCTooManyOps):
+		return fmt.Errorf("%w: etcd refused the transaction (--max-txn-ops): %v", models.ErrTooLarge, err)
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge):
+		return fmt.Errorf("%w: etcd refused the request (--max-request-bytes): %v", models.ErrTooLarge, err)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max") {
+		return fmt.Errorf("%w: the request exceeds a gRPC message limit: %v", models.ErrTooLarge, err)
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		return fmt.Errorf("%w: etcd refused the request: %v", models.ErrInvalid, err)
+	}
+	return fmt.Errorf("%w: %v", models.ErrUnavailable, err)
 }

@@ -194,6 +194,11 @@ func (c *Committer) commitMany(ctx context.Context, ms []*mutation) []commitResu
 	queued := 0
 	for _, m := range ms {
 		m.done = make(chan commitResult, 1)
+		if err := c.tooLarge(m); err != nil {
+			m.done <- commitResult{err: err}
+			queued++
+			continue
+		}
 		select {
 		case c.queue <- m:
 			queued++

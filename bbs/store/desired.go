@@ -1,11 +1,10 @@
 package store
 
 import (
-	"time"
-
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -104,10 +103,25 @@ func MergeDesired(sched *modelsv1.DesiredLRPSchedulingInfo, run *modelsv1.Desire
 	}
 }
 
+// Writes that grow with their input are split into transactions that fit
+// etcd's limits (Options.MaxTxnOps, Options.MaxRequestBytes) and committed in
+// order. The desired LRP's two records always change together, in the first
+// transaction; the instance rows follow in chunks. Each follow-up chunk is
+// guarded by the scheduling record's revision and re-reads the cache, so it
+// only does what the desired state still asks for. Interrupted between
+// chunks (a crash, a lost lock, an etcd failure), the state left is one that
+// convergence repairs: a scale-up or desire misses rows (convergence creates
+// missing instances), a scale-down leaves extra rows (retired, in a fresh
+// domain), a removal leaves rows without a desired LRP (orphans, removed in a
+// fresh domain).
+
 // DesireLRP stores a new desired LRP and an UNCLAIMED row for each of its
-// instances in one transaction (when it fits etcd's operation limit; a larger
-// desire writes the rows that do not fit in follow-up transactions, and
-// convergence creates any that failed). It returns the stored LRP.
+// instances. The desired records and as many rows as fit are one
+// transaction; the other rows follow in transactions that fit etcd's limits.
+// Once the first transaction commits the desire is durable: a failure of a
+// follow-up is logged and left to convergence. A desired LRP whose records
+// alone exceed the limits fails with models.ErrTooLarge. It returns the
+// stored LRP.
 func (s *Store) DesireLRP(ctx context.Context, d *modelsv1.DesiredLRP) (*modelsv1.DesiredLRP, error) {
 	guid := d.GetProcessGuid()
 	if err := s.checkDecodable(s.keys.Schedule(guid)); err != nil {
@@ -118,7 +132,7 @@ func (s *Store) DesireLRP(ctx context.Context, d *modelsv1.DesiredLRP) (*modelsv
 	d.ModificationTag = models.NewTag()
 	sched, run := splitDesired(d)
 	run.CreatedAt = now.UnixNano()
-	var rest []int32
+	var upTo int32 // the first transaction handles the indices below upTo
 	err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
 		if _, ok := st.schedules[guid]; ok {
 			return nil, fmt.Errorf("%w: desired LRP %s", models.ErrAlreadyExists, guid)
@@ -132,14 +146,16 @@ func (s *Store) DesireLRP(ctx context.Context, d *modelsv1.DesiredLRP) (*modelsv
 		if err := putProto(m, s.keys.Run(guid), run); err != nil {
 			return nil, err
 		}
-		rest = rest[:0]
-		for i := int32(0); i < d.GetInstances(); i++ {
-			if len(m.ops) >= s.maxOps {
-				rest = append(rest, i)
-				continue
-			}
-			if err := s.addUnclaimed(st, m, sched.GetKey(), i, now); err != nil {
+		if err := s.committer.tooLarge(m); err != nil {
+			return nil, fmt.Errorf("desired LRP %s: %w", guid, err)
+		}
+		for upTo = 0; upTo < d.GetInstances(); upTo++ {
+			ok, err := s.addUnclaimed(st, m, sched.GetKey(), upTo, now)
+			if err != nil {
 				return nil, err
+			}
+			if !ok {
+				break
 			}
 		}
 		return m, nil
@@ -147,23 +163,23 @@ func (s *Store) DesireLRP(ctx context.Context, d *modelsv1.DesiredLRP) (*modelsv
 	if err != nil {
 		return nil, err
 	}
-	if len(rest) > 0 {
-		if _, err := s.CreateUnclaimed(ctx, sched.GetKey(), rest); err != nil {
-			s.logger.Error("desire-create-remaining-instances", err, map[string]any{"process_guid": guid, "count": len(rest)})
+	if upTo < d.GetInstances() {
+		if _, err := s.createInstances(ctx, guid, upTo, d.GetInstances()); err != nil {
+			s.logger.Error("desire-create-remaining-instances", err, map[string]any{"process_guid": guid, "from": upTo, "to": d.GetInstances()})
 		}
 	}
 	return d, nil
 }
 
 // addUnclaimed adds the creation of an index's UNCLAIMED ordinary row to m,
-// unless a row already exists.
-func (s *Store) addUnclaimed(st *cacheState, m *mutation, key *modelsv1.DesiredLRPKey, index int32, now time.Time) error {
+// unless a row already exists. It returns false, adding nothing, when m has
+// no room left for the row.
+func (s *Store) addUnclaimed(st *cacheState, m *mutation, key *modelsv1.DesiredLRPKey, index int32, now time.Time) (bool, error) {
 	id := actualID{guid: key.GetProcessGuid(), index: index, presence: models.Ordinary}
 	if _, ok := st.actuals[id]; ok {
-		return nil
+		return true, nil
 	}
 	k := s.keys.Actual(id.guid, index, models.Ordinary)
-	m.guard(k, 0)
 	row := &modelsv1.ActualLRP{
 		Key:             &modelsv1.ActualLRPKey{ProcessGuid: key.GetProcessGuid(), Index: index, Domain: key.GetDomain()},
 		State:           models.Unclaimed,
@@ -171,28 +187,54 @@ func (s *Store) addUnclaimed(st *cacheState, m *mutation, key *modelsv1.DesiredL
 		Since:           now.UnixNano(),
 		ModificationTag: models.NewTag(),
 	}
-	return putProto(m, k, row)
+	b, err := marshal(row)
+	if err != nil {
+		return false, err
+	}
+	if !s.room(m, 1, len(k)+cmpOverhead+putCost(k, len(b))) {
+		return false, nil
+	}
+	m.guard(k, 0)
+	m.put(k, b)
+	return true, nil
 }
 
-// CreateUnclaimed creates UNCLAIMED ordinary rows for the indices that have no
-// ordinary row, in transactions of at most the committer's operation limit. It
-// returns the indices it created.
-func (s *Store) CreateUnclaimed(ctx context.Context, key *modelsv1.DesiredLRPKey, indices []int32) ([]int32, error) {
+// createInstances creates the missing UNCLAIMED rows of indices [from, to)
+// of a desired LRP, in order, one transaction of at most the split limits at
+// a time. Each transaction is guarded by the scheduling record's revision
+// and creates only indices below its current instance count, so a
+// concurrent scale-down or removal wins. It returns the indices it created.
+func (s *Store) createInstances(ctx context.Context, guid string, from, to int32) ([]int32, error) {
 	var created []int32
-	for start := 0; start < len(indices); start += s.maxOps {
-		chunk := indices[start:min(len(indices), start+s.maxOps)]
+	for from < to {
 		var made []int32
+		next := from
 		err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
+			made, next = made[:0], from
+			sched, ok := st.schedules[guid]
+			if !ok {
+				next = to
+				return nil, nil
+			}
+			limit := min(to, sched.val.GetInstances())
 			m := &mutation{}
-			made = made[:0]
-			for _, i := range chunk {
+			m.guard(s.keys.Schedule(guid), sched.rev)
+			now := s.now()
+			for ; next < limit; next++ {
 				before := len(m.ops)
-				if err := s.addUnclaimed(st, m, key, i, s.now()); err != nil {
+				ok, err := s.addUnclaimed(st, m, sched.val.GetKey(), next, now)
+				if err != nil {
 					return nil, err
 				}
-				if len(m.ops) > before {
-					made = append(made, i)
+				if !ok {
+					break
 				}
+				if len(m.ops) > before {
+					made = append(made, next)
+				}
+			}
+			if next >= limit {
+				next = to
 			}
 			if len(m.ops) == 0 {
 				return nil, nil
@@ -200,11 +242,79 @@ func (s *Store) CreateUnclaimed(ctx context.Context, key *modelsv1.DesiredLRPKey
 			return m, nil
 		})
 		if err != nil {
-			return created, fmt.Errorf("create instances of %s: %w", key.GetProcessGuid(), err)
+			return created, fmt.Errorf("create instances %d..%d of %s: %w", from, to-1, guid, err)
+		}
+		if next == from {
+			return created, fmt.Errorf("create instance %d of %s: %w: one row does not fit a transaction", from, guid, models.ErrTooLarge)
+		}
+		if s.hooks.afterChunk != nil {
+			if err := s.hooks.afterChunk(); err != nil {
+				return created, err
+			}
 		}
 		created = append(created, made...)
+		from = next
 	}
 	return created, nil
+}
+
+// deleteRows deletes the rows of ids for which still holds in the current
+// state, in order, one transaction of at most the split limits at a time,
+// each guarded by the scheduling record of guid at its cached revision (0:
+// absent). Rows that are gone or no longer match are skipped.
+func (s *Store) deleteRows(ctx context.Context, guid string, ids []actualID, still func(st *cacheState, id actualID, row *modelsv1.ActualLRP) bool) error {
+	for len(ids) > 0 {
+		used := 0
+		err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
+			used = 0
+			m := &mutation{}
+			m.guard(s.keys.Schedule(guid), st.schedules[guid].rev)
+			for _, id := range ids {
+				if row, ok := st.actuals[id]; ok && still(st, id, row.val) {
+					k := s.keys.Actual(id.guid, id.index, id.presence)
+					if !s.room(m, 1, 2*len(k)+cmpOverhead+delOverhead) {
+						break
+					}
+					s.delRow(m, id, row.rev)
+				}
+				used++
+			}
+			if len(m.ops) == 0 {
+				return nil, nil
+			}
+			return m, nil
+		})
+		if err != nil {
+			return fmt.Errorf("delete %d instance rows of %s: %w", len(ids), guid, err)
+		}
+		if used == 0 {
+			return fmt.Errorf("delete instance rows of %s: %w: one deletion does not fit a transaction", guid, models.ErrTooLarge)
+		}
+		if s.hooks.afterChunk != nil {
+			if err := s.hooks.afterChunk(); err != nil {
+				return err
+			}
+		}
+		ids = ids[used:]
+	}
+	return nil
+}
+
+// retirable says whether a row is deleted outright when its instance is no
+// longer desired (the others are stopped on their cells).
+func retirable(row *modelsv1.ActualLRP) bool {
+	state := row.GetState()
+	return state == models.Unclaimed || state == models.Crashed
+}
+
+// sortedIDs returns the ids of a guid's rows sorted by index and presence.
+func sortedIDs(ids set[actualID]) []actualID {
+	out := make([]actualID, 0, len(ids))
+	for id := range ids {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return lessActual(out[i], out[j]) })
+	return out
 }
 
 // UpdateResult is what an update changed and what is left for the caller.
@@ -216,13 +326,20 @@ type UpdateResult struct {
 	Stop []*modelsv1.ActualLRP
 }
 
-// UpdateDesiredLRP applies an update. Scaling up creates the new rows in the
-// same transaction; scaling down deletes UNCLAIMED and CRASHED rows above the
-// count and returns the others for stopping.
+// UpdateDesiredLRP applies an update. The scheduling record (and the run
+// record, for new image credentials) changes in the first transaction, with
+// as many row writes as fit; the rest follow in order in transactions that
+// fit etcd's limits. Scaling up creates UNCLAIMED rows for the new indices;
+// scaling down deletes UNCLAIMED and CRASHED rows above the count and
+// returns the others for stopping. An error after the first transaction
+// (the update itself is durable) is logged and left to convergence.
 func (s *Store) UpdateDesiredLRP(ctx context.Context, guid string, u *modelsv1.DesiredLRPUpdate) (*UpdateResult, error) {
 	var res *UpdateResult
 	now := s.now()
+	var createFrom int32 // scale-up: indices from createFrom are left for follow-ups
+	var leftover []actualID
 	err := s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		leftover = leftover[:0]
 		cur, ok := st.schedules[guid]
 		if !ok {
 			return nil, notFound("desired LRP %s", guid)
@@ -259,31 +376,45 @@ func (s *Store) UpdateDesiredLRP(ctx context.Context, guid string, u *modelsv1.D
 				return nil, err
 			}
 		}
+		if err := s.committer.tooLarge(m); err != nil {
+			return nil, fmt.Errorf("update of desired LRP %s: %w", guid, err)
+		}
 		res = &UpdateResult{Before: cur.val, After: next}
 		oldN, newN := cur.val.GetInstances(), next.GetInstances()
+		createFrom = newN
 		for i := oldN; i < newN; i++ {
 			before := len(m.ops)
-			if err := s.addUnclaimed(st, m, next.GetKey(), i, now); err != nil {
+			ok, err := s.addUnclaimed(st, m, next.GetKey(), i, now)
+			if err != nil {
 				return nil, err
+			}
+			if !ok {
+				createFrom = i
+				break
 			}
 			if len(m.ops) > before {
 				res.NewIndices = append(res.NewIndices, i)
 			}
 		}
 		if newN < oldN {
-			for id := range st.actualsByGUID[guid] {
+			full := false
+			for _, id := range sortedIDs(st.actualsByGUID[guid]) {
 				if id.index < newN {
 					continue
 				}
 				row := st.actuals[id]
-				switch row.val.GetState() {
-				case models.Unclaimed, models.Crashed:
-					ak := s.keys.Actual(id.guid, id.index, id.presence)
-					m.guard(ak, row.rev)
-					m.del(ak)
-				default:
+				if !retirable(row.val) {
 					res.Stop = append(res.Stop, row.val)
+					continue
 				}
+				ak := s.keys.Actual(id.guid, id.index, id.presence)
+				if full || !s.room(m, 1, 2*len(ak)+cmpOverhead+delOverhead) {
+					full = true
+					leftover = append(leftover, id)
+					continue
+				}
+				m.guard(ak, row.rev)
+				m.del(ak)
 			}
 		}
 		return m, nil
@@ -291,14 +422,36 @@ func (s *Store) UpdateDesiredLRP(ctx context.Context, guid string, u *modelsv1.D
 	if err != nil {
 		return nil, err
 	}
+	if createFrom < res.After.GetInstances() {
+		made, err := s.createInstances(ctx, guid, createFrom, res.After.GetInstances())
+		res.NewIndices = append(res.NewIndices, made...)
+		if err != nil {
+			s.logger.Error("update-create-remaining-instances", err, map[string]any{"process_guid": guid, "from": createFrom})
+		}
+	}
+	if len(leftover) > 0 {
+		err := s.deleteRows(ctx, guid, leftover, func(st *cacheState, id actualID, row *modelsv1.ActualLRP) bool {
+			sched, ok := st.schedules[guid]
+			return ok && id.index >= sched.val.GetInstances() && retirable(row)
+		})
+		if err != nil {
+			s.logger.Error("update-delete-extra-instances", err, map[string]any{"process_guid": guid, "rows": len(leftover)})
+		}
+	}
 	return res, nil
 }
 
-// RemoveDesiredLRP deletes a desired LRP and its UNCLAIMED and CRASHED rows in
-// one transaction; it returns the CLAIMED and RUNNING rows, to stop through
-// their cells.
+// RemoveDesiredLRP deletes a desired LRP, then its UNCLAIMED and CRASHED
+// rows: the desired records and as many rows as fit are one transaction,
+// the other rows follow in transactions that fit etcd's limits, each
+// guarded by the desired LRP's absence (a new desire of the same guid keeps
+// its rows). It returns the CLAIMED and RUNNING rows, to stop through their
+// cells. Rows left by an interrupted removal are orphans, which convergence
+// removes.
 func (s *Store) RemoveDesiredLRP(ctx context.Context, guid string) (removed *modelsv1.DesiredLRPSchedulingInfo, stop []*modelsv1.ActualLRP, err error) {
+	var leftover []actualID
 	err = s.apply(ctx, func(st *cacheState) (*mutation, error) {
+		leftover = leftover[:0]
 		cur, ok := st.schedules[guid]
 		if !ok {
 			return nil, notFound("desired LRP %s", guid)
@@ -311,20 +464,37 @@ func (s *Store) RemoveDesiredLRP(ctx context.Context, guid string) (removed *mod
 			m.guard(s.keys.Run(guid), run.rev)
 			m.del(s.keys.Run(guid))
 		}
-		for id := range st.actualsByGUID[guid] {
+		full := false
+		for _, id := range sortedIDs(st.actualsByGUID[guid]) {
 			row := st.actuals[id]
-			switch row.val.GetState() {
-			case models.Unclaimed, models.Crashed:
-				ak := s.keys.Actual(id.guid, id.index, id.presence)
-				m.guard(ak, row.rev)
-				m.del(ak)
-			default:
+			if !retirable(row.val) {
 				stop = append(stop, row.val)
+				continue
 			}
+			ak := s.keys.Actual(id.guid, id.index, id.presence)
+			if full || !s.room(m, 1, 2*len(ak)+cmpOverhead+delOverhead) {
+				full = true
+				leftover = append(leftover, id)
+				continue
+			}
+			m.guard(ak, row.rev)
+			m.del(ak)
 		}
 		return m, nil
 	})
-	return removed, stop, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(leftover) > 0 {
+		err := s.deleteRows(ctx, guid, leftover, func(st *cacheState, _ actualID, row *modelsv1.ActualLRP) bool {
+			_, desired := st.schedules[guid]
+			return !desired && retirable(row)
+		})
+		if err != nil {
+			s.logger.Error("remove-delete-instances", err, map[string]any{"process_guid": guid, "rows": len(leftover)})
+		}
+	}
+	return removed, stop, nil
 }
 
 // GetDesiredLRP returns a desired LRP in full.

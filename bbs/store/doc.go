@@ -7,5 +7,12 @@
 // and state. Events for subscribers come from etcd watches, in revision order,
 // resumable after any revision etcd has not compacted.
 //
+// Every transaction fits etcd's --max-txn-ops and --max-request-bytes
+// (Options.MaxTxnOps, Options.MaxRequestBytes): the committer packs by them,
+// and writes that grow with their input (a desire, a scale, a removal) are
+// split into ordered, guarded chunks that convergence can complete if
+// interrupted (desired.go). A write that can never fit fails with
+// models.ErrTooLarge, which is not retryable.
+//
 // The key layout is in keys.go; records are protobuf-encoded.
 package store

@@ -175,11 +175,18 @@ func (s *Store) evacuateRecreate(st *cacheState, r indexRows, instances int32, r
 			res.Keep = true
 			return nonEmpty(m), nil
 		}
-		// The decision holds only if no other instance changed meanwhile.
-		for i := int32(0); i < instances; i++ {
-			if i != r.index {
-				m.guard(s.keys.Actual(r.guid, i, models.Ordinary), st.actuals[actualID{r.guid, i, models.Ordinary}].rev)
+		// The decision holds only if no other instance changed meanwhile:
+		// one guard per instance while they fit a transaction, else one
+		// guard on the LRP's whole row prefix (no row changed since the
+		// cache's revision), which is stricter but a single compare.
+		if s.room(m, int(instances)+1, int(instances)*(len(s.keys.Actual(r.guid, instances, models.Ordinary))+cmpOverhead)+1024) {
+			for i := int32(0); i < instances; i++ {
+				if i != r.index {
+					m.guard(s.keys.Actual(r.guid, i, models.Ordinary), st.actuals[actualID{r.guid, i, models.Ordinary}].rev)
+				}
 			}
+		} else {
+			m.guardPrefix(s.keys.ActualPrefix(r.guid), st.rev)
 		}
 		res.Auction = true
 		return m, s.putRow(m, r.id(models.Ordinary), r.ord.rev, models.Unclaim(r.ord.val, s.now()))

@@ -60,6 +60,9 @@ func (k Keys) Actual(guid string, index int32, presence modelsv1.ActualLRPPresen
 	return k.prefix + actualDir + guid + "/" + strconv.Itoa(int(index)) + "/" + presenceSegment(presence)
 }
 
+// ActualPrefix is the prefix of every instance row of a desired LRP.
+func (k Keys) ActualPrefix(guid string) string { return k.prefix + actualDir + guid + "/" }
+
 // Task is the key of a task.
 func (k Keys) Task(guid string) string { return k.prefix + tasksDir + guid }
 

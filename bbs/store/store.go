@@ -28,9 +28,13 @@ type Options struct {
 	CrashPolicy models.CrashPolicy
 	// MaxTaskRetries is how often a task may be rejected before it fails (3).
 	MaxTaskRetries int32
-	// MaxTxnOps is etcd's --max-txn-ops (128 by default): a desire whose rows do
-	// not fit in one transaction writes the rest in follow-up transactions.
+	// MaxTxnOps is etcd's --max-txn-ops (default 128). Writes that grow
+	// with their input (a desire of many instances, a scale, a removal) are
+	// split into transactions that fit it; see desired.go.
 	MaxTxnOps int
+	// MaxRequestBytes is etcd's --max-request-bytes (default 1.5 MiB); the
+	// same splitting keeps every transaction below it.
+	MaxRequestBytes int
 	// ObserveCommit, when set, is told the size and duration of every transaction.
 	ObserveCommit func(batch int, d time.Duration)
 }
@@ -47,7 +51,18 @@ type Store struct {
 	logger    lager.Logger
 	policy    models.CrashPolicy
 	maxTask   int32
-	maxOps    int
+	// chunkOps and chunkBytes bound one transaction of a split write.
+	chunkOps   int
+	chunkBytes int
+	// hooks lets tests interrupt split writes.
+	hooks hooks
+}
+
+// hooks are test seams; production code leaves them nil.
+type hooks struct {
+	// afterChunk runs after each follow-up transaction of a split write; an
+	// error stops the write there, as a crash would.
+	afterChunk func() error
 }
 
 // New returns a store; call Run to start its cache and committer.
@@ -61,11 +76,15 @@ func New(opts Options) *Store {
 	if opts.MaxTaskRetries == 0 {
 		opts.MaxTaskRetries = 3
 	}
-	if opts.MaxTxnOps <= 0 {
-		opts.MaxTxnOps = 128
+	if opts.Committer.EtcdMaxTxnOps <= 0 {
+		opts.Committer.EtcdMaxTxnOps = opts.MaxTxnOps
+	}
+	if opts.Committer.EtcdMaxRequestBytes <= 0 {
+		opts.Committer.EtcdMaxRequestBytes = opts.MaxRequestBytes
 	}
 	keys := NewKeys(opts.KeyPrefix)
 	c := NewCommitter(opts.Client, opts.Committer, opts.ObserveCommit)
+	copts := c.Options()
 	return &Store{
 		client:    opts.Client,
 		keys:      keys,
@@ -75,7 +94,10 @@ func New(opts Options) *Store {
 		logger:    opts.Logger.Session("store"),
 		policy:    opts.CrashPolicy,
 		maxTask:   opts.MaxTaskRetries,
-		maxOps:    opts.MaxTxnOps,
+		// A split write's transactions are as wide as etcd allows, but no
+		// wider than a group commit, so none of them stalls etcd's apply loop.
+		chunkOps:   min(copts.EtcdMaxTxnOps, max(copts.MaxOps, 128)),
+		chunkBytes: copts.MaxBytes,
 	}
 }
 
@@ -133,7 +155,7 @@ func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation
 			if ctx.Err() != nil {
 				return r.err
 			}
-			return fmt.Errorf("%w: %v", models.ErrUnavailable, r.err)
+			return classify(r.err)
 		}
 		if err := s.cache.WaitForRevision(ctx, r.rev); err != nil {
 			return err
@@ -145,6 +167,12 @@ func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation
 			return fmt.Errorf("%w after %d attempts", models.ErrConflict, attempt)
 		}
 	}
+}
+
+// room says whether m, grown by width operations and bytes, still fits one
+// transaction of a split write.
+func (s *Store) room(m *mutation, width, bytes int) bool {
+	return m.width()+width <= s.chunkOps && m.bytes+bytes <= s.chunkBytes
 }
 
 // putProto adds a put of msg under key to m.

@@ -181,7 +181,7 @@ func (s *Store) UpsertDomain(ctx context.Context, name string, ttl time.Duration
 		d.ExpiresAt = s.now().Add(ttl).UnixNano()
 		lease, err := s.client.Grant(ctx, int64(ttl/time.Second))
 		if err != nil {
-			return fmt.Errorf("%w: grant a lease for domain %s: %v", models.ErrUnavailable, name, err)
+			return fmt.Errorf("grant a lease for domain %s: %w", name, classify(err))
 		}
 		opts = append(opts, clientv3.WithLease(lease.ID))
 	}
@@ -191,7 +191,7 @@ func (s *Store) UpsertDomain(ctx context.Context, name string, ttl time.Duration
 	}
 	resp, err := s.client.Put(ctx, s.keys.Domain(name), string(b), opts...)
 	if err != nil {
-		return fmt.Errorf("%w: put domain %s: %v", models.ErrUnavailable, name, err)
+		return fmt.Errorf("put domain %s: %w", name, classify(err))
 	}
 	return s.cache.WaitForRevision(ctx, resp.Header.Revision)
 }

@@ -161,6 +161,19 @@ func New(cfg Config, logger lager.Logger) *Embedded {
 	return &Embedded{cfg: cfg.withDefaults(), logger: logger.Session("etcd")}
 }
 
+// Limits are an embedded etcd's limits on one request.
+type Limits struct {
+	// MaxTxnOps is its --max-txn-ops.
+	MaxTxnOps uint
+	// MaxRequestBytes is its --max-request-bytes.
+	MaxRequestBytes uint
+}
+
+// Limits returns the limits the etcd runs with (defaults applied).
+func (e *Embedded) Limits() Limits {
+	return Limits{MaxTxnOps: e.cfg.MaxTxnOps, MaxRequestBytes: e.cfg.MaxRequestBytes}
+}
+
 // Endpoints returns the client URLs of the running etcd, with any port 0
 // resolved to the bound port. It is empty before ready.
 func (e *Embedded) Endpoints() []string {

@@ -53,11 +53,26 @@ func (s *Server) Stop() error {
 // StartServer starts an embedded etcd with its data in dir (created if
 // missing) on free loopback ports. Stop it with [Server.Stop].
 func StartServer(dir string) (*Server, error) {
+	return StartServerWith(dir, Options{})
+}
+
+// Options change a test etcd's limits; zero fields keep etcdserver's defaults.
+type Options struct {
+	// MaxTxnOps is --max-txn-ops (etcd's own default is 128).
+	MaxTxnOps uint
+	// MaxRequestBytes is --max-request-bytes (etcd's own default is 1.5 MiB).
+	MaxRequestBytes uint
+}
+
+// StartServerWith is [StartServer] with opts.
+func StartServerWith(dir string, opts Options) (*Server, error) {
 	cfg := etcdserver.Config{
-		DataDir:       dir,
-		ClientURL:     "http://127.0.0.1:0",
-		PeerURL:       "http://127.0.0.1:0",
-		UnsafeNoFsync: true,
+		MaxTxnOps:       opts.MaxTxnOps,
+		MaxRequestBytes: opts.MaxRequestBytes,
+		DataDir:         dir,
+		ClientURL:       "http://127.0.0.1:0",
+		PeerURL:         "http://127.0.0.1:0",
+		UnsafeNoFsync:   true,
 		// etcd logs benign errors at start and stop; keep test output clean.
 		LogLevel:          "fatal",
 		HeartbeatInterval: 10 * time.Millisecond,
@@ -92,6 +107,22 @@ func Start(t testing.TB) *clientv3.Client {
 		}
 	})
 	return Client(t, srv)
+}
+
+// StartWith starts an etcd with opts for this test alone and returns the
+// server; it is stopped when the test ends.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	srv, err := StartServerWith(t.TempDir(), opts)
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Stop(); err != nil {
+			t.Errorf("etcdtest: stopping etcd: %v", err)
+		}
+	})
+	return srv
 }
 
 // Client dials a new client to srv that is closed when the test ends.

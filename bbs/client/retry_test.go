@@ -1,0 +1,69 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/tedsuo/ifrit"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/grpcserver"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+)
+
+// refuser answers every DesireLRP with one error and counts the calls.
+type refuser struct {
+	bbsv1.UnimplementedBBSServiceServer
+	err   error
+	calls atomic.Int32
+}
+
+func (r *refuser) DesireLRP(context.Context, *bbsv1.DesireLRPRequest) (*bbsv1.DesireLRPResponse, error) {
+	r.calls.Add(1)
+	return nil, models.ToStatus(r.err)
+}
+
+// The client retries Unavailable, and nothing that can never succeed: a
+// write too large for etcd is answered after one call.
+func TestRetriesOnlyUnavailable(t *testing.T) {
+	cases := []struct {
+		name     string
+		err      error
+		code     codes.Code
+		sentinel error
+		calls    int32
+	}{
+		{"too large for etcd", fmt.Errorf("desired LRP pg: %w: one write is about 2000000 bytes and etcd's --max-request-bytes is 1572864", models.ErrTooLarge), codes.InvalidArgument, models.ErrTooLarge, 1},
+		{"invalid", fmt.Errorf("%w: bad", models.ErrInvalid), codes.InvalidArgument, models.ErrInvalid, 1},
+		{"unavailable", fmt.Errorf("%w: etcd down", models.ErrUnavailable), codes.Unavailable, models.ErrUnavailable, 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &refuser{err: tc.err}
+			srv := grpcserver.New(grpcserver.Options{
+				Addr:     "127.0.0.1:0",
+				Register: func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, r) },
+			})
+			proc := ifrit.Invoke(srv)
+			t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
+			c, err := client.New(client.Config{Addresses: []string{srv.Addr()}, Retries: 3, RetryDelay: time.Millisecond})
+			require.NoError(t, err)
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = c.DesireLRP(ctx, &bbsv1.DesireLRPRequest{})
+			require.Equal(t, tc.code, status.Code(err))
+			require.ErrorIs(t, err, tc.sentinel)
+			require.Equal(t, tc.calls, r.calls.Load())
+		})
+	}
+}
