@@ -307,7 +307,7 @@ open("/tmp/result", "w").write(str(n))
 		if err := c.reps[2].start(); err != nil {
 			t.Fatal(err)
 		}
-		c.waitCells("cell-3")
+		c.waitCells(c.cellIDs()...)
 		after := c.waitRunning("pair", 2, placeTimeout)
 		for i := range after {
 			if after[i].GetInstanceKey().GetInstanceGuid() != before[i].GetInstanceKey().GetInstanceGuid() {

@@ -22,14 +22,22 @@ import (
 const OwnerAnnotation = "gavel.rep/owner"
 
 // presenceOwner is stable across restarts of a cell whose containers
-// survive them (the process backend: hostname and root directory), and
-// random for a simulated cell.
+// survive them (hostname and the backend's depot: the process or runc root
+// directory, or the Garden server's address), and empty for a simulated cell.
 func presenceOwner(cfg Config) string {
-	if cfg.Backend != BackendProcess {
+	var where string
+	switch cfg.Backend {
+	case BackendProcess:
+		where = cfg.Process.RootDir
+	case BackendRunc:
+		where = "runc\x00" + cfg.Runc.RootDir
+	case BackendGarden:
+		where = "garden\x00" + cfg.Garden.Network + "\x00" + cfg.Garden.Address
+	default:
 		return ""
 	}
 	host, _ := os.Hostname()
-	sum := sha256.Sum256([]byte(cfg.CellID + "\x00" + host + "\x00" + cfg.Process.RootDir))
+	sum := sha256.Sum256([]byte(cfg.CellID + "\x00" + host + "\x00" + where))
 	return hex.EncodeToString(sum[:12])
 }
 
