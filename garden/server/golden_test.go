@@ -50,6 +50,12 @@ func jsonResponse(status, body string) string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
+// hijackErrorResponse is the exact error response on a hijacking route: the
+// request did not ask for Connection: close.
+func hijackErrorResponse(status, body string) string {
+	return strings.Replace(jsonResponse(status, body), "Connection: close\r\n", "", 1)
+}
+
 // diegoCreateBody is the Create body captured from a Diego-shaped client
 // in the reference (§1.3), without its whitespace.
 const diegoCreateBody = `{"handle":"app-guid-0","image":{"uri":"preloaded+layer:/var/vcap/packages/cflinuxfs4/rootfs.tar?layer=..."},` +
@@ -239,5 +245,108 @@ func TestGoldenWire(t *testing.T) {
 		require.Equal(t, "HTTP/1.1 200 OK\r\nDate: D\r\nContent-Length: "+itoa(len(tarBytes))+"\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n", ex.response[:len(ex.response)-len(tarBytes)])
 		require.Equal(t, string(tarBytes), ex.response[len(ex.response)-len(tarBytes):])
 		require.Equal(t, map[string]string{"file": ""}, untar(t, bytes.NewReader(tarBytes)))
+	})
+}
+
+// TestGoldenProcessStreams checks the connection choreography of Run and
+// Attach (§3.1, §3.3) byte for byte, over real processes.
+func TestGoldenProcessStreams(t *testing.T) {
+	ts := startServer(t, newProcessBackend(t), server.Options{})
+	rec := newRecorder(t, func() (net.Conn, error) { return net.Dial("unix", ts.socket) })
+	c, err := client.New(client.Options{Address: rec.lis.Addr().String()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	_, err = ts.client.Create(ctx, garden.ContainerSpec{Handle: "app-guid-0"})
+	require.NoError(t, err)
+
+	const (
+		hijacked201 = "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nDate: D\r\nTransfer-Encoding: chunked\r\n\r\n"
+		hijacked200 = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: D\r\nTransfer-Encoding: chunked\r\n\r\n"
+		output200   = "HTTP/1.1 200 OK\r\nDate: D\r\nTransfer-Encoding: chunked\r\n\r\n"
+		getHead     = " HTTP/1.1\r\nHost: api\r\nUser-Agent: Go-http-client/1.1"
+	)
+
+	t.Run("run", func(t *testing.T) {
+		nofile := uint64(1024)
+		var stdout, stderr syncBuffer
+		p, err := c.Run(ctx, "app-guid-0", garden.ProcessSpec{
+			ID: "proc-1", Path: "/bin/sh", Args: []string{"-c", "cat; exit 3"}, Env: []string{"FOO=bar"},
+			Dir: "/tmp", User: "vcap", Limits: garden.ResourceLimits{Nofile: &nofile},
+		}, client.ProcessIO{Stdin: strings.NewReader("from-stdin\n"), Stdout: &stdout, Stderr: &stderr})
+		require.NoError(t, err)
+		status, err := p.Wait()
+		require.NoError(t, err)
+		require.Equal(t, 3, status)
+		require.Equal(t, "from-stdin\n", stdout.String())
+
+		conns := rec.take(t, 3)
+		spec := `{"id":"proc-1","path":"/bin/sh","args":["-c","cat; exit 3"],"env":["FOO=bar"],"dir":"/tmp","user":"vcap","rlimits":{"nofile":1024},"image":{}}` + "\n"
+		run := parseExchange(conns[0])
+		require.Equal(t, "POST /containers/app-guid-0/processes HTTP/1.1\r\nHost: api\r\nUser-Agent: Go-http-client/1.1\r\n"+
+			"Content-Length: "+itoa(len(spec))+"\r\nContent-Type: application/json", run.requestHead)
+		require.Equal(t, spec+
+			`{"process_id":"proc-1","source":0,"data":"from-stdin\n"}`+"\n"+
+			`{"process_id":"proc-1","source":0}`+"\n", run.requestBody)
+		require.Equal(t, hijacked201+
+			`{"process_id":"proc-1","stream_id":"1"}`+"\n"+
+			`{"process_id":"proc-1","exit_status":3}`+"\n", run.response)
+
+		out := parseExchange(conns[1])
+		require.Equal(t, "GET /containers/app-guid-0/processes/proc-1/attaches/1/stdout"+getHead, out.requestHead)
+		require.Equal(t, output200+"from-stdin\n", out.response)
+		errs := parseExchange(conns[2])
+		require.Equal(t, "GET /containers/app-guid-0/processes/proc-1/attaches/1/stderr"+getHead, errs.requestHead)
+		require.Equal(t, output200, errs.response)
+	})
+
+	t.Run("attach", func(t *testing.T) {
+		// Started without output or stdin (stream 2), then attached with both.
+		first, err := ts.client.Run(ctx, "app-guid-0", garden.ProcessSpec{
+			ID: "proc-2", Path: "sh", Args: []string{"-c", "read x; echo got $x; echo oops >&2; exit 5"},
+		}, client.ProcessIO{})
+		require.NoError(t, err)
+		var stdout, stderr syncBuffer
+		p, err := c.Attach(ctx, "app-guid-0", "proc-2", client.ProcessIO{Stdin: strings.NewReader("hi\n"), Stdout: &stdout, Stderr: &stderr})
+		require.NoError(t, err)
+		status, err := p.Wait()
+		require.NoError(t, err)
+		require.Equal(t, 5, status)
+		status, err = first.Wait()
+		require.NoError(t, err)
+		require.Equal(t, 5, status)
+
+		conns := rec.take(t, 3)
+		att := parseExchange(conns[0])
+		require.Equal(t, "GET /containers/app-guid-0/processes/proc-2"+getHead, att.requestHead)
+		require.Equal(t, `{"process_id":"proc-2","source":0,"data":"hi\n"}`+"\n"+`{"process_id":"proc-2","source":0}`+"\n", att.requestBody)
+		require.Equal(t, hijacked200+
+			`{"process_id":"proc-2","stream_id":"3"}`+"\n"+
+			`{"process_id":"proc-2","exit_status":5}`+"\n", att.response)
+		require.Equal(t, output200+"got hi\n", parseExchange(conns[1]).response)
+		require.Equal(t, output200+"oops\n", parseExchange(conns[2]).response)
+	})
+
+	t.Run("attach unknown process", func(t *testing.T) {
+		_, err := c.Attach(ctx, "app-guid-0", "nope", client.ProcessIO{})
+		require.ErrorIs(t, err, garden.ProcessNotFoundError{ProcessID: "nope"})
+		ex := parseExchange(rec.take(t, 1)[0])
+		require.Equal(t, "GET /containers/app-guid-0/processes/nope"+getHead, ex.requestHead)
+		require.Equal(t, hijackErrorResponse("404 Not Found", errorBody("ProcessNotFoundError", "unknown process: nope", "", "nope")), ex.response)
+	})
+
+	t.Run("run in unknown container", func(t *testing.T) {
+		_, err := c.Run(ctx, "nope", garden.ProcessSpec{Path: "true"}, client.ProcessIO{})
+		require.ErrorIs(t, err, garden.ContainerNotFoundError{Handle: "nope"})
+		ex := parseExchange(rec.take(t, 1)[0])
+		require.Equal(t, hijackErrorResponse("404 Not Found", errorBody("ContainerNotFoundError", "unknown handle: nope", "nope", "")), ex.response)
+	})
+
+	t.Run("run executable not found", func(t *testing.T) {
+		_, err := c.Run(ctx, "app-guid-0", garden.ProcessSpec{Path: "no-such-binary-xyz"}, client.ProcessIO{})
+		var enf garden.ExecutableNotFoundError
+		require.ErrorAs(t, err, &enf)
+		ex := parseExchange(rec.take(t, 1)[0])
+		require.Contains(t, ex.response, "HTTP/1.1 500 Internal Server Error\r\n")
+		require.Contains(t, ex.response, `{"Type":"ExecutableNotFoundError","Message":"`)
 	})
 }
