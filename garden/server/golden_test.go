@@ -130,7 +130,11 @@ func TestGoldenWire(t *testing.T) {
 			require.Equal(t, "app-guid-0", h)
 			return err
 		}, "POST /containers HTTP/1.1", diegoCreateBody, "application/json", "200 OK", `{"Handle":"app-guid-0"}` + "\n"},
-		{"create duplicate", func() error { _, err := c.Create(ctx, garden.ContainerSpec{Handle: "app-guid-0"}); require.Error(t, err); return nil },
+		{"create duplicate", func() error {
+			_, err := c.Create(ctx, garden.ContainerSpec{Handle: "app-guid-0"})
+			require.Error(t, err)
+			return nil
+		},
 			"POST /containers HTTP/1.1", `{"handle":"app-guid-0","image":{},"limits":{"bandwidth_limits":{},"cpu_limits":{},"disk_limits":{},"memory_limits":{},"pid_limits":{}}}`,
 			"application/json", "500 Internal Server Error", errorBody("", "handle already exists: app-guid-0", "", "")},
 		{"list by property", func() error {
