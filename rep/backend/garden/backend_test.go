@@ -240,23 +240,36 @@ func TestProcessesEndToEnd(t *testing.T) {
 	})
 }
 
-func TestOptionalCapabilitiesReportServerErrors(t *testing.T) {
+func TestOptionalCapabilities(t *testing.T) {
 	b := newStack(t)
 	ctx := context.Background()
-	c, err := b.Create(ctx, backend.ContainerSpec{Handle: "box"})
+	limits := backend.Limits{MemoryInBytes: 64 << 20, DiskInBytes: 1 << 30, CPUWeight: 512}
+	c, err := b.Create(ctx, backend.ContainerSpec{Handle: "box", Limits: limits, Properties: backend.Properties{"log_config": "old"}})
 	require.NoError(t, err)
-	// The process backend behind the server has none of them: the server's
-	// clear error comes back.
-	_, err = c.(backend.MetricsReporter).Metrics(ctx)
-	require.ErrorContains(t, err, "metrics is not supported")
-	require.ErrorContains(t, c.(backend.PropertyEditor).SetProperty(ctx, "k", "v"), "setting properties is not supported")
-	_, err = c.(backend.LimitsReporter).Limits(ctx)
-	require.ErrorContains(t, err, "reading limits is not supported")
-	_, err = c.(backend.NetInAdder).NetIn(ctx, 0, 8080)
-	require.ErrorContains(t, err, "net in after create is not supported")
-	m, err := b.BulkMetrics(ctx, []string{"box"})
-	require.NoError(t, err)
-	require.Empty(t, m, "a failed entry is left out")
+
+	t.Run("properties and limits, which the process backend has", func(t *testing.T) {
+		pe := c.(backend.PropertyEditor)
+		require.NoError(t, pe.SetProperty(ctx, "log_config", "new"))
+		require.NoError(t, pe.RemoveProperty(ctx, "log_config"))
+		require.NoError(t, pe.SetProperty(ctx, "tag", "x"))
+		props, err := c.Properties(ctx)
+		require.NoError(t, err)
+		require.NotContains(t, props, "log_config")
+		require.Equal(t, "x", props["tag"])
+		got, err := c.(backend.LimitsReporter).Limits(ctx)
+		require.NoError(t, err)
+		require.Equal(t, limits, got)
+	})
+
+	t.Run("metrics and net-in, which it has not: the server's clear error", func(t *testing.T) {
+		_, err := c.(backend.MetricsReporter).Metrics(ctx)
+		require.ErrorContains(t, err, "metrics is not supported")
+		_, err = c.(backend.NetInAdder).NetIn(ctx, 0, 8080)
+		require.ErrorContains(t, err, "net in after create is not supported")
+		m, err := b.BulkMetrics(ctx, []string{"box"})
+		require.NoError(t, err)
+		require.Empty(t, m, "a failed entry is left out")
+	})
 }
 
 func TestUnreachableServer(t *testing.T) {
