@@ -172,7 +172,7 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+		IdleTimeout:       2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()

@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/clock/fakeclock"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/garden"
 	"github.com/gavelhq/gavel/garden/client"
 	"github.com/gavelhq/gavel/garden/server"
 	"github.com/gavelhq/gavel/rep/backend"
+	"github.com/gavelhq/gavel/rep/backend/process"
 	"github.com/gavelhq/gavel/rep/backend/sim"
 )
 
@@ -542,4 +544,53 @@ func TestStopDetachesStreams(t *testing.T) {
 	}
 	_, err = p.Wait()
 	require.Error(t, err)
+}
+
+func TestReaperRunsOnTheInjectedClock(t *testing.T) {
+	clk := fakeclock.NewFakeClock(time.Now())
+	b := newSimBackend()
+	ts := startServer(t, b, server.Options{Clock: clk, DefaultGraceTime: time.Minute})
+	ctx := context.Background()
+	_, err := ts.client.Create(ctx, garden.ContainerSpec{Handle: "h"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return clk.WatcherCount() == 1 }, 5*time.Second, time.Millisecond)
+
+	clk.Increment(59 * time.Second)
+	require.NoError(t, ts.client.Lookup(ctx, "h"))
+	// A request naming the container restarts its grace time.
+	// (The old timer is stopped before the answer; the new one may start
+	// just after it.)
+	_, err = ts.client.Info(ctx, "h")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return clk.WatcherCount() == 1 }, 5*time.Second, time.Millisecond)
+	clk.Increment(59 * time.Second)
+	require.NoError(t, ts.client.Lookup(ctx, "h"))
+	clk.Increment(2 * time.Second)
+	require.Eventually(t, func() bool {
+		_, err := b.Lookup(ctx, "h")
+		return errors.Is(err, backend.ErrContainerNotFound)
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestGraceTimeSetLaterSurvivesRestartOverProcessBackend(t *testing.T) {
+	root := t.TempDir()
+	opts := process.Options{Root: root, PortRangeStart: 43500, PortRangeEnd: 43599, PollInterval: 10 * time.Millisecond, DisableCgroups: true}
+	b1, err := process.New(opts)
+	require.NoError(t, err)
+	first := startServer(t, b1, server.Options{})
+	ctx := context.Background()
+	_, err = first.client.Create(ctx, garden.ContainerSpec{Handle: "h"}) // never reaped
+	require.NoError(t, err)
+	require.NoError(t, first.client.SetGraceTime(ctx, "h", 200*time.Millisecond))
+	first.stop()
+	b1.Detach()
+
+	b2, err := process.New(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b2.Destroy(ctx, "h") })
+	startServer(t, b2, server.Options{})
+	require.Eventually(t, func() bool {
+		_, err := b2.Lookup(ctx, "h")
+		return errors.Is(err, backend.ErrContainerNotFound)
+	}, 5*time.Second, 10*time.Millisecond, "the new server reaps with the grace time set on the old one")
 }
