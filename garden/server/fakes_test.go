@@ -14,13 +14,19 @@ import (
 type richBackend struct {
 	*sim.Backend
 
+	runTTYs chan backend.TTYSpec
+	resizes chan backend.TTYSpec
+
 	mu     sync.Mutex
 	props  map[string]backend.Properties
 	limits map[string]backend.Limits
 }
 
 func newRichBackend() *richBackend {
-	return &richBackend{Backend: sim.New(sim.Options{}), props: map[string]backend.Properties{}, limits: map[string]backend.Limits{}}
+	return &richBackend{
+		Backend: sim.New(sim.Options{}), props: map[string]backend.Properties{}, limits: map[string]backend.Limits{},
+		runTTYs: make(chan backend.TTYSpec, 10), resizes: make(chan backend.TTYSpec, 10),
+	}
 }
 
 func (b *richBackend) Create(ctx context.Context, spec backend.ContainerSpec) (backend.Container, error) {
@@ -136,4 +142,28 @@ func (b *blockingBackend) Destroy(ctx context.Context, handle string) error {
 	b.entered <- struct{}{}
 	<-b.release
 	return b.Backend.Destroy(ctx, handle)
+}
+
+// Run starts a sim process that also takes terminal resizes (sent on
+// b.resizes) and records the spec's TTY on b.runTTYs.
+func (c *richContainer) Run(ctx context.Context, spec backend.ProcessSpec, pio backend.ProcessIO) (backend.Process, error) {
+	p, err := c.Container.Run(ctx, spec, pio)
+	if err != nil {
+		return nil, err
+	}
+	if spec.TTY != nil {
+		c.b.runTTYs <- *spec.TTY
+	}
+	return &ttyProcess{Process: p, resizes: c.b.resizes}, nil
+}
+
+// ttyProcess is a process that implements backend.TTYResizer.
+type ttyProcess struct {
+	backend.Process
+	resizes chan backend.TTYSpec
+}
+
+func (p *ttyProcess) SetTTY(spec backend.TTYSpec) error {
+	p.resizes <- spec
+	return nil
 }

@@ -369,7 +369,8 @@ func TestUnknownHandleIsNotFoundOnEveryRoute(t *testing.T) {
 }
 
 func TestOptionalCapabilities(t *testing.T) {
-	ts := startServer(t, newRichBackend(), server.Options{})
+	rich := newRichBackend()
+	ts := startServer(t, rich, server.Options{})
 	c, ctx := ts.client, context.Background()
 	_, err := c.Create(ctx, garden.ContainerSpec{Handle: "rich", Limits: garden.Limits{
 		CPU: garden.CPULimits{Weight: 512}, Memory: garden.MemoryLimits{LimitInBytes: 1 << 20}, Disk: garden.DiskLimits{ByteHard: 1 << 30},
@@ -407,6 +408,18 @@ func TestOptionalCapabilities(t *testing.T) {
 	require.Equal(t, uint64(4096), m.DiskStat.TotalBytesUsed)
 	require.Equal(t, &garden.ContainerNetworkStat{RxBytes: 11, TxBytes: 12}, m.NetworkStat)
 	require.Equal(t, time.Duration(7), m.Age)
+
+	t.Run("tty spec and resize frames", func(t *testing.T) {
+		p, err := c.Run(ctx, "rich", garden.ProcessSpec{Path: "server", TTY: &garden.TTYSpec{}}, client.ProcessIO{})
+		require.NoError(t, err)
+		require.Equal(t, backend.TTYSpec{Columns: 80, Rows: 24}, <-rich.runTTYs, "a TTY without a size gets 80x24")
+		require.NoError(t, p.SetTTY(garden.TTYSpec{WindowSize: &garden.WindowSize{Columns: 100, Rows: 40}}))
+		require.Equal(t, backend.TTYSpec{Columns: 100, Rows: 40}, <-rich.resizes)
+		require.NoError(t, p.Signal(garden.SignalKill))
+		status, err := p.Wait()
+		require.NoError(t, err)
+		require.Equal(t, 137, status)
+	})
 
 	bulk, err := c.BulkMetrics(ctx, []string{"rich", "nope"})
 	require.NoError(t, err)

@@ -157,6 +157,7 @@ var (
 	_ backend.NetInAdder      = (*container)(nil)
 )
 
+// Handle is the container's handle.
 func (c *container) Handle() string { return c.handle }
 
 func (c *container) op(what string) string { return what + " " + c.handle }
@@ -273,6 +274,7 @@ var (
 	_ backend.TTYResizer = (*process)(nil)
 )
 
+// ID is the process ID.
 func (p *process) ID() string { return p.p.ID() }
 
 // Wait returns the exit status once the output has been delivered.
