@@ -201,6 +201,14 @@ func TestRunOverProcessBackend(t *testing.T) {
 		require.Equal(t, 0, status)
 	})
 
+	t.Run("output nobody reads never blocks the process", func(t *testing.T) {
+		p, err := c.Run(ctx, "box", garden.ProcessSpec{Path: "sh", Args: []string{"-c", "head -c 20000000 /dev/zero; exit 4"}}, client.ProcessIO{})
+		require.NoError(t, err)
+		status, err := p.Wait()
+		require.NoError(t, err)
+		require.Equal(t, 4, status)
+	})
+
 	t.Run("duplicate live process id", func(t *testing.T) {
 		p, err := c.Run(ctx, "box", garden.ProcessSpec{ID: "dup", Path: "sleep", Args: []string{"60"}}, client.ProcessIO{})
 		require.NoError(t, err)

@@ -127,6 +127,11 @@ func TestContainersEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, listed)
 
+	// The executor's start-up wipe lists with garden.state=all.
+	listed, err = b.Containers(ctx, backend.Properties{"executor:owner": "rep", "garden.state": "all"})
+	require.NoError(t, err)
+	require.Len(t, listed, 1)
+
 	found, err := b.Lookup(ctx, "app-0")
 	require.NoError(t, err)
 	props, err := found.Properties(ctx)
