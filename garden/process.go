@@ -30,7 +30,7 @@ type ProcessSpec struct {
 type ResourceLimits struct {
 	As         *uint64 `json:"as,omitempty"`
 	Core       *uint64 `json:"core,omitempty"`
-	Cpu        *uint64 `json:"cpu,omitempty"` //nolint:revive // upstream spelling
+	CPU        *uint64 `json:"cpu,omitempty"`
 	Data       *uint64 `json:"data,omitempty"`
 	Fsize      *uint64 `json:"fsize,omitempty"`
 	Locks      *uint64 `json:"locks,omitempty"`

@@ -97,11 +97,14 @@ func (p *Process) track(c net.Conn) {
 // Run starts a process in the container. ctx bounds the start (until the
 // output streams are connected), not the life of the process.
 func (c *Client) Run(ctx context.Context, handle string, spec garden.ProcessSpec, pio ProcessIO) (*Process, error) {
-	b, err := json.Marshal(spec)
-	if err != nil {
+	// Encoded with its newline, as the reference client does; the body has
+	// a Content-Length (never chunked), so the server's body reader stops
+	// where the stdin frames begin.
+	var body bytes.Buffer
+	if err := json.NewEncoder(&body).Encode(spec); err != nil {
 		return nil, fmt.Errorf("garden client: encode process spec: %w", err)
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, containerPath(handle, "processes"), nil, bytes.NewReader(b), "application/json")
+	req, err := c.newRequest(ctx, http.MethodPost, containerPath(handle, "processes"), nil, &body, "application/json")
 	if err != nil {
 		return nil, err
 	}

@@ -181,8 +181,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.backend.Create(r.Context(), bspec); err != nil {
 		if errors.Is(err, backend.ErrHandleExists) {
 			err = fmt.Errorf("handle already exists: %s", spec.Handle)
+		} else {
+			err = fmt.Errorf("create %s: %w", spec.Handle, err)
 		}
-		s.writeError(w, r, fmt.Errorf("create %s: %w", spec.Handle, err), spec.Handle, "")
+		s.writeError(w, r, err, spec.Handle, "")
 		return
 	}
 	s.reaper.arm(spec.Handle, spec.GraceTime)

@@ -22,7 +22,8 @@ type reaper struct {
 type reapEntry struct {
 	grace  time.Duration
 	uses   int
-	cancel chan struct{} // closes to stop the running timer; nil when none
+	timer  clock.Timer   // the running timer; nil when none
+	cancel chan struct{} // closes to end the running timer's goroutine
 }
 
 func newReaper(c clock.Clock, destroy func(string)) *reaper {
@@ -91,9 +92,10 @@ func (r *reaper) stopAll() {
 }
 
 func (r *reaper) stopTimerLocked(e *reapEntry) {
-	if e.cancel != nil {
+	if e.timer != nil {
+		e.timer.Stop()
 		close(e.cancel)
-		e.cancel = nil
+		e.timer, e.cancel = nil, nil
 	}
 }
 
@@ -102,19 +104,18 @@ func (r *reaper) startTimerLocked(handle string, e *reapEntry) {
 		return
 	}
 	cancel := make(chan struct{})
-	e.cancel = cancel
 	t := r.clock.NewTimer(e.grace)
+	e.timer, e.cancel = t, cancel
 	go func() {
 		select {
 		case <-cancel:
-			t.Stop()
 			return
 		case <-t.C():
 		}
 		r.mu.Lock()
 		current := r.entries[handle] == e && e.cancel == cancel
 		if current {
-			e.cancel = nil
+			e.timer, e.cancel = nil, nil
 			delete(r.entries, handle)
 		}
 		r.mu.Unlock()

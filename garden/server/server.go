@@ -172,7 +172,7 @@ func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := &http.Server{
 		Handler:           s.mux,
 		ReadHeaderTimeout: 30 * time.Second,
-		ErrorLog:          nil,
+		IdleTimeout:       2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
@@ -283,8 +283,11 @@ func gardenError(err error, handle, processID string) (*garden.Error, int) {
 		err = garden.ContainerNotFoundError{Handle: handle}
 	case errors.Is(err, backend.ErrProcessNotFound):
 		err = garden.ProcessNotFoundError{ProcessID: processID}
-	case errors.Is(err, exec.ErrNotFound):
-		err = garden.ExecutableNotFoundError{Message: err.Error()}
+	default:
+		var ee *exec.Error
+		if errors.As(err, &ee) {
+			err = garden.ExecutableNotFoundError{Message: err.Error()}
+		}
 	}
 	body := garden.NewError(err)
 	switch body.Type {

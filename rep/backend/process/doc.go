@@ -50,6 +50,11 @@
 //     written on (a VM with a cgroup v1 hierarchy on /sys/fs/cgroup and an empty
 //     cgroup2 mount on /sys/fs/cgroup/unified) is in the second case.
 //
+// Containers also implement backend.PropertyEditor (an edit is saved to
+// state.json at once) and backend.LimitsReporter (the limits given at
+// Create), which the Garden server (garden/server) uses for its property
+// routes, its persisted grace time and its limits routes.
+//
 // Process output goes to files in the container directory (never pipes), so
 // a process survives a restart of the backend's OS process without dying of
 // SIGPIPE. The output is tailed to the ProcessIO writers. A new Backend over
