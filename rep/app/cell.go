@@ -22,6 +22,7 @@ import (
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/backend"
+	gardenbackend "github.com/gavelhq/gavel/rep/backend/garden"
 	"github.com/gavelhq/gavel/rep/backend/process"
 	"github.com/gavelhq/gavel/rep/backend/runc"
 	"github.com/gavelhq/gavel/rep/backend/sim"
@@ -120,6 +121,16 @@ func (c *Cell) backend(ctx context.Context) (backend.Backend, error) {
 		}), nil
 	case BackendRunc:
 		return runc.New(ctx, c.cfg.Runc.Options(c.cfg.GraceTime.D(), c.logger))
+	case BackendGarden:
+		g := c.cfg.Garden
+		b, err := gardenbackend.New(gardenbackend.Options{Network: g.Network, Address: g.Address, MemoryLimitsEnforced: g.MemoryLimitsEnforced})
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Ping(ctx); err != nil {
+			return nil, fmt.Errorf("garden server %s %s: %w", g.Network, g.Address, err)
+		}
+		return b, nil
 	default:
 		b, err := process.New(c.cfg.Process.Options(c.cfg.GraceTime.D(), c.logger))
 		if err == nil {

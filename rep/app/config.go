@@ -54,6 +54,9 @@ type GardenConfig struct {
 	// Address is the server's host:port or socket path; required with the
 	// garden backend.
 	Address string `json:"address"`
+	// MemoryLimitsEnforced says whether the server enforces memory limits
+	// (default true: garden-runc and gavel-garden over runc do).
+	MemoryLimitsEnforced bool `json:"memory_limits_enforced"`
 }
 
 // SimConfig configures the simulated backend.
@@ -168,6 +171,7 @@ func DefaultConfig() Config {
 		LogLevel:                  "info",
 		KeyPrefix:                 locket.DefaultKeyPrefix,
 		Backend:                   BackendProcess,
+		Garden:                    GardenConfig{Network: "unix", MemoryLimitsEnforced: true},
 		RootFSProviders:           map[string][]string{"preloaded": {"cflinuxfs4"}, "docker": {}},
 		PresenceTTL:               config.Duration(DefaultPresenceTTL),
 		PresenceRetryInterval:     config.Duration(DefaultPresenceRetryInterval),
