@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	gardenapi "github.com/gavelhq/gavel/garden"
@@ -24,7 +27,20 @@ type Options struct {
 	// MemoryLimitsEnforced is reported in Capacity and ContainerInfo: whether
 	// the server enforces memory limits (garden-runc does). Default false.
 	MemoryLimitsEnforced bool
+	// ReattachTimeout bounds how long a process whose connection dropped (a
+	// restarting Garden server) is re-attached before Wait gives up with
+	// an error; default 2 min.
+	ReattachTimeout time.Duration
 }
+
+// DefaultReattachTimeout is Options.ReattachTimeout's default.
+const DefaultReattachTimeout = 2 * time.Minute
+
+// Re-attach back-off bounds.
+const (
+	reattachFirstDelay = 100 * time.Millisecond
+	reattachMaxDelay   = 2 * time.Second
+)
 
 // Backend drives a Garden server. It is safe for concurrent use.
 type Backend struct {
@@ -40,6 +56,9 @@ func New(opts Options) (*Backend, error) {
 	c, err := client.New(client.Options{Network: opts.Network, Address: opts.Address, DialTimeout: opts.DialTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("garden backend: %w", err)
+	}
+	if opts.ReattachTimeout <= 0 {
+		opts.ReattachTimeout = DefaultReattachTimeout
 	}
 	return &Backend{opts: opts, client: c}, nil
 }
@@ -168,7 +187,7 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err != nil {
 		return nil, mapError(err, c.op("run in"))
 	}
-	return &process{p: p}, nil
+	return &process{c: c, pio: pio, p: p}, nil
 }
 
 // Attach reconnects to a process.
@@ -177,7 +196,7 @@ func (c *container) Attach(ctx context.Context, processID string, pio backend.Pr
 	if err != nil {
 		return nil, mapError(err, c.op("attach "+processID+" in"))
 	}
-	return &process{p: p}, nil
+	return &process{c: c, pio: pio, p: p}, nil
 }
 
 // StreamIn extracts a tar under spec.Path.
@@ -264,9 +283,14 @@ func (c *container) NetIn(ctx context.Context, hostPort, containerPort uint32) (
 	return backend.PortMapping{HostPort: h, ContainerPort: cp}, nil
 }
 
-// process is a process of the server.
+// process is a process of the server. When its connection drops (the
+// server restarts), Wait re-attaches to it.
 type process struct {
-	p *client.Process
+	c   *container
+	pio backend.ProcessIO
+
+	mu sync.Mutex
+	p  *client.Process
 }
 
 var (
@@ -274,16 +298,72 @@ var (
 	_ backend.TTYResizer = (*process)(nil)
 )
 
-// ID is the process ID.
-func (p *process) ID() string { return p.p.ID() }
+func (p *process) current() *client.Process {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.p
+}
 
-// Wait returns the exit status once the output has been delivered.
+// ID is the process ID.
+func (p *process) ID() string { return p.current().ID() }
+
+// Wait returns the exit status once the output has been delivered. A
+// dropped connection is re-attached with back-off for up to
+// Options.ReattachTimeout (output written meanwhile is lost); a process the
+// server no longer knows gives ExitStatusUnknown and an error.
 func (p *process) Wait() (int, error) {
-	status, err := p.p.Wait()
-	if err != nil {
-		return backend.ExitStatusUnknown, fmt.Errorf("garden wait for %s: %w", p.p.ID(), err)
+	id := p.current().ID()
+	var deadline time.Time
+	for {
+		status, err := p.current().Wait()
+		if err == nil {
+			return status, nil
+		}
+		if !connectionLost(err) {
+			return backend.ExitStatusUnknown, fmt.Errorf("garden wait for %s: %w", id, err)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(p.c.b.opts.ReattachTimeout)
+		}
+		np, aerr := p.reattach(id, deadline)
+		if aerr != nil {
+			return backend.ExitStatusUnknown, fmt.Errorf("garden wait for %s: connection lost (%v) and not re-attached: %w", id, err, aerr)
+		}
+		p.mu.Lock()
+		p.p = np
+		p.mu.Unlock()
 	}
-	return status, nil
+}
+
+// reattach attaches to process id again, retrying while the server is
+// unreachable, until deadline.
+func (p *process) reattach(id string, deadline time.Time) (*client.Process, error) {
+	delay := reattachFirstDelay
+	for {
+		time.Sleep(delay)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		np, err := p.c.b.client.Attach(ctx, p.c.handle, id, toClientIO(p.pio))
+		cancel()
+		if err == nil {
+			return np, nil
+		}
+		if !connectionLost(err) || time.Now().After(deadline) {
+			return nil, mapError(err, p.c.op("re-attach "+id+" in"))
+		}
+		delay = min(2*delay, reattachMaxDelay)
+	}
+}
+
+// connectionLost says whether err is a transport failure (a dropped or
+// refused connection) rather than an answer from the server.
+func connectionLost(err error) bool {
+	var gerr *gardenapi.Error
+	if errors.As(err, &gerr) {
+		return false
+	}
+	var nerr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EPIPE) || errors.As(err, &nerr)
 }
 
 // Signal sends SIGTERM or SIGKILL.
@@ -292,10 +372,10 @@ func (p *process) Signal(sig backend.Signal) error {
 	if sig == backend.SignalKill {
 		g = gardenapi.SignalKill
 	}
-	return p.p.Signal(g)
+	return p.current().Signal(g)
 }
 
 // SetTTY resizes the process's terminal.
 func (p *process) SetTTY(spec backend.TTYSpec) error {
-	return p.p.SetTTY(gardenapi.TTYSpec{WindowSize: &gardenapi.WindowSize{Columns: uint16(spec.Columns), Rows: uint16(spec.Rows)}})
+	return p.current().SetTTY(gardenapi.TTYSpec{WindowSize: &gardenapi.WindowSize{Columns: uint16(spec.Columns), Rows: uint16(spec.Rows)}})
 }

@@ -295,3 +295,122 @@ func tarOf(t *testing.T, name, content string) io.Reader {
 	require.NoError(t, tw.Close())
 	return &buf
 }
+
+// A Wait in progress survives a restart of the Garden server: the process
+// keeps running on the backend, Wait re-attaches once the server is back and
+// reports the process's real exit status and the output written afterwards.
+func TestWaitReattachesAcrossAServerRestart(t *testing.T) {
+	root := t.TempDir()
+	newProcessBackend := func() *process.Backend {
+		pb, err := process.New(process.Options{
+			Root: root, PortRangeStart: 44000, PortRangeEnd: 44999,
+			PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
+		})
+		require.NoError(t, err)
+		return pb
+	}
+	dir, err := os.MkdirTemp("", "gdb")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "garden.sock")
+	serve := func(pb *process.Backend) ifrit.Process {
+		srv, err := server.New(pb, server.Options{ListenNetwork: "unix", ListenAddr: socket, Logger: lager.NewLogger("test")})
+		require.NoError(t, err)
+		return ifrit.Invoke(srv)
+	}
+	pb := newProcessBackend()
+	running := serve(pb)
+
+	b, err := garden.New(garden.Options{Network: "unix", Address: socket, ReattachTimeout: 30 * time.Second})
+	require.NoError(t, err)
+	ctx := context.Background()
+	c, err := b.Create(ctx, backend.ContainerSpec{Handle: "restart"})
+	require.NoError(t, err)
+	marker := filepath.Join(root, "go-on")
+	out := &syncBuffer{}
+	p, err := c.Run(ctx, backend.ProcessSpec{ID: "waiter", Path: "/bin/sh", Args: []string{"-c",
+		"echo before; while [ ! -e " + marker + " ]; do sleep 0.05; done; sleep 0.3; echo after; exit 5"}},
+		backend.ProcessIO{Stdout: out})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "before") }, 10*time.Second, 10*time.Millisecond)
+
+	type result struct {
+		status int
+		err    error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		status, err := p.Wait()
+		waited <- result{status, err}
+	}()
+
+	// The server goes away (its backend lets go of the process, which keeps
+	// running under its keeper) and comes back over the same root.
+	running.Signal(os.Interrupt)
+	<-running.Wait()
+	pb.Detach()
+	select {
+	case r := <-waited:
+		t.Fatalf("Wait returned while the server was down: %d, %v", r.status, r.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	pb2 := newProcessBackend()
+	running = serve(pb2)
+	t.Cleanup(func() {
+		_ = pb2.Destroy(context.Background(), "restart")
+		running.Signal(os.Interrupt)
+		<-running.Wait()
+	})
+	time.Sleep(300 * time.Millisecond) // let Wait re-attach before the process goes on
+	require.NoError(t, os.WriteFile(marker, nil, 0o644))
+	select {
+	case r := <-waited:
+		require.NoError(t, r.err)
+		require.Equal(t, 5, r.status)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Wait did not return after the server came back")
+	}
+	require.Contains(t, out.String(), "after", "output written after the re-attach is delivered")
+}
+
+// A process the restarted server does not know ends Wait with an error at
+// once instead of waiting out the re-attach timeout.
+func TestWaitGivesUpOnAProcessTheServerForgot(t *testing.T) {
+	dir, err := os.MkdirTemp("", "gdb")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "garden.sock")
+	serve := func() (*process.Backend, ifrit.Process) {
+		pb, err := process.New(process.Options{
+			Root: t.TempDir(), PortRangeStart: 44000, PortRangeEnd: 44999,
+			PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
+		})
+		require.NoError(t, err)
+		srv, err := server.New(pb, server.Options{ListenNetwork: "unix", ListenAddr: socket, Logger: lager.NewLogger("test")})
+		require.NoError(t, err)
+		return pb, ifrit.Invoke(srv)
+	}
+	pb, running := serve()
+	b, err := garden.New(garden.Options{Network: "unix", Address: socket, ReattachTimeout: time.Minute})
+	require.NoError(t, err)
+	ctx := context.Background()
+	c, err := b.Create(ctx, backend.ContainerSpec{Handle: "forgot"})
+	require.NoError(t, err)
+	p, err := c.Run(ctx, backend.ProcessSpec{ID: "sleeper", Path: "/bin/sh", Args: []string{"-c", "sleep 30"}}, backend.ProcessIO{})
+	require.NoError(t, err)
+	waited := make(chan error, 1)
+	go func() { _, err := p.Wait(); waited <- err }()
+
+	// The server comes back over another (empty) backend.
+	running.Signal(os.Interrupt)
+	<-running.Wait()
+	require.NoError(t, pb.Destroy(ctx, "forgot"))
+	_, running = serve()
+	t.Cleanup(func() { running.Signal(os.Interrupt); <-running.Wait() })
+	select {
+	case err := <-waited:
+		require.ErrorIs(t, err, backend.ErrContainerNotFound)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Wait did not give up on a container the server does not know")
+	}
+}
