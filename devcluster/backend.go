@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/tedsuo/ifrit"
+
+	gardenapp "github.com/gavelhq/gavel/garden/app"
 	repapp "github.com/gavelhq/gavel/rep/app"
 	"github.com/gavelhq/gavel/rep/backend/runc"
 )
@@ -80,6 +83,12 @@ func (c *Cluster) configureBackend(cfg *repapp.Config, i int) error {
 		cfg.Backend = repapp.BackendRunc
 		cfg.Runc = c.runcConfig(cfg.CellID, i, ports)
 		return checkSubnetFree(cfg.Runc.Subnet, cfg.Runc.BridgeName)
+	case repapp.BackendGarden:
+		runc := c.runcConfig(cfg.CellID, i, ports)
+		cfg.Backend = repapp.BackendGarden
+		cfg.Garden = repapp.GardenConfig{Network: "unix", Address: c.gardenSocket(cfg.CellID), MemoryLimitsEnforced: true}
+		cfg.RootFSProviders = map[string][]string{"preloaded": {HostUserlandRootfs}}
+		return checkSubnetFree(runc.Subnet, runc.BridgeName)
 	default:
 		return fmt.Errorf("backend %q: must be one of %v", c.opts.Backend, Backends())
 	}
@@ -132,4 +141,33 @@ func checkSubnetFree(subnet, bridge string) error {
 		}
 	}
 	return nil
+}
+
+// gardenSocket is the unix socket of cell's Garden server: absolute when
+// that fits a socket address, else relative to the working directory.
+func (c *Cluster) gardenSocket(cellID string) string {
+	rel := filepath.Join(c.opts.DataDir, "cells", cellID+"-garden.sock")
+	if abs, err := filepath.Abs(rel); err == nil && len(abs) < 100 {
+		return abs
+	}
+	return rel
+}
+
+// gardenServer is cell i's Garden server (gavel-garden's wiring, without its
+// debug and health listeners) over its own runc backend. It destroys its
+// containers when it stops, as gavel dev's cells do.
+func (c *Cluster) gardenServer(cfg repapp.Config, i int) ifrit.Runner {
+	gcfg := gardenapp.DefaultConfig()
+	gcfg.ListenNetwork, gcfg.ListenAddress = "unix", cfg.Garden.Address
+	gcfg.DebugAddress, gcfg.HealthAddress = "", ""
+	gcfg.Backend = gardenapp.BackendRunc
+	gcfg.Runc = c.runcConfig(cfg.CellID, i, c.opts.PortRangeStart+uint32(i)*1000)
+	gcfg.GraceTime = cfg.GraceTime
+	gcfg.DestroyContainersOnExit = true
+	return ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		if err := gcfg.Validate(); err != nil {
+			return fmt.Errorf("garden server config: %w", err)
+		}
+		return runNested(gardenapp.New(gcfg, c.logger.Session(cfg.CellID+"-garden")).Runner(), signals, ready)
+	})
 }

@@ -296,7 +296,15 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		}
 		r := repapp.New(cfg, c.logger.Session(cfg.CellID))
 		c.reps = append(c.reps, r)
-		members = append(members, grouper.Member{Name: cfg.CellID, Runner: c.keepGoing(cfg.CellID, r.Runner())})
+		var cell ifrit.Runner = r.Runner()
+		if c.opts.Backend == repapp.BackendGarden {
+			// The cell's own Garden server starts before its rep and stops after it.
+			cell = grouper.NewOrdered(os.Interrupt, grouper.Members{
+				{Name: "garden", Runner: c.gardenServer(cfg, i)},
+				{Name: "rep", Runner: cell},
+			})
+		}
+		members = append(members, grouper.Member{Name: cfg.CellID, Runner: c.keepGoing(cfg.CellID, cell)})
 	}
 	return runNested(grouper.NewParallel(os.Interrupt, members), signals, ready)
 }
