@@ -11,7 +11,9 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/gavelhq/gavel/rep/backend"
 )
@@ -75,7 +77,10 @@ func newNetwork(o Options) (*network, error) {
 		return nil, fmt.Errorf("runc backend: the ip command (iproute2) is needed for network namespaces: %w", err)
 	}
 	return &network{
-		cni:       libcni.NewCNIConfigWithCacheDir([]string{o.CNIPluginDir}, filepath.Join(o.Root, "cni", "cache"), nil),
+		// An explicit Exec: libcni creates its default lazily, unsafely
+		// for concurrent calls.
+		cni: libcni.NewCNIConfigWithCacheDir([]string{o.CNIPluginDir}, filepath.Join(o.Root, "cni", "cache"),
+			&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}),
 		list:      list,
 		nsPrefix:  o.BridgeName + "-",
 		ipamDir:   ipamDir,
