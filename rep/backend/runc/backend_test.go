@@ -445,6 +445,17 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	b := e.newBackend(t)
 	ctx := context.Background()
 	const cycles, parallel = 100, 4
+	// The counting sees a live container's resources (so zero below means
+	// released, not missed).
+	c := create(t, b, backend.ContainerSpec{Handle: "probe-" + e.suffix, NetIn: []backend.NetIn{{ContainerPort: 8080}}})
+	for what, n := range leftovers(t, e) {
+		if n == 0 {
+			t.Errorf("leftovers does not see the %s of a live container", what)
+		}
+	}
+	if err := b.Destroy(ctx, c.Handle()); err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, cycles)
 	sem := make(chan struct{}, parallel)
@@ -524,6 +535,7 @@ func leftovers(t *testing.T, e *testEnv) map[string]int {
 		if strings.Contains(line, e.opts.NetworkName+`\"`) || strings.Contains(line, `"`+e.opts.NetworkName+`"`) ||
 			strings.Contains(line, "name: \\\""+e.opts.NetworkName) {
 			out["iptables lines"]++
+			t.Logf("iptables: %s", line)
 		}
 	}
 	leases, _ := os.ReadDir(filepath.Join(e.opts.Root, "cni", "ipam", e.opts.NetworkName))
