@@ -55,6 +55,13 @@
 // Create), which the Garden server (garden/server) uses for its property
 // routes, its persisted grace time and its limits routes.
 //
+// The keeper binary has three more modes, for backends that run it inside
+// containers (rep/backend/runc): InitFlag (a container's PID 1, reaping
+// orphans), TarInFlag and TarOutFlag (StreamIn and StreamOut run in the
+// container). With Options.LaunchPidFile each process is started by a
+// launcher (runc exec --detach) that writes the real process's pid and
+// exits; the keeper, a child subreaper, adopts and keeps that process.
+//
 // Process output goes to files in the container directory (never pipes), so
 // a process survives a restart of the backend's OS process without dying of
 // SIGPIPE. The output is tailed to the ProcessIO writers. A new Backend over

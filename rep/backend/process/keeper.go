@@ -72,12 +72,19 @@ type keeperSpec struct {
 	KillOnParentExit bool `json:"kill_on_parent_exit,omitempty"`
 	// ExitFile is where the exit status is written.
 	ExitFile string `json:"exit_file"`
+	// LaunchPidFile, when set, makes Path a launcher (see
+	// Options.LaunchPidFile): the keeper becomes a child subreaper, runs
+	// the launcher to its exit, then keeps the process whose pid the
+	// launcher wrote to this file.
+	LaunchPidFile string `json:"launch_pid_file,omitempty"`
 }
 
 // keeperReport is the keeper's answer: the started process, or why it did
 // not start.
 type keeperReport struct {
-	Pid       int    `json:"pid,omitempty"`
+	Pid int `json:"pid,omitempty"`
+	// Pgid is the process group of a launched process (0: Pid's own).
+	Pgid      int    `json:"pgid,omitempty"`
 	StartTime uint64 `json:"start_time,omitempty"`
 	Error     string `json:"error,omitempty"`
 }
@@ -163,6 +170,9 @@ func keep() error {
 	}
 	if err != nil {
 		return report(reportFile, keeperReport{Error: fmt.Sprintf("read keeper spec: %v", err)})
+	}
+	if spec.LaunchPidFile != "" {
+		return keepLaunched(spec, reportFile)
 	}
 	cmd, err := startKept(spec)
 	if err != nil {

@@ -63,6 +63,16 @@ type Options struct {
 	// must call RunKeeper when KeeperRequested. The dedicated keeper starts
 	// faster and takes less memory per process than a large binary does.
 	KeeperPath string
+	// LaunchPidFile, when set, makes every process a launched one: its
+	// Path is a launcher (such as `runc exec --detach --pid-file FILE`)
+	// that starts the real process, writes the real process's pid to the
+	// file LaunchPidFile returns for the container handle and process ID,
+	// and exits 0. The keeper is a child subreaper, so the real process
+	// becomes its child once the launcher is gone, and it keeps it as a
+	// direct child: Run reports its pid, Wait its exit status, Signal goes
+	// to its process group. A launcher that exits non-zero fails Run.
+	// Used by rep/backend/runc; nil for plain processes.
+	LaunchPidFile func(handle, processID string) string
 	// PollInterval is the longest output-tail and liveness poll wait; default 100 ms.
 	PollInterval time.Duration
 	// Logger receives the backend's logs; default a no-op logger.

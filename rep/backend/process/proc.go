@@ -122,6 +122,13 @@ func (c *container) spawn(ctx context.Context, id string, spec backend.ProcessSp
 		return nil, err
 	}
 	p := newProcess(c, id)
+	launchPidFile := ""
+	if c.b.opts.LaunchPidFile != nil {
+		launchPidFile = c.b.opts.LaunchPidFile(c.handle, id)
+		if err := os.Remove(launchPidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale pid file: %w", err)
+		}
+	}
 	// A status left by an earlier process with this id is not this one's.
 	if err := os.Remove(p.exitPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale exit file: %w", err)
@@ -164,6 +171,7 @@ func (c *container) spawn(ctx context.Context, id string, spec backend.ProcessSp
 		Path: path, Args: append([]string{spec.Path}, spec.Args...), Env: env, Dir: dir,
 		Cgroup: c.b.cgroups.path(c.handle), Limits: spec.Limits,
 		KillOnParentExit: c.b.opts.KillOnParentExit, ExitFile: p.exitPath,
+		LaunchPidFile: launchPidFile,
 	})
 	if err != nil {
 		if stdinW != nil {
@@ -178,6 +186,9 @@ func (c *container) spawn(ctx context.Context, id string, spec backend.ProcessSp
 		}()
 	}
 	p.pid, p.pgid, p.startTime = report.Pid, report.Pid, report.StartTime
+	if report.Pgid > 0 {
+		p.pgid = report.Pgid
+	}
 	p.keeperPid = cmd.Process.Pid
 	p.keeperStartTime, _ = procStartTime(p.keeperPid)
 

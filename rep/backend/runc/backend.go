@@ -102,6 +102,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		KeeperPath:     keeperPath,
 		PollInterval:   opts.PollInterval,
 		Logger:         opts.Logger,
+		LaunchPidFile: func(id, processID string) string {
+			return filepath.Join(opts.Root, containersDir, id, "processes", processID+".pid")
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("runc backend: %w", err)

@@ -465,15 +465,15 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err != nil {
 		return nil, fmt.Errorf("run in %q: %w", c.handle, err)
 	}
-	args := append(c.b.runc.globalArgs(logFile), "exec", "--process", specFile, "--pid-file", pidFile, c.id)
+	args := append(c.b.runc.globalArgs(logFile), "exec", "--detach", "--process", specFile, "--pid-file", pidFile, c.id)
 	kp, err := kc.Run(ctx, backend.ProcessSpec{ID: id, Path: c.b.opts.RuncPath, Args: args}, pio)
 	if err != nil {
-		return nil, fmt.Errorf("run in %q: %w", c.handle, err)
-	}
-	p := newProc(c, id, kp)
-	if err := p.waitStarted(ctx); err != nil {
+		if msg := lastRuncError(logFile); msg != "" {
+			return nil, fmt.Errorf("run %s in %q: %s", spec.Path, c.handle, msg)
+		}
 		return nil, fmt.Errorf("run %s in %q: %w", spec.Path, c.handle, err)
 	}
+	p := newProc(c, id, kp)
 	return p, nil
 }
 

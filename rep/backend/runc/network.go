@@ -9,9 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/gavelhq/gavel/rep/backend"
 )
@@ -24,6 +27,10 @@ const cniVersion = "1.0.0"
 // CNI: bridge (veth pair, gateway on the bridge, host-local IPAM), loopback
 // (brings lo up) and portmap (DNAT of each host port to the container).
 type network struct {
+	// mu serializes CNI calls: concurrent ADDs and DELs, each running
+	// iptables (nf_tables) commands, were seen to leave a deleted
+	// container's rules behind.
+	mu        sync.Mutex
 	cni       *libcni.CNIConfig
 	list      *libcni.NetworkConfigList
 	nsPrefix  string // named network namespaces: /run/netns/<nsPrefix><id>
@@ -75,7 +82,10 @@ func newNetwork(o Options) (*network, error) {
 		return nil, fmt.Errorf("runc backend: the ip command (iproute2) is needed for network namespaces: %w", err)
 	}
 	return &network{
-		cni:       libcni.NewCNIConfigWithCacheDir([]string{o.CNIPluginDir}, filepath.Join(o.Root, "cni", "cache"), nil),
+		// An explicit Exec: libcni creates its default lazily, unsafely
+		// for concurrent calls.
+		cni: libcni.NewCNIConfigWithCacheDir([]string{o.CNIPluginDir}, filepath.Join(o.Root, "cni", "cache"),
+			&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}),
 		list:      list,
 		nsPrefix:  o.BridgeName + "-",
 		ipamDir:   ipamDir,
@@ -109,7 +119,9 @@ func (n *network) up(ctx context.Context, id string, ports []backend.PortMapping
 	if out, err := exec.CommandContext(ctx, n.ipCommand, "netns", "add", n.nsName(id)).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("create network namespace %s: %w: %s", n.nsName(id), err, strings.TrimSpace(string(out)))
 	}
+	n.mu.Lock()
 	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtimeConf(id, ports))
+	n.mu.Unlock()
 	if err != nil {
 		err = fmt.Errorf("CNI ADD: %w", err)
 		return "", errors.Join(err, n.down(context.WithoutCancel(ctx), id, ports))
@@ -125,6 +137,8 @@ func (n *network) up(ctx context.Context, id string, ports []backend.PortMapping
 // down detaches the namespace (releasing the IP lease, the veth and the
 // iptables rules) and deletes it. It is idempotent.
 func (n *network) down(ctx context.Context, id string, ports []backend.PortMapping) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var errs []error
 	if _, err := os.Stat(n.nsPath(id)); err == nil {
 		if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(id, ports)); err != nil {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -21,10 +20,11 @@ import (
 	"github.com/gavelhq/gavel/rep/backend/process"
 )
 
-// proc is a process of a container: a `runc exec` kept by a keeper of the
-// process backend (kp), whose exit status is that of the process in the
-// container (runc exec exits with it, 128+n for a death by signal n).
-// Signals go to the process itself, whose host pid runc writes to pidFile.
+// proc is a process of a container, started by `runc exec --detach` as
+// the launcher of a keeper of the process backend (kp): the keeper, a child
+// subreaper, adopts the process once runc has exited, and records its exit
+// status (128+n for a death by signal n). Signals go to the process
+// itself, whose host pid runc writes to pidFile.
 type proc struct {
 	c       *container
 	id      string
@@ -102,32 +102,6 @@ func (p *proc) pid() (int, error) {
 		return 0, fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
 	}
 	return pid, nil
-}
-
-// waitStarted returns once runc has started the process (its pid file
-// exists), or the error runc logged when it could not.
-func (p *proc) waitStarted(ctx context.Context) error {
-	wait := time.Millisecond
-	for {
-		if _, err := os.Stat(p.pidFile); err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			if _, err := os.Stat(p.pidFile); err == nil {
-				return nil
-			}
-			msg := lastRuncError(p.logFile)
-			if msg == "" {
-				msg = fmt.Sprintf("runc exec exited with status %d", p.status)
-			}
-			return errors.New(msg)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-			wait = min(wait*2, 50*time.Millisecond)
-		}
-	}
 }
 
 func tarInFlag() string  { return process.TarInFlag }
