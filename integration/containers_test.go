@@ -277,18 +277,24 @@ func TestRuncContainersEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a fork bomb stops at the pid limit", func(t *testing.T) {
+		// Children sleep until the bomb stops, then are killed, so the pids
+		// are free again when the cell streams the result file out.
 		bomb := `python3 -c '
-import os, time
-n = 0
+import os, signal, time
+children = []
 try:
-    while n < 2000:
-        if os.fork() == 0:
+    while len(children) < 2000:
+        pid = os.fork()
+        if pid == 0:
             time.sleep(60)
             os._exit(0)
-        n += 1
+        children.append(pid)
 except OSError:
     pass
-open("/tmp/result", "w").write(str(n))
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+open("/tmp/result", "w").write(str(len(children)))
 '`
 		got := c.runTask(t, containerTask(hostRootfs, 40, bomb), "bomb")
 		n, err := strconv.Atoi(strings.TrimSpace(got.GetResult()))
