@@ -23,13 +23,20 @@ import (
 // "## Quickstart" section, each as its command lines.
 func quickstartBlocks(t *testing.T) [][]string {
 	t.Helper()
+	return readmeBlocks(t, "Quickstart")
+}
+
+// readmeBlocks returns the fenced code blocks of README.md's "## <title>"
+// section, each as its command lines.
+func readmeBlocks(t *testing.T, title string) [][]string {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(data), "\n## Quickstart\n")
+	_, section, ok := strings.Cut(string(data), "\n## "+title+"\n")
 	if !ok {
-		t.Fatal("README.md has no ## Quickstart section")
+		t.Fatalf("README.md has no ## %s section", title)
 	}
 	if end := strings.Index(section, "\n## "); end >= 0 {
 		section = section[:end]

@@ -239,5 +239,12 @@ func (g *Garden) destroyAll(b backend.Backend) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		g.logger.Error("destroy-containers-on-exit", err)
+		return
+	}
+	// The runc backend also removes its bridge and cgroup parent once empty.
+	if t, ok := b.(interface{ Teardown(context.Context) error }); ok {
+		if err := t.Teardown(ctx); err != nil {
+			g.logger.Error("teardown-on-exit", err)
+		}
 	}
 }

@@ -281,9 +281,17 @@ func (c *Cell) destroyAll(b backend.Backend) {
 		c.logger.Error("list-containers-on-exit", err)
 		return
 	}
+	failed := false
 	for _, ctr := range containers {
 		if err := b.Destroy(ctx, ctr.Handle()); err != nil {
+			failed = true
 			c.logger.Error("destroy-container-on-exit", err, lager.Data{"handle": ctr.Handle()})
+		}
+	}
+	// A runc cell also removes its bridge and cgroup parent once empty.
+	if t, ok := b.(interface{ Teardown(context.Context) error }); ok && !failed {
+		if err := t.Teardown(ctx); err != nil {
+			c.logger.Error("teardown-on-exit", err)
 		}
 	}
 }
