@@ -315,9 +315,13 @@ func TestQuickstart(t *testing.T) {
 	if out, err := shell("gavel push leftover --command 'exec python3 -m http.server $PORT' --instances 2 && gavel wait leftover --running 2"); err != nil {
 		t.Fatalf("push leftover: %v\n%s", err, out)
 	}
-	if n := countStrays(work, "http.server"); n != 2 {
-		t.Fatalf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
-	}
+	// python3 may be a shim (pyenv) that takes a while to exec the server.
+	waitFor(t, 20*time.Second, "leftover's 2 app processes run", func() error {
+		if n := countStrays(work, "http.server"); n != 2 {
+			return fmt.Errorf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
+		}
+		return nil
+	})
 
 	// Draining a cell moves its instances and ends that cell only: the rest
 	// of gavel dev keeps serving.
