@@ -256,7 +256,7 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rootfs, err := b.resolveImage(spec.Image)
+	rootfs, err := b.resolveImage(ctx, spec.Image)
 	if err != nil {
 		return nil, fmt.Errorf("create %q: %w", spec.Handle, err)
 	}
@@ -296,11 +296,13 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 type resolvedRootfs struct {
 	name  string
 	lower string
-	host  bool // host userland: bind-mount the host's directories
+	host  bool     // host userland: bind-mount the host's directories
+	env   []string // an image's env, before the container's
 }
 
-// resolveImage maps an image URI to a provided rootfs.
-func (b *Backend) resolveImage(uri string) (resolvedRootfs, error) {
+// resolveImage maps an image URI to a provided rootfs, or to a local
+// image unpacked into the image cache (Root/images; never evicted).
+func (b *Backend) resolveImage(ctx context.Context, uri string) (resolvedRootfs, error) {
 	name := b.opts.DefaultRootfs
 	switch {
 	case uri == "":
@@ -309,8 +311,12 @@ func (b *Backend) resolveImage(uri string) (resolvedRootfs, error) {
 		}
 	case strings.HasPrefix(uri, PreloadedScheme):
 		name = strings.TrimPrefix(uri, PreloadedScheme)
-	case strings.HasPrefix(uri, "docker://"), strings.HasPrefix(uri, "oci://"):
-		return resolvedRootfs{}, fmt.Errorf("image %s: image URIs are not supported by this cell yet; it provides: %s", uri, b.providedList())
+	case strings.HasPrefix(uri, DockerScheme), strings.HasPrefix(uri, OCIScheme):
+		dir, env, err := b.unpackImage(ctx, uri)
+		if err != nil {
+			return resolvedRootfs{}, err
+		}
+		return resolvedRootfs{name: uri, lower: dir, env: env}, nil
 	default:
 		return resolvedRootfs{}, fmt.Errorf("image %s: unknown scheme; this cell provides: %s", uri, b.providedList())
 	}
@@ -337,7 +343,7 @@ func (b *Backend) providedList() string {
 	for i, n := range names {
 		names[i] = PreloadedScheme + n
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, ", ") + " (and local images: " + OCIScheme + "/PATH, " + DockerScheme + "/PATH.tar)"
 }
 
 // RootfsProviders lists the rootfs URIs this backend runs, for the cell's

@@ -345,7 +345,7 @@ func TestPropertiesAndErrors(t *testing.T) {
 	b := e.newBackend(t)
 	ctx := context.Background()
 	_, err := b.Create(ctx, backend.ContainerSpec{Handle: "x-" + e.suffix, Image: "preloaded:foo"})
-	if err == nil || !strings.Contains(err.Error(), "rootfs preloaded:foo: not provided by this cell; it provides: preloaded:busybox") {
+	if err == nil || !strings.Contains(err.Error(), "rootfs preloaded:foo: not provided by this cell; it provides: preloaded:busybox (and local images") {
 		t.Errorf("unknown rootfs: %v", err)
 	}
 	c := create(t, b, backend.ContainerSpec{Handle: "props-" + e.suffix, Properties: backend.Properties{"owner": "me"}})

@@ -83,7 +83,7 @@ func (c *container) create(ctx context.Context, spec backend.ContainerSpec, root
 		Rootfs:     rootfs.name,
 		HostRootfs: rootfs.host,
 		Properties: maps.Clone(spec.Properties),
-		Env:        append([]string(nil), spec.Env...),
+		Env:        mergeEnv(rootfs.env, spec.Env),
 		Limits:     spec.Limits,
 		BindMounts: spec.BindMounts,
 		Privileged: spec.Privileged,
