@@ -24,6 +24,11 @@ import (
 
 var _ backend.Backend = (*Backend)(nil)
 
+// ErrBeingDestroyed is returned by Destroy while another Destroy of the
+// same container runs (Garden's exact text); a failed Destroy can be
+// retried once it has returned.
+var ErrBeingDestroyed = errors.New("container already being destroyed")
+
 // errDetached is returned by the methods that start or stop processes
 // after Detach.
 var errDetached = errors.New("runc backend detached")
@@ -367,12 +372,26 @@ func (b *Backend) Destroy(ctx context.Context, handle string) error {
 	b.mu.Lock()
 	c, ok := b.containers[handle]
 	b.mu.Unlock()
-	if !ok || !c.ready() {
+	if !ok {
 		return fmt.Errorf("destroy %q: %w", handle, backend.ErrContainerNotFound)
 	}
 	c.mu.Lock()
+	switch {
+	case !c.created:
+		c.mu.Unlock()
+		return fmt.Errorf("destroy %q: %w", handle, backend.ErrContainerNotFound)
+	case c.tearingDown:
+		c.mu.Unlock()
+		return fmt.Errorf("destroy %q: %w", handle, ErrBeingDestroyed)
+	}
 	c.destroying = true
+	c.tearingDown = true
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.tearingDown = false
+		c.mu.Unlock()
+	}()
 	if err := c.teardown(ctx); err != nil {
 		return fmt.Errorf("destroy %q: %w", handle, err)
 	}

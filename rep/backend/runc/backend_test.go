@@ -365,6 +365,27 @@ func TestPropertiesAndErrors(t *testing.T) {
 	if cs, _ := b.Containers(ctx, backend.Properties{"owner": "me"}); len(cs) != 0 {
 		t.Errorf("filter on a removed property: %d containers", len(cs))
 	}
+	// Two Destroys at once: one succeeds, the other is refused or finds nothing.
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = b.Destroy(ctx, c.Handle()) }()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrBeingDestroyed), errors.Is(err, backend.ErrContainerNotFound):
+		default:
+			t.Errorf("concurrent destroy: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("concurrent destroys: %v", results)
+	}
 	if err := b.Destroy(ctx, "nope"); !errors.Is(err, backend.ErrContainerNotFound) {
 		t.Errorf("destroy unknown: %v", err)
 	}

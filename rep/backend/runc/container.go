@@ -35,8 +35,10 @@ type container struct {
 
 	mu         sync.Mutex
 	created    bool
-	destroying bool
-	st         persistedState
+	destroying bool // Destroy started: the container is no longer listed
+	// tearingDown is true while a Destroy runs.
+	tearingDown bool
+	st          persistedState
 }
 
 func newContainer(b *Backend, handle, id string) *container {
