@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,7 +70,8 @@ func TestMeasure(t *testing.T) {
 				m, _ := c.(backend.MetricsReporter).Metrics(ctx)
 				total += m.MemoryUsageInBytes
 			}
-			t.Logf("idle containers (init + sleep): cgroup memory %d KiB per container", total/uint64(n)/1024)
+			t.Logf("idle containers (init + sleep): cgroup memory %d KiB per container; keeper (on the host, one per process) PSS %d KiB",
+				total/uint64(n)/1024, keeperPSS(e.opts.Root)/uint64(n)/1024)
 		}
 		for _, h := range handles {
 			wg.Add(1)
@@ -86,6 +90,31 @@ func TestMeasure(t *testing.T) {
 		t.Logf("%d concurrent: create p50 %v max %v; create→process output p50 %v max %v; destroy p50 %v max %v",
 			n, pct(creates, 50), pct(creates, 100), pct(runs, 50), pct(runs, 100), pct(destroys, 50), pct(destroys, 100))
 	}
+}
+
+// keeperPSS sums the proportional set size of the keepers whose stdout
+// is a file below root.
+func keeperPSS(root string) uint64 {
+	var total uint64
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		out, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", "1"))
+		if err != nil || !strings.HasPrefix(out, root) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if !strings.HasPrefix(string(cmdline), "gavel-process-keeper") {
+			continue
+		}
+		data, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "smaps_rollup"))
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Pss:" {
+				kb, _ := strconv.ParseUint(f[1], 10, 64)
+				total += kb * 1024
+			}
+		}
+	}
+	return total
 }
 
 func pct(d []time.Duration, p int) time.Duration {
