@@ -163,7 +163,17 @@ func newEnv(t *testing.T) *testEnv {
 			cg.v2 = true
 		}
 		for _, d := range cg.parentDirs() {
-			_ = os.Remove(d)
+			// A cgroup2 parent is busy for a moment after its last child
+			// is removed.
+			for i := 0; os.Remove(d) != nil && i < 40; i++ {
+				if _, err := os.Stat(d); err != nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if _, err := os.Stat(d); err == nil {
+				t.Errorf("cgroup %s left", d)
+			}
 		}
 	})
 	return e
