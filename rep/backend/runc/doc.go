@@ -83,6 +83,15 @@
 // layer's disk use, and age. Cgroup v2 is detected by cgroup.controllers at
 // Options.CgroupRoot.
 //
+// Destroy, after CNI DEL, sweeps the nat rules still tagged with the
+// container's id (the bridge plugin finds the masquerade rules to delete
+// through the container's interface, and under load a DEL was seen to
+// leave them). CNI calls are serialized within a backend. Host-wide side
+// effects: the bridge plugin (isGateway) sets net.ipv4.ip_forward=1 and
+// portmap (snat) sets route_localnet on the bridge; the bridge, the
+// shared CNI-HOSTPORT-* chains and the cgroup parent stay until
+// RemoveNetwork or the operator removes them.
+//
 // pids.max counts tasks, the init's few threads included.
 //
 // Not done: TTY processes (refused), pulling images from registries, image
