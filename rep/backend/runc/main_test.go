@@ -70,7 +70,7 @@ func buildFixtures() error {
 
 // requireRunc fails the test when the machine cannot run the backend,
 // unless skipEnv is set.
-func requireRunc(t *testing.T) {
+func requireRunc(t testing.TB) {
 	t.Helper()
 	if os.Getenv(skipEnv) == "1" {
 		t.Skipf("%s=1: skipping a test that needs root, runc and CNI", skipEnv)
@@ -104,7 +104,7 @@ type testEnv struct {
 	cgroupParent string
 }
 
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func randomHex(t *testing.T, n int) string {
 }
 
 // freeSubnet picks a /24 in 10.128.0.0/9 that no host route uses.
-func freeSubnet(t *testing.T) string {
+func freeSubnet(t testing.TB) string {
 	out, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
 	if err != nil {
 		t.Fatalf("ip route: %v", err)
@@ -132,7 +132,7 @@ func freeSubnet(t *testing.T) string {
 
 // newEnv makes options for a backend with unique names and registers the
 // cleanup of the host-wide things (bridge, cgroup parents).
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRunc(t)
 	sfx := randomHex(t, 3)
@@ -181,7 +181,7 @@ func newEnv(t *testing.T) *testEnv {
 
 // removeNATRules deletes the nat rules (and their per-container chains)
 // whose comment names the CNI network.
-func removeNATRules(t *testing.T, network string) {
+func removeNATRules(t testing.TB, network string) {
 	if n, err := removeNATRulesMatching(context.Background(), "iptables", `name: \"`+network+`\"`); err != nil || n > 0 {
 		t.Logf("removed %d leftover nat rules of %s (%v)", n, network, err)
 	}
@@ -189,7 +189,7 @@ func removeNATRules(t *testing.T, network string) {
 
 // newBackend starts a backend over e's options and destroys its
 // containers at cleanup.
-func (e *testEnv) newBackend(t *testing.T) *Backend {
+func (e *testEnv) newBackend(t testing.TB) *Backend {
 	t.Helper()
 	b, err := New(context.Background(), e.opts)
 	if err != nil {
