@@ -10,13 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-
-	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/version"
+	"golang.org/x/sys/unix"
 
 	"github.com/gavelhq/gavel/rep/backend"
 )
@@ -129,9 +130,12 @@ func (n *network) up(ctx context.Context, id string, ports []backend.PortMapping
 	if out, err := exec.CommandContext(ctx, n.ipCommand, "netns", "add", n.nsName(id)).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("create network namespace %s: %w: %s", n.nsName(id), err, strings.TrimSpace(string(out)))
 	}
-	n.mu.Lock()
+	unlock, err := n.lock()
+	if err != nil {
+		return "", errors.Join(err, n.down(context.WithoutCancel(ctx), id, ports))
+	}
 	res, err := n.cni.AddNetworkList(ctx, n.list, n.runtimeConf(id, ports))
-	n.mu.Unlock()
+	unlock()
 	if err != nil {
 		err = fmt.Errorf("CNI ADD: %w", err)
 		return "", errors.Join(err, n.down(context.WithoutCancel(ctx), id, ports))
@@ -147,8 +151,11 @@ func (n *network) up(ctx context.Context, id string, ports []backend.PortMapping
 // down detaches the namespace (releasing the IP lease, the veth and the
 // iptables rules) and deletes it. It is idempotent.
 func (n *network) down(ctx context.Context, id string, ports []backend.PortMapping) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	unlock, err := n.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var errs []error
 	if _, err := os.Stat(n.nsPath(id)); err == nil {
 		if err := n.cni.DelNetworkList(ctx, n.list, n.runtimeConf(id, ports)); err != nil {
@@ -178,16 +185,58 @@ func (n *network) down(ctx context.Context, id string, ports []backend.PortMappi
 // through the container's interface addresses, so a DEL that cannot see
 // them (seen under load) leaves the rules; this makes Destroy leave nothing
 // all the same.
+//
+// It sweeps until a pass finds nothing (up to sweepAttempts): a rule
+// another process's concurrent nf_tables update made this pass miss or
+// fail to delete is caught by the next one.
 func (n *network) sweepRules(ctx context.Context, id string) error {
 	marker := fmt.Sprintf(`name: \"%s\" id: \"%s\"`, n.list.Name, id)
-	removed, err := removeNATRulesMatching(ctx, n.iptables, marker)
+	var err error
+	for attempt := 1; attempt <= sweepAttempts; attempt++ {
+		var removed int
+		removed, err = removeNATRulesMatching(ctx, n.iptables, marker)
+		if removed == 0 && err == nil {
+			return nil
+		}
+		n.logger.Info("swept-leftover-nat-rules", lager.Data{"id": id, "rules": removed, "attempt": attempt, "error": fmt.Sprint(err)})
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("nat rules of %s still present after %d sweeps: %w", id, sweepAttempts, err)
+}
+
+// sweepAttempts bounds sweepRules.
+const sweepAttempts = 5
+
+// cniLockFile serializes the CNI calls (and so the iptables updates) of
+// every runc backend on this host, across processes: concurrent nf_tables
+// updates from several cells (gavel dev's three, or parallel test runs)
+// were seen to leave a deleted container's nat rules behind. It is
+// host-wide on purpose, as iptables' own xtables lock is.
+const cniLockFile = "/run/gavel-runc-cni.lock"
+
+// lock takes the backend's CNI mutex and the host-wide CNI lock file; the
+// returned function releases both.
+func (n *network) lock() (func(), error) {
+	n.mu.Lock()
+	f, err := os.OpenFile(cniLockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return err
+		n.mu.Unlock()
+		return nil, fmt.Errorf("open CNI lock %s: %w", cniLockFile, err)
 	}
-	if removed > 0 {
-		n.logger.Info("swept-leftover-nat-rules", lager.Data{"id": id, "rules": removed})
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		n.mu.Unlock()
+		return nil, fmt.Errorf("lock %s: %w", cniLockFile, err)
 	}
-	return nil
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+		n.mu.Unlock()
+	}, nil
 }
 
 // removeNATRulesMatching deletes the nat rules whose text contains marker
