@@ -345,6 +345,14 @@ func TestPropertiesAndErrors(t *testing.T) {
 	if cs, _ := b.Containers(ctx, backend.Properties{"owner": "me"}); len(cs) != 0 {
 		t.Errorf("filter on a removed property: %d containers", len(cs))
 	}
+	// A missing executable is an *exec.Error: the Garden server's
+	// ExecutableNotFoundError, as guardian reports it.
+	for _, path := range []string{"/no/such/binary", "no-such-command"} {
+		var ee *exec.Error
+		if _, err := c.Run(ctx, backend.ProcessSpec{Path: path}, backend.ProcessIO{}); !errors.As(err, &ee) {
+			t.Errorf("run %s: %v, want an *exec.Error", path, err)
+		}
+	}
 	if err := b.Destroy(ctx, "nope"); !errors.Is(err, backend.ErrContainerNotFound) {
 		t.Errorf("destroy unknown: %v", err)
 	}
