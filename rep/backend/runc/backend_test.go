@@ -310,6 +310,24 @@ func TestStreamInAndOut(t *testing.T) {
 	if h.Name != "run.sh" || !bytes.Equal(got, content) {
 		t.Errorf("streamed out %q: %q", h.Name, got)
 	}
+	// A source ending in "/" streams the directory's contents as ./NAME,
+	// as guardian does.
+	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "/home/vcap/app/", User: "vcap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for tr = tar.NewReader(rc); ; {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	rc.Close()
+	if !slices.Equal(names, []string{"./", "./run.sh"}) {
+		t.Errorf("streamed out app/: %q", names)
+	}
 	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "/no/such/file"})
 	if err == nil {
 		_, err = io.ReadAll(rc)
