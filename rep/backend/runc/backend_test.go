@@ -310,6 +310,29 @@ func TestStreamInAndOut(t *testing.T) {
 	if h.Name != "run.sh" || !bytes.Equal(got, content) {
 		t.Errorf("streamed out %q: %q", h.Name, got)
 	}
+	// A relative path is relative to the user's home, as in guardian; a
+	// user other than root gets guardian's PATH without sbin directories.
+	buf.Reset()
+	tw = tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
+	_, _ = tw.Write([]byte("r\n"))
+	_ = tw.Close()
+	if err := c.StreamIn(context.Background(), backend.StreamInSpec{Path: "rel", User: "vcap", TarStream: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	vcapSpec := sh("cat /home/vcap/rel/f; echo $PATH")
+	vcapSpec.User = "vcap"
+	if status, out, _ := run(t, c, vcapSpec); status != 0 || out != "r\n/usr/local/bin:/usr/bin:/bin\n" {
+		t.Errorf("relative stream in, PATH of vcap: %d %q", status, out)
+	}
+	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "rel/f", User: "vcap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := tar.NewReader(rc).Next(); err != nil || h.Name != "f" {
+		t.Errorf("relative stream out: %v %v", h, err)
+	}
+	rc.Close()
 	// A source ending in "/" streams the directory's contents as ./NAME,
 	// as guardian does.
 	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "/home/vcap/app/", User: "vcap"})

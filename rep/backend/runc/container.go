@@ -449,7 +449,7 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err := mkdirInRoot(c.rootfsDir(), dir, u.uid, u.gid); err != nil {
 		return nil, fmt.Errorf("run in %q: working directory: %w", c.handle, err)
 	}
-	env := mergeEnv([]string{"PATH=" + defaultPath, "HOME=" + u.home, "USER=" + u.name}, containerEnv, spec.Env)
+	env := mergeEnv([]string{"PATH=" + pathFor(u.uid), "HOME=" + u.home, "USER=" + u.name}, containerEnv, spec.Env)
 	ps := processSpec(spec, u, env, dir, c.caps(privileged))
 	specFile := filepath.Join(c.procDir(), id+".json")
 	pidFile := filepath.Join(c.procDir(), id+".pid")

@@ -226,3 +226,21 @@ func TestExecNotFound(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultPathAndHomeRelativePaths(t *testing.T) {
+	if pathFor(0) != defaultPath || pathFor(2000) != "/usr/local/bin:/usr/bin:/bin" {
+		t.Errorf("pathFor: %q %q", pathFor(0), pathFor(2000))
+	}
+	for _, tc := range [][3]string{
+		{"/home/vcap", "/abs", "/abs"},
+		{"/home/vcap", "rel", "/home/vcap/rel"},
+		{"/home/vcap", "rel/", "/home/vcap/rel/"},
+		{"/home/vcap", "./", "/home/vcap/"},
+		{"/", "", "/"},
+		{"/", "./", "/"},
+	} {
+		if got := inHome(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("inHome(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
+}
