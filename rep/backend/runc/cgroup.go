@@ -27,10 +27,8 @@ type cgroupFS struct {
 const userHZ = 100
 
 // v1Controllers are the v1 hierarchies runc creates a container cgroup in
-// (those of the controllers the spec sets, plus the ones runc always joins),
-// and "unified": a hybrid host's cgroup v2 mount, where runc creates it too
-// (so the parent there must be removed as well).
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd", "unified"}
+// (those of the controllers the spec sets, plus the ones runc always joins).
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd"}
 
 // detectCgroups reads root: a unified (v2) hierarchy has cgroup.controllers
 // at its top, a v1 one has a directory per controller.
