@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 TEST_TIMEOUT ?= 14m
 PKGS ?= ./...
 
-.PHONY: all build test test-short lint proto proto-check run bench tools clean
+.PHONY: all build test test-short lint proto proto-check run bench rootfs tools clean
 
 all: build
 
@@ -55,6 +55,10 @@ BENCH_FLAGS ?=
 bench: build
 	@mkdir -p $(BENCH_OUT)
 	$(BIN)/gavel bench --bin-dir $(BIN) --out $(BENCH_OUT)/result.json --svg $(BENCH_OUT)/running.svg $(BENCH_FLAGS)
+
+## rootfs: a minimal busybox rootfs for the runc backend (needs busybox-static) in bin/rootfs/busybox.
+rootfs: build
+	$(BIN)/gavel rootfs busybox $(BIN)/rootfs/busybox
 
 tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 

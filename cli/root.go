@@ -15,6 +15,7 @@ func NewRootCommand() *cobra.Command {
 		newSimCommand(),
 		newRoutesCommand(),
 		newCertsCommand(),
+		newRootfsCommand(),
 	)
 	return root
 }

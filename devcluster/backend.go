@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
 
 	gardenapp "github.com/gavelhq/gavel/garden/app"
@@ -21,6 +22,26 @@ import (
 // cells run apps on the host's own userland (read-only), so `gavel push`'s
 // default rootfs (preloaded:cflinuxfs4) runs the quickstart's Python app.
 const HostUserlandRootfs = "cflinuxfs4"
+
+// BusyboxRootfs is the preloaded rootfs name of the minimal busybox rootfs
+// gavel dev builds for its container cells (when a static busybox is at
+// /bin/busybox).
+const BusyboxRootfs = "busybox"
+
+// buildBusyboxRootfs builds (or completes) the busybox rootfs in the data
+// dir and returns its absolute path, or "" (logged) when there is no static
+// busybox.
+func (c *Cluster) buildBusyboxRootfs() string {
+	dir, err := filepath.Abs(filepath.Join(c.opts.DataDir, "rootfs", BusyboxRootfs))
+	if err == nil {
+		err = runc.BuildBusyboxRootfs(dir, "/bin/busybox")
+	}
+	if err != nil {
+		c.logger.Info("no-busybox-rootfs", lager.Data{"reason": err.Error(), "hint": "apt-get install busybox-static"})
+		return ""
+	}
+	return dir
+}
 
 // Backends lists the cell backends gavel dev can run.
 func Backends() []string {
@@ -88,6 +109,9 @@ func (c *Cluster) configureBackend(cfg *repapp.Config, i int) error {
 		cfg.Backend = repapp.BackendGarden
 		cfg.Garden = repapp.GardenConfig{Network: "unix", Address: c.gardenSocket(cfg.CellID), MemoryLimitsEnforced: true}
 		cfg.RootFSProviders = map[string][]string{"preloaded": {HostUserlandRootfs}}
+		if c.busyboxRootfs != "" {
+			cfg.RootFSProviders["preloaded"] = append(cfg.RootFSProviders["preloaded"], BusyboxRootfs)
+		}
 		return checkSubnetFree(runc.Subnet, runc.BridgeName)
 	default:
 		return fmt.Errorf("backend %q: must be one of %v", c.opts.Backend, Backends())
@@ -104,8 +128,13 @@ func (c *Cluster) runcConfig(cellID string, i int, ports uint32) repapp.RuncConf
 			keeper = abs
 		}
 	}
+	var rootfses map[string]string
+	if c.busyboxRootfs != "" {
+		rootfses = map[string]string{BusyboxRootfs: c.busyboxRootfs}
+	}
 	return repapp.RuncConfig{
 		RootDir:            filepath.Join(c.opts.DataDir, "cells", cellID+"-runc"),
+		Rootfses:           rootfses,
 		HostUserlandRootfs: HostUserlandRootfs,
 		BridgeName:         "gv" + tag + "-" + strconv.Itoa(i+1),
 		Subnet:             fmt.Sprintf("10.%d.%d.0/24", octet, i+1),

@@ -97,6 +97,8 @@ type Cluster struct {
 	auctioneer *auctioneerapp.Auctioneer
 	reps       []*repapp.Rep
 	emitter    *emitterapp.RouteEmitter
+	// busyboxRootfs is the busybox rootfs container cells offer ("" for none).
+	busyboxRootfs string
 }
 
 // New prepares a cluster; Runner starts it.
@@ -272,6 +274,7 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		if err := CheckContainerHost(""); err != nil {
 			return fmt.Errorf("--backend %s: %w", c.opts.Backend, err)
 		}
+		c.busyboxRootfs = c.buildBusyboxRootfs()
 	}
 	members := grouper.Members{}
 	for i := 0; i < c.opts.Cells; i++ {

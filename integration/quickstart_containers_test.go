@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -61,17 +60,7 @@ func TestQuickstartInContainers(t *testing.T) {
 		}
 		return errors.New("not yet")
 	})
-	var exports []string
-	shell := func(line string) (string, error) {
-		script := strings.Join(append(append([]string{"set -o pipefail"}, exports...), line), "\n")
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, "bash", "-c", script)
-		cmd.Dir = work
-		cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+clientConfig)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	sh := &readmeShell{dir: work, env: []string{"GAVEL_CONFIG=" + clientConfig}}
 	contains := func(subs ...string) func(string) error {
 		return func(out string) error {
 			for _, s := range subs {
@@ -106,47 +95,10 @@ func TestQuickstartInContainers(t *testing.T) {
 		}},
 		{prefix: "gavel remove-lrp hello", check: contains("removed hello")},
 	}
-	for _, line := range blocks[1] {
-		var c *quickstartCheck
-		for _, cand := range checks {
-			if strings.HasPrefix(line, cand.prefix) {
-				c = cand
-				break
-			}
-		}
-		if c == nil {
-			t.Fatalf("README command %q has no check in TestQuickstartInContainers: add one", line)
-		}
-		c.used = true
-		var out string
-		run := func() error {
-			var err error
-			if out, err = shell(line); err != nil {
-				return fmt.Errorf("%v:\n%s", err, out)
-			}
-			if err := c.check(out); err != nil {
-				return fmt.Errorf("%v; output:\n%s", err, out)
-			}
-			return nil
-		}
-		if c.rerun {
-			waitFor(t, 30*time.Second, fmt.Sprintf("README command `%s` has its effect", line), run)
-		} else if err := run(); err != nil {
-			t.Fatalf("README command `%s`: %v", line, err)
-		}
-		t.Logf("$ %s\n%s", line, out)
-		if strings.HasPrefix(line, "export ") {
-			exports = append(exports, line)
-		}
-	}
-	for _, c := range checks {
-		if !c.used {
-			t.Errorf("TestQuickstartInContainers checks `%s...` but the README no longer has it: drop the check", c.prefix)
-		}
-	}
+	runReadmeCommands(t, "TestQuickstartInContainers", blocks[1], checks, sh)
 
 	// Ctrl-C with an app running destroys its containers and the cells' bridges.
-	if out, err := shell("gavel push leftover --command 'exec python3 -m http.server $PORT' --instances 2 && gavel wait leftover --running 2"); err != nil {
+	if out, err := sh.run("gavel push leftover --command 'exec python3 -m http.server $PORT' --instances 2 && gavel wait leftover --running 2"); err != nil {
 		t.Fatalf("push leftover: %v\n%s", err, out)
 	}
 	var bridges []string

@@ -204,17 +204,8 @@ func TestQuickstart(t *testing.T) {
 		return nil
 	}
 
-	var exports []string
-	shell := func(line string) (string, error) {
-		script := strings.Join(append(append([]string{"set -o pipefail"}, exports...), line), "\n")
-		cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, "bash", "-c", script)
-		cmd.Dir = work
-		cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+clientConfig)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	sh := &readmeShell{dir: work, env: []string{"GAVEL_CONFIG=" + clientConfig}}
+	shell := sh.run
 	checks := []*quickstartCheck{
 		{prefix: "export PATH=", check: func(string) error { return nil }},
 		{prefix: "gavel cells", check: func(out string) error {
@@ -265,44 +256,7 @@ func TestQuickstart(t *testing.T) {
 		}},
 	}
 
-	for _, line := range blocks[1] {
-		var c *quickstartCheck
-		for _, cand := range checks {
-			if strings.HasPrefix(line, cand.prefix) {
-				c = cand
-				break
-			}
-		}
-		if c == nil {
-			t.Fatalf("README quickstart command %q has no check in TestQuickstart: add one", line)
-		}
-		c.used = true
-		var out string
-		run := func() error {
-			var err error
-			if out, err = shell(line); err != nil {
-				return fmt.Errorf("%v:\n%s", err, out)
-			}
-			if err := c.check(out); err != nil {
-				return fmt.Errorf("%v; output:\n%s", err, out)
-			}
-			return nil
-		}
-		if c.rerun {
-			waitFor(t, 30*time.Second, fmt.Sprintf("README command `%s` has its effect", line), run)
-		} else if err := run(); err != nil {
-			t.Fatalf("README command `%s`: %v", line, err)
-		}
-		t.Logf("$ %s\n%s", line, out)
-		if strings.HasPrefix(line, "export ") {
-			exports = append(exports, line)
-		}
-	}
-	for _, c := range checks {
-		if !c.used {
-			t.Errorf("TestQuickstart checks `%s...` but the README quickstart no longer has it: drop the check", c.prefix)
-		}
-	}
+	runReadmeCommands(t, "TestQuickstart", blocks[1], checks, sh)
 	// Once removed, hello's processes are stopped (gavel dev's grace time is 10 s).
 	waitFor(t, 20*time.Second, "hello's processes stop", func() error {
 		if n := countStrays(work, "http.server"); n > 0 {
@@ -315,9 +269,13 @@ func TestQuickstart(t *testing.T) {
 	if out, err := shell("gavel push leftover --command 'exec python3 -m http.server $PORT' --instances 2 && gavel wait leftover --running 2"); err != nil {
 		t.Fatalf("push leftover: %v\n%s", err, out)
 	}
-	if n := countStrays(work, "http.server"); n != 2 {
-		t.Fatalf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
-	}
+	// python3 may be a shim (pyenv) that takes a while to exec the server.
+	waitFor(t, 20*time.Second, "leftover's 2 app processes run", func() error {
+		if n := countStrays(work, "http.server"); n != 2 {
+			return fmt.Errorf("want the 2 app processes of leftover under %s, found %d: %v", work, n, strays(work))
+		}
+		return nil
+	})
 
 	// Draining a cell moves its instances and ends that cell only: the rest
 	// of gavel dev keeps serving.
@@ -369,4 +327,69 @@ func freePort(t *testing.T) int {
 	}
 	n, _ := strconv.Atoi(port)
 	return n
+}
+
+// readmeShell runs README command lines in bash, in dir with env, each after
+// the export lines run before it (as one terminal would).
+type readmeShell struct {
+	dir     string
+	env     []string
+	exports []string
+}
+
+func (sh *readmeShell) run(line string) (string, error) {
+	script := strings.Join(append(append([]string{"set -o pipefail"}, sh.exports...), line), "\n")
+	cctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, "bash", "-c", script)
+	cmd.Dir = sh.dir
+	cmd.Env = append(os.Environ(), sh.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// runReadmeCommands runs each README command line in sh and checks its
+// effect with the check whose prefix it starts with (rerunning it for up to
+// 30 s when the check says so). A line without a check, or a check no line
+// used, fails the test: the README and test must change together.
+func runReadmeCommands(t *testing.T, test string, lines []string, checks []*quickstartCheck, sh *readmeShell) {
+	t.Helper()
+	for _, line := range lines {
+		var c *quickstartCheck
+		for _, cand := range checks {
+			if strings.HasPrefix(line, cand.prefix) {
+				c = cand
+				break
+			}
+		}
+		if c == nil {
+			t.Fatalf("README command %q has no check in %s: add one", line, test)
+		}
+		c.used = true
+		var out string
+		run := func() error {
+			var err error
+			if out, err = sh.run(line); err != nil {
+				return fmt.Errorf("%v:\n%s", err, out)
+			}
+			if err := c.check(out); err != nil {
+				return fmt.Errorf("%v; output:\n%s", err, out)
+			}
+			return nil
+		}
+		if c.rerun {
+			waitFor(t, 30*time.Second, fmt.Sprintf("README command `%s` has its effect", line), run)
+		} else if err := run(); err != nil {
+			t.Fatalf("README command `%s`: %v", line, err)
+		}
+		t.Logf("$ %s\n%s", line, out)
+		if strings.HasPrefix(line, "export ") {
+			sh.exports = append(sh.exports, line)
+		}
+	}
+	for _, c := range checks {
+		if !c.used {
+			t.Errorf("%s checks `%s...` but the README no longer has it: drop the check", test, c.prefix)
+		}
+	}
 }

@@ -253,8 +253,8 @@ func (c Config) Validate() error {
 }
 
 // AdvertisedRootFSProviders is what the cell advertises: with the runc
-// backend, the preloaded rootfses it can run (rootfs_providers is not used);
-// otherwise rootfs_providers.
+// backend, the preloaded rootfses it can run and local docker and oci images
+// (rootfs_providers is not used); otherwise rootfs_providers.
 func (c Config) AdvertisedRootFSProviders() map[string][]string {
 	if c.Backend != BackendRunc {
 		return c.RootFSProviders
@@ -269,7 +269,9 @@ func (c Config) AdvertisedRootFSProviders() map[string][]string {
 		}
 	}
 	sort.Strings(names)
-	return map[string][]string{"preloaded": names}
+	// Local images (oci:///PATH, docker:///PATH.tar) are read from the
+	// cell's own disk, so any path is accepted here and checked at create.
+	return map[string][]string{"preloaded": names, "docker": {}, "oci": {}}
 }
 
 // Load reads a config file over the defaults (an empty path gives the defaults).

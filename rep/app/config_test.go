@@ -67,7 +67,7 @@ func TestRuncCellAdvertisesItsRootfses(t *testing.T) {
 	c := containerConfig(app.BackendRunc)
 	c.Runc.HostUserlandRootfs = "cflinuxfs4"
 	c.RootFSProviders = map[string][]string{"preloaded": {"other"}, "docker": {}}
-	require.Equal(t, map[string][]string{"preloaded": {"busybox", "cflinuxfs4"}}, c.AdvertisedRootFSProviders())
+	require.Equal(t, map[string][]string{"preloaded": {"busybox", "cflinuxfs4"}, "docker": {}, "oci": {}}, c.AdvertisedRootFSProviders())
 
 	p := containerConfig(app.BackendProcess)
 	require.Equal(t, p.RootFSProviders, p.AdvertisedRootFSProviders())

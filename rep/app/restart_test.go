@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -72,6 +73,10 @@ func TestRestartKeepsTheAppRunning(t *testing.T) {
 	prefix := etcdtest.Prefix(t)
 	b, bbs := startBBS(t, prefix)
 	cfg := repConfig(t, prefix, b.Addr(), "cell-restart")
+	// The restart must be done within the presence TTL (the graceful stop
+	// leaves the presence for the next run); 2 s is too tight on a loaded
+	// 2-core machine, and nothing here waits for an expiry.
+	cfg.PresenceTTL = config.Duration(8 * time.Second)
 	configPath := writeJSON(t, cfg)
 
 	first := startDaemon(t, configPath)

@@ -174,6 +174,13 @@ func keep() error {
 	if spec.LaunchPidFile != "" {
 		return keepLaunched(spec, reportFile)
 	}
+	// The process inherits the keeper's limits, so it starts with them
+	// (setting them on its pid once it runs would race its first steps).
+	// syscall.Setrlimit, not unix's: it also stops os/exec from restoring
+	// the nofile limit Go had at start in the child.
+	if n := spec.Limits.Nofile; n > 0 {
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: n, Max: n})
+	}
 	cmd, err := startKept(spec)
 	if err != nil {
 		if rerr := report(reportFile, keeperReport{Error: err.Error()}); rerr != nil {

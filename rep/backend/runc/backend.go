@@ -24,6 +24,11 @@ import (
 
 var _ backend.Backend = (*Backend)(nil)
 
+// ErrBeingDestroyed is returned by Destroy while another Destroy of the
+// same container runs (Garden's exact text); a failed Destroy can be
+// retried once it has returned.
+var ErrBeingDestroyed = errors.New("container already being destroyed")
+
 // errDetached is returned by the methods that start or stop processes
 // after Detach.
 var errDetached = errors.New("runc backend detached")
@@ -256,7 +261,7 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rootfs, err := b.resolveImage(spec.Image)
+	rootfs, err := b.resolveImage(ctx, spec.Image)
 	if err != nil {
 		return nil, fmt.Errorf("create %q: %w", spec.Handle, err)
 	}
@@ -296,11 +301,13 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 type resolvedRootfs struct {
 	name  string
 	lower string
-	host  bool // host userland: bind-mount the host's directories
+	host  bool     // host userland: bind-mount the host's directories
+	env   []string // an image's env, before the container's
 }
 
-// resolveImage maps an image URI to a provided rootfs.
-func (b *Backend) resolveImage(uri string) (resolvedRootfs, error) {
+// resolveImage maps an image URI to a provided rootfs, or to a local
+// image unpacked into the image cache (Root/images; never evicted).
+func (b *Backend) resolveImage(ctx context.Context, uri string) (resolvedRootfs, error) {
 	name := b.opts.DefaultRootfs
 	switch {
 	case uri == "":
@@ -309,8 +316,12 @@ func (b *Backend) resolveImage(uri string) (resolvedRootfs, error) {
 		}
 	case strings.HasPrefix(uri, PreloadedScheme):
 		name = strings.TrimPrefix(uri, PreloadedScheme)
-	case strings.HasPrefix(uri, "docker://"), strings.HasPrefix(uri, "oci://"):
-		return resolvedRootfs{}, fmt.Errorf("image %s: image URIs are not supported by this cell yet; it provides: %s", uri, b.providedList())
+	case strings.HasPrefix(uri, DockerScheme), strings.HasPrefix(uri, OCIScheme):
+		dir, env, err := b.unpackImage(ctx, uri)
+		if err != nil {
+			return resolvedRootfs{}, err
+		}
+		return resolvedRootfs{name: uri, lower: dir, env: env}, nil
 	default:
 		return resolvedRootfs{}, fmt.Errorf("image %s: unknown scheme; this cell provides: %s", uri, b.providedList())
 	}
@@ -337,7 +348,7 @@ func (b *Backend) providedList() string {
 	for i, n := range names {
 		names[i] = PreloadedScheme + n
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, ", ") + " (and local images: " + OCIScheme + "/PATH, " + DockerScheme + "/PATH.tar)"
 }
 
 // RootfsProviders lists the rootfs URIs this backend runs, for the cell's
@@ -361,12 +372,26 @@ func (b *Backend) Destroy(ctx context.Context, handle string) error {
 	b.mu.Lock()
 	c, ok := b.containers[handle]
 	b.mu.Unlock()
-	if !ok || !c.ready() {
+	if !ok {
 		return fmt.Errorf("destroy %q: %w", handle, backend.ErrContainerNotFound)
 	}
 	c.mu.Lock()
+	switch {
+	case !c.created:
+		c.mu.Unlock()
+		return fmt.Errorf("destroy %q: %w", handle, backend.ErrContainerNotFound)
+	case c.tearingDown:
+		c.mu.Unlock()
+		return fmt.Errorf("destroy %q: %w", handle, ErrBeingDestroyed)
+	}
 	c.destroying = true
+	c.tearingDown = true
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.tearingDown = false
+		c.mu.Unlock()
+	}()
 	if err := c.teardown(ctx); err != nil {
 		return fmt.Errorf("destroy %q: %w", handle, err)
 	}

@@ -38,7 +38,19 @@ func TestProcessRunsIsolated(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBackend(t)
 	handle := "iso-" + e.suffix
-	c := create(t, b, backend.ContainerSpec{Handle: handle, Env: []string{"FROM_CONTAINER=1", "OVERRIDE=container"}})
+	roDir, rwDir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(roDir, "shared"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := create(t, b, backend.ContainerSpec{Handle: handle, Env: []string{"FROM_CONTAINER=1", "OVERRIDE=container"},
+		BindMounts: []backend.BindMount{{SrcPath: roDir, DstPath: "/etc/cf-assets"}, {SrcPath: rwDir, DstPath: "/data/rw", ReadWrite: true}}})
+	status, out, errOut := run(t, c, sh("cat /etc/cf-assets/shared; echo; touch /etc/cf-assets/x 2>&1; echo written > /data/rw/out"))
+	if status != 0 || !strings.HasPrefix(out, "from the host\n") || !strings.Contains(out, "Read-only file system") {
+		t.Errorf("bind mounts: %d %q %q", status, out, errOut)
+	}
+	if got, _ := os.ReadFile(filepath.Join(rwDir, "out")); string(got) != "written\n" {
+		t.Errorf("read-write bind mount: host sees %q", got)
+	}
 
 	hostSecret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(hostSecret, []byte("host-only"), 0o644); err != nil {
@@ -47,7 +59,7 @@ func TestProcessRunsIsolated(t *testing.T) {
 	script := fmt.Sprintf(`hostname; cat /proc/1/cmdline | tr '\0' ' '; echo; echo $$; cat %s 2>&1; ls /; echo env=$FROM_CONTAINER,$OVERRIDE; pwd`, hostSecret)
 	spec := sh(script)
 	spec.Env = []string{"OVERRIDE=process"}
-	status, out, _ := run(t, c, spec)
+	status, out, _ = run(t, c, spec)
 	if status != 0 {
 		t.Fatalf("status %d: %s", status, out)
 	}
@@ -76,7 +88,7 @@ func TestProcessRunsIsolated(t *testing.T) {
 	spec = sh("id -u; id -g; pwd; touch f && ls -ln f")
 	spec.User = "vcap"
 	spec.Dir = "/home/vcap/app/new"
-	status, out, errOut := run(t, c, spec)
+	status, out, errOut = run(t, c, spec)
 	if status != 0 || !strings.HasPrefix(out, "2000\n2000\n/home/vcap/app/new\n") || !strings.Contains(out, " 2000 ") {
 		t.Errorf("as vcap: status %d, out %q, err %q", status, out, errOut)
 	}
@@ -191,7 +203,13 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 	b := e.newBackend(t)
 	c := create(t, b, backend.ContainerSpec{Handle: "pids-" + e.suffix, Limits: backend.Limits{MaxPids: 40, CPUWeight: 256}})
 	// Forks far past the limit; the children go away by themselves.
-	status, _, errOut := run(t, c, sh("i=0; while [ $i -lt 300 ]; do sleep 2 & i=$((i+1)); done; wait"))
+	// pids counts tasks: the init (a Go program) has a few threads.
+	before, err := c.(backend.MetricsReporter).Metrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	status, _, errOut := run(t, c, sh("i=0; while [ $i -lt 100 ]; do sleep 1 & i=$((i+1)); done; wait"))
 	if status == 0 || !strings.Contains(errOut, "fork") {
 		t.Errorf("forking past pids.max: status %d, stderr %q: want fork failures", status, errOut)
 	}
@@ -205,12 +223,14 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, _ := c.(backend.MetricsReporter).Metrics(context.Background())
-		if m.PidsCurrent <= 2 || time.Now().After(deadline) {
+		procs, _ := b.cgroups.pids(containerID(c.Handle()))
+		if len(procs) <= 1 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	after, _ := c.(backend.MetricsReporter).Metrics(context.Background())
+	t.Logf("forks past pids.max failed (%q); only init left after %v (tasks before %d, after %d)", strings.TrimSpace(errOut), time.Since(t0), before.PidsCurrent, after.PidsCurrent)
 	if status, out, _ := run(t, c, sh("echo healthy")); status != 0 || out != "healthy\n" {
 		t.Errorf("after the fork bomb: %d %q", status, out)
 	}
@@ -366,7 +386,7 @@ func TestPropertiesAndErrors(t *testing.T) {
 	b := e.newBackend(t)
 	ctx := context.Background()
 	_, err := b.Create(ctx, backend.ContainerSpec{Handle: "x-" + e.suffix, Image: "preloaded:foo"})
-	if err == nil || !strings.Contains(err.Error(), "rootfs preloaded:foo: not provided by this cell; it provides: preloaded:busybox") {
+	if err == nil || !strings.Contains(err.Error(), "rootfs preloaded:foo: not provided by this cell; it provides: preloaded:busybox (and local images") {
 		t.Errorf("unknown rootfs: %v", err)
 	}
 	c := create(t, b, backend.ContainerSpec{Handle: "props-" + e.suffix, Properties: backend.Properties{"owner": "me"}})
@@ -393,6 +413,27 @@ func TestPropertiesAndErrors(t *testing.T) {
 		if _, err := c.Run(ctx, backend.ProcessSpec{Path: path}, backend.ProcessIO{}); !errors.As(err, &ee) {
 			t.Errorf("run %s: %v, want an *exec.Error", path, err)
 		}
+	}
+	// Two Destroys at once: one succeeds, the other is refused or finds nothing.
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = b.Destroy(ctx, c.Handle()) }()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range results {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrBeingDestroyed), errors.Is(err, backend.ErrContainerNotFound):
+		default:
+			t.Errorf("concurrent destroy: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("concurrent destroys: %v", results)
 	}
 	if err := b.Destroy(ctx, "nope"); !errors.Is(err, backend.ErrContainerNotFound) {
 		t.Errorf("destroy unknown: %v", err)
@@ -497,7 +538,7 @@ func TestDestroyLeavesNothing(t *testing.T) {
 	// The counting sees a live container's resources (so zero below means
 	// released, not missed).
 	c := create(t, b, backend.ContainerSpec{Handle: "probe-" + e.suffix, NetIn: []backend.NetIn{{ContainerPort: 8080}}})
-	for what, n := range leftovers(t, e) {
+	for what, n := range leftovers(t, e, false) {
 		if n == 0 {
 			t.Errorf("leftovers does not see the %s of a live container", what)
 		}
@@ -526,7 +567,7 @@ func TestDestroyLeavesNothing(t *testing.T) {
 		}
 	}
 	t.Logf("%d create/run/destroy cycles, %d at a time: %v", cycles, parallel, time.Since(start))
-	for what, n := range leftovers(t, e) {
+	for what, n := range leftovers(t, e, true) {
 		if n != 0 {
 			t.Errorf("%d %s left after %d destroys", n, what, cycles)
 		}
@@ -550,7 +591,8 @@ func cycle(ctx context.Context, b *Backend, handle string) error {
 }
 
 // leftovers counts what the backend of e could have leaked on the host.
-func leftovers(t *testing.T, e *testEnv) map[string]int {
+// With logLines, the iptables lines counted are logged.
+func leftovers(t *testing.T, e *testEnv, logLines bool) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
@@ -584,7 +626,9 @@ func leftovers(t *testing.T, e *testEnv) map[string]int {
 		if strings.Contains(line, e.opts.NetworkName+`\"`) || strings.Contains(line, `"`+e.opts.NetworkName+`"`) ||
 			strings.Contains(line, "name: \\\""+e.opts.NetworkName) {
 			out["iptables lines"]++
-			t.Logf("iptables: %s", line)
+			if logLines {
+				t.Logf("iptables: %s", line)
+			}
 		}
 	}
 	leases, _ := os.ReadDir(filepath.Join(e.opts.Root, "cni", "ipam", e.opts.NetworkName))

@@ -27,8 +27,9 @@ type cgroupFS struct {
 const userHZ = 100
 
 // v1Controllers are the v1 hierarchies runc creates a container cgroup in
-// (those of the controllers the spec sets, plus the ones runc always joins).
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd"}
+// (those of the controllers the spec sets, plus the ones runc always joins,
+// and "unified", the cgroup2 hierarchy of a hybrid host).
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "devices", "freezer", "blkio", "cpuset", "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "systemd", "unified"}
 
 // detectCgroups reads root: a unified (v2) hierarchy has cgroup.controllers
 // at its top, a v1 one has a directory per controller.

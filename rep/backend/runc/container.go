@@ -36,8 +36,10 @@ type container struct {
 
 	mu         sync.Mutex
 	created    bool
-	destroying bool
-	st         persistedState
+	destroying bool // Destroy started: the container is no longer listed
+	// tearingDown is true while a Destroy runs.
+	tearingDown bool
+	st          persistedState
 }
 
 func newContainer(b *Backend, handle, id string) *container {
@@ -84,7 +86,7 @@ func (c *container) create(ctx context.Context, spec backend.ContainerSpec, root
 		Rootfs:     rootfs.name,
 		HostRootfs: rootfs.host,
 		Properties: maps.Clone(spec.Properties),
-		Env:        append([]string(nil), spec.Env...),
+		Env:        mergeEnv(rootfs.env, spec.Env),
 		Limits:     spec.Limits,
 		BindMounts: spec.BindMounts,
 		Privileged: spec.Privileged,

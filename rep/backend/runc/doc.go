@@ -22,10 +22,15 @@
 //	runc/                   runc --root: runc's own state, this backend only
 //	cni/ipam/, cni/cache/   host-local leases and libcni's cache
 //	host-userland/          lower layer of Options.HostUserlandRootfs
+//	images/<digest>/rootfs  local images unpacked (layers flattened,
+//	                        whiteouts applied, owners kept); never evicted
 //
 // Create, in order: resolve the image ("preloaded:NAME" from
-// Options.Rootfses or the host userland; anything else is refused naming
-// what the cell provides), mount the overlay, allocate host ports (the
+// Options.Rootfses or the host userland; oci:///PATH[#REF], a local OCI
+// layout, or docker:///PATH.tar[#TAG], a local `docker save` tarball, read
+// with go-containerregistry and unpacked once into images/, whose config
+// Env comes before the container's; a registry URI is refused as not
+// local; anything else is refused naming what the cell provides), mount the overlay, allocate host ports (the
 // process backend's pool), create a named network namespace
 // (/run/netns/<bridge>-<id>, `ip netns add`) and attach it with CNI
 // (bridge with host-local IPAM and ipMasq, loopback, portmap with snat so
@@ -81,8 +86,19 @@
 // layer's disk use, and age. Cgroup v2 is detected by cgroup.controllers at
 // Options.CgroupRoot.
 //
-// Not done: TTY processes (refused), docker:// and oci:// images (refused),
-// NetIn after Create, NetOut rules, disk quotas, a user namespace and
+// Destroy, after CNI DEL, sweeps the nat rules still tagged with the
+// container's id (the bridge plugin finds the masquerade rules to delete
+// through the container's interface, and under load a DEL was seen to
+// leave them). CNI calls are serialized within a backend. Host-wide side
+// effects: the bridge plugin (isGateway) sets net.ipv4.ip_forward=1 and
+// portmap (snat) sets route_localnet on the bridge; the bridge, the
+// shared CNI-HOSTPORT-* chains and the cgroup parent stay until
+// RemoveNetwork or the operator removes them.
+//
+// pids.max counts tasks, the init's few threads included.
+//
+// Not done: TTY processes (refused), pulling images from registries, image
+// cache eviction, NetIn after Create, NetOut rules, disk quotas, a user namespace and
 // seccomp (containers run as host root with reduced capabilities).
 //
 // Tests need root, runc, the CNI plugins and busybox-static; without them

@@ -70,7 +70,7 @@ func buildFixtures() error {
 
 // requireRunc fails the test when the machine cannot run the backend,
 // unless skipEnv is set.
-func requireRunc(t *testing.T) {
+func requireRunc(t testing.TB) {
 	t.Helper()
 	if os.Getenv(skipEnv) == "1" {
 		t.Skipf("%s=1: skipping a test that needs root, runc and CNI", skipEnv)
@@ -104,7 +104,7 @@ type testEnv struct {
 	cgroupParent string
 }
 
-func randomHex(t *testing.T, n int) string {
+func randomHex(t testing.TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func randomHex(t *testing.T, n int) string {
 }
 
 // freeSubnet picks a /24 in 10.128.0.0/9 that no host route uses.
-func freeSubnet(t *testing.T) string {
+func freeSubnet(t testing.TB) string {
 	out, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
 	if err != nil {
 		t.Fatalf("ip route: %v", err)
@@ -132,7 +132,7 @@ func freeSubnet(t *testing.T) string {
 
 // newEnv makes options for a backend with unique names and registers the
 // cleanup of the host-wide things (bridge, cgroup parents).
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	requireRunc(t)
 	sfx := randomHex(t, 3)
@@ -163,7 +163,17 @@ func newEnv(t *testing.T) *testEnv {
 			cg.v2 = true
 		}
 		for _, d := range cg.parentDirs() {
-			_ = os.Remove(d)
+			// A cgroup2 parent is busy for a moment after its last child
+			// is removed.
+			for i := 0; os.Remove(d) != nil && i < 40; i++ {
+				if _, err := os.Stat(d); err != nil {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if _, err := os.Stat(d); err == nil {
+				t.Errorf("cgroup %s left", d)
+			}
 		}
 	})
 	return e
@@ -171,75 +181,15 @@ func newEnv(t *testing.T) *testEnv {
 
 // removeNATRules deletes the nat rules (and their per-container chains)
 // whose comment names the CNI network.
-func removeNATRules(t *testing.T, network string) {
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
-	if err != nil {
-		return
+func removeNATRules(t testing.TB, network string) {
+	if n, err := removeNATRulesMatching(context.Background(), "iptables", `name: \"`+network+`\"`); err != nil || n > 0 {
+		t.Logf("removed %d leftover nat rules of %s (%v)", n, network, err)
 	}
-	marker := `name: \"` + network + `\"`
-	chains := map[string]bool{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, marker) {
-			continue
-		}
-		if i := strings.Index(line, " -j CNI-"); i >= 0 {
-			if f := strings.Fields(line[i+4:]); len(f) > 0 && f[0] != "CNI-HOSTPORT-DNAT" {
-				chains[f[0]] = true
-			}
-		}
-		args, err := splitRule(strings.TrimPrefix(line, "-A "))
-		if err != nil {
-			continue
-		}
-		if out, err := exec.Command("iptables", append([]string{"-t", "nat", "-D"}, args...)...).CombinedOutput(); err != nil {
-			t.Logf("remove leftover rule %q: %v %s", line, err, out)
-		}
-	}
-	for chain := range chains {
-		_ = exec.Command("iptables", "-t", "nat", "-F", chain).Run()
-		_ = exec.Command("iptables", "-t", "nat", "-X", chain).Run()
-	}
-}
-
-// splitRule splits an iptables-save rule into arguments, honouring the
-// double quotes (with backslash escapes) of comments.
-func splitRule(rule string) ([]string, error) {
-	var args []string
-	var cur strings.Builder
-	inQuote, escaped, have := false, false, false
-	for _, r := range rule {
-		switch {
-		case escaped:
-			cur.WriteRune(r)
-			escaped = false
-		case r == '\\' && inQuote:
-			escaped = true
-		case r == '"':
-			inQuote = !inQuote
-			have = true
-		case r == ' ' && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if inQuote {
-		return nil, fmt.Errorf("unbalanced quotes in %q", rule)
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args, nil
 }
 
 // newBackend starts a backend over e's options and destroys its
 // containers at cleanup.
-func (e *testEnv) newBackend(t *testing.T) *Backend {
+func (e *testEnv) newBackend(t testing.TB) *Backend {
 	t.Helper()
 	b, err := New(context.Background(), e.opts)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/gavelhq/gavel/rep/backend"
@@ -37,6 +39,8 @@ type network struct {
 	ipamDir   string
 	bridge    string
 	ipCommand string
+	iptables  string
+	logger    lager.Logger
 }
 
 // portMapEntry is the portmap plugin's portMappings capability argument.
@@ -81,6 +85,10 @@ func newNetwork(o Options) (*network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runc backend: the ip command (iproute2) is needed for network namespaces: %w", err)
 	}
+	iptablesCmd, err := exec.LookPath("iptables")
+	if err != nil {
+		return nil, fmt.Errorf("runc backend: iptables is needed for port mappings: %w", err)
+	}
 	return &network{
 		// An explicit Exec: libcni creates its default lazily, unsafely
 		// for concurrent calls.
@@ -91,6 +99,8 @@ func newNetwork(o Options) (*network, error) {
 		ipamDir:   ipamDir,
 		bridge:    o.BridgeName,
 		ipCommand: ipCmd,
+		iptables:  iptablesCmd,
+		logger:    o.Logger.Session("network"),
 	}, nil
 }
 
@@ -155,7 +165,104 @@ func (n *network) down(ctx context.Context, id string, ports []backend.PortMappi
 			errs = append(errs, fmt.Errorf("CNI DEL: %w", err))
 		}
 	}
+	if len(errs) == 0 {
+		if err := n.sweepRules(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// sweepRules deletes the nat rules CNI tagged with the container's id that
+// a DEL left behind. The bridge plugin finds the masquerade rules to delete
+// through the container's interface addresses, so a DEL that cannot see
+// them (seen under load) leaves the rules; this makes Destroy leave nothing
+// all the same.
+func (n *network) sweepRules(ctx context.Context, id string) error {
+	marker := fmt.Sprintf(`name: \"%s\" id: \"%s\"`, n.list.Name, id)
+	removed, err := removeNATRulesMatching(ctx, n.iptables, marker)
+	if err != nil {
+		return err
+	}
+	if removed > 0 {
+		n.logger.Info("swept-leftover-nat-rules", lager.Data{"id": id, "rules": removed})
+	}
+	return nil
+}
+
+// removeNATRulesMatching deletes the nat rules whose text contains marker
+// (as iptables-save prints them), then flushes and deletes the CNI-*
+// chains they jumped to. It returns how many rules it deleted.
+func removeNATRulesMatching(ctx context.Context, iptables, marker string) (int, error) {
+	out, err := exec.CommandContext(ctx, iptables+"-save", "-t", "nat").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s-save: %w", iptables, err)
+	}
+	chains := map[string]bool{}
+	var errs []error
+	removed := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "-A ") || !strings.Contains(line, marker) {
+			continue
+		}
+		if i := strings.Index(line, " -j CNI-"); i >= 0 {
+			if f := strings.Fields(line[i+4:]); len(f) > 0 && f[0] != "CNI-HOSTPORT-DNAT" &&
+				f[0] != "CNI-HOSTPORT-SETMARK" && f[0] != "CNI-HOSTPORT-MASQ" {
+				chains[f[0]] = true
+			}
+		}
+		args, err := splitRule(strings.TrimPrefix(line, "-A "))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if out, err := exec.CommandContext(ctx, iptables, append([]string{"-w", "-t", "nat", "-D"}, args...)...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("delete rule %q: %w: %s", line, err, strings.TrimSpace(string(out))))
+			continue
+		}
+		removed++
+	}
+	for chain := range chains {
+		_ = exec.CommandContext(ctx, iptables, "-w", "-t", "nat", "-F", chain).Run()
+		_ = exec.CommandContext(ctx, iptables, "-w", "-t", "nat", "-X", chain).Run()
+	}
+	return removed, errors.Join(errs...)
+}
+
+// splitRule splits an iptables-save rule into arguments, honouring the
+// double quotes (with backslash escapes) of comments.
+func splitRule(rule string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inQuote, escaped, have := false, false, false
+	for _, r := range rule {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case r == '\\' && inQuote:
+			escaped = true
+		case r == '"':
+			inQuote = !inQuote
+			have = true
+		case r == ' ' && !inQuote:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if inQuote {
+		return nil, fmt.Errorf("unbalanced quotes in %q", rule)
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args, nil
 }
 
 // removeBridge deletes the bridge (used when tearing a whole backend down).
