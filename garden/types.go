@@ -188,9 +188,11 @@ type ICMPType uint8
 // ICMPCode is an ICMP message code.
 type ICMPCode uint8
 
-// ICMPControl selects ICMP messages; a nil Code means any code.
+// ICMPControl selects ICMP messages; a nil Code means any code. Type 0
+// (echo reply) is omitted on the wire, as upstream encodes it; an absent
+// type decodes to 0.
 type ICMPControl struct {
-	Type ICMPType  `json:"type"`
+	Type ICMPType  `json:"type,omitempty"`
 	Code *ICMPCode `json:"code,omitempty"`
 }
 

@@ -30,6 +30,7 @@ func TestWireEncodings(t *testing.T) {
 		{"bind mount mode and origin", garden.BindMount{SrcPath: "/a", DstPath: "/b", Mode: garden.BindMountModeRW, Origin: garden.BindMountOriginContainer},
 			`{"src_path":"/a","dst_path":"/b","mode":1,"origin":1}`},
 		{"icmp code may be absent", garden.NetOutRule{Protocol: garden.ProtocolICMP, ICMPs: &garden.ICMPControl{Type: 8}}, `{"protocol":3,"icmps":{"type":8}}`},
+		{"icmp type 0 is omitted", garden.NetOutRule{Protocol: garden.ProtocolICMP, ICMPs: &garden.ICMPControl{Code: ptr(garden.ICMPCode(0))}}, `{"protocol":3,"icmps":{"code":0}}`},
 		{"process spec: limits nil vs empty", garden.ProcessSpec{Path: "p", OverrideContainerLimits: &garden.ProcessLimits{}},
 			`{"path":"p","rlimits":{},"limits":{"cpu_limits":{},"memory_limits":{}},"image":{}}`},
 		{"tty", garden.ProcessSpec{Path: "p", TTY: &garden.TTYSpec{WindowSize: &garden.WindowSize{Columns: 80, Rows: 24}}},

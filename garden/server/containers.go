@@ -369,7 +369,10 @@ func (s *Server) limits(w http.ResponseWriter, r *http.Request, c backend.Contai
 	}
 	switch kind {
 	case "cpu":
-		writeJSON(w, http.StatusOK, garden.CPULimits{Weight: l.CPUWeight})
+		// guardian answers the container's cpu shares in limit_in_shares
+		// (and weight 0), whichever was set at Create; both carry the
+		// value here, so a client reading either gets it.
+		writeJSON(w, http.StatusOK, garden.CPULimits{Weight: l.CPUWeight, LimitInShares: l.CPUWeight})
 	case "disk":
 		writeJSON(w, http.StatusOK, garden.DiskLimits{ByteHard: l.DiskInBytes})
 	default:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -95,7 +96,8 @@ const (
 // ignored.
 func toBackendProcessSpec(spec garden.ProcessSpec) (backend.ProcessSpec, error) {
 	if spec.Path == "" {
-		return backend.ProcessSpec{}, errors.New("process path is empty")
+		// guardian answers an empty path as runc does: executable not found.
+		return backend.ProcessSpec{}, &exec.Error{Name: "", Err: exec.ErrNotFound}
 	}
 	b := backend.ProcessSpec{
 		ID: spec.ID, Path: spec.Path, Args: spec.Args, Env: spec.Env, Dir: spec.Dir, User: spec.User,

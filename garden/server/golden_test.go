@@ -353,4 +353,15 @@ func TestGoldenProcessStreams(t *testing.T) {
 		require.Contains(t, ex.response, "HTTP/1.1 500 Internal Server Error\r\n")
 		require.Contains(t, ex.response, `{"Type":"ExecutableNotFoundError","Message":"`)
 	})
+
+	t.Run("run empty path", func(t *testing.T) {
+		// guardian (through runc) answers an empty path as not found too.
+		_, err := c.Run(ctx, "app-guid-0", garden.ProcessSpec{}, client.ProcessIO{})
+		var enf garden.ExecutableNotFoundError
+		require.ErrorAs(t, err, &enf)
+		ex := parseExchange(rec.take(t, 1)[0])
+		require.Contains(t, ex.response, "HTTP/1.1 500 Internal Server Error\r\n")
+		require.Contains(t, ex.response, `{"Type":"ExecutableNotFoundError","Message":"`)
+		require.Contains(t, ex.response, `exec: \"\": executable file not found in $PATH`)
+	})
 }

@@ -395,7 +395,8 @@ func TestOptionalCapabilities(t *testing.T) {
 
 	cpu, err := c.CPULimits(ctx, "rich")
 	require.NoError(t, err)
-	require.Equal(t, garden.CPULimits{Weight: 512}, cpu)
+	// limit_in_shares too: guardian reports a weight set at Create there.
+	require.Equal(t, garden.CPULimits{Weight: 512, LimitInShares: 512}, cpu)
 	mem, err := c.MemoryLimits(ctx, "rich")
 	require.NoError(t, err)
 	require.Equal(t, garden.MemoryLimits{LimitInBytes: 1 << 20}, mem)

@@ -138,6 +138,48 @@ func TestContainerEnvAndDirs(t *testing.T) {
 	require.Equal(t, "data\n", string(data))
 }
 
+// StreamOut of a directory names its entries after the directory, or,
+// when the source ends in "/", "./..." as guardian's tar -C DIR . does (the
+// real Garden client saw "app/..." for "app/" here, and "x.txt" for
+// "./x.txt" from the runc backend, which shares this tar writer).
+func TestStreamOutDirectoryWithAndWithoutTrailingSlash(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	c := create(t, b, "c1")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "d/sub/", Typeflag: tar.TypeDir, Mode: 0o755}))
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "d/sub/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2}))
+	_, _ = tw.Write([]byte("x\n"))
+	require.NoError(t, tw.Close())
+	require.NoError(t, c.StreamIn(context.Background(), backend.StreamInSpec{Path: "/tmp", TarStream: &buf}))
+	names := func(path string) []string {
+		r, err := c.StreamOut(context.Background(), backend.StreamOutSpec{Path: path})
+		require.NoError(t, err)
+		defer r.Close()
+		var out []string
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return out
+			}
+			require.NoError(t, err)
+			out = append(out, h.Name)
+		}
+	}
+	require.Equal(t, []string{"d/", "d/sub/", "d/sub/f"}, names("/tmp/d"))
+	require.Equal(t, []string{"./", "./sub/", "./sub/f"}, names("/tmp/d/"))
+	require.Equal(t, []string{"sub/", "sub/f"}, names("/tmp/d/sub")[:2])
+}
+
+// A TTY process is refused, not run without a terminal.
+func TestRunRefusesTTY(t *testing.T) {
+	b := newBackend(t, t.TempDir())
+	c := create(t, b, "c1")
+	_, err := c.Run(context.Background(), backend.ProcessSpec{Path: "sh", TTY: &backend.TTYSpec{}}, backend.ProcessIO{})
+	require.ErrorContains(t, err, "TTY processes are not supported by the process backend")
+}
+
 func TestStreamInExtractsAndRejectsEscapes(t *testing.T) {
 	b := newBackend(t, t.TempDir())
 	c := create(t, b, "c1")

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -313,6 +314,11 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if spec.TTY != nil {
+		// Refused rather than run without a terminal (as the runc backend
+		// does): a client asking for one expects a pty and SetTTY.
+		return nil, fmt.Errorf("run in %q: TTY processes are not supported by the process backend", c.handle)
+	}
 	id := spec.ID
 	if id == "" {
 		id = uuid.NewString()
@@ -381,6 +387,12 @@ func (c *container) StreamOut(ctx context.Context, spec backend.StreamOutSpec) (
 		return nil, fmt.Errorf("stream out of %q: %w", c.handle, backend.ErrContainerNotFound)
 	}
 	src := c.path(spec.Path)
+	if strings.HasSuffix(spec.Path, "/") {
+		// A source ending in "/" streams the directory's contents as
+		// "./...", as guardian (and the runc backend) do; without it the
+		// entries are named after the source's base name.
+		src += "/"
+	}
 	if _, err := os.Lstat(src); err != nil {
 		return nil, fmt.Errorf("stream out %s: %w", spec.Path, err)
 	}

@@ -14,6 +14,8 @@
 //     rootfs/, then on the host, and a bare name on the PATH of the process
 //     env. HOME and TMPDIR default to rootfs/ and rootfs/tmp, so files a task
 //     writes relative to its working directory or $HOME can be streamed out.
+//     StreamOut of "/d" names entries "d/...", of "/d/" "./..." (as guardian).
+//     A TTY process is refused: there is no pty.
 //   - host ports from a configured range, one per NetIn container port, checked
 //     free with a listen before use. There is no network namespace, so a
 //     process must listen on the HOST port: ContainerInfo.SharedHostNetwork is

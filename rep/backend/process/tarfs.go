@@ -76,10 +76,12 @@ func extractTar(ctx context.Context, r io.Reader, dst string) error {
 }
 
 // writeTar writes src (a file or a directory) as a tar whose entries are
-// named after src's base name.
+// named after src's base name, or, when src ends in "/", "./" and ./NAME
+// for the directory's contents (guardian's tar -C src .).
 func writeTar(ctx context.Context, w io.Writer, src string) error {
 	tw := tar.NewWriter(w)
 	base := filepath.Dir(src)
+	contents := strings.HasSuffix(src, "/")
 	err := filepath.Walk(src, func(path string, info fs.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -102,6 +104,10 @@ func writeTar(ctx context.Context, w io.Writer, src string) error {
 			return err
 		}
 		h.Name = filepath.ToSlash(rel)
+		if contents && rel != "." {
+			// tar -C src . names the contents ./NAME, as guardian sends them.
+			h.Name = "./" + h.Name
+		}
 		if info.IsDir() {
 			h.Name += "/"
 		}

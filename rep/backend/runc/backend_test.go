@@ -330,6 +330,47 @@ func TestStreamInAndOut(t *testing.T) {
 	if h.Name != "run.sh" || !bytes.Equal(got, content) {
 		t.Errorf("streamed out %q: %q", h.Name, got)
 	}
+	// A relative path is relative to the user's home, as in guardian; a
+	// user other than root gets guardian's PATH without sbin directories.
+	buf.Reset()
+	tw = tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
+	_, _ = tw.Write([]byte("r\n"))
+	_ = tw.Close()
+	if err := c.StreamIn(context.Background(), backend.StreamInSpec{Path: "rel", User: "vcap", TarStream: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	vcapSpec := sh("cat /home/vcap/rel/f; echo $PATH")
+	vcapSpec.User = "vcap"
+	if status, out, _ := run(t, c, vcapSpec); status != 0 || out != "r\n/usr/local/bin:/usr/bin:/bin\n" {
+		t.Errorf("relative stream in, PATH of vcap: %d %q", status, out)
+	}
+	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "rel/f", User: "vcap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, err := tar.NewReader(rc).Next(); err != nil || h.Name != "f" {
+		t.Errorf("relative stream out: %v %v", h, err)
+	}
+	rc.Close()
+	// A source ending in "/" streams the directory's contents as ./NAME,
+	// as guardian does.
+	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "/home/vcap/app/", User: "vcap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for tr = tar.NewReader(rc); ; {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, h.Name)
+	}
+	rc.Close()
+	if !slices.Equal(names, []string{"./", "./run.sh"}) {
+		t.Errorf("streamed out app/: %q", names)
+	}
 	rc, err = c.StreamOut(context.Background(), backend.StreamOutSpec{Path: "/no/such/file"})
 	if err == nil {
 		_, err = io.ReadAll(rc)
@@ -364,6 +405,14 @@ func TestPropertiesAndErrors(t *testing.T) {
 	}
 	if cs, _ := b.Containers(ctx, backend.Properties{"owner": "me"}); len(cs) != 0 {
 		t.Errorf("filter on a removed property: %d containers", len(cs))
+	}
+	// A missing executable is an *exec.Error: the Garden server's
+	// ExecutableNotFoundError, as guardian reports it.
+	for _, path := range []string{"/no/such/binary", "no-such-command"} {
+		var ee *exec.Error
+		if _, err := c.Run(ctx, backend.ProcessSpec{Path: path}, backend.ProcessIO{}); !errors.As(err, &ee) {
+			t.Errorf("run %s: %v, want an *exec.Error", path, err)
+		}
 	}
 	// Two Destroys at once: one succeeds, the other is refused or finds nothing.
 	var wg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -450,7 +451,7 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	if err := mkdirInRoot(c.rootfsDir(), dir, u.uid, u.gid); err != nil {
 		return nil, fmt.Errorf("run in %q: working directory: %w", c.handle, err)
 	}
-	env := mergeEnv([]string{"PATH=" + defaultPath, "HOME=" + u.home, "USER=" + u.name}, containerEnv, spec.Env)
+	env := mergeEnv([]string{"PATH=" + pathFor(u.uid), "HOME=" + u.home, "USER=" + u.name}, containerEnv, spec.Env)
 	ps := processSpec(spec, u, env, dir, c.caps(privileged))
 	specFile := filepath.Join(c.procDir(), id+".json")
 	pidFile := filepath.Join(c.procDir(), id+".pid")
@@ -471,6 +472,11 @@ func (c *container) Run(ctx context.Context, spec backend.ProcessSpec, pio backe
 	kp, err := kc.Run(ctx, backend.ProcessSpec{ID: id, Path: c.b.opts.RuncPath, Args: args}, pio)
 	if err != nil {
 		if msg := lastRuncError(logFile); msg != "" {
+			if cause, ok := execNotFound(msg); ok {
+				// An *exec.Error is what the Garden server reports as
+				// ExecutableNotFoundError, as it does for the process backend.
+				return nil, fmt.Errorf("run %s in %q: %w", spec.Path, c.handle, &exec.Error{Name: spec.Path, Err: errors.New(cause)})
+			}
 			return nil, fmt.Errorf("run %s in %q: %s", spec.Path, c.handle, msg)
 		}
 		return nil, fmt.Errorf("run %s in %q: %w", spec.Path, c.handle, err)

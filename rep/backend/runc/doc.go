@@ -63,11 +63,14 @@
 // (name, uid, name:group or uid:gid; default root), read from the host
 // with every symlink resolved inside the rootfs; the working directory
 // defaults to the user's home and is created (owned by the user) if
-// missing. Signal goes to the process's host pid; Stop signals every
+// missing. A process whose env sets no PATH gets /usr/local/sbin:...:/bin
+// as root and /usr/local/bin:/usr/bin:/bin as any other user (as in
+// guardian). Signal goes to the process's host pid; Stop signals every
 // process in the container's cgroup but init (SIGTERM, then SIGKILL after
 // the grace time). StreamIn and StreamOut run the keeper binary's tar modes
 // (process.TarInFlag, TarOutFlag) inside the container as the given user,
-// so paths resolve in the container's mount namespace.
+// so paths resolve in the container's mount namespace; a relative path is
+// relative to the user's home (as guardian's nstar does).
 //
 // A new Backend over the same Root reads every state.json (the embedded
 // process backend adopts the keepers and their recorded statuses);

@@ -117,7 +117,10 @@ func (c *container) tarHelper(ctx context.Context, userName string, args []strin
 	c.mu.Lock()
 	privileged := c.st.Privileged
 	c.mu.Unlock()
-	ps := processSpec(backend.ProcessSpec{Path: initPath, Args: args}, u, []string{"PATH=" + defaultPath, "HOME=" + u.home}, "/", c.caps(privileged))
+	// A relative path is relative to the user's home, as in guardian
+	// (whose nstar changes to the home directory first).
+	args = append(args[:len(args)-1:len(args)-1], inHome(u.home, args[len(args)-1]))
+	ps := processSpec(backend.ProcessSpec{Path: initPath, Args: args}, u, []string{"PATH=" + pathFor(u.uid), "HOME=" + u.home}, "/", c.caps(privileged))
 	specFile := filepath.Join(c.procDir(), "tar-"+uuid.NewString()+".json")
 	if err := writeJSON(specFile, ps); err != nil {
 		return err

@@ -93,6 +93,28 @@ func (r runtime) delete(ctx context.Context, id string) error {
 	return err
 }
 
+// execNotFound reports whether a `runc exec` error message says that the
+// process's executable does not exist (an absolute path that is missing, or
+// a bare name not found on PATH), and returns the cause runc gives, without
+// the `exec: "NAME": ` part that names the executable.
+func execNotFound(msg string) (string, bool) {
+	const prefix = `exec: "`
+	i := strings.Index(msg, prefix)
+	if i < 0 {
+		return "", false
+	}
+	rest := msg[i+len(prefix):]
+	j := strings.Index(rest, `": `)
+	if j < 0 {
+		return "", false
+	}
+	cause := rest[j+len(`": `):]
+	if !strings.Contains(cause, "executable file not found") && !strings.Contains(cause, "no such file or directory") {
+		return "", false
+	}
+	return cause, true
+}
+
 // lastRuncError returns the message of the last error runc logged to a
 // JSON log file, or the file's last line.
 func lastRuncError(logFile string) string {

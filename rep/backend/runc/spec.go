@@ -2,6 +2,7 @@ package runc
 
 import (
 	"path"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -14,9 +15,33 @@ const (
 	// initPath is where the keeper binary is bind-mounted (read-only): it
 	// runs as PID 1 (process.InitFlag) and as the tar helper.
 	initPath = "/.gavel/init"
-	// defaultPath is the PATH of a process whose env sets none.
+	// defaultPath is the PATH of a root process whose env sets none.
 	defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	// defaultUserPath is the PATH of any other user's process (guardian's
+	// choice too: no sbin directories).
+	defaultUserPath = "/usr/local/bin:/usr/bin:/bin"
 )
+
+// pathFor is the default PATH of a process running as uid.
+func pathFor(uid uint32) string {
+	if uid == 0 {
+		return defaultPath
+	}
+	return defaultUserPath
+}
+
+// inHome resolves a container path relative to a user's home directory,
+// keeping a trailing "/" (which StreamOut gives a meaning).
+func inHome(home, p string) string {
+	if path.IsAbs(p) {
+		return p
+	}
+	joined := path.Join(home, p)
+	if strings.HasSuffix(p, "/") && joined != "/" {
+		joined += "/"
+	}
+	return joined
+}
 
 // maskedPaths and readonlyPaths are runc's defaults (`runc spec`).
 var (

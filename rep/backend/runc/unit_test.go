@@ -205,3 +205,42 @@ func TestContainerID(t *testing.T) {
 		t.Errorf("odd handle mapped to %q", odd)
 	}
 }
+
+// runc's messages for a missing executable are recognised, so that Run
+// returns an *exec.Error (the Garden server's ExecutableNotFoundError), and
+// other exec failures are not.
+func TestExecNotFound(t *testing.T) {
+	for _, tc := range []struct {
+		msg, cause string
+		ok         bool
+	}{
+		{`exec failed: unable to start container process: exec: "/no/such/binary": stat /no/such/binary: no such file or directory`, "stat /no/such/binary: no such file or directory", true},
+		{`exec failed: unable to start container process: exec: "nosuch": executable file not found in $PATH`, "executable file not found in $PATH", true},
+		{`exec failed: unable to start container process: exec: "/etc/passwd": permission denied`, "", false},
+		{`exec failed: unable to start container process: chdir to cwd ("/nope") set in config.json failed: no such file or directory`, "", false},
+		{`container "x" does not exist`, "", false},
+	} {
+		cause, ok := execNotFound(tc.msg)
+		if ok != tc.ok || cause != tc.cause {
+			t.Errorf("execNotFound(%q) = %q, %v; want %q, %v", tc.msg, cause, ok, tc.cause, tc.ok)
+		}
+	}
+}
+
+func TestDefaultPathAndHomeRelativePaths(t *testing.T) {
+	if pathFor(0) != defaultPath || pathFor(2000) != "/usr/local/bin:/usr/bin:/bin" {
+		t.Errorf("pathFor: %q %q", pathFor(0), pathFor(2000))
+	}
+	for _, tc := range [][3]string{
+		{"/home/vcap", "/abs", "/abs"},
+		{"/home/vcap", "rel", "/home/vcap/rel"},
+		{"/home/vcap", "rel/", "/home/vcap/rel/"},
+		{"/home/vcap", "./", "/home/vcap/"},
+		{"/", "", "/"},
+		{"/", "./", "/"},
+	} {
+		if got := inHome(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("inHome(%q, %q) = %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
+}
