@@ -165,9 +165,14 @@ func (c *cluster) removeContainers() {
 			c.t.Logf("cleanup: bridge %s: %v", cell.bridge, err)
 		}
 		cancel()
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cell.cgroupParent))
-		for _, d := range dirs {
-			_ = os.Remove(d)
+		// A container cgroup left by a daemon killed mid-destroy is empty:
+		// remove those below the parent first.
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cell.cgroupParent, "*"))
+		parents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cell.cgroupParent))
+		for _, d := range append(dirs, parents...) {
+			if st, err := os.Stat(d); err == nil && st.IsDir() {
+				_ = os.Remove(d)
+			}
 		}
 	}
 }
