@@ -173,13 +173,13 @@ func TestDaemonRestartKeepsContainersAndProcessesAttachable(t *testing.T) {
 			tag := strconv.Itoa(os.Getpid() % 100000)
 			switch backendName {
 			case "process":
-				cfg["process"] = map[string]any{"root_dir": filepath.Join(dir, "depot"), "port_range_start": 43100, "port_range_end": 43199}
+				cfg["process"] = map[string]any{"root_dir": filepath.Join(dir, "depot"), "port_range_start": 12100, "port_range_end": 12199}
 			case "runc":
 				t.Cleanup(func() { removeHostNetworkAndCgroups(t, "gvga"+tag, "gavel-garden-test-"+tag) })
 				cfg["runc"] = map[string]any{
 					"root_dir": filepath.Join(dir, "depot"), "host_userland_rootfs": "cflinuxfs4",
 					"bridge_name": "gvga" + tag, "subnet": "10.251.7.0/24", "cgroup_parent": "gavel-garden-test-" + tag,
-					"port_range_start": 43200, "port_range_end": 43299,
+					"port_range_start": 12200, "port_range_end": 12299,
 				}
 			}
 			d := startDaemon(t, bin, cfg)

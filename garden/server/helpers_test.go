@@ -79,7 +79,7 @@ func (ts *testServer) stop() {
 func newProcessBackend(t *testing.T) *process.Backend {
 	t.Helper()
 	b, err := process.New(process.Options{
-		Root: t.TempDir(), PortRangeStart: 43000, PortRangeEnd: 43999,
+		Root: t.TempDir(), PortRangeStart: 13000, PortRangeEnd: 13999,
 		PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
 	})
 	require.NoError(t, err)

@@ -596,7 +596,7 @@ func TestReaperRunsOnTheInjectedClock(t *testing.T) {
 
 func TestGraceTimeSetLaterSurvivesRestartOverProcessBackend(t *testing.T) {
 	root := t.TempDir()
-	opts := process.Options{Root: root, PortRangeStart: 43500, PortRangeEnd: 43599, PollInterval: 10 * time.Millisecond, DisableCgroups: true}
+	opts := process.Options{Root: root, PortRangeStart: 14000, PortRangeEnd: 14099, PollInterval: 10 * time.Millisecond, DisableCgroups: true}
 	b1, err := process.New(opts)
 	require.NoError(t, err)
 	first := startServer(t, b1, server.Options{})

@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 func newStack(t *testing.T) *garden.Backend {
 	t.Helper()
 	pb, err := process.New(process.Options{
-		Root: t.TempDir(), PortRangeStart: 44000, PortRangeEnd: 44999,
+		Root: t.TempDir(), PortRangeStart: 14500, PortRangeEnd: 15499,
 		PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
 	})
 	require.NoError(t, err)
@@ -303,7 +303,7 @@ func TestWaitReattachesAcrossAServerRestart(t *testing.T) {
 	root := t.TempDir()
 	newProcessBackend := func() *process.Backend {
 		pb, err := process.New(process.Options{
-			Root: root, PortRangeStart: 44000, PortRangeEnd: 44999,
+			Root: root, PortRangeStart: 14500, PortRangeEnd: 15499,
 			PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
 		})
 		require.NoError(t, err)
@@ -382,7 +382,7 @@ func TestWaitGivesUpOnAProcessTheServerForgot(t *testing.T) {
 	socket := filepath.Join(dir, "garden.sock")
 	serve := func() (*process.Backend, ifrit.Process) {
 		pb, err := process.New(process.Options{
-			Root: t.TempDir(), PortRangeStart: 44000, PortRangeEnd: 44999,
+			Root: t.TempDir(), PortRangeStart: 14500, PortRangeEnd: 15499,
 			PollInterval: 10 * time.Millisecond, DisableCgroups: true, GraceTime: time.Second,
 		})
 		require.NoError(t, err)

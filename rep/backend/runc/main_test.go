@@ -138,7 +138,10 @@ func newEnv(t testing.TB) *testEnv {
 	sfx := randomHex(t, 3)
 	b := make([]byte, 1)
 	_, _ = rand.Read(b)
-	start := uint32(40000 + int(b[0])*80)
+	// Below the ephemeral range (32768–60999): a mapped host port is DNATed
+	// for local connections too, and must never be a port the kernel hands
+	// to another test's listener.
+	start := uint32(31000 + int(b[0])%22*80)
 	e := &testEnv{
 		suffix: sfx,
 		opts: Options{
