@@ -119,14 +119,19 @@ func (c *container) restore(st persistedState) {
 		p := newProcess(c, pp.ID)
 		p.pid, p.pgid, p.startTime = pp.Pid, pp.Pgid, pp.StartTime
 		p.keeperPid, p.keeperStartTime = pp.KeeperPid, pp.KeeperStartTime
-		if status, ok := p.recorded(); ok {
+		status, ok := p.recorded()
+		if !ok && !alive(pp.Pid, pp.StartTime) && !p.keeperAlive() {
+			// The keeper writes the file before it exits: one that exited
+			// since the first look has written it.
+			if status, ok = p.recorded(); !ok {
+				continue // gone without a recorded status
+			}
+		}
+		if ok {
 			// Exited while no backend ran: kept for the next Attach.
 			c.procs[pp.ID] = p
 			p.finish(status, nil)
 			continue
-		}
-		if !alive(pp.Pid, pp.StartTime) && !p.keeperAlive() {
-			continue // gone without a recorded status
 		}
 		c.procs[pp.ID] = p
 		go p.watch(c.b.opts.PollInterval)
