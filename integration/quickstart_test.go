@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -134,8 +135,8 @@ func TestQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	clientConfig := filepath.Join(work, "home", ".gavel", "config.json")
-	bbsAddr := freeAddr(t)
-	natsPort := strconv.Itoa(freePort(t))
+	bbsAddr := devAddr(t)
+	natsPort := strconv.Itoa(devPort(t))
 	dev := &daemon{
 		name: "gavel-dev", path: bin("gavel"), dir: work, logPath: filepath.Join(work, "gavel-dev.out"),
 		args: []string{"dev", "--data-dir", filepath.Join(work, ".gavel"), "--client-config", clientConfig, "--bbs-address", bbsAddr, "--nats-port", natsPort},
@@ -319,14 +320,30 @@ func countStrays(dir, s string) int {
 	return n
 }
 
-func freePort(t *testing.T) int {
+// Ports a gavel dev under test is told to use come from this range, below
+// the kernel's ephemeral range (32768-60999 here) and apart from every
+// test's container ports: a port from freeAddr can be handed to the etcd
+// that gavel dev starts on port 0 before the BBS binds it.
+const devPortBase, devPortCount = 11000, 1000
+
+// devPort returns a free loopback port from the gavel dev range.
+func devPort(t *testing.T) int {
 	t.Helper()
-	_, port, err := net.SplitHostPort(freeAddr(t))
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		port := devPortBase + rand.IntN(devPortCount)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port
+		}
 	}
-	n, _ := strconv.Atoi(port)
-	return n
+	t.Fatalf("no free port in %d-%d", devPortBase, devPortBase+devPortCount-1)
+	return 0
+}
+
+// devAddr is 127.0.0.1 and a devPort.
+func devAddr(t *testing.T) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(devPort(t)))
 }
 
 // readmeShell runs README command lines in bash, in dir with env, each after

@@ -199,7 +199,7 @@ func TestDaemonRestartKeepsContainersAndProcessesAttachable(t *testing.T) {
 			})
 			out := &syncBuffer{}
 			proc, err := c.Run(ctx, handle, garden.ProcessSpec{
-				ID: "sleeper", Path: "/bin/sh", Args: []string{"-c", "echo started; trap 'exit 7' TERM; while :; do sleep 0.1; done"},
+				ID: "sleeper", Path: "/bin/sh", Args: []string{"-c", "trap 'exit 7' TERM; echo started; while :; do sleep 0.1; done"},
 			}, client.ProcessIO{Stdout: out})
 			require.NoError(t, err)
 			require.Eventually(t, func() bool { return strings.Contains(out.String(), "started") }, 20*time.Second, 20*time.Millisecond)

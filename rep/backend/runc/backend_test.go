@@ -151,9 +151,15 @@ func TestStopKeepsContainer(t *testing.T) {
 	e := newEnv(t)
 	b := e.newBackend(t)
 	c := create(t, b, backend.ContainerSpec{Handle: "stop-" + e.suffix})
-	p, err := c.Run(context.Background(), sh("trap 'exit 42' TERM; sleep 60 & wait"), backend.ProcessIO{})
+	var out syncBuffer
+	p, err := c.Run(context.Background(), sh("trap 'exit 42' TERM; echo trapped; sleep 60 & wait"), backend.ProcessIO{Stdout: &out})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Stop only once the trap is set (a TERM before it kills the shell: 143).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "trapped") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := c.Stop(context.Background(), false); err != nil {
 		t.Fatal(err)
