@@ -16,7 +16,10 @@ all: build
 
 ## build: static binaries (CGO_ENABLED=0): gavel-keeper also runs inside containers
 ## as their init, where the rootfs may have no C library.
+## The commit is stamped into the binaries (gavel version) wherever git is there,
+## even when the environment's GOFLAGS says -buildvcs=false.
 build: export CGO_ENABLED := 0
+build: export GOFLAGS := -buildvcs=auto
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 

@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -205,6 +207,13 @@ func newUpdateLRPCommand() *cobra.Command {
 func newScaleCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "scale PROCESS_GUID N", Short: "Set the number of instances", Args: cobra.ExactArgs(2)}
 	c := addConnFlags(cmd)
+	// "scale web -1" parses -1 as a flag: answer with the count's rule.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		if _, tok, ok := strings.Cut(err.Error(), " in "); ok && negativeNumber.MatchString(tok) {
+			return fmt.Errorf("instance count: want a number >= 0 (got %q)", tok)
+		}
+		return err
+	})
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		n, err := strconv.Atoi(args[1])
 		if err != nil || n < 0 {
@@ -397,6 +406,19 @@ func newWaitCommand() *cobra.Command {
 		defer bbs.Close()
 		tty := isTerminal(c.out)
 		deadline := time.Now().Add(timeout)
+		// A name that is not desired, or more instances than desired, can
+		// never be waited for: say so at once.
+		dctx, dcancel := c.ctx(cmd)
+		desired, err := bbs.GetDesiredLRP(dctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: args[0]})
+		dcancel()
+		if errors.Is(err, models.ErrNotFound) {
+			return fmt.Errorf("%s is not a desired LRP (gavel lrps lists them)", args[0])
+		} else if err != nil {
+			return c.explain(err)
+		}
+		if n := int(desired.GetDesiredLrp().GetInstances()); running > n {
+			return fmt.Errorf("--running %d: %s desires only %d instance(s)", running, args[0], n)
+		}
 		var last []*modelsv1.ActualLRP
 		for {
 			ctx, cancel := c.ctx(cmd)
@@ -422,6 +444,12 @@ func newWaitCommand() *cobra.Command {
 				}
 				return nil
 			}
+			if crashing := keepsCrashing(last); crashing != "" {
+				if tty {
+					fmt.Fprintln(c.out)
+				}
+				return fmt.Errorf("%d of %d instances of %s running, and they will not all be soon: %s", got, running, args[0], crashing)
+			}
 			if time.Now().After(deadline) {
 				if tty {
 					fmt.Fprintln(c.out)
@@ -432,6 +460,26 @@ func newWaitCommand() *cobra.Command {
 		}
 	}
 	return cmd
+}
+
+// negativeNumber is a negative count given where a count is expected.
+var negativeNumber = regexp.MustCompile(`^-[0-9]+$`)
+
+// restartBackoffCrashes is the crash count from which the crash policy
+// waits (30 s, doubling) before restarting an instance (Diego's rule).
+const restartBackoffCrashes = 3
+
+// keepsCrashing describes the instances that crashed often enough that the
+// crash policy now delays their restart, or "" when there are none.
+func keepsCrashing(rows []*modelsv1.ActualLRP) string {
+	var parts []string
+	for _, a := range rows {
+		if a.GetPresence() != models.Ordinary || a.GetState() != models.Crashed || a.GetCrashCount() < restartBackoffCrashes {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("index %d CRASHED %d times (%s)", a.GetKey().GetIndex(), a.GetCrashCount(), a.GetCrashReason()))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // missing describes the instances that are not running.

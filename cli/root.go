@@ -16,6 +16,7 @@ func NewRootCommand() *cobra.Command {
 		newRoutesCommand(),
 		newCertsCommand(),
 		newRootfsCommand(),
+		newVersionCommand(),
 	)
 	return root
 }
