@@ -106,10 +106,19 @@ const (
 	TriggerStart    = "start"
 	TriggerInterval = "interval"
 	TriggerCellLost = "cell_lost"
+	// TriggerInstanceRemoved is a pass after the row of an instance its
+	// desired LRP still wants was removed (a restarted cell found no
+	// container for it, or it was retired).
+	TriggerInstanceRemoved = "instance_removed"
 )
 
-// Run runs a pass at once, then every interval and whenever a cell presence
-// disappears, until signalled. A failed pass is logged; the next one plans
+// removalSettle is how long a pass waits after the first removal of a
+// wanted instance, so that a burst of removals gathers into one pass.
+const removalSettle = 100 * time.Millisecond
+
+// Run runs a pass at once, then every interval, whenever a cell presence
+// disappears and shortly after the row of a wanted instance is removed,
+// until signalled. A failed pass is logged; the next one plans
 // again from scratch.
 func (c *Converger) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -123,6 +132,8 @@ func (c *Converger) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}()
 	lost, unsubscribe := c.opts.Store.Cache().CellRemovals()
 	defer unsubscribe()
+	removed, unsubscribeRemoved := c.opts.Store.Cache().WantedInstanceRemovals()
+	defer unsubscribeRemoved()
 	interval := c.cfg.Interval.D()
 	timer := c.opts.Clock.NewTimer(interval)
 	defer timer.Stop()
@@ -136,6 +147,15 @@ func (c *Converger) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			timer.Reset(interval)
 		case <-lost:
 			c.runPass(ctx, TriggerCellLost)
+		case <-removed:
+			// A restarting cell removes its instances one request at a
+			// time: let a burst gather into one pass.
+			select {
+			case <-c.opts.Clock.After(removalSettle):
+			case <-ctx.Done():
+				continue
+			}
+			c.runPass(ctx, TriggerInstanceRemoved)
 		case <-ctx.Done():
 			c.logger.Info("stopped")
 			return nil

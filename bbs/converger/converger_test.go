@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -500,4 +501,67 @@ func TestPassMetrics(t *testing.T) {
 	require.Equal(t, 1.0, got["gavel_bbs_convergence_pass_duration_seconds"])
 	require.Equal(t, 1.0, got["gavel_bbs_convergence_tasks_kicked_total"])
 	require.Equal(t, 1.0, got["gavel_bbs_convergence_present_cells"])
+}
+
+// passes reads gavel_bbs_convergence_passes_total for one trigger.
+func (f *fixture) passes(trigger string) float64 {
+	f.t.Helper()
+	mfs, err := f.reg.Gather()
+	require.NoError(f.t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "gavel_bbs_convergence_passes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "trigger" && l.GetValue() == trigger {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// The row of an instance its desired LRP still wants, removed (a restarted
+// cell with no container for it, a retire), is replaced by a pass right
+// away, not at the next periodic pass; a removal a scale-down explains
+// triggers no pass.
+func TestRemovedWantedInstanceIsReplacedAtOnce(t *testing.T) {
+	f := newFixture(t)
+	f.cellUp("c1")
+	f.desire("web", "d", 2)
+	f.run("web", "d", 0, "c1")
+	f.run("web", "d", 1, "c1")
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	done := make(chan struct{})
+	signals := make(chan os.Signal, 1)
+	ready := make(chan struct{})
+	go func() { defer close(done); _ = f.conv.Run(signals, ready) }()
+	defer func() { signals <- os.Interrupt; <-done }()
+	<-ready
+	require.Eventually(t, func() bool { return f.passes(converger.TriggerStart) == 1 }, 10*time.Second, 10*time.Millisecond)
+	f.rec.take()
+
+	// The interval (30 s on the fake clock) never elapses in this test.
+	require.NoError(t, f.store.RemoveActualLRP(ctx, "web", 0, ik("web", 0, "c1")))
+	require.Eventually(t, func() bool {
+		f.clock.Increment(50 * time.Millisecond) // the pass waits 100 ms for a burst to gather
+		return f.passes(converger.TriggerInstanceRemoved) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return slices.Contains(f.rows("web"), "0/ORDINARY/UNCLAIMED@")
+	}, 10*time.Second, 10*time.Millisecond, "rows %v", f.rows("web"))
+	lrps, _, _, _ := f.rec.take()
+	require.Contains(t, lrps, "web/0", "the replacement is auctioned")
+
+	// Scaled down to 1: instance 1's removal is explained, no pass.
+	_, err := f.store.UpdateDesiredLRP(ctx, "web", &modelsv1.DesiredLRPUpdate{Instances: proto.Int32(1)})
+	require.NoError(t, err)
+	require.NoError(t, f.store.RemoveActualLRP(ctx, "web", 1, ik("web", 1, "c1")))
+	time.Sleep(300 * time.Millisecond)
+	f.clock.Increment(time.Second)
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, 1.0, f.passes(converger.TriggerInstanceRemoved), "no pass for an instance the scale-down removed")
 }

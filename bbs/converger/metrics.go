@@ -41,7 +41,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gavel_bbs_convergence_passes_total", Help: "Convergence passes, by trigger (start, interval, cell_lost).",
+			Name: "gavel_bbs_convergence_passes_total", Help: "Convergence passes, by trigger (start, interval, cell_lost, instance_removed).",
 		}, []string{"trigger"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_bbs_convergence_actions_total", Help: "Convergence actions carried out, by action.",

@@ -107,6 +107,7 @@ type Cache struct {
 	// progressAsked is true while a progress request to etcd is in flight.
 	progressAsked atomic.Bool
 	cellSubs      map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
+	wantedSubs    map[chan struct{}]struct{} // WantedInstanceRemovals subscribers (convergence.go)
 	lockSubs      map[chan struct{}]struct{} // LockChanges subscribers (lockwatch.go)
 }
 
@@ -196,7 +197,7 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		}
 		c.mu.Lock()
 		st := c.state
-		cellGone, lockChanged := false, false
+		cellGone, lockChanged, wantedGone := false, false, false
 		for _, ev := range wr.Events {
 			if strings.HasPrefix(string(ev.Kv.Key), locksPrefix) {
 				lockChanged = true
@@ -204,6 +205,9 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 			if ev.Type == clientv3.EventTypeDelete {
 				if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
 					cellGone = true
+				}
+				if !wantedGone && st.isWantedInstance(c.keys.parse(string(ev.Kv.Key))) {
+					wantedGone = true
 				}
 				c.applyDelete(st, ev.Kv.Key)
 			} else if err := c.applyPut(st, ev.Kv); err != nil {
@@ -219,6 +223,9 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		c.notifyLocked()
 		if cellGone {
 			c.notifyCellRemovedLocked()
+		}
+		if wantedGone {
+			notifyAll(c.wantedSubs)
 		}
 		if lockChanged {
 			c.notifyLockChangedLocked()

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/models"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
@@ -245,6 +246,52 @@ func (c *Cache) CellRemovals() (<-chan struct{}, func()) {
 // notifyCellRemovedLocked signals the CellRemovals subscribers; c.mu is held.
 func (c *Cache) notifyCellRemovedLocked() {
 	for ch := range c.cellSubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// WantedInstanceRemovals returns a channel that receives a value whenever
+// the ORDINARY row of an instance that its desired LRP still wants is
+// deleted (a cell that lost the container removed it, or it was retired),
+// after the cache reflects the deletion, so that convergence can create the
+// replacement at once instead of at its next periodic pass. Removals that
+// a scale-down or a removed desired LRP explain do not signal. Signals
+// coalesce like CellRemovals'. Call the returned function to unsubscribe.
+func (c *Cache) WantedInstanceRemovals() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	if c.wantedSubs == nil {
+		c.wantedSubs = map[chan struct{}]struct{}{}
+	}
+	c.wantedSubs[ch] = struct{}{}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.wantedSubs, ch)
+		c.mu.Unlock()
+	}
+}
+
+// isWantedInstance reports whether pk names the ORDINARY row of an instance
+// whose desired LRP (in st) still wants its index.
+func (st *cacheState) isWantedInstance(pk parsedKey) bool {
+	if pk.kind != kindActual || pk.actual.presence != models.Ordinary {
+		return false
+	}
+	if _, ok := st.actuals[pk.actual]; !ok {
+		return false
+	}
+	sched, ok := st.schedules[pk.actual.guid]
+	return ok && pk.actual.index < sched.val.GetInstances()
+}
+
+// notifyAll signals every subscriber without blocking; the caller holds the
+// cache's lock.
+func notifyAll(subs map[chan struct{}]struct{}) {
+	for ch := range subs {
 		select {
 		case ch <- struct{}{}:
 		default:
