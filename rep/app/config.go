@@ -254,9 +254,23 @@ func (c Config) Validate() error {
 
 // AdvertisedRootFSProviders is what the cell advertises: with the runc
 // backend, the preloaded rootfses it can run and local docker and oci images
-// (rootfs_providers is not used); otherwise rootfs_providers.
+// (rootfs_providers is not used); with the process backend,
+// rootfs_providers without docker and oci (it cannot run images); otherwise
+// rootfs_providers.
 func (c Config) AdvertisedRootFSProviders() map[string][]string {
-	if c.Backend != BackendRunc {
+	switch c.Backend {
+	case BackendRunc:
+	case BackendProcess:
+		// Bare processes cannot run an image: a cell that advertised
+		// docker or oci would run such work on the host instead.
+		out := make(map[string][]string, len(c.RootFSProviders))
+		for scheme, stacks := range c.RootFSProviders {
+			if scheme != "docker" && scheme != "oci" {
+				out[scheme] = stacks
+			}
+		}
+		return out
+	default:
 		return c.RootFSProviders
 	}
 	names := make([]string, 0, len(c.Runc.Rootfses)+1)

@@ -69,6 +69,11 @@ func TestRuncCellAdvertisesItsRootfses(t *testing.T) {
 	c.RootFSProviders = map[string][]string{"preloaded": {"other"}, "docker": {}}
 	require.Equal(t, map[string][]string{"preloaded": {"busybox", "cflinuxfs4"}, "docker": {}, "oci": {}}, c.AdvertisedRootFSProviders())
 
+	// A process cell runs no image: docker and oci are not advertised.
 	p := containerConfig(app.BackendProcess)
-	require.Equal(t, p.RootFSProviders, p.AdvertisedRootFSProviders())
+	p.RootFSProviders = map[string][]string{"preloaded": {"cflinuxfs4"}, "docker": {}, "oci": {}}
+	require.Equal(t, map[string][]string{"preloaded": {"cflinuxfs4"}}, p.AdvertisedRootFSProviders())
+
+	s := containerConfig(app.BackendSim)
+	require.Equal(t, s.RootFSProviders, s.AdvertisedRootFSProviders())
 }
