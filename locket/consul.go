@@ -47,6 +47,9 @@ type ConsulOptions struct {
 // another session. Release releases the key, deletes it if it is still
 // unheld, and destroys the session.
 //
+// Consul refuses session TTLs under 10 s (and above 24 h): Acquire then
+// fails with Consul's error; Gavel's default TTL is 15 s.
+//
 // Keys: Consul KV keys have no leading '/', so the logical keys of keys.go
 // are stored without it ("/gavel/v1/cells/c1" is "gavel/v1/cells/c1").
 type ConsulBackend struct {
@@ -84,7 +87,8 @@ func writeOpts(ctx context.Context) *api.WriteOptions {
 }
 
 // Acquire implements [Backend]. While a lock-delay keeps an absent key from
-// being acquired it waits for the delay (at most once) before answering.
+// being acquired it waits once (the configured lock-delay, or half a second
+// when that is 0) and tries again before answering ErrHeld.
 func (b *ConsulBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
 	key := ConsulKey(req.Key)
 	ttl := time.Duration(ttlSeconds(req.TTL)) * time.Second
@@ -178,12 +182,18 @@ func (b *ConsulBackend) acquireKey(ctx context.Context, key, id string, req Acqu
 				cancel()
 			}
 			return ok, nil
-		case delayed || b.lockDelay <= 0:
+		case delayed:
 			return false, nil
 		default:
-			// Absent or unheld but refused: a lock-delay is running.
+			// Absent or unheld but refused: a lock-delay is running (ours,
+			// or a longer one set by the last holder's session). Wait once
+			// rather than have the caller retry at once.
 			delayed = true
-			t := time.NewTimer(b.lockDelay)
+			wait := b.lockDelay
+			if wait <= 0 {
+				wait = consulRetry
+			}
+			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()

@@ -280,3 +280,33 @@ func TestConsulAcquireFailsWhenConsulIsDown(t *testing.T) {
 	assert.NotErrorIs(t, err, locket.ErrHeld)
 	assert.ErrorContains(t, err, "creating a 1s session for gavel/v1/locks/bbs")
 }
+
+func TestConsulAcquireOneHolderOnly(t *testing.T) {
+	d := newConsulDouble(t)
+	const contenders = 8
+	type result struct {
+		lease locket.Lease
+		err   error
+	}
+	results := make(chan result, contenders)
+	for i := 0; i < contenders; i++ {
+		b := consulBackend(t, d, 0)
+		go func() {
+			l, err := b.Acquire(ctx(t), locket.AcquireRequest{Key: locket.LockKey("", "bbs"), Value: []byte("v"), TTL: consulTTL})
+			results <- result{l, err}
+		}()
+	}
+	var held []locket.Lease
+	for i := 0; i < contenders; i++ {
+		r := <-results
+		if r.err != nil {
+			assert.ErrorIs(t, r.err, locket.ErrHeld)
+			continue
+		}
+		held = append(held, r.lease)
+	}
+	require.Len(t, held, 1, "exactly one contender holds the key")
+	assert.Equal(t, 1, d.sessionCount(), "the losers destroy their sessions")
+	require.NoError(t, held[0].Release(ctx(t)))
+	assert.Equal(t, 0, d.sessionCount())
+}
