@@ -9,18 +9,26 @@
 // the rep stores a protobuf CellPresence) and keeps it alive; unlike a lock
 // it never gives up: when the record is lost it registers again.
 //
-// Readers use [FetchLock], [FetchPresence] and [FetchPresences]; the key
-// layout lives in keys.go ([LockKey], [PresenceKey], [PresencePrefix]).
+// Readers use [FetchLock], [FetchPresence] and [FetchPresences] (etcd), or
+// [FetchLockFrom], [FetchPresenceFrom] and [FetchPresencesFrom] over any
+// [Reader] (both backends are readers); the key layout lives in keys.go
+// ([LockKey], [PresenceKey], [PresencePrefix]).
 //
 // # Backends
 //
 // The runners talk to a [Backend] (acquire a leased record, wait for it to
 // be released) and the [Lease] it returns (lost notification, release).
-// etcd is the only backend today ([NewEtcdBackend], used when the options
+// etcd is the default backend ([NewEtcdBackend], used when the options
 // carry a clientv3 client): a record is a key bound to an etcd lease of the
 // TTL, created by a transaction only when the key is absent and kept alive
 // by clientv3's KeepAlive (a renewal every TTL/3). A lease is lost when the
 // keep-alive ends (expired, revoked, or not renewed within the TTL), or when
-// the key is deleted or overwritten. A Consul backend (sessions with a TTL
-// and KV acquire) can implement the same interfaces later.
+// the key is deleted or overwritten.
+//
+// [NewConsulBackend] is the Consul option: a record is a Consul session
+// (TTL, behavior "delete", a configurable lock-delay, no health checks)
+// holding the key by KV acquire, renewed every TTL/3 and watched with
+// blocking queries; see [ConsulBackend]. Consul KV keys have no leading '/'
+// ([ConsulKey]). Its tests run against an in-process double of Consul's
+// HTTP API, since no Consul server runs where Gavel is built.
 package locket

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,10 @@ type EtcdBackend struct {
 	logger lager.Logger
 }
 
-var _ Backend = (*EtcdBackend)(nil)
+var (
+	_ Backend = (*EtcdBackend)(nil)
+	_ Reader  = (*EtcdBackend)(nil)
+)
 
 // NewEtcdBackend returns a backend over client. logger may be nil.
 func NewEtcdBackend(client *clientv3.Client, logger lager.Logger) *EtcdBackend {
@@ -136,6 +140,31 @@ func (b *EtcdBackend) WaitReleased(ctx context.Context, key string) error {
 		return err
 	}
 	return fmt.Errorf("locket: watch on %s ended", key)
+}
+
+// Get implements [Reader].
+func (b *EtcdBackend) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	resp, err := b.client.Get(ctx, key)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, false, nil
+	}
+	return resp.Kvs[0].Value, true, nil
+}
+
+// List implements [Reader].
+func (b *EtcdBackend) List(ctx context.Context, prefix string) (map[string][]byte, error) {
+	resp, err := b.client.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), prefix)] = kv.Value
+	}
+	return out, nil
 }
 
 // etcdLease is a held record bound to an etcd lease.
