@@ -52,7 +52,9 @@
 //     written on (a VM with a cgroup v1 hierarchy on /sys/fs/cgroup and an empty
 //     cgroup2 mount on /sys/fs/cgroup/unified) is in the second case.
 //
-// Containers also implement backend.PropertyEditor (an edit is saved to
+// Containers also implement backend.MetricsReporter (memory and CPU of the
+// processes in their processes' groups, from /proc, and the bytes of their
+// directory), backend.PropertyEditor (an edit is saved to
 // state.json at once) and backend.LimitsReporter (the limits given at
 // Create), which the Garden server (garden/server) uses for its property
 // routes, its persisted grace time and its limits routes.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gavelhq/gavel/rep/backend"
+	"github.com/gavelhq/gavel/rep/backend/process"
 )
 
 var (
@@ -302,28 +302,11 @@ func (c *container) Metrics(ctx context.Context) (backend.ContainerMetrics, erro
 	if err != nil {
 		return backend.ContainerMetrics{}, fmt.Errorf("metrics of %q: %w", c.handle, err)
 	}
-	m.DiskBytesUsed, m.DiskInodesUsed = diskUsage(c.upperDir())
+	m.DiskBytesUsed, m.DiskInodesUsed = process.DiskUsage(c.upperDir())
 	c.mu.Lock()
 	m.Age = time.Since(c.st.CreatedAt)
 	c.mu.Unlock()
 	return m, nil
-}
-
-// diskUsage sums the blocks and counts the inodes below dir.
-func diskUsage(dir string) (bytes, inodes uint64) {
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		inodes++
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				bytes += uint64(st.Blocks) * 512
-			}
-		}
-		return nil
-	})
-	return bytes, inodes
 }
 
 // Stop signals every process of the container but its init: SIGTERM, then
