@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -171,6 +172,14 @@ func TestRestartKeepsTaskExitStatus(t *testing.T) {
 			return task.GetState() == modelsv1.TaskState_TASK_STATE_RUNNING
 		})
 		pids[tk.guid] = readPid(t, filepath.Join(cfg.Process.RootDir, tk.guid, "rootfs", "task.pid"))
+		// The task is RUNNING (and wrote its pid) as soon as its process
+		// starts, a moment before the rep records the process in
+		// state.json; the SIGKILL below must come after that record (a rep
+		// killed inside that moment loses the process: a known gap).
+		require.Eventually(t, func() bool {
+			data, err := os.ReadFile(filepath.Join(cfg.Process.RootDir, tk.guid, "state.json"))
+			return err == nil && strings.Contains(string(data), `"processes"`) && strings.Contains(string(data), `"pid"`)
+		}, 10*time.Second, 10*time.Millisecond, "the rep records %s's process", tk.guid)
 	}
 	release := func(guid string) {
 		require.NoError(t, os.WriteFile(filepath.Join(cfg.Process.RootDir, guid, "rootfs", "release"), nil, 0o644))
