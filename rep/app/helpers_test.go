@@ -96,13 +96,13 @@ func runDaemon(path string) int {
 var ctx = context.Background()
 
 // startBBS runs an active BBS on the shared etcd under prefix.
-func startBBS(t *testing.T, prefix string) (*bbsapp.BBS, *client.Client) {
+func startBBS(t testing.TB, prefix string) (*bbsapp.BBS, *client.Client) {
 	t.Helper()
 	return startBBSWith(t, prefix, func(*bbsapp.Config) {})
 }
 
 // startBBSWith is startBBS with the config changed by tweak.
-func startBBSWith(t *testing.T, prefix string, tweak func(*bbsapp.Config)) (*bbsapp.BBS, *client.Client) {
+func startBBSWith(t testing.TB, prefix string, tweak func(*bbsapp.Config)) (*bbsapp.BBS, *client.Client) {
 	t.Helper()
 	cfg := bbsapp.DefaultConfig()
 	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
@@ -189,7 +189,7 @@ func destroyContainers(t *testing.T, root string) {
 }
 
 // startRep runs a rep in this process until stop is called or the test ends.
-func startRep(t *testing.T, cfg app.Config) (r *app.Rep, stop func()) {
+func startRep(t testing.TB, cfg app.Config) (r *app.Rep, stop func()) {
 	t.Helper()
 	r = app.New(cfg, lager.NewLogger("rep"))
 	proc := ifrit.Background(r.Runner())

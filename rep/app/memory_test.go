@@ -13,32 +13,31 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdtest"
 )
 
-// TestSimCellMemory measures the memory of simulated cells: set
-// GAVEL_REP_FARM_MEMORY to a list of farm sizes ("200,1000"). It reports
-// heap (after GC), RSS and goroutines per cell, each over the process before
-// the farm started (the BBS runs in the same process and is part of the
-// baseline). Nothing is asserted about the figures.
-func TestSimCellMemory(t *testing.T) {
-	sizes := os.Getenv("GAVEL_REP_FARM_MEMORY")
-	if sizes == "" {
-		t.Skip("set GAVEL_REP_FARM_MEMORY=200,1000 to measure")
-	}
-	for _, s := range strings.Split(sizes, ",") {
-		n, err := strconv.Atoi(s)
-		require.NoError(t, err)
-		t.Run(s, func(t *testing.T) {
-			prefix := etcdtest.Prefix(t)
-			b, _ := startBBS(t, prefix)
-			heap0, rss0, g0 := measure()
-			start := time.Now()
-			r, stop := startRep(t, simConfig(t, prefix, b.Addr(), n))
-			took := time.Since(start)
-			time.Sleep(2 * time.Second) // let the first bulk syncs settle
-			require.Len(t, r.Cells(), n)
-			heap1, rss1, g1 := measure()
-			t.Logf("%d cells ready in %s: heap %.1f KB/cell, RSS %.1f KB/cell, %.1f goroutines/cell",
-				n, took.Round(time.Millisecond), float64(heap1-heap0)/1024/float64(n), float64(rss1-rss0)/1024/float64(n), float64(g1-g0)/float64(n))
-			stop()
+// BenchmarkSimCellMemory measures the memory of farms of 200 and 1,000
+// simulated cells: heap (after GC), RSS and goroutines per cell, each over
+// the process before the farm started (the BBS runs in the same process and
+// is part of the baseline), reported as benchmark metrics:
+//
+//	go test -run '^$' -bench SimCellMemory -benchtime 1x ./rep/app
+func BenchmarkSimCellMemory(b *testing.B) {
+	for _, n := range []int{200, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				prefix := etcdtest.Prefix(b)
+				bbs, _ := startBBS(b, prefix)
+				heap0, rss0, g0 := measure()
+				start := time.Now()
+				r, stop := startRep(b, simConfig(b, prefix, bbs.Addr(), n))
+				took := time.Since(start)
+				time.Sleep(2 * time.Second) // let the first bulk syncs settle
+				require.Len(b, r.Cells(), n)
+				heap1, rss1, g1 := measure()
+				stop()
+				b.ReportMetric(took.Seconds(), "s-to-ready")
+				b.ReportMetric(float64(heap1-heap0)/1024/float64(n), "heap-KB/cell")
+				b.ReportMetric(float64(rss1-rss0)/1024/float64(n), "RSS-KB/cell")
+				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/cell")
+			}
 		})
 	}
 }

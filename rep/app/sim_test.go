@@ -20,7 +20,7 @@ import (
 	"github.com/gavelhq/gavel/rep/app"
 )
 
-func simConfig(t *testing.T, prefix, bbsAddr string, cells int) app.Config {
+func simConfig(t testing.TB, prefix, bbsAddr string, cells int) app.Config {
 	cfg := app.DefaultConfig()
 	cfg.InsecurePlaintext = true // not about TLS: mTLS is tested in integration/ and TestDefaultConfigServesMutualTLS
 	cfg.CellID = "sim"
