@@ -3,6 +3,8 @@ package locket
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 )
 
@@ -58,4 +60,55 @@ type Lease interface {
 	// Release stops the keep-alive and deletes the record if still held.
 	// It is idempotent.
 	Release(ctx context.Context) error
+}
+
+// leaseState is what every Lease keeps about its end: the Lost channel,
+// the error that closed it, and whether it was released on purpose. The
+// backends' leases embed it.
+type leaseState struct {
+	key  string
+	lost chan struct{}
+
+	mu       sync.Mutex
+	err      error
+	released bool
+}
+
+func newLeaseState(key string) leaseState {
+	return leaseState{key: key, lost: make(chan struct{})}
+}
+
+// Lost implements [Lease].
+func (s *leaseState) Lost() <-chan struct{} { return s.lost }
+
+// Err implements [Lease].
+func (s *leaseState) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// markLost records why the lease was lost and closes Lost, unless the lease
+// was released on purpose or already lost; it reports whether it did.
+func (s *leaseState) markLost(reason string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released || s.err != nil {
+		return false
+	}
+	s.err = fmt.Errorf("%w: %s: %s", ErrLeaseLost, s.key, reason)
+	close(s.lost)
+	return true
+}
+
+// markReleased records a release on purpose; false when it was released
+// before.
+func (s *leaseState) markReleased() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released {
+		return false
+	}
+	s.released = true
+	return true
 }

@@ -129,13 +129,12 @@ func (b *ConsulBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease,
 
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &consulLease{
-		backend: b,
-		key:     key,
-		id:      id,
-		ttl:     ttl,
-		cancel:  cancel,
-		lost:    make(chan struct{}),
-		logger:  b.logger.Session("lease", lager.Data{"key": key, "session": id}),
+		leaseState: newLeaseState(key),
+		backend:    b,
+		id:         id,
+		ttl:        ttl,
+		cancel:     cancel,
+		logger:     b.logger.Session("lease", lager.Data{"key": key, "session": id}),
 	}
 	l.wg.Add(2)
 	go l.renew(lctx)
@@ -265,42 +264,23 @@ func (b *ConsulBackend) List(ctx context.Context, prefix string) (map[string][]b
 
 // consulLease is a held record bound to a Consul session.
 type consulLease struct {
+	leaseState
 	backend *ConsulBackend
-	key     string
 	id      string
 	ttl     time.Duration
 	logger  lager.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-
-	lost chan struct{}
-
-	mu       sync.Mutex
-	err      error
-	released bool
 }
 
 var _ Lease = (*consulLease)(nil)
 
-func (l *consulLease) Lost() <-chan struct{} { return l.lost }
-
-func (l *consulLease) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
 // markLost records why the lease was lost, closes Lost and stops the
 // renewal and the watch, unless the lease was released on purpose.
 func (l *consulLease) markLost(reason string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.released || l.err != nil {
-		return
+	if l.leaseState.markLost(reason) {
+		l.cancel()
 	}
-	l.err = fmt.Errorf("%w: %s: %s", ErrLeaseLost, l.key, reason)
-	close(l.lost)
-	l.cancel()
 }
 
 // renew renews the session every TTL/3 until ctx is done or the session is
@@ -375,14 +355,9 @@ func (l *consulLease) watch(ctx context.Context) {
 // the key, deletes it if nobody acquired it meanwhile, and destroys the
 // session. Releasing first spares the next holder the lock-delay.
 func (l *consulLease) Release(ctx context.Context) error {
-	l.mu.Lock()
-	if l.released {
-		l.mu.Unlock()
+	if !l.markReleased() {
 		return nil
 	}
-	l.released = true
-	l.mu.Unlock()
-
 	l.cancel()
 	l.wg.Wait()
 	kv := l.backend.client.KV()

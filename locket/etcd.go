@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -96,11 +95,10 @@ func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, e
 	}
 
 	l := &etcdLease{
-		client: b.client,
-		key:    req.Key,
-		id:     id,
-		lost:   make(chan struct{}),
-		done:   make(chan struct{}),
+		leaseState: newLeaseState(req.Key),
+		client:     b.client,
+		id:         id,
+		done:       make(chan struct{}),
 		logger: b.logger.Session("lease", lager.Data{"key": req.Key, "lease": fmt.Sprintf("%x", int64(id))}),
 	}
 	kaCtx, cancel := context.WithCancel(context.Background())
@@ -169,41 +167,15 @@ func (b *EtcdBackend) List(ctx context.Context, prefix string) (map[string][]byt
 
 // etcdLease is a held record bound to an etcd lease.
 type etcdLease struct {
+	leaseState
 	client *clientv3.Client
-	key    string
 	id     clientv3.LeaseID
 	logger lager.Logger
 	cancel context.CancelFunc
-
-	lost chan struct{}
-	done chan struct{} // closed when monitor returns
-
-	mu       sync.Mutex
-	err      error
-	released bool
+	done   chan struct{} // closed when monitor returns
 }
 
 var _ Lease = (*etcdLease)(nil)
-
-func (l *etcdLease) Lost() <-chan struct{} { return l.lost }
-
-func (l *etcdLease) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
-}
-
-// markLost records why the lease was lost and closes Lost, unless the lease
-// was released on purpose.
-func (l *etcdLease) markLost(reason string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.released || l.err != nil {
-		return
-	}
-	l.err = fmt.Errorf("%w: %s: %s", ErrLeaseLost, l.key, reason)
-	close(l.lost)
-}
 
 // monitor drains the keep-alive channel and watches the key from rev+1; it
 // marks the lease lost on the first sign of loss and returns.
@@ -304,14 +276,9 @@ func (l *etcdLease) recheck(ctx context.Context) (int64, string) {
 // Release implements [Lease]: it stops the keep-alive and revokes the lease,
 // which deletes the key.
 func (l *etcdLease) Release(ctx context.Context) error {
-	l.mu.Lock()
-	if l.released {
-		l.mu.Unlock()
+	if !l.markReleased() {
 		return nil
 	}
-	l.released = true
-	l.mu.Unlock()
-
 	l.cancel()
 	<-l.done
 	if _, err := l.client.Revoke(ctx, l.id); err != nil {
