@@ -99,7 +99,7 @@ func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, e
 		client:     b.client,
 		id:         id,
 		done:       make(chan struct{}),
-		logger: b.logger.Session("lease", lager.Data{"key": req.Key, "lease": fmt.Sprintf("%x", int64(id))}),
+		logger:     b.logger.Session("lease", lager.Data{"key": req.Key, "lease": fmt.Sprintf("%x", int64(id))}),
 	}
 	kaCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
