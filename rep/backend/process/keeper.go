@@ -306,11 +306,7 @@ func writeExitFile(path string, rec exitRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode exit record: %w", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("write exit file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := WriteFileAtomic(path, data, 0o644); err != nil {
 		return fmt.Errorf("write exit file: %w", err)
 	}
 	return nil
