@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/cellclient"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/server"
 	"github.com/gavelhq/gavel/bbs/store"
@@ -88,6 +90,8 @@ func (b *BBS) Runner() ifrit.Runner {
 		grouper.Member{Name: "lock", Runner: ifrit.RunFunc(b.runLock)},
 		// After the lock: only the holder converges.
 		grouper.Member{Name: "converger", Runner: ifrit.RunFunc(b.runConverger)},
+		// Only the holder re-encrypts records under a new active key.
+		grouper.Member{Name: "reencrypt", Runner: ifrit.RunFunc(b.runReencrypt)},
 	)
 	return grouper.NewOrdered(os.Interrupt, members)
 }
@@ -128,6 +132,12 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if maxReqBytes == 0 {
 		maxReqBytes = DefaultEtcdMaxRequestBytes
 	}
+	// Keys are derived (scrypt) or read once, here; a missing key file or an
+	// active label that is not a key stops the BBS before it serves.
+	keyring, err := encryption.Load(b.cfg.Encryption)
+	if err != nil {
+		return fmt.Errorf("load encryption keys: %w", err)
+	}
 	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 	client, err := etcdclient.Dial(dctx, ecfg)
 	dcancel()
@@ -147,7 +157,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	b.registry.MustRegister(commits, commitDur)
 	b.store = store.New(store.Options{
 		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
-		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes,
+		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes, Keyring: keyring,
 		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
@@ -160,7 +170,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err := b.store.WaitSynced(ctx); err != nil {
 		return err
 	}
-	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints, "etcd_max_txn_ops": maxTxnOps, "etcd_max_request_bytes": maxReqBytes})
+	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints, "active_key_label": keyring.Active(), "etcd_max_txn_ops": maxTxnOps, "etcd_max_request_bytes": maxReqBytes})
 	close(ready)
 	<-done
 	return nil
@@ -187,6 +197,70 @@ func (b *BBS) registerStateMetrics() {
 		return float64(m)
 	})
 	b.registry.MustRegister(txns, muts)
+	rs := b.store.ReencryptStats()
+	counter := func(name, help string, f func() float64) {
+		b.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	counter("gavel_bbs_reencrypted_records_total", "Records rewritten under the active encryption key.", func() float64 { return float64(rs.Reencrypted()) })
+	gauge("gavel_bbs_reencrypt_remaining_records", "Records of the current re-encryption page still to rewrite under the active key.", func() float64 { return float64(rs.Remaining()) })
+	gauge("gavel_bbs_records_missing_key", "Records whose encryption key label is not configured (see the undecodable-record log lines for the label).", func() float64 {
+		n := 0
+		for _, err := range b.store.Cache().Undecodable() {
+			if errors.Is(err, encryption.ErrMissingKey) {
+				n++
+			}
+		}
+		return float64(n)
+	})
+	b.registry.MustRegister(&labelCollector{stats: rs})
+}
+
+// labelCollector reports records per key label, from the last completed re-encryption pass.
+type labelCollector struct{ stats *store.ReencryptStats }
+
+func (c *labelCollector) desc() *prometheus.Desc {
+	return prometheus.NewDesc("gavel_bbs_records_by_key_label",
+		"Sealed records by encryption key label at the last completed re-encryption pass (\"\" is plaintext).", []string{"label"}, nil)
+}
+
+// Describe implements prometheus.Collector.
+func (c *labelCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc() }
+
+// Collect implements prometheus.Collector.
+func (c *labelCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.desc()
+	for label, n := range c.stats.ByLabel() {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n), label)
+	}
+}
+
+// reencryptRetry is how long the holder waits before retrying a failed re-encryption pass.
+const reencryptRetry = time.Minute
+
+// runReencrypt rewrites records under the active key in the background; the
+// group starts it once the lock is held. A pass that fails (a record's key is
+// missing, etcd is unreachable) is logged and retried.
+func (b *BBS) runReencrypt(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ctx, cancel := signalContext(signals)
+	defer cancel()
+	close(ready)
+	if b.store.Keyring() == nil {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		err := b.store.Reencrypt(ctx, store.DefaultReencryptPage)
+		if err == nil || ctx.Err() != nil {
+			<-ctx.Done()
+			return nil
+		}
+		b.logger.Error("reencrypt-failed", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(reencryptRetry):
+		}
+	}
 }
 
 // clientTLS is the TLS config for dialling reps and the auctioneer; nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
@@ -103,6 +104,12 @@ type Config struct {
 	// interval, 30s stale_unclaimed, 30s kick_task, 30m expire_pending_task,
 	// 2m expire_completed_task).
 	Convergence converger.Config `json:"convergence"`
+	// Encryption seals records at rest with AES-256-GCM: keys maps a label
+	// to {"passphrase": ...} or {"key_file": path-to-32-bytes};
+	// active_key_label is the key new records are sealed under (empty:
+	// plaintext writes). Changing it re-encrypts every record in the
+	// background. Default: off.
+	Encryption encryption.Config `json:"encryption"`
 }
 
 // DefaultConfig returns the defaults.
@@ -159,6 +166,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDesiredInstances < 0 {
 		errs = append(errs, fmt.Errorf("max_desired_instances: must be >= 0 (got %d)", c.MaxDesiredInstances))
+	}
+	if err := c.Encryption.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Convergence.Validate(); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,81 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"code.cloudfoundry.org/lager/v3"
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gavelhq/gavel/bbs/encryption"
+	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/internal/etcdtest"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+const appSecret = "s3cr3t-db-password"
+
+func secretLRP(guid string) *modelsv1.DesiredLRP {
+	d := lrp(guid, 1)
+	d.EnvironmentVariables = []*modelsv1.EnvironmentVariable{{Name: "DB_PASSWORD", Value: appSecret}}
+	return d
+}
+
+// TestEncryptionTurnedOnSealsOldAndNewRecords: records written in plaintext
+// before encryption was turned on are re-encrypted by the lock holder, new
+// ones are sealed on write, and no secret is left readable in etcd.
+func TestEncryptionTurnedOnSealsOldAndNewRecords(t *testing.T) {
+	prefix := etcdtest.Prefix(t)
+	etcd := etcdtest.Shared(t)
+
+	// A cluster without encryption wrote a record.
+	ctx, cancel := context.WithCancel(context.Background())
+	plain := store.New(store.Options{Client: etcd, KeyPrefix: prefix, Logger: lager.NewLogger("plain")})
+	done := make(chan struct{})
+	go func() { _ = plain.Run(ctx); close(done) }()
+	require.NoError(t, plain.WaitSynced(ctx))
+	_, err := plain.DesireLRP(ctx, secretLRP("pg-old"))
+	require.NoError(t, err)
+	cancel()
+	<-done
+
+	keyFile := filepath.Join(t.TempDir(), "key")
+	require.NoError(t, os.WriteFile(keyFile, bytes.Repeat([]byte{9}, encryption.KeySize), 0o600))
+	cfg := testConfig(t, prefix, "bbs-1")
+	cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"k1": {KeyFile: keyFile}}, ActiveKeyLabel: "k1"}
+	require.NoError(t, cfg.Validate())
+	b := startBBS(t, cfg)
+	waitActive(t, b)
+	c := dial(t, b.Addr())
+	_, err = c.DesireLRP(context.Background(), &bbsv1.DesireLRPRequest{DesiredLrp: secretLRP("pg-new")})
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		resp, err := etcd.Get(context.Background(), prefix, clientv3.WithPrefix())
+		require.NoError(t, err)
+		for _, kv := range resp.Kvs {
+			if bytes.Contains(kv.Value, []byte(appSecret)) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 50*time.Millisecond, "a plaintext secret stays in etcd")
+	require.Positive(t, b.store.ReencryptStats().Reencrypted())
+	got, err := c.GetDesiredLRP(context.Background(), &bbsv1.GetDesiredLRPRequest{ProcessGuid: "pg-old"})
+	require.NoError(t, err)
+	require.Equal(t, appSecret, got.GetDesiredLrp().GetEnvironmentVariables()[0].GetValue())
+}
+
+func TestEncryptionConfigErrorsNameTheField(t *testing.T) {
+	cfg := testConfig(t, etcdtest.Prefix(t), "bbs-1")
+	cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"k1": {Passphrase: "p"}}, ActiveKeyLabel: "k2"}
+	err := cfg.Validate()
+	require.ErrorContains(t, err, "encryption.active_key_label")
+	require.ErrorContains(t, err, `"k2"`)
+}
