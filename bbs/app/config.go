@@ -179,6 +179,9 @@ func (c Config) Validate() error {
 		} else if err := c.EmbeddedEtcd.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("embedded_etcd: %w", err))
 		}
+		if c.EmbeddedEtcd.TLS.Enabled() && (c.Etcd.TLS.CertFile == "" || c.Etcd.TLS.KeyFile == "" || c.Etcd.TLS.CAFile == "") {
+			errs = append(errs, errors.New("etcd.tls: ca_file, cert_file and key_file (the BBS's client certificate) are required when embedded_etcd.tls is set"))
+		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
 		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},

@@ -14,7 +14,12 @@ import (
 
 	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/etcdserver"
 	"github.com/gavelhq/gavel/internal/etcdtest"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/internal/tlstest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -78,4 +83,28 @@ func TestEncryptionConfigErrorsNameTheField(t *testing.T) {
 	err := cfg.Validate()
 	require.ErrorContains(t, err, "encryption.active_key_label")
 	require.ErrorContains(t, err, `"k2"`)
+}
+
+// TestEmbeddedEtcdOverMutualTLS: the BBS runs its embedded etcd on https with
+// client-certificate auth and reaches it with its own client certificate.
+func TestEmbeddedEtcdOverMutualTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "etcd-ca")
+	cfg := testConfig(t, "/gavel/v1/", "bbs-tls")
+	cfg.Etcd = etcdclient.Config{}
+	cfg.EmbeddedEtcd = etcdserver.Config{
+		DataDir: filepath.Join(t.TempDir(), "etcd"), ClientURL: "https://127.0.0.1:0", PeerURL: "http://127.0.0.1:0",
+		UnsafeNoFsync: true, LogFile: filepath.Join(t.TempDir(), "etcd.log"), TLS: ca.Issue(t, "etcd"),
+	}
+	require.ErrorContains(t, cfg.Validate(), "etcd.tls")
+	cfg.Etcd.TLS = ca.Issue(t, "bbs")
+	require.NoError(t, cfg.Validate())
+	b := startBBS(t, cfg)
+	waitActive(t, b)
+	eps := b.etcd.Endpoints()
+	require.Contains(t, eps[0], "https://")
+	c := dial(t, b.Addr())
+	_, err := c.DesireLRP(context.Background(), &bbsv1.DesireLRPRequest{DesiredLrp: lrp("pg-tls", 1)})
+	require.NoError(t, err)
+	_, err = etcdclient.Dial(context.Background(), etcdclient.Config{Endpoints: eps, TLS: tlsconfig.Files{CAFile: ca.File}, DialTimeout: config.Duration(time.Second)})
+	require.Error(t, err, "a client without a certificate reached the embedded etcd")
 }
