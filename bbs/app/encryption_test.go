@@ -3,13 +3,16 @@ package app
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
+	"github.com/tedsuo/ifrit"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gavelhq/gavel/bbs/encryption"
@@ -53,9 +56,11 @@ func TestEncryptionTurnedOnSealsOldAndNewRecords(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "key")
 	require.NoError(t, os.WriteFile(keyFile, bytes.Repeat([]byte{9}, encryption.KeySize), 0o600))
 	cfg := testConfig(t, prefix, "bbs-1")
-	cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"k1": {KeyFile: keyFile}}, ActiveKeyLabel: "k1"}
+	cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"k1": {KeyFile: keyFile}, "k0": {Passphrase: "pass-phrase-never-logged"}}, ActiveKeyLabel: "k1"}
+	cfg.LogLevel = "debug"
 	require.NoError(t, cfg.Validate())
-	b := startBBS(t, cfg)
+	var logs syncBuffer
+	b := startBBSLogging(t, cfg, &logs)
 	waitActive(t, b)
 	c := dial(t, b.Addr())
 	_, err = c.DesireLRP(context.Background(), &bbsv1.DesireLRPRequest{DesiredLrp: secretLRP("pg-new")})
@@ -75,6 +80,48 @@ func TestEncryptionTurnedOnSealsOldAndNewRecords(t *testing.T) {
 	got, err := c.GetDesiredLRP(context.Background(), &bbsv1.GetDesiredLRPRequest{ProcessGuid: "pg-old"})
 	require.NoError(t, err)
 	require.Equal(t, appSecret, got.GetDesiredLrp().GetEnvironmentVariables()[0].GetValue())
+	require.Contains(t, logs.String(), "store-ready")
+	require.NotContains(t, logs.String(), appSecret, "a record's secret reached the logs")
+	require.NotContains(t, logs.String(), "pass-phrase-never-logged", "a passphrase reached the logs")
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startBBSLogging is startBBS with the BBS's debug logs written to w.
+func startBBSLogging(t *testing.T, cfg Config, w io.Writer) *BBS {
+	t.Helper()
+	logger := lager.NewLogger("bbs")
+	logger.RegisterSink(lager.NewWriterSink(w, lager.DEBUG))
+	b := New(cfg, logger)
+	proc := ifrit.Background(b.Runner())
+	t.Cleanup(func() {
+		proc.Signal(os.Interrupt)
+		<-proc.Wait()
+	})
+	select {
+	case <-b.ready:
+	case err := <-proc.Wait():
+		t.Fatalf("bbs exited: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("bbs did not start")
+	}
+	return b
 }
 
 func TestEncryptionConfigErrorsNameTheField(t *testing.T) {
