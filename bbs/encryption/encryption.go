@@ -229,7 +229,7 @@ func (k *Keyring) Seal(aad, plaintext []byte) ([]byte, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("read a nonce: %w", err)
 	}
-	return aead.Seal(out, nonce, plaintext, additional(out[:hdrLen], aad)), nil
+	return aead.Seal(out, nonce, plaintext, aad), nil
 }
 
 // Open returns the plaintext of data and the label it was sealed under (""
@@ -252,7 +252,9 @@ func (k *Keyring) Open(aad, data []byte) ([]byte, string, error) {
 		return nil, label, fmt.Errorf("sealed record under key label %q is truncated", label)
 	}
 	nonce := data[hdrLen : hdrLen+aead.NonceSize()]
-	pt, err := aead.Open(nil, nonce, data[hdrLen+aead.NonceSize():], additional(data[:hdrLen], aad))
+	// The header needs no authentication of its own: another label selects
+	// another key and another version is refused, so either fails to open.
+	pt, err := aead.Open(nil, nonce, data[hdrLen+aead.NonceSize():], aad)
 	if err != nil {
 		return nil, label, fmt.Errorf("open record under key label %q: authentication failed (wrong key or tampered record)", label)
 	}
@@ -277,9 +279,4 @@ func Label(data []byte) (label string, ok bool, err error) {
 		return "", true, errors.New("sealed record: truncated label")
 	}
 	return string(data[n+2 : n+2+l]), true, nil
-}
-
-func additional(header, aad []byte) []byte {
-	out := make([]byte, 0, len(header)+len(aad))
-	return append(append(out, header...), aad...)
 }

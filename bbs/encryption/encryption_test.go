@@ -120,3 +120,14 @@ func TestConfigValidateAndLoad(t *testing.T) {
 		t.Fatalf("Key.String leaks the passphrase: %s", s)
 	}
 }
+
+func BenchmarkOpen(b *testing.B) {
+	kr, _ := encryption.New(map[string][]byte{"k1": key(1)}, "k1")
+	sealed, _ := kr.Seal([]byte("/gavel/v1/actual/pg/0/ordinary"), bytes.Repeat([]byte("x"), 300))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := kr.Open([]byte("/gavel/v1/actual/pg/0/ordinary"), sealed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
