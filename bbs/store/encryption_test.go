@@ -219,3 +219,23 @@ func keysOf(m map[string]int) []string {
 	}
 	return out
 }
+
+// TestReencryptionSendsNoEvents: rewriting a record under another key changes
+// nothing a subscriber can see, so it emits no event.
+func TestReencryptionSendsNoEvents(t *testing.T) {
+	prefix := etcdtest.Prefix(t)
+	f := newStoreAt(t, prefix, keyring(t, "old", "old"))
+	_, err := f.store.DesireLRP(f.ctx, secretLRP("pg-quiet"))
+	require.NoError(t, err)
+	g := newStoreAt(t, prefix, keyring(t, "new", "old", "new"))
+	ctx, cancel := context.WithCancel(g.ctx)
+	defer cancel()
+	events, _ := g.store.Subscribe(ctx, g.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+	require.NoError(t, g.store.Reencrypt(g.ctx, 16))
+	require.Positive(t, g.store.ReencryptStats().Reencrypted())
+	// A real change afterwards is the first event the subscriber sees.
+	_, err = g.store.DesireTask(g.ctx, "after", "d", secretTask())
+	require.NoError(t, err)
+	got := collect(t, events, 1)
+	require.Equal(t, "after", got[0].GetTaskCreated().GetTask().GetTaskGuid(), "first event: %v", got[0])
+}
