@@ -30,6 +30,7 @@ import (
 	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	bbsapp "github.com/gavelhq/gavel/bbs/app"
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
@@ -82,6 +83,8 @@ type options struct {
 	// convergenceInterval and staleUnclaimed override the accelerated
 	// timings (a test that must not be rescued by convergence sets them long).
 	convergenceInterval, staleUnclaimed time.Duration
+	// encryptionKey, when set, is the 32-byte key the BBS seals records with (label "it").
+	encryptionKey []byte
 }
 
 func (o options) withDefaults() options {
@@ -335,6 +338,13 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.Convergence.KickTask = config.Duration(c.opts.convergenceInterval)
 	cfg.Convergence.ExpireCompletedTask = config.Duration(max(time.Minute, c.opts.convergenceInterval))
 	cfg.TLS, cfg.ClientTLS = c.certs["bbs"], c.certs["bbs"]
+	if c.opts.encryptionKey != nil {
+		keyFile := filepath.Join(c.dir, "bbs-encryption.key")
+		if err := os.WriteFile(keyFile, c.opts.encryptionKey, 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+		cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"it": {KeyFile: keyFile}}, ActiveKeyLabel: "it"}
+	}
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("bbs config: %v", err)
 	}
