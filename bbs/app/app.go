@@ -202,7 +202,7 @@ func (b *BBS) registerStateMetrics() {
 		b.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
 	counter("gavel_bbs_reencrypted_records_total", "Records rewritten under the active encryption key.", func() float64 { return float64(rs.Reencrypted()) })
-	gauge("gavel_bbs_reencrypt_remaining_records", "Records of the current re-encryption page still to rewrite under the active key.", func() float64 { return float64(rs.Remaining()) })
+	gauge("gavel_bbs_reencrypt_remaining_records", "Records the running re-encryption pass still has to rewrite under the active key (or the last pass left because their key is missing).", func() float64 { return float64(rs.Remaining()) })
 	gauge("gavel_bbs_records_missing_key", "Records whose encryption key label is not configured (see the undecodable-record log lines for the label).", func() float64 {
 		n := 0
 		for _, err := range b.store.Cache().Undecodable() {

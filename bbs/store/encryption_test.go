@@ -137,6 +137,7 @@ func TestMissingKeyIsAnErrorNamingTheLabel(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "gone-key")
 	require.EqualValues(t, 5, g.store.ReencryptStats().Failed())
+	require.EqualValues(t, 5, g.store.ReencryptStats().Remaining(), "the records left under the missing key")
 }
 
 func TestKeyRotationUnderWriteLoadLosesNothing(t *testing.T) {
@@ -178,6 +179,7 @@ func TestKeyRotationUnderWriteLoadLosesNothing(t *testing.T) {
 	}
 	require.Error(t, g.store.Reencrypt(pctx, 16))
 	g.store.hooks.afterReencryptPage = nil
+	require.Greater(t, g.store.ReencryptStats().Remaining(), int64(n*5/2), "the interrupted pass counted the whole remainder")
 	ck, err := g.client.Get(g.ctx, prefix+reencryptCheckpoint)
 	require.NoError(t, err)
 	require.Len(t, ck.Kvs, 1)

@@ -40,7 +40,8 @@ type ReencryptStats struct {
 // Reencrypted is how many records were rewritten under the active key.
 func (r *ReencryptStats) Reencrypted() int64 { return r.reencrypted.Load() }
 
-// Remaining is how many records the running (or last) pass still has to rewrite.
+// Remaining is how many records the running pass still has to rewrite
+// (counted when it starts), or the last pass left (their key is missing).
 func (r *ReencryptStats) Remaining() int64 { return r.remaining.Load() }
 
 // Failed is how many records could not be opened (their key is missing) in the last pass.
@@ -111,6 +112,13 @@ func (s *Store) Reencrypt(ctx context.Context, page int) error {
 		logger.Info("starting")
 	}
 	end := clientv3.GetPrefixRangeEnd(s.keys.Prefix())
+	// A first read-only scan counts what is left, so the metric shows the
+	// whole pass's remaining records from the start.
+	todo, err := s.countNotUnder(ctx, active, from, end, page)
+	if err != nil {
+		return err
+	}
+	s.reencrypt.remaining.Store(todo)
 	byLabel := map[string]int64{}
 	missing := map[string]int64{}
 	s.reencrypt.failed.Store(0)
@@ -119,17 +127,6 @@ func (s *Store) Reencrypt(ctx context.Context, page int) error {
 		if err != nil {
 			return fmt.Errorf("list records to re-encrypt: %w", err)
 		}
-		var todo int64
-		for _, kv := range resp.Kvs {
-			if !sealedKind(s.keys.parse(string(kv.Key)).kind) {
-				continue
-			}
-			label, _, _ := encryption.Label(kv.Value)
-			if label != active {
-				todo++
-			}
-		}
-		s.reencrypt.remaining.Store(todo)
 		for _, kv := range resp.Kvs {
 			if !sealedKind(s.keys.parse(string(kv.Key)).kind) {
 				continue
@@ -155,7 +152,9 @@ func (s *Store) Reencrypt(ctx context.Context, page int) error {
 				// A concurrent write replaced it, under the active key.
 				byLabel[active]++
 			}
-			s.reencrypt.remaining.Add(-1)
+			if s.reencrypt.remaining.Load() > 0 {
+				s.reencrypt.remaining.Add(-1)
+			}
 		}
 		if len(resp.Kvs) == 0 || !resp.More {
 			break
@@ -169,6 +168,7 @@ func (s *Store) Reencrypt(ctx context.Context, page int) error {
 			s.hooks.afterReencryptPage()
 		}
 	}
+	s.reencrypt.remaining.Store(int64(sumValues(missing)))
 	s.reencrypt.mu.Lock()
 	s.reencrypt.byLabel = byLabel
 	s.reencrypt.mu.Unlock()
@@ -180,6 +180,34 @@ func (s *Store) Reencrypt(ctx context.Context, page int) error {
 	}
 	logger.Info("done", lager.Data{"reencrypted": s.reencrypt.reencrypted.Load()})
 	return nil
+}
+
+// countNotUnder counts the sealable records in [from, end) not under label.
+func (s *Store) countNotUnder(ctx context.Context, label, from, end string, page int) (int64, error) {
+	var n int64
+	for {
+		resp, err := s.client.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(int64(page)))
+		if err != nil {
+			return 0, fmt.Errorf("count records to re-encrypt: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			if l, _, _ := encryption.Label(kv.Value); l != label && sealedKind(s.keys.parse(string(kv.Key)).kind) {
+				n++
+			}
+		}
+		if len(resp.Kvs) == 0 || !resp.More {
+			return n, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+func sumValues(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }
 
 // reencryptOne rewrites one record under the active key unless it changed
