@@ -82,6 +82,11 @@ type options struct {
 	// convergenceInterval and staleUnclaimed override the accelerated
 	// timings (a test that must not be rescued by convergence sets them long).
 	convergenceInterval, staleUnclaimed time.Duration
+	// etcdMembers above 1 runs a multi-member etcd cluster, each member its
+	// own process (see ha_test.go); etcdQuota is their --quota-backend-bytes
+	// (default 256 MiB).
+	etcdMembers int
+	etcdQuota   int64
 }
 
 func (o options) withDefaults() options {
@@ -126,6 +131,8 @@ type cluster struct {
 
 	etcdEndpoints []string
 	etcd          *clientv3.Client
+	// members are the etcd member processes when opts.etcdMembers > 1.
+	members []*etcdMember
 
 	bbs      []*daemon
 	bbsAddrs []string
@@ -169,18 +176,11 @@ func start(t *testing.T, opts options) *cluster {
 		t.Fatalf("client TLS: %v", err)
 	}
 
-	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
-	waitFor(t, startTimeout, "etcd prints its endpoints", func() error {
-		line := etcd.logLine("endpoints ")
-		if line == "" {
-			if err := etcd.exitedErr(); err != nil {
-				return err
-			}
-			return errors.New("no endpoints line yet")
-		}
-		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
-		return nil
-	})
+	if c.opts.etcdMembers > 1 {
+		c.startEtcdMembers()
+	} else {
+		c.startEtcd()
+	}
 	c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.etcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
@@ -220,6 +220,24 @@ func start(t *testing.T, opts options) *cluster {
 	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells, route emitter %v, mTLS on every hop (%s)",
 		time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.opts.routeEmitter, c.dir)
 	return c
+}
+
+// startEtcd starts the single etcd process (testdata/etcd) and records its
+// endpoints.
+func (c *cluster) startEtcd() {
+	c.t.Helper()
+	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
+	waitFor(c.t, startTimeout, "etcd prints its endpoints", func() error {
+		line := etcd.logLine("endpoints ")
+		if line == "" {
+			if err := etcd.exitedErr(); err != nil {
+				return err
+			}
+			return errors.New("no endpoints line yet")
+		}
+		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
+		return nil
+	})
 }
 
 // skipIfShort skips end-to-end tests under go test -short.
@@ -373,6 +391,8 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	switch c.opts.backend {
 	case repapp.BackendRunc, repapp.BackendGarden:
 		c.configureContainerCell(&cfg, i, r, ports)
+	case repapp.BackendSim:
+		cfg.Backend = repapp.BackendSim
 	default:
 		cfg.Backend = repapp.BackendProcess
 		cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: ports[0], PortRangeEnd: ports[1], HostIP: "127.0.0.1",
