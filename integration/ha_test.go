@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -39,7 +41,11 @@ const (
 	haMemberReady = 20 * time.Second
 	// haPhase is how long the load runs before a fault and after it heals.
 	haPhase = 3 * time.Second
-	// haOutage is how long a member stays killed or paused.
+	// haQuota is every member's --quota-backend-bytes: small, so
+	// fill-quota fills it in a few seconds.
+	haQuota = 64 << 20
+	// haOutage is how long a member stays killed or paused, and how long
+	// the load runs against a full etcd.
 	haOutage = 3 * time.Second
 )
 
@@ -220,6 +226,82 @@ func (c *cluster) supervise() func() map[string]int {
 	}
 }
 
+// fillQuota fills etcd to its quota with junk keys under load, until etcd
+// raises the NOSPACE alarm, and checks that the BBS then answers writes
+// ResourceExhausted (not Unavailable: no retry cures a full database).
+// Then it does what an operator does: delete the junk, compact, defragment
+// every member and disarm the alarm.
+func (c *cluster) fillQuota(l *haLoad) {
+	c.t.Helper()
+	bg := context.Background()
+	if st, err := c.etcd.Status(ctx(c.t), c.members[0].clientURL); err == nil {
+		c.t.Logf("fill-quota: database %d bytes in use of %d before filling", st.DbSizeInUse, st.DbSize)
+	}
+	junk := strings.Repeat("x", 1<<20)
+	filled := false
+	for i := 0; i < 2*haQuota>>20 && !filled; i++ {
+		pctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		_, err := c.etcd.Put(pctx, fmt.Sprintf("/ha-junk/%d", i), junk)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrGRPCNoSpace), errors.Is(err, rpctypes.ErrNoSpace):
+			filled = true
+		case err != nil:
+			c.t.Fatalf("fill-quota: put junk %d: %v", i, err)
+		}
+	}
+	if !filled {
+		c.t.Fatalf("fill-quota: no NOSPACE after %d MiB of junk", 2*haQuota>>20)
+	}
+	full := time.Now()
+	time.Sleep(haOutage)
+	l.mu.Lock()
+	window := map[codes.Code]int{}
+	for _, op := range l.ops {
+		// A remove only deletes, which etcd still allows when it is full.
+		if op.at.After(full.Add(time.Second)) && !(op.kind == "remove" && op.acked) {
+			if window[op.code] == 0 && op.msg != "" {
+				c.t.Logf("fill-quota: a write answered %s: %s", op.code, op.msg)
+			}
+			window[op.code]++
+		}
+	}
+	l.mu.Unlock()
+	c.t.Logf("fill-quota: desires and updates while etcd was full, by code: %v", window)
+	if window[codes.ResourceExhausted] == 0 {
+		c.t.Errorf("fill-quota: no write answered ResourceExhausted while etcd was full: %v", window)
+	}
+	if window[codes.Unavailable] > 0 || window[codes.OK] > 0 {
+		c.t.Errorf("fill-quota: while etcd was full, writes must answer ResourceExhausted, not Unavailable or OK: %v", window)
+	}
+
+	// The operator's recovery.
+	del, err := c.etcd.Delete(ctx(c.t), "/ha-junk/", clientv3.WithPrefix())
+	if err != nil {
+		c.t.Fatalf("fill-quota: delete junk: %v", err)
+	}
+	if _, err := c.etcd.Compact(ctx(c.t), del.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		c.t.Fatalf("fill-quota: compact: %v", err)
+	}
+	for _, m := range c.members {
+		if _, err := c.etcd.Defragment(ctx(c.t), m.clientURL); err != nil {
+			c.t.Fatalf("fill-quota: defragment %s: %v", m.name, err)
+		}
+	}
+	alarms, err := c.etcd.AlarmList(ctx(c.t))
+	if err != nil {
+		c.t.Fatalf("fill-quota: alarm list: %v", err)
+	}
+	for _, a := range alarms.Alarms {
+		if _, err := c.etcd.AlarmDisarm(ctx(c.t), (*clientv3.AlarmMember)(a)); err != nil {
+			c.t.Fatalf("fill-quota: alarm disarm: %v", err)
+		}
+	}
+	if st, err := c.etcd.Status(ctx(c.t), c.members[0].clientURL); err == nil {
+		c.t.Logf("fill-quota: database %d bytes in use of %d after the recovery", st.DbSizeInUse, st.DbSize)
+	}
+}
+
 // ---- recorded load ----
 
 // haOp is one write the load made and what the test knows of its outcome.
@@ -229,6 +311,7 @@ type haOp struct {
 	instances int32  // after a desire or an update
 	acked     bool
 	code      codes.Code
+	msg       string // the error's message, if any
 	at        time.Time
 }
 
@@ -298,6 +381,9 @@ func (l *haLoad) worker(w int) {
 		}
 		err := l.do(op)
 		op.at, op.acked, op.code = time.Now(), err == nil, status.Code(err)
+		if err != nil {
+			op.msg = err.Error()
+		}
 		l.record(op)
 		if !op.acked || op.kind == "remove" {
 			live = slices.DeleteFunc(live, func(g string) bool { return g == op.guid })
@@ -507,13 +593,13 @@ func (r haResult) String() string {
 // runScenario runs the load, applies fault (which returns once the fault is
 // healed), runs the load a while longer, then checks the history and the
 // actual LRPs and returns the figures.
-func (c *cluster) runScenario(name string, round int, fault func()) haResult {
+func (c *cluster) runScenario(name string, round int, fault func(*haLoad)) haResult {
 	c.t.Helper()
 	prefix := fmt.Sprintf("%s-r%d", name, round)
 	l := c.startLoad(prefix, 2)
 	time.Sleep(haPhase)
 	faultAt := time.Now()
-	fault()
+	fault(l)
 	res := haResult{scenario: name, round: round, healTook: time.Since(faultAt)}
 	time.Sleep(haPhase)
 	l.halt()
@@ -575,26 +661,26 @@ func chaosRounds(t *testing.T) int {
 // and every desired LRP is back at its instances within haConvergeBound of
 // the heal.
 func TestHAEtcdFaults(t *testing.T) {
-	c := start(t, options{bbsReplicas: 2, etcdMembers: 3, backend: repapp.BackendSim})
+	c := start(t, options{bbsReplicas: 2, etcdMembers: 3, backend: repapp.BackendSim, etcdQuota: haQuota})
 	restarts := c.supervise()
 	scenarios := []struct {
 		name  string
-		fault func()
+		fault func(*haLoad)
 	}{
-		{"kill-follower", func() {
+		{"kill-follower", func(*haLoad) {
 			leader := c.leader()
 			f := (leader + 1) % len(c.members)
 			c.members[f].kill()
 			time.Sleep(haOutage)
 			c.restartMember(f)
 		}},
-		{"kill-leader", func() {
+		{"kill-leader", func(*haLoad) {
 			leader := c.leader()
 			c.members[leader].kill()
 			time.Sleep(haOutage)
 			c.restartMember(leader)
 		}},
-		{"pause-leader", func() {
+		{"pause-leader", func(*haLoad) {
 			// SIGSTOP well past the election timeout: the others elect a
 			// new leader; the old one, continued, finds itself a follower.
 			leader := c.leader()
@@ -603,7 +689,7 @@ func TestHAEtcdFaults(t *testing.T) {
 			c.signalMember(leader, syscall.SIGCONT)
 			c.waitMember(leader)
 		}},
-		{"restart-two", func() {
+		{"restart-two", func(*haLoad) {
 			// Kill and restart two members in turn (the leader first): quorum
 			// holds throughout, but each member catches up after its restart.
 			first := c.leader()
@@ -614,6 +700,7 @@ func TestHAEtcdFaults(t *testing.T) {
 				c.restartMember(i)
 			}
 		}},
+		{"fill-quota", c.fillQuota},
 	}
 	var results []haResult
 	for round := 1; round <= chaosRounds(t); round++ {
