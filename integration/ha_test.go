@@ -567,6 +567,42 @@ func (c *cluster) checkActuals(prefix string, want map[string]int32) error {
 	return nil
 }
 
+// removeScenario removes a scenario's desired LRPs and waits until their
+// instances are gone, so rounds do not pile up on the cells.
+func (c *cluster) removeScenario(prefix string, want map[string]int32) {
+	c.t.Helper()
+	for guid := range want {
+		if _, err := c.bbsc.RemoveDesiredLRP(ctx(c.t), &bbsv1.RemoveDesiredLRPRequest{ProcessGuid: guid}); err != nil && status.Code(err) != codes.NotFound {
+			c.t.Fatalf("remove %s: %v", guid, err)
+		}
+	}
+	waitFor(c.t, haConvergeBound, prefix+": instances removed", func() error {
+		return c.checkActuals(prefix, nil)
+	})
+}
+
+// checkOrdinaryOnce lists the actual LRPs (when the BBS answers) and fails
+// the test for any (guid, index) under prefix with two ORDINARY rows.
+func (c *cluster) checkOrdinaryOnce(prefix string) {
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := c.bbsc.ListActualLRPs(cctx, &bbsv1.ListActualLRPsRequest{})
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, a := range resp.GetActualLrps() {
+		if !strings.HasPrefix(a.GetKey().GetProcessGuid(), prefix+"-") || a.GetPresence() != models.Ordinary {
+			continue
+		}
+		k := fmt.Sprintf("%s/%d", a.GetKey().GetProcessGuid(), a.GetKey().GetIndex())
+		if seen[k] {
+			c.t.Errorf("%s has two ORDINARY rows (sampled under load)", k)
+		}
+		seen[k] = true
+	}
+}
+
 // haResult is one scenario round's figures.
 type haResult struct {
 	scenario            string
@@ -597,6 +633,20 @@ func (c *cluster) runScenario(name string, round int, fault func(*haLoad)) haRes
 	c.t.Helper()
 	prefix := fmt.Sprintf("%s-r%d", name, round)
 	l := c.startLoad(prefix, 2)
+	// Never two ORDINARY rows for one (guid, index), sampled throughout.
+	sampling, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-sampling:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			c.checkOrdinaryOnce(prefix)
+		}
+	}()
+	defer func() { close(sampling); <-sampled }()
 	time.Sleep(haPhase)
 	faultAt := time.Now()
 	fault(l)
@@ -638,6 +688,7 @@ func (c *cluster) runScenario(name string, round int, fault func(*haLoad)) haRes
 	}
 	res.converged = time.Since(endAt)
 	c.t.Log(res.String())
+	c.removeScenario(prefix, want)
 	return res
 }
 
