@@ -34,7 +34,7 @@ test:
 ## quota) CHAOS_ROUNDS times; each scenario's figures are logged as "HA scenario=...".
 CHAOS_ROUNDS ?= 3
 chaos:
-	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -race -count=1 -timeout 60m -v -run '^TestHAEtcdFaults$$' ./integration/ 2>&1 | tee $(BIN)/chaos.log | grep -E '^(---|===|ok|FAIL|PASS)|HA |fill-quota'
+	set -o pipefail; CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -race -count=1 -timeout 60m -v -run '^TestHAEtcdFaults$$' ./integration/ 2>&1 | tee $(BIN)/chaos.log | grep -E '^(---|===|ok|FAIL|PASS)|HA |fill-quota'
 
 ## lint: formatting, vet and the proto lint.
 lint: $(BIN)/buf

@@ -87,6 +87,9 @@ type options struct {
 	// (default 256 MiB).
 	etcdMembers int
 	etcdQuota   int64
+	// consulAddr, if set, makes every daemon keep its locks and presences
+	// in Consul at this address (the locket/consultest double).
+	consulAddr string
 }
 
 func (o options) withDefaults() options {
@@ -240,6 +243,15 @@ func (c *cluster) startEtcd() {
 	})
 }
 
+// locketConfig is every daemon's locket section: etcd, or Consul when the
+// options name a Consul address.
+func (c *cluster) locketConfig() locket.Config {
+	if c.opts.consulAddr == "" {
+		return locket.Config{}
+	}
+	return locket.Config{Backend: locket.BackendConsul, Consul: locket.ConsulConfig{Address: c.opts.consulAddr}}
+}
+
 // skipIfShort skips end-to-end tests under go test -short.
 func skipIfShort(t *testing.T) {
 	t.Helper()
@@ -347,6 +359,7 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = fmt.Sprintf("bbs-%d", i)
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.Convergence.Interval = config.Duration(c.opts.convergenceInterval)
 	cfg.Convergence.StaleUnclaimed = config.Duration(c.opts.staleUnclaimed)
@@ -364,6 +377,7 @@ func (c *cluster) writeAuctioneerConfig() string {
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.InstanceID = "auctioneer"
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.CellStateTimeout = config.Duration(2 * time.Second)
@@ -385,6 +399,7 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.CellID, cfg.Zone, cfg.Index = r.id, spec.zone, int32(i)
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
 	ports := [2]uint32{20000 + block*50, 20000 + block*50 + 49}
@@ -433,6 +448,7 @@ func (c *cluster) startRouteEmitter() {
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.BBSTLS = c.certs["route-emitter"]
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.InstanceID = "route-emitter"
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.DebugAddress = "127.0.0.1:0"

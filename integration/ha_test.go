@@ -49,6 +49,9 @@ const (
 	haOutage = 3 * time.Second
 )
 
+// haDomain is the load's domain, kept fresh.
+const haDomain = "ha"
+
 // etcdMember is one etcd member process (testdata/etcdmember).
 type etcdMember struct {
 	*daemon
@@ -400,7 +403,7 @@ func (l *haLoad) do(op haOp) error {
 	switch op.kind {
 	case "desire":
 		d := appLRP(op.guid, op.instances)
-		d.MemoryMb, d.DiskMb = 16, 16
+		d.MemoryMb, d.DiskMb, d.Domain = 16, 16, haDomain
 		_, err = l.bbs.DesireLRP(cctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
 	case "update":
 		n := op.instances
@@ -714,6 +717,13 @@ func chaosRounds(t *testing.T) int {
 func TestHAEtcdFaults(t *testing.T) {
 	c := start(t, options{bbsReplicas: 2, etcdMembers: 3, backend: repapp.BackendSim, etcdQuota: haQuota})
 	restarts := c.supervise()
+	// The load's domain is fresh, as a CC's bulker keeps its domain: only
+	// then does convergence retire the instances of a removed LRP whose
+	// stop was lost (a BBS that dies between acknowledging a remove and
+	// stopping its instances).
+	if _, err := c.bbsc.UpsertDomain(ctx(t), &bbsv1.UpsertDomainRequest{Domain: haDomain}); err != nil {
+		t.Fatalf("upsert domain %s: %v", haDomain, err)
+	}
 	scenarios := []struct {
 		name  string
 		fault func(*haLoad)
