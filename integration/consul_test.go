@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/locket/consultest"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repapp "github.com/gavelhq/gavel/rep/app"
 )
 
@@ -55,11 +57,26 @@ func TestConsulLocketEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	after := c.waitRunning("consul-web", 3, placeTimeout)
-	for _, a := range after {
-		if a.GetInstanceKey().GetCellId() == victim {
-			t.Errorf("instance %d still on the dead cell %s", a.GetKey().GetIndex(), victim)
+	var after []*modelsv1.ActualLRP
+	waitFor(t, placeTimeout, "consul-web: 3 instances RUNNING, none on "+victim, func() error {
+		rows, err := c.actuals("consul-web")
+		if err != nil {
+			return err
 		}
-	}
+		running := 0
+		for _, a := range rows {
+			if a.GetInstanceKey().GetCellId() == victim {
+				return fmt.Errorf("still on %s: %s", victim, describe(rows))
+			}
+			if a.GetPresence() == models.Ordinary && a.GetState() == models.Running {
+				running++
+			}
+		}
+		if running != 3 {
+			return fmt.Errorf("%d running: %s", running, describe(rows))
+		}
+		after = rows
+		return nil
+	})
 	t.Logf("consul-web re-placed off %s: %s", victim, fmt.Sprint(describe(after)))
 }
