@@ -44,6 +44,8 @@ type BBS struct {
 
 	etcd   *etcdserver.Embedded
 	client *clientv3.Client
+	// locket is the lock and presence store the config selects.
+	locket locket.Store
 	store  *store.Store
 	grpc   *grpcserver.Server
 	server *server.Server
@@ -88,6 +90,13 @@ func (b *BBS) Runner() ifrit.Runner {
 		grouper.Member{Name: "store", Runner: ifrit.RunFunc(b.runStore)},
 		grouper.Member{Name: "api", Runner: ifrit.RunFunc(b.runAPI)},
 		grouper.Member{Name: "lock", Runner: ifrit.RunFunc(b.runLock)},
+	)
+	if b.cfg.Locket.Backend == locket.BackendConsul {
+		// Only the holder mirrors Consul's presences and locks into etcd,
+		// and before it converges.
+		members = append(members, grouper.Member{Name: "locket-mirror", Runner: ifrit.RunFunc(b.runMirror)})
+	}
+	members = append(members,
 		// After the lock: only the holder converges.
 		grouper.Member{Name: "converger", Runner: ifrit.RunFunc(b.runConverger)},
 		// Only the holder re-encrypts records under a new active key.
@@ -146,6 +155,9 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	defer client.Close()
 	b.client = client
+	if b.locket, err = locket.Open(b.cfg.Locket, client, b.logger); err != nil {
+		return err
+	}
 
 	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "gavel_bbs_etcd_txn_requests", Help: "Requests packed into one etcd transaction.",
@@ -328,7 +340,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 
 func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	lock := locket.NewLock(locket.LockOptions{
-		Client: b.client, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
+		Backend: b.locket, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
 		Value: []byte(b.grpc.Addr()), TTL: b.cfg.LockTTL.D(), RetryInterval: b.cfg.LockRetryInterval.D(),
 		Logger: b.logger,
 		OnAcquired: func() {
@@ -343,6 +355,16 @@ func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	err := lock.Run(signals, ready)
 	b.held.Store(false)
 	return err
+}
+
+// runMirror copies the presences and locks held in Consul into etcd, where
+// the store's cache sees them (locket.Mirror).
+func (b *BBS) runMirror(signals <-chan os.Signal, ready chan<- struct{}) error {
+	consul, ok := b.locket.(*locket.ConsulBackend)
+	if !ok {
+		return fmt.Errorf("locket-mirror: the locket backend is %T, not Consul", b.locket)
+	}
+	return locket.NewMirror(locket.MirrorOptions{Consul: consul, Etcd: b.client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger}).Run(signals, ready)
 }
 
 // runConverger runs convergence; the group starts it once the lock is held.

@@ -17,6 +17,7 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
 )
 
 // Defaults of the BBS daemon.
@@ -59,6 +60,10 @@ type Config struct {
 	Etcd etcdclient.Config `json:"etcd"`
 	// EmbeddedEtcd configures the embedded etcd (data dir default .gavel/etcd).
 	EmbeddedEtcd etcdserver.Config `json:"embedded_etcd"`
+	// Locket selects where the locks and cell presences live: etcd (default)
+	// or Consul, whose presences and locks the active BBS then mirrors into
+	// etcd for its cache (locket.Mirror).
+	Locket locket.Config `json:"locket"`
 	// TLS is the API's server certificate, key and the CA client
 	// certificates must chain to; all three are required unless
 	// InsecurePlaintext.
@@ -139,6 +144,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.ListenAddress == "" {
 		errs = append(errs, errors.New("listen_address: is required"))
+	}
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.InstanceID == "" {
 		errs = append(errs, errors.New("instance_id: is required"))
