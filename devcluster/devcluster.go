@@ -224,6 +224,9 @@ func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error 
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
 	cfg.Convergence.Interval = config.Duration(t.convergence)
 	cfg.Convergence.StaleUnclaimed = config.Duration(t.staleUnclaimed)
+	// One pass once the cells have had a presence TTL to come back, so a
+	// restarted cluster is back to desired within seconds, not an interval.
+	cfg.Convergence.CellReturn = config.Duration(t.presenceTTL + time.Second)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("bbs config: %w", err)
 	}
