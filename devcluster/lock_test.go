@@ -47,4 +47,3 @@ func TestDataDirLockRefusesASecondHolderAndNamesTheFirst(t *testing.T) {
 	}
 	again.Release()
 }
-
