@@ -1,0 +1,135 @@
+package integration_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// devCluster is one `gavel dev --name NAME` under test, on free ports, with
+// its client config under work/home.
+type devCluster struct {
+	t    *testing.T
+	name string
+	work string
+	d    *daemon
+}
+
+func startDev(t *testing.T, work, name string, extra ...string) *devCluster {
+	t.Helper()
+	args := append([]string{"dev", "--name", name, "--cells", "1", "--data-dir", filepath.Join(work, "data-"+name)}, extra...)
+	d := &daemon{
+		name: "gavel-dev-" + name, path: bin("gavel"), dir: work, logPath: filepath.Join(work, "dev-"+name+".out"),
+		args: args, env: []string{"GAVEL_CONFIG=" + filepath.Join(work, "home", "config.json")},
+	}
+	c := &devCluster{t: t, name: name, work: work, d: d}
+	t.Cleanup(func() {
+		d.kill()
+		killStrays(work)
+		if t.Failed() {
+			d.dump(t, 50)
+			(&daemon{name: name + "/gavel.log", logPath: filepath.Join(work, "data-"+name, "gavel.log")}).dump(t, 60)
+		}
+	})
+	c.start()
+	return c
+}
+
+func (c *devCluster) start() {
+	c.t.Helper()
+	_ = os.Remove(c.d.logPath)
+	if err := c.d.start(); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, 90*time.Second, "gavel dev --name "+c.name+" says it is running", func() error {
+		if c.d.logLine("Gavel is running.") != "" {
+			return nil
+		}
+		if err := c.d.exitedErr(); err != nil {
+			return err
+		}
+		return errors.New("not yet")
+	})
+}
+
+func (c *devCluster) stop() {
+	c.t.Helper()
+	if !c.d.signalGroup(syscall.SIGINT, 60*time.Second) {
+		c.t.Fatalf("gavel dev --name %s did not stop within 60s of SIGINT", c.name)
+	}
+}
+
+// gavel runs the CLI against this cluster (GAVEL_CLUSTER=name).
+func (c *devCluster) gavel(args ...string) (string, error) {
+	cmd := exec.Command(bin("gavel"), args...)
+	cmd.Dir = c.work
+	cmd.Env = append(os.Environ(), "GAVEL_CONFIG="+filepath.Join(c.work, "home", "config.json"), "GAVEL_CLUSTER="+c.name)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// A second gavel dev on a data dir in use is refused at once, naming the
+// running one's pid and BBS address; two named clusters run side by side,
+// each driven through its own client config; a restarted cluster is back to
+// its desired instances within a presence TTL (15 s) and 5 s.
+func TestDevClustersSideBySideAndRestart(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	work := t.TempDir()
+	a := startDev(t, work, "a")
+
+	second := exec.Command(bin("gavel"), "dev", "--name", "a", "--cells", "1", "--data-dir", filepath.Join(work, "data-a"))
+	second.Dir = work
+	second.Env = append(os.Environ(), "GAVEL_CONFIG="+filepath.Join(work, "home", "other.json"))
+	began := time.Now()
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = second.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = second.Process.Kill()
+		<-done
+		t.Fatalf("a second gavel dev on a's data dir still runs after 10 s: %s", out)
+	}
+	took := time.Since(began)
+	if err == nil {
+		t.Fatalf("a second gavel dev on a's data dir succeeded: %s", out)
+	}
+	pid := fmt.Sprintf("pid %d", a.d.cmd.Process.Pid)
+	if !strings.Contains(string(out), "in use") || !strings.Contains(string(out), pid) || !strings.Contains(string(out), "bbs 127.0.0.1:") {
+		t.Fatalf("the refusal does not name the running cluster (%s and its BBS): %s", pid, out)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("the refusal took %s, want within 2 s", took)
+	}
+
+	b := startDev(t, work, "b")
+	if out, err := a.gavel("push", "hello", "--command", "exec python3 -m http.server $PORT", "--instances", "2"); err != nil {
+		t.Fatalf("push to a: %v: %s", err, out)
+	}
+	if out, err := a.gavel("wait", "hello", "--running", "2", "--timeout", "60s"); err != nil {
+		t.Fatalf("wait on a: %v: %s", err, out)
+	}
+	if out, err := b.gavel("lrps"); err != nil || strings.Contains(out, "hello") {
+		t.Fatalf("cluster b sees a's app or failed (%v): %s", err, out)
+	}
+	if out, err := b.gavel("lrp", "hello"); err == nil {
+		t.Fatalf("cluster b has hello: %s", out)
+	}
+
+	a.stop()
+	a.start()
+	restarted := time.Now()
+	if out, err := a.gavel("wait", "hello", "--running", "2", "--timeout", "20s"); err != nil {
+		t.Fatalf("after a restart, hello is not back to 2 RUNNING within 20 s (presence TTL 15 s + 5 s): %v: %s", err, out)
+	}
+	t.Logf("restarted cluster back to desired %s after gavel dev said it runs", time.Since(restarted).Round(time.Millisecond))
+}
