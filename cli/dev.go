@@ -38,6 +38,7 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&opts.BBSAddress, "bbs-address", "127.0.0.1:8889", "BBS gRPC address")
 	f.IntVar(&opts.NATSPort, "nats-port", 4222, "embedded NATS server port")
 	f.StringVar(&opts.DebugAddress, "debug-address", "127.0.0.1:17017", "the BBS's metrics and pprof address")
+	f.StringVar(&opts.RouterAddress, "router-address", devcluster.DefaultRouterAddress, "the dev router's HTTP address (routes by Host header to the apps pushed with --route)")
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
@@ -104,7 +105,7 @@ func newDevCommand() *cobra.Command {
 		}
 		info := cluster.Info()
 		if err := lock.Record(devcluster.Holder{PID: os.Getpid(), Name: name, Addresses: map[string]string{
-			"bbs": info.BBSAddress, "nats": info.NATS, "debug": info.BBSDebug,
+			"bbs": info.BBSAddress, "nats": info.NATS, "debug": info.BBSDebug, "router": info.Router,
 		}}); err != nil {
 			fmt.Fprintf(out, "warning: %v\n", err)
 		}
@@ -181,6 +182,13 @@ func applyName(cmd *cobra.Command, name string, opts *devcluster.Options, client
 		}
 		opts.DebugAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
 	}
+	if !f.Changed("router-address") {
+		p, err := free()
+		if err != nil {
+			return err
+		}
+		opts.RouterAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
 	if !f.Changed("nats-port") {
 		p, err := free()
 		if err != nil {
@@ -198,6 +206,7 @@ func checkPorts(opts devcluster.Options) error {
 	checks := []struct{ flag, addr string }{
 		{"--bbs-address", opts.BBSAddress},
 		{"--debug-address", opts.DebugAddress},
+		{"--router-address", opts.RouterAddress},
 		{"--nats-port", net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.NATSPort))},
 	}
 	for _, c := range checks {
@@ -222,9 +231,10 @@ func printDevInfo(w io.Writer, info devcluster.Info, backend, clientConfig strin
 		fmt.Fprintf(w, "  %-14s %s (zone %s, %s backend)\n", c.ID, c.Address, c.Zone, backend)
 	}
 	fmt.Fprintf(w, "  NATS           %s (route emitter registers routes here)\n", info.NATS)
+	fmt.Fprintf(w, "  router         http://%s (routes by Host header: curl -H 'Host: hello.example.com' %s)\n", info.Router, info.Router)
 	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)
 	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)
-	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2\n  gavel wait hello --running 2\n  gavel lrp hello\n\nCtrl-C stops everything.\n")
+	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2 --route hello.example.com\n  gavel wait hello --running 2\n  curl -H 'Host: hello.example.com' %s/\n  gavel logs hello\n\nCtrl-C stops everything.\n", info.Router)
 }
 
 // keeperAuto is --keeper-path's default: look for gavel-keeper beside gavel.

@@ -3,6 +3,8 @@ package integration_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,7 +114,7 @@ func TestDevClustersSideBySideAndRestart(t *testing.T) {
 	}
 
 	b := startDev(t, work, "b")
-	if out, err := a.gavel("push", "hello", "--command", "exec python3 -m http.server $PORT", "--instances", "2"); err != nil {
+	if out, err := a.gavel("push", "hello", "--command", "exec "+bin("app"), "--instances", "2", "--route", "hello.example.com"); err != nil {
 		t.Fatalf("push to a: %v: %s", err, out)
 	}
 	if out, err := a.gavel("wait", "hello", "--running", "2", "--timeout", "60s"); err != nil {
@@ -125,6 +127,26 @@ func TestDevClustersSideBySideAndRestart(t *testing.T) {
 		t.Fatalf("cluster b has hello: %s", out)
 	}
 
+	// The dev router reaches each instance by hostname, round-robin.
+	router := a.router()
+	waitFor(t, 20*time.Second, "the router reaches both instances", func() error {
+		seen := map[string]bool{}
+		for range 6 {
+			code, body, err := routerGet(router, "hello.example.com")
+			if err != nil || code != 200 {
+				return fmt.Errorf("%d %q %v", code, body, err)
+			}
+			seen[strings.TrimSpace(body)] = true
+		}
+		if !seen["index 0"] || !seen["index 1"] || len(seen) != 2 {
+			return fmt.Errorf("answers %v, want index 0 and index 1", seen)
+		}
+		return nil
+	})
+	if code, body, _ := routerGet(router, "nope.example.com"); code != 404 || !strings.Contains(body, "no route") {
+		t.Fatalf("unknown host: %d %q", code, body)
+	}
+
 	a.stop()
 	a.start()
 	restarted := time.Now()
@@ -132,4 +154,48 @@ func TestDevClustersSideBySideAndRestart(t *testing.T) {
 		t.Fatalf("after a restart, hello is not back to 2 RUNNING within 20 s (presence TTL 15 s + 5 s): %v: %s", err, out)
 	}
 	t.Logf("restarted cluster back to desired %s after gavel dev said it runs", time.Since(restarted).Round(time.Millisecond))
+
+	// Removed, the app's route answers 404 at once (the unregister).
+	router = a.router()
+	waitFor(t, 20*time.Second, "the router reaches hello after the restart", func() error {
+		if code, body, err := routerGet(router, "hello.example.com"); err != nil || code != 200 {
+			return fmt.Errorf("%d %q %v", code, body, err)
+		}
+		return nil
+	})
+	if out, err := a.gavel("remove-lrp", "hello"); err != nil {
+		t.Fatalf("remove-lrp: %v: %s", err, out)
+	}
+	waitFor(t, 10*time.Second, "404 after removal", func() error {
+		if code, body, err := routerGet(router, "hello.example.com"); err != nil || code != 404 {
+			return fmt.Errorf("%d %q %v", code, body, err)
+		}
+		return nil
+	})
+}
+
+// router is the dev router's address gavel dev printed.
+func (c *devCluster) router() string {
+	c.t.Helper()
+	line := c.d.logLine("  router ")
+	f := strings.Fields(line)
+	if len(f) < 2 || !strings.HasPrefix(f[1], "http://") {
+		c.t.Fatalf("gavel dev printed no router line (%q)", line)
+	}
+	return strings.TrimPrefix(f[1], "http://")
+}
+
+func routerGet(addr, host string) (int, string, error) {
+	req, err := http.NewRequest("GET", "http://"+addr+"/", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }

@@ -130,6 +130,11 @@ func TestQuickstart(t *testing.T) {
 	} else {
 		l.Close()
 	}
+	if l, err := net.Listen("tcp", "127.0.0.1:8080"); err != nil {
+		t.Fatalf("the quickstart curls gavel dev's router on its default 127.0.0.1:8080; that port is taken (another gavel dev?): %v", err)
+	} else {
+		l.Close()
+	}
 
 	work := t.TempDir()
 	if err := os.Symlink(binDir, filepath.Join(work, "bin")); err != nil {
