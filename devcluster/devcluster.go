@@ -314,6 +314,7 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		cfg.BulkSyncInterval = config.Duration(t.bulkSync)
 		cfg.GraceTime = config.Duration(t.grace)
 		cfg.DestroyContainersOnExit = true
+		cfg.LogArchive.Path = filepath.Join(c.opts.DataDir, "logs", cfg.CellID+".json")
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("cell %s config: %w", cfg.CellID, err)
 		}

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -198,4 +200,95 @@ func routerGet(addr, host string) (int, string, error) {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), err
+}
+
+// Output outlives its containers: a crashed instance's last lines are shown
+// by gavel logs --previous, a finished task's by gavel logs --task, and an
+// app's lines from before a restart by gavel logs --recent; gavel wait on a
+// crashing app fails early, saying why.
+func TestLogsOutliveInstances(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	work := t.TempDir()
+	d := startDev(t, work, "logs")
+	if out, err := d.gavel("push", "crashy", "--command", "echo boom from $INSTANCE_INDEX; exit 3", "--port", "0", "--health-check", "none"); err != nil {
+		t.Fatalf("push: %v: %s", err, out)
+	}
+	began := time.Now()
+	out, err := d.gavel("wait", "crashy", "--running", "1", "--timeout", "120s")
+	if err == nil {
+		t.Fatalf("gavel wait on a crashing app succeeded: %s", out)
+	}
+	if took := time.Since(began); took > 60*time.Second || !strings.Contains(out, "crash") {
+		t.Fatalf("gavel wait on a crashing app: after %s: %s", took.Round(time.Second), out)
+	}
+	waitFor(t, 30*time.Second, "gavel logs crashy --previous shows the crash's output", func() error {
+		out, err := d.gavel("logs", "crashy", "--previous")
+		if err != nil || !strings.Contains(out, "boom from 0") || !strings.Contains(out, "[APP/PROC/WEB/0] (ended)") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
+	if out, err := d.gavel("run-task", "t1", "--guid", "t1", "--command", "echo the task says hi"); err != nil {
+		t.Fatalf("run-task: %v: %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "gavel logs --task t1 shows the finished task's output", func() error {
+		out, err := d.gavel("logs", "--task", "t1")
+		if err != nil || !strings.Contains(out, "the task says hi") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
+	if out, err := d.gavel("push", "hello", "--command", "echo hello before the restart; exec "+bin("app"), "--instances", "1"); err != nil {
+		t.Fatalf("push: %v: %s", err, out)
+	}
+	if out, err := d.gavel("wait", "hello", "--running", "1", "--timeout", "60s"); err != nil {
+		t.Fatalf("wait: %v: %s", err, out)
+	}
+	d.stop()
+	d.start()
+	out, err = d.gavel("logs", "hello", "--recent")
+	if err != nil || !strings.Contains(out, "hello before the restart") {
+		t.Fatalf("after a restart, gavel logs hello --recent lacks the earlier output (%v): %s", err, out)
+	}
+
+	// gavel logs -f follows new instances too.
+	follow := exec.Command(bin("gavel"), "logs", "hello", "-f")
+	follow.Env = append(os.Environ(), "GAVEL_CONFIG="+filepath.Join(work, "home", "config.json"), "GAVEL_CLUSTER=logs")
+	var buf syncBuffer
+	follow.Stdout, follow.Stderr = &buf, &buf
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = follow.Process.Kill(); _ = follow.Wait() }()
+	time.Sleep(time.Second)
+	if out, err := d.gavel("scale", "hello", "2"); err != nil {
+		t.Fatalf("scale: %v: %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "gavel logs -f prints the new instance's first line", func() error {
+		if !strings.Contains(buf.String(), "instance index 1") {
+			return fmt.Errorf("so far: %s", buf.String())
+		}
+		return nil
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's writes and the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
