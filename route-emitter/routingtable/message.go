@@ -1,6 +1,10 @@
 package routingtable
 
-import "maps"
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+)
 
 // Component is the value of the "component" tag on every registration.
 const Component = "route-emitter"
@@ -40,6 +44,8 @@ type RegistryMessage struct {
 	StaleThresholdInSeconds int `json:"stale_threshold_in_seconds,omitempty"`
 	// Protocol is http1 or http2; empty means http1.
 	Protocol string `json:"protocol,omitempty"`
+	// Options are the route's router options (lb_algo, hash_header), as desired.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // MessageKey is gorouter's identity of a registration: the URI and the
@@ -69,7 +75,7 @@ func sameContent(a, b *RegistryMessage) bool {
 		a.PrivateInstanceIndex == b.PrivateInstanceIndex && a.ServerCertDomainSAN == b.ServerCertDomainSAN &&
 		a.RouteServiceURL == b.RouteServiceURL && a.IsolationSegment == b.IsolationSegment &&
 		a.AvailabilityZone == b.AvailabilityZone && a.StaleThresholdInSeconds == b.StaleThresholdInSeconds &&
-		a.Protocol == b.Protocol && maps.Equal(a.Tags, b.Tags)
+		a.Protocol == b.Protocol && bytes.Equal(a.Options, b.Options) && maps.Equal(a.Tags, b.Tags)
 }
 
 // Messages are what a table change asks the emitter to send.

@@ -1,6 +1,7 @@
 package routingtable
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -339,4 +340,26 @@ func TestTagOrder(t *testing.T) {
 	require.False(t, Tag{Epoch: "e", Index: 3}.SucceededBy(Tag{Epoch: "e", Index: 2}))
 	require.True(t, Tag{Epoch: "e", Index: 3}.SucceededBy(Tag{Epoch: "f", Index: 0}), "a new epoch is a recreated record")
 	require.True(t, Tag{}.SucceededBy(Tag{Epoch: "e"}))
+}
+
+// Per-route options (gorouter's lb_algo, hash_header) travel in
+// router.register as the desired route gave them.
+func TestRouteOptionsAreRegistered(t *testing.T) {
+	routes, err := ParseRoutes(map[string]string{CFRouterKey: `[{"hostnames":["a.com"],"port":8080,"options":{"lb_algo":"least-connection"}}]`})
+	require.NoError(t, err)
+	tbl := New(Options{})
+	d := desired(1, 1)
+	d.Routes = routes
+	tbl.SetDesired(d)
+	msgs := tbl.UpsertActual(actual(0, 1))
+	require.Len(t, msgs.Registrations, 1)
+	raw, err := json.Marshal(msgs.Registrations[0])
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"options":{"lb_algo":"least-connection"}`)
+	require.NotContains(t, string(raw), "stale_threshold_in_seconds", "unset by default, as Diego's")
+	// A change of options alone is a change of the registration.
+	d2 := desired(1, 2)
+	d2.Routes = []Route{routes[0]}
+	d2.Routes[0].Options = `{"lb_algo":"round-robin"}`
+	require.Len(t, tbl.SetDesired(d2).Registrations, 1)
 }
