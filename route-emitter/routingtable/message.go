@@ -95,6 +95,69 @@ func (m *Messages) Merge(o Messages) {
 	m.Unregistrations = append(m.Unregistrations, o.Unregistrations...)
 }
 
+// Net combines the messages of consecutive changes (one revision's events,
+// in order) into the messages of the whole: per key, an unregister followed
+// by a register of the same content cancel out (the endpoint never left),
+// one followed by a register of other content is an update in place (the
+// register alone, without endpoint_updated_at_ns), and otherwise the last
+// message stands (a register keeps the first register's update time).
+func Net(steps ...Messages) Messages {
+	if len(steps) == 1 {
+		return steps[0]
+	}
+	type netted struct {
+		firstUnreg *RegistryMessage
+		firstReg   *RegistryMessage
+		last       *RegistryMessage
+		lastReg    bool
+	}
+	var order []MessageKey
+	byKey := map[MessageKey]*netted{}
+	note := func(m RegistryMessage, reg bool) {
+		k := m.Key()
+		n := byKey[k]
+		if n == nil {
+			n = &netted{}
+			byKey[k] = n
+			order = append(order, k)
+			if !reg {
+				n.firstUnreg = &m
+			}
+		}
+		if reg && n.firstReg == nil {
+			n.firstReg = &m
+		}
+		n.last, n.lastReg = &m, reg
+	}
+	for _, s := range steps {
+		for _, m := range s.Unregistrations {
+			note(m, false)
+		}
+		for _, m := range s.Registrations {
+			note(m, true)
+		}
+	}
+	var out Messages
+	for _, k := range order {
+		n := byKey[k]
+		switch {
+		case !n.lastReg:
+			out.Unregistrations = append(out.Unregistrations, *n.last)
+		case n.firstUnreg != nil && sameContent(n.firstUnreg, n.last):
+			// Unregistered and registered again unchanged: nothing to say.
+		case n.firstUnreg != nil:
+			r := *n.last
+			r.EndpointUpdatedAtNs = 0
+			out.Registrations = append(out.Registrations, r)
+		default:
+			r := *n.last
+			r.EndpointUpdatedAtNs = n.firstReg.EndpointUpdatedAtNs
+			out.Registrations = append(out.Registrations, r)
+		}
+	}
+	return out
+}
+
 // messageSet is the registrations one LRP implies, by identity.
 type messageSet map[MessageKey]*RegistryMessage
 

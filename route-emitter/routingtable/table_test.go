@@ -363,3 +363,31 @@ func TestRouteOptionsAreRegistered(t *testing.T) {
 	d2.Routes[0].Options = `{"lb_algo":"round-robin"}`
 	require.Len(t, tbl.SetDesired(d2).Registrations, 1)
 }
+
+func TestNetCombinesOneRevisionsMessages(t *testing.T) {
+	m := func(port uint32, tag string, at int64) RegistryMessage {
+		return RegistryMessage{Host: "10.0.0.1", Port: port, URIs: []string{"a.com"}, PrivateInstanceID: "ig", Tags: map[string]string{"t": tag}, EndpointUpdatedAtNs: at}
+	}
+	unreg := func(r RegistryMessage) Messages {
+		r.EndpointUpdatedAtNs = 0
+		return Messages{Unregistrations: []RegistryMessage{r}}
+	}
+	reg := func(r RegistryMessage) Messages { return Messages{Registrations: []RegistryMessage{r}} }
+	// Unregistered and registered unchanged: nothing.
+	require.True(t, Net(unreg(m(1, "x", 0)), reg(m(1, "x", 5))).Empty())
+	// Registered with other content: an update in place, no update time.
+	got := Net(unreg(m(1, "x", 0)), reg(m(1, "y", 5)))
+	require.Empty(t, got.Unregistrations)
+	require.Equal(t, []RegistryMessage{m(1, "y", 0)}, got.Registrations)
+	// A new endpoint changed again: the last content with the first update time.
+	got = Net(reg(m(2, "x", 7)), reg(m(2, "y", 0)))
+	require.Equal(t, []RegistryMessage{m(2, "y", 7)}, got.Registrations)
+	// Last an unregistration: it stands.
+	got = Net(reg(m(3, "x", 7)), unreg(m(3, "x", 0)))
+	require.Empty(t, got.Registrations)
+	require.Len(t, got.Unregistrations, 1)
+	// Other keys are untouched.
+	got = Net(unreg(m(4, "x", 0)), reg(m(5, "x", 9)))
+	require.Len(t, got.Unregistrations, 1)
+	require.Equal(t, []RegistryMessage{m(5, "x", 9)}, got.Registrations)
+}
