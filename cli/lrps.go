@@ -136,6 +136,10 @@ func desire(cmd *cobra.Command, c *conn, d *modelsv1.DesiredLRP) error {
 		resp, err = bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
 		return err
 	}); err != nil {
+		if strings.Contains(err.Error(), models.ErrAlreadyExists.Error()) {
+			g := d.GetProcessGuid()
+			return fmt.Errorf("%s already exists: change it with gavel scale %s N, gavel update-lrp %s -f PATCH (instances, routes, annotation, metric tags) or gavel apply -f SPEC; anything else (command, memory, rootfs...) needs gavel remove-lrp %s first", g, g, g, g)
+		}
 		return err
 	}
 	if c.json {
