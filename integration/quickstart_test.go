@@ -290,8 +290,10 @@ func TestQuickstart(t *testing.T) {
 
 	// Draining a cell moves its instances and ends that cell only: the rest
 	// of gavel dev keeps serving.
-	if out, err := shell("gavel drain cell-3"); err != nil {
-		t.Fatalf("gavel drain cell-3: %v\n%s", err, out)
+	if out, err := shell("gavel drain cell-3 --wait"); err != nil || !strings.Contains(out, "LRP instance(s)") || !strings.Contains(out, "cell cell-3 is") {
+		t.Fatalf("gavel drain cell-3 --wait: %v\n%s", err, out)
+	} else {
+		t.Logf("$ gavel drain cell-3 --wait\n%s", out)
 	}
 	waitFor(t, 60*time.Second, "cell-3 drained and gone", func() error {
 		out, err := shell("gavel cells")
