@@ -230,6 +230,18 @@ func TestLogsOutliveInstances(t *testing.T) {
 		return nil
 	})
 
+	// A process cell runs no images: docker:// gets a placement error, not a run on the host.
+	if out, err := d.gavel("push", "img", "--command", "true", "--rootfs", "docker:///busybox", "--port", "0", "--health-check", "none"); err != nil {
+		t.Fatalf("push img: %v: %s", err, out)
+	}
+	waitFor(t, 20*time.Second, "docker:// is refused with a placement error", func() error {
+		out, err := d.gavel("lrp", "img")
+		if err != nil || !strings.Contains(out, "UNCLAIMED") || !strings.Contains(strings.ToLower(out), "compatible") {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
 	if out, err := d.gavel("run-task", "t1", "--guid", "t1", "--command", "echo the task says hi"); err != nil {
 		t.Fatalf("run-task: %v: %s", err, out)
 	}
