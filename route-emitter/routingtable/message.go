@@ -96,15 +96,14 @@ func (m *Messages) Merge(o Messages) {
 }
 
 // Net combines the messages of consecutive changes (one revision's events,
-// in order) into the messages of the whole: per key, an unregister followed
+// in order; within one step, unregistrations come before registrations, as
+// an event that moves an endpoint produces them) into the messages of the
+// whole: per key, an unregister followed
 // by a register of the same content cancel out (the endpoint never left),
 // one followed by a register of other content is an update in place (the
 // register alone, without endpoint_updated_at_ns), and otherwise the last
 // message stands (a register keeps the first register's update time).
 func Net(steps ...Messages) Messages {
-	if len(steps) == 1 {
-		return steps[0]
-	}
 	type netted struct {
 		firstUnreg *RegistryMessage
 		firstReg   *RegistryMessage

@@ -244,3 +244,23 @@ func TestOneRevisionIsDiffedAsOneChange(t *testing.T) {
 	bbs.events <- removed(13, evacuating)
 	require.Eventually(t, func() bool { _, unreg := rec.snapshot(); return len(unreg) == 1 }, time.Second, time.Millisecond)
 }
+
+// An instance turning EVACUATING in one changed event (its key changes, its
+// address does not) says nothing to the routers either.
+func TestInstanceTurningEvacuatingInOneEventIsNoChange(t *testing.T) {
+	bbs := &fakeBBS{
+		desired: []*modelsv1.DesiredLRPRoutingInfo{routingInfo("p", 1)},
+		actuals: []*modelsv1.ActualLRP{running("p", 0, 1)}, revision: 10,
+		events: make(chan *modelsv1.Event, 10),
+	}
+	clk := fakeclock.NewFakeClock(time.Now())
+	_, rec := run(t, bbs, clk)
+	evacuating := running("p", 0, 2)
+	evacuating.Presence = modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_EVACUATING
+	bbs.events <- &modelsv1.Event{Revision: 11, Event: &modelsv1.Event_ActualLrpInstanceChanged{
+		ActualLrpInstanceChanged: &modelsv1.ActualLRPInstanceChangedEvent{Before: running("p", 0, 1), After: evacuating}}}
+	time.Sleep(300 * time.Millisecond)
+	reg, unreg := rec.snapshot()
+	require.Equal(t, []string{"p.com p-0"}, reg, "no re-registration")
+	require.Empty(t, unreg, "no unregistration")
+}
