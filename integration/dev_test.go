@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // devCluster is one `gavel dev --name NAME` under test, on free ports, with
@@ -303,4 +306,99 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Draining the cell of a routed instance never unregisters and registers
+// the same endpoint again: the evacuating instance keeps its registration
+// until its replacement runs, and only then goes.
+func TestEvacuationKeepsTheEndpointRegistered(t *testing.T) {
+	skipIfShort(t)
+	t.Parallel()
+	work := t.TempDir()
+	d := startDev(t, work, "evac", "--cells", "2")
+	natsLine := strings.Fields(d.d.logLine("  NATS "))
+	if len(natsLine) < 2 {
+		t.Fatal("gavel dev printed no NATS line")
+	}
+	nc, err := nats.Connect(natsLine[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	type msg struct {
+		subject, endpoint string
+		at               time.Time
+	}
+	var mu sync.Mutex
+	var msgs []msg
+	record := func(m *nats.Msg) {
+		var r struct {
+			Host string `json:"host"`
+			Port int    `json:"port"`
+		}
+		_ = json.Unmarshal(m.Data, &r)
+		mu.Lock()
+		msgs = append(msgs, msg{m.Subject, fmt.Sprintf("%s:%d", r.Host, r.Port), time.Now()})
+		mu.Unlock()
+	}
+	for _, s := range []string{"router.register", "router.unregister"} {
+		if _, err := nc.Subscribe(s, record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := d.gavel("push", "web", "--command", "exec "+bin("app"), "--route", "web.example.com"); err != nil {
+		t.Fatalf("push: %v: %s", err, out)
+	}
+	if out, err := d.gavel("wait", "web", "--running", "1", "--timeout", "60s"); err != nil {
+		t.Fatalf("wait: %v: %s", err, out)
+	}
+	out, err := d.gavel("lrp", "web", "--json")
+	if err != nil {
+		t.Fatalf("lrp: %v: %s", err, out)
+	}
+	var row struct {
+		InstanceKey struct {
+			CellID string `json:"cell_id"`
+		} `json:"instance_key"`
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		_ = json.Unmarshal([]byte(line), &row)
+		if row.InstanceKey.CellID != "" {
+			break
+		}
+	}
+	if row.InstanceKey.CellID == "" {
+		t.Fatalf("no cell in %s", out)
+	}
+	if out, err := d.gavel("drain", row.InstanceKey.CellID, "--wait", "--wait-timeout", "60s"); err != nil {
+		t.Fatalf("drain: %v: %s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the replacement registered and the old endpoint unregistered", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		regs := map[string]bool{}
+		unregs := 0
+		for _, m := range msgs {
+			if m.subject == "router.register" {
+				regs[m.endpoint] = true
+			} else {
+				unregs++
+			}
+		}
+		if len(regs) < 2 || unregs == 0 {
+			return fmt.Errorf("registered %v, %d unregisters", regs, unregs)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	gone := map[string]bool{}
+	for _, m := range msgs {
+		switch {
+		case m.subject == "router.unregister":
+			gone[m.endpoint] = true
+		case gone[m.endpoint]:
+			t.Fatalf("%s was unregistered, then registered again at %s", m.endpoint, m.at.Format("15:04:05.000000"))
+		}
+	}
 }
