@@ -56,6 +56,7 @@ func TestWaitForRunningGetActualLRPAndEvents(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, models.Running, got.GetActualLrp().GetState())
 	require.Nil(t, got.GetEvacuating())
+	since := got.GetActualLrp().GetSince()
 
 	// Evacuating index 1: the evacuating row beside the new ordinary one.
 	_, err = bbs.EvacuateRunningActualLRP(ctx, &bbsv1.EvacuateRunningActualLRPRequest{ActualLrpKey: key(1), InstanceKey: ik(1), NetInfo: &modelsv1.ActualLRPNetInfo{Address: "10.0.0.1"}})
@@ -64,6 +65,7 @@ func TestWaitForRunningGetActualLRPAndEvents(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, models.Unclaimed, got.GetActualLrp().GetState())
 	require.Equal(t, "ig-1", got.GetEvacuating().GetInstanceKey().GetInstanceGuid())
+	require.Equal(t, since, got.GetEvacuating().GetSince(), "the evacuating row keeps the instance's since (the routes' endpoint_updated_at_ns)")
 
 	// Index 0 crashes past the immediate restarts: WaitForRunning says so.
 	for range 3 {
