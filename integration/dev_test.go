@@ -327,7 +327,7 @@ func TestEvacuationKeepsTheEndpointRegistered(t *testing.T) {
 	defer nc.Close()
 	type msg struct {
 		subject, endpoint string
-		at               time.Time
+		at                time.Time
 	}
 	var mu sync.Mutex
 	var msgs []msg

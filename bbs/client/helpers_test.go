@@ -42,7 +42,9 @@ func TestWaitForRunningGetActualLRPAndEvents(t *testing.T) {
 	ik := func(i int32) *modelsv1.ActualLRPInstanceKey {
 		return &modelsv1.ActualLRPInstanceKey{InstanceGuid: fmt.Sprintf("ig-%d", i), CellId: "cell-1"}
 	}
-	key := func(i int32) *modelsv1.ActualLRPKey { return &modelsv1.ActualLRPKey{ProcessGuid: "web", Index: i, Domain: "d"} }
+	key := func(i int32) *modelsv1.ActualLRPKey {
+		return &modelsv1.ActualLRPKey{ProcessGuid: "web", Index: i, Domain: "d"}
+	}
 	waited := make(chan error, 1)
 	go func() { waited <- bbs.WaitForRunning(ctx, "web", 2) }()
 	for i := range int32(2) {
