@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/gavelhq/gavel/rep/backend/sim"
 	"github.com/gavelhq/gavel/rep/executor"
 	"github.com/gavelhq/gavel/rep/harmonizer"
+	"github.com/gavelhq/gavel/rep/logarchive"
 	"github.com/gavelhq/gavel/rep/server"
 )
 
@@ -54,6 +56,7 @@ type Cell struct {
 	evac   rep.Evacuation
 
 	exec       *executor.Executor
+	archive    *logarchive.Archive
 	grpc       *grpcserver.Server
 	harmonizer *harmonizer.Harmonizer
 	ready      chan struct{} // closed once the gRPC server listens
@@ -151,8 +154,14 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	if err != nil {
 		return fmt.Errorf("cell %s: backend: %w", c.cfg.CellID, err)
 	}
+	archive, err := logarchive.Open(logarchive.Options{Path: c.cfg.LogArchive.Path, MaxPerApp: c.cfg.LogArchive.MaxPerApp, MaxBytes: c.cfg.LogArchive.MaxBytes})
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", c.cfg.CellID, err)
+	}
+	c.archive = archive
 	exec, err := executor.New(ctx, executor.Options{
-		Backend: b, Logger: c.logger, CellID: c.cfg.CellID,
+		ArchiveLogs: c.archiveLogs,
+		Backend:     b, Logger: c.logger, CellID: c.cfg.CellID,
 		TotalResources:       executor.Resources{MemoryMB: c.cfg.Capacity.MemoryMB, DiskMB: c.cfg.Capacity.DiskMB, Containers: c.cfg.Capacity.Containers},
 		ProxyMemoryMB:        int(c.cfg.ProxyMemoryMB),
 		ReservedExpiration:   c.cfg.ReservedExpiration.D(),
@@ -172,6 +181,7 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	c.exec = exec
 	close(ready)
 	<-signals
+	exec.ArchiveAll()
 	if c.cfg.DestroyContainersOnExit {
 		c.destroyAll(b)
 		return nil
@@ -180,13 +190,44 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	return nil
 }
 
+// archiveLogs keeps an ended container's output in the cell's log archive.
+func (c *Cell) archiveLogs(ctr executor.Container, lines []executor.LogLine) {
+	e := logarchive.Entry{EndedAt: time.Now().UnixNano(), Reason: endReason(ctr)}
+	if rep.IsTask(ctr) {
+		e.TaskGUID = ctr.Guid
+	} else {
+		idx, _ := strconv.Atoi(ctr.Tags[rep.TagProcessIndex])
+		e.ProcessGUID, e.InstanceGUID, e.Index = ctr.Tags[rep.TagProcessGuid], ctr.Tags[rep.TagInstanceGuid], int32(idx)
+	}
+	for _, l := range lines {
+		e.Lines = append(e.Lines, logarchive.Line{Time: l.Time.UnixNano(), Source: l.Source, Stream: string(l.Stream), Message: l.Message})
+	}
+	if err := c.archive.Add(e); err != nil {
+		c.logger.Error("log-archive-failed", err, lager.Data{"guid": ctr.Guid})
+	}
+}
+
+func endReason(ctr executor.Container) string {
+	r := ctr.RunResult
+	switch {
+	case ctr.State != executor.StateCompleted:
+		return "cell stopped"
+	case r.Failed:
+		return "failed: " + r.FailureReason
+	case r.Stopped:
+		return "stopped"
+	default:
+		return "exited " + strconv.Itoa(r.ExitStatus)
+	}
+}
+
 func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := server.New(server.Options{
 		CellID: c.cfg.CellID, Zone: c.cfg.Zone, Index: c.cfg.Index, Executor: c.exec,
 		RootFSProviders: rootFSProviders(c.cfg.AdvertisedRootFSProviders()), PlacementTags: c.cfg.PlacementTags,
 		OptionalPlacementTags: c.cfg.OptionalPlacementTags, VolumeDrivers: c.cfg.VolumeDrivers,
 		ProxyMemoryMB: c.cfg.ProxyMemoryMB, Evacuation: &c.evac, Logger: c.logger,
-		Drain: c.Drain,
+		Drain: c.Drain, LogArchive: c.archive,
 	})
 	opts := grpcserver.Options{
 		Addr: c.cfg.ListenAddress, Logger: c.logger,

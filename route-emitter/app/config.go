@@ -27,7 +27,6 @@ const (
 	DefaultJitterFactor         = 0.2
 	DefaultUnregisterInterval   = 30 * time.Second
 	DefaultUnregisterCount      = 20
-	DefaultRouteStaleThreshold  = 120 * time.Second
 	DefaultLockTTL              = 15 * time.Second
 	DefaultLockRetryInterval    = 5 * time.Second
 )
@@ -94,8 +93,10 @@ type Config struct {
 	UnregisterInterval config.Duration `json:"unregister_interval"`
 	// UnregisterCount is how many times in all an unregister is sent (default 20).
 	UnregisterCount int `json:"unregister_count"`
-	// RouteStaleThreshold is sent as stale_threshold_in_seconds (default
-	// 120s, gorouter's own default; 0 omits the field).
+	// RouteStaleThreshold is sent as stale_threshold_in_seconds. Unset by
+	// default, as Diego's route emitter sends none: each router then applies
+	// its own droplet_stale_threshold (a value here would cap routers
+	// configured above it).
 	RouteStaleThreshold config.Duration `json:"route_stale_threshold"`
 	// DirectInstanceRoutes registers container addresses and ports instead of the cell's.
 	DirectInstanceRoutes bool `json:"direct_instance_routes"`
@@ -124,7 +125,6 @@ func DefaultConfig() Config {
 		JitterFactor:         DefaultJitterFactor,
 		UnregisterInterval:   config.Duration(DefaultUnregisterInterval),
 		UnregisterCount:      DefaultUnregisterCount,
-		RouteStaleThreshold:  config.Duration(DefaultRouteStaleThreshold),
 		DebugAddress:         DefaultDebugAddress,
 		LogLevel:             "info",
 	}
