@@ -79,8 +79,10 @@ func TestRefusalsNameTheField(t *testing.T) {
 		"droplet_uri":       func(r *ccmessages.DesireAppRequestFromCC) { r.DropletURI = "" },
 		"stack":             func(r *ccmessages.DesireAppRequestFromCC) { r.Stack = "unknownfs" },
 		"health_check_type": func(r *ccmessages.DesireAppRequestFromCC) { r.HealthCheckType = "grpc" },
-		"routing_info":      func(r *ccmessages.DesireAppRequestFromCC) { r.RoutingInfo.HTTPRoutes = make([]ccmessages.HTTPRoute, recipe.MaxRoutes+1) },
-		"ports":             func(r *ccmessages.DesireAppRequestFromCC) { r.Ports = make([]uint32, recipe.MaxPorts+1) },
+		"routing_info": func(r *ccmessages.DesireAppRequestFromCC) {
+			r.RoutingInfo.HTTPRoutes = make([]ccmessages.HTTPRoute, recipe.MaxRoutes+1)
+		},
+		"ports": func(r *ccmessages.DesireAppRequestFromCC) { r.Ports = make([]uint32, recipe.MaxPorts+1) },
 	} {
 		req := buildpackReq()
 		mutate(req)
