@@ -27,7 +27,7 @@ type BBS struct {
 
 // StartBBS starts a BBS for t; mutate may change its config (for example
 // the convergence interval). It stops when t ends.
-func StartBBS(t *testing.T, mutate func(*bbsapp.Config)) *BBS {
+func StartBBS(t testing.TB, mutate func(*bbsapp.Config)) *BBS {
 	t.Helper()
 	cfg := bbsapp.DefaultConfig()
 	cfg.InsecurePlaintext = true // not about TLS
@@ -53,7 +53,7 @@ func StartBBS(t *testing.T, mutate func(*bbsapp.Config)) *BBS {
 }
 
 // Run starts r and stops it (SIGINT) when t ends.
-func Run(t *testing.T, name string, r ifrit.Runner) ifrit.Process {
+func Run(t testing.TB, name string, r ifrit.Runner) ifrit.Process {
 	t.Helper()
 	proc := ifrit.Background(r)
 	t.Cleanup(func() {
