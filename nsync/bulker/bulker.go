@@ -402,16 +402,25 @@ func (b *Bulker) SyncTasks(ctx context.Context) (TasksResult, error) {
 	return res, nil
 }
 
-// Run is an ifrit runner: a pass at once, then every PollInterval, until signaled.
+// Run is an ifrit runner: a pass at once, then every PollInterval, until
+// signaled; a signal cancels a pass in flight.
 func (b *Bulker) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// A signal also cancels a pass in flight.
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	close(ready)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
-		case <-signals:
+		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			if r, err := b.SyncApps(ctx); err != nil {
