@@ -275,6 +275,16 @@ func (c Config) DesiredLRP(req *ccmessages.DesireAppRequestFromCC) (*modelsv1.De
 		Annotation:                    req.ETag,
 		TrustedSystemCertificatesPath: TrustedCertsDir,
 	}
+	if req.AllowSSH {
+		action, route, err := sshd(user, runEnv)
+		if err != nil {
+			return nil, err
+		}
+		cd := lrp.Action.GetCodependent()
+		cd.Actions = append(cd.Actions, action)
+		lrp.Ports = append(append([]uint32(nil), lrp.Ports...), SSHPort)
+		lrp.Routes[SSHRouteKey] = route
+	}
 	if !docker {
 		dl := &modelsv1.DownloadAction{From: req.DropletURI, To: ".", CacheKey: "droplets-" + req.ProcessGUID, User: user}
 		if req.DropletHash != "" {

@@ -110,3 +110,21 @@ func TestTask(t *testing.T) {
 	_, err = cfg().Task(&ccmessages.TaskRequestFromCC{TaskGUID: "t1", Command: "echo"})
 	require.ErrorContains(t, err, "droplet_uri")
 }
+
+func TestSSH(t *testing.T) {
+	req := buildpackReq()
+	req.AllowSSH = true
+	lrp, err := cfg().DesiredLRP(req)
+	require.NoError(t, err)
+	require.Equal(t, []uint32{8080, 2222}, lrp.Ports)
+	acts := lrp.Action.GetCodependent().Actions
+	require.Len(t, acts, 2)
+	require.Equal(t, "/tmp/lifecycle/diego-sshd", acts[1].GetRun().Path)
+	var route map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lrp.Routes["diego-ssh"]), &route))
+	require.Equal(t, float64(2222), route["container_port"])
+	require.Contains(t, route["private_key"], "PRIVATE KEY")
+	require.Contains(t, route["host_fingerprint"], "SHA256:")
+	// The monitor checks the app's port only.
+	require.Len(t, lrp.Monitor.GetTimeout().Action.GetParallel().Actions, 1)
+}
