@@ -2,9 +2,11 @@ package authz
 
 import (
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 )
@@ -167,4 +169,27 @@ func rolesList() string {
 		names = append(names, string(r))
 	}
 	return strings.Join(names, ", ")
+}
+
+// FromCertFile is the identity of the first certificate of a PEM file.
+func FromCertFile(path string) (Identity, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Identity{}, err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return Identity{}, fmt.Errorf("%s: no PEM CERTIFICATE block", path)
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return Identity{}, fmt.Errorf("%s: %w", path, err)
+		}
+		return FromCertificate(cert)
+	}
 }
