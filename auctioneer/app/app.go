@@ -123,7 +123,7 @@ func (a *Auctioneer) runAPI(signals <-chan os.Signal, ready chan<- struct{}) err
 	api := server.New(a.batch, a)
 	a.grpc = grpcserver.New(grpcserver.Options{
 		Addr: a.cfg.ListenAddress, TLS: serverTLS, Logger: a.logger,
-		Register: func(s *grpc.Server) { auctioneerv1.RegisterAuctioneerServiceServer(s, api) },
+		Register: func(s grpc.ServiceRegistrar) { auctioneerv1.RegisterAuctioneerServiceServer(s, api) },
 	})
 	proc := ifrit.Background(a.grpc)
 	select {

@@ -226,7 +226,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	b.grpc = grpcserver.New(grpcserver.Options{
 		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger,
-		Register:           func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, b.server) },
+		Register:           func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, b.server) },
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{b.server.UnaryInterceptor},
 		StreamInterceptors: []grpc.StreamServerInterceptor{b.server.StreamInterceptor},
 	})

@@ -29,7 +29,7 @@ import (
 
 // registerAll registers every Gavel service, unimplemented: a call that
 // passes authorization answers Unimplemented.
-func registerAll(s *grpc.Server) {
+func registerAll(s grpc.ServiceRegistrar) {
 	bbsv1.RegisterBBSServiceServer(s, bbsv1.UnimplementedBBSServiceServer{})
 	repv1.RegisterRepServiceServer(s, repv1.UnimplementedRepServiceServer{})
 	auctioneerv1.RegisterAuctioneerServiceServer(s, auctioneerv1.UnimplementedAuctioneerServiceServer{})

@@ -53,8 +53,10 @@ type Options struct {
 	TLS *tls.Config
 	// Logger is the base logger; request loggers are sessions of it.
 	Logger lager.Logger
-	// Register registers the daemon's services on the server.
-	Register func(*grpc.Server)
+	// Register registers the daemon's services on the server. A request
+	// that does not decode is answered InvalidArgument (grpc-go answers
+	// Internal), so register through the registrar given, not GRPC().
+	Register func(grpc.ServiceRegistrar)
 	// UnaryInterceptors and StreamInterceptors run after the built-in
 	// request-id/logging/recovery interceptor, in order.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
@@ -98,7 +100,9 @@ func New(opts Options) *Server {
 
 	unary := append([]grpc.UnaryServerInterceptor{s.unaryInterceptor}, opts.UnaryInterceptors...)
 	stream := append([]grpc.StreamServerInterceptor{s.streamInterceptor}, opts.StreamInterceptors...)
+	codec := newDecodeCodec()
 	serverOpts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(DefaultMaxRecvMsgSize),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -111,10 +115,11 @@ func New(opts Options) *Server {
 	s.grpc = grpc.NewServer(serverOpts...)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	reg := registrar{s: s.grpc, codec: codec}
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 	if opts.Register != nil {
-		opts.Register(s.grpc)
+		opts.Register(reg)
 	}
 	return s
 }
