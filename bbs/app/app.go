@@ -229,6 +229,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 		Register:           func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, b.server) },
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{b.server.UnaryInterceptor},
 		StreamInterceptors: []grpc.StreamServerInterceptor{b.server.StreamInterceptor},
+		ServerOptions:      []grpc.ServerOption{grpc.MaxRecvMsgSize(b.cfg.maxRequestBytes())},
 	})
 	go func() { _ = requester.Run(ctx) }()
 	go func() { _ = callbacks.Run(ctx) }()
