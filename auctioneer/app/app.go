@@ -86,7 +86,7 @@ func (a *Auctioneer) Gatherer() prometheus.Gatherer { return a.registry }
 // client, gRPC API (Unavailable until the lock is held), auctioneer lock,
 // auction runner. Call it once.
 func (a *Auctioneer) Runner() ifrit.Runner {
-	a.debug = debugserver.New(a.cfg.DebugAddress, a.registry, a.logger)
+	a.debug = debugserver.NewFromConfig(a.cfg.DebugAddress, a.cfg.DebugTLS, a.registry, a.logger)
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "debug", Runner: a.debug},
 		{Name: "etcd", Runner: ifrit.RunFunc(a.runEtcd)},

@@ -76,7 +76,7 @@ func (b *BBS) Addr() string { <-b.ready; return b.grpc.Addr() }
 // ends the group with an error, so the process exits and a supervisor
 // restarts it as a passive replica.
 func (b *BBS) Runner() ifrit.Runner {
-	b.debug = debugserver.New(b.cfg.DebugAddress, prometheus.Gatherers{b.registry, prometheus.DefaultGatherer}, b.logger)
+	b.debug = debugserver.NewFromConfig(b.cfg.DebugAddress, b.cfg.DebugTLS, prometheus.Gatherers{b.registry, prometheus.DefaultGatherer}, b.logger)
 	members := grouper.Members{{Name: "debug", Runner: b.debug}}
 	if b.cfg.Embedded() {
 		b.etcd = etcdserver.New(b.cfg.EmbeddedEtcd, b.logger)

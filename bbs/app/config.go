@@ -13,6 +13,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/converger"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
 	"github.com/gavelhq/gavel/internal/grpcserver"
@@ -54,6 +55,10 @@ type Config struct {
 	ListenAddress string `json:"listen_address"`
 	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17017).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// LogLevel is debug, info, error or fatal (default info).
 	LogLevel string `json:"log_level"`
 	// InstanceID names this replica in the bbs lock (default hostname-pid).
@@ -149,6 +154,9 @@ func (c Config) Embedded() bool { return len(c.Etcd.Endpoints) == 0 }
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ListenAddress == "" {
 		errs = append(errs, errors.New("listen_address: is required"))
 	}

@@ -102,7 +102,7 @@ func (r *Rep) DebugAddr() string { return r.debug.Addr() }
 // cells (dialing etcd and building the BBS client first). Each cell is itself
 // ordered: executor, gRPC server, presence, harmonizer.
 func (r *Rep) Runner() ifrit.Runner {
-	r.debug = debugserver.New(r.cfg.DebugAddress, r.registry, r.logger)
+	r.debug = debugserver.NewFromConfig(r.cfg.DebugAddress, r.cfg.DebugTLS, r.registry, r.logger)
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "debug", Runner: r.debug},
 		{Name: "cells", Runner: ifrit.RunFunc(r.runCells)},
