@@ -13,6 +13,7 @@ import (
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/logging"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 )
@@ -177,6 +178,11 @@ func (c Config) Validate() error {
 	}
 	if names := auctioneer.NewRegistry().Names(); !slices.Contains(names, c.Strategy) {
 		bad("strategy", "unknown strategy %q (known: %s)", c.Strategy, strings.Join(names, ", "))
+	}
+	if c.InsecurePlaintext && c.ListenAddress != "" {
+		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("listen_address: %w", err))
+		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
 		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},

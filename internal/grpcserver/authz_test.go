@@ -155,7 +155,7 @@ func TestPlaintextAllowsEverythingOnLoopbackOnly(t *testing.T) {
 	for _, addr := range []string{"0.0.0.0:0", ":0", "10.1.2.3:8889", "bbs.example:8889"} {
 		err := grpcserver.CheckPlaintextAddr(addr)
 		require.ErrorContains(t, err, "listens only on a loopback address", addr)
-		p := ifrit.Invoke(grpcserver.New(grpcserver.Options{Addr: addr}))
+		p := ifrit.Invoke(grpcserver.New(grpcserver.Options{Addr: addr, Register: registerAll}))
 		require.ErrorContains(t, <-p.Wait(), "insecure_plaintext", addr)
 	}
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0", "localhost:0", "127.0.0.5:1"} {

@@ -49,7 +49,8 @@ type Options struct {
 	// internal/authz: the caller's role, from its verified client
 	// certificate, must be allowed the RPC (PermissionDenied otherwise).
 	// Without TLS there are no identities and every call is allowed, so a
-	// plaintext server listens only on a loopback address.
+	// plaintext server listens only on a loopback address (unless it serves
+	// health checks alone: no Register).
 	TLS *tls.Config
 	// Logger is the base logger; request loggers are sessions of it.
 	Logger lager.Logger
@@ -144,7 +145,8 @@ func (s *Server) Addr() string {
 // reconnect, to another replica if there is one, instead of holding the stop),
 // stops gracefully within the timeout (then hard) and returns nil. It returns an error if it cannot listen or if serving fails.
 func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
-	if s.opts.TLS == nil {
+	if s.opts.TLS == nil && s.opts.Register != nil {
+		// A server of health checks alone (no Register) may listen anywhere.
 		if err := CheckPlaintextAddr(s.opts.Addr); err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep/backend/process"
@@ -252,6 +253,11 @@ func (c Config) Validate() error {
 	}
 	if c.PresenceTTL.D() > 0 && c.PresenceTTL.D() < time.Second {
 		add("presence_ttl: must be at least 1s (got %s)", c.PresenceTTL.D())
+	}
+	if c.InsecurePlaintext && c.ListenAddress != "" {
+		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("listen_address: %w", err))
+		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
 		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},
