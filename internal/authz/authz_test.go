@@ -49,22 +49,28 @@ func TestTableCoversEveryRPC(t *testing.T) {
 	require.Greater(t, n, 40)
 }
 
-// Every rule names valid roles, gives the operator everything, and only
-// rep-scoped rules are cell-scoped.
+// Every rule names valid roles, gives the operator everything but the
+// components' protocol, and only rep-scoped rules are cell-scoped.
 func TestTableRules(t *testing.T) {
+	internal := 0
 	for _, m := range authz.Methods() {
 		r, _ := authz.Lookup(m)
 		if r.AnyPeer {
 			continue
 		}
-		require.True(t, r.Allows(authz.Operator), "%s: the operator may call everything", m)
+		require.Equal(t, !r.Internal, r.Allows(authz.Operator), "%s: the operator may call everything but the components' protocol", m)
+		if r.Internal {
+			internal++
+		}
 		for _, role := range r.Roles {
 			require.True(t, role.Valid(), "%s: role %q", m, role)
 		}
 		if r.CellScoped {
 			require.True(t, r.Allows(authz.Rep), "%s: cell-scoped rules are for reps", m)
+			require.True(t, r.Internal, "%s: a cell's report is the components' protocol", m)
 		}
 	}
+	require.Greater(t, internal, 15)
 }
 
 // The table's decisions for the attacks that motivated it.
@@ -75,6 +81,11 @@ func TestTableRefusesWhatEachRoleMustNotDo(t *testing.T) {
 		authz.Auctioneer:   {bbsv1.BBSService_DesireLRP_FullMethodName, bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_ListDesiredLRPs_FullMethodName},
 		authz.Rep:          {bbsv1.BBSService_DesireLRP_FullMethodName, repv1.RepService_Perform_FullMethodName, bbsv1.BBSService_FailActualLRP_FullMethodName},
 		authz.BBS:          {bbsv1.BBSService_DesireLRP_FullMethodName, repv1.RepService_Drain_FullMethodName},
+		// The CLI's certificate claimed an instance for a nonexistent cell,
+		// started it at an outside address and stopped containers.
+		authz.Operator: {bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_StartActualLRP_FullMethodName,
+			repv1.RepService_StopLRPInstance_FullMethodName, repv1.RepService_Perform_FullMethodName,
+			bbsv1.BBSService_EvacuateRunningActualLRP_FullMethodName},
 	}
 	for role, methods := range refused {
 		for _, m := range methods {
@@ -85,6 +96,10 @@ func TestTableRefusesWhatEachRoleMustNotDo(t *testing.T) {
 	}
 	r, _ := authz.Lookup(bbsv1.BBSService_UpsertDomain_FullMethodName)
 	require.True(t, r.Allows(authz.Bulker))
+	for _, m := range []string{repv1.RepService_Drain_FullMethodName, bbsv1.BBSService_UpsertDomain_FullMethodName, bbsv1.BBSService_RetireActualLRP_FullMethodName} {
+		r, _ := authz.Lookup(m)
+		require.True(t, r.Allows(authz.Operator), "the operator may call %s", m)
+	}
 }
 
 func TestIdentityURI(t *testing.T) {

@@ -16,7 +16,9 @@ type Role string
 
 // The roles of Gavel's certificates.
 const (
-	// Operator may call everything: the gavel CLI's certificate.
+	// Operator is a person with the gavel CLI: the external API, every
+	// read, domains, drain and the debug endpoints; everything but the
+	// components' own protocol (Rule.Internal).
 	Operator Role = "operator"
 	// Controller uses the external API: desire, update and remove LRPs,
 	// tasks, retire instances, reads and events (a Cloud Controller, CI).

@@ -23,13 +23,23 @@ type Rule struct {
 	// CellScoped marks a lifecycle call a rep may make only for its own cell
 	// id; the handler checks the cell id in the request body (CheckCell).
 	CellScoped bool
+	// Internal marks a call of the components' own protocol (a cell's
+	// lifecycle reports, work and stops sent to a cell, auction requests,
+	// placement failures): only the components named may make it, never an
+	// operator, so no person's certificate can claim, start, crash or stop
+	// an instance behind the scheduler's back.
+	Internal bool
 }
 
 // Allows reports whether role may call the RPC.
 func (r Rule) Allows(role Role) bool { return r.AnyPeer || slices.Contains(r.Roles, role) }
 
-// roles is a role list with the operator, who may call everything, always in it.
+// roles is a role list with the operator, who may call everything but the
+// components' own protocol, always in it.
 func roles(rs ...Role) []Role { return append([]Role{Operator}, rs...) }
+
+// internal is the rule of a call of the components' protocol: only rs.
+func internal(rs ...Role) Rule { return Rule{Roles: rs, Internal: true} }
 
 // everyone is every role.
 func everyone() []Role { return Roles() }
@@ -45,7 +55,7 @@ func buildTable() map[string]Rule {
 	// The external API of controllers.
 	external := roles(Controller, Bulker)
 	// Lifecycle calls of a cell, for its own cell id only.
-	cell := Rule{Roles: roles(Rep), CellScoped: true}
+	cell := Rule{Roles: []Role{Rep}, CellScoped: true, Internal: true}
 
 	t := map[string]Rule{
 		// BBS: everyone may ping (the Go client finds the active replica with it).
@@ -88,14 +98,14 @@ func buildTable() map[string]Rule {
 		bbsv1.BBSService_BatchClaimActualLRPs_FullMethodName: cell,
 		bbsv1.BBSService_BatchStartActualLRPs_FullMethodName: cell,
 		// Placement failures, written back by the auctioneer.
-		bbsv1.BBSService_FailActualLRP_FullMethodName: {Roles: roles(Auctioneer)},
+		bbsv1.BBSService_FailActualLRP_FullMethodName: internal(Auctioneer),
 
 		// The lifecycle of tasks. RejectTask: the auctioneer hands back a task
 		// it could not place; a rep one of its own cell it could not run.
 		bbsv1.BBSService_StartTask_FullMethodName:    cell,
 		bbsv1.BBSService_CompleteTask_FullMethodName: cell,
 		bbsv1.BBSService_FailTask_FullMethodName:     {Roles: roles()},
-		bbsv1.BBSService_RejectTask_FullMethodName:   {Roles: roles(Rep, Auctioneer), CellScoped: true},
+		bbsv1.BBSService_RejectTask_FullMethodName:   {Roles: []Role{Rep, Auctioneer}, CellScoped: true, Internal: true},
 
 		// Evacuation, by the draining cell.
 		bbsv1.BBSService_EvacuateClaimedActualLRP_FullMethodName:   cell,
@@ -106,15 +116,16 @@ func buildTable() map[string]Rule {
 		bbsv1.BBSService_ReclaimEvacuatingActualLRP_FullMethodName: cell,
 
 		// The auctioneer takes placement requests from the BBS.
-		auctioneerv1.AuctioneerService_RequestLRPAuctions_FullMethodName:  {Roles: roles(BBS)},
-		auctioneerv1.AuctioneerService_RequestTaskAuctions_FullMethodName: {Roles: roles(BBS)},
+		auctioneerv1.AuctioneerService_RequestLRPAuctions_FullMethodName:  internal(BBS),
+		auctioneerv1.AuctioneerService_RequestTaskAuctions_FullMethodName: internal(BBS),
 
 		// A rep: the auctioneer reads its state and gives it work; the BBS
-		// stops its instances and cancels its tasks; drain is an operator's.
+		// stops its instances and cancels its tasks (an operator retires an
+		// instance or cancels a task through the BBS); drain is an operator's.
 		repv1.RepService_State_FullMethodName:           {Roles: roles(Auctioneer, BBS)},
-		repv1.RepService_Perform_FullMethodName:         {Roles: roles(Auctioneer)},
-		repv1.RepService_StopLRPInstance_FullMethodName: {Roles: roles(BBS)},
-		repv1.RepService_CancelTask_FullMethodName:      {Roles: roles(BBS)},
+		repv1.RepService_Perform_FullMethodName:         internal(Auctioneer),
+		repv1.RepService_StopLRPInstance_FullMethodName: internal(BBS),
+		repv1.RepService_CancelTask_FullMethodName:      internal(BBS),
 		repv1.RepService_Ping_FullMethodName:            {Roles: everyone()},
 		repv1.RepService_StreamLogs_FullMethodName:      {Roles: roles(Controller)},
 		repv1.RepService_Drain_FullMethodName:           {Roles: roles()},
