@@ -111,7 +111,7 @@ var recordTypes = map[protoreflect.FullName]bool{
 func CheckBounds(m proto.Message) error {
 	v := &ValidationError{}
 	if m != nil {
-		checkMessage(v, "", m.ProtoReflect(), 0)
+		checkMessage(v, nil, m.ProtoReflect(), 0)
 	}
 	return v.Err()
 }
@@ -119,59 +119,79 @@ func CheckBounds(m proto.Message) error {
 // maxBoundErrors caps the errors one request reports.
 const maxBoundErrors = 20
 
-func join(prefix string, name protoreflect.Name) string {
-	if prefix == "" {
-		return string(name)
-	}
-	return prefix + "." + string(name)
+// fieldPath is a field's path in a request; it is spelled out
+// ("desired_lrp.env[2].name", `routes["cf-router"]`) only for an error, so
+// a request within its bounds costs no formatting.
+type fieldPath struct {
+	parent         *fieldPath
+	name           protoreflect.Name // a field (or the root's name)
+	index          int               // a list item's index, when isIndex
+	key            string            // a map entry's key, when isKey
+	isIndex, isKey bool
 }
 
-func checkMessage(v *ValidationError, path string, m protoreflect.Message, depth int) {
+func (p *fieldPath) String() string {
+	if p == nil {
+		return ""
+	}
+	prefix := p.parent.String()
+	switch {
+	case p.isIndex:
+		return fmt.Sprintf("%s[%d]", prefix, p.index)
+	case p.isKey:
+		return fmt.Sprintf("%s[%q]", prefix, p.key)
+	case prefix == "":
+		return string(p.name)
+	}
+	return prefix + "." + string(p.name)
+}
+
+func checkMessage(v *ValidationError, path *fieldPath, m protoreflect.Message, depth int) {
 	if len(v.Errors) >= maxBoundErrors {
 		return
 	}
 	if depth > maxNesting {
-		v.Add(path, "nests messages deeper than %d levels", maxNesting)
+		v.Add(path.String(), "nests messages deeper than %d levels", maxNesting)
 		return
 	}
 	before := len(v.Errors)
 	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		checkField(v, join(path, fd.Name()), fd, val, depth)
+		checkField(v, &fieldPath{parent: path, name: fd.Name()}, fd, val, depth)
 		return len(v.Errors) < maxBoundErrors
 	})
 	// A record's size, once its fields are within their bounds (so a part
 	// too large is named first): here for a nested record or a request that
 	// is one; the Validate functions check their root record after their
 	// own rules.
-	if len(v.Errors) == before && (depth > 0 || path == "") {
+	if len(v.Errors) == before && (depth > 0 || path == nil) {
 		checkRecordSize(v, path, m)
 	}
 }
 
-func checkField(v *ValidationError, path string, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
+func checkField(v *ValidationError, path *fieldPath, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
 	switch {
 	case fd.IsList():
 		l := val.List()
 		if max := listBound(fd.Name()); l.Len() > max {
-			v.Add(path, "must hold at most %d items (got %d)", max, l.Len())
+			v.Add(path.String(), "must hold at most %d items (got %d)", max, l.Len())
 			return
 		}
 		for i := 0; i < l.Len(); i++ {
-			checkValue(v, fmt.Sprintf("%s[%d]", path, i), fd, l.Get(i), depth)
+			checkValue(v, &fieldPath{parent: path, index: i, isIndex: true}, fd, l.Get(i), depth)
 		}
 	case fd.IsMap():
 		mp := val.Map()
 		if max := listBound(fd.Name()); mp.Len() > max {
-			v.Add(path, "must hold at most %d entries (got %d)", max, mp.Len())
+			v.Add(path.String(), "must hold at most %d entries (got %d)", max, mp.Len())
 			return
 		}
 		mp.Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
 			key := k.String()
 			if len(key) > MaxNameBytes {
-				v.Add(path, "keys must be at most %d bytes (got one of %d)", MaxNameBytes, len(key))
+				v.Add(path.String(), "keys must be at most %d bytes (got one of %d)", MaxNameBytes, len(key))
 				return false
 			}
-			checkValue(v, fmt.Sprintf("%s[%q]", path, key), fd.MapValue(), mv, depth)
+			checkValue(v, &fieldPath{parent: path, key: key, isKey: true}, fd.MapValue(), mv, depth)
 			return len(v.Errors) < maxBoundErrors
 		})
 	default:
@@ -179,10 +199,9 @@ func checkField(v *ValidationError, path string, fd protoreflect.FieldDescriptor
 	}
 }
 
-// checkValue checks one value (a singular field, a list item or a map value).
 // checkRecordSize bounds the encoded size of a record type; false when
 // it is beyond MaxRecordBytes.
-func checkRecordSize(v *ValidationError, path string, m protoreflect.Message) bool {
+func checkRecordSize(v *ValidationError, path *fieldPath, m protoreflect.Message) bool {
 	if !recordTypes[m.Descriptor().FullName()] {
 		return true
 	}
@@ -190,26 +209,28 @@ func checkRecordSize(v *ValidationError, path string, m protoreflect.Message) bo
 	if n <= MaxRecordBytes {
 		return true
 	}
-	if path == "" {
-		path = string(m.Descriptor().Name())
+	field := path.String()
+	if field == "" {
+		field = string(m.Descriptor().Name())
 	}
-	v.Add(path, "must be at most %d bytes encoded (got %d)", MaxRecordBytes, n)
+	v.Add(field, "must be at most %d bytes encoded (got %d)", MaxRecordBytes, n)
 	return false
 }
 
-func checkValue(v *ValidationError, path string, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
+// checkValue checks one value (a singular field, a list item or a map value).
+func checkValue(v *ValidationError, path *fieldPath, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
 	switch fd.Kind() {
-	case protoreflect.StringKind, protoreflect.BytesKind:
-		n := len(val.String())
-		if fd.Kind() == protoreflect.BytesKind {
-			n = len(val.Bytes())
+	case protoreflect.StringKind:
+		if max := stringBound(fd); max > 0 && len(val.String()) > max {
+			v.Add(path.String(), "must be at most %d bytes (got %d)", max, len(val.String()))
 		}
-		if max := stringBound(fd); max > 0 && n > max {
-			v.Add(path, "must be at most %d bytes (got %d)", max, n)
+	case protoreflect.BytesKind:
+		if max := stringBound(fd); max > 0 && len(val.Bytes()) > max {
+			v.Add(path.String(), "must be at most %d bytes (got %d)", max, len(val.Bytes()))
 		}
 	case protoreflect.EnumKind:
 		if fd.Enum().Values().ByNumber(val.Enum()) == nil {
-			v.Add(path, "unknown %s value %d", fd.Enum().Name(), val.Enum())
+			v.Add(path.String(), "unknown %s value %d", fd.Enum().Name(), val.Enum())
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		checkMessage(v, path, val.Message(), depth+1)

@@ -139,3 +139,14 @@ func FuzzCheckBoundsRequests(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCheckBoundsDesireLRP is the cost of the bounds walk on a typical
+// DesireLRP request.
+func BenchmarkCheckBoundsDesireLRP(b *testing.B) {
+	req := &bbsv1.DesireLRPRequest{DesiredLrp: seedLRP()}
+	for i := 0; i < b.N; i++ {
+		if err := CheckBounds(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

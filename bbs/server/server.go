@@ -86,6 +86,12 @@ var readOnly = map[string]bool{
 	"GetTask": true, "ListTasks": true, "ListCells": true, "SubscribeEvents": true,
 }
 
+// validatedWithBounds lists the methods whose handler's validation
+// (models.ValidateDesiredLRP, ValidateDesiredLRPUpdate, ValidateTask) walks
+// the whole request through the bounds itself, so the interceptor does not
+// walk it twice.
+var validatedWithBounds = map[string]bool{"DesireLRP": true, "UpdateDesiredLRP": true, "DesireTask": true}
+
 func method(full string) string { return full[strings.LastIndex(full, "/")+1:] }
 
 // errPassive is what a passive replica answers to writes.
@@ -98,7 +104,7 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	if !readOnly[method(info.FullMethod)] && !s.opts.Leader.Held() {
 		return nil, errPassive
 	}
-	if m, ok := req.(proto.Message); ok {
+	if m, ok := req.(proto.Message); ok && !validatedWithBounds[method(info.FullMethod)] {
 		if err := models.CheckBounds(m); err != nil {
 			return nil, models.ToStatus(err)
 		}
