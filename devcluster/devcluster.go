@@ -19,6 +19,7 @@ import (
 
 	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	bbsapp "github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
@@ -50,6 +51,8 @@ type Options struct {
 	// (real containers; needs root, runc and the CNI plugins) or "garden"
 	// (each cell drives its own Garden server over a runc backend).
 	Backend string
+	// EncryptionKeyFile, when set, is a 32-byte key the BBS seals records with (label "dev").
+	EncryptionKeyFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -224,6 +227,9 @@ func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error 
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
 	cfg.Convergence.Interval = config.Duration(t.convergence)
 	cfg.Convergence.StaleUnclaimed = config.Duration(t.staleUnclaimed)
+	if c.opts.EncryptionKeyFile != "" {
+		cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"dev": {KeyFile: c.opts.EncryptionKeyFile}}, ActiveKeyLabel: "dev"}
+	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("bbs config: %w", err)
 	}

@@ -35,6 +35,8 @@ import (
 type CellDeps struct {
 	// Etcd holds the presence.
 	Etcd *clientv3.Client
+	// Locket, if set, holds the presence instead of Etcd (the Consul backend).
+	Locket locket.Backend
 	// BBS is the BBS client.
 	BBS harmonizer.BBS
 	// Metrics are the harmonizer metrics.
@@ -251,8 +253,12 @@ func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) erro
 	if err != nil {
 		return fmt.Errorf("cell %s: encode presence: %w", c.cfg.CellID, err)
 	}
+	var backend locket.Backend = c.deps.Locket
+	if backend == nil {
+		backend = locket.NewEtcdBackend(c.deps.Etcd, c.logger)
+	}
 	p := &presence{
-		backend: locket.NewEtcdBackend(c.deps.Etcd, c.logger), key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
+		backend: backend, key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
 		value: value, owner: owner, ttl: c.cfg.PresenceTTL.D(), retry: c.cfg.PresenceRetryInterval.D(),
 		// Containers of the process, runc and garden backends outlive the rep: so does its
 		// presence, unless a drain emptied the cell.

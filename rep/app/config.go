@@ -107,6 +107,8 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is where the presence is registered; endpoints required.
 	Etcd etcdclient.Config `json:"etcd"`
+	// Locket selects where the presence lives: etcd (default) or Consul.
+	Locket locket.Config `json:"locket"`
 	// BBSAddresses are the host:port of every BBS replica; required.
 	BBSAddresses []string `json:"bbs_addresses"`
 	// TLS is the RepService's server certificate, key and the CA client
@@ -199,6 +201,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if !namePattern.MatchString(c.CellID) {
 		add("cell_id: is required and must match %s (got %q)", namePattern, c.CellID)
 	}

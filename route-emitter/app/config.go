@@ -11,6 +11,7 @@ import (
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
 )
 
 // Defaults of the route emitter, Diego's unless noted.
@@ -73,6 +74,8 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is where the route_emitter lock lives; required in global mode unless DisableLock.
 	Etcd etcdclient.Config `json:"etcd"`
+	// Locket selects where the lock lives: etcd (default) or Consul.
+	Locket locket.Config `json:"locket"`
 	// DisableLock runs a global-mode emitter without the lock: only for a
 	// single emitter (gavel dev).
 	DisableLock bool `json:"disable_lock"`
@@ -139,6 +142,9 @@ func (c Config) Global() bool { return c.CellID == "" }
 func (c Config) Validate() error {
 	var errs []error
 	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Locket.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(c.NATSURLs) == 0 {
