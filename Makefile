@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 TEST_TIMEOUT ?= 14m
 PKGS ?= ./...
 
-.PHONY: all build test test-short lint proto proto-check run bench rootfs tools clean chaos
+.PHONY: all build test test-short fuzz lint proto proto-check run bench rootfs tools clean chaos
 
 all: build
 
@@ -27,6 +27,18 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## fuzz: every native Go fuzz target (func Fuzz...) for FUZZTIME each (default 30s), one
+## after the other; `make test` runs their seed corpora. A failure leaves its input in
+## the package's testdata/fuzz/<FuzzName>/ (commit it: it becomes a seed).
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for fn in $$(grep -h '^func Fuzz' $$pkg/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "== $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 ## chaos: the HA scenarios (integration TestHAEtcdFaults: a 3-member etcd cluster of
 ## separate processes, two BBS replicas, auctioneer, cells under a recorded write load;

@@ -120,6 +120,10 @@ action:
 		{"wrong type", "b.json", `{"process_guid":"x","instances":"two"}`, "instances"},
 		{"bad value", "c.json", `{"process_guid":"x","domain":"d","root_fs":"preloaded:x","instances":-1,"action":{"run":{"path":"/x"}}}`, "desired_lrp.instances: must be >= 0"},
 		{"bad yaml", "d.yaml", "process_guid: [", "not valid YAML"},
+		{"guid beyond its bound", "e.json", `{"process_guid":"` + strings.Repeat("g", 300) + `","domain":"d"}`, "process_guid: must be at most 256 bytes (got 300)"},
+		{"unknown enum number", "f.json", `{"process_guid":"x","domain":"d","update_strategy":7}`, "update_strategy: unknown UpdateStrategy value 7"},
+		{"env name with =", "g.json", `{"process_guid":"x","domain":"d","root_fs":"preloaded:x","action":{"run":{"path":"/x"}},"environment_variables":[{"name":"A=B","value":"v"}]}`, "environment_variables[0].name: must not contain '=' or NUL"},
+		{"file too large", "h.json", `{"annotation":"` + strings.Repeat("a", 4<<20) + `"}`, "a spec must be at most 4194304 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

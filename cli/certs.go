@@ -11,23 +11,26 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/certgen"
 )
 
-// certUse says which config fields take a component's certificate.
+// certUse says which config fields take a role's certificate.
 type certUse struct {
-	component, user, fields string
+	role, user, fields string
 }
 
-// certUses lists, per component of certgen.Components, who uses its files
-// and in which fields (each field takes ca_file, cert_file and key_file).
+// certUses lists, per role, who uses its certificate and in which fields
+// (each field takes ca_file, cert_file and key_file).
 func certUses() []certUse {
 	return []certUse{
 		{"bbs", "bbs", "tls, client_tls"},
 		{"auctioneer", "auctioneer", "tls, bbs_tls, rep_client_tls"},
-		{"rep", "rep (every cell)", "tls, bbs_tls"},
+		{"rep", "rep of cell %s", "tls, bbs_tls"},
 		{"route-emitter", "route-emitter", "bbs_tls"},
-		{"client", "gavel CLI", `--ca-file, --cert-file, --key-file, or "tls" in the client config`},
+		{"operator", "gavel CLI (operator)", `--ca-file, --cert-file, --key-file, or "tls" in the client config`},
+		{"controller", "a controller (external API)", "its BBS client's TLS"},
+		{"bulker", "nsync bulker", "bbs_tls"},
 	}
 }
 
@@ -35,24 +38,29 @@ func newCertsCommand() *cobra.Command {
 	var (
 		dir               string
 		hosts, components []string
+		cellIDs           []string
 		days              int
 		force             bool
 		caCertFile, caKey string
 	)
 	cmd := &cobra.Command{
 		Use:   "certs --dir DIR",
-		Short: "Write a CA and a mutual-TLS certificate for each component (bbs, auctioneer, rep, route-emitter, client)",
-		Long: `Write a CA and, signed by it, one certificate and key per component (bbs, auctioneer,
-rep, route-emitter, and client for the gavel CLI), each usable as both server and client,
-ECDSA P-256, valid for --hosts. Keys are written mode 0600. Existing files are never
-overwritten without --force. The output says which config field takes which file.
+		Short: "Write a CA and a mutual-TLS certificate per role (bbs, auctioneer, route-emitter, operator, controller, bulker, rep-<cell>)",
+		Long: `Write a CA and, signed by it, one certificate and key per role: bbs, auctioneer,
+route-emitter, operator (the gavel CLI's), controller, bulker, and rep-<cell-id> for
+each cell of --cell-ids. Each certificate carries its role (and a rep's its cell id)
+as a SAN URI, spiffe://gavel/<role>[/<cell-id>]; every server allows each role only
+the calls of its table (README: Roles and certificates). Each is usable as both server
+and client, ECDSA P-256, valid for --hosts. Keys are written mode 0600. Existing files
+are never overwritten without --force. The output says which config field takes which
+file.
 
 With --ca-cert and --ca-key the certificates are signed by that existing CA instead
 (nothing of the CA is written), so a cell added later, or a host that moved, gets a
 certificate every running component already trusts:
 
   gavel certs --dir /etc/gavel/cell-7 --ca-cert ca.pem --ca-key ca-key.pem \
-    --components rep --hosts 10.0.0.7,cell-7.internal`,
+    --components rep --cell-ids cell-7 --hosts 10.0.0.7,cell-7.internal`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -60,7 +68,8 @@ certificate every running component already trusts:
 	f.StringSliceVar(&hosts, "hosts", certgen.DefaultHosts(), "DNS names and IP addresses every certificate is valid for (comma-separated)")
 	f.IntVar(&days, "days", int(certgen.DefaultValidity/(24*time.Hour)), "validity in days")
 	f.BoolVar(&force, "force", false, "overwrite existing files")
-	f.StringSliceVar(&components, "components", certgen.Components(), "certificates to issue (comma-separated)")
+	f.StringSliceVar(&components, "components", certgen.Components(), "roles to issue certificates for (comma-separated; rep needs --cell-ids)")
+	f.StringSliceVar(&cellIDs, "cell-ids", nil, "cells to issue rep certificates for, one each (rep-<cell-id>.pem; comma-separated)")
 	f.StringVar(&caCertFile, "ca-cert", "", "sign with this existing CA certificate (PEM) instead of a new CA; needs --ca-key")
 	f.StringVar(&caKey, "ca-key", "", "the existing CA's private key (PEM: PKCS #8, EC or RSA)")
 	_ = cmd.MarkFlagRequired("dir")
@@ -73,10 +82,13 @@ certificate every running component already trusts:
 			return fmt.Errorf("--dir: %w", err)
 		}
 		opts := certgen.DirOptions{
-			Dir: abs, Hosts: hosts, Validity: time.Duration(days) * 24 * time.Hour, Force: force, Components: components,
+			Dir: abs, Hosts: hosts, Validity: time.Duration(days) * 24 * time.Hour, Force: force, Components: components, CellIDs: cellIDs,
+		}
+		if len(components) == 0 && len(cellIDs) == 0 {
+			return errors.New("--components: name at least one certificate to issue")
 		}
 		if len(components) == 0 {
-			return errors.New("--components: name at least one certificate to issue")
+			opts.Components = []string{"rep"}
 		}
 		if (caCertFile == "") != (caKey == "") {
 			return errors.New("--ca-cert and --ca-key: give both (an existing CA) or neither (a new CA)")
@@ -137,24 +149,41 @@ func printCerts(cmd *cobra.Command, w certgen.Written, hosts []string, days int)
 	fmt.Fprintln(tw, "USED BY\tFIELDS (each takes ca_file, cert_file, key_file)\tCERT_FILE\tKEY_FILE")
 	uses := map[string]certUse{}
 	for _, u := range certUses() {
-		uses[u.component] = u
+		uses[u.role] = u
+	}
+	use := func(c certgen.Cert) certUse {
+		u, ok := uses[string(c.Identity.Role)]
+		if !ok {
+			return certUse{user: c.Component, fields: "-"}
+		}
+		if c.Identity.CellID != "" {
+			u.user = fmt.Sprintf(u.user, c.Identity.CellID)
+		}
+		return u
 	}
 	for _, c := range w.Certs {
-		u, ok := uses[c.Component]
-		if !ok {
-			u = certUse{user: c.Component, fields: "-"}
-		}
+		u := use(c)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.user, u.fields, c.Files.CertFile, c.Files.KeyFile)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	first := w.Certs[0]
-	user := first.Component
-	if u, ok := uses[user]; ok {
-		user = u.user
+	if !hasRep(w.Certs) {
+		fmt.Fprintln(out, "\nNo rep certificates: a rep's certificate names its cell; issue them with --cell-ids (each rep refuses a certificate for another cell).")
 	}
+	first := w.Certs[0]
+	user := use(first).user
 	_, err := fmt.Fprintf(out, "\nFor example, in the %s config:\n  \"tls\": {\"ca_file\": %q, \"cert_file\": %q, \"key_file\": %q}\n",
 		user, w.CAFile, first.Files.CertFile, first.Files.KeyFile)
 	return err
+}
+
+// hasRep reports whether a rep certificate was written.
+func hasRep(certs []certgen.Cert) bool {
+	for _, c := range certs {
+		if c.Identity.Role == authz.Rep {
+			return true
+		}
+	}
+	return false
 }

@@ -28,16 +28,18 @@ func files(dir, component string) tlsconfig.Files {
 // one component's and a client with another's complete a mutual handshake.
 func TestCertsWritesFilesThatServeMutualTLS(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
-	out, err := execute(t, "certs", "--dir", dir, "--hosts", "localhost,127.0.0.1", "--days", "30")
+	out, err := execute(t, "certs", "--dir", dir, "--hosts", "localhost,127.0.0.1", "--days", "30", "--cell-ids", "cell-1,cell-2")
 	require.NoError(t, err)
 	for _, want := range []string{
-		filepath.Join(dir, "ca.pem"), "tls, client_tls", "tls, bbs_tls, rep_client_tls", "rep (every cell)",
-		"route-emitter", "--ca-file, --cert-file, --key-file", filepath.Join(dir, "client-key.pem"), "valid 30 days",
+		filepath.Join(dir, "ca.pem"), "tls, client_tls", "tls, bbs_tls, rep_client_tls", "rep of cell cell-2",
+		"route-emitter", "--ca-file, --cert-file, --key-file", filepath.Join(dir, "operator-key.pem"), "valid 30 days",
+		"nsync bulker",
 	} {
 		require.Contains(t, out, want)
 	}
+	require.NotContains(t, out, "No rep certificates")
 
-	for _, component := range []string{"bbs", "auctioneer", "rep", "route-emitter", "client"} {
+	for _, component := range []string{"bbs", "auctioneer", "rep-cell-1", "rep-cell-2", "route-emitter", "operator", "controller", "bulker"} {
 		f := files(dir, component)
 		_, err := f.Server()
 		require.NoError(t, err, component)
@@ -54,7 +56,7 @@ func TestCertsWritesFilesThatServeMutualTLS(t *testing.T) {
 	proc := ifrit.Invoke(srv)
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
 	health := func(f tlsconfig.Files) error { return tlstest.HealthCheck(srv.Addr(), tlstest.Creds(t, f, "")) }
-	require.NoError(t, health(files(dir, "client")), "the CLI's certificate is served")
+	require.NoError(t, health(files(dir, "operator")), "the CLI's certificate is served")
 	require.Error(t, health(tlsconfig.Files{CAFile: filepath.Join(dir, "ca.pem")}), "no certificate is refused")
 }
 
@@ -90,7 +92,7 @@ func TestCertsRefusesToOverwrite(t *testing.T) {
 	after, err = os.ReadFile(filepath.Join(dir, "ca.pem"))
 	require.NoError(t, err)
 	require.NotEqual(t, before, after, "--force writes a new CA")
-	_, err = files(dir, "rep").Server()
+	_, err = files(dir, "operator").Server()
 	require.NoError(t, err)
 }
 
@@ -104,7 +106,7 @@ func TestCLIOverMutualTLS(t *testing.T) {
 		c.InsecurePlaintext = false
 		c.TLS, c.ClientTLS = files(dir, "bbs"), files(dir, "bbs")
 	})
-	client := files(dir, "client")
+	client := files(dir, "operator")
 	cases := []struct {
 		name string
 		args []string
@@ -136,20 +138,20 @@ func TestCertsFromAnExistingCA(t *testing.T) {
 	caCert, caKey := filepath.Join(first, "ca.pem"), filepath.Join(first, "ca-key.pem")
 
 	cell := filepath.Join(t.TempDir(), "cell-7")
-	out, err := execute(t, "certs", "--dir", cell, "--ca-cert", caCert, "--ca-key", caKey, "--components", "rep", "--hosts", "127.0.0.1,cell-7.internal")
+	out, err := execute(t, "certs", "--dir", cell, "--ca-cert", caCert, "--ca-key", caKey, "--components", "rep", "--cell-ids", "cell-7", "--hosts", "127.0.0.1,cell-7.internal")
 	require.NoError(t, err)
 	require.Contains(t, out, "Wrote 1 certificates signed by the existing CA")
 	require.Contains(t, out, "ca_file everywhere:  "+caCert)
 	entries, err := os.ReadDir(cell)
 	require.NoError(t, err)
-	require.Len(t, entries, 2, "only rep.pem and rep-key.pem")
+	require.Len(t, entries, 2, "only rep-cell-7.pem and rep-cell-7-key.pem")
 
 	serverTLS, err := files(first, "bbs").Server()
 	require.NoError(t, err)
 	srv := grpcserver.New(grpcserver.Options{Addr: "127.0.0.1:0", TLS: serverTLS})
 	proc := ifrit.Invoke(srv)
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
-	newRep := tlsconfig.Files{CAFile: caCert, CertFile: filepath.Join(cell, "rep.pem"), KeyFile: filepath.Join(cell, "rep-key.pem")}
+	newRep := tlsconfig.Files{CAFile: caCert, CertFile: filepath.Join(cell, "rep-cell-7.pem"), KeyFile: filepath.Join(cell, "rep-cell-7-key.pem")}
 	require.NoError(t, tlstest.HealthCheck(srv.Addr(), tlstest.Creds(t, newRep, "")), "the BBS of the first run accepts the new cell's certificate")
 
 	cases := []struct {
@@ -158,10 +160,12 @@ func TestCertsFromAnExistingCA(t *testing.T) {
 		want string
 	}{
 		{"cert without key", []string{"--ca-cert", caCert}, "--ca-cert and --ca-key: give both"},
-		{"key of a leaf", []string{"--ca-cert", caCert, "--ca-key", filepath.Join(first, "rep-key.pem")}, "CA key: it is not the key of CA certificate"},
-		{"leaf as CA", []string{"--ca-cert", filepath.Join(first, "rep.pem"), "--ca-key", filepath.Join(first, "rep-key.pem")}, "is not a CA"},
+		{"key of a leaf", []string{"--ca-cert", caCert, "--ca-key", filepath.Join(first, "bbs-key.pem")}, "CA key: it is not the key of CA certificate"},
+		{"leaf as CA", []string{"--ca-cert", filepath.Join(first, "bbs.pem"), "--ca-key", filepath.Join(first, "bbs-key.pem")}, "is not a CA"},
 		{"missing file", []string{"--ca-cert", filepath.Join(first, "nope.pem"), "--ca-key", caKey}, "--ca-cert: open"},
 		{"no components", []string{"--components", ""}, "--components: name at least one"},
+		{"rep without cell ids", []string{"--components", "rep"}, "give the cell ids (gavel certs --cell-ids)"},
+		{"unknown role", []string{"--components", "admin"}, `component "admin": want one of the roles`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

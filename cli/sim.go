@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -168,7 +169,13 @@ func newSimCompareCommand() *cobra.Command {
 
 // loadScenario reads and validates a scenario file.
 func loadScenario(path string) (*sim.Scenario, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read scenario: %w", err)
+	}
+	defer f.Close()
+	// One byte beyond the bound, so Parse reports a file that is too large.
+	data, err := io.ReadAll(io.LimitReader(f, sim.MaxScenarioBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read scenario: %w", err)
 	}

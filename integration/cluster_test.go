@@ -32,6 +32,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
@@ -119,8 +120,13 @@ func (o options) withDefaults() options {
 	return o
 }
 
-// components are the names the cluster issues mTLS certificates for.
-var components = []string{"bbs", "auctioneer", "rep", "route-emitter", "client"}
+// components are the names the cluster issues mTLS certificates for, and
+// their identities; "client" (the test's and the CLI's) is the operator's.
+// Each rep gets its own certificate for its cell id (writeRepConfig).
+var components = map[string]authz.Identity{
+	"bbs": {Role: authz.BBS}, "auctioneer": {Role: authz.Auctioneer},
+	"route-emitter": {Role: authz.RouteEmitter}, "client": {Role: authz.Operator},
+}
 
 // cluster is one scenario's Gavel: every component a separate OS process,
 // every gRPC hop mutual TLS with certificates from one test CA (the default
@@ -131,8 +137,9 @@ type cluster struct {
 	opts options
 
 	// certs are each component's TLS files (see components); clientTLS is
-	// the test's own and the CLI's ("client").
+	// the test's own and the CLI's ("client"). ca issued them.
 	certs     map[string]tlsconfig.Files
+	ca        *tlstest.CA
 	clientTLS *tls.Config
 
 	etcdEndpoints []string
@@ -173,9 +180,9 @@ func start(t *testing.T, opts options) *cluster {
 	began := time.Now()
 	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults(), certs: map[string]tlsconfig.Files{}}
 	t.Cleanup(c.cleanup)
-	ca := tlstest.NewCA(t, "gavel")
-	for _, name := range components {
-		c.certs[name] = ca.Issue(t, name)
+	c.ca = tlstest.NewCA(t, "gavel")
+	for name, id := range components {
+		c.certs[name] = c.ca.IssueFor(t, id)
 	}
 	var err error
 	if c.clientTLS, err = c.certs["client"].Client(""); err != nil {
@@ -430,7 +437,8 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.GraceTime = config.Duration(graceTime)
 	cfg.StartupCheckInterval = config.Duration(startupCheck)
 	cfg.DestroyContainersOnExit = true
-	cfg.TLS, cfg.BBSTLS = c.certs["rep"], c.certs["rep"]
+	repCert := c.ca.IssueFor(c.t, authz.RepFor(r.id))
+	cfg.TLS, cfg.BBSTLS = repCert, repCert
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("rep config: %v", err)
 	}

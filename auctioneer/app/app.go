@@ -88,7 +88,7 @@ func (a *Auctioneer) Gatherer() prometheus.Gatherer { return a.registry }
 // client, gRPC API (Unavailable until the lock is held), auctioneer lock,
 // auction runner. Call it once.
 func (a *Auctioneer) Runner() ifrit.Runner {
-	a.debug = debugserver.New(a.cfg.DebugAddress, a.registry, a.logger)
+	a.debug = debugserver.NewFromConfig(a.cfg.DebugAddress, a.cfg.DebugTLS, a.registry, a.logger)
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "debug", Runner: a.debug},
 		{Name: "etcd", Runner: ifrit.RunFunc(a.runEtcd)},
@@ -128,7 +128,7 @@ func (a *Auctioneer) runAPI(signals <-chan os.Signal, ready chan<- struct{}) err
 	api := server.New(a.batch, a)
 	a.grpc = grpcserver.New(grpcserver.Options{
 		Addr: a.cfg.ListenAddress, TLS: serverTLS, Logger: a.logger,
-		Register: func(s *grpc.Server) { auctioneerv1.RegisterAuctioneerServiceServer(s, api) },
+		Register: func(s grpc.ServiceRegistrar) { auctioneerv1.RegisterAuctioneerServiceServer(s, api) },
 	})
 	proc := ifrit.Background(a.grpc)
 	select {

@@ -11,7 +11,9 @@ import (
 	"github.com/gavelhq/gavel/auctioneer"
 	"github.com/gavelhq/gavel/auctioneer/auctionrunner"
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/logging"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
@@ -45,6 +47,10 @@ type Config struct {
 	ListenAddress string `json:"listen_address"`
 	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17001).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// LogLevel is debug, info, error or fatal (default info).
 	LogLevel string `json:"log_level"`
 	// InstanceID names this replica in the auctioneer lock (default hostname-pid).
@@ -130,6 +136,9 @@ func (c Config) EngineOptions() auctioneer.Options {
 // not kept); the error names every bad field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf(field+": "+format, args...))
 	}
@@ -176,6 +185,11 @@ func (c Config) Validate() error {
 	}
 	if names := auctioneer.NewRegistry().Names(); !slices.Contains(names, c.Strategy) {
 		bad("strategy", "unknown strategy %q (known: %s)", c.Strategy, strings.Join(names, ", "))
+	}
+	if c.InsecurePlaintext && c.ListenAddress != "" {
+		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("listen_address: %w", err))
+		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
 		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},

@@ -3,10 +3,13 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gavelhq/gavel/bbs/models"
 )
 
 // AppMix is one line of a workload: Count apps of Instances instances of
@@ -98,8 +101,37 @@ func (o GenerateOptions) Validate() error {
 		return errors.New("apps: give at least one app or task")
 	case o.Tasks < 0:
 		return errors.New("tasks: must be >= 0")
+	case o.Cells > MaxCells:
+		return fmt.Errorf("cells: must be at most %d (got %d)", MaxCells, o.Cells)
+	case o.Tasks > MaxWork:
+		return fmt.Errorf("tasks: must be at most %d (got %d)", MaxWork, o.Tasks)
+	case o.Zones > o.Cells:
+		return fmt.Errorf("zones: must be at most cells (%d; got %d)", o.Cells, o.Zones)
 	case o.Tasks > 0 && o.TaskMemoryMB <= 0:
 		return errors.New("task-memory-mb: must be > 0")
+	case o.Containers > MaxWork/o.Cells:
+		return fmt.Errorf("containers: cells × containers (the existing work a generated scenario may hold) must be at most %d (got %d × %d)", MaxWork, o.Cells, o.Containers)
+	case o.MemoryMB > math.MaxInt32 || o.DiskMB > math.MaxInt32 || o.TaskMemoryMB > math.MaxInt32:
+		return fmt.Errorf("memory-mb, disk-mb, task-memory-mb: must be at most %d", math.MaxInt32)
+	}
+	return checkMix(o.Apps)
+}
+
+// checkMix bounds an app mix: each app's instances by the BBS's default
+// max_desired_instances, all instances together by MaxWork.
+func checkMix(mix []AppMix) error {
+	total := 0
+	for _, m := range mix {
+		if m.Instances > models.DefaultMaxInstances {
+			return fmt.Errorf("apps: %dx%d@%d: an app's instances must be at most %d (the BBS's default max_desired_instances)", m.Count, m.Instances, m.MemoryMB, models.DefaultMaxInstances)
+		}
+		if m.Count > MaxWork || m.MemoryMB > math.MaxInt32 {
+			return fmt.Errorf("apps: %dx%d@%d: at most %d apps of at most %d MB", m.Count, m.Instances, m.MemoryMB, MaxWork, math.MaxInt32)
+		}
+		total += m.Count * m.Instances
+		if total > MaxWork {
+			return fmt.Errorf("apps: must add up to at most %d instances", MaxWork)
+		}
 	}
 	return nil
 }

@@ -9,7 +9,45 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/gavelhq/gavel/bbs/models"
 )
+
+// Bounds of a scenario, beyond the BBS's own (bbs/models: guid, name, tag and
+// URL lengths, list sizes), which a scenario's fields follow too.
+const (
+	// MaxScenarioBytes bounds a scenario file.
+	MaxScenarioBytes = 64 << 20
+	// MaxCells bounds a scenario's cells.
+	MaxCells = 100_000
+	// MaxWork bounds a scenario's LRP instances and its tasks, each.
+	MaxWork = 1_000_000
+)
+
+// stringBound is the longest a scenario string field may be, by key.
+func stringBound(key string) int {
+	switch key {
+	case "process_guid", "task_guid":
+		return models.MaxGUIDBytes
+	case "cell_id", "zone", "domain":
+		return models.MaxNameBytes
+	case "rootfs":
+		return models.MaxURLBytes
+	}
+	return models.MaxStringBytes
+}
+
+// listBound is the most items an array may hold: cells, lrps, tasks at the
+// top level; a cell's existing lrps and tasks.
+func listBound(path, key string) int {
+	switch {
+	case path == "" && key == "cells":
+		return MaxCells
+	case path == "":
+		return MaxWork
+	}
+	return models.MaxListItems
+}
 
 // ErrInvalidScenario is wrapped by every scenario parse error.
 var ErrInvalidScenario = errors.New("invalid scenario")
@@ -58,6 +96,9 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalidSce
 // reported, each with its JSON path, in a *ValidationError; a scenario
 // that does not parse is never partly returned.
 func Parse(data []byte) (*Scenario, error) {
+	if len(data) > MaxScenarioBytes {
+		return nil, &ValidationError{Fields: []FieldError{{Message: fmt.Sprintf("a scenario must be at most %d bytes (got %d)", MaxScenarioBytes, len(data))}}}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var root any
@@ -145,6 +186,10 @@ func (p *parser) str(path string, m map[string]any, key, def string) string {
 		p.errorf(field(path, key), "must be a string, got %s", jsonType(v))
 		return def
 	}
+	if max := stringBound(key); len(s) > max {
+		p.errorf(field(path, key), "must be at most %d bytes (got %d)", max, len(s))
+		return def
+	}
 	return s
 }
 
@@ -196,7 +241,7 @@ func (p *parser) boolean(path string, m map[string]any, key string) bool {
 	return b
 }
 
-// array returns the elements of key, or nil when absent.
+// array returns the elements of key, or nil when absent or beyond its bound.
 func (p *parser) array(path string, m map[string]any, key string) []any {
 	v, ok := present(m, key)
 	if !ok {
@@ -207,14 +252,23 @@ func (p *parser) array(path string, m map[string]any, key string) []any {
 		p.errorf(field(path, key), "must be an array, got %s", jsonType(v))
 		return nil
 	}
+	if max := listBound(path, key); len(a) > max {
+		p.errorf(field(path, key), "must hold at most %d items (got %d)", max, len(a))
+		return nil
+	}
 	return a
 }
 
-// strings returns a list of non-empty strings (never nil).
+// strings returns a list of non-empty strings (never nil), each at most
+// models.MaxTagBytes, at most models.MaxSmallList of them.
 func (p *parser) strings(path string, v any) []string {
 	a, isArr := v.([]any)
 	if !isArr {
 		p.errorf(path, "must be an array of strings, got %s", jsonType(v))
+		return []string{}
+	}
+	if len(a) > models.MaxSmallList {
+		p.errorf(path, "must hold at most %d items (got %d)", models.MaxSmallList, len(a))
 		return []string{}
 	}
 	out := make([]string, 0, len(a))
@@ -225,6 +279,8 @@ func (p *parser) strings(path string, v any) []string {
 			p.errorf(elem(path, i), "must be a string, got %s", jsonType(e))
 		case s == "":
 			p.errorf(elem(path, i), "must not be empty")
+		case len(s) > models.MaxTagBytes:
+			p.errorf(elem(path, i), "must be at most %d bytes (got %d)", models.MaxTagBytes, len(s))
 		default:
 			out = append(out, s)
 		}
@@ -414,6 +470,10 @@ func (p *parser) cell(path string, v any) (Cell, bool) {
 		if rm, isObj := rv.(map[string]any); !isObj {
 			p.errorf(rpath, "must be an object mapping a scheme to a list of stacks, got %s", jsonType(rv))
 		} else {
+			if len(rm) > models.MaxSmallList {
+				p.errorf(rpath, "must hold at most %d schemes (got %d)", models.MaxSmallList, len(rm))
+				rm = nil
+			}
 			c.RootFSProviders = make(map[string][]string, len(rm))
 			keys := make([]string, 0, len(rm))
 			for k := range rm {
@@ -421,8 +481,8 @@ func (p *parser) cell(path string, v any) (Cell, bool) {
 			}
 			slices.Sort(keys)
 			for _, k := range keys {
-				if k == "" {
-					p.errorf(rpath, "scheme must not be empty")
+				if k == "" || len(k) > models.MaxNameBytes {
+					p.errorf(rpath, "scheme must not be empty nor longer than %d bytes", models.MaxNameBytes)
 					continue
 				}
 				if rm[k] == nil {

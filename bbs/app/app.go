@@ -80,7 +80,7 @@ func (b *BBS) Addr() string { <-b.ready; return b.grpc.Addr() }
 // ends the group with an error, so the process exits and a supervisor
 // restarts it as a passive replica.
 func (b *BBS) Runner() ifrit.Runner {
-	b.debug = debugserver.New(b.cfg.DebugAddress, prometheus.Gatherers{b.registry, prometheus.DefaultGatherer}, b.logger)
+	b.debug = debugserver.NewFromConfig(b.cfg.DebugAddress, b.cfg.DebugTLS, prometheus.Gatherers{b.registry, prometheus.DefaultGatherer}, b.logger)
 	members := grouper.Members{{Name: "debug", Runner: b.debug}}
 	if b.cfg.Embedded() {
 		b.etcd = etcdserver.New(b.cfg.EmbeddedEtcd, b.logger)
@@ -312,9 +312,10 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	b.grpc = grpcserver.New(grpcserver.Options{
 		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger,
-		Register:           func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, b.server) },
+		Register:           func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, b.server) },
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{b.server.UnaryInterceptor},
 		StreamInterceptors: []grpc.StreamServerInterceptor{b.server.StreamInterceptor},
+		ServerOptions:      []grpc.ServerOption{grpc.MaxRecvMsgSize(b.cfg.maxRequestBytes())},
 	})
 	go func() { _ = requester.Run(ctx) }()
 	go func() { _ = callbacks.Run(ctx) }()

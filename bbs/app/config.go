@@ -14,8 +14,10 @@ import (
 	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
 )
@@ -42,6 +44,11 @@ const (
 	// one record of a few KiB).
 	MinEtcdMaxTxnOps       = 8
 	MinEtcdMaxRequestBytes = 16 << 10
+	// DefaultMaxRequestBytes bounds one gRPC request (4 MiB); a larger one is
+	// refused ResourceExhausted before it is decoded.
+	DefaultMaxRequestBytes = 4 << 20
+	// MinMaxRequestBytes is the smallest max_request_bytes allowed.
+	MinMaxRequestBytes = 64 << 10
 )
 
 // Config is the BBS's JSON config file.
@@ -50,6 +57,10 @@ type Config struct {
 	ListenAddress string `json:"listen_address"`
 	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17017).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// LogLevel is debug, info, error or fatal (default info).
 	LogLevel string `json:"log_level"`
 	// InstanceID names this replica in the bbs lock (default hostname-pid).
@@ -99,6 +110,10 @@ type Config struct {
 	// MaxDesiredInstances bounds a desired LRP's instances, in instances
 	// (default 100000); larger requests fail validation.
 	MaxDesiredInstances int32 `json:"max_desired_instances"`
+	// MaxRequestBytes bounds one gRPC request, in bytes (default 4 MiB, at
+	// least 64 KiB); a larger one is refused ResourceExhausted. Every other
+	// bound on what clients send is in bbs/models/bounds.go.
+	MaxRequestBytes int `json:"max_request_bytes"`
 	// AuctionRequestMaxPending bounds the start requests (LRP instances plus
 	// tasks) the BBS holds while no auctioneer takes them (default 100000);
 	// beyond it new requests are dropped, counted and logged, and left to
@@ -130,10 +145,19 @@ func DefaultConfig() Config {
 		LockRetryInterval:        config.Duration(DefaultLockRetryInterval),
 		MaxTaskRetries:           DefaultMaxTaskRetries,
 		MaxDesiredInstances:      models.DefaultMaxInstances,
+		MaxRequestBytes:          DefaultMaxRequestBytes,
 		AuctionRequestMaxPending: auctionrequest.DefaultMaxPending,
 		CommitWorkers:            DefaultCommitWorkers,
 		Convergence:              converger.DefaultConfig(),
 	}
+}
+
+// maxRequestBytes is MaxRequestBytes or its default.
+func (c Config) maxRequestBytes() int {
+	if c.MaxRequestBytes <= 0 {
+		return DefaultMaxRequestBytes
+	}
+	return c.MaxRequestBytes
 }
 
 // Embedded says whether the BBS runs its own etcd.
@@ -142,6 +166,9 @@ func (c Config) Embedded() bool { return len(c.Etcd.Endpoints) == 0 }
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ListenAddress == "" {
 		errs = append(errs, errors.New("listen_address: is required"))
 	}
@@ -174,6 +201,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDesiredInstances < 0 {
 		errs = append(errs, fmt.Errorf("max_desired_instances: must be >= 0 (got %d)", c.MaxDesiredInstances))
+	}
+	if c.MaxRequestBytes != 0 && c.MaxRequestBytes < MinMaxRequestBytes {
+		errs = append(errs, fmt.Errorf("max_request_bytes: must be 0 (default %d) or at least %d (got %d)", DefaultMaxRequestBytes, MinMaxRequestBytes, c.MaxRequestBytes))
+	}
+	if c.InsecurePlaintext && c.ListenAddress != "" {
+		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("listen_address: %w", err))
+		}
 	}
 	if err := c.Encryption.Validate(); err != nil {
 		errs = append(errs, err)

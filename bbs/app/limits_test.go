@@ -91,6 +91,7 @@ func TestEmbeddedEtcdLimitsAreUsed(t *testing.T) {
 		DataDir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0",
 		MaxTxnOps: 128, UnsafeNoFsync: true, LogLevel: "error", QuotaBackendBytes: 256 << 20,
 	}
+	cfg.MaxDesiredInstances = 20000
 	require.NoError(t, cfg.Validate())
 	b := startBBS(t, cfg)
 	waitActive(t, b)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/internal/tlstest"
@@ -22,7 +23,8 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 	ca := tlstest.NewCA(t, "gavel")
 	cfg := testConfig(t, etcdtest.Prefix(t), "bbs-mtls")
 	cfg.InsecurePlaintext = false
-	cfg.TLS, cfg.ClientTLS = ca.Issue(t, "bbs"), ca.Issue(t, "bbs")
+	bbs := ca.IssueFor(t, authz.Identity{Role: authz.BBS})
+	cfg.TLS, cfg.ClientTLS = bbs, bbs
 	require.NoError(t, cfg.Validate())
 	b := startBBS(t, cfg)
 	waitActive(t, b)
@@ -39,7 +41,7 @@ func TestDefaultConfigServesMutualTLS(t *testing.T) {
 		tls  *tls.Config
 		ok   bool
 	}{
-		{"certificate from the CA", clientTLS(ca.Issue(t, "cli")), true},
+		{"certificate from the CA", clientTLS(ca.IssueFor(t, authz.Identity{Role: authz.Operator})), true},
 		{"no certificate", clientTLS(tlsconfig.Files{CAFile: ca.File}), false},
 		{"certificate from another CA", clientTLS(rogue), false},
 		{"plaintext", nil, false},

@@ -54,7 +54,7 @@ func TestVerifiesEachReplicaAgainstItsHost(t *testing.T) {
 			require.NoError(t, err)
 			srv := grpcserver.New(grpcserver.Options{
 				Addr: "127.0.0.1:0", TLS: serverTLS,
-				Register: func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, pinger{}) },
+				Register: func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, pinger{}) },
 			})
 			proc := ifrit.Invoke(srv)
 			t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })

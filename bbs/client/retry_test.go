@@ -52,7 +52,7 @@ func TestRetriesOnlyUnavailable(t *testing.T) {
 			r := &refuser{err: tc.err}
 			srv := grpcserver.New(grpcserver.Options{
 				Addr:     "127.0.0.1:0",
-				Register: func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, r) },
+				Register: func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, r) },
 			})
 			proc := ifrit.Invoke(srv)
 			t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })

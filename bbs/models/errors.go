@@ -58,8 +58,21 @@ func (v *ValidationError) Error() string {
 // Is makes errors.Is(err, ErrInvalid) true for validation errors.
 func (v *ValidationError) Is(target error) bool { return target == ErrInvalid }
 
-// Add records one invalid field.
+// maxQuotedBytes bounds a string argument of a rule: an error never
+// echoes a huge value back.
+const maxQuotedBytes = 128
+
+// Add records one invalid field. String arguments longer than 128 bytes
+// are cut (with "...") so the message stays small.
 func (v *ValidationError) Add(field, rule string, args ...any) {
+	for i, a := range args {
+		if s, ok := a.(string); ok && len(s) > maxQuotedBytes {
+			args[i] = s[:maxQuotedBytes] + "..."
+		}
+	}
+	if len(field) > 4*maxQuotedBytes {
+		field = field[:4*maxQuotedBytes] + "..."
+	}
 	v.Errors = append(v.Errors, FieldError{Field: field, Rule: fmt.Sprintf(rule, args...)})
 }
 

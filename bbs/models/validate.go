@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -28,6 +29,8 @@ func checkGUID(v *ValidationError, field, guid string) {
 	switch {
 	case guid == "":
 		v.Add(field, "is required")
+	case len(guid) > MaxGUIDBytes:
+		v.Add(field, "must be at most %d bytes (got %d)", MaxGUIDBytes, len(guid))
 	case !guidPattern.MatchString(guid):
 		v.Add(field, "must match ^[a-zA-Z0-9_-]+$ (got %q)", guid)
 	}
@@ -37,6 +40,8 @@ func checkName(v *ValidationError, field, name string) {
 	switch {
 	case name == "":
 		v.Add(field, "is required")
+	case len(name) > MaxNameBytes:
+		v.Add(field, "must be at most %d bytes (got %d)", MaxNameBytes, len(name))
 	case !namePattern.MatchString(name):
 		v.Add(field, "must match ^[a-zA-Z0-9_.:-]+$ (got %q)", name)
 	}
@@ -82,9 +87,14 @@ func checkRoutes(v *ValidationError, field string, routes map[string]string) {
 }
 
 func checkEnv(v *ValidationError, field string, env []*modelsv1.EnvironmentVariable) {
+	if len(env) > MaxEnvVars {
+		v.Add(field, "must hold at most %d items (got %d)", MaxEnvVars, len(env))
+		return
+	}
 	for i, e := range env {
-		if e.GetName() == "" {
-			v.Add(fmt.Sprintf("%s[%d].name", field, i), "is required")
+		checkEnvName(v, fmt.Sprintf("%s[%d].name", field, i), e.GetName())
+		if strings.ContainsRune(e.GetValue(), 0) {
+			v.Add(fmt.Sprintf("%s[%d].value", field, i), "must not contain NUL")
 		}
 	}
 }
@@ -243,8 +253,17 @@ func checkPort(v *ValidationError, field string, port uint32) {
 	}
 }
 
-// checkAction validates an action tree; required says whether a nil action is an error.
+// checkAction validates an action tree; required says whether a nil action
+// is an error. A tree beyond MaxActionDepth or MaxActionNodes is refused
+// before it is walked.
 func checkAction(v *ValidationError, field string, a *modelsv1.Action, required bool) {
+	if a != nil && !checkActionTree(v, field, a) {
+		return
+	}
+	checkActionNode(v, field, a, required)
+}
+
+func checkActionNode(v *ValidationError, field string, a *modelsv1.Action, required bool) {
 	if a == nil || a.GetAction() == nil {
 		if required {
 			v.Add(field, "is required")
@@ -282,14 +301,14 @@ func checkAction(v *ValidationError, field string, a *modelsv1.Action, required 
 		checkFiles(v, f+".volume_mounted_files", x.Run.GetVolumeMountedFiles())
 	case *modelsv1.Action_Timeout:
 		f := field + ".timeout"
-		checkAction(v, f+".action", x.Timeout.GetAction(), true)
+		checkActionNode(v, f+".action", x.Timeout.GetAction(), true)
 		if x.Timeout.GetTimeoutMs() <= 0 {
 			v.Add(f+".timeout_ms", "must be > 0 (got %d)", x.Timeout.GetTimeoutMs())
 		}
 	case *modelsv1.Action_EmitProgress:
-		checkAction(v, field+".emit_progress.action", x.EmitProgress.GetAction(), true)
+		checkActionNode(v, field+".emit_progress.action", x.EmitProgress.GetAction(), true)
 	case *modelsv1.Action_Try:
-		checkAction(v, field+".try.action", x.Try.GetAction(), true)
+		checkActionNode(v, field+".try.action", x.Try.GetAction(), true)
 	case *modelsv1.Action_Parallel:
 		checkActionList(v, field+".parallel.actions", x.Parallel.GetActions())
 	case *modelsv1.Action_Serial:
@@ -304,7 +323,7 @@ func checkActionList(v *ValidationError, field string, actions []*modelsv1.Actio
 		v.Add(field, "must hold at least one action")
 	}
 	for i, a := range actions {
-		checkAction(v, fmt.Sprintf("%s[%d]", field, i), a, true)
+		checkActionNode(v, fmt.Sprintf("%s[%d]", field, i), a, true)
 	}
 }
 
@@ -321,9 +340,6 @@ func checkChecks(v *ValidationError, field string, checks []*modelsv1.Check) {
 		}
 	}
 }
-
-// DefaultMaxInstances is the default bound on a desired LRP's instance count.
-const DefaultMaxInstances = 100_000
 
 // Limits are the configurable bounds of validation.
 type Limits struct {
@@ -358,6 +374,9 @@ func ValidateDesiredLRPWithin(d *modelsv1.DesiredLRP, l Limits) error {
 		return v
 	}
 	const p = "desired_lrp."
+	if checkMessage(v, &fieldPath{name: "desired_lrp"}, d.ProtoReflect(), 0); len(v.Errors) > 0 {
+		return v // beyond a bound: the other rules would only repeat it
+	}
 	checkGUID(v, p+"process_guid", d.GetProcessGuid())
 	checkName(v, p+"domain", d.GetDomain())
 	checkRootFS(v, p+"root_fs", d.GetRootFs())
@@ -399,6 +418,9 @@ func ValidateDesiredLRPWithin(d *modelsv1.DesiredLRP, l Limits) error {
 	if d.GetModificationTag() != nil {
 		v.Add(p+"modification_tag", "is set by the BBS and must be empty")
 	}
+	if len(v.Errors) == 0 {
+		checkRecordSize(v, &fieldPath{name: "desired_lrp"}, d.ProtoReflect())
+	}
 	return v.Err()
 }
 
@@ -413,6 +435,9 @@ func ValidateDesiredLRPUpdateWithin(processGUID string, u *modelsv1.DesiredLRPUp
 	checkGUID(v, "process_guid", processGUID)
 	if u == nil {
 		v.Add("update", "is required")
+		return v
+	}
+	if checkMessage(v, &fieldPath{name: "update"}, u.ProtoReflect(), 0); len(v.Errors) > 0 {
 		return v
 	}
 	if u.Instances != nil {
@@ -434,6 +459,9 @@ func ValidateDesiredLRPUpdateWithin(processGUID string, u *modelsv1.DesiredLRPUp
 	if (u.ImageUsername != nil) != (u.ImagePassword != nil) {
 		v.Add("update.image_username", "image_username and image_password must be given together")
 	}
+	if len(v.Errors) == 0 {
+		checkRecordSize(v, &fieldPath{name: "update"}, u.ProtoReflect())
+	}
 	return v.Err()
 }
 
@@ -444,6 +472,9 @@ func ValidateTask(taskGUID, domain string, def *modelsv1.TaskDefinition) error {
 	checkName(v, "domain", domain)
 	if def == nil {
 		v.Add("definition", "is required")
+		return v
+	}
+	if checkMessage(v, &fieldPath{name: "definition"}, def.ProtoReflect(), 0); len(v.Errors) > 0 {
 		return v
 	}
 	const p = "definition."
@@ -469,6 +500,9 @@ func ValidateTask(taskGUID, domain string, def *modelsv1.TaskDefinition) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.Add(p+"completion_callback_url", "must be an http or https URL (got %q)", cb)
 		}
+	}
+	if len(v.Errors) == 0 {
+		checkRecordSize(v, &fieldPath{name: "definition"}, def.ProtoReflect())
 	}
 	return v.Err()
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/internal/authz"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -25,6 +26,9 @@ func (s *Server) EvacuateClaimedActualLRP(ctx context.Context, req *bbsv1.Evacua
 	if err := models.ValidateEvacuation(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_EvacuateClaimedActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+		return nil, err
+	}
 	res, err := s.store.EvacuateClaimedActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey())
 	if err != nil {
 		return nil, err
@@ -36,6 +40,9 @@ func (s *Server) EvacuateClaimedActualLRP(ctx context.Context, req *bbsv1.Evacua
 // EvacuateRunningActualLRP evacuates a running instance of a draining cell.
 func (s *Server) EvacuateRunningActualLRP(ctx context.Context, req *bbsv1.EvacuateRunningActualLRPRequest) (*bbsv1.EvacuateRunningActualLRPResponse, error) {
 	if err := models.ValidateStart(req.GetActualLrpKey(), req.GetInstanceKey(), req.GetNetInfo()); err != nil {
+		return nil, err
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_EvacuateRunningActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
 		return nil, err
 	}
 	res, err := s.store.EvacuateRunningActualLRP(ctx, req.GetActualLrpKey(), models.StartInfo{
@@ -54,6 +61,9 @@ func (s *Server) EvacuateStoppedActualLRP(ctx context.Context, req *bbsv1.Evacua
 	if err := models.ValidateEvacuation(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_EvacuateStoppedActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+		return nil, err
+	}
 	res, err := s.store.EvacuateStoppedActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey())
 	if err != nil {
 		return nil, err
@@ -64,6 +74,9 @@ func (s *Server) EvacuateStoppedActualLRP(ctx context.Context, req *bbsv1.Evacua
 // EvacuateCrashedActualLRP records a crash on a draining cell.
 func (s *Server) EvacuateCrashedActualLRP(ctx context.Context, req *bbsv1.EvacuateCrashedActualLRPRequest) (*bbsv1.EvacuateCrashedActualLRPResponse, error) {
 	if err := models.ValidateEvacuation(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
+		return nil, err
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_EvacuateCrashedActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
 		return nil, err
 	}
 	res, err := s.store.EvacuateCrashedActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey(), req.GetErrorMessage())
@@ -79,6 +92,9 @@ func (s *Server) RemoveEvacuatingActualLRP(ctx context.Context, req *bbsv1.Remov
 	if err := models.ValidateEvacuation(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_RemoveEvacuatingActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+		return nil, err
+	}
 	if err := s.store.RemoveEvacuatingActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
@@ -88,6 +104,9 @@ func (s *Server) RemoveEvacuatingActualLRP(ctx context.Context, req *bbsv1.Remov
 // ReclaimEvacuatingActualLRP makes the caller's evacuating instance the ordinary one again while no replacement is placed.
 func (s *Server) ReclaimEvacuatingActualLRP(ctx context.Context, req *bbsv1.ReclaimEvacuatingActualLRPRequest) (*bbsv1.ReclaimEvacuatingActualLRPResponse, error) {
 	if err := models.ValidateEvacuation(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
+		return nil, err
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_ReclaimEvacuatingActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
 		return nil, err
 	}
 	ok, err := s.store.ReclaimEvacuatingActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey())

@@ -7,10 +7,12 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/internal/authz"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -230,6 +232,9 @@ func (s *Server) ClaimActualLRP(ctx context.Context, req *bbsv1.ClaimActualLRPRe
 	if err := models.ValidateClaim(req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_ClaimActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+		return nil, err
+	}
 	if err := s.store.ClaimActualLRP(ctx, req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
@@ -248,6 +253,9 @@ func (s *Server) StartActualLRP(ctx context.Context, req *bbsv1.StartActualLRPRe
 	if err := models.ValidateStart(req.GetActualLrpKey(), req.GetInstanceKey(), req.GetNetInfo()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_StartActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+		return nil, err
+	}
 	if err := s.store.StartActualLRP(ctx, req.GetActualLrpKey(), startInfo(req)); err != nil {
 		return nil, err
 	}
@@ -257,6 +265,9 @@ func (s *Server) StartActualLRP(ctx context.Context, req *bbsv1.StartActualLRPRe
 // CrashActualLRP records a crash and restarts the instance when the policy says so.
 func (s *Server) CrashActualLRP(ctx context.Context, req *bbsv1.CrashActualLRPRequest) (*bbsv1.CrashActualLRPResponse, error) {
 	if err := models.ValidateCrash(req.GetActualLrpKey(), req.GetInstanceKey()); err != nil {
+		return nil, err
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_CrashActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
 		return nil, err
 	}
 	res, err := s.store.CrashActualLRP(ctx, req.GetActualLrpKey(), req.GetInstanceKey(), req.GetErrorMessage())
@@ -285,6 +296,12 @@ func (s *Server) FailActualLRP(ctx context.Context, req *bbsv1.FailActualLRPRequ
 // RemoveActualLRP deletes an instance row.
 func (s *Server) RemoveActualLRP(ctx context.Context, req *bbsv1.RemoveActualLRPRequest) (*bbsv1.RemoveActualLRPResponse, error) {
 	if err := models.ValidateRemove(req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
+		return nil, err
+	}
+	if id, ok := authz.FromContext(ctx); ok && id.Role == authz.Rep && req.GetInstanceKey() == nil {
+		return nil, status.Errorf(codes.PermissionDenied, "role rep (cell %q) may not call %s without instance_key: a rep removes only its own instances", id.CellID, bbsv1.BBSService_RemoveActualLRP_FullMethodName)
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_RemoveActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
 		return nil, err
 	}
 	if err := s.store.RemoveActualLRP(ctx, req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/store"
@@ -85,15 +86,28 @@ var readOnly = map[string]bool{
 	"GetTask": true, "ListTasks": true, "ListCells": true, "SubscribeEvents": true,
 }
 
+// validatedWithBounds lists the methods whose handler's validation
+// (models.ValidateDesiredLRP, ValidateDesiredLRPUpdate, ValidateTask) walks
+// the whole request through the bounds itself, so the interceptor does not
+// walk it twice.
+var validatedWithBounds = map[string]bool{"DesireLRP": true, "UpdateDesiredLRP": true, "DesireTask": true}
+
 func method(full string) string { return full[strings.LastIndex(full, "/")+1:] }
 
 // errPassive is what a passive replica answers to writes.
 var errPassive = status.Error(codes.Unavailable, "this BBS replica is passive: it does not hold the bbs lock; retry against the active replica")
 
-// UnaryInterceptor refuses writes on a passive replica and maps store errors to status codes.
+// UnaryInterceptor refuses writes on a passive replica, refuses requests
+// beyond the bounds of bbs/models (CheckBounds: lengths, counts, enums,
+// record sizes) and maps store errors to status codes.
 func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !readOnly[method(info.FullMethod)] && !s.opts.Leader.Held() {
 		return nil, errPassive
+	}
+	if m, ok := req.(proto.Message); ok && !validatedWithBounds[method(info.FullMethod)] {
+		if err := models.CheckBounds(m); err != nil {
+			return nil, models.ToStatus(err)
+		}
 	}
 	resp, err := handler(ctx, req)
 	return resp, models.ToStatus(err)
@@ -145,6 +159,9 @@ func (s *Server) ListCells(ctx context.Context, _ *bbsv1.ListCellsRequest) (*bbs
 
 // SubscribeEvents streams events.
 func (s *Server) SubscribeEvents(req *bbsv1.SubscribeEventsRequest, stream bbsv1.BBSService_SubscribeEventsServer) error {
+	if err := models.CheckBounds(req); err != nil {
+		return err
+	}
 	if req.GetSinceRevision() < 0 {
 		v := &models.ValidationError{}
 		v.Add("since_revision", "must be >= 0 (got %d)", req.GetSinceRevision())

@@ -9,6 +9,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/store"
+	"github.com/gavelhq/gavel/internal/authz"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -102,6 +103,9 @@ func (s *Server) StartTask(ctx context.Context, req *bbsv1.StartTaskRequest) (*b
 	if err := models.ValidateTaskCell(req.GetTaskGuid(), req.GetCellId()); err != nil {
 		return nil, err
 	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_StartTask_FullMethodName, "cell_id", req.GetCellId()); err != nil {
+		return nil, err
+	}
 	should, err := s.store.StartTask(ctx, req.GetTaskGuid(), req.GetCellId())
 	if err != nil {
 		return nil, err
@@ -112,6 +116,9 @@ func (s *Server) StartTask(ctx context.Context, req *bbsv1.StartTaskRequest) (*b
 // CompleteTask records a task's outcome.
 func (s *Server) CompleteTask(ctx context.Context, req *bbsv1.CompleteTaskRequest) (*bbsv1.CompleteTaskResponse, error) {
 	if err := models.ValidateTaskCell(req.GetTaskGuid(), req.GetCellId()); err != nil {
+		return nil, err
+	}
+	if err := authz.CheckCell(ctx, bbsv1.BBSService_CompleteTask_FullMethodName, "cell_id", req.GetCellId()); err != nil {
 		return nil, err
 	}
 	task, err := s.store.CompleteTask(ctx, req.GetTaskGuid(), req.GetCellId(), req.GetFailed(), req.GetFailureReason(), req.GetResult())
@@ -139,6 +146,16 @@ func (s *Server) FailTask(ctx context.Context, req *bbsv1.FailTaskRequest) (*bbs
 func (s *Server) RejectTask(ctx context.Context, req *bbsv1.RejectTaskRequest) (*bbsv1.RejectTaskResponse, error) {
 	if err := models.ValidateTaskGUID(req.GetTaskGuid()); err != nil {
 		return nil, err
+	}
+	if id, ok := authz.FromContext(ctx); ok && id.Role == authz.Rep {
+		// A rep hands back only a task of its own cell.
+		task, err := s.store.GetTask(req.GetTaskGuid())
+		if err != nil {
+			return nil, err
+		}
+		if err := authz.CheckCell(ctx, bbsv1.BBSService_RejectTask_FullMethodName, "the task's cell_id", task.GetCellId()); err != nil {
+			return nil, err
+		}
 	}
 	after, retry, err := s.store.RejectTask(ctx, req.GetTaskGuid(), req.GetRejectionReason())
 	if err != nil {

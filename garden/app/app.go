@@ -111,7 +111,7 @@ const HealthService = "gavel.garden"
 func (g *Garden) Runner() ifrit.Runner {
 	var members grouper.Members
 	if g.cfg.DebugAddress != "" {
-		g.debug = debugserver.New(g.cfg.DebugAddress, g.registry, g.logger)
+		g.debug = debugserver.NewFromConfig(g.cfg.DebugAddress, g.cfg.DebugTLS, g.registry, g.logger)
 		members = append(members, grouper.Member{Name: "debug", Runner: g.debug})
 	}
 	if g.cfg.HealthAddress != "" {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
+	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/rep/backend/process"
 	"github.com/gavelhq/gavel/rep/backend/runc"
 )
@@ -46,6 +48,10 @@ type Config struct {
 	// DebugAddress serves /metrics and /debug/pprof (default
 	// 127.0.0.1:17019; empty disables it).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// HealthAddress serves the gRPC health service, SERVING while the
 	// backend answers its ping (default 127.0.0.1:17020; empty disables it).
 	HealthAddress string `json:"health_address"`
@@ -86,6 +92,9 @@ func DefaultConfig() Config {
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch c.ListenNetwork {
 	case "unix":

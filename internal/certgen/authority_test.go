@@ -67,7 +67,7 @@ func TestWriteDirWithAnExistingCA(t *testing.T) {
 			require.NoError(t, err)
 			dir := t.TempDir()
 			later, err := certgen.WriteDir(certgen.DirOptions{
-				Dir: dir, Authority: ca, AuthorityCertFile: caFile, Components: []string{"rep"},
+				Dir: dir, Authority: ca, AuthorityCertFile: caFile, Components: []string{"rep"}, CellIDs: []string{"cell-7"},
 				Hosts: []string{"10.0.0.7"}, Validity: 365 * 24 * time.Hour,
 			})
 			require.NoError(t, err)
@@ -79,7 +79,7 @@ func TestWriteDirWithAnExistingCA(t *testing.T) {
 			for _, e := range entries {
 				names = append(names, e.Name())
 			}
-			require.ElementsMatch(t, []string{"rep.pem", "rep-key.pem"}, names, "nothing of the CA is written")
+			require.ElementsMatch(t, []string{"rep-cell-7.pem", "rep-cell-7-key.pem"}, names, "nothing of the CA is written")
 
 			rep := parseCert(t, later.Certs[0].Files.CertFile)
 			require.NoError(t, rep.CheckSignatureFrom(parseCert(t, caFile)))

@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/gavelhq/gavel/internal/authz"
 )
 
 // Clock skew tolerated by every certificate: NotBefore is this long before
@@ -156,8 +159,23 @@ func parseKey(data []byte) (crypto.Signer, error) {
 // Issue signs a certificate for commonName valid for hosts (each an IP
 // address or a DNS name; at least one) for both server and client
 // authentication, from an hour before now for validity (capped at the
-// CA's own expiry).
+// CA's own expiry). It carries no role: every Gavel server refuses it all
+// but health checks; IssueFor issues the certificates components use.
 func (a *Authority) Issue(commonName string, hosts []string, validity time.Duration) (Leaf, error) {
+	return a.issue(commonName, nil, hosts, validity)
+}
+
+// IssueFor signs the certificate of a Gavel identity: like Issue, named
+// id.Name(), with the identity as its SAN URI (spiffe://gavel/<role>[/<cell>])
+// and the role as the subject's organizational unit.
+func (a *Authority) IssueFor(id authz.Identity, hosts []string, validity time.Duration) (Leaf, error) {
+	if err := id.Validate(); err != nil {
+		return Leaf{}, fmt.Errorf("certgen: %w", err)
+	}
+	return a.issue(id.Name(), &id, hosts, validity)
+}
+
+func (a *Authority) issue(commonName string, id *authz.Identity, hosts []string, validity time.Duration) (Leaf, error) {
 	if validity <= 0 {
 		return Leaf{}, fmt.Errorf("certgen: %s: validity must be > 0 (got %s)", commonName, validity)
 	}
@@ -198,6 +216,10 @@ func (a *Authority) Issue(commonName string, hosts []string, validity time.Durat
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     names,
 		IPAddresses:  ips,
+	}
+	if id != nil {
+		tmpl.URIs = []*url.URL{id.URI()}
+		tmpl.Subject.OrganizationalUnit = []string{string(id.Role)}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
 	if err != nil {

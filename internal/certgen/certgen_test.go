@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/certgen"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 )
@@ -60,7 +61,7 @@ func handshake(t *testing.T, server, client *tls.Config) error {
 
 func TestWriteDirWritesAWorkingSet(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
-	w, err := certgen.WriteDir(certgen.DirOptions{Dir: dir, Hosts: []string{"bbs.service.internal", "127.0.0.1"}, Validity: 48 * time.Hour})
+	w, err := certgen.WriteDir(certgen.DirOptions{Dir: dir, Hosts: []string{"bbs.service.internal", "127.0.0.1"}, Validity: 48 * time.Hour, CellIDs: []string{"cell-1", "cell-2"}})
 	require.NoError(t, err)
 	require.Equal(t, filepath.Join(dir, "ca.pem"), w.CAFile)
 
@@ -68,7 +69,7 @@ func TestWriteDirWritesAWorkingSet(t *testing.T) {
 	for _, c := range w.Certs {
 		names = append(names, c.Component)
 	}
-	require.Equal(t, certgen.Components(), names)
+	require.Equal(t, append(certgen.Components(), "rep-cell-1", "rep-cell-2"), names)
 
 	ca := parseCert(t, w.CAFile)
 	require.True(t, ca.IsCA)
@@ -78,6 +79,11 @@ func TestWriteDirWritesAWorkingSet(t *testing.T) {
 		require.Equal(t, w.CAFile, c.Files.CAFile)
 		cert := parseCert(t, c.Files.CertFile)
 		require.Equal(t, c.Component, cert.Subject.CommonName)
+		id, err := authz.FromCertificate(cert)
+		require.NoError(t, err, "every certificate carries its identity")
+		require.Equal(t, c.Identity, id)
+		require.Equal(t, c.Component, id.Name())
+		require.Equal(t, []string{string(id.Role)}, cert.Subject.OrganizationalUnit)
 		require.Equal(t, []string{"bbs.service.internal"}, cert.DNSNames)
 		require.Len(t, cert.IPAddresses, 1)
 		require.True(t, cert.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")))
@@ -146,7 +152,7 @@ func TestWriteDirRefusesToOverwrite(t *testing.T) {
 
 	// One existing key among new files is enough to refuse, and nothing else is written.
 	other := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(other, "rep-key.pem"), []byte("mine"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(other, "operator-key.pem"), []byte("mine"), 0o644))
 	_, err = certgen.WriteDir(certgen.DirOptions{Dir: other})
 	require.ErrorIs(t, err, certgen.ErrExists)
 	_, err = os.Stat(filepath.Join(other, "ca.pem"))
@@ -155,10 +161,10 @@ func TestWriteDirRefusesToOverwrite(t *testing.T) {
 	// Force overwrites, and a key left world-readable becomes 0600.
 	_, err = certgen.WriteDir(certgen.DirOptions{Dir: other, Force: true})
 	require.NoError(t, err)
-	info, err := os.Stat(filepath.Join(other, "rep-key.pem"))
+	info, err := os.Stat(filepath.Join(other, "operator-key.pem"))
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
-	_, err = tlsconfig.Files{CAFile: filepath.Join(other, "ca.pem"), CertFile: filepath.Join(other, "rep.pem"), KeyFile: filepath.Join(other, "rep-key.pem")}.Server()
+	_, err = tlsconfig.Files{CAFile: filepath.Join(other, "ca.pem"), CertFile: filepath.Join(other, "operator.pem"), KeyFile: filepath.Join(other, "operator-key.pem")}.Server()
 	require.NoError(t, err)
 }
 
@@ -177,11 +183,23 @@ func TestBadRequests(t *testing.T) {
 		{"component with a slash", func() error {
 			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), Components: []string{"../bbs"}})
 			return err
-		}, "../bbs"},
+		}, `component "../bbs": want one of the roles operator, controller`},
 		{"duplicate component", func() error {
-			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), Components: []string{"rep", "rep"}})
+			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), Components: []string{"bbs", "bbs"}})
 			return err
-		}, "unique"},
+		}, "named twice"},
+		{"rep without cell ids", func() error {
+			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), Components: []string{"rep"}})
+			return err
+		}, "--cell-ids"},
+		{"bad cell id", func() error {
+			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), CellIDs: []string{"../x"}})
+			return err
+		}, `cell id "../x"`},
+		{"duplicate cell id", func() error {
+			_, err := certgen.WriteDir(certgen.DirOptions{Dir: t.TempDir(), CellIDs: []string{"a", "a"}})
+			return err
+		}, "named twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 )
 
@@ -25,10 +26,12 @@ const (
 // it would write already exists and Force is not set.
 var ErrExists = errors.New("certgen: refusing to overwrite existing files")
 
-// Components are the certificates WriteDir issues by default: one per
-// daemon, and "client" for the gavel CLI.
+// Components are the certificates WriteDir issues by default, one per
+// role of internal/authz but rep (whose certificates name their cell: see
+// DirOptions.CellIDs): the daemons', the operator's (the gavel CLI), a
+// controller's and the nsync bulker's.
 func Components() []string {
-	return []string{"bbs", "auctioneer", "rep", "route-emitter", "client"}
+	return []string{"bbs", "auctioneer", "route-emitter", "operator", "controller", "bulker"}
 }
 
 // DirOptions say what WriteDir writes.
@@ -40,8 +43,12 @@ type DirOptions struct {
 	Hosts []string
 	// Validity is how long the CA and certificates are valid (default DefaultValidity).
 	Validity time.Duration
-	// Components name the certificates to issue (default Components()).
+	// Components name the roles to issue certificates for (default
+	// Components()); "rep" needs CellIDs.
 	Components []string
+	// CellIDs are the cells to issue rep certificates for, one each
+	// ("rep-<cell-id>.pem"), whether or not Components names rep.
+	CellIDs []string
 	// Force overwrites existing files instead of refusing.
 	Force bool
 	// Authority, when set, signs the certificates instead of a new CA, and
@@ -53,8 +60,11 @@ type DirOptions struct {
 
 // Cert is one component's certificate as written.
 type Cert struct {
-	// Component is the name the certificate was issued for (its common name).
+	// Component is the certificate's name (its common name and file name):
+	// the role, or "rep-<cell-id>".
 	Component string
+	// Identity is what the certificate carries (its SAN URI).
+	Identity authz.Identity
 	// Files are the CA, the certificate and its key, ready for a config.
 	Files tlsconfig.Files
 }
@@ -108,17 +118,17 @@ func WriteDir(opts DirOptions) (Written, error) {
 		}
 		w = Written{CAFile: opts.AuthorityCertFile}
 	}
-	seen := map[string]bool{}
-	for _, name := range opts.Components {
-		if name == "" || strings.ContainsAny(name, `/\`) || name == "ca" || seen[name] {
-			return Written{}, fmt.Errorf("certgen: component %q: want a unique plain file name other than ca", name)
-		}
-		seen[name] = true
-		leaf, err := ca.Issue(name, opts.Hosts, opts.Validity)
+	ids, err := identities(opts.Components, opts.CellIDs)
+	if err != nil {
+		return Written{}, err
+	}
+	for _, id := range ids {
+		name := id.Name()
+		leaf, err := ca.IssueFor(id, opts.Hosts, opts.Validity)
 		if err != nil {
 			return Written{}, err
 		}
-		c := Cert{Component: name, Files: tlsconfig.Files{
+		c := Cert{Component: name, Identity: id, Files: tlsconfig.Files{
 			CAFile:   w.CAFile,
 			CertFile: filepath.Join(opts.Dir, name+".pem"),
 			KeyFile:  filepath.Join(opts.Dir, name+"-key.pem"),
@@ -149,6 +159,55 @@ func WriteDir(opts DirOptions) (Written, error) {
 		}
 	}
 	return w, nil
+}
+
+// identities are the certificates to issue: one per role of components but
+// rep, then one rep per cell id. Roles must be known and unique; rep needs
+// cell ids.
+func identities(components, cellIDs []string) ([]authz.Identity, error) {
+	var ids []authz.Identity
+	seen := map[string]bool{}
+	wantRep := false
+	for _, name := range components {
+		role := authz.Role(name)
+		switch {
+		case seen[name]:
+			return nil, fmt.Errorf("certgen: component %q: named twice", name)
+		case !role.Valid():
+			return nil, fmt.Errorf("certgen: component %q: want one of the roles %s", name, strings.Join(roleNames(), ", "))
+		case role == authz.Rep:
+			wantRep = true
+		default:
+			ids = append(ids, authz.Identity{Role: role})
+		}
+		seen[name] = true
+	}
+	if wantRep && len(cellIDs) == 0 {
+		return nil, errors.New("certgen: component rep: a rep's certificate names its cell: give the cell ids (gavel certs --cell-ids)")
+	}
+	for _, cell := range cellIDs {
+		id := authz.RepFor(cell)
+		if err := id.Validate(); err != nil {
+			return nil, fmt.Errorf("certgen: cell id %q: %w", cell, err)
+		}
+		if seen["rep/"+cell] {
+			return nil, fmt.Errorf("certgen: cell id %q: named twice", cell)
+		}
+		seen["rep/"+cell] = true
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return nil, errors.New("certgen: no certificate to issue")
+	}
+	return ids, nil
+}
+
+func roleNames() []string {
+	var out []string
+	for _, r := range authz.Roles() {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 // writeFile writes data to path with mode, refusing an existing file unless

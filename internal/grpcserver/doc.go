@@ -13,7 +13,12 @@
 //     incoming "x-request-id" metadata, or a new UUID, echoed in the response
 //     header), puts a lager logger carrying it in the context (see
 //     internal/logging.FromContext), logs failures, and turns a handler panic
-//     into codes.Internal instead of killing the process.
+//     into codes.Internal instead of killing the process;
+//   - with TLS, authorization of every call by internal/authz: the caller's
+//     role, from its verified client certificate, must be allowed the RPC by
+//     the table, else PermissionDenied; the identity travels in the context
+//     (authz.FromContext). Without TLS every call is allowed, so a plaintext
+//     server refuses to listen on anything but a loopback address.
 //
 // The default maximum received message size is raised to 64 MiB. On a signal
 // the server stops gracefully, bounded by [Options.GracefulStopTimeout]

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/logging"
 )
 
@@ -44,12 +45,19 @@ type Options struct {
 	// port, see [Server.Addr].
 	Addr string
 	// TLS, when non-nil, serves TLS with this config (see
-	// internal/tlsconfig for mTLS).
+	// internal/tlsconfig for mTLS), and every call is authorized by
+	// internal/authz: the caller's role, from its verified client
+	// certificate, must be allowed the RPC (PermissionDenied otherwise).
+	// Without TLS there are no identities and every call is allowed, so a
+	// plaintext server listens only on a loopback address (unless it serves
+	// health checks alone: no Register).
 	TLS *tls.Config
 	// Logger is the base logger; request loggers are sessions of it.
 	Logger lager.Logger
-	// Register registers the daemon's services on the server.
-	Register func(*grpc.Server)
+	// Register registers the daemon's services on the server. A request
+	// that does not decode is answered InvalidArgument (grpc-go answers
+	// Internal), so register through the registrar given, not GRPC().
+	Register func(grpc.ServiceRegistrar)
 	// UnaryInterceptors and StreamInterceptors run after the built-in
 	// request-id/logging/recovery interceptor, in order.
 	UnaryInterceptors  []grpc.UnaryServerInterceptor
@@ -93,7 +101,9 @@ func New(opts Options) *Server {
 
 	unary := append([]grpc.UnaryServerInterceptor{s.unaryInterceptor}, opts.UnaryInterceptors...)
 	stream := append([]grpc.StreamServerInterceptor{s.streamInterceptor}, opts.StreamInterceptors...)
+	codec := newDecodeCodec()
 	serverOpts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		grpc.MaxRecvMsgSize(DefaultMaxRecvMsgSize),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -106,10 +116,11 @@ func New(opts Options) *Server {
 	s.grpc = grpc.NewServer(serverOpts...)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	reg := registrar{s: s.grpc, codec: codec}
+	healthpb.RegisterHealthServer(reg, s.health)
+	reflection.Register(reg)
 	if opts.Register != nil {
-		opts.Register(s.grpc)
+		opts.Register(reg)
 	}
 	return s
 }
@@ -134,6 +145,12 @@ func (s *Server) Addr() string {
 // reconnect, to another replica if there is one, instead of holding the stop),
 // stops gracefully within the timeout (then hard) and returns nil. It returns an error if it cannot listen or if serving fails.
 func (s *Server) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
+	if s.opts.TLS == nil && s.opts.Register != nil {
+		// A server of health checks alone (no Register) may listen anywhere.
+		if err := CheckPlaintextAddr(s.opts.Addr); err != nil {
+			return err
+		}
+	}
 	lis, err := net.Listen("tcp", s.opts.Addr)
 	if err != nil {
 		return fmt.Errorf("grpcserver: listening on %q: %w", s.opts.Addr, err)
@@ -239,7 +256,37 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		}
 		logResult(logger, err, start)
 	}()
+	if ctx, err = s.authorize(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
+}
+
+// authorize checks the caller's role against internal/authz's table when the
+// server has TLS, and returns ctx carrying the caller's identity.
+func (s *Server) authorize(ctx context.Context, fullMethod string) (context.Context, error) {
+	if s.opts.TLS == nil {
+		return ctx, nil
+	}
+	return authz.AuthorizeContext(ctx, fullMethod)
+}
+
+// CheckPlaintextAddr refuses a listen address that is not loopback for a
+// server without TLS: such a server has no identities and allows every call
+// to anyone who reaches it. A host name other than localhost is refused too
+// (it may resolve to anything).
+func CheckPlaintextAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("grpcserver: listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("grpcserver: listen address %q: without TLS (insecure_plaintext) a server allows every call to anyone, so it listens only on a loopback address (127.0.0.1, ::1, localhost); configure TLS to listen on %q", addr, host)
 }
 
 // contextStream overrides the context of a server stream.
@@ -260,6 +307,9 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		}
 		logResult(logger, err, start)
 	}()
+	if ctx, err = s.authorize(ctx, info.FullMethod); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.stopping, cancel)()

@@ -126,7 +126,7 @@ func start(t *testing.T, mod func(*grpcserver.Options)) *fixture {
 	opts := grpcserver.Options{
 		Addr:   "127.0.0.1:0",
 		Logger: logger,
-		Register: func(s *grpc.Server) {
+		Register: func(s grpc.ServiceRegistrar) {
 			s.RegisterService(f.svc.desc(), f.svc)
 		},
 		UnaryInterceptors: []grpc.UnaryServerInterceptor{

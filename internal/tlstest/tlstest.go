@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/certgen"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 )
@@ -43,10 +44,30 @@ func NewCA(t testing.TB, name string) *CA {
 // Issue writes a certificate for name (also valid for localhost and
 // 127.0.0.1, for both server and client authentication) and returns the
 // files with CAFile set to this CA. Issuing the same name twice replaces
-// the files.
+// the files. The certificate carries no role, so Gavel's servers answer it
+// health checks only; IssueFor issues a component's certificate.
 func (c *CA) Issue(t testing.TB, name string) tlsconfig.Files {
 	t.Helper()
 	leaf, err := c.ca.Issue(name, []string{name, "localhost", "127.0.0.1"}, validity)
+	if err != nil {
+		t.Fatalf("tlstest: %v", err)
+	}
+	files := tlsconfig.Files{
+		CAFile:   c.File,
+		CertFile: filepath.Join(c.dir, name+".pem"),
+		KeyFile:  filepath.Join(c.dir, name+"-key.pem"),
+	}
+	writeFile(t, files.CertFile, leaf.CertPEM)
+	writeFile(t, files.KeyFile, leaf.KeyPEM)
+	return files
+}
+
+// IssueFor writes the certificate of a Gavel identity (see certgen.IssueFor),
+// named id.Name(), valid for localhost and 127.0.0.1, and returns its files.
+func (c *CA) IssueFor(t testing.TB, id authz.Identity) tlsconfig.Files {
+	t.Helper()
+	name := id.Name()
+	leaf, err := c.ca.IssueFor(id, []string{"localhost", "127.0.0.1"}, validity)
 	if err != nil {
 		t.Fatalf("tlstest: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/tedsuo/ifrit/grouper"
 
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/locket"
@@ -102,7 +103,7 @@ func (r *Rep) DebugAddr() string { return r.debug.Addr() }
 // cells (dialing etcd and building the BBS client first). Each cell is itself
 // ordered: executor, gRPC server, presence, harmonizer.
 func (r *Rep) Runner() ifrit.Runner {
-	r.debug = debugserver.New(r.cfg.DebugAddress, r.registry, r.logger)
+	r.debug = debugserver.NewFromConfig(r.cfg.DebugAddress, r.cfg.DebugTLS, r.registry, r.logger)
 	return grouper.NewOrdered(os.Interrupt, grouper.Members{
 		{Name: "debug", Runner: r.debug},
 		{Name: "cells", Runner: ifrit.RunFunc(r.runCells)},
@@ -131,9 +132,37 @@ func (r *Rep) cellConfigs() []Config {
 	return out
 }
 
+// checkIdentity refuses certificates that are not this rep's: with TLS, the
+// certificates of tls and bbs_tls must carry the identity of the rep of
+// cell_id (gavel certs --cell-ids writes them), since the BBS lets a rep act
+// only for the cell its certificate names. Simulated cells share one
+// certificate, which can name only one cell, so they run without TLS.
+func (r *Rep) checkIdentity() error {
+	if r.cfg.InsecurePlaintext {
+		return nil
+	}
+	if r.cfg.SimCells > 0 {
+		return fmt.Errorf("sim_cells: %d simulated cells would share one certificate, which names one cell; run them with insecure_plaintext", r.cfg.SimCells)
+	}
+	want := authz.RepFor(r.cfg.CellID)
+	for _, hop := range []struct{ field, path string }{{"tls.cert_file", r.cfg.TLS.CertFile}, {"bbs_tls.cert_file", r.cfg.BBSTLS.CertFile}} {
+		got, err := authz.FromCertFile(hop.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", hop.field, err)
+		}
+		if got != want {
+			return fmt.Errorf("%s %s: the certificate is for %s, not for this rep (cell_id %q): issue one with gavel certs --components rep --cell-ids %s", hop.field, hop.path, got, r.cfg.CellID, r.cfg.CellID)
+		}
+	}
+	return nil
+}
+
 func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if r.cfg.InsecurePlaintext {
 		r.logger.Info("api-without-tls", lager.Data{"warning": "insecure_plaintext: the RepService and the calls to the BBS are plaintext; only for development"})
+	}
+	if err := r.checkIdentity(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	etcd, err := etcdclient.Dial(ctx, r.cfg.Etcd)

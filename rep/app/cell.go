@@ -231,7 +231,7 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	})
 	opts := grpcserver.Options{
 		Addr: c.cfg.ListenAddress, Logger: c.logger,
-		Register: func(s *grpc.Server) { repv1.RegisterRepServiceServer(s, srv) },
+		Register: func(s grpc.ServiceRegistrar) { repv1.RegisterRepServiceServer(s, srv) },
 	}
 	if !c.cfg.InsecurePlaintext {
 		tlsCfg, err := c.cfg.TLS.Server()

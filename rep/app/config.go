@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep/backend/process"
@@ -95,6 +97,10 @@ type Config struct {
 	AdvertiseAddress string `json:"advertise_address"`
 	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17008).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// LogLevel is debug, info, error or fatal (default info).
 	LogLevel string `json:"log_level"`
 	// KeyPrefix is the root of Gavel's etcd keys (default /gavel/v1/).
@@ -204,6 +210,9 @@ var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_.:-]+$`)
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if err := c.Locket.Validate(); err != nil {
 		errs = append(errs, err)
@@ -262,6 +271,11 @@ func (c Config) Validate() error {
 	}
 	if c.PresenceTTL.D() > 0 && c.PresenceTTL.D() < time.Second {
 		add("presence_ttl: must be at least 1s (got %s)", c.PresenceTTL.D())
+	}
+	if c.InsecurePlaintext && c.ListenAddress != "" {
+		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("listen_address: %w", err))
+		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,
 		tlsconfig.Hop{Field: "tls", Files: c.TLS, Role: tlsconfig.Server},

@@ -73,7 +73,7 @@ func (e *RouteEmitter) DebugAddr() string {
 func (e *RouteEmitter) Runner() ifrit.Runner {
 	var members grouper.Members
 	if e.cfg.DebugAddress != "" {
-		e.debug = debugserver.New(e.cfg.DebugAddress, e.registry, e.logger)
+		e.debug = debugserver.NewFromConfig(e.cfg.DebugAddress, e.cfg.DebugTLS, e.registry, e.logger)
 		members = append(members, grouper.Member{Name: "debug", Runner: e.debug})
 	}
 	members = append(members, grouper.Member{Name: "nats", Runner: ifrit.RunFunc(e.runNATS)})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gavelhq/gavel/internal/config"
+	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/locket"
@@ -103,6 +104,10 @@ type Config struct {
 
 	// DebugAddress serves /metrics and /debug/pprof (default 127.0.0.1:17009; empty disables).
 	DebugAddress string `json:"debug_address"`
+	// DebugTLS, when set (ca_file, cert_file, key_file), serves the debug
+	// endpoints over HTTPS to client certificates of role operator only, on
+	// any address; without it debug_address must be a loopback address.
+	DebugTLS tlsconfig.Files `json:"debug_tls"`
 	// LogLevel is debug, info, error or fatal (default info).
 	LogLevel string `json:"log_level"`
 }
@@ -136,6 +141,9 @@ func (c Config) Global() bool { return c.CellID == "" }
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := debugserver.CheckConfig(c.DebugAddress, c.DebugTLS); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Locket.Validate(); err != nil {
 		errs = append(errs, err)
 	}

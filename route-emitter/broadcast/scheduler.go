@@ -35,6 +35,38 @@ type StartMessage struct {
 	PruneThresholdInSeconds          int      `json:"pruneThresholdInSeconds"`
 }
 
+// MaxRegisterInterval bounds the register interval a router may ask for: a
+// larger one (or one that overflows a duration) makes the message invalid.
+const MaxRegisterInterval = time.Hour
+
+// maxStartMessageBytes bounds a start message.
+const maxStartMessageBytes = 64 << 10
+
+// ParseStartMessage decodes a router.start message (or a router's answer to
+// router.greet) and checks its interval: at most MaxRegisterInterval.
+func ParseStartMessage(data []byte) (StartMessage, error) {
+	var m StartMessage
+	if len(data) > maxStartMessageBytes {
+		return m, fmt.Errorf("start message: must be at most %d bytes (got %d)", maxStartMessageBytes, len(data))
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return StartMessage{}, fmt.Errorf("start message: %w", err)
+	}
+	if m.MinimumRegisterIntervalInSeconds > int(MaxRegisterInterval/time.Second) {
+		return StartMessage{}, fmt.Errorf("start message: minimumRegisterIntervalInSeconds: must be at most %d (got %d)", int(MaxRegisterInterval/time.Second), m.MinimumRegisterIntervalInSeconds)
+	}
+	return m, nil
+}
+
+// Interval is the register interval the message asks for, or def when it
+// asks none (0 or negative).
+func (m StartMessage) Interval(def time.Duration) time.Duration {
+	if m.MinimumRegisterIntervalInSeconds <= 0 {
+		return def
+	}
+	return time.Duration(m.MinimumRegisterIntervalInSeconds) * time.Second
+}
+
 // Options configure a [Scheduler].
 type Options struct {
 	// Conn is the NATS connection; required.
@@ -143,15 +175,13 @@ func (s *Scheduler) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 				s.logger.Debug("greet-not-answered", lager.Data{"subject": msg.Subject})
 				continue
 			}
-			var start StartMessage
-			if err := json.Unmarshal(msg.Data, &start); err != nil {
+			start, err := ParseStartMessage(msg.Data)
+			if err != nil {
 				s.logger.Error("bad-start-message", err, lager.Data{"subject": msg.Subject})
 				continue
 			}
 			greeted = true
-			if start.MinimumRegisterIntervalInSeconds > 0 {
-				interval = time.Duration(start.MinimumRegisterIntervalInSeconds) * time.Second
-			}
+			interval = start.Interval(interval)
 			s.logger.Info("router-start", lager.Data{"router": start.ID, "interval": interval.String()})
 			ticker.Stop()
 			jitter := time.Duration(0)
