@@ -140,13 +140,13 @@ func TestBuildTaskRefuses(t *testing.T) {
 
 func TestErrorID(t *testing.T) {
 	cases := map[string]string{
-		"insufficient resources: memory":                        bm.InsufficientResources,
-		"found no compatible cell for required rootfs":          bm.NoCompatibleCell,
-		"cell disappeared before completion":                    bm.CellCommunicationError,
-		"Staging failed: Exited with status 222":                bm.NoAppDetectedError,
-		"Exited with status 223":                                bm.BuildpackCompileFailed,
-		"Exited with status 224":                                bm.BuildpackReleaseFailed,
-		"Exited with status 1":                                  bm.StagingErrorID,
+		"insufficient resources: memory":                       bm.InsufficientResources,
+		"found no compatible cell for required rootfs":         bm.NoCompatibleCell,
+		"cell disappeared before completion":                   bm.CellCommunicationError,
+		"Staging failed: Exited with status 222":               bm.NoAppDetectedError,
+		"Exited with status 223":                               bm.BuildpackCompileFailed,
+		"Exited with status 224":                               bm.BuildpackReleaseFailed,
+		"Exited with status 1":                                 bm.StagingErrorID,
 		"failed to download app package: status 404 Not Found": bm.StagingErrorID,
 	}
 	for reason, want := range cases {
