@@ -132,9 +132,9 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	since, err := w.currentRevision(ctx)
-	if err != nil {
-		return err
+	since, ok := w.waitRevision(ctx, signals)
+	if !ok {
+		return nil // signalled before the BBS answered
 	}
 	var workers sync.WaitGroup
 	for i := 0; i < w.opts.Workers; i++ {
@@ -160,6 +160,25 @@ func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	close(w.queue)
 	workers.Wait()
 	return nil
+}
+
+// waitRevision reads the BBS's current revision, retrying until it answers
+// or a signal comes (ok false).
+func (w *Watcher) waitRevision(ctx context.Context, signals <-chan os.Signal) (rev int64, ok bool) {
+	delay := 100 * time.Millisecond
+	for {
+		rev, err := w.currentRevision(ctx)
+		if err == nil {
+			return rev, true
+		}
+		w.opts.Logger.Error("bbs-not-answering", err)
+		select {
+		case <-signals:
+			return 0, false
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxResubscribeDelay)
+	}
 }
 
 func (w *Watcher) currentRevision(ctx context.Context) (int64, error) {
