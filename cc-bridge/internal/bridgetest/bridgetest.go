@@ -32,7 +32,7 @@ type BBS struct {
 
 // StartBBS starts a plaintext BBS; it stops when the test ends. The package
 // must run etcdtest.RunShared in its TestMain.
-func StartBBS(t *testing.T) *BBS {
+func StartBBS(t testing.TB) *BBS {
 	t.Helper()
 	prefix := etcdtest.Prefix(t)
 	endpoints := etcdtest.SharedServer(t).Endpoints()
