@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -50,6 +51,8 @@ type Options struct {
 	// (real containers; needs root, runc and the CNI plugins) or "garden"
 	// (each cell drives its own Garden server over a runc backend).
 	Backend string
+	// Bridge configures the cc-bridge daemons (ccbridge.go).
+	Bridge BridgeOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -99,6 +102,7 @@ type Cluster struct {
 	emitter    *emitterapp.RouteEmitter
 	// busyboxRootfs is the busybox rootfs container cells offer ("" for none).
 	busyboxRootfs string
+	bridge        atomic.Pointer[BridgeInfo]
 }
 
 // New prepares a cluster; Runner starts it.
@@ -116,6 +120,7 @@ type Info struct {
 	Auctioneer     string
 	Cells          []CellInfo
 	RouteEmitterOK bool
+	Bridge         BridgeInfo
 }
 
 // CellInfo is one cell's id, zone and address.
@@ -123,7 +128,7 @@ type CellInfo struct{ ID, Zone, Address string }
 
 // Info describes the running cluster.
 func (c *Cluster) Info() Info {
-	info := Info{DataDir: c.opts.DataDir, BBSAddress: c.bbs.Addr(), BBSDebug: c.opts.DebugAddress, Etcd: c.etcd.Endpoints(), RouteEmitterOK: c.emitter != nil}
+	info := Info{DataDir: c.opts.DataDir, BBSAddress: c.bbs.Addr(), BBSDebug: c.opts.DebugAddress, Etcd: c.etcd.Endpoints(), RouteEmitterOK: c.emitter != nil, Bridge: c.BridgeInfo()}
 	if c.nats != nil {
 		info.NATS = c.nats.ClientURL()
 	}
@@ -168,6 +173,7 @@ func (c *Cluster) Runner() ifrit.Runner {
 		{Name: "auctioneer", Runner: ifrit.RunFunc(c.runAuctioneer)},
 		{Name: "cells", Runner: ifrit.RunFunc(c.runCells)},
 		{Name: "route-emitter", Runner: ifrit.RunFunc(c.runEmitter)},
+		{Name: "cc-bridge", Runner: ifrit.RunFunc(c.runBridge)},
 	})
 }
 

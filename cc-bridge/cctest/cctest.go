@@ -11,6 +11,9 @@
 //	GET  /v2/jobs/{id}                                upload job status
 //	GET  /droplets/{guid}                             a stored droplet
 //	GET  /blobs/{name}                                a blob set with PutBlob (app bits, build caches)
+//	PUT  /blobs/{name}                                store a blob (for curl: app bits to stage)
+//	GET  /recorded/staging/{guid}                     the staging responses received (for curl)
+//	GET  /recorded/apps/{guid}                        the callbacks received for a process guid (for curl)
 //
 // Other packages add routes with Handle (nsync's bulk endpoints, for
 // example). Every method is safe for concurrent use. Sizes are bounded: a
@@ -84,6 +87,18 @@ func New() *Controller {
 	c.mux.HandleFunc("GET /v2/jobs/{id}", c.jobStatus)
 	c.mux.HandleFunc("GET /droplets/{guid}", c.get(c.droplets))
 	c.mux.HandleFunc("GET /blobs/{guid}", c.get(c.blobs))
+	c.mux.HandleFunc("PUT /blobs/{guid}", c.putBlob)
+	c.mux.HandleFunc("GET /recorded/staging/{guid}", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, append([]bm.StagingResponseForCC{}, c.Stagings(r.PathValue("guid"))...))
+	})
+	c.mux.HandleFunc("GET /recorded/apps/{guid}", func(w http.ResponseWriter, r *http.Request) {
+		g := r.PathValue("guid")
+		writeJSON(w, map[string]any{
+			"crashed":           append([]bm.CrashedRequest{}, c.Crashes(g)...),
+			"rescheduling":      append([]bm.ReschedulingRequest{}, c.Reschedulings(g)...),
+			"readiness_changed": append([]bm.ReadinessChangedRequest{}, c.ReadinessChanges(g)...),
+		})
+	})
 	return c
 }
 
@@ -233,6 +248,21 @@ func (c *Controller) jobStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (c *Controller) putBlob(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("blob: at most %d bytes: %v", MaxBodyBytes, err), http.StatusRequestEntityTooLarge)
+		return
+	}
+	c.PutBlob(r.PathValue("guid"), data)
+	w.WriteHeader(http.StatusCreated)
 }
 
 func (c *Controller) get(from map[string][]byte) http.HandlerFunc {
