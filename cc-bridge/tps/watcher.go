@@ -132,7 +132,14 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	since, ok := w.waitRevision(ctx, signals)
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	since, ok := w.waitRevision(ctx)
 	if !ok {
 		return nil // signalled before the BBS answered
 	}
@@ -154,8 +161,7 @@ func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}()
 	w.opts.Logger.Info("watching", lager.Data{"domain": w.opts.Domain, "since_revision": since})
 	close(ready)
-	<-signals
-	cancel()
+	<-ctx.Done()
 	<-streamDone
 	close(w.queue)
 	workers.Wait()
@@ -163,17 +169,20 @@ func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 }
 
 // waitRevision reads the BBS's current revision, retrying until it answers
-// or a signal comes (ok false).
-func (w *Watcher) waitRevision(ctx context.Context, signals <-chan os.Signal) (rev int64, ok bool) {
+// or ctx ends (ok false).
+func (w *Watcher) waitRevision(ctx context.Context) (rev int64, ok bool) {
 	delay := 100 * time.Millisecond
 	for {
 		rev, err := w.currentRevision(ctx)
 		if err == nil {
 			return rev, true
 		}
+		if ctx.Err() != nil {
+			return 0, false
+		}
 		w.opts.Logger.Error("bbs-not-answering", err)
 		select {
-		case <-signals:
+		case <-ctx.Done():
 			return 0, false
 		case <-time.After(delay):
 		}
