@@ -82,7 +82,7 @@ func (c *Cluster) runBridge(signals <-chan os.Signal, ready chan<- struct{}) err
 	fs := bridgeapp.DefaultFileServerConfig()
 	fs.ListenAddress, fs.DebugAddress, fs.StaticDirectory = c.bridgeAddr(4), "127.0.0.1:0", static
 	up := bridgeapp.DefaultUploaderConfig()
-	up.ListenAddress, up.DebugAddress = c.bridgeAddr(3), "127.0.0.1:0"
+	up.ListenAddress, up.DebugAddress, up.CCBaseURL = c.bridgeAddr(3), "127.0.0.1:0", cc.URL()
 	fileServer := bridgeapp.NewFileServer(fs, logger.Session("file-server"))
 	uploader := bridgeapp.NewUploader(up, logger.Session("cc-uploader"))
 	tl := bridgeapp.DefaultTPSListenerConfig()

@@ -60,7 +60,7 @@ func (c *cluster) startBridge() *bridge {
 
 	up := bridgeapp.DefaultUploaderConfig()
 	up.ListenAddress, up.DebugAddress = freeAddr(c.t), "127.0.0.1:0"
-	up.JobPollingInterval = config.Duration(50 * time.Millisecond)
+	up.JobPollingInterval, up.CCBaseURL = config.Duration(50*time.Millisecond), cc.URL()
 	b.uploader = "http://" + up.ListenAddress
 	b.uploaderD = c.spawn("cc-uploader", bin("cc-uploader"), "-config", c.writeJSON("cc-uploader.json", up))
 

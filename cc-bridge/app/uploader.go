@@ -2,7 +2,9 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
@@ -20,8 +22,9 @@ const (
 // UploaderConfig is cc-uploader's JSON config file.
 type UploaderConfig struct {
 	Common
-	// CCUsername, CCPassword and CCTLS authenticate to the controller (the
-	// upload URIs name it; cc_base_url is not used).
+	// CCUsername, CCPassword and CCTLS authenticate to the controller; when
+	// cc_base_url is set, upload URIs must name its host (default: any host,
+	// as Diego's cc-uploader).
 	CCConn
 	// JobPollingInterval is the wait between job polls (default 1s).
 	JobPollingInterval config.Duration `json:"job_polling_interval"`
@@ -80,8 +83,17 @@ func (u *Uploader) Runner() ifrit.Runner {
 		if err != nil {
 			return nil, err
 		}
+		allowed := ""
+		if u.cfg.CCBaseURL != "" {
+			base, err := url.Parse(u.cfg.CCBaseURL)
+			if err != nil {
+				return nil, fmt.Errorf("cc_base_url: %w", err)
+			}
+			allowed = base.Host
+		}
 		return uploader.New(uploader.Options{
-			CCClient: cc, PollInterval: u.cfg.JobPollingInterval.D(), DefaultTimeout: u.cfg.DefaultUploadTimeout.D(),
+			AllowedHost: allowed,
+			CCClient:    cc, PollInterval: u.cfg.JobPollingInterval.D(), DefaultTimeout: u.cfg.DefaultUploadTimeout.D(),
 			CCUsername: u.cfg.CCUsername, CCPassword: u.cfg.CCPassword, Registry: u.registry, Logger: u.logger,
 		}).Handler(), nil
 	}))

@@ -48,6 +48,10 @@ type Options struct {
 	PollInterval time.Duration
 	// DefaultTimeout bounds an upload and its job when the request gives none (default 5 min).
 	DefaultTimeout time.Duration
+	// AllowedHost, when set ("host:port"), is the only controller upload URIs
+	// may name; others are refused with 400, so the relay cannot be used to
+	// post to arbitrary hosts.
+	AllowedHost string
 	// CCUsername and CCPassword are basic-auth credentials for the
 	// controller when the upload URI carries none (optional).
 	CCUsername, CCPassword string
@@ -150,6 +154,9 @@ func (u *Uploader) upload(r *http.Request, logger lager.Logger, uriParam, filena
 	target, err := url.Parse(raw)
 	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
 		return fail(http.StatusBadRequest, "%s: want an absolute http(s) URL (got %q)", uriParam, raw)
+	}
+	if u.opts.AllowedHost != "" && target.Host != u.opts.AllowedHost {
+		return fail(http.StatusBadRequest, "%s: host %q is not the controller's %q", uriParam, target.Host, u.opts.AllowedHost)
 	}
 	timeout := u.opts.DefaultTimeout
 	if t := q.Get("timeout"); t != "" {

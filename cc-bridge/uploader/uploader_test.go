@@ -81,6 +81,15 @@ func TestRelayErrors(t *testing.T) {
 		})
 	}
 
+	t.Run("only the allowed controller", func(t *testing.T) {
+		only := httptest.NewServer(uploader.New(uploader.Options{AllowedHost: "cc.example:9022"}).Handler())
+		defer only.Close()
+		q := url.Values{"cc-droplet-upload-uri": {ccURL + "/staging/droplets/a/upload"}}
+		code, msg := post(t, only.URL+"/v1/droplet/s?"+q.Encode(), []byte("d"))
+		require.Equal(t, http.StatusBadRequest, code)
+		require.Contains(t, msg, `is not the controller's "cc.example:9022"`)
+	})
+
 	t.Run("a job that never finishes times out", func(t *testing.T) {
 		cc.SetJobPolls(1 << 30)
 		q := url.Values{"cc-droplet-upload-uri": {ccURL + "/staging/droplets/slow/upload"}, "timeout": {"1"}}
