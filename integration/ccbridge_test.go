@@ -140,17 +140,21 @@ func appBits(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-func (b *bridge) stage(t *testing.T, stagingGUID, appGUID string) {
+func (b *bridge) stage(t *testing.T, stagingGUID, appGUID string, mutate ...func(*bm.StagingRequestFromCC)) {
 	t.Helper()
 	data, _ := json.Marshal(bm.BuildpackStagingData{
 		AppBitsDownloadURI: b.cc.URL() + "/blobs/" + appGUID, DropletUploadURI: b.cc.URL() + "/staging/droplets/" + appGUID + "/upload",
 		BuildArtifactsCacheUploadURI: b.cc.URL() + "/staging/buildpack_cache/" + appGUID + "/upload",
 		Stack:                        "cflinuxfs4",
 	})
-	body, _ := json.Marshal(bm.StagingRequestFromCC{
+	sr := bm.StagingRequestFromCC{
 		AppID: appGUID, LogGUID: appGUID, MemoryMB: 256, DiskMB: 1024, Lifecycle: bm.LifecycleBuildpack, LifecycleData: data,
 		Timeout: 120, CompletionCB: b.cc.URL() + "/internal/v3/staging/" + stagingGUID + "/build_completed",
-	})
+	}
+	for _, m := range mutate {
+		m(&sr)
+	}
+	body, _ := json.Marshal(sr)
 	req, _ := http.NewRequest(http.MethodPut, b.stager+"/v1/staging/"+stagingGUID, bytes.NewReader(body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -320,7 +324,8 @@ func TestCCBridgeEndToEnd(t *testing.T) {
 }
 
 // TestCCBridgeStagingFailures: an app with no start command fails staging
-// with NoAppDetectedError; docker staging is refused at once.
+// with NoAppDetectedError, one larger than any cell with
+// InsufficientResources; docker staging is refused at once.
 func TestCCBridgeStagingFailures(t *testing.T) {
 	c := start(t, options{cells: []cellSpec{{zone: "z1"}}})
 	b := c.startBridge()
@@ -339,6 +344,14 @@ func TestCCBridgeStagingFailures(t *testing.T) {
 	resp := b.cc.Stagings("stage-nostart")[0]
 	if resp.Error == nil || resp.Error.ID != bm.NoAppDetectedError {
 		t.Fatalf("want NoAppDetectedError, got %+v", resp)
+	}
+
+	b.stage(t, "stage-huge", "nostart", func(r *bm.StagingRequestFromCC) { r.MemoryMB = 4096 }) // the cell has 1024 MB
+	if err := b.cc.Wait(60*time.Second, func() bool { return len(b.cc.Stagings("stage-huge")) > 0 }); err != nil {
+		t.Fatalf("no staging response: %v", err)
+	}
+	if resp := b.cc.Stagings("stage-huge")[0]; resp.Error == nil || resp.Error.ID != bm.InsufficientResources {
+		t.Fatalf("want InsufficientResources, got %+v", resp.Error)
 	}
 
 	body, _ := json.Marshal(bm.StagingRequestFromCC{AppID: "d", Lifecycle: bm.LifecycleDocker, LifecycleData: json.RawMessage(`{"docker_image":"nginx"}`)})
