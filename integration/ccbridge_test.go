@@ -144,8 +144,10 @@ func (b *bridge) stage(t *testing.T, stagingGUID, appGUID string, mutate ...func
 	t.Helper()
 	data, _ := json.Marshal(bm.BuildpackStagingData{
 		AppBitsDownloadURI: b.cc.URL() + "/blobs/" + appGUID, DropletUploadURI: b.cc.URL() + "/staging/droplets/" + appGUID + "/upload",
-		BuildArtifactsCacheUploadURI: b.cc.URL() + "/staging/buildpack_cache/" + appGUID + "/upload",
-		Stack:                        "cflinuxfs4",
+		// No cache the first time: its download is a Try (404 ignored).
+		BuildArtifactsCacheDownloadURI: b.cc.URL() + "/staging/buildpack_cache/" + appGUID + "/download",
+		BuildArtifactsCacheUploadURI:   b.cc.URL() + "/staging/buildpack_cache/" + appGUID + "/upload",
+		Stack:                          "cflinuxfs4",
 	})
 	sr := bm.StagingRequestFromCC{
 		AppID: appGUID, LogGUID: appGUID, MemoryMB: 256, DiskMB: 1024, Lifecycle: bm.LifecycleBuildpack, LifecycleData: data,

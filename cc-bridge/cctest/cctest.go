@@ -10,6 +10,7 @@
 //	POST /staging/buildpack_cache/{guid}/upload       multipart build cache upload
 //	GET  /v2/jobs/{id}                                upload job status
 //	GET  /droplets/{guid}                             a stored droplet
+//	GET  /staging/buildpack_cache/{guid}/download     a stored build cache
 //	GET  /blobs/{name}                                a blob set with PutBlob (app bits, build caches)
 //	PUT  /blobs/{name}                                store a blob (for curl: app bits to stage)
 //	GET  /recorded/staging/{guid}                     the staging responses received (for curl)
@@ -86,6 +87,7 @@ func New() *Controller {
 	c.mux.HandleFunc("POST /staging/buildpack_cache/{guid}/upload", c.upload("upload[droplet]", c.caches))
 	c.mux.HandleFunc("GET /v2/jobs/{id}", c.jobStatus)
 	c.mux.HandleFunc("GET /droplets/{guid}", c.get(c.droplets))
+	c.mux.HandleFunc("GET /staging/buildpack_cache/{guid}/download", c.get(c.caches))
 	c.mux.HandleFunc("GET /blobs/{guid}", c.get(c.blobs))
 	c.mux.HandleFunc("PUT /blobs/{guid}", c.putBlob)
 	c.mux.HandleFunc("GET /recorded/staging/{guid}", func(w http.ResponseWriter, r *http.Request) {

@@ -69,6 +69,11 @@ func TestDouble(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "drop", string(d))
 
+	resp, err = http.Get(s.URL() + "/staging/buildpack_cache/app/download")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "no cache uploaded yet")
+
 	called := false
 	s.Handle("GET /internal/bulk/apps", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))
 	resp, err = http.Get(s.URL() + "/internal/bulk/apps")
