@@ -29,7 +29,7 @@ import (
 )
 
 // bridge is the cc-bridge daemons of a cluster, each its own process with
-// the "controller" certificate towards the BBS and the reps, and the
+// mutual TLS towards the BBS and the reps, and the
 // controller test double (a real Cloud Controller cannot run here).
 type bridge struct {
 	cc                                          *cctest.Server
@@ -45,7 +45,9 @@ func (c *cluster) startBridge() *bridge {
 	}
 	c.t.Cleanup(func() { _ = cc.Close() })
 	b := &bridge{cc: cc}
-	certs := c.certs["controller"]
+	// The operator's certificate until certificates carry roles; then one of
+	// role controller, as a deployment gives these daemons.
+	certs := c.certs["client"]
 
 	static := filepath.Join(c.dir, "static")
 	bundle := filepath.Join(static, bridgeapp.DefaultLifecycleBundle)

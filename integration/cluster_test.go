@@ -109,7 +109,7 @@ func (o options) withDefaults() options {
 }
 
 // components are the names the cluster issues mTLS certificates for.
-var components = []string{"bbs", "auctioneer", "rep", "route-emitter", "client", "controller"}
+var components = []string{"bbs", "auctioneer", "rep", "route-emitter", "client"}
 
 // cluster is one scenario's Gavel: every component a separate OS process,
 // every gRPC hop mutual TLS with certificates from one test CA (the default
