@@ -43,9 +43,11 @@ func newDevCommand() *cobra.Command {
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
 	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
+	f.IntVar(&opts.Bridge.PortBase, "bridge-port-base", 0, "cc-bridge ports: controller double, stager, tps-listener, cc-uploader, file-server on this port and the next 4 (0: free ports)")
 	f.StringVar(&opts.EncryptionKeyFile, "encryption-key-file", "", "a file of 32 random bytes: the BBS seals records in etcd with it (AES-256-GCM, key label \"dev\")")
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		opts.Bridge.LifecyclePath = siblingLifecycle()
 		if opts.KeeperPath == keeperAuto {
 			opts.KeeperPath = siblingKeeper()
 		}
@@ -232,6 +234,9 @@ func printDevInfo(w io.Writer, info devcluster.Info, backend, clientConfig strin
 		fmt.Fprintf(w, "  %-14s %s (zone %s, %s backend)\n", c.ID, c.Address, c.Zone, backend)
 	}
 	fmt.Fprintf(w, "  NATS           %s (route emitter registers routes here)\n", info.NATS)
+	for _, line := range info.Bridge.Lines() {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
 	fmt.Fprintf(w, "  router         http://%s (routes by Host header: curl -H 'Host: hello.example.com' %s)\n", info.Router, info.Router)
 	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)
 	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -55,6 +56,8 @@ type Options struct {
 	// (real containers; needs root, runc and the CNI plugins) or "garden"
 	// (each cell drives its own Garden server over a runc backend).
 	Backend string
+	// Bridge configures the cc-bridge daemons (ccbridge.go).
+	Bridge BridgeOptions
 	// EncryptionKeyFile, when set, is a 32-byte key the BBS seals records with (label "dev").
 	EncryptionKeyFile string
 }
@@ -113,6 +116,7 @@ type Cluster struct {
 	router     *devrouter.Router
 	// busyboxRootfs is the busybox rootfs container cells offer ("" for none).
 	busyboxRootfs string
+	bridge        atomic.Pointer[BridgeInfo]
 }
 
 // New prepares a cluster; Runner starts it.
@@ -130,6 +134,7 @@ type Info struct {
 	Auctioneer     string
 	Cells          []CellInfo
 	RouteEmitterOK bool
+	Bridge         BridgeInfo
 	// Router is the dev router's HTTP address.
 	Router string
 }
@@ -139,7 +144,7 @@ type CellInfo struct{ ID, Zone, Address string }
 
 // Info describes the running cluster.
 func (c *Cluster) Info() Info {
-	info := Info{DataDir: c.opts.DataDir, BBSAddress: c.bbs.Addr(), BBSDebug: c.opts.DebugAddress, Etcd: c.etcd.Endpoints(), RouteEmitterOK: c.emitter != nil}
+	info := Info{DataDir: c.opts.DataDir, BBSAddress: c.bbs.Addr(), BBSDebug: c.opts.DebugAddress, Etcd: c.etcd.Endpoints(), RouteEmitterOK: c.emitter != nil, Bridge: c.BridgeInfo()}
 	if c.nats != nil {
 		info.NATS = c.nats.ClientURL()
 	}
@@ -188,6 +193,7 @@ func (c *Cluster) Runner() ifrit.Runner {
 		{Name: "cells", Runner: ifrit.RunFunc(c.runCells)},
 		{Name: "router", Runner: ifrit.RunFunc(c.runRouter)},
 		{Name: "route-emitter", Runner: ifrit.RunFunc(c.runEmitter)},
+		{Name: "cc-bridge", Runner: ifrit.RunFunc(c.runBridge)},
 	})
 }
 

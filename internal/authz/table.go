@@ -123,13 +123,14 @@ func buildTable() map[string]Rule {
 		// A rep: the auctioneer reads its state and gives it work; the BBS
 		// stops its instances and cancels its tasks (an operator retires an
 		// instance or cancels a task through the BBS); drain is an operator's.
-		repv1.RepService_State_FullMethodName:           {Roles: roles(Auctioneer, BBS)},
-		repv1.RepService_Perform_FullMethodName:         internal(Auctioneer),
-		repv1.RepService_StopLRPInstance_FullMethodName: internal(BBS),
-		repv1.RepService_CancelTask_FullMethodName:      internal(BBS),
-		repv1.RepService_Ping_FullMethodName:            {Roles: everyone()},
-		repv1.RepService_StreamLogs_FullMethodName:      {Roles: roles(Controller)},
-		repv1.RepService_Drain_FullMethodName:           {Roles: roles()},
+		repv1.RepService_State_FullMethodName:            {Roles: roles(Auctioneer, BBS)},
+		repv1.RepService_Perform_FullMethodName:          internal(Auctioneer),
+		repv1.RepService_StopLRPInstance_FullMethodName:  internal(BBS),
+		repv1.RepService_CancelTask_FullMethodName:       internal(BBS),
+		repv1.RepService_Ping_FullMethodName:             {Roles: everyone()},
+		repv1.RepService_StreamLogs_FullMethodName:       {Roles: roles(Controller)},
+		repv1.RepService_ContainerMetrics_FullMethodName: {Roles: roles(Controller)},
+		repv1.RepService_Drain_FullMethodName:            {Roles: roles()},
 
 		// Every server: health for any peer the CA vouches for; reflection for every role.
 		grpc_health_v1.Health_Check_FullMethodName:                             {AnyPeer: true},

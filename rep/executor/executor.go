@@ -575,3 +575,36 @@ func readResult(ctx context.Context, c backend.Container, path string) (string, 
 	}
 	return string(data), nil
 }
+
+// ErrMetricsUnavailable is returned by Metrics for a container that cannot
+// be measured now: not created yet, or a backend without metrics.
+var ErrMetricsUnavailable = errors.New("metrics unavailable")
+
+// Metrics reads a container's resource usage from its backend container.
+// It returns ErrContainerNotFound for an unknown guid, and
+// ErrMetricsUnavailable (wrapped with the reason) when the container has no
+// backend container yet or its backend cannot measure it.
+func (e *Executor) Metrics(ctx context.Context, guid string) (backend.ContainerMetrics, error) {
+	e.mu.Lock()
+	n, ok := e.containers[guid]
+	var bc backend.Container
+	if ok {
+		bc = n.bc
+	}
+	e.mu.Unlock()
+	if !ok {
+		return backend.ContainerMetrics{}, fmt.Errorf("%q: %w", guid, ErrContainerNotFound)
+	}
+	if bc == nil {
+		return backend.ContainerMetrics{}, fmt.Errorf("%w: container %q is not created yet", ErrMetricsUnavailable, guid)
+	}
+	mr, ok := bc.(backend.MetricsReporter)
+	if !ok {
+		return backend.ContainerMetrics{}, fmt.Errorf("%w: the cell's container backend does not report usage", ErrMetricsUnavailable)
+	}
+	m, err := mr.Metrics(ctx)
+	if err != nil {
+		return backend.ContainerMetrics{}, fmt.Errorf("%w: %v", ErrMetricsUnavailable, err)
+	}
+	return m, nil
+}

@@ -1117,6 +1117,236 @@ func (x *DrainResponse) GetDeadline() int64 {
 	return 0
 }
 
+// ContainerMetricsRequest selects the instances to measure.
+type ContainerMetricsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// process_guid selects an LRP's instances on this cell; required.
+	ProcessGuid string `protobuf:"bytes,1,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	// instance_guids, when set, keeps only these instances (at most 1000).
+	InstanceGuids []string `protobuf:"bytes,2,rep,name=instance_guids,json=instanceGuids,proto3" json:"instance_guids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerMetricsRequest) Reset() {
+	*x = ContainerMetricsRequest{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerMetricsRequest) ProtoMessage() {}
+
+func (x *ContainerMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerMetricsRequest.ProtoReflect.Descriptor instead.
+func (*ContainerMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ContainerMetricsRequest) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *ContainerMetricsRequest) GetInstanceGuids() []string {
+	if x != nil {
+		return x.InstanceGuids
+	}
+	return nil
+}
+
+// InstanceMetrics is one instance's usage.
+type InstanceMetrics struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ProcessGuid  string                 `protobuf:"bytes,1,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	Index        int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	InstanceGuid string                 `protobuf:"bytes,3,opt,name=instance_guid,json=instanceGuid,proto3" json:"instance_guid,omitempty"`
+	// cpu_usage_ns is the cumulative CPU time of the instance's processes.
+	CpuUsageNs uint64 `protobuf:"varint,4,opt,name=cpu_usage_ns,json=cpuUsageNs,proto3" json:"cpu_usage_ns,omitempty"`
+	// age_ns is the time since the container was created.
+	AgeNs       int64  `protobuf:"varint,5,opt,name=age_ns,json=ageNs,proto3" json:"age_ns,omitempty"`
+	MemoryBytes uint64 `protobuf:"varint,6,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	DiskBytes   uint64 `protobuf:"varint,7,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
+	// memory_quota_bytes and disk_quota_bytes are the instance's allocation.
+	MemoryQuotaBytes uint64 `protobuf:"varint,8,opt,name=memory_quota_bytes,json=memoryQuotaBytes,proto3" json:"memory_quota_bytes,omitempty"`
+	DiskQuotaBytes   uint64 `protobuf:"varint,9,opt,name=disk_quota_bytes,json=diskQuotaBytes,proto3" json:"disk_quota_bytes,omitempty"`
+	// timestamp is when the sample was taken, in Unix nanoseconds.
+	Timestamp int64 `protobuf:"varint,10,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	// unavailable says why the usage could not be measured (empty when it was).
+	Unavailable   string `protobuf:"bytes,11,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstanceMetrics) Reset() {
+	*x = InstanceMetrics{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstanceMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstanceMetrics) ProtoMessage() {}
+
+func (x *InstanceMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstanceMetrics.ProtoReflect.Descriptor instead.
+func (*InstanceMetrics) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *InstanceMetrics) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *InstanceMetrics) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetInstanceGuid() string {
+	if x != nil {
+		return x.InstanceGuid
+	}
+	return ""
+}
+
+func (x *InstanceMetrics) GetCpuUsageNs() uint64 {
+	if x != nil {
+		return x.CpuUsageNs
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetAgeNs() int64 {
+	if x != nil {
+		return x.AgeNs
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetMemoryQuotaBytes() uint64 {
+	if x != nil {
+		return x.MemoryQuotaBytes
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetDiskQuotaBytes() uint64 {
+	if x != nil {
+		return x.DiskQuotaBytes
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *InstanceMetrics) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
+	}
+	return ""
+}
+
+// ContainerMetricsResponse lists the selected instances, sorted by index.
+type ContainerMetricsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Metrics       []*InstanceMetrics     `protobuf:"bytes,1,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerMetricsResponse) Reset() {
+	*x = ContainerMetricsResponse{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerMetricsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerMetricsResponse) ProtoMessage() {}
+
+func (x *ContainerMetricsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerMetricsResponse.ProtoReflect.Descriptor instead.
+func (*ContainerMetricsResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ContainerMetricsResponse) GetMetrics() []*InstanceMetrics {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 var File_gavel_rep_v1_rep_proto protoreflect.FileDescriptor
 
 const file_gavel_rep_v1_rep_proto_rawDesc = "" +
@@ -1197,7 +1427,27 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\fDrainRequest\"V\n" +
 	"\rDrainResponse\x12)\n" +
 	"\x10already_draining\x18\x01 \x01(\bR\x0falreadyDraining\x12\x1a\n" +
-	"\bdeadline\x18\x02 \x01(\x03R\bdeadline2\x9b\x04\n" +
+	"\bdeadline\x18\x02 \x01(\x03R\bdeadline\"c\n" +
+	"\x17ContainerMetricsRequest\x12!\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12%\n" +
+	"\x0einstance_guids\x18\x02 \x03(\tR\rinstanceGuids\"\x82\x03\n" +
+	"\x0fInstanceMetrics\x12!\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\x12#\n" +
+	"\rinstance_guid\x18\x03 \x01(\tR\finstanceGuid\x12 \n" +
+	"\fcpu_usage_ns\x18\x04 \x01(\x04R\n" +
+	"cpuUsageNs\x12\x15\n" +
+	"\x06age_ns\x18\x05 \x01(\x03R\x05ageNs\x12!\n" +
+	"\fmemory_bytes\x18\x06 \x01(\x04R\vmemoryBytes\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\a \x01(\x04R\tdiskBytes\x12,\n" +
+	"\x12memory_quota_bytes\x18\b \x01(\x04R\x10memoryQuotaBytes\x12(\n" +
+	"\x10disk_quota_bytes\x18\t \x01(\x04R\x0ediskQuotaBytes\x12\x1c\n" +
+	"\ttimestamp\x18\n" +
+	" \x01(\x03R\ttimestamp\x12 \n" +
+	"\vunavailable\x18\v \x01(\tR\vunavailable\"S\n" +
+	"\x18ContainerMetricsResponse\x127\n" +
+	"\ametrics\x18\x01 \x03(\v2\x1d.gavel.rep.v1.InstanceMetricsR\ametrics2\xfe\x04\n" +
 	"\n" +
 	"RepService\x12@\n" +
 	"\x05State\x12\x1a.gavel.rep.v1.StateRequest\x1a\x1b.gavel.rep.v1.StateResponse\x12F\n" +
@@ -1208,7 +1458,8 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\x04Ping\x12\x19.gavel.rep.v1.PingRequest\x1a\x1a.gavel.rep.v1.PingResponse\x12Q\n" +
 	"\n" +
 	"StreamLogs\x12\x1f.gavel.rep.v1.StreamLogsRequest\x1a .gavel.rep.v1.StreamLogsResponse0\x01\x12@\n" +
-	"\x05Drain\x12\x1a.gavel.rep.v1.DrainRequest\x1a\x1b.gavel.rep.v1.DrainResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
+	"\x05Drain\x12\x1a.gavel.rep.v1.DrainRequest\x1a\x1b.gavel.rep.v1.DrainResponse\x12a\n" +
+	"\x10ContainerMetrics\x12%.gavel.rep.v1.ContainerMetricsRequest\x1a&.gavel.rep.v1.ContainerMetricsResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/rep/v1;repv1b\x06proto3"
 
 var (
 	file_gavel_rep_v1_rep_proto_rawDescOnce sync.Once
@@ -1222,69 +1473,75 @@ func file_gavel_rep_v1_rep_proto_rawDescGZIP() []byte {
 	return file_gavel_rep_v1_rep_proto_rawDescData
 }
 
-var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gavel_rep_v1_rep_proto_goTypes = []any{
-	(*Resources)(nil),               // 0: gavel.rep.v1.Resources
-	(*LRP)(nil),                     // 1: gavel.rep.v1.LRP
-	(*Task)(nil),                    // 2: gavel.rep.v1.Task
-	(*StateRequest)(nil),            // 3: gavel.rep.v1.StateRequest
-	(*StateResponse)(nil),           // 4: gavel.rep.v1.StateResponse
-	(*PerformRequest)(nil),          // 5: gavel.rep.v1.PerformRequest
-	(*PerformResponse)(nil),         // 6: gavel.rep.v1.PerformResponse
-	(*StopLRPInstanceRequest)(nil),  // 7: gavel.rep.v1.StopLRPInstanceRequest
-	(*StopLRPInstanceResponse)(nil), // 8: gavel.rep.v1.StopLRPInstanceResponse
-	(*CancelTaskRequest)(nil),       // 9: gavel.rep.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),      // 10: gavel.rep.v1.CancelTaskResponse
-	(*PingRequest)(nil),             // 11: gavel.rep.v1.PingRequest
-	(*PingResponse)(nil),            // 12: gavel.rep.v1.PingResponse
-	(*StreamLogsRequest)(nil),       // 13: gavel.rep.v1.StreamLogsRequest
-	(*LogLine)(nil),                 // 14: gavel.rep.v1.LogLine
-	(*StreamLogsResponse)(nil),      // 15: gavel.rep.v1.StreamLogsResponse
-	(*DrainRequest)(nil),            // 16: gavel.rep.v1.DrainRequest
-	(*DrainResponse)(nil),           // 17: gavel.rep.v1.DrainResponse
-	(*v1.ActualLRPKey)(nil),         // 18: gavel.models.v1.ActualLRPKey
-	(*v11.Resource)(nil),            // 19: gavel.auctioneer.v1.Resource
-	(*v11.PlacementConstraint)(nil), // 20: gavel.auctioneer.v1.PlacementConstraint
-	(*v1.RootFSProvider)(nil),       // 21: gavel.models.v1.RootFSProvider
-	(*v1.ActualLRPInstanceKey)(nil), // 22: gavel.models.v1.ActualLRPInstanceKey
+	(*Resources)(nil),                // 0: gavel.rep.v1.Resources
+	(*LRP)(nil),                      // 1: gavel.rep.v1.LRP
+	(*Task)(nil),                     // 2: gavel.rep.v1.Task
+	(*StateRequest)(nil),             // 3: gavel.rep.v1.StateRequest
+	(*StateResponse)(nil),            // 4: gavel.rep.v1.StateResponse
+	(*PerformRequest)(nil),           // 5: gavel.rep.v1.PerformRequest
+	(*PerformResponse)(nil),          // 6: gavel.rep.v1.PerformResponse
+	(*StopLRPInstanceRequest)(nil),   // 7: gavel.rep.v1.StopLRPInstanceRequest
+	(*StopLRPInstanceResponse)(nil),  // 8: gavel.rep.v1.StopLRPInstanceResponse
+	(*CancelTaskRequest)(nil),        // 9: gavel.rep.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),       // 10: gavel.rep.v1.CancelTaskResponse
+	(*PingRequest)(nil),              // 11: gavel.rep.v1.PingRequest
+	(*PingResponse)(nil),             // 12: gavel.rep.v1.PingResponse
+	(*StreamLogsRequest)(nil),        // 13: gavel.rep.v1.StreamLogsRequest
+	(*LogLine)(nil),                  // 14: gavel.rep.v1.LogLine
+	(*StreamLogsResponse)(nil),       // 15: gavel.rep.v1.StreamLogsResponse
+	(*DrainRequest)(nil),             // 16: gavel.rep.v1.DrainRequest
+	(*DrainResponse)(nil),            // 17: gavel.rep.v1.DrainResponse
+	(*ContainerMetricsRequest)(nil),  // 18: gavel.rep.v1.ContainerMetricsRequest
+	(*InstanceMetrics)(nil),          // 19: gavel.rep.v1.InstanceMetrics
+	(*ContainerMetricsResponse)(nil), // 20: gavel.rep.v1.ContainerMetricsResponse
+	(*v1.ActualLRPKey)(nil),          // 21: gavel.models.v1.ActualLRPKey
+	(*v11.Resource)(nil),             // 22: gavel.auctioneer.v1.Resource
+	(*v11.PlacementConstraint)(nil),  // 23: gavel.auctioneer.v1.PlacementConstraint
+	(*v1.RootFSProvider)(nil),        // 24: gavel.models.v1.RootFSProvider
+	(*v1.ActualLRPInstanceKey)(nil),  // 25: gavel.models.v1.ActualLRPInstanceKey
 }
 var file_gavel_rep_v1_rep_proto_depIdxs = []int32{
-	18, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
-	19, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
-	20, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
-	19, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
-	20, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	21, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
+	22, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
+	23, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	22, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
+	23, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
 	0,  // 5: gavel.rep.v1.StateResponse.available_resources:type_name -> gavel.rep.v1.Resources
 	0,  // 6: gavel.rep.v1.StateResponse.total_resources:type_name -> gavel.rep.v1.Resources
 	1,  // 7: gavel.rep.v1.StateResponse.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 8: gavel.rep.v1.StateResponse.tasks:type_name -> gavel.rep.v1.Task
-	21, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
+	24, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
 	1,  // 10: gavel.rep.v1.PerformRequest.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 11: gavel.rep.v1.PerformRequest.tasks:type_name -> gavel.rep.v1.Task
 	1,  // 12: gavel.rep.v1.PerformResponse.failed_lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 13: gavel.rep.v1.PerformResponse.failed_tasks:type_name -> gavel.rep.v1.Task
-	18, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
-	22, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	21, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
+	25, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
 	14, // 16: gavel.rep.v1.StreamLogsResponse.line:type_name -> gavel.rep.v1.LogLine
-	3,  // 17: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
-	5,  // 18: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
-	7,  // 19: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
-	9,  // 20: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
-	11, // 21: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
-	13, // 22: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
-	16, // 23: gavel.rep.v1.RepService.Drain:input_type -> gavel.rep.v1.DrainRequest
-	4,  // 24: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
-	6,  // 25: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
-	8,  // 26: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
-	10, // 27: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
-	12, // 28: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
-	15, // 29: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
-	17, // 30: gavel.rep.v1.RepService.Drain:output_type -> gavel.rep.v1.DrainResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 17: gavel.rep.v1.ContainerMetricsResponse.metrics:type_name -> gavel.rep.v1.InstanceMetrics
+	3,  // 18: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
+	5,  // 19: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
+	7,  // 20: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
+	9,  // 21: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
+	11, // 22: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
+	13, // 23: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
+	16, // 24: gavel.rep.v1.RepService.Drain:input_type -> gavel.rep.v1.DrainRequest
+	18, // 25: gavel.rep.v1.RepService.ContainerMetrics:input_type -> gavel.rep.v1.ContainerMetricsRequest
+	4,  // 26: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
+	6,  // 27: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
+	8,  // 28: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
+	10, // 29: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
+	12, // 30: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
+	15, // 31: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
+	17, // 32: gavel.rep.v1.RepService.Drain:output_type -> gavel.rep.v1.DrainResponse
+	20, // 33: gavel.rep.v1.RepService.ContainerMetrics:output_type -> gavel.rep.v1.ContainerMetricsResponse
+	26, // [26:34] is the sub-list for method output_type
+	18, // [18:26] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_gavel_rep_v1_rep_proto_init() }
@@ -1299,7 +1556,7 @@ func file_gavel_rep_v1_rep_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_rep_v1_rep_proto_rawDesc), len(file_gavel_rep_v1_rep_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

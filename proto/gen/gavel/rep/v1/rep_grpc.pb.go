@@ -19,13 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RepService_State_FullMethodName           = "/gavel.rep.v1.RepService/State"
-	RepService_Perform_FullMethodName         = "/gavel.rep.v1.RepService/Perform"
-	RepService_StopLRPInstance_FullMethodName = "/gavel.rep.v1.RepService/StopLRPInstance"
-	RepService_CancelTask_FullMethodName      = "/gavel.rep.v1.RepService/CancelTask"
-	RepService_Ping_FullMethodName            = "/gavel.rep.v1.RepService/Ping"
-	RepService_StreamLogs_FullMethodName      = "/gavel.rep.v1.RepService/StreamLogs"
-	RepService_Drain_FullMethodName           = "/gavel.rep.v1.RepService/Drain"
+	RepService_State_FullMethodName            = "/gavel.rep.v1.RepService/State"
+	RepService_Perform_FullMethodName          = "/gavel.rep.v1.RepService/Perform"
+	RepService_StopLRPInstance_FullMethodName  = "/gavel.rep.v1.RepService/StopLRPInstance"
+	RepService_CancelTask_FullMethodName       = "/gavel.rep.v1.RepService/CancelTask"
+	RepService_Ping_FullMethodName             = "/gavel.rep.v1.RepService/Ping"
+	RepService_StreamLogs_FullMethodName       = "/gavel.rep.v1.RepService/StreamLogs"
+	RepService_Drain_FullMethodName            = "/gavel.rep.v1.RepService/Drain"
+	RepService_ContainerMetrics_FullMethodName = "/gavel.rep.v1.RepService/ContainerMetrics"
 )
 
 // RepServiceClient is the client API for RepService service.
@@ -52,6 +53,10 @@ type RepServiceClient interface {
 	// its replacement runs), hands back its tasks, and the rep exits 0 once it is
 	// empty, or non-zero at its evacuation timeout. Repeating it is a no-op.
 	Drain(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// ContainerMetrics reports the resource usage of an LRP's instances on this
+	// cell (tps's stats). Instances whose backend cannot measure them are
+	// listed with zero usage and the reason in unavailable.
+	ContainerMetrics(ctx context.Context, in *ContainerMetricsRequest, opts ...grpc.CallOption) (*ContainerMetricsResponse, error)
 }
 
 type repServiceClient struct {
@@ -141,6 +146,16 @@ func (c *repServiceClient) Drain(ctx context.Context, in *DrainRequest, opts ...
 	return out, nil
 }
 
+func (c *repServiceClient) ContainerMetrics(ctx context.Context, in *ContainerMetricsRequest, opts ...grpc.CallOption) (*ContainerMetricsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ContainerMetricsResponse)
+	err := c.cc.Invoke(ctx, RepService_ContainerMetrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RepServiceServer is the server API for RepService service.
 // All implementations must embed UnimplementedRepServiceServer
 // for forward compatibility.
@@ -165,6 +180,10 @@ type RepServiceServer interface {
 	// its replacement runs), hands back its tasks, and the rep exits 0 once it is
 	// empty, or non-zero at its evacuation timeout. Repeating it is a no-op.
 	Drain(context.Context, *DrainRequest) (*DrainResponse, error)
+	// ContainerMetrics reports the resource usage of an LRP's instances on this
+	// cell (tps's stats). Instances whose backend cannot measure them are
+	// listed with zero usage and the reason in unavailable.
+	ContainerMetrics(context.Context, *ContainerMetricsRequest) (*ContainerMetricsResponse, error)
 	mustEmbedUnimplementedRepServiceServer()
 }
 
@@ -195,6 +214,9 @@ func (UnimplementedRepServiceServer) StreamLogs(*StreamLogsRequest, grpc.ServerS
 }
 func (UnimplementedRepServiceServer) Drain(context.Context, *DrainRequest) (*DrainResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Drain not implemented")
+}
+func (UnimplementedRepServiceServer) ContainerMetrics(context.Context, *ContainerMetricsRequest) (*ContainerMetricsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ContainerMetrics not implemented")
 }
 func (UnimplementedRepServiceServer) mustEmbedUnimplementedRepServiceServer() {}
 func (UnimplementedRepServiceServer) testEmbeddedByValue()                    {}
@@ -336,6 +358,24 @@ func _RepService_Drain_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RepService_ContainerMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ContainerMetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RepServiceServer).ContainerMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RepService_ContainerMetrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RepServiceServer).ContainerMetrics(ctx, req.(*ContainerMetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RepService_ServiceDesc is the grpc.ServiceDesc for RepService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +406,10 @@ var RepService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Drain",
 			Handler:    _RepService_Drain_Handler,
+		},
+		{
+			MethodName: "ContainerMetrics",
+			Handler:    _RepService_ContainerMetrics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
