@@ -42,11 +42,14 @@ type BBS struct {
 
 	etcd   *etcdserver.Embedded
 	client *clientv3.Client
-	store  *store.Store
-	grpc   *grpcserver.Server
-	server *server.Server
-	debug  *debugserver.Server
-	held   atomic.Bool
+	// leaseClient holds the bbs lock's lease on a connection of its own, so
+	// its keep-alives never queue behind bulk transactions on the store's.
+	leaseClient *clientv3.Client
+	store       *store.Store
+	grpc        *grpcserver.Server
+	server      *server.Server
+	debug       *debugserver.Server
+	held        atomic.Bool
 	// Built by the api member, used by the converger member.
 	auctions  *auctionrequest.Requester
 	callbacks *taskcallback.Worker
@@ -136,6 +139,14 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	defer client.Close()
 	b.client = client
+	dctx, dcancel = context.WithTimeout(ctx, 30*time.Second)
+	leaseClient, err := etcdclient.Dial(dctx, ecfg)
+	dcancel()
+	if err != nil {
+		return fmt.Errorf("connect to etcd for the lock's lease: %w", err)
+	}
+	defer leaseClient.Close()
+	b.leaseClient = leaseClient
 
 	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "gavel_bbs_etcd_txn_requests", Help: "Requests packed into one etcd transaction.",
@@ -148,7 +159,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	b.store = store.New(store.Options{
 		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
 		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes,
-		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
+		Committer: store.CommitterOptions{MaxOps: batchOps, MaxBytes: b.cfg.CommitBatchBytes, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
 			commitDur.Observe(d.Seconds())
@@ -254,7 +265,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 
 func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	lock := locket.NewLock(locket.LockOptions{
-		Client: b.client, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
+		Client: b.leaseClient, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
 		Value: []byte(b.grpc.Addr()), TTL: b.cfg.LockTTL.D(), RetryInterval: b.cfg.LockRetryInterval.D(),
 		Logger: b.logger,
 		OnAcquired: func() {

@@ -28,8 +28,10 @@ const (
 	DefaultEmbeddedDataDir   = ".gavel/etcd"
 	// DefaultCommitBatchOps suits an external etcd's default --max-txn-ops of 128.
 	DefaultCommitBatchOps = 128
-	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows larger transactions.
-	EmbeddedCommitBatchOps = 1024
+	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows
+	// larger transactions. It stays moderate: etcd applies a transaction in
+	// one step of its apply loop, and lease keep-alives wait behind it.
+	EmbeddedCommitBatchOps = 256
 	DefaultCommitWorkers   = 4
 	// DefaultEtcdMaxTxnOps is an external etcd's default --max-txn-ops.
 	DefaultEtcdMaxTxnOps = 128
@@ -40,6 +42,8 @@ const (
 	// one record of a few KiB).
 	MinEtcdMaxTxnOps       = 8
 	MinEtcdMaxRequestBytes = 16 << 10
+	// MinCommitBatchBytes is the smallest commit_batch_bytes accepted.
+	MinCommitBatchBytes = 4 << 10
 )
 
 // Config is the BBS's JSON config file.
@@ -79,6 +83,12 @@ type Config struct {
 	CommitBatchOps int `json:"commit_batch_ops"`
 	// CommitWorkers is how many etcd transactions may be in flight (default 4).
 	CommitWorkers int `json:"commit_workers"`
+	// CommitBatchBytes bounds one etcd transaction's estimated size, in
+	// bytes (default 65536; at most the etcd request limit less 1 KiB). Small
+	// transactions apply quickly, so lease keep-alives (the locks, cell
+	// presences) never wait long behind bulk writes; a single larger record
+	// is still written alone.
+	CommitBatchBytes int `json:"commit_batch_bytes"`
 	// EtcdMaxTxnOps is the external etcd's --max-txn-ops, in operations
 	// (default 128, etcd's default). With the embedded etcd its own
 	// embedded_etcd.max_txn_ops is used instead. Every write that grows with
@@ -147,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommitBatchOps < 0 || c.CommitWorkers < 0 {
 		errs = append(errs, errors.New("commit_batch_ops, commit_workers: must be >= 0"))
+	}
+	if c.CommitBatchBytes != 0 && c.CommitBatchBytes < MinCommitBatchBytes {
+		errs = append(errs, fmt.Errorf("commit_batch_bytes: must be 0 (default) or at least %d (got %d)", MinCommitBatchBytes, c.CommitBatchBytes))
 	}
 	if c.EtcdMaxTxnOps != 0 && c.EtcdMaxTxnOps < MinEtcdMaxTxnOps {
 		errs = append(errs, fmt.Errorf("etcd_max_txn_ops: must be 0 (default) or at least %d (got %d)", MinEtcdMaxTxnOps, c.EtcdMaxTxnOps))
