@@ -131,15 +131,22 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if maxReqBytes == 0 {
 		maxReqBytes = DefaultEtcdMaxRequestBytes
 	}
-	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-	client, err := etcdclient.Dial(dctx, ecfg)
-	dcancel()
+	var client *clientv3.Client
+	var err error
+	if b.etcd != nil {
+		// The embedded etcd is called in-process: no gRPC hop over loopback.
+		client, err = b.etcd.LocalClient()
+	} else {
+		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+		client, err = etcdclient.Dial(dctx, ecfg)
+		dcancel()
+	}
 	if err != nil {
 		return fmt.Errorf("connect to etcd: %w", err)
 	}
 	defer client.Close()
 	b.client = client
-	dctx, dcancel = context.WithTimeout(ctx, 30*time.Second)
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 	leaseClient, err := etcdclient.Dial(dctx, ecfg)
 	dcancel()
 	if err != nil {
