@@ -56,8 +56,23 @@ func newBenchCommand() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := bench.Run(ctx, o)
-			if err != nil {
+			if err != nil && res == nil {
 				return err
+			}
+			if err != nil {
+				// A failed run still writes what it measured, with the reason.
+				if out != "" {
+					if werr := writeBenchFile(out, res.WriteJSON); werr != nil {
+						return errors.Join(err, werr)
+					}
+				}
+				if svg != "" {
+					if werr := writeBenchFile(svg, res.WriteSVG); werr != nil {
+						return errors.Join(err, werr)
+					}
+				}
+				_ = res.WriteSummary(cmd.OutOrStdout())
+				return fmt.Errorf("bench failed after %d instances placed: %w", res.Failure.Placed, err)
 			}
 			if out != "" {
 				if err := writeBenchFile(out, res.WriteJSON); err != nil {
