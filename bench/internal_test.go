@@ -87,6 +87,21 @@ func TestTenths(t *testing.T) {
 	assert.InDelta(t, 50, ts[9].PerSecond, 1e-6)
 	assert.Equal(t, 90, ts[9].From)
 	assert.Nil(t, tenths(t0, times[:5]), "too few to split")
+
+	// Equal time slices of 10 ms..1.5 s: the first slices hold the fast
+	// half (about 100/s), the last ones the slow half (50/s), and every
+	// instance is in exactly one slice.
+	sl := timeTenths(t0, times)
+	require.Len(t, sl, 10)
+	total := 0
+	for _, s := range sl {
+		total += s.To - s.From
+		assert.InDelta(t, 0.149, s.EndSec-s.StartSec, 1e-9)
+	}
+	assert.Equal(t, 100, total)
+	assert.InDelta(t, 100, sl[0].PerSecond, 10)
+	assert.InDelta(t, 50, sl[9].PerSecond, 10)
+	assert.Nil(t, timeTenths(t0, times[:5]), "too few to split")
 }
 
 func TestReadProcStats(t *testing.T) {

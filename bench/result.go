@@ -83,6 +83,10 @@ type Placement struct {
 	// previous part's last RUNNING to its own last (the first part from the
 	// first RUNNING).
 	Tenths []Tenth `json:"tenths"`
+	// TimeTenths splits the time from the first RUNNING to the last into
+	// ten equal slices; each rate is the instances that ran in the slice
+	// over its length.
+	TimeTenths []Tenth `json:"time_tenths,omitempty"`
 	// LastToFirstTenth is the last tenth's rate over the first's.
 	LastToFirstTenth float64 `json:"last_to_first_tenth"`
 	// Latency is from an LRP's DesireLRP call to each of its instances'
@@ -291,6 +295,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
 		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
+		fmt.Sprintf("time slices: %s (ten equal slices of the time from the first RUNNING to the last)", tenthRates(p.TimeTenths)),
 		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
 			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
 		fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; auctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",

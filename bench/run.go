@@ -254,6 +254,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 		p.RatioToRawEtcd = p.PerSecond / m.res.RawEtcd.TxnsPerSecond
 	}
 	p.Tenths = tenths(m.t0, times)
+	p.TimeTenths = timeTenths(m.t0, times)
 	if len(times) > 0 {
 		p.FirstRunningSec = times[0].Sub(m.t0).Seconds()
 	}
@@ -301,6 +302,35 @@ func tenths(t0 time.Time, times []time.Time) []Tenth {
 			t.PerSecond = float64(count) / d
 		}
 		out[k] = t
+	}
+	return out
+}
+
+// timeTenths splits the time from the first RUNNING to the last into ten
+// equal slices; each slice's rate is the instances that reached RUNNING in
+// it over its length. Unlike tenths (equal counts), a stall shows as a slow
+// slice of its real length.
+func timeTenths(t0 time.Time, times []time.Time) []Tenth {
+	n := len(times)
+	if n < 10 {
+		return nil
+	}
+	first, last := times[0], times[n-1]
+	span := last.Sub(first)
+	if span <= 0 {
+		return nil
+	}
+	out := make([]Tenth, 10)
+	i := 0
+	for k := range out {
+		start := first.Add(span * time.Duration(k) / 10)
+		end := first.Add(span * time.Duration(k+1) / 10)
+		from := i
+		for i < n && (times[i].Before(end) || k == 9) {
+			i++
+		}
+		d := end.Sub(start).Seconds()
+		out[k] = Tenth{From: from, To: i, StartSec: start.Sub(t0).Seconds(), EndSec: end.Sub(t0).Seconds(), PerSecond: float64(i-from) / d}
 	}
 	return out
 }
