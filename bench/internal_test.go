@@ -175,3 +175,19 @@ func TestLRPShapes(t *testing.T) {
 	assert.Equal(t, []int{100, 100, 50}, []int{opts.lrpInstances(0), opts.lrpInstances(1), opts.lrpInstances(2)})
 	assert.Equal(t, []int32{64, 64, 512, 64}, []int32{opts.lrpMemory(0), opts.lrpMemory(1), opts.lrpMemory(2), opts.lrpMemory(3)})
 }
+
+func TestSummarizeTakesMedianAndRange(t *testing.T) {
+	mk := func(pps float64) *Result {
+		r := &Result{}
+		r.Placement.PerSecond = pps
+		return r
+	}
+	failed := mk(1)
+	failed.Failure = &Failure{Reason: "x"}
+	r := Summarize([]*Result{mk(300), mk(100), failed, mk(200), mk(400)})
+	assert.Equal(t, 5, r.Runs)
+	assert.Equal(t, 1, r.Failed)
+	assert.Equal(t, Spread{Median: 250, Min: 100, Max: 400}, r.PlacementsPerSecond)
+	assert.Equal(t, Spread{Median: 2, Min: 2, Max: 2}, spreadOf([]float64{2}))
+	assert.Equal(t, Spread{}, spreadOf(nil))
+}
