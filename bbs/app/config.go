@@ -29,9 +29,8 @@ const (
 	// DefaultCommitBatchOps suits an external etcd's default --max-txn-ops of 128.
 	DefaultCommitBatchOps = 128
 	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows
-	// larger transactions. It stays moderate: etcd applies a transaction in
-	// one step of its apply loop, and lease keep-alives wait behind it.
-	EmbeddedCommitBatchOps = 256
+	// larger transactions; commit_batch_bytes is what keeps each one short.
+	EmbeddedCommitBatchOps = 1024
 	DefaultCommitWorkers   = 4
 	// DefaultEtcdMaxTxnOps is an external etcd's default --max-txn-ops.
 	DefaultEtcdMaxTxnOps = 128
