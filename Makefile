@@ -10,7 +10,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 TEST_TIMEOUT ?= 14m
 PKGS ?= ./...
 
-.PHONY: all build test test-short lint proto proto-check run bench rootfs tools clean
+.PHONY: all build test test-short lint proto proto-check run bench rootfs tools clean chaos
 
 all: build
 
@@ -27,6 +27,14 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## chaos: the HA scenarios (integration TestHAEtcdFaults: a 3-member etcd cluster of
+## separate processes, two BBS replicas, auctioneer, cells under a recorded write load;
+## kill a follower, kill the leader, SIGSTOP the leader, restart two members, fill the
+## quota) CHAOS_ROUNDS times; each scenario's figures are logged as "HA scenario=...".
+CHAOS_ROUNDS ?= 3
+chaos:
+	set -o pipefail; CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(GO) test -race -count=1 -timeout 60m -v -run '^TestHAEtcdFaults$$' ./integration/ 2>&1 | tee $(BIN)/chaos.log | grep -E '^(---|===|ok|FAIL|PASS)|HA |fill-quota'
 
 ## lint: formatting, vet and the proto lint.
 lint: $(BIN)/buf

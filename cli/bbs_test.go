@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -211,3 +212,39 @@ func TestClientConfigFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "cfg")
 }
+
+// gavel apply -f is idempotent: it desires, then reports unchanged, then
+// updates only what an update may change, and refuses the rest; gavel push
+// of an existing name says how to change it.
+func TestApplyIsIdempotentAndPushExplainsUpdates(t *testing.T) {
+	addr := startBBS(t)
+	spec := t.TempDir() + "/web.json"
+	write := func(instances int, memory int) {
+		doc := `{"process_guid":"web","domain":"d","root_fs":"preloaded:cflinuxfs4","instances":` + itoa(instances) +
+			`,"memory_mb":` + itoa(memory) + `,"disk_mb":128,"ports":[8080],"routes":{"cf-router":"[{\"hostnames\":[\"web.example.com\"],\"port\":8080}]"},` +
+			`"action":{"run":{"path":"sh","args":["-c","exec ./server"]}}}`
+		require.NoError(t, os.WriteFile(spec, []byte(doc), 0o644))
+	}
+	write(2, 64)
+	out, err := gavel(t, addr, "apply", "-f", spec)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "desired web: 2 instance(s)")
+	out, err = gavel(t, addr, "apply", "-f", spec)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "web unchanged")
+	write(3, 64)
+	out, err = gavel(t, addr, "apply", "-f", spec)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "updated web: 3 instance(s)")
+	out, err = gavel(t, addr, "apply", "-f", spec)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "web unchanged")
+	write(3, 256)
+	_, err = gavel(t, addr, "apply", "-f", spec)
+	require.ErrorContains(t, err, "differs in [memory_mb], which an update cannot change")
+
+	_, err = gavel(t, addr, "push", "web", "--command", "exec ./server")
+	require.ErrorContains(t, err, "web already exists: change it with gavel scale web N")
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -41,6 +41,12 @@ func DefaultClientConfigPath() string {
 	return filepath.Join(home, ".gavel", "config.json")
 }
 
+// ClusterClientConfigPath is the client config of the dev cluster started
+// with --name NAME: clusters/NAME.json beside DefaultClientConfigPath.
+func ClusterClientConfigPath(name string) string {
+	return filepath.Join(filepath.Dir(DefaultClientConfigPath()), "clusters", name+".json")
+}
+
 // WriteClientConfig writes a client config file.
 func WriteClientConfig(path string, cfg ClientConfig) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -57,6 +63,7 @@ func WriteClientConfig(path string, cfg ClientConfig) error {
 type conn struct {
 	addresses []string
 	config    string
+	cluster   string
 	tls       tlsconfig.Files
 	plaintext bool // set by client: no TLS files were given
 	json      bool
@@ -70,6 +77,7 @@ func addConnFlags(cmd *cobra.Command) *conn {
 	f := cmd.Flags()
 	f.StringSliceVar(&c.addresses, "bbs-address", nil, "BBS host:port (repeatable; default from the client config written by gavel dev)")
 	f.StringVar(&c.config, "config", "", "client config file (default $GAVEL_CONFIG or ~/.gavel/config.json)")
+	f.StringVar(&c.cluster, "cluster", "", "the dev cluster started with gavel dev --name NAME (default $GAVEL_CLUSTER)")
 	f.StringVar(&c.tls.CAFile, "ca-file", "", "CA certificate to verify the BBS")
 	f.StringVar(&c.tls.CertFile, "cert-file", "", "client certificate for mTLS")
 	f.StringVar(&c.tls.KeyFile, "key-file", "", "client key for mTLS")
@@ -84,6 +92,19 @@ func (c *conn) client(cmd *cobra.Command) (*client.Client, error) {
 	addrs, files := c.addresses, c.tls
 	if len(addrs) == 0 {
 		path := c.config
+		cluster, flag := c.cluster, "--cluster"
+		if cluster == "" {
+			cluster, flag = os.Getenv("GAVEL_CLUSTER"), "GAVEL_CLUSTER"
+		}
+		if cluster != "" && path == "" {
+			if err := checkClusterName(flag, cluster); err != nil {
+				return nil, err
+			}
+			path = ClusterClientConfigPath(cluster)
+			if _, err := os.Stat(path); err != nil {
+				return nil, fmt.Errorf("%s %s: no client config at %s (is gavel dev --name %s running?)", flag, cluster, path, cluster)
+			}
+		}
 		if path == "" {
 			path = DefaultClientConfigPath()
 		}

@@ -3,9 +3,13 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -20,6 +24,7 @@ func newDevCommand() *cobra.Command {
 		opts           devcluster.Options
 		fresh, verbose bool
 		clientConfig   string
+		name           string
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -27,15 +32,18 @@ func newDevCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.DataDir, "data-dir", ".gavel", "where state, containers and the log live (kept across restarts)")
+	f.StringVar(&name, "name", "", "run a named cluster beside others: its own data dir (.gavel-NAME), free ports for every address not given, its own client config (select it with gavel --cluster NAME or GAVEL_CLUSTER=NAME)")
+	f.StringVar(&opts.DataDir, "data-dir", ".gavel", "where state, containers and the log live (kept across restarts; default .gavel-NAME with --name)")
 	f.BoolVar(&fresh, "fresh", false, "delete the data dir first")
 	f.StringVar(&opts.BBSAddress, "bbs-address", "127.0.0.1:8889", "BBS gRPC address")
 	f.IntVar(&opts.NATSPort, "nats-port", 4222, "embedded NATS server port")
 	f.StringVar(&opts.DebugAddress, "debug-address", "127.0.0.1:17017", "the BBS's metrics and pprof address")
+	f.StringVar(&opts.RouterAddress, "router-address", devcluster.DefaultRouterAddress, "the dev router's HTTP address (routes by Host header to the apps pushed with --route)")
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
 	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
+	f.StringVar(&opts.EncryptionKeyFile, "encryption-key-file", "", "a file of 32 random bytes: the BBS seals records in etcd with it (AES-256-GCM, key label \"dev\")")
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if opts.KeeperPath == keeperAuto {
@@ -50,13 +58,21 @@ func newDevCommand() *cobra.Command {
 		default:
 			return fmt.Errorf("--backend: must be one of %v (got %q)", devcluster.Backends(), opts.Backend)
 		}
+		if err := applyName(cmd, name, &opts, &clientConfig); err != nil {
+			return err
+		}
+		if err := checkPorts(opts); err != nil {
+			return err
+		}
+		lock, err := devcluster.LockDataDir(opts.DataDir, name)
+		if err != nil {
+			return err
+		}
+		defer lock.Release()
 		if fresh {
-			if err := os.RemoveAll(opts.DataDir); err != nil {
+			if err := devcluster.ClearDataDir(opts.DataDir); err != nil {
 				return fmt.Errorf("--fresh: %w", err)
 			}
-		}
-		if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
 		}
 		logPath := filepath.Join(opts.DataDir, "gavel.log")
 		logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -89,6 +105,11 @@ func newDevCommand() *cobra.Command {
 			return fmt.Errorf("interrupted while starting")
 		}
 		info := cluster.Info()
+		if err := lock.Record(devcluster.Holder{PID: os.Getpid(), Name: name, Addresses: map[string]string{
+			"bbs": info.BBSAddress, "nats": info.NATS, "debug": info.BBSDebug, "router": info.Router,
+		}}); err != nil {
+			fmt.Fprintf(out, "warning: %v\n", err)
+		}
 		if clientConfig == "" {
 			clientConfig = DefaultClientConfigPath()
 		}
@@ -115,6 +136,93 @@ func newDevCommand() *cobra.Command {
 	return cmd
 }
 
+// clusterNameRule is what --name and --cluster accept.
+var clusterNameRule = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+func checkClusterName(flag, name string) error {
+	if !clusterNameRule.MatchString(name) {
+		return fmt.Errorf("%s: must be 1 to 32 lowercase letters, digits or dashes, starting with a letter or digit (got %q)", flag, name)
+	}
+	return nil
+}
+
+// applyName gives a named cluster its own data dir, client config and free
+// ports for every address whose flag was not given.
+func applyName(cmd *cobra.Command, name string, opts *devcluster.Options, clientConfig *string) error {
+	if name == "" {
+		return nil
+	}
+	if err := checkClusterName("--name", name); err != nil {
+		return err
+	}
+	f := cmd.Flags()
+	if !f.Changed("data-dir") {
+		opts.DataDir = ".gavel-" + name
+	}
+	if *clientConfig == "" {
+		*clientConfig = ClusterClientConfigPath(name)
+	}
+	free := func() (int, error) {
+		p, err := devcluster.FreePort()
+		if err != nil {
+			return 0, fmt.Errorf("--name: choosing a free port: %w", err)
+		}
+		return p, nil
+	}
+	if !f.Changed("bbs-address") {
+		p, err := free()
+		if err != nil {
+			return err
+		}
+		opts.BBSAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	if !f.Changed("debug-address") {
+		p, err := free()
+		if err != nil {
+			return err
+		}
+		opts.DebugAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	if !f.Changed("router-address") {
+		p, err := free()
+		if err != nil {
+			return err
+		}
+		opts.RouterAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	if !f.Changed("nats-port") {
+		p, err := free()
+		if err != nil {
+			return err
+		}
+		opts.NATSPort = p
+	}
+	return nil
+}
+
+// checkPorts refuses, naming the flag to change, an address another process
+// already listens on (before anything starts, so no component's exit trace
+// hides the reason).
+func checkPorts(opts devcluster.Options) error {
+	checks := []struct{ flag, addr string }{
+		{"--bbs-address", opts.BBSAddress},
+		{"--debug-address", opts.DebugAddress},
+		{"--router-address", opts.RouterAddress},
+		{"--nats-port", net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.NATSPort))},
+	}
+	for _, c := range checks {
+		if strings.HasSuffix(c.addr, ":0") || strings.HasSuffix(c.addr, ":-1") {
+			continue
+		}
+		l, err := net.Listen("tcp", c.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %s is taken (%v): pass another with %s, or use --name NAME to run a cluster on free ports", c.flag, c.addr, err, c.flag)
+		}
+		l.Close()
+	}
+	return nil
+}
+
 func printDevInfo(w io.Writer, info devcluster.Info, backend, clientConfig string) {
 	fmt.Fprintf(w, "Gavel is running.\n\n")
 	fmt.Fprintf(w, "  BBS            %s (metrics and pprof on %s)\n", info.BBSAddress, info.BBSDebug)
@@ -124,9 +232,10 @@ func printDevInfo(w io.Writer, info devcluster.Info, backend, clientConfig strin
 		fmt.Fprintf(w, "  %-14s %s (zone %s, %s backend)\n", c.ID, c.Address, c.Zone, backend)
 	}
 	fmt.Fprintf(w, "  NATS           %s (route emitter registers routes here)\n", info.NATS)
+	fmt.Fprintf(w, "  router         http://%s (routes by Host header: curl -H 'Host: hello.example.com' %s)\n", info.Router, info.Router)
 	fmt.Fprintf(w, "  data dir       %s\n", info.DataDir)
 	fmt.Fprintf(w, "\nThe CLI is configured (%s). Try:\n", clientConfig)
-	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2\n  gavel wait hello --running 2\n  gavel lrp hello\n\nCtrl-C stops everything.\n")
+	fmt.Fprintf(w, "  gavel push hello --command 'exec python3 -m http.server $PORT' --instances 2 --route hello.example.com\n  gavel wait hello --running 2\n  curl -H 'Host: hello.example.com' %s/\n  gavel logs hello\n\nCtrl-C stops everything.\n", info.Router)
 }
 
 // keeperAuto is --keeper-path's default: look for gavel-keeper beside gavel.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,10 @@ func newDrainCommand() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 	}
 	c := addConnFlags(cmd)
+	var wait bool
+	var waitTimeout time.Duration
+	cmd.Flags().BoolVar(&wait, "wait", false, "show the progress until the cell is empty and gone")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 15*time.Minute, "with --wait, give up after this long")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		var resp *repv1.DrainResponse
 		if err := c.callRep(cmd, args[0], func(ctx context.Context, rep repv1.RepServiceClient) (err error) {
@@ -38,7 +43,52 @@ func newDrainCommand() *cobra.Command {
 		}
 		fmt.Fprintf(c.out, "cell %s %s; gives up at %s (gavel cell-state %s shows what remains)\n",
 			args[0], what, time.Unix(0, resp.GetDeadline()).Format(time.RFC3339), args[0])
-		return nil
+		if !wait {
+			return nil
+		}
+		return waitDrained(cmd, c, args[0], waitTimeout)
 	}
 	return cmd
+}
+
+// drainPoll is the time between --wait's looks at the cell.
+const drainPoll = 500 * time.Millisecond
+
+// waitDrained prints what the cell still runs whenever that changes, until
+// the cell is empty or no longer present.
+func waitDrained(cmd *cobra.Command, c *conn, cellID string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		var state *repv1.StateResponse
+		err := c.callRep(cmd, cellID, func(ctx context.Context, rep repv1.RepServiceClient) (err error) {
+			state, err = rep.State(ctx, &repv1.StateRequest{})
+			return err
+		})
+		if err != nil {
+			if strings.Contains(err.Error(), "is not present") {
+				fmt.Fprintf(c.out, "cell %s is drained and gone\n", cellID)
+				return nil
+			}
+			// The rep exits once empty: a refused call at the end is that.
+			if last != "" && strings.Contains(err.Error(), "cannot reach") {
+				fmt.Fprintf(c.out, "cell %s is drained and gone\n", cellID)
+				return nil
+			}
+			return err
+		}
+		now := fmt.Sprintf("cell %s: %d LRP instance(s), %d task(s) left", cellID, len(state.GetLrps()), len(state.GetTasks()))
+		if now != last {
+			fmt.Fprintln(c.out, now)
+			last = now
+		}
+		if len(state.GetLrps()) == 0 && len(state.GetTasks()) == 0 {
+			fmt.Fprintf(c.out, "cell %s is empty\n", cellID)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("--wait-timeout %s: %s", timeout, now)
+		}
+		time.Sleep(drainPoll)
+	}
 }

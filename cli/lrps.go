@@ -136,6 +136,10 @@ func desire(cmd *cobra.Command, c *conn, d *modelsv1.DesiredLRP) error {
 		resp, err = bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
 		return err
 	}); err != nil {
+		if strings.Contains(err.Error(), models.ErrAlreadyExists.Error()) {
+			g := d.GetProcessGuid()
+			return fmt.Errorf("%s already exists: change it with gavel scale %s N, gavel update-lrp %s -f PATCH (instances, routes, annotation, metric tags) or gavel apply -f SPEC; anything else (command, memory, rootfs...) needs gavel remove-lrp %s first", g, g, g, g)
+		}
 		return err
 	}
 	if c.json {
@@ -324,11 +328,21 @@ func address(a *modelsv1.ActualLRP) string {
 	if a.GetNetInfo() == nil {
 		return ""
 	}
+	ni := a.GetNetInfo()
+	// Ports as the app sees them: a container with its own network (an
+	// instance address of its own) listens on the container port, mapped
+	// from the host port; one on the host's network (the process backend)
+	// listens on the host port itself, its $PORT.
+	shared := ni.GetInstanceAddress() == "" || ni.GetInstanceAddress() == ni.GetAddress()
 	var ports []string
-	for _, p := range a.GetNetInfo().GetPorts() {
-		ports = append(ports, fmt.Sprintf("%d->%d", p.GetHostPort(), p.GetContainerPort()))
+	for _, p := range ni.GetPorts() {
+		if shared {
+			ports = append(ports, strconv.Itoa(int(p.GetHostPort())))
+		} else {
+			ports = append(ports, fmt.Sprintf("%d->%d", p.GetHostPort(), p.GetContainerPort()))
+		}
 	}
-	return a.GetNetInfo().GetAddress() + " " + strings.Join(ports, ",")
+	return ni.GetAddress() + " " + strings.Join(ports, ",")
 }
 
 func printInstances(c *conn, rows []*modelsv1.ActualLRP) error {

@@ -61,3 +61,17 @@ func TestRoutesPrintsURIsWithRunningEndpoints(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, "(none)", "no instance on cell-2")
 }
+
+// gavel lrp shows ports as the app sees them: the host port alone on the
+// host's network, host->container with a network of its own.
+func TestAddressShowsPortsAsTheAppSeesThem(t *testing.T) {
+	ports := []*modelsv1.PortMapping{{ContainerPort: 8080, HostPort: 61000}}
+	shared := &modelsv1.ActualLRP{NetInfo: &modelsv1.ActualLRPNetInfo{Address: "127.0.0.1", InstanceAddress: "127.0.0.1", Ports: ports}}
+	own := &modelsv1.ActualLRP{NetInfo: &modelsv1.ActualLRPNetInfo{Address: "10.0.0.1", InstanceAddress: "10.255.0.2", Ports: ports}}
+	if got := address(shared); got != "127.0.0.1 61000" {
+		t.Fatalf("host network: %q", got)
+	}
+	if got := address(own); got != "10.0.0.1 61000->8080" {
+		t.Fatalf("own network: %q", got)
+	}
+}

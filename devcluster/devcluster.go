@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -19,11 +20,13 @@ import (
 
 	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	bbsapp "github.com/gavelhq/gavel/bbs/app"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
 	repapp "github.com/gavelhq/gavel/rep/app"
 	emitterapp "github.com/gavelhq/gavel/route-emitter/app"
+	"github.com/gavelhq/gavel/route-emitter/devrouter"
 )
 
 // Options configure a dev cluster.
@@ -46,10 +49,14 @@ type Options struct {
 	DebugAddress string
 	// KeeperPath is the cells' gavel-keeper (default: the running binary re-executed as the keeper).
 	KeeperPath string
+	// RouterAddress is the dev router's HTTP address (default 127.0.0.1:8080).
+	RouterAddress string
 	// Backend is the cells' container backend: "process" (default), "runc"
 	// (real containers; needs root, runc and the CNI plugins) or "garden"
 	// (each cell drives its own Garden server over a runc backend).
 	Backend string
+	// EncryptionKeyFile, when set, is a 32-byte key the BBS seals records with (label "dev").
+	EncryptionKeyFile string
 }
 
 func (o Options) withDefaults() Options {
@@ -83,8 +90,14 @@ func (o Options) withDefaults() Options {
 	if o.Backend == "" {
 		o.Backend = repapp.BackendProcess
 	}
+	if o.RouterAddress == "" {
+		o.RouterAddress = DefaultRouterAddress
+	}
 	return o
 }
+
+// DefaultRouterAddress is where the dev router listens unless told otherwise.
+const DefaultRouterAddress = "127.0.0.1:8080"
 
 // Cluster is a running (or starting) dev cluster.
 type Cluster struct {
@@ -97,6 +110,7 @@ type Cluster struct {
 	auctioneer *auctioneerapp.Auctioneer
 	reps       []*repapp.Rep
 	emitter    *emitterapp.RouteEmitter
+	router     *devrouter.Router
 	// busyboxRootfs is the busybox rootfs container cells offer ("" for none).
 	busyboxRootfs string
 }
@@ -116,6 +130,8 @@ type Info struct {
 	Auctioneer     string
 	Cells          []CellInfo
 	RouteEmitterOK bool
+	// Router is the dev router's HTTP address.
+	Router string
 }
 
 // CellInfo is one cell's id, zone and address.
@@ -129,6 +145,9 @@ func (c *Cluster) Info() Info {
 	}
 	if c.auctioneer != nil {
 		info.Auctioneer = c.auctioneer.Addr()
+	}
+	if c.router != nil {
+		info.Router = c.router.Addr()
 	}
 	for i, r := range c.reps {
 		for _, cell := range r.Cells() {
@@ -152,8 +171,8 @@ func (c *Cluster) timings() timings {
 	return timings{15 * time.Second, 5 * time.Second, 15 * time.Second, 5 * time.Second, 30 * time.Second, 30 * time.Second, 30 * time.Second, 10 * time.Second}
 }
 
-// Runner starts, in order: etcd, NATS, the BBS, the auctioneer, the cells
-// and the route emitter. A signal stops them in reverse order.
+// Runner starts, in order: etcd, NATS, the BBS, the auctioneer, the cells,
+// the dev router and the route emitter. A signal stops them in reverse order.
 func (c *Cluster) Runner() ifrit.Runner {
 	c.etcd = etcdserver.New(etcdserver.Config{
 		DataDir:   filepath.Join(c.opts.DataDir, "etcd"),
@@ -167,6 +186,7 @@ func (c *Cluster) Runner() ifrit.Runner {
 		{Name: "bbs", Runner: ifrit.RunFunc(c.runBBS)},
 		{Name: "auctioneer", Runner: ifrit.RunFunc(c.runAuctioneer)},
 		{Name: "cells", Runner: ifrit.RunFunc(c.runCells)},
+		{Name: "router", Runner: ifrit.RunFunc(c.runRouter)},
 		{Name: "route-emitter", Runner: ifrit.RunFunc(c.runEmitter)},
 	})
 }
@@ -224,6 +244,12 @@ func (c *Cluster) runBBS(signals <-chan os.Signal, ready chan<- struct{}) error 
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)
 	cfg.Convergence.Interval = config.Duration(t.convergence)
 	cfg.Convergence.StaleUnclaimed = config.Duration(t.staleUnclaimed)
+	if c.opts.EncryptionKeyFile != "" {
+		cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"dev": {KeyFile: c.opts.EncryptionKeyFile}}, ActiveKeyLabel: "dev"}
+	}
+	// One pass once the cells have had a presence TTL to come back, so a
+	// restarted cluster is back to desired within seconds, not an interval.
+	cfg.Convergence.CellReturn = config.Duration(t.presenceTTL + time.Second)
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("bbs config: %w", err)
 	}
@@ -294,6 +320,7 @@ func (c *Cluster) runCells(signals <-chan os.Signal, ready chan<- struct{}) erro
 		cfg.BulkSyncInterval = config.Duration(t.bulkSync)
 		cfg.GraceTime = config.Duration(t.grace)
 		cfg.DestroyContainersOnExit = true
+		cfg.LogArchive.Path = filepath.Join(c.opts.DataDir, "logs", cfg.CellID+".json")
 		if err := cfg.Validate(); err != nil {
 			return fmt.Errorf("cell %s config: %w", cfg.CellID, err)
 		}
@@ -339,6 +366,17 @@ func (c *Cluster) keepGoing(cellID string, r ifrit.Runner) ifrit.Runner {
 			return nil
 		}
 	})
+}
+
+// runRouter runs the dev router on the registrations the route emitter
+// sends to NATS (it starts first, so the emitter's greet finds it).
+func (c *Cluster) runRouter(signals <-chan os.Signal, ready chan<- struct{}) error {
+	c.router = devrouter.New(devrouter.Config{ListenAddress: c.opts.RouterAddress, NATSURL: c.nats.ClientURL()}, c.logger.Session("router"))
+	err := c.router.Run(signals, ready)
+	if err != nil && strings.Contains(err.Error(), "address already in use") {
+		return fmt.Errorf("%w (set another with --router-address)", err)
+	}
+	return err
 }
 
 func (c *Cluster) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) error {

@@ -30,6 +30,7 @@ import (
 	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	bbsapp "github.com/gavelhq/gavel/bbs/app"
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
@@ -82,6 +83,16 @@ type options struct {
 	// convergenceInterval and staleUnclaimed override the accelerated
 	// timings (a test that must not be rescued by convergence sets them long).
 	convergenceInterval, staleUnclaimed time.Duration
+	// encryptionKey, when set, is the 32-byte key the BBS seals records with (label "it").
+	encryptionKey []byte
+	// etcdMembers above 1 runs a multi-member etcd cluster, each member its
+	// own process (see ha_test.go); etcdQuota is their --quota-backend-bytes
+	// (default 256 MiB).
+	etcdMembers int
+	etcdQuota   int64
+	// consulAddr, if set, makes every daemon keep its locks and presences
+	// in Consul at this address (the locket/consultest double).
+	consulAddr string
 }
 
 func (o options) withDefaults() options {
@@ -126,6 +137,8 @@ type cluster struct {
 
 	etcdEndpoints []string
 	etcd          *clientv3.Client
+	// members are the etcd member processes when opts.etcdMembers > 1.
+	members []*etcdMember
 
 	bbs      []*daemon
 	bbsAddrs []string
@@ -169,18 +182,11 @@ func start(t *testing.T, opts options) *cluster {
 		t.Fatalf("client TLS: %v", err)
 	}
 
-	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
-	waitFor(t, startTimeout, "etcd prints its endpoints", func() error {
-		line := etcd.logLine("endpoints ")
-		if line == "" {
-			if err := etcd.exitedErr(); err != nil {
-				return err
-			}
-			return errors.New("no endpoints line yet")
-		}
-		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
-		return nil
-	})
+	if c.opts.etcdMembers > 1 {
+		c.startEtcdMembers()
+	} else {
+		c.startEtcd()
+	}
 	c.etcd, err = clientv3.New(clientv3.Config{Endpoints: c.etcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
@@ -220,6 +226,33 @@ func start(t *testing.T, opts options) *cluster {
 	t.Logf("cluster up in %s: %d BBS, auctioneer, %d cells, route emitter %v, mTLS on every hop (%s)",
 		time.Since(began).Round(time.Millisecond), len(c.bbs), len(c.reps), c.opts.routeEmitter, c.dir)
 	return c
+}
+
+// startEtcd starts the single etcd process (testdata/etcd) and records its
+// endpoints.
+func (c *cluster) startEtcd() {
+	c.t.Helper()
+	etcd := c.spawn("etcd", bin("etcd"), "-data-dir", filepath.Join(c.dir, "etcd"))
+	waitFor(c.t, startTimeout, "etcd prints its endpoints", func() error {
+		line := etcd.logLine("endpoints ")
+		if line == "" {
+			if err := etcd.exitedErr(); err != nil {
+				return err
+			}
+			return errors.New("no endpoints line yet")
+		}
+		c.etcdEndpoints = strings.Split(strings.TrimPrefix(line, "endpoints "), ",")
+		return nil
+	})
+}
+
+// locketConfig is every daemon's locket section: etcd, or Consul when the
+// options name a Consul address.
+func (c *cluster) locketConfig() locket.Config {
+	if c.opts.consulAddr == "" {
+		return locket.Config{}
+	}
+	return locket.Config{Backend: locket.BackendConsul, Consul: locket.ConsulConfig{Address: c.opts.consulAddr}}
 }
 
 // skipIfShort skips end-to-end tests under go test -short.
@@ -329,12 +362,20 @@ func (c *cluster) writeBBSConfig(i int) string {
 	cfg.DebugAddress = "127.0.0.1:0"
 	cfg.InstanceID = fmt.Sprintf("bbs-%d", i)
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.Convergence.Interval = config.Duration(c.opts.convergenceInterval)
 	cfg.Convergence.StaleUnclaimed = config.Duration(c.opts.staleUnclaimed)
 	cfg.Convergence.KickTask = config.Duration(c.opts.convergenceInterval)
 	cfg.Convergence.ExpireCompletedTask = config.Duration(max(time.Minute, c.opts.convergenceInterval))
 	cfg.TLS, cfg.ClientTLS = c.certs["bbs"], c.certs["bbs"]
+	if c.opts.encryptionKey != nil {
+		keyFile := filepath.Join(c.dir, "bbs-encryption.key")
+		if err := os.WriteFile(keyFile, c.opts.encryptionKey, 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+		cfg.Encryption = encryption.Config{Keys: map[string]encryption.Key{"it": {KeyFile: keyFile}}, ActiveKeyLabel: "it"}
+	}
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("bbs config: %v", err)
 	}
@@ -346,6 +387,7 @@ func (c *cluster) writeAuctioneerConfig() string {
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.InstanceID = "auctioneer"
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.CellStateTimeout = config.Duration(2 * time.Second)
@@ -367,12 +409,15 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg.CellID, cfg.Zone, cfg.Index = r.id, spec.zone, int32(i)
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
 	ports := [2]uint32{20000 + block*50, 20000 + block*50 + 49}
 	switch c.opts.backend {
 	case repapp.BackendRunc, repapp.BackendGarden:
 		c.configureContainerCell(&cfg, i, r, ports)
+	case repapp.BackendSim:
+		cfg.Backend = repapp.BackendSim
 	default:
 		cfg.Backend = repapp.BackendProcess
 		cfg.Process = repapp.ProcessConfig{RootDir: r.rootDir, PortRangeStart: ports[0], PortRangeEnd: ports[1], HostIP: "127.0.0.1",
@@ -413,6 +458,7 @@ func (c *cluster) startRouteEmitter() {
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.BBSTLS = c.certs["route-emitter"]
 	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	cfg.Locket = c.locketConfig()
 	cfg.InstanceID = "route-emitter"
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
 	cfg.DebugAddress = "127.0.0.1:0"

@@ -49,7 +49,7 @@ func run(m *testing.M) int {
 	// system under test here, and race-instrumented daemons would only make
 	// the behavioural deadlines slower to meet on a small machine.
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"./cmd/...", "./integration/testdata/etcd", "./integration/testdata/app")
+		"./cmd/...", "./integration/testdata/etcd", "./integration/testdata/etcdmember", "./integration/testdata/app")
 	build.Dir = repoRoot
 	// Static, as make build makes them (gavel-keeper is a container's init).
 	build.Env = append(os.Environ(), "GOFLAGS=", "CGO_ENABLED=0")

@@ -36,7 +36,7 @@ func TestQuickstartInContainers(t *testing.T) {
 		name: "gavel-dev", path: bin("gavel"), dir: work, logPath: filepath.Join(work, "gavel-dev.out"),
 		args: []string{"dev", "--backend", "runc", "--data-dir", dataDir, "--client-config", clientConfig,
 			"--bbs-address", devAddr(t), "--nats-port", strconv.Itoa(devPort(t)), "--debug-address", devAddr(t),
-			"--keeper-path", bin("gavel-keeper")},
+			"--router-address", devAddr(t), "--keeper-path", bin("gavel-keeper")},
 		env: []string{"GAVEL_CONFIG=" + clientConfig},
 	}
 	t.Cleanup(func() {

@@ -130,6 +130,11 @@ func TestQuickstart(t *testing.T) {
 	} else {
 		l.Close()
 	}
+	if l, err := net.Listen("tcp", "127.0.0.1:8080"); err != nil {
+		t.Fatalf("the quickstart curls gavel dev's router on its default 127.0.0.1:8080; that port is taken (another gavel dev?): %v", err)
+	} else {
+		l.Close()
+	}
 
 	work := t.TempDir()
 	if err := os.Symlink(binDir, filepath.Join(work, "bin")); err != nil {
@@ -232,6 +237,10 @@ func TestQuickstart(t *testing.T) {
 			return nil
 		}},
 		{prefix: "curl ", check: func(out string) error { return contains(out, "Directory listing for /") }},
+		{prefix: "gavel logs hello --recent", rerun: true, check: func(out string) error {
+			return contains(out, "(ended)", `"GET / HTTP/1.1" 200`)
+		}},
+		{prefix: "gavel logs hello", check: func(out string) error { return contains(out, "[APP/PROC/WEB/", `"GET / HTTP/1.1" 200`) }},
 		{prefix: "gavel scale hello 3", check: func(string) error { return desiredInstances("hello", 3) }},
 		{prefix: "gavel wait hello --running 3", check: func(string) error { return running("hello", 3) }},
 		{prefix: "gavel run-task hello-task ", check: func(out string) error {
@@ -281,8 +290,10 @@ func TestQuickstart(t *testing.T) {
 
 	// Draining a cell moves its instances and ends that cell only: the rest
 	// of gavel dev keeps serving.
-	if out, err := shell("gavel drain cell-3"); err != nil {
-		t.Fatalf("gavel drain cell-3: %v\n%s", err, out)
+	if out, err := shell("gavel drain cell-3 --wait"); err != nil || !strings.Contains(out, "LRP instance(s)") || !strings.Contains(out, "cell cell-3 is") {
+		t.Fatalf("gavel drain cell-3 --wait: %v\n%s", err, out)
+	} else {
+		t.Logf("$ gavel drain cell-3 --wait\n%s", out)
 	}
 	waitFor(t, 60*time.Second, "cell-3 drained and gone", func() error {
 		out, err := shell("gavel cells")

@@ -13,15 +13,16 @@ import (
 	"github.com/tedsuo/ifrit"
 
 	"github.com/gavelhq/gavel/locket"
+	"github.com/gavelhq/gavel/locket/consultest"
 )
 
 // consulTTL is short so that expiry tests run in seconds (the double does
 // not enforce Consul's 10 s minimum).
 const consulTTL = time.Second
 
-func consulBackend(t *testing.T, d *consulDouble, lockDelay time.Duration) *locket.ConsulBackend {
+func consulBackend(t *testing.T, d *consultest.Server, lockDelay time.Duration) *locket.ConsulBackend {
 	t.Helper()
-	client, err := api.NewClient(&api.Config{Address: d.addr(), Scheme: "http"})
+	client, err := api.NewClient(&api.Config{Address: d.Addr(), Scheme: "http"})
 	require.NoError(t, err)
 	return locket.NewConsulBackend(client, locket.ConsulOptions{
 		LockDelay: lockDelay,
@@ -74,7 +75,7 @@ func TestConsulKey(t *testing.T) {
 }
 
 func TestConsulLockTwoContenders(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	b := consulBackend(t, d, 0)
 
 	lockA := locket.NewLock(consulLockOpts(b, "a"))
@@ -88,12 +89,12 @@ func TestConsulLockTwoContenders(t *testing.T) {
 	assert.False(t, isReady(procB), "b must not acquire a held lock")
 	assert.True(t, lockA.Held())
 	assert.False(t, lockB.Held())
-	assert.Positive(t, d.requestCount("PUT /v1/session/renew"), "a's session is renewed")
+	assert.Positive(t, d.RequestCount("PUT /v1/session/renew"), "a's session is renewed")
 
 	rec, err := locket.FetchLockFrom(ctx(t), b, "", "bbs")
 	require.NoError(t, err)
 	assert.Equal(t, locket.Record{Owner: "a", Value: []byte("addr-of-a")}, rec)
-	held, ok := d.entry(lockKeyInConsul)
+	held, ok := d.Entry(lockKeyInConsul)
 	require.True(t, ok, "the lock lives under its key without the leading slash")
 	assert.NotEmpty(t, held.Session)
 
@@ -103,30 +104,30 @@ func TestConsulLockTwoContenders(t *testing.T) {
 	rec, err = locket.FetchLockFrom(ctx(t), b, "", "bbs")
 	require.NoError(t, err)
 	assert.Equal(t, "b", rec.Owner)
-	assert.Equal(t, 1, d.sessionCount(), "a's session is destroyed on release")
+	assert.Equal(t, 1, d.SessionCount(), "a's session is destroyed on release")
 
 	require.NoError(t, stop(t, procB))
 	_, err = locket.FetchLockFrom(ctx(t), b, "", "bbs")
 	assert.ErrorIs(t, err, locket.ErrNotFound, "a released lock is gone at once")
-	_, ok = d.entry(lockKeyInConsul)
+	_, ok = d.Entry(lockKeyInConsul)
 	assert.False(t, ok, "release deletes the key")
-	assert.Equal(t, 0, d.sessionCount())
+	assert.Equal(t, 0, d.SessionCount())
 }
 
 func TestConsulLockLost(t *testing.T) {
 	cases := []struct {
 		name string
-		lose func(d *consulDouble)
+		lose func(d *consultest.Server)
 	}{
 		// Renewals fail: the double invalidates the session after its TTL
 		// and deletes the key (behavior "delete").
-		{"session expires", func(d *consulDouble) { d.refuseRenewals(true) }},
+		{"session expires", func(d *consultest.Server) { d.RefuseRenewals(true) }},
 		// The session is invalidated at once (an operator or Consul).
-		{"session invalidated", func(d *consulDouble) { d.expire(lockKeyInConsul) }},
+		{"session invalidated", func(d *consultest.Server) { d.Expire(lockKeyInConsul) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newConsulDouble(t)
+			d := consultest.New(t)
 			b := consulBackend(t, d, 0)
 			proc := startBackground(t, locket.NewLock(consulLockOpts(b, "a")))
 			waitReady(t, proc, "a")
@@ -144,7 +145,7 @@ func TestConsulLockLost(t *testing.T) {
 }
 
 func TestConsulLockDelay(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	const delay = 1500 * time.Millisecond
 	procA := startBackground(t, locket.NewLock(consulLockOpts(consulBackend(t, d, delay), "a")))
 	waitReady(t, procA, "a")
@@ -153,7 +154,7 @@ func TestConsulLockDelay(t *testing.T) {
 	// a's session is invalidated (not released): the key goes at once but
 	// no other session may take it during a's lock-delay.
 	invalidated := time.Now()
-	d.expire(lockKeyInConsul)
+	d.Expire(lockKeyInConsul)
 	assert.ErrorIs(t, waitExit(t, procA), locket.ErrLockLost)
 	waitReady(t, procB, "b")
 	assert.GreaterOrEqual(t, time.Since(invalidated), delay, "b must wait out a's lock-delay")
@@ -161,20 +162,20 @@ func TestConsulLockDelay(t *testing.T) {
 }
 
 func TestConsulLockSameOwnerTakesBackItsLock(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	b := consulBackend(t, d, 0)
 	// A record left by an earlier run of owner a, whose session still lives.
 	value, err := json.Marshal(locket.Record{Owner: "a", Value: []byte("old")})
 	require.NoError(t, err)
 	stale, err := b.Acquire(ctx(t), locket.AcquireRequest{Key: locket.LockKey("", "bbs"), Value: value, TTL: time.Minute})
 	require.NoError(t, err)
-	before, _ := d.entry(lockKeyInConsul)
+	before, _ := d.Entry(lockKeyInConsul)
 
 	opts := consulLockOpts(b, "a")
 	opts.RetryInterval = time.Minute // a wait would time the test out
 	proc := startBackground(t, locket.NewLock(opts))
 	waitReady(t, proc, "restarted a")
-	after, ok := d.entry(lockKeyInConsul)
+	after, ok := d.Entry(lockKeyInConsul)
 	require.True(t, ok)
 	assert.NotEqual(t, before.Session, after.Session, "the lock is held by the new session")
 	rec, err := locket.FetchLockFrom(ctx(t), b, "", "bbs")
@@ -185,15 +186,15 @@ func TestConsulLockSameOwnerTakesBackItsLock(t *testing.T) {
 	case <-time.After(eventually):
 		t.Fatal("the replaced lease must see it lost its key")
 	}
-	assert.Equal(t, 1, d.sessionCount(), "the old session is destroyed")
+	assert.Equal(t, 1, d.SessionCount(), "the old session is destroyed")
 	require.NoError(t, stale.Release(ctx(t)), "releasing a replaced lease is harmless")
-	_, ok = d.entry(lockKeyInConsul)
+	_, ok = d.Entry(lockKeyInConsul)
 	assert.True(t, ok, "releasing the replaced lease leaves the new holder's key")
 	require.NoError(t, stop(t, proc))
 }
 
 func TestConsulPresences(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	b := consulBackend(t, d, 0)
 	p1 := locket.NewPresence(consulPresenceOpts(b, "cell-1"))
 	p2 := locket.NewPresence(consulPresenceOpts(consulBackend(t, d, 0), "cell-2"))
@@ -202,7 +203,7 @@ func TestConsulPresences(t *testing.T) {
 	waitReady(t, proc2, "cell-2")
 
 	// A key under the prefix that no session holds is not a presence.
-	client, err := api.NewClient(&api.Config{Address: d.addr(), Scheme: "http"})
+	client, err := api.NewClient(&api.Config{Address: d.Addr(), Scheme: "http"})
 	require.NoError(t, err)
 	_, err = client.KV().Put(&api.KVPair{Key: locket.ConsulKey(locket.PresenceKey("", "stray")), Value: []byte("x")}, nil)
 	require.NoError(t, err)
@@ -233,27 +234,27 @@ func TestConsulPresenceReRegistersAfterLoss(t *testing.T) {
 	key := locket.ConsulKey(locket.PresenceKey("", "cell-1"))
 	cases := []struct {
 		name string
-		lose func(d *consulDouble)
+		lose func(d *consultest.Server)
 	}{
-		{"session invalidated", func(d *consulDouble) { d.expire(key) }},
-		{"session expires", func(d *consulDouble) {
-			d.refuseRenewals(true)
-			go func() { time.Sleep(2 * consulTTL); d.refuseRenewals(false) }()
+		{"session invalidated", func(d *consultest.Server) { d.Expire(key) }},
+		{"session expires", func(d *consultest.Server) {
+			d.RefuseRenewals(true)
+			go func() { time.Sleep(2 * consulTTL); d.RefuseRenewals(false) }()
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := newConsulDouble(t)
+			d := consultest.New(t)
 			b := consulBackend(t, d, 0)
 			p := locket.NewPresence(consulPresenceOpts(b, "cell-1"))
 			proc := startBackground(t, p)
 			waitReady(t, proc, "presence")
-			before, ok := d.entry(key)
+			before, ok := d.Entry(key)
 			require.True(t, ok)
 
 			tc.lose(d)
 			require.Eventually(t, func() bool {
-				now, ok := d.entry(key)
+				now, ok := d.Entry(key)
 				return ok && now.Session != "" && now.Session != before.Session &&
 					string(now.Value) == "presence-of-cell-1"
 			}, eventually, tick, "presence must register again with a new session")
@@ -264,15 +265,15 @@ func TestConsulPresenceReRegistersAfterLoss(t *testing.T) {
 			}
 			require.Eventually(t, p.Registered, eventually, tick)
 			require.NoError(t, stop(t, proc))
-			assert.Equal(t, 0, d.sessionCount())
+			assert.Equal(t, 0, d.SessionCount())
 		})
 	}
 }
 
 func TestConsulAcquireFailsWhenConsulIsDown(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	b := consulBackend(t, d, 0)
-	d.srv.Close()
+	d.Close()
 	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := b.Acquire(c, locket.AcquireRequest{Key: locket.LockKey("", "bbs"), Value: []byte("v"), TTL: consulTTL})
@@ -282,7 +283,7 @@ func TestConsulAcquireFailsWhenConsulIsDown(t *testing.T) {
 }
 
 func TestConsulAcquireOneHolderOnly(t *testing.T) {
-	d := newConsulDouble(t)
+	d := consultest.New(t)
 	const contenders = 8
 	type result struct {
 		lease locket.Lease
@@ -306,7 +307,7 @@ func TestConsulAcquireOneHolderOnly(t *testing.T) {
 		held = append(held, r.lease)
 	}
 	require.Len(t, held, 1, "exactly one contender holds the key")
-	assert.Equal(t, 1, d.sessionCount(), "the losers destroy their sessions")
+	assert.Equal(t, 1, d.SessionCount(), "the losers destroy their sessions")
 	require.NoError(t, held[0].Release(ctx(t)))
-	assert.Equal(t, 0, d.sessionCount())
+	assert.Equal(t, 0, d.SessionCount())
 }

@@ -45,9 +45,11 @@ type Auctioneer struct {
 
 	debug *debugserver.Server
 	etcd  *clientv3.Client
-	grpc  *grpcserver.Server
-	held  atomic.Bool
-	ready chan struct{} // closed when the API serves
+	// locket is the lock and presence store the config selects.
+	locket locket.Store
+	grpc   *grpcserver.Server
+	held   atomic.Bool
+	ready  chan struct{} // closed when the API serves
 }
 
 // New builds an auctioneer from a validated config. It does no I/O.
@@ -105,6 +107,9 @@ func (a *Auctioneer) runEtcd(signals <-chan os.Signal, ready chan<- struct{}) er
 	}
 	defer c.Close()
 	a.etcd = c
+	if a.locket, err = locket.Open(a.cfg.Locket, c, a.logger); err != nil {
+		return err
+	}
 	close(ready)
 	<-signals
 	return nil
@@ -145,7 +150,7 @@ func (a *Auctioneer) runAPI(signals <-chan os.Signal, ready chan<- struct{}) err
 
 func (a *Auctioneer) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	lock := locket.NewLock(locket.LockOptions{
-		Client: a.etcd, KeyPrefix: a.cfg.KeyPrefix, Name: LockName, Owner: a.cfg.InstanceID,
+		Backend: a.locket, KeyPrefix: a.cfg.KeyPrefix, Name: LockName, Owner: a.cfg.InstanceID,
 		Value: []byte(a.grpc.Addr()), TTL: a.cfg.LockTTL.D(), RetryInterval: a.cfg.LockRetryInterval.D(),
 		Logger: a.logger, HeldGauge: a.lockHeld,
 		OnAcquired: func() {
@@ -179,7 +184,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 	defer reps.Close()
 	r, err := auctionrunner.New(auctionrunner.Options{
 		Batch:                a.batch,
-		Cells:                &auctionrunner.LocketDirectory{Client: a.etcd, KeyPrefix: a.cfg.KeyPrefix, Logger: a.logger},
+		Cells:                &auctionrunner.LocketDirectory{Client: a.etcd, Reader: a.locket, KeyPrefix: a.cfg.KeyPrefix, Logger: a.logger},
 		Reps:                 reps,
 		BBS:                  bbs,
 		Engine:               a.cfg.EngineOptions(),

@@ -14,6 +14,7 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/logging"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
 )
 
 // Defaults of the auctioneer daemon (Diego's, reference auction.md §2.3).
@@ -52,6 +53,9 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is the etcd cluster holding the locks and cell presences (required).
 	Etcd etcdclient.Config `json:"etcd"`
+	// Locket selects where the lock and the cell presences live: etcd
+	// (default) or Consul.
+	Locket locket.Config `json:"locket"`
 	// TLS is the API's server certificate, key and the CA client
 	// certificates must chain to; all three are required unless
 	// InsecurePlaintext.
@@ -131,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if c.ListenAddress == "" {
 		bad("listen_address", "is required")
+	}
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
 		bad("log_level", "%v", err)

@@ -30,6 +30,8 @@ type Directory interface {
 type LocketDirectory struct {
 	// Client is the etcd client.
 	Client *clientv3.Client
+	// Reader, if set, is read instead of Client (the Consul backend).
+	Reader locket.Reader
 	// KeyPrefix is Gavel's key root ("" means locket's default).
 	KeyPrefix string
 	// Logger records presences that cannot be decoded.
@@ -43,7 +45,11 @@ var _ Directory = (*LocketDirectory)(nil)
 // presence without a cell id takes the id from its key. Cells come sorted
 // by id.
 func (d *LocketDirectory) Cells(ctx context.Context) ([]*modelsv1.CellPresence, error) {
-	raw, err := locket.FetchPresences(ctx, d.Client, d.KeyPrefix)
+	var r locket.Reader = d.Reader
+	if r == nil {
+		r = locket.NewEtcdBackend(d.Client, d.Logger)
+	}
+	raw, err := locket.FetchPresencesFrom(ctx, r, d.KeyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("fetch cell presences: %w", err)
 	}

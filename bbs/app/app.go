@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/cellclient"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/server"
 	"github.com/gavelhq/gavel/bbs/store"
@@ -42,14 +44,17 @@ type BBS struct {
 
 	etcd   *etcdserver.Embedded
 	client *clientv3.Client
-	// leaseClient holds the bbs lock's lease on a connection of its own, so
-	// its keep-alives never queue behind bulk transactions on the store's.
+	// leaseClient holds the locket's leases (the bbs lock) on a connection
+	// of its own, so its keep-alives never queue behind bulk transactions
+	// on the store's.
 	leaseClient *clientv3.Client
-	store       *store.Store
-	grpc        *grpcserver.Server
-	server      *server.Server
-	debug       *debugserver.Server
-	held        atomic.Bool
+	// locket is the lock and presence store the config selects.
+	locket locket.Store
+	store  *store.Store
+	grpc   *grpcserver.Server
+	server *server.Server
+	debug  *debugserver.Server
+	held   atomic.Bool
 	// Built by the api member, used by the converger member.
 	auctions  *auctionrequest.Requester
 	callbacks *taskcallback.Worker
@@ -89,8 +94,17 @@ func (b *BBS) Runner() ifrit.Runner {
 		grouper.Member{Name: "store", Runner: ifrit.RunFunc(b.runStore)},
 		grouper.Member{Name: "api", Runner: ifrit.RunFunc(b.runAPI)},
 		grouper.Member{Name: "lock", Runner: ifrit.RunFunc(b.runLock)},
+	)
+	if b.cfg.Locket.Backend == locket.BackendConsul {
+		// Only the holder mirrors Consul's presences and locks into etcd,
+		// and before it converges.
+		members = append(members, grouper.Member{Name: "locket-mirror", Runner: ifrit.RunFunc(b.runMirror)})
+	}
+	members = append(members,
 		// After the lock: only the holder converges.
 		grouper.Member{Name: "converger", Runner: ifrit.RunFunc(b.runConverger)},
+		// Only the holder re-encrypts records under a new active key.
+		grouper.Member{Name: "reencrypt", Runner: ifrit.RunFunc(b.runReencrypt)},
 	)
 	return grouper.NewOrdered(os.Interrupt, members)
 }
@@ -131,8 +145,13 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if maxReqBytes == 0 {
 		maxReqBytes = DefaultEtcdMaxRequestBytes
 	}
+	// Keys are derived (scrypt) or read once, here; a missing key file or an
+	// active label that is not a key stops the BBS before it serves.
+	keyring, err := encryption.Load(b.cfg.Encryption)
+	if err != nil {
+		return fmt.Errorf("load encryption keys: %w", err)
+	}
 	var client *clientv3.Client
-	var err error
 	if b.etcd != nil {
 		// The embedded etcd is called in-process: no gRPC hop over loopback.
 		client, err = b.etcd.LocalClient()
@@ -154,6 +173,9 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	defer leaseClient.Close()
 	b.leaseClient = leaseClient
+	if b.locket, err = locket.Open(b.cfg.Locket, leaseClient, b.logger); err != nil {
+		return err
+	}
 
 	commits := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "gavel_bbs_etcd_txn_requests", Help: "Requests packed into one etcd transaction.",
@@ -165,7 +187,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	b.registry.MustRegister(commits, commitDur)
 	b.store = store.New(store.Options{
 		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
-		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes,
+		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes, Keyring: keyring,
 		Committer: store.CommitterOptions{MaxOps: batchOps, MaxBytes: b.cfg.CommitBatchBytes, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
@@ -178,7 +200,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err := b.store.WaitSynced(ctx); err != nil {
 		return err
 	}
-	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints, "etcd_max_txn_ops": maxTxnOps, "etcd_max_request_bytes": maxReqBytes})
+	b.logger.Info("store-ready", lager.Data{"revision": b.store.Cache().Revision(), "endpoints": ecfg.Endpoints, "active_key_label": keyring.Active(), "etcd_max_txn_ops": maxTxnOps, "etcd_max_request_bytes": maxReqBytes})
 	close(ready)
 	<-done
 	return nil
@@ -205,6 +227,70 @@ func (b *BBS) registerStateMetrics() {
 		return float64(m)
 	})
 	b.registry.MustRegister(txns, muts)
+	rs := b.store.ReencryptStats()
+	counter := func(name, help string, f func() float64) {
+		b.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+	}
+	counter("gavel_bbs_reencrypted_records_total", "Records rewritten under the active encryption key.", func() float64 { return float64(rs.Reencrypted()) })
+	gauge("gavel_bbs_reencrypt_remaining_records", "Records the running re-encryption pass still has to rewrite under the active key (or the last pass left because their key is missing).", func() float64 { return float64(rs.Remaining()) })
+	gauge("gavel_bbs_records_missing_key", "Records whose encryption key label is not configured (see the undecodable-record log lines for the label).", func() float64 {
+		n := 0
+		for _, err := range b.store.Cache().Undecodable() {
+			if errors.Is(err, encryption.ErrMissingKey) {
+				n++
+			}
+		}
+		return float64(n)
+	})
+	b.registry.MustRegister(&labelCollector{stats: rs})
+}
+
+// labelCollector reports records per key label, from the last completed re-encryption pass.
+type labelCollector struct{ stats *store.ReencryptStats }
+
+func (c *labelCollector) desc() *prometheus.Desc {
+	return prometheus.NewDesc("gavel_bbs_records_by_key_label",
+		"Sealed records by encryption key label at the last completed re-encryption pass (\"\" is plaintext).", []string{"label"}, nil)
+}
+
+// Describe implements prometheus.Collector.
+func (c *labelCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc() }
+
+// Collect implements prometheus.Collector.
+func (c *labelCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.desc()
+	for label, n := range c.stats.ByLabel() {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n), label)
+	}
+}
+
+// reencryptRetry is how long the holder waits before retrying a failed re-encryption pass.
+const reencryptRetry = time.Minute
+
+// runReencrypt rewrites records under the active key in the background; the
+// group starts it once the lock is held. A pass that fails (a record's key is
+// missing, etcd is unreachable) is logged and retried.
+func (b *BBS) runReencrypt(signals <-chan os.Signal, ready chan<- struct{}) error {
+	ctx, cancel := signalContext(signals)
+	defer cancel()
+	close(ready)
+	if b.store.Keyring() == nil {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		err := b.store.Reencrypt(ctx, store.DefaultReencryptPage)
+		if err == nil || ctx.Err() != nil {
+			<-ctx.Done()
+			return nil
+		}
+		b.logger.Error("reencrypt-failed", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(reencryptRetry):
+		}
+	}
 }
 
 // clientTLS is the TLS config for dialling reps and the auctioneer; nil
@@ -272,7 +358,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 
 func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	lock := locket.NewLock(locket.LockOptions{
-		Client: b.leaseClient, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
+		Backend: b.locket, KeyPrefix: b.cfg.KeyPrefix, Name: LockName, Owner: b.cfg.InstanceID,
 		Value: []byte(b.grpc.Addr()), TTL: b.cfg.LockTTL.D(), RetryInterval: b.cfg.LockRetryInterval.D(),
 		Logger: b.logger,
 		OnAcquired: func() {
@@ -287,6 +373,16 @@ func (b *BBS) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
 	err := lock.Run(signals, ready)
 	b.held.Store(false)
 	return err
+}
+
+// runMirror copies the presences and locks held in Consul into etcd, where
+// the store's cache sees them (locket.Mirror).
+func (b *BBS) runMirror(signals <-chan os.Signal, ready chan<- struct{}) error {
+	consul, ok := b.locket.(*locket.ConsulBackend)
+	if !ok {
+		return fmt.Errorf("locket-mirror: the locket backend is %T, not Consul", b.locket)
+	}
+	return locket.NewMirror(locket.MirrorOptions{Consul: consul, Etcd: b.client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger}).Run(signals, ready)
 }
 
 // runConverger runs convergence; the group starts it once the lock is held.

@@ -11,11 +11,13 @@ import (
 
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/converger"
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdserver"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
 )
 
 // Defaults of the BBS daemon.
@@ -61,6 +63,10 @@ type Config struct {
 	Etcd etcdclient.Config `json:"etcd"`
 	// EmbeddedEtcd configures the embedded etcd (data dir default .gavel/etcd).
 	EmbeddedEtcd etcdserver.Config `json:"embedded_etcd"`
+	// Locket selects where the locks and cell presences live: etcd (default)
+	// or Consul, whose presences and locks the active BBS then mirrors into
+	// etcd for its cache (locket.Mirror).
+	Locket locket.Config `json:"locket"`
 	// TLS is the API's server certificate, key and the CA client
 	// certificates must chain to; all three are required unless
 	// InsecurePlaintext.
@@ -112,6 +118,12 @@ type Config struct {
 	// interval, 30s stale_unclaimed, 30s kick_task, 30m expire_pending_task,
 	// 2m expire_completed_task).
 	Convergence converger.Config `json:"convergence"`
+	// Encryption seals records at rest with AES-256-GCM: keys maps a label
+	// to {"passphrase": ...} or {"key_file": path-to-32-bytes};
+	// active_key_label is the key new records are sealed under (empty:
+	// plaintext writes). Changing it re-encrypts every record in the
+	// background. Default: off.
+	Encryption encryption.Config `json:"encryption"`
 }
 
 // DefaultConfig returns the defaults.
@@ -141,6 +153,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.ListenAddress == "" {
 		errs = append(errs, errors.New("listen_address: is required"))
+	}
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.InstanceID == "" {
 		errs = append(errs, errors.New("instance_id: is required"))
@@ -172,6 +187,9 @@ func (c Config) Validate() error {
 	if c.MaxDesiredInstances < 0 {
 		errs = append(errs, fmt.Errorf("max_desired_instances: must be >= 0 (got %d)", c.MaxDesiredInstances))
 	}
+	if err := c.Encryption.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Convergence.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -180,6 +198,9 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("embedded_etcd.data_dir: is required when etcd.endpoints is empty"))
 		} else if err := c.EmbeddedEtcd.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("embedded_etcd: %w", err))
+		}
+		if c.EmbeddedEtcd.TLS.Enabled() && (c.Etcd.TLS.CertFile == "" || c.Etcd.TLS.KeyFile == "" || c.Etcd.TLS.CAFile == "") {
+			errs = append(errs, errors.New("etcd.tls: ca_file, cert_file and key_file (the BBS's client certificate) are required when embedded_etcd.tls is set"))
 		}
 	}
 	errs = append(errs, tlsconfig.CheckMutual(c.InsecurePlaintext,

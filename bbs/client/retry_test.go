@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -66,4 +67,40 @@ func TestRetriesOnlyUnavailable(t *testing.T) {
 			require.Equal(t, tc.calls, r.calls.Load())
 		})
 	}
+}
+
+// A validation error crosses gRPC as google.rpc.BadRequest field
+// violations and comes back as the *models.ValidationError it was.
+func TestValidationErrorsTravelAsStatusDetails(t *testing.T) {
+	v := &models.ValidationError{}
+	v.Add("desired_lrp.instances", "must be >= 0 (got %d)", -1)
+	v.Add("desired_lrp.process_guid", "required")
+	r := &refuser{err: fmt.Errorf("desire lrp: %w", v)}
+	srv := grpcserver.New(grpcserver.Options{
+		Addr:     "127.0.0.1:0",
+		Register: func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, r) },
+	})
+	proc := ifrit.Invoke(srv)
+	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })
+	c, err := client.New(client.Config{Addresses: []string{srv.Addr()}})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.DesireLRP(ctx, &bbsv1.DesireLRPRequest{})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.ErrorIs(t, err, models.ErrInvalid)
+	var got *models.ValidationError
+	require.ErrorAs(t, err, &got)
+	require.Equal(t, v.Errors, got.Errors)
+	// A client in any language reads the same fields from the details.
+	var br *errdetails.BadRequest
+	for _, d := range status.Convert(err).Details() {
+		if b, ok := d.(*errdetails.BadRequest); ok {
+			br = b
+		}
+	}
+	require.NotNil(t, br)
+	require.Equal(t, "desired_lrp.instances", br.GetFieldViolations()[0].GetField())
+	require.Equal(t, "must be >= 0 (got -1)", br.GetFieldViolations()[0].GetDescription())
 }

@@ -42,6 +42,12 @@ type Config struct {
 	// ExpireCompletedTask is how long after its first completion a COMPLETED
 	// or RESOLVING task is deleted (default 2m).
 	ExpireCompletedTask config.Duration `json:"expire_completed_task"`
+	// CellReturn, when set, adds one pass this long after the BBS becomes
+	// active: the cells of a restarted cluster have had their presence TTL to
+	// come back, so what is still missing is missing indeed and is placed
+	// then rather than at the next interval (default 0: no such pass; gavel
+	// dev sets it to the cells' presence TTL).
+	CellReturn config.Duration `json:"cell_return"`
 	// CrashPolicy decides when CRASHED instances restart (not in the config
 	// file: Diego's policy; the zero value means models.DefaultCrashPolicy).
 	CrashPolicy models.CrashPolicy `json:"-"`
@@ -107,6 +113,7 @@ func (c Config) Validate() error {
 		{"convergence.kick_task", c.KickTask},
 		{"convergence.expire_pending_task", c.ExpirePendingTask},
 		{"convergence.expire_completed_task", c.ExpireCompletedTask},
+		{"convergence.cell_return", c.CellReturn},
 	} {
 		if f.d < 0 {
 			errs = append(errs, fmt.Errorf("%s: must be >= 0 (got %s)", f.name, f.d))

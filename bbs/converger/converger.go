@@ -106,6 +106,8 @@ const (
 	TriggerStart    = "start"
 	TriggerInterval = "interval"
 	TriggerCellLost = "cell_lost"
+	// TriggerCellReturn is the pass Config.CellReturn after the start.
+	TriggerCellReturn = "cell_return"
 	// TriggerInstanceRemoved is a pass after the row of an instance its
 	// desired LRP still wants was removed (a restarted cell found no
 	// container for it, or it was retired).
@@ -140,8 +142,17 @@ func (c *Converger) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	c.logger.Info("started", lager.Data{"interval": interval.String()})
 	close(ready)
 	c.runPass(ctx, TriggerStart)
+	var cellReturn <-chan time.Time // nil (never) unless configured
+	if d := c.cfg.CellReturn.D(); d > 0 {
+		t := c.opts.Clock.NewTimer(d)
+		defer t.Stop()
+		cellReturn = t.C()
+	}
 	for {
 		select {
+		case <-cellReturn:
+			cellReturn = nil
+			c.runPass(ctx, TriggerCellReturn)
 		case <-timer.C():
 			c.runPass(ctx, TriggerInterval)
 			timer.Reset(interval)

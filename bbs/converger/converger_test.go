@@ -23,6 +23,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/bbs/store"
 	"github.com/gavelhq/gavel/bbs/taskcallback"
+	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -564,4 +565,36 @@ func TestRemovedWantedInstanceIsReplacedAtOnce(t *testing.T) {
 	f.clock.Increment(time.Second)
 	time.Sleep(300 * time.Millisecond)
 	require.Equal(t, 1.0, f.passes(converger.TriggerInstanceRemoved), "no pass for an instance the scale-down removed")
+}
+
+// With cell_return set, one extra pass runs that long after the start (the
+// cells of a restarted cluster have had their presence TTL to come back),
+// and only one.
+func TestCellReturnPassRunsOnceAfterTheStart(t *testing.T) {
+	f := newFixture(t)
+	cfg := converger.DefaultConfig()
+	cfg.CellReturn = config.Duration(5 * time.Second)
+	f.reg = prometheus.NewRegistry()
+	conv, err := converger.New(converger.Options{
+		Store: f.store, Auctions: f.rec, Cells: f.rec, Completions: f.rec, Clock: f.clock,
+		Config: cfg, Logger: lager.NewLogger("test"), Metrics: converger.NewMetrics(f.reg),
+	})
+	require.NoError(t, err)
+	f.desire("web", "d", 1)
+	done := make(chan struct{})
+	signals := make(chan os.Signal, 1)
+	ready := make(chan struct{})
+	go func() { defer close(done); _ = conv.Run(signals, ready) }()
+	defer func() { signals <- os.Interrupt; <-done }()
+	<-ready
+	require.Eventually(t, func() bool { return f.passes(converger.TriggerStart) == 1 }, 10*time.Second, 10*time.Millisecond)
+	f.clock.WaitForNWatchersAndIncrement(4*time.Second, 2)
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, 0.0, f.passes(converger.TriggerCellReturn), "no pass before cell_return")
+	f.clock.Increment(time.Second)
+	require.Eventually(t, func() bool { return f.passes(converger.TriggerCellReturn) == 1 }, 10*time.Second, 10*time.Millisecond)
+	f.clock.Increment(20 * time.Second)
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, 1.0, f.passes(converger.TriggerCellReturn), "one cell_return pass only")
+	require.Error(t, converger.Config{CellReturn: config.Duration(-time.Second)}.Validate())
 }

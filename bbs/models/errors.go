@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -116,7 +117,39 @@ func ToStatus(err error) error {
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
-	return status.Error(Code(err), err.Error())
+	st := status.New(Code(err), err.Error())
+	var v *ValidationError
+	if errors.As(err, &v) && len(v.Errors) > 0 {
+		// The fields travel as google.rpc.BadRequest field violations, so any
+		// gRPC client (not only Go's) can read them.
+		br := &errdetails.BadRequest{}
+		for _, f := range v.Errors {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Rule})
+		}
+		if withDetails, err := st.WithDetails(br); err == nil {
+			st = withDetails
+		}
+	}
+	return st.Err()
+}
+
+// validationFromStatus rebuilds the *ValidationError a status's
+// google.rpc.BadRequest details carry, or returns nil.
+func validationFromStatus(st *status.Status) *ValidationError {
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
+		}
+		v := &ValidationError{}
+		for _, f := range br.GetFieldViolations() {
+			v.Errors = append(v.Errors, FieldError{Field: f.GetField(), Rule: f.GetDescription()})
+		}
+		if len(v.Errors) > 0 {
+			return v
+		}
+	}
+	return nil
 }
 
 // statusError is a gRPC status error that also unwraps to a sentinel, so
@@ -147,6 +180,11 @@ func FromStatus(err error) error {
 			}
 			if st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), ErrTooLarge.Error()) {
 				sentinel = ErrTooLarge
+			}
+			if st.Code() == codes.InvalidArgument {
+				if v := validationFromStatus(st); v != nil {
+					sentinel = v // errors.As(err, *ValidationError) and errors.Is(err, ErrInvalid)
+				}
 			}
 			return &statusError{st: st, sentinel: sentinel}
 		}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -169,6 +170,42 @@ func (s *Server) ListActualLRPs(ctx context.Context, req *bbsv1.ListActualLRPsRe
 	}
 	list, rev := s.store.ListActualLRPs(store.ActualFilter{Domain: req.GetDomain(), CellID: req.GetCellId(), ProcessGUIDs: req.GetProcessGuids(), Index: req.Index})
 	return &bbsv1.ListActualLRPsResponse{ActualLrps: list, Revision: rev}, nil
+}
+
+// GetActualLRP returns one instance: its ordinary (or suspect) row, RUNNING
+// preferred, else its evacuating row; and the evacuating row beside it.
+func (s *Server) GetActualLRP(ctx context.Context, req *bbsv1.GetActualLRPRequest) (*bbsv1.GetActualLRPResponse, error) {
+	v := &models.ValidationError{}
+	if req.GetProcessGuid() == "" {
+		v.Add("process_guid", "required")
+	}
+	if req.GetIndex() < 0 {
+		v.Add("index", "must be >= 0 (got %d)", req.GetIndex())
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	index := req.GetIndex()
+	rows, _ := s.store.ListActualLRPs(store.ActualFilter{ProcessGUIDs: []string{req.GetProcessGuid()}, Index: &index})
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("actual LRP %s index %d: %w", req.GetProcessGuid(), index, models.ErrNotFound)
+	}
+	resp := &bbsv1.GetActualLRPResponse{}
+	var evacuating *modelsv1.ActualLRP
+	for _, r := range rows {
+		switch {
+		case r.GetPresence() == modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_EVACUATING:
+			evacuating = r
+		case resp.ActualLrp == nil || r.GetState() == modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING:
+			resp.ActualLrp = r
+		}
+	}
+	if resp.ActualLrp == nil {
+		resp.ActualLrp = evacuating
+	} else {
+		resp.Evacuating = evacuating
+	}
+	return resp, nil
 }
 
 // RetireActualLRP stops one instance.

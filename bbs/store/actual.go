@@ -111,7 +111,7 @@ func otherPresenceWith(st *cacheState, guid string, index int32, ik *modelsv1.Ac
 func (s *Store) putRow(m *mutation, id actualID, rev int64, row *modelsv1.ActualLRP) error {
 	k := s.keys.Actual(id.guid, id.index, id.presence)
 	m.guard(k, rev)
-	return putProto(m, k, row)
+	return s.putProto(m, k, row)
 }
 
 func (s *Store) delRow(m *mutation, id actualID, rev int64) {

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/encryption"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
@@ -96,9 +97,10 @@ func newCacheState() *cacheState {
 // a known revision. It answers every read of the BBS. It is safe for
 // concurrent use.
 type Cache struct {
-	client *clientv3.Client
-	keys   Keys
-	logger lager.Logger
+	client  *clientv3.Client
+	keys    Keys
+	keyring *encryption.Keyring
+	logger  lager.Logger
 
 	mu      sync.RWMutex
 	state   *cacheState
@@ -113,12 +115,18 @@ type Cache struct {
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
 func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
+	return newCache(client, keys, logger, nil)
+}
+
+// newCache is NewCache with a keyring that opens sealed records.
+func newCache(client *clientv3.Client, keys Keys, logger lager.Logger, keyring *encryption.Keyring) *Cache {
 	return &Cache{
-		client: client,
-		keys:   keys,
-		logger: logger.Session("watch-cache"),
-		state:  newCacheState(),
-		synced: make(chan struct{}),
+		client:  client,
+		keys:    keys,
+		keyring: keyring,
+		logger:  logger.Session("watch-cache"),
+		state:   newCacheState(),
+		synced:  make(chan struct{}),
 	}
 }
 
@@ -327,18 +335,18 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
 	switch pk.kind {
 	case kindSchedule:
 		v := &modelsv1.DesiredLRPSchedulingInfo{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			st.schedules[pk.name] = item[*modelsv1.DesiredLRPSchedulingInfo]{v, rev}
 			addTo(st.desiredByDomain, v.GetKey().GetDomain(), pk.name)
 		}
 	case kindRun:
 		v := &modelsv1.DesiredLRPRunInfo{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			st.runs[pk.name] = item[*modelsv1.DesiredLRPRunInfo]{v, rev}
 		}
 	case kindActual:
 		v := &modelsv1.ActualLRP{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			id := pk.actual
 			st.actuals[id] = item[*modelsv1.ActualLRP]{v, rev}
 			addTo(st.actualsByGUID, id.guid, id)
@@ -349,7 +357,7 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
 		}
 	case kindTask:
 		v := &modelsv1.Task{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			st.tasks[pk.name] = item[*modelsv1.Task]{v, rev}
 			addTo(st.tasksByState, v.GetState(), pk.name)
 			if v.GetCellId() != "" {
@@ -358,12 +366,12 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
 		}
 	case kindDomain:
 		v := &modelsv1.Domain{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			st.domains[pk.name] = item[*modelsv1.Domain]{v, rev}
 		}
 	case kindCell:
 		v := &modelsv1.CellPresence{}
-		if err = proto.Unmarshal(kv.Value, v); err == nil {
+		if err = c.decode(kv, v); err == nil {
 			st.cells[pk.name] = item[*modelsv1.CellPresence]{v, rev}
 		}
 	case kindLock:
@@ -376,6 +384,15 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
 		st.undecodable[key] = item[error]{err, rev}
 	}
 	return err
+}
+
+// decode opens a record (sealed or plaintext) and unmarshals it into v.
+func (c *Cache) decode(kv *mvccpb.KeyValue, v proto.Message) error {
+	pt, _, err := c.keyring.Open(kv.Key, kv.Value)
+	if err != nil {
+		return err
+	}
+	return proto.Unmarshal(pt, v)
 }
 
 func (c *Cache) applyDelete(st *cacheState, key []byte) {

@@ -370,9 +370,10 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 
 // classify marks the etcd errors that no retry can cure (the request
 // exceeds --max-txn-ops or --max-request-bytes, or a gRPC message limit)
-// with models.ErrTooLarge; any other error is models.ErrUnavailable.
+// with models.ErrTooLarge and a full database (NOSPACE) with
+// models.ErrResourceExhausted; any other error is models.ErrUnavailable.
 func classify(err error) error {
-	if err == nil || errors.Is(err, models.ErrTooLarge) || errors.Is(err, models.ErrUnavailable) {
+	if err == nil || errors.Is(err, models.ErrTooLarge) || errors.Is(err, models.ErrUnavailable) || errors.Is(err, models.ErrResourceExhausted) {
 		return err
 	}
 	switch {
@@ -380,6 +381,10 @@ func classify(err error) error {
 		return fmt.Errorf("%w: etcd refused the transaction (--max-txn-ops): %v", models.ErrTooLarge, err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge):
 		return fmt.Errorf("%w: etcd refused the request (--max-request-bytes): %v", models.ErrTooLarge, err)
+	case errors.Is(err, rpctypes.ErrNoSpace), errors.Is(err, rpctypes.ErrGRPCNoSpace):
+		// No retry cures it: the operator compacts, defragments and
+		// disarms the NOSPACE alarm (see the README's HA section).
+		return fmt.Errorf("%w: etcd's database reached its quota (--quota-backend-bytes, NOSPACE alarm): %v", models.ErrResourceExhausted, err)
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted && strings.Contains(st.Message(), "larger than max") {
 		return fmt.Errorf("%w: the request exceeds a gRPC message limit: %v", models.ErrTooLarge, err)

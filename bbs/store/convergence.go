@@ -148,7 +148,7 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []Change) (ChangeResul
 				m.del(w.Key)
 				continue
 			}
-			if err = putProto(m, w.Key, w.Value); err != nil {
+			if err = s.putProto(m, w.Key, w.Value); err != nil {
 				break
 			}
 		}

@@ -140,10 +140,10 @@ func (s *Store) DesireLRP(ctx context.Context, d *modelsv1.DesiredLRP) (*modelsv
 		m := &mutation{}
 		m.guard(s.keys.Schedule(guid), 0)
 		m.guard(s.keys.Run(guid), 0)
-		if err := putProto(m, s.keys.Schedule(guid), sched); err != nil {
+		if err := s.putProto(m, s.keys.Schedule(guid), sched); err != nil {
 			return nil, err
 		}
-		if err := putProto(m, s.keys.Run(guid), run); err != nil {
+		if err := s.putProto(m, s.keys.Run(guid), run); err != nil {
 			return nil, err
 		}
 		if err := s.committer.tooLarge(m); err != nil {
@@ -187,7 +187,7 @@ func (s *Store) addUnclaimed(st *cacheState, m *mutation, key *modelsv1.DesiredL
 		Since:           now.UnixNano(),
 		ModificationTag: models.NewTag(),
 	}
-	b, err := marshal(row)
+	b, err := s.marshal(k, row)
 	if err != nil {
 		return false, err
 	}
@@ -361,7 +361,7 @@ func (s *Store) UpdateDesiredLRP(ctx context.Context, guid string, u *modelsv1.D
 		m := &mutation{}
 		k := s.keys.Schedule(guid)
 		m.guard(k, cur.rev)
-		if err := putProto(m, k, next); err != nil {
+		if err := s.putProto(m, k, next); err != nil {
 			return nil, err
 		}
 		if u.ImageUsername != nil {
@@ -372,7 +372,7 @@ func (s *Store) UpdateDesiredLRP(ctx context.Context, guid string, u *modelsv1.D
 			nextRun := proto.Clone(run.val).(*modelsv1.DesiredLRPRunInfo)
 			nextRun.ImageUsername, nextRun.ImagePassword = u.GetImageUsername(), u.GetImagePassword()
 			m.guard(s.keys.Run(guid), run.rev)
-			if err := putProto(m, s.keys.Run(guid), nextRun); err != nil {
+			if err := s.putProto(m, s.keys.Run(guid), nextRun); err != nil {
 				return nil, err
 			}
 		}

@@ -50,7 +50,7 @@ func (f *fixture) seedRows(t *testing.T, guid string, rows []rowSpec) {
 		if r.state == models.Running {
 			row.NetInfo = netInfo(uint32(61000 + i))
 		}
-		b, err := marshal(row)
+		b, err := f.store.marshal(f.store.Keys().Actual(guid, r.at, r.presence), row)
 		require.NoError(t, err)
 		resp, err := f.client.Put(f.ctx, f.store.Keys().Actual(guid, r.at, r.presence), string(b))
 		require.NoError(t, err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -115,11 +117,14 @@ func (s *Store) convert(ev *clientv3.Event) []*modelsv1.Event {
 		if kv == nil || len(kv.Value) == 0 {
 			return false
 		}
-		if err := proto.Unmarshal(kv.Value, m); err != nil {
+		if err := s.cache.decode(kv, m); err != nil {
 			s.logger.Error("undecodable-event", err, map[string]any{"key": string(kv.Key)})
 			return false
 		}
 		return true
+	}
+	if !deleted && s.reencrypted(ev) {
+		return nil
 	}
 	wrap := func(e *modelsv1.Event) *modelsv1.Event { e.Revision = rev; return e }
 	switch pk.kind {
@@ -248,4 +253,20 @@ func (f EventFilter) match(e *modelsv1.Event) bool {
 		return f.Kinds.Cell && cellOK(x.CellDisappeared.GetCell().GetCellId())
 	}
 	return false
+}
+
+// reencrypted says whether ev only rewrote a record under another key (its
+// plaintext is unchanged), which is no change to tell subscribers about.
+func (s *Store) reencrypted(ev *clientv3.Event) bool {
+	if ev.PrevKv == nil || ev.Kv == nil {
+		return false
+	}
+	before, _, _ := encryption.Label(ev.PrevKv.Value)
+	after, _, _ := encryption.Label(ev.Kv.Value)
+	if before == after {
+		return false
+	}
+	a, _, errA := s.keyring.Open(ev.PrevKv.Key, ev.PrevKv.Value)
+	b, _, errB := s.keyring.Open(ev.Kv.Key, ev.Kv.Value)
+	return errA == nil && errB == nil && bytes.Equal(a, b)
 }

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/encryption"
 	"github.com/gavelhq/gavel/bbs/models"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	MaxRequestBytes int
 	// ObserveCommit, when set, is told the size and duration of every transaction.
 	ObserveCommit func(batch int, d time.Duration)
+	// Keyring seals records on write and opens them on read; nil writes
+	// plaintext (and still reads plaintext records).
+	Keyring *encryption.Keyring
 }
 
 // Store is the BBS's etcd-backed state. Reads come from the watch cache;
@@ -45,6 +49,7 @@ type Options struct {
 type Store struct {
 	client    *clientv3.Client
 	keys      Keys
+	keyring   *encryption.Keyring
 	cache     *Cache
 	committer *Committer
 	clock     clock.Clock
@@ -56,6 +61,8 @@ type Store struct {
 	chunkBytes int
 	// hooks lets tests interrupt split writes.
 	hooks hooks
+	// reencrypt is the progress of re-encryption under the active key.
+	reencrypt ReencryptStats
 }
 
 // hooks are test seams; production code leaves them nil.
@@ -63,6 +70,8 @@ type hooks struct {
 	// afterChunk runs after each follow-up transaction of a split write; an
 	// error stops the write there, as a crash would.
 	afterChunk func() error
+	// afterReencryptPage runs after each checkpointed page of re-encryption.
+	afterReencryptPage func()
 }
 
 // New returns a store; call Run to start its cache and committer.
@@ -88,7 +97,8 @@ func New(opts Options) *Store {
 	return &Store{
 		client:    opts.Client,
 		keys:      keys,
-		cache:     NewCache(opts.Client, keys, opts.Logger),
+		keyring:   opts.Keyring,
+		cache:     newCache(opts.Client, keys, opts.Logger, opts.Keyring),
 		committer: c,
 		clock:     opts.Clock,
 		logger:    opts.Logger.Session("store"),
@@ -130,13 +140,21 @@ func (s *Store) WaitSynced(ctx context.Context) error {
 	}
 }
 
-func marshal(m proto.Message) ([]byte, error) {
+// marshal encodes m and seals it for the record at key.
+func (s *Store) marshal(key string, m proto.Message) ([]byte, error) {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode %T: %v", models.ErrInvalid, m, err)
 	}
-	return b, nil
+	sealed, err := s.keyring.Seal([]byte(key), b)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", key, err)
+	}
+	return sealed, nil
 }
+
+// Keyring is the store's keyring (nil when encryption is off).
+func (s *Store) Keyring() *encryption.Keyring { return s.keyring }
 
 // apply builds a mutation from the cached state and commits it, rebuilding it
 // when a concurrent writer got there first. build runs under the cache's read
@@ -175,9 +193,9 @@ func (s *Store) room(m *mutation, width, bytes int) bool {
 	return m.width()+width <= s.chunkOps && m.bytes+bytes <= s.chunkBytes
 }
 
-// putProto adds a put of msg under key to m.
-func putProto(m *mutation, key string, msg proto.Message, opts ...clientv3.OpOption) error {
-	b, err := marshal(msg)
+// putProto adds a put of msg, sealed, under key to m.
+func (s *Store) putProto(m *mutation, key string, msg proto.Message, opts ...clientv3.OpOption) error {
+	b, err := s.marshal(key, msg)
 	if err != nil {
 		return err
 	}

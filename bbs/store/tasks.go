@@ -24,7 +24,7 @@ func (s *Store) DesireTask(ctx context.Context, guid, domain string, def *models
 		}
 		m := &mutation{}
 		m.guard(s.keys.Task(guid), 0)
-		return m, putProto(m, s.keys.Task(guid), task)
+		return m, s.putProto(m, s.keys.Task(guid), task)
 	})
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func (s *Store) changeTask(ctx context.Context, guid string, change func(cur *mo
 		}
 		m := &mutation{}
 		m.guard(s.keys.Task(guid), cur.rev)
-		return m, putProto(m, s.keys.Task(guid), next)
+		return m, s.putProto(m, s.keys.Task(guid), next)
 	})
 	return before, after, err
 }
@@ -185,7 +185,7 @@ func (s *Store) UpsertDomain(ctx context.Context, name string, ttl time.Duration
 		}
 		opts = append(opts, clientv3.WithLease(lease.ID))
 	}
-	b, err := marshal(d)
+	b, err := s.marshal(s.keys.Domain(name), d)
 	if err != nil {
 		return err
 	}

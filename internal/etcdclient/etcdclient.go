@@ -35,6 +35,12 @@ type Config struct {
 	TLS tlsconfig.Files `json:"tls"`
 	// DialTimeout bounds the dial and the first check; default 5 s.
 	DialTimeout config.Duration `json:"dial_timeout"`
+	// Username and Password authenticate to an etcd with auth enabled
+	// (etcd's user/password auth; use them with tls, the password is sent
+	// to the server). Certificate auth needs only tls.
+	Username string `json:"username,omitempty"`
+	// Password is Username's password; it is never logged.
+	Password string `json:"password,omitempty"`
 }
 
 // Dial connects to etcd and checks that the cluster answers a read within
@@ -43,6 +49,14 @@ type Config struct {
 func Dial(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcdclient: no endpoints configured")
+	}
+	if cfg.Password != "" && cfg.Username == "" {
+		return nil, errors.New("etcdclient: password: needs a username")
+	}
+	for _, ep := range cfg.Endpoints {
+		if strings.HasPrefix(ep, "https://") && !cfg.TLS.Enabled() {
+			return nil, fmt.Errorf("etcdclient: endpoint %s is https: tls.ca_file (and cert_file, key_file for client-certificate auth) is required", ep)
+		}
 	}
 	timeout := cfg.DialTimeout.D()
 	if timeout <= 0 {
@@ -55,8 +69,10 @@ func Dial(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 		MaxCallRecvMsgSize: MaxCallRecvMsgSize,
 		// Failures surface as returned errors; clientv3's own info logs
 		// would only clutter the daemon's lager output.
-		Logger:  zap.NewNop(),
-		Context: context.WithoutCancel(ctx),
+		Logger:   zap.NewNop(),
+		Context:  context.WithoutCancel(ctx),
+		Username: cfg.Username,
+		Password: cfg.Password,
 	}
 	if cfg.TLS.Enabled() {
 		tlsCfg, err := cfg.TLS.Client("")

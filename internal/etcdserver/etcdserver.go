@@ -3,6 +3,7 @@ package etcdserver
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -11,12 +12,15 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/gavelhq/gavel/internal/tlsconfig"
 )
 
 // Defaults for [Config]; zero fields take these values.
@@ -83,6 +87,11 @@ type Config struct {
 	// StartTimeout bounds how long Run waits for etcd to become ready.
 	// Default 60 s.
 	StartTimeout time.Duration `json:"-"`
+	// TLS is the server certificate and key and the CA client certificates
+	// must chain to. When set, client_url (and peer_url, if https) must be
+	// https and every client must present a certificate (mutual TLS).
+	// Without it the client URL must be on a loopback address.
+	TLS tlsconfig.Files `json:"tls"`
 }
 
 // withDefaults returns cfg with zero fields replaced by defaults.
@@ -139,6 +148,25 @@ func (cfg Config) Validate() error {
 			return fmt.Errorf("etcdserver: %s %q: a port is required (0 picks a free one)", name, raw)
 		}
 	}
+	curl, _ := url.Parse(cfg.ClientURL)
+	purl, _ := url.Parse(cfg.PeerURL)
+	if cfg.TLS.Enabled() {
+		if cfg.TLS.CAFile == "" || cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "" {
+			return errors.New("etcdserver: tls: ca_file, cert_file and key_file are all required (clients must present a certificate)")
+		}
+		if curl.Scheme != "https" {
+			return fmt.Errorf("etcdserver: client_url %q: must be https when tls is set", cfg.ClientURL)
+		}
+	} else {
+		if curl.Scheme == "https" || purl.Scheme == "https" {
+			return errors.New("etcdserver: tls: ca_file, cert_file and key_file are required for an https client_url or peer_url")
+		}
+		for name, u := range map[string]*url.URL{"client_url": curl, "peer_url": purl} {
+			if !loopback(u.Hostname()) {
+				return fmt.Errorf("etcdserver: %s %q: without tls etcd only listens on a loopback address (127.0.0.1, ::1, localhost)", name, u.String())
+			}
+		}
+	}
 	if _, err := zapcore.ParseLevel(cfg.LogLevel); err != nil {
 		return fmt.Errorf("etcdserver: log_level %q: want debug, info, warn or error", cfg.LogLevel)
 	}
@@ -146,6 +174,15 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("etcdserver: auto_compaction_mode %q: want periodic or revision", cfg.AutoCompactionMode)
 	}
 	return nil
+}
+
+// loopback says whether host (a name or address) is loopback only.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Embedded is an embedded etcd server run as an [ifrit.Runner].
@@ -283,6 +320,16 @@ func (e *Embedded) embedConfig() (*embed.Config, error) {
 	ec.ListenPeerUrls = []url.URL{*purl}
 	ec.AdvertisePeerUrls = []url.URL{*purl}
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.TLS.Enabled() {
+		info := transport.TLSInfo{
+			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, TrustedCAFile: cfg.TLS.CAFile,
+			ClientCertAuth: true,
+		}
+		ec.ClientTLSInfo = info
+		if purl.Scheme == "https" {
+			ec.PeerTLSInfo = info
+		}
+	}
 	ec.MaxTxnOps = cfg.MaxTxnOps
 	ec.MaxRequestBytes = cfg.MaxRequestBytes
 	ec.QuotaBackendBytes = cfg.QuotaBackendBytes

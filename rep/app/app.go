@@ -19,6 +19,7 @@ import (
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
 	"github.com/gavelhq/gavel/rep/harmonizer"
@@ -152,7 +153,11 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return err
 	}
 	defer bbs.Close()
-	deps := CellDeps{Etcd: etcd, BBS: bbs, Metrics: r.metrics, Logger: r.logger}
+	store, err := locket.Open(r.cfg.Locket, etcd, r.logger)
+	if err != nil {
+		return err
+	}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger}
 	var members grouper.Members
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/gavelhq/gavel/rep/backend/sim"
 	"github.com/gavelhq/gavel/rep/executor"
 	"github.com/gavelhq/gavel/rep/harmonizer"
+	"github.com/gavelhq/gavel/rep/logarchive"
 	"github.com/gavelhq/gavel/rep/server"
 )
 
@@ -35,6 +37,8 @@ import (
 type CellDeps struct {
 	// Etcd holds the presence.
 	Etcd *clientv3.Client
+	// Locket, if set, holds the presence instead of Etcd (the Consul backend).
+	Locket locket.Backend
 	// BBS is the BBS client.
 	BBS harmonizer.BBS
 	// Metrics are the harmonizer metrics.
@@ -52,6 +56,7 @@ type Cell struct {
 	evac   rep.Evacuation
 
 	exec       *executor.Executor
+	archive    *logarchive.Archive
 	grpc       *grpcserver.Server
 	harmonizer *harmonizer.Harmonizer
 	ready      chan struct{} // closed once the gRPC server listens
@@ -149,8 +154,14 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	if err != nil {
 		return fmt.Errorf("cell %s: backend: %w", c.cfg.CellID, err)
 	}
+	archive, err := logarchive.Open(logarchive.Options{Path: c.cfg.LogArchive.Path, MaxPerApp: c.cfg.LogArchive.MaxPerApp, MaxBytes: c.cfg.LogArchive.MaxBytes})
+	if err != nil {
+		return fmt.Errorf("cell %s: %w", c.cfg.CellID, err)
+	}
+	c.archive = archive
 	exec, err := executor.New(ctx, executor.Options{
-		Backend: b, Logger: c.logger, CellID: c.cfg.CellID,
+		ArchiveLogs: c.archiveLogs,
+		Backend:     b, Logger: c.logger, CellID: c.cfg.CellID,
 		TotalResources:       executor.Resources{MemoryMB: c.cfg.Capacity.MemoryMB, DiskMB: c.cfg.Capacity.DiskMB, Containers: c.cfg.Capacity.Containers},
 		ProxyMemoryMB:        int(c.cfg.ProxyMemoryMB),
 		ReservedExpiration:   c.cfg.ReservedExpiration.D(),
@@ -170,6 +181,7 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	c.exec = exec
 	close(ready)
 	<-signals
+	exec.ArchiveAll()
 	if c.cfg.DestroyContainersOnExit {
 		c.destroyAll(b)
 		return nil
@@ -178,13 +190,44 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	return nil
 }
 
+// archiveLogs keeps an ended container's output in the cell's log archive.
+func (c *Cell) archiveLogs(ctr executor.Container, lines []executor.LogLine) {
+	e := logarchive.Entry{EndedAt: time.Now().UnixNano(), Reason: endReason(ctr)}
+	if rep.IsTask(ctr) {
+		e.TaskGUID = ctr.Guid
+	} else {
+		idx, _ := strconv.Atoi(ctr.Tags[rep.TagProcessIndex])
+		e.ProcessGUID, e.InstanceGUID, e.Index = ctr.Tags[rep.TagProcessGuid], ctr.Tags[rep.TagInstanceGuid], int32(idx)
+	}
+	for _, l := range lines {
+		e.Lines = append(e.Lines, logarchive.Line{Time: l.Time.UnixNano(), Source: l.Source, Stream: string(l.Stream), Message: l.Message})
+	}
+	if err := c.archive.Add(e); err != nil {
+		c.logger.Error("log-archive-failed", err, lager.Data{"guid": ctr.Guid})
+	}
+}
+
+func endReason(ctr executor.Container) string {
+	r := ctr.RunResult
+	switch {
+	case ctr.State != executor.StateCompleted:
+		return "cell stopped"
+	case r.Failed:
+		return "failed: " + r.FailureReason
+	case r.Stopped:
+		return "stopped"
+	default:
+		return "exited " + strconv.Itoa(r.ExitStatus)
+	}
+}
+
 func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := server.New(server.Options{
 		CellID: c.cfg.CellID, Zone: c.cfg.Zone, Index: c.cfg.Index, Executor: c.exec,
 		RootFSProviders: rootFSProviders(c.cfg.AdvertisedRootFSProviders()), PlacementTags: c.cfg.PlacementTags,
 		OptionalPlacementTags: c.cfg.OptionalPlacementTags, VolumeDrivers: c.cfg.VolumeDrivers,
 		ProxyMemoryMB: c.cfg.ProxyMemoryMB, Evacuation: &c.evac, Logger: c.logger,
-		Drain: c.Drain,
+		Drain: c.Drain, LogArchive: c.archive,
 	})
 	opts := grpcserver.Options{
 		Addr: c.cfg.ListenAddress, Logger: c.logger,
@@ -251,8 +294,12 @@ func (c *Cell) runPresence(signals <-chan os.Signal, ready chan<- struct{}) erro
 	if err != nil {
 		return fmt.Errorf("cell %s: encode presence: %w", c.cfg.CellID, err)
 	}
+	var backend locket.Backend = c.deps.Locket
+	if backend == nil {
+		backend = locket.NewEtcdBackend(c.deps.Etcd, c.logger)
+	}
 	p := &presence{
-		backend: locket.NewEtcdBackend(c.deps.Etcd, c.logger), key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
+		backend: backend, key: locket.PresenceKey(c.cfg.KeyPrefix, c.cfg.CellID),
 		value: value, owner: owner, ttl: c.cfg.PresenceTTL.D(), retry: c.cfg.PresenceRetryInterval.D(),
 		// Containers of the process, runc and garden backends outlive the rep: so does its
 		// presence, unless a drain emptied the cell.

@@ -101,6 +101,8 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is where the presence is registered; endpoints required.
 	Etcd etcdclient.Config `json:"etcd"`
+	// Locket selects where the presence lives: etcd (default) or Consul.
+	Locket locket.Config `json:"locket"`
 	// BBSAddresses are the host:port of every BBS replica; required.
 	BBSAddresses []string `json:"bbs_addresses"`
 	// TLS is the RepService's server certificate, key and the CA client
@@ -159,8 +161,21 @@ type Config struct {
 	// stops, instead of leaving them running for the next rep to adopt
 	// (default false; gavel dev sets it so Ctrl-C leaves no process behind).
 	DestroyContainersOnExit bool `json:"destroy_containers_on_exit"`
+	// LogArchive keeps the output of ended containers (crashed or stopped
+	// instances, finished tasks) for gavel logs --recent / --previous.
+	LogArchive LogArchiveConfig `json:"log_archive"`
 	// SimCells runs this many simulated cells in the process (needs backend "sim"; default 0: one cell).
 	SimCells int `json:"sim_cells"`
+}
+
+// LogArchiveConfig bounds the archive of ended containers' output.
+type LogArchiveConfig struct {
+	// Path persists the archive across rep restarts; empty keeps it in memory.
+	Path string `json:"path"`
+	// MaxPerApp is how many ended containers are kept per LRP or task (default 5).
+	MaxPerApp int `json:"max_per_app"`
+	// MaxBytes bounds the archive (default 4 MiB).
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // DefaultConfig returns the defaults.
@@ -190,6 +205,9 @@ var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_.:-]+$`)
 func (c Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if !namePattern.MatchString(c.CellID) {
 		add("cell_id: is required and must match %s (got %q)", namePattern, c.CellID)
 	}

@@ -92,6 +92,10 @@ type Options struct {
 	LogRingSize int
 	// MaxLogLinesPerSecond is the operator's per-container line rate; 0 = unlimited.
 	MaxLogLinesPerSecond int
+	// ArchiveLogs, when set, receives a container's retained lines when it is
+	// deleted (and, through ArchiveAll, when the cell stops), so that its
+	// output outlives it. It must not call back into the executor.
+	ArchiveLogs func(c Container, lines []LogLine)
 }
 
 func (o *Options) setDefaults() error {
@@ -463,9 +467,39 @@ func (e *Executor) Delete(ctx context.Context, guid string) error {
 		delete(e.containers, guid)
 		e.releaseLocked(n)
 	}
+	c := n.c.clone()
 	e.mu.Unlock()
+	if e.opts.ArchiveLogs != nil && c.State != StateReserved {
+		e.opts.ArchiveLogs(c, n.logs.snapshot())
+	}
 	n.logs.close()
 	return nil
+}
+
+// ArchiveAll hands every container's retained lines to Options.ArchiveLogs
+// (when the cell stops: a destroyed or detached container's lines would be
+// lost with the process).
+func (e *Executor) ArchiveAll() {
+	if e.opts.ArchiveLogs == nil {
+		return
+	}
+	e.mu.Lock()
+	type item struct {
+		c Container
+		n *node
+	}
+	var items []item
+	for _, n := range e.containers {
+		if n.c.State != StateReserved {
+			items = append(items, item{n.c.clone(), n})
+		}
+	}
+	e.mu.Unlock()
+	for _, it := range items {
+		if lines := it.n.logs.snapshot(); len(lines) > 0 {
+			e.opts.ArchiveLogs(it.c, lines)
+		}
+	}
 }
 
 func (e *Executor) releaseLocked(n *node) {

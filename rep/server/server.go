@@ -18,6 +18,7 @@ import (
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
+	"github.com/gavelhq/gavel/rep/logarchive"
 )
 
 // ErrCellIDMismatch is the error of a Perform meant for another cell.
@@ -45,6 +46,9 @@ type Options struct {
 	Evacuation *rep.Evacuation
 	// Logger is the fallback logger (requests carry their own).
 	Logger lager.Logger
+	// LogArchive holds the output of ended containers (StreamLogs recent and
+	// previous); nil: none is kept.
+	LogArchive *logarchive.Archive
 	// Drain starts the cell's drain and returns whether it started now and
 	// its deadline; nil: the Drain RPC is refused (Unimplemented).
 	Drain func() (started bool, deadline time.Time)

@@ -184,8 +184,12 @@ func (e *RouteEmitter) runLock(signals <-chan os.Signal, ready chan<- struct{}) 
 		return fmt.Errorf("route_emitter lock: %w", err)
 	}
 	defer func() { _ = etcd.Close() }()
+	store, err := locket.Open(e.cfg.Locket, etcd, e.logger)
+	if err != nil {
+		return fmt.Errorf("route_emitter lock: %w", err)
+	}
 	lock := locket.NewLock(locket.LockOptions{
-		Client: etcd, KeyPrefix: e.cfg.KeyPrefix, Name: LockName, Owner: e.cfg.InstanceID,
+		Backend: store, KeyPrefix: e.cfg.KeyPrefix, Name: LockName, Owner: e.cfg.InstanceID,
 		TTL: e.cfg.LockTTL.D(), RetryInterval: e.cfg.LockRetryInterval.D(),
 		Logger: e.logger, HeldGauge: e.lockGauge,
 	})

@@ -106,6 +106,7 @@ func (f *fixture) emitterConfig(t *testing.T, id string) app.Config {
 	cfg.LockTTL = config.Duration(2 * time.Second)
 	cfg.LockRetryInterval = config.Duration(200 * time.Millisecond)
 	cfg.RegisterInterval = config.Duration(time.Hour)
+	cfg.RouteStaleThreshold = config.Duration(120 * time.Second) // a setting (unset by default): exercised here
 	cfg.JitterFactor = 0
 	cfg.DebugAddress = "127.0.0.1:0"
 	return cfg

@@ -10,6 +10,7 @@ import (
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
+	"github.com/gavelhq/gavel/locket"
 )
 
 // Defaults of the route emitter, Diego's unless noted.
@@ -26,7 +27,6 @@ const (
 	DefaultJitterFactor         = 0.2
 	DefaultUnregisterInterval   = 30 * time.Second
 	DefaultUnregisterCount      = 20
-	DefaultRouteStaleThreshold  = 120 * time.Second
 	DefaultLockTTL              = 15 * time.Second
 	DefaultLockRetryInterval    = 5 * time.Second
 )
@@ -72,6 +72,8 @@ type Config struct {
 	KeyPrefix string `json:"key_prefix"`
 	// Etcd is where the route_emitter lock lives; required in global mode unless DisableLock.
 	Etcd etcdclient.Config `json:"etcd"`
+	// Locket selects where the lock lives: etcd (default) or Consul.
+	Locket locket.Config `json:"locket"`
 	// DisableLock runs a global-mode emitter without the lock: only for a
 	// single emitter (gavel dev).
 	DisableLock bool `json:"disable_lock"`
@@ -91,8 +93,10 @@ type Config struct {
 	UnregisterInterval config.Duration `json:"unregister_interval"`
 	// UnregisterCount is how many times in all an unregister is sent (default 20).
 	UnregisterCount int `json:"unregister_count"`
-	// RouteStaleThreshold is sent as stale_threshold_in_seconds (default
-	// 120s, gorouter's own default; 0 omits the field).
+	// RouteStaleThreshold is sent as stale_threshold_in_seconds. Unset by
+	// default, as Diego's route emitter sends none: each router then applies
+	// its own droplet_stale_threshold (a value here would cap routers
+	// configured above it).
 	RouteStaleThreshold config.Duration `json:"route_stale_threshold"`
 	// DirectInstanceRoutes registers container addresses and ports instead of the cell's.
 	DirectInstanceRoutes bool `json:"direct_instance_routes"`
@@ -121,7 +125,6 @@ func DefaultConfig() Config {
 		JitterFactor:         DefaultJitterFactor,
 		UnregisterInterval:   config.Duration(DefaultUnregisterInterval),
 		UnregisterCount:      DefaultUnregisterCount,
-		RouteStaleThreshold:  config.Duration(DefaultRouteStaleThreshold),
 		DebugAddress:         DefaultDebugAddress,
 		LogLevel:             "info",
 	}
@@ -133,6 +136,9 @@ func (c Config) Global() bool { return c.CellID == "" }
 // Validate checks the config without side effects; errors name the field.
 func (c Config) Validate() error {
 	var errs []error
+	if err := c.Locket.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.NATSURLs) == 0 {
 		errs = append(errs, errors.New("nats_urls: at least one is required"))
 	}

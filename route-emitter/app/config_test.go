@@ -76,3 +76,11 @@ func TestLoadOverridesDefaults(t *testing.T) {
 	_, err = app.Load(path)
 	require.ErrorContains(t, err, "nats_url")
 }
+
+// Diego's route emitter sends no stale_threshold_in_seconds; neither does
+// the default config (a value would cap routers configured above it).
+func TestDefaultConfigSendsNoStaleThreshold(t *testing.T) {
+	if d := app.DefaultConfig().RouteStaleThreshold; d != 0 {
+		t.Fatalf("route_stale_threshold defaults to %s, want unset", d)
+	}
+}

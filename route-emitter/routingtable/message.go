@@ -1,6 +1,10 @@
 package routingtable
 
-import "maps"
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+)
 
 // Component is the value of the "component" tag on every registration.
 const Component = "route-emitter"
@@ -40,6 +44,8 @@ type RegistryMessage struct {
 	StaleThresholdInSeconds int `json:"stale_threshold_in_seconds,omitempty"`
 	// Protocol is http1 or http2; empty means http1.
 	Protocol string `json:"protocol,omitempty"`
+	// Options are the route's router options (lb_algo, hash_header), as desired.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // MessageKey is gorouter's identity of a registration: the URI and the
@@ -69,7 +75,7 @@ func sameContent(a, b *RegistryMessage) bool {
 		a.PrivateInstanceIndex == b.PrivateInstanceIndex && a.ServerCertDomainSAN == b.ServerCertDomainSAN &&
 		a.RouteServiceURL == b.RouteServiceURL && a.IsolationSegment == b.IsolationSegment &&
 		a.AvailabilityZone == b.AvailabilityZone && a.StaleThresholdInSeconds == b.StaleThresholdInSeconds &&
-		a.Protocol == b.Protocol && maps.Equal(a.Tags, b.Tags)
+		a.Protocol == b.Protocol && bytes.Equal(a.Options, b.Options) && maps.Equal(a.Tags, b.Tags)
 }
 
 // Messages are what a table change asks the emitter to send.
@@ -87,6 +93,68 @@ func (m Messages) Empty() bool { return len(m.Registrations) == 0 && len(m.Unreg
 func (m *Messages) Merge(o Messages) {
 	m.Registrations = append(m.Registrations, o.Registrations...)
 	m.Unregistrations = append(m.Unregistrations, o.Unregistrations...)
+}
+
+// Net combines the messages of consecutive changes (one revision's events,
+// in order; within one step, unregistrations come before registrations, as
+// an event that moves an endpoint produces them) into the messages of the
+// whole: per key, an unregister followed
+// by a register of the same content cancel out (the endpoint never left),
+// one followed by a register of other content is an update in place (the
+// register alone, without endpoint_updated_at_ns), and otherwise the last
+// message stands (a register keeps the first register's update time).
+func Net(steps ...Messages) Messages {
+	type netted struct {
+		firstUnreg *RegistryMessage
+		firstReg   *RegistryMessage
+		last       *RegistryMessage
+		lastReg    bool
+	}
+	var order []MessageKey
+	byKey := map[MessageKey]*netted{}
+	note := func(m RegistryMessage, reg bool) {
+		k := m.Key()
+		n := byKey[k]
+		if n == nil {
+			n = &netted{}
+			byKey[k] = n
+			order = append(order, k)
+			if !reg {
+				n.firstUnreg = &m
+			}
+		}
+		if reg && n.firstReg == nil {
+			n.firstReg = &m
+		}
+		n.last, n.lastReg = &m, reg
+	}
+	for _, s := range steps {
+		for _, m := range s.Unregistrations {
+			note(m, false)
+		}
+		for _, m := range s.Registrations {
+			note(m, true)
+		}
+	}
+	var out Messages
+	for _, k := range order {
+		n := byKey[k]
+		switch {
+		case !n.lastReg:
+			out.Unregistrations = append(out.Unregistrations, *n.last)
+		case n.firstUnreg != nil && sameContent(n.firstUnreg, n.last):
+			// Unregistered and registered again unchanged: nothing to say.
+		case n.firstUnreg != nil:
+			r := *n.last
+			r.EndpointUpdatedAtNs = 0
+			out.Registrations = append(out.Registrations, r)
+		default:
+			r := *n.last
+			r.EndpointUpdatedAtNs = n.firstReg.EndpointUpdatedAtNs
+			out.Registrations = append(out.Registrations, r)
+		}
+	}
+	return out
 }
 
 // messageSet is the registrations one LRP implies, by identity.

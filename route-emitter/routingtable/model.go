@@ -38,6 +38,9 @@ type Route struct {
 	RouteServiceURL  string
 	IsolationSegment string
 	Protocol         string
+	// Options is the route's options object as raw JSON (gorouter reads
+	// lb_algo and hash_header there); "" for none.
+	Options string
 }
 
 // CFRoute is one entry of the cf-router JSON list: hostnames served on a container port.
@@ -47,6 +50,8 @@ type CFRoute struct {
 	RouteServiceURL  string   `json:"route_service_url,omitempty"`
 	IsolationSegment string   `json:"isolation_segment,omitempty"`
 	Protocol         string   `json:"protocol,omitempty"`
+	// Options are per-route router options such as {"lb_algo": "least-connection"}.
+	Options json.RawMessage `json:"options,omitempty"`
 }
 
 // ParseRoutes reads the cf-router entry of a desired LRP's routes map. A
@@ -68,7 +73,7 @@ func ParseRoutes(routes map[string]string) ([]Route, error) {
 			}
 			out = append(out, Route{
 				Hostname: h, Port: e.Port, RouteServiceURL: e.RouteServiceURL,
-				IsolationSegment: e.IsolationSegment, Protocol: e.Protocol,
+				IsolationSegment: e.IsolationSegment, Protocol: e.Protocol, Options: string(e.Options),
 			})
 		}
 	}
@@ -82,7 +87,7 @@ func MarshalRoutes(routes ...Route) string {
 	for _, r := range routes {
 		entries = append(entries, CFRoute{
 			Hostnames: []string{r.Hostname}, Port: r.Port, RouteServiceURL: r.RouteServiceURL,
-			IsolationSegment: r.IsolationSegment, Protocol: r.Protocol,
+			IsolationSegment: r.IsolationSegment, Protocol: r.Protocol, Options: json.RawMessage(r.Options),
 		})
 	}
 	b, _ := json.Marshal(entries) // plain structs: cannot fail

@@ -1,6 +1,7 @@
 package routingtable
 
 import (
+	"encoding/json"
 	"sort"
 	"strconv"
 
@@ -293,6 +294,9 @@ func (t *Table) messagesOf(l *lrp) messageSet {
 					IsolationSegment: r.IsolationSegment, AvailabilityZone: a.AvailabilityZone,
 					EndpointUpdatedAtNs: a.Since, StaleThresholdInSeconds: t.opts.StaleThresholdSeconds,
 					Protocol: r.Protocol,
+				}
+				if r.Options != "" {
+					m.Options = json.RawMessage(r.Options)
 				}
 				set[m.Key()] = m
 			}

@@ -1,6 +1,7 @@
 package routingtable
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -339,4 +340,54 @@ func TestTagOrder(t *testing.T) {
 	require.False(t, Tag{Epoch: "e", Index: 3}.SucceededBy(Tag{Epoch: "e", Index: 2}))
 	require.True(t, Tag{Epoch: "e", Index: 3}.SucceededBy(Tag{Epoch: "f", Index: 0}), "a new epoch is a recreated record")
 	require.True(t, Tag{}.SucceededBy(Tag{Epoch: "e"}))
+}
+
+// Per-route options (gorouter's lb_algo, hash_header) travel in
+// router.register as the desired route gave them.
+func TestRouteOptionsAreRegistered(t *testing.T) {
+	routes, err := ParseRoutes(map[string]string{CFRouterKey: `[{"hostnames":["a.com"],"port":8080,"options":{"lb_algo":"least-connection"}}]`})
+	require.NoError(t, err)
+	tbl := New(Options{})
+	d := desired(1, 1)
+	d.Routes = routes
+	tbl.SetDesired(d)
+	msgs := tbl.UpsertActual(actual(0, 1))
+	require.Len(t, msgs.Registrations, 1)
+	raw, err := json.Marshal(msgs.Registrations[0])
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"options":{"lb_algo":"least-connection"}`)
+	require.NotContains(t, string(raw), "stale_threshold_in_seconds", "unset by default, as Diego's")
+	// A change of options alone is a change of the registration.
+	d2 := desired(1, 2)
+	d2.Routes = []Route{routes[0]}
+	d2.Routes[0].Options = `{"lb_algo":"round-robin"}`
+	require.Len(t, tbl.SetDesired(d2).Registrations, 1)
+}
+
+func TestNetCombinesOneRevisionsMessages(t *testing.T) {
+	m := func(port uint32, tag string, at int64) RegistryMessage {
+		return RegistryMessage{Host: "10.0.0.1", Port: port, URIs: []string{"a.com"}, PrivateInstanceID: "ig", Tags: map[string]string{"t": tag}, EndpointUpdatedAtNs: at}
+	}
+	unreg := func(r RegistryMessage) Messages {
+		r.EndpointUpdatedAtNs = 0
+		return Messages{Unregistrations: []RegistryMessage{r}}
+	}
+	reg := func(r RegistryMessage) Messages { return Messages{Registrations: []RegistryMessage{r}} }
+	// Unregistered and registered unchanged: nothing.
+	require.True(t, Net(unreg(m(1, "x", 0)), reg(m(1, "x", 5))).Empty())
+	// Registered with other content: an update in place, no update time.
+	got := Net(unreg(m(1, "x", 0)), reg(m(1, "y", 5)))
+	require.Empty(t, got.Unregistrations)
+	require.Equal(t, []RegistryMessage{m(1, "y", 0)}, got.Registrations)
+	// A new endpoint changed again: the last content with the first update time.
+	got = Net(reg(m(2, "x", 7)), reg(m(2, "y", 0)))
+	require.Equal(t, []RegistryMessage{m(2, "y", 7)}, got.Registrations)
+	// Last an unregistration: it stands.
+	got = Net(reg(m(3, "x", 7)), unreg(m(3, "x", 0)))
+	require.Empty(t, got.Registrations)
+	require.Len(t, got.Unregistrations, 1)
+	// Other keys are untouched.
+	got = Net(unreg(m(4, "x", 0)), reg(m(5, "x", 9)))
+	require.Len(t, got.Unregistrations, 1)
+	require.Equal(t, []RegistryMessage{m(5, "x", 9)}, got.Registrations)
 }

@@ -198,14 +198,25 @@ func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 				close(w.synced)
 			}
 		case ev := <-events:
-			if ev.GetRevision() <= l.revision {
-				continue
+			for ev != nil {
+				if ev.GetRevision() <= l.revision {
+					break
+				}
+				if l.syncing {
+					l.cached = append(l.cached, ev)
+					break
+				}
+				// The events of one revision (an evacuation's start removes
+				// an ordinary row and creates its evacuating twin) are
+				// diffed as one change, not one by one.
+				var batch []*modelsv1.Event
+				batch, ev = gatherRevision(ev, events)
+				var msgs []routingtable.Messages
+				for _, e := range batch {
+					msgs = append(msgs, l.handle(ctx, l.table, e, true))
+				}
+				l.emit(routingtable.Net(msgs...))
 			}
-			if l.syncing {
-				l.cached = append(l.cached, ev)
-				continue
-			}
-			l.emit(l.handle(ctx, l.table, ev, true))
 		case <-w.broadcast:
 			if l.table == nil {
 				continue
@@ -215,6 +226,29 @@ func (w *Watcher) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			if err := w.opts.Emitter.Broadcast(regs); err != nil {
 				w.logger.Error("broadcast-failed", err, lager.Data{"registrations": len(regs)})
 			}
+		}
+	}
+}
+
+// revisionGather is how long the loop waits for more events of the revision
+// it holds: the BBS sends a revision's events back to back.
+const revisionGather = 2 * time.Millisecond
+
+// gatherRevision returns first and the events of its revision that follow
+// it, and the first event of a later revision if it read one.
+func gatherRevision(first *modelsv1.Event, events <-chan *modelsv1.Event) (batch []*modelsv1.Event, next *modelsv1.Event) {
+	batch = []*modelsv1.Event{first}
+	timer := time.NewTimer(revisionGather)
+	defer timer.Stop()
+	for {
+		select {
+		case ev := <-events:
+			if ev.GetRevision() != first.GetRevision() {
+				return batch, ev
+			}
+			batch = append(batch, ev)
+		case <-timer.C:
+			return batch, nil
 		}
 	}
 }

@@ -217,3 +217,50 @@ func TestRunningInstanceOfAnUnknownDesiredLRPFetchesIt(t *testing.T) {
 		return len(rec.broadcastLen) == 1 && rec.broadcastLen[0] == 1
 	}, time.Second, time.Millisecond)
 }
+
+// The start of an evacuation, one revision that removes the ordinary row
+// and creates its evacuating twin at the same address, says nothing to the
+// routers (diffed per event, it unregistered and re-registered the
+// endpoint in the same millisecond); a later revision still does.
+func TestOneRevisionIsDiffedAsOneChange(t *testing.T) {
+	bbs := &fakeBBS{
+		desired: []*modelsv1.DesiredLRPRoutingInfo{routingInfo("p", 2)},
+		actuals: []*modelsv1.ActualLRP{running("p", 0, 1)}, revision: 10,
+		events: make(chan *modelsv1.Event, 10),
+	}
+	clk := fakeclock.NewFakeClock(time.Now())
+	_, rec := run(t, bbs, clk)
+	evacuating := running("p", 0, 2)
+	evacuating.Presence = modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_EVACUATING
+	bbs.events <- removed(11, running("p", 0, 1))
+	bbs.events <- created(11, evacuating)
+	bbs.events <- created(12, running("p", 1, 1))
+	require.Eventually(t, func() bool { reg, _ := rec.snapshot(); return len(reg) == 2 }, time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	reg, unreg := rec.snapshot()
+	require.Equal(t, []string{"p.com p-0", "p.com p-1"}, reg, "only the first registration and the new instance's")
+	require.Empty(t, unreg, "the evacuating endpoint never left")
+
+	bbs.events <- removed(13, evacuating)
+	require.Eventually(t, func() bool { _, unreg := rec.snapshot(); return len(unreg) == 1 }, time.Second, time.Millisecond)
+}
+
+// An instance turning EVACUATING in one changed event (its key changes, its
+// address does not) says nothing to the routers either.
+func TestInstanceTurningEvacuatingInOneEventIsNoChange(t *testing.T) {
+	bbs := &fakeBBS{
+		desired: []*modelsv1.DesiredLRPRoutingInfo{routingInfo("p", 1)},
+		actuals: []*modelsv1.ActualLRP{running("p", 0, 1)}, revision: 10,
+		events: make(chan *modelsv1.Event, 10),
+	}
+	clk := fakeclock.NewFakeClock(time.Now())
+	_, rec := run(t, bbs, clk)
+	evacuating := running("p", 0, 2)
+	evacuating.Presence = modelsv1.ActualLRPPresence_ACTUAL_LRP_PRESENCE_EVACUATING
+	bbs.events <- &modelsv1.Event{Revision: 11, Event: &modelsv1.Event_ActualLrpInstanceChanged{
+		ActualLrpInstanceChanged: &modelsv1.ActualLRPInstanceChangedEvent{Before: running("p", 0, 1), After: evacuating}}}
+	time.Sleep(300 * time.Millisecond)
+	reg, unreg := rec.snapshot()
+	require.Equal(t, []string{"p.com p-0"}, reg, "no re-registration")
+	require.Empty(t, unreg, "no unregistration")
+}

@@ -1170,6 +1170,114 @@ func (x *ListActualLRPsResponse) GetRevision() int64 {
 	return 0
 }
 
+// GetActualLRPRequest names one instance.
+type GetActualLRPRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProcessGuid   string                 `protobuf:"bytes,1,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	Index         int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActualLRPRequest) Reset() {
+	*x = GetActualLRPRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActualLRPRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActualLRPRequest) ProtoMessage() {}
+
+func (x *GetActualLRPRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActualLRPRequest.ProtoReflect.Descriptor instead.
+func (*GetActualLRPRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetActualLRPRequest) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *GetActualLRPRequest) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// GetActualLRPResponse is the instance: actual_lrp is its ordinary (or
+// suspect) row, a RUNNING one preferred, or its evacuating row when it has
+// no other; evacuating is the evacuating row beside an ordinary one.
+type GetActualLRPResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActualLrp     *v1.ActualLRP          `protobuf:"bytes,1,opt,name=actual_lrp,json=actualLrp,proto3" json:"actual_lrp,omitempty"`
+	Evacuating    *v1.ActualLRP          `protobuf:"bytes,2,opt,name=evacuating,proto3" json:"evacuating,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetActualLRPResponse) Reset() {
+	*x = GetActualLRPResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActualLRPResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActualLRPResponse) ProtoMessage() {}
+
+func (x *GetActualLRPResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActualLRPResponse.ProtoReflect.Descriptor instead.
+func (*GetActualLRPResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetActualLRPResponse) GetActualLrp() *v1.ActualLRP {
+	if x != nil {
+		return x.ActualLrp
+	}
+	return nil
+}
+
+func (x *GetActualLRPResponse) GetEvacuating() *v1.ActualLRP {
+	if x != nil {
+		return x.Evacuating
+	}
+	return nil
+}
+
 // RetireActualLRPRequest names the instance to stop.
 type RetireActualLRPRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1180,7 +1288,7 @@ type RetireActualLRPRequest struct {
 
 func (x *RetireActualLRPRequest) Reset() {
 	*x = RetireActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[23]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1300,7 @@ func (x *RetireActualLRPRequest) String() string {
 func (*RetireActualLRPRequest) ProtoMessage() {}
 
 func (x *RetireActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[23]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1313,7 @@ func (x *RetireActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RetireActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{23}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetireActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -1224,7 +1332,7 @@ type RetireActualLRPResponse struct {
 
 func (x *RetireActualLRPResponse) Reset() {
 	*x = RetireActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[24]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1344,7 @@ func (x *RetireActualLRPResponse) String() string {
 func (*RetireActualLRPResponse) ProtoMessage() {}
 
 func (x *RetireActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[24]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1357,7 @@ func (x *RetireActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RetireActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{24}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{26}
 }
 
 // DesireTaskRequest carries a new task.
@@ -1264,7 +1372,7 @@ type DesireTaskRequest struct {
 
 func (x *DesireTaskRequest) Reset() {
 	*x = DesireTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[25]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1384,7 @@ func (x *DesireTaskRequest) String() string {
 func (*DesireTaskRequest) ProtoMessage() {}
 
 func (x *DesireTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[25]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1397,7 @@ func (x *DesireTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesireTaskRequest.ProtoReflect.Descriptor instead.
 func (*DesireTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{25}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DesireTaskRequest) GetTaskGuid() string {
@@ -1323,7 +1431,7 @@ type DesireTaskResponse struct {
 
 func (x *DesireTaskResponse) Reset() {
 	*x = DesireTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[26]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1443,7 @@ func (x *DesireTaskResponse) String() string {
 func (*DesireTaskResponse) ProtoMessage() {}
 
 func (x *DesireTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[26]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1456,7 @@ func (x *DesireTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DesireTaskResponse.ProtoReflect.Descriptor instead.
 func (*DesireTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{26}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DesireTaskResponse) GetTask() *v1.Task {
@@ -1368,7 +1476,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[27]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1488,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[27]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1501,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{27}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetTaskRequest) GetTaskGuid() string {
@@ -1413,7 +1521,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[28]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1533,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[28]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1546,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{28}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetTaskResponse) GetTask() *v1.Task {
@@ -1460,7 +1568,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[29]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1580,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[29]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1593,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{29}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListTasksRequest) GetDomain() string {
@@ -1520,7 +1628,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[30]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1532,7 +1640,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[30]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1545,7 +1653,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{30}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListTasksResponse) GetTasks() []*v1.Task {
@@ -1572,7 +1680,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[31]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1692,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[31]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1705,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{31}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelTaskRequest) GetTaskGuid() string {
@@ -1616,7 +1724,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[32]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1736,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[32]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1749,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{32}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{34}
 }
 
 // ResolvingTaskRequest names a task.
@@ -1654,7 +1762,7 @@ type ResolvingTaskRequest struct {
 
 func (x *ResolvingTaskRequest) Reset() {
 	*x = ResolvingTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[33]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1774,7 @@ func (x *ResolvingTaskRequest) String() string {
 func (*ResolvingTaskRequest) ProtoMessage() {}
 
 func (x *ResolvingTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[33]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1787,7 @@ func (x *ResolvingTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvingTaskRequest.ProtoReflect.Descriptor instead.
 func (*ResolvingTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{33}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ResolvingTaskRequest) GetTaskGuid() string {
@@ -1698,7 +1806,7 @@ type ResolvingTaskResponse struct {
 
 func (x *ResolvingTaskResponse) Reset() {
 	*x = ResolvingTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[34]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1818,7 @@ func (x *ResolvingTaskResponse) String() string {
 func (*ResolvingTaskResponse) ProtoMessage() {}
 
 func (x *ResolvingTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[34]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1831,7 @@ func (x *ResolvingTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvingTaskResponse.ProtoReflect.Descriptor instead.
 func (*ResolvingTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{34}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{36}
 }
 
 // DeleteTaskRequest names a task.
@@ -1736,7 +1844,7 @@ type DeleteTaskRequest struct {
 
 func (x *DeleteTaskRequest) Reset() {
 	*x = DeleteTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[35]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1856,7 @@ func (x *DeleteTaskRequest) String() string {
 func (*DeleteTaskRequest) ProtoMessage() {}
 
 func (x *DeleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[35]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1869,7 @@ func (x *DeleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{35}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteTaskRequest) GetTaskGuid() string {
@@ -1780,7 +1888,7 @@ type DeleteTaskResponse struct {
 
 func (x *DeleteTaskResponse) Reset() {
 	*x = DeleteTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[36]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1900,7 @@ func (x *DeleteTaskResponse) String() string {
 func (*DeleteTaskResponse) ProtoMessage() {}
 
 func (x *DeleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[36]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1913,7 @@ func (x *DeleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{36}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{38}
 }
 
 // ListCellsRequest is empty.
@@ -1817,7 +1925,7 @@ type ListCellsRequest struct {
 
 func (x *ListCellsRequest) Reset() {
 	*x = ListCellsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[37]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1937,7 @@ func (x *ListCellsRequest) String() string {
 func (*ListCellsRequest) ProtoMessage() {}
 
 func (x *ListCellsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[37]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1950,7 @@ func (x *ListCellsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCellsRequest.ProtoReflect.Descriptor instead.
 func (*ListCellsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{37}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{39}
 }
 
 // ListCellsResponse lists live cells sorted by cell id.
@@ -1856,7 +1964,7 @@ type ListCellsResponse struct {
 
 func (x *ListCellsResponse) Reset() {
 	*x = ListCellsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[38]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1976,7 @@ func (x *ListCellsResponse) String() string {
 func (*ListCellsResponse) ProtoMessage() {}
 
 func (x *ListCellsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[38]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1989,7 @@ func (x *ListCellsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCellsResponse.ProtoReflect.Descriptor instead.
 func (*ListCellsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{38}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListCellsResponse) GetCells() []*v1.CellPresence {
@@ -1913,7 +2021,7 @@ type SubscribeEventsRequest struct {
 
 func (x *SubscribeEventsRequest) Reset() {
 	*x = SubscribeEventsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[39]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2033,7 @@ func (x *SubscribeEventsRequest) String() string {
 func (*SubscribeEventsRequest) ProtoMessage() {}
 
 func (x *SubscribeEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[39]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2046,7 @@ func (x *SubscribeEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeEventsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeEventsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{39}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SubscribeEventsRequest) GetSinceRevision() int64 {
@@ -1972,7 +2080,7 @@ type SubscribeEventsResponse struct {
 
 func (x *SubscribeEventsResponse) Reset() {
 	*x = SubscribeEventsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[40]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2092,7 @@ func (x *SubscribeEventsResponse) String() string {
 func (*SubscribeEventsResponse) ProtoMessage() {}
 
 func (x *SubscribeEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[40]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2105,7 @@ func (x *SubscribeEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeEventsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeEventsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{40}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubscribeEventsResponse) GetEvent() *v1.Event {
@@ -2019,7 +2127,7 @@ type ClaimActualLRPRequest struct {
 
 func (x *ClaimActualLRPRequest) Reset() {
 	*x = ClaimActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[41]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2139,7 @@ func (x *ClaimActualLRPRequest) String() string {
 func (*ClaimActualLRPRequest) ProtoMessage() {}
 
 func (x *ClaimActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[41]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2152,7 @@ func (x *ClaimActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*ClaimActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{41}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClaimActualLRPRequest) GetProcessGuid() string {
@@ -2077,7 +2185,7 @@ type ClaimActualLRPResponse struct {
 
 func (x *ClaimActualLRPResponse) Reset() {
 	*x = ClaimActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[42]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2197,7 @@ func (x *ClaimActualLRPResponse) String() string {
 func (*ClaimActualLRPResponse) ProtoMessage() {}
 
 func (x *ClaimActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[42]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2210,7 @@ func (x *ClaimActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*ClaimActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{42}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{44}
 }
 
 // StartActualLRPRequest reports an instance running.
@@ -2121,7 +2229,7 @@ type StartActualLRPRequest struct {
 
 func (x *StartActualLRPRequest) Reset() {
 	*x = StartActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[43]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2241,7 @@ func (x *StartActualLRPRequest) String() string {
 func (*StartActualLRPRequest) ProtoMessage() {}
 
 func (x *StartActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[43]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2254,7 @@ func (x *StartActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*StartActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{43}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StartActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -2207,7 +2315,7 @@ type StartActualLRPResponse struct {
 
 func (x *StartActualLRPResponse) Reset() {
 	*x = StartActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[44]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2219,7 +2327,7 @@ func (x *StartActualLRPResponse) String() string {
 func (*StartActualLRPResponse) ProtoMessage() {}
 
 func (x *StartActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[44]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2232,7 +2340,7 @@ func (x *StartActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*StartActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{44}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{46}
 }
 
 // CrashActualLRPRequest reports a crash.
@@ -2247,7 +2355,7 @@ type CrashActualLRPRequest struct {
 
 func (x *CrashActualLRPRequest) Reset() {
 	*x = CrashActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[45]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2367,7 @@ func (x *CrashActualLRPRequest) String() string {
 func (*CrashActualLRPRequest) ProtoMessage() {}
 
 func (x *CrashActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[45]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2380,7 @@ func (x *CrashActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrashActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*CrashActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{45}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CrashActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -2305,7 +2413,7 @@ type CrashActualLRPResponse struct {
 
 func (x *CrashActualLRPResponse) Reset() {
 	*x = CrashActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2317,7 +2425,7 @@ func (x *CrashActualLRPResponse) String() string {
 func (*CrashActualLRPResponse) ProtoMessage() {}
 
 func (x *CrashActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2330,7 +2438,7 @@ func (x *CrashActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrashActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*CrashActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{46}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{48}
 }
 
 // FailActualLRPRequest records a placement error.
@@ -2344,7 +2452,7 @@ type FailActualLRPRequest struct {
 
 func (x *FailActualLRPRequest) Reset() {
 	*x = FailActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2464,7 @@ func (x *FailActualLRPRequest) String() string {
 func (*FailActualLRPRequest) ProtoMessage() {}
 
 func (x *FailActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2477,7 @@ func (x *FailActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*FailActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{47}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FailActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -2395,7 +2503,7 @@ type FailActualLRPResponse struct {
 
 func (x *FailActualLRPResponse) Reset() {
 	*x = FailActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2515,7 @@ func (x *FailActualLRPResponse) String() string {
 func (*FailActualLRPResponse) ProtoMessage() {}
 
 func (x *FailActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2528,7 @@ func (x *FailActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*FailActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{48}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{50}
 }
 
 // RemoveActualLRPRequest removes an instance row.
@@ -2436,7 +2544,7 @@ type RemoveActualLRPRequest struct {
 
 func (x *RemoveActualLRPRequest) Reset() {
 	*x = RemoveActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2448,7 +2556,7 @@ func (x *RemoveActualLRPRequest) String() string {
 func (*RemoveActualLRPRequest) ProtoMessage() {}
 
 func (x *RemoveActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2461,7 +2569,7 @@ func (x *RemoveActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{49}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveActualLRPRequest) GetProcessGuid() string {
@@ -2494,7 +2602,7 @@ type RemoveActualLRPResponse struct {
 
 func (x *RemoveActualLRPResponse) Reset() {
 	*x = RemoveActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2614,7 @@ func (x *RemoveActualLRPResponse) String() string {
 func (*RemoveActualLRPResponse) ProtoMessage() {}
 
 func (x *RemoveActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2627,7 @@ func (x *RemoveActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{50}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{52}
 }
 
 // BatchItemResult is the outcome of one item of a batch call: a gRPC code (0 is OK) and its message.
@@ -2533,7 +2641,7 @@ type BatchItemResult struct {
 
 func (x *BatchItemResult) Reset() {
 	*x = BatchItemResult{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2653,7 @@ func (x *BatchItemResult) String() string {
 func (*BatchItemResult) ProtoMessage() {}
 
 func (x *BatchItemResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2666,7 @@ func (x *BatchItemResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchItemResult.ProtoReflect.Descriptor instead.
 func (*BatchItemResult) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{51}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *BatchItemResult) GetCode() int32 {
@@ -2585,7 +2693,7 @@ type BatchClaimActualLRPsRequest struct {
 
 func (x *BatchClaimActualLRPsRequest) Reset() {
 	*x = BatchClaimActualLRPsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2597,7 +2705,7 @@ func (x *BatchClaimActualLRPsRequest) String() string {
 func (*BatchClaimActualLRPsRequest) ProtoMessage() {}
 
 func (x *BatchClaimActualLRPsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2610,7 +2718,7 @@ func (x *BatchClaimActualLRPsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchClaimActualLRPsRequest.ProtoReflect.Descriptor instead.
 func (*BatchClaimActualLRPsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{52}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BatchClaimActualLRPsRequest) GetClaims() []*ClaimActualLRPRequest {
@@ -2630,7 +2738,7 @@ type BatchClaimActualLRPsResponse struct {
 
 func (x *BatchClaimActualLRPsResponse) Reset() {
 	*x = BatchClaimActualLRPsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2750,7 @@ func (x *BatchClaimActualLRPsResponse) String() string {
 func (*BatchClaimActualLRPsResponse) ProtoMessage() {}
 
 func (x *BatchClaimActualLRPsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2763,7 @@ func (x *BatchClaimActualLRPsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchClaimActualLRPsResponse.ProtoReflect.Descriptor instead.
 func (*BatchClaimActualLRPsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{53}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BatchClaimActualLRPsResponse) GetResults() []*BatchItemResult {
@@ -2675,7 +2783,7 @@ type BatchStartActualLRPsRequest struct {
 
 func (x *BatchStartActualLRPsRequest) Reset() {
 	*x = BatchStartActualLRPsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2795,7 @@ func (x *BatchStartActualLRPsRequest) String() string {
 func (*BatchStartActualLRPsRequest) ProtoMessage() {}
 
 func (x *BatchStartActualLRPsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2808,7 @@ func (x *BatchStartActualLRPsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchStartActualLRPsRequest.ProtoReflect.Descriptor instead.
 func (*BatchStartActualLRPsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{54}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *BatchStartActualLRPsRequest) GetStarts() []*StartActualLRPRequest {
@@ -2720,7 +2828,7 @@ type BatchStartActualLRPsResponse struct {
 
 func (x *BatchStartActualLRPsResponse) Reset() {
 	*x = BatchStartActualLRPsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2840,7 @@ func (x *BatchStartActualLRPsResponse) String() string {
 func (*BatchStartActualLRPsResponse) ProtoMessage() {}
 
 func (x *BatchStartActualLRPsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2853,7 @@ func (x *BatchStartActualLRPsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchStartActualLRPsResponse.ProtoReflect.Descriptor instead.
 func (*BatchStartActualLRPsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{55}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BatchStartActualLRPsResponse) GetResults() []*BatchItemResult {
@@ -2766,7 +2874,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2886,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2899,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{56}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StartTaskRequest) GetTaskGuid() string {
@@ -2818,7 +2926,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2938,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2951,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{57}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StartTaskResponse) GetShouldStart() bool {
@@ -2867,7 +2975,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2987,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3000,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{58}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CompleteTaskRequest) GetTaskGuid() string {
@@ -2939,7 +3047,7 @@ type CompleteTaskResponse struct {
 
 func (x *CompleteTaskResponse) Reset() {
 	*x = CompleteTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2951,7 +3059,7 @@ func (x *CompleteTaskResponse) String() string {
 func (*CompleteTaskResponse) ProtoMessage() {}
 
 func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2964,7 +3072,7 @@ func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*CompleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{59}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{61}
 }
 
 // FailTaskRequest fails a task.
@@ -2978,7 +3086,7 @@ type FailTaskRequest struct {
 
 func (x *FailTaskRequest) Reset() {
 	*x = FailTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2990,7 +3098,7 @@ func (x *FailTaskRequest) String() string {
 func (*FailTaskRequest) ProtoMessage() {}
 
 func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3003,7 +3111,7 @@ func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskRequest.ProtoReflect.Descriptor instead.
 func (*FailTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{60}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *FailTaskRequest) GetTaskGuid() string {
@@ -3029,7 +3137,7 @@ type FailTaskResponse struct {
 
 func (x *FailTaskResponse) Reset() {
 	*x = FailTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3149,7 @@ func (x *FailTaskResponse) String() string {
 func (*FailTaskResponse) ProtoMessage() {}
 
 func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3162,7 @@ func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskResponse.ProtoReflect.Descriptor instead.
 func (*FailTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{61}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{63}
 }
 
 // RejectTaskRequest hands a task back.
@@ -3068,7 +3176,7 @@ type RejectTaskRequest struct {
 
 func (x *RejectTaskRequest) Reset() {
 	*x = RejectTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3188,7 @@ func (x *RejectTaskRequest) String() string {
 func (*RejectTaskRequest) ProtoMessage() {}
 
 func (x *RejectTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3201,7 @@ func (x *RejectTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectTaskRequest.ProtoReflect.Descriptor instead.
 func (*RejectTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{62}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RejectTaskRequest) GetTaskGuid() string {
@@ -3119,7 +3227,7 @@ type RejectTaskResponse struct {
 
 func (x *RejectTaskResponse) Reset() {
 	*x = RejectTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3239,7 @@ func (x *RejectTaskResponse) String() string {
 func (*RejectTaskResponse) ProtoMessage() {}
 
 func (x *RejectTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3252,7 @@ func (x *RejectTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectTaskResponse.ProtoReflect.Descriptor instead.
 func (*RejectTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{63}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{65}
 }
 
 // EvacuateClaimedActualLRPRequest names a CLAIMED instance of a draining cell.
@@ -3158,7 +3266,7 @@ type EvacuateClaimedActualLRPRequest struct {
 
 func (x *EvacuateClaimedActualLRPRequest) Reset() {
 	*x = EvacuateClaimedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3278,7 @@ func (x *EvacuateClaimedActualLRPRequest) String() string {
 func (*EvacuateClaimedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3291,7 @@ func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateClaimedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateClaimedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{64}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *EvacuateClaimedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3210,7 +3318,7 @@ type EvacuateClaimedActualLRPResponse struct {
 
 func (x *EvacuateClaimedActualLRPResponse) Reset() {
 	*x = EvacuateClaimedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3330,7 @@ func (x *EvacuateClaimedActualLRPResponse) String() string {
 func (*EvacuateClaimedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateClaimedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3343,7 @@ func (x *EvacuateClaimedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateClaimedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateClaimedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{65}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *EvacuateClaimedActualLRPResponse) GetKeepContainer() bool {
@@ -3261,7 +3369,7 @@ type EvacuateRunningActualLRPRequest struct {
 
 func (x *EvacuateRunningActualLRPRequest) Reset() {
 	*x = EvacuateRunningActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3381,7 @@ func (x *EvacuateRunningActualLRPRequest) String() string {
 func (*EvacuateRunningActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3394,7 @@ func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateRunningActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateRunningActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{66}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *EvacuateRunningActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3348,7 +3456,7 @@ type EvacuateRunningActualLRPResponse struct {
 
 func (x *EvacuateRunningActualLRPResponse) Reset() {
 	*x = EvacuateRunningActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3468,7 @@ func (x *EvacuateRunningActualLRPResponse) String() string {
 func (*EvacuateRunningActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateRunningActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3481,7 @@ func (x *EvacuateRunningActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateRunningActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateRunningActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{67}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *EvacuateRunningActualLRPResponse) GetKeepContainer() bool {
@@ -3394,7 +3502,7 @@ type EvacuateStoppedActualLRPRequest struct {
 
 func (x *EvacuateStoppedActualLRPRequest) Reset() {
 	*x = EvacuateStoppedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3514,7 @@ func (x *EvacuateStoppedActualLRPRequest) String() string {
 func (*EvacuateStoppedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3527,7 @@ func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateStoppedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateStoppedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{68}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *EvacuateStoppedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3446,7 +3554,7 @@ type EvacuateStoppedActualLRPResponse struct {
 
 func (x *EvacuateStoppedActualLRPResponse) Reset() {
 	*x = EvacuateStoppedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3566,7 @@ func (x *EvacuateStoppedActualLRPResponse) String() string {
 func (*EvacuateStoppedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateStoppedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3579,7 @@ func (x *EvacuateStoppedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateStoppedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateStoppedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{69}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *EvacuateStoppedActualLRPResponse) GetKeepContainer() bool {
@@ -3493,7 +3601,7 @@ type EvacuateCrashedActualLRPRequest struct {
 
 func (x *EvacuateCrashedActualLRPRequest) Reset() {
 	*x = EvacuateCrashedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3505,7 +3613,7 @@ func (x *EvacuateCrashedActualLRPRequest) String() string {
 func (*EvacuateCrashedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3518,7 +3626,7 @@ func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateCrashedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateCrashedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{70}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *EvacuateCrashedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3552,7 +3660,7 @@ type EvacuateCrashedActualLRPResponse struct {
 
 func (x *EvacuateCrashedActualLRPResponse) Reset() {
 	*x = EvacuateCrashedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +3672,7 @@ func (x *EvacuateCrashedActualLRPResponse) String() string {
 func (*EvacuateCrashedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateCrashedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +3685,7 @@ func (x *EvacuateCrashedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateCrashedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateCrashedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{71}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *EvacuateCrashedActualLRPResponse) GetKeepContainer() bool {
@@ -3598,7 +3706,7 @@ type RemoveEvacuatingActualLRPRequest struct {
 
 func (x *RemoveEvacuatingActualLRPRequest) Reset() {
 	*x = RemoveEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3718,7 @@ func (x *RemoveEvacuatingActualLRPRequest) String() string {
 func (*RemoveEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3731,7 @@ func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{72}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3649,7 +3757,7 @@ type RemoveEvacuatingActualLRPResponse struct {
 
 func (x *RemoveEvacuatingActualLRPResponse) Reset() {
 	*x = RemoveEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3769,7 @@ func (x *RemoveEvacuatingActualLRPResponse) String() string {
 func (*RemoveEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3782,7 @@ func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RemoveEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{73}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
 }
 
 // ReclaimEvacuatingActualLRPRequest names the caller's evacuating instance.
@@ -3688,7 +3796,7 @@ type ReclaimEvacuatingActualLRPRequest struct {
 
 func (x *ReclaimEvacuatingActualLRPRequest) Reset() {
 	*x = ReclaimEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3808,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) String() string {
 func (*ReclaimEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3821,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReclaimEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ReclaimEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3740,7 +3848,7 @@ type ReclaimEvacuatingActualLRPResponse struct {
 
 func (x *ReclaimEvacuatingActualLRPResponse) Reset() {
 	*x = ReclaimEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3860,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) String() string {
 func (*ReclaimEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3873,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReclaimEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ReclaimEvacuatingActualLRPResponse) GetReclaimed() bool {
@@ -3838,7 +3946,16 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x16ListActualLRPsResponse\x12;\n" +
 	"\vactual_lrps\x18\x01 \x03(\v2\x1a.gavel.models.v1.ActualLRPR\n" +
 	"actualLrps\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x03R\brevision\"]\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"N\n" +
+	"\x13GetActualLRPRequest\x12!\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\"\x8d\x01\n" +
+	"\x14GetActualLRPResponse\x129\n" +
+	"\n" +
+	"actual_lrp\x18\x01 \x01(\v2\x1a.gavel.models.v1.ActualLRPR\tactualLrp\x12:\n" +
+	"\n" +
+	"evacuating\x18\x02 \x01(\v2\x1a.gavel.models.v1.ActualLRPR\n" +
+	"evacuating\"]\n" +
 	"\x16RetireActualLRPRequest\x12C\n" +
 	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\"\x19\n" +
 	"\x17RetireActualLRPResponse\"\x89\x01\n" +
@@ -3989,7 +4106,7 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x16EVENT_KIND_DESIRED_LRP\x10\x01\x12\x19\n" +
 	"\x15EVENT_KIND_ACTUAL_LRP\x10\x02\x12\x13\n" +
 	"\x0fEVENT_KIND_TASK\x10\x03\x12\x13\n" +
-	"\x0fEVENT_KIND_CELL\x10\x042\xfb\x1b\n" +
+	"\x0fEVENT_KIND_CELL\x10\x042\xd2\x1c\n" +
 	"\n" +
 	"BBSService\x12=\n" +
 	"\x04Ping\x12\x19.gavel.bbs.v1.PingRequest\x1a\x1a.gavel.bbs.v1.PingResponse\x12U\n" +
@@ -4002,7 +4119,8 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x0fListDesiredLRPs\x12$.gavel.bbs.v1.ListDesiredLRPsRequest\x1a%.gavel.bbs.v1.ListDesiredLRPsResponse\x12\x88\x01\n" +
 	"\x1dListDesiredLRPSchedulingInfos\x122.gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest\x1a3.gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse\x12\x7f\n" +
 	"\x1aListDesiredLRPRoutingInfos\x12/.gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest\x1a0.gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse\x12[\n" +
-	"\x0eListActualLRPs\x12#.gavel.bbs.v1.ListActualLRPsRequest\x1a$.gavel.bbs.v1.ListActualLRPsResponse\x12^\n" +
+	"\x0eListActualLRPs\x12#.gavel.bbs.v1.ListActualLRPsRequest\x1a$.gavel.bbs.v1.ListActualLRPsResponse\x12U\n" +
+	"\fGetActualLRP\x12!.gavel.bbs.v1.GetActualLRPRequest\x1a\".gavel.bbs.v1.GetActualLRPResponse\x12^\n" +
 	"\x0fRetireActualLRP\x12$.gavel.bbs.v1.RetireActualLRPRequest\x1a%.gavel.bbs.v1.RetireActualLRPResponse\x12O\n" +
 	"\n" +
 	"DesireTask\x12\x1f.gavel.bbs.v1.DesireTaskRequest\x1a .gavel.bbs.v1.DesireTaskResponse\x12F\n" +
@@ -4047,7 +4165,7 @@ func file_gavel_bbs_v1_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_gavel_bbs_v1_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(EventKind)(0),                                // 0: gavel.bbs.v1.EventKind
 	(*PingRequest)(nil),                           // 1: gavel.bbs.v1.PingRequest
@@ -4073,208 +4191,214 @@ var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(*ListDesiredLRPRoutingInfosResponse)(nil),    // 21: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
 	(*ListActualLRPsRequest)(nil),                 // 22: gavel.bbs.v1.ListActualLRPsRequest
 	(*ListActualLRPsResponse)(nil),                // 23: gavel.bbs.v1.ListActualLRPsResponse
-	(*RetireActualLRPRequest)(nil),                // 24: gavel.bbs.v1.RetireActualLRPRequest
-	(*RetireActualLRPResponse)(nil),               // 25: gavel.bbs.v1.RetireActualLRPResponse
-	(*DesireTaskRequest)(nil),                     // 26: gavel.bbs.v1.DesireTaskRequest
-	(*DesireTaskResponse)(nil),                    // 27: gavel.bbs.v1.DesireTaskResponse
-	(*GetTaskRequest)(nil),                        // 28: gavel.bbs.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),                       // 29: gavel.bbs.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),                      // 30: gavel.bbs.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),                     // 31: gavel.bbs.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),                     // 32: gavel.bbs.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),                    // 33: gavel.bbs.v1.CancelTaskResponse
-	(*ResolvingTaskRequest)(nil),                  // 34: gavel.bbs.v1.ResolvingTaskRequest
-	(*ResolvingTaskResponse)(nil),                 // 35: gavel.bbs.v1.ResolvingTaskResponse
-	(*DeleteTaskRequest)(nil),                     // 36: gavel.bbs.v1.DeleteTaskRequest
-	(*DeleteTaskResponse)(nil),                    // 37: gavel.bbs.v1.DeleteTaskResponse
-	(*ListCellsRequest)(nil),                      // 38: gavel.bbs.v1.ListCellsRequest
-	(*ListCellsResponse)(nil),                     // 39: gavel.bbs.v1.ListCellsResponse
-	(*SubscribeEventsRequest)(nil),                // 40: gavel.bbs.v1.SubscribeEventsRequest
-	(*SubscribeEventsResponse)(nil),               // 41: gavel.bbs.v1.SubscribeEventsResponse
-	(*ClaimActualLRPRequest)(nil),                 // 42: gavel.bbs.v1.ClaimActualLRPRequest
-	(*ClaimActualLRPResponse)(nil),                // 43: gavel.bbs.v1.ClaimActualLRPResponse
-	(*StartActualLRPRequest)(nil),                 // 44: gavel.bbs.v1.StartActualLRPRequest
-	(*StartActualLRPResponse)(nil),                // 45: gavel.bbs.v1.StartActualLRPResponse
-	(*CrashActualLRPRequest)(nil),                 // 46: gavel.bbs.v1.CrashActualLRPRequest
-	(*CrashActualLRPResponse)(nil),                // 47: gavel.bbs.v1.CrashActualLRPResponse
-	(*FailActualLRPRequest)(nil),                  // 48: gavel.bbs.v1.FailActualLRPRequest
-	(*FailActualLRPResponse)(nil),                 // 49: gavel.bbs.v1.FailActualLRPResponse
-	(*RemoveActualLRPRequest)(nil),                // 50: gavel.bbs.v1.RemoveActualLRPRequest
-	(*RemoveActualLRPResponse)(nil),               // 51: gavel.bbs.v1.RemoveActualLRPResponse
-	(*BatchItemResult)(nil),                       // 52: gavel.bbs.v1.BatchItemResult
-	(*BatchClaimActualLRPsRequest)(nil),           // 53: gavel.bbs.v1.BatchClaimActualLRPsRequest
-	(*BatchClaimActualLRPsResponse)(nil),          // 54: gavel.bbs.v1.BatchClaimActualLRPsResponse
-	(*BatchStartActualLRPsRequest)(nil),           // 55: gavel.bbs.v1.BatchStartActualLRPsRequest
-	(*BatchStartActualLRPsResponse)(nil),          // 56: gavel.bbs.v1.BatchStartActualLRPsResponse
-	(*StartTaskRequest)(nil),                      // 57: gavel.bbs.v1.StartTaskRequest
-	(*StartTaskResponse)(nil),                     // 58: gavel.bbs.v1.StartTaskResponse
-	(*CompleteTaskRequest)(nil),                   // 59: gavel.bbs.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil),                  // 60: gavel.bbs.v1.CompleteTaskResponse
-	(*FailTaskRequest)(nil),                       // 61: gavel.bbs.v1.FailTaskRequest
-	(*FailTaskResponse)(nil),                      // 62: gavel.bbs.v1.FailTaskResponse
-	(*RejectTaskRequest)(nil),                     // 63: gavel.bbs.v1.RejectTaskRequest
-	(*RejectTaskResponse)(nil),                    // 64: gavel.bbs.v1.RejectTaskResponse
-	(*EvacuateClaimedActualLRPRequest)(nil),       // 65: gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	(*EvacuateClaimedActualLRPResponse)(nil),      // 66: gavel.bbs.v1.EvacuateClaimedActualLRPResponse
-	(*EvacuateRunningActualLRPRequest)(nil),       // 67: gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	(*EvacuateRunningActualLRPResponse)(nil),      // 68: gavel.bbs.v1.EvacuateRunningActualLRPResponse
-	(*EvacuateStoppedActualLRPRequest)(nil),       // 69: gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	(*EvacuateStoppedActualLRPResponse)(nil),      // 70: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
-	(*EvacuateCrashedActualLRPRequest)(nil),       // 71: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	(*EvacuateCrashedActualLRPResponse)(nil),      // 72: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	(*RemoveEvacuatingActualLRPRequest)(nil),      // 73: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	(*RemoveEvacuatingActualLRPResponse)(nil),     // 74: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 75: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 76: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	nil,                                 // 77: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	nil,                                 // 78: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	(*v1.Domain)(nil),                   // 79: gavel.models.v1.Domain
-	(*v1.DesiredLRP)(nil),               // 80: gavel.models.v1.DesiredLRP
-	(*v1.DesiredLRPUpdate)(nil),         // 81: gavel.models.v1.DesiredLRPUpdate
-	(*v1.DesiredLRPSchedulingInfo)(nil), // 82: gavel.models.v1.DesiredLRPSchedulingInfo
-	(*v1.DesiredLRPRoutingInfo)(nil),    // 83: gavel.models.v1.DesiredLRPRoutingInfo
-	(*v1.ActualLRP)(nil),                // 84: gavel.models.v1.ActualLRP
-	(*v1.ActualLRPKey)(nil),             // 85: gavel.models.v1.ActualLRPKey
-	(*v1.TaskDefinition)(nil),           // 86: gavel.models.v1.TaskDefinition
-	(*v1.Task)(nil),                     // 87: gavel.models.v1.Task
-	(v1.TaskState)(0),                   // 88: gavel.models.v1.TaskState
-	(*v1.CellPresence)(nil),             // 89: gavel.models.v1.CellPresence
-	(*v1.Event)(nil),                    // 90: gavel.models.v1.Event
-	(*v1.ActualLRPInstanceKey)(nil),     // 91: gavel.models.v1.ActualLRPInstanceKey
-	(*v1.ActualLRPNetInfo)(nil),         // 92: gavel.models.v1.ActualLRPNetInfo
-	(*v1.ActualLRPInternalRoute)(nil),   // 93: gavel.models.v1.ActualLRPInternalRoute
+	(*GetActualLRPRequest)(nil),                   // 24: gavel.bbs.v1.GetActualLRPRequest
+	(*GetActualLRPResponse)(nil),                  // 25: gavel.bbs.v1.GetActualLRPResponse
+	(*RetireActualLRPRequest)(nil),                // 26: gavel.bbs.v1.RetireActualLRPRequest
+	(*RetireActualLRPResponse)(nil),               // 27: gavel.bbs.v1.RetireActualLRPResponse
+	(*DesireTaskRequest)(nil),                     // 28: gavel.bbs.v1.DesireTaskRequest
+	(*DesireTaskResponse)(nil),                    // 29: gavel.bbs.v1.DesireTaskResponse
+	(*GetTaskRequest)(nil),                        // 30: gavel.bbs.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),                       // 31: gavel.bbs.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),                      // 32: gavel.bbs.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),                     // 33: gavel.bbs.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),                     // 34: gavel.bbs.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),                    // 35: gavel.bbs.v1.CancelTaskResponse
+	(*ResolvingTaskRequest)(nil),                  // 36: gavel.bbs.v1.ResolvingTaskRequest
+	(*ResolvingTaskResponse)(nil),                 // 37: gavel.bbs.v1.ResolvingTaskResponse
+	(*DeleteTaskRequest)(nil),                     // 38: gavel.bbs.v1.DeleteTaskRequest
+	(*DeleteTaskResponse)(nil),                    // 39: gavel.bbs.v1.DeleteTaskResponse
+	(*ListCellsRequest)(nil),                      // 40: gavel.bbs.v1.ListCellsRequest
+	(*ListCellsResponse)(nil),                     // 41: gavel.bbs.v1.ListCellsResponse
+	(*SubscribeEventsRequest)(nil),                // 42: gavel.bbs.v1.SubscribeEventsRequest
+	(*SubscribeEventsResponse)(nil),               // 43: gavel.bbs.v1.SubscribeEventsResponse
+	(*ClaimActualLRPRequest)(nil),                 // 44: gavel.bbs.v1.ClaimActualLRPRequest
+	(*ClaimActualLRPResponse)(nil),                // 45: gavel.bbs.v1.ClaimActualLRPResponse
+	(*StartActualLRPRequest)(nil),                 // 46: gavel.bbs.v1.StartActualLRPRequest
+	(*StartActualLRPResponse)(nil),                // 47: gavel.bbs.v1.StartActualLRPResponse
+	(*CrashActualLRPRequest)(nil),                 // 48: gavel.bbs.v1.CrashActualLRPRequest
+	(*CrashActualLRPResponse)(nil),                // 49: gavel.bbs.v1.CrashActualLRPResponse
+	(*FailActualLRPRequest)(nil),                  // 50: gavel.bbs.v1.FailActualLRPRequest
+	(*FailActualLRPResponse)(nil),                 // 51: gavel.bbs.v1.FailActualLRPResponse
+	(*RemoveActualLRPRequest)(nil),                // 52: gavel.bbs.v1.RemoveActualLRPRequest
+	(*RemoveActualLRPResponse)(nil),               // 53: gavel.bbs.v1.RemoveActualLRPResponse
+	(*BatchItemResult)(nil),                       // 54: gavel.bbs.v1.BatchItemResult
+	(*BatchClaimActualLRPsRequest)(nil),           // 55: gavel.bbs.v1.BatchClaimActualLRPsRequest
+	(*BatchClaimActualLRPsResponse)(nil),          // 56: gavel.bbs.v1.BatchClaimActualLRPsResponse
+	(*BatchStartActualLRPsRequest)(nil),           // 57: gavel.bbs.v1.BatchStartActualLRPsRequest
+	(*BatchStartActualLRPsResponse)(nil),          // 58: gavel.bbs.v1.BatchStartActualLRPsResponse
+	(*StartTaskRequest)(nil),                      // 59: gavel.bbs.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),                     // 60: gavel.bbs.v1.StartTaskResponse
+	(*CompleteTaskRequest)(nil),                   // 61: gavel.bbs.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil),                  // 62: gavel.bbs.v1.CompleteTaskResponse
+	(*FailTaskRequest)(nil),                       // 63: gavel.bbs.v1.FailTaskRequest
+	(*FailTaskResponse)(nil),                      // 64: gavel.bbs.v1.FailTaskResponse
+	(*RejectTaskRequest)(nil),                     // 65: gavel.bbs.v1.RejectTaskRequest
+	(*RejectTaskResponse)(nil),                    // 66: gavel.bbs.v1.RejectTaskResponse
+	(*EvacuateClaimedActualLRPRequest)(nil),       // 67: gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	(*EvacuateClaimedActualLRPResponse)(nil),      // 68: gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	(*EvacuateRunningActualLRPRequest)(nil),       // 69: gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	(*EvacuateRunningActualLRPResponse)(nil),      // 70: gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	(*EvacuateStoppedActualLRPRequest)(nil),       // 71: gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	(*EvacuateStoppedActualLRPResponse)(nil),      // 72: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	(*EvacuateCrashedActualLRPRequest)(nil),       // 73: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	(*EvacuateCrashedActualLRPResponse)(nil),      // 74: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	(*RemoveEvacuatingActualLRPRequest)(nil),      // 75: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	(*RemoveEvacuatingActualLRPResponse)(nil),     // 76: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 77: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 78: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	nil,                                 // 79: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	nil,                                 // 80: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	(*v1.Domain)(nil),                   // 81: gavel.models.v1.Domain
+	(*v1.DesiredLRP)(nil),               // 82: gavel.models.v1.DesiredLRP
+	(*v1.DesiredLRPUpdate)(nil),         // 83: gavel.models.v1.DesiredLRPUpdate
+	(*v1.DesiredLRPSchedulingInfo)(nil), // 84: gavel.models.v1.DesiredLRPSchedulingInfo
+	(*v1.DesiredLRPRoutingInfo)(nil),    // 85: gavel.models.v1.DesiredLRPRoutingInfo
+	(*v1.ActualLRP)(nil),                // 86: gavel.models.v1.ActualLRP
+	(*v1.ActualLRPKey)(nil),             // 87: gavel.models.v1.ActualLRPKey
+	(*v1.TaskDefinition)(nil),           // 88: gavel.models.v1.TaskDefinition
+	(*v1.Task)(nil),                     // 89: gavel.models.v1.Task
+	(v1.TaskState)(0),                   // 90: gavel.models.v1.TaskState
+	(*v1.CellPresence)(nil),             // 91: gavel.models.v1.CellPresence
+	(*v1.Event)(nil),                    // 92: gavel.models.v1.Event
+	(*v1.ActualLRPInstanceKey)(nil),     // 93: gavel.models.v1.ActualLRPInstanceKey
+	(*v1.ActualLRPNetInfo)(nil),         // 94: gavel.models.v1.ActualLRPNetInfo
+	(*v1.ActualLRPInternalRoute)(nil),   // 95: gavel.models.v1.ActualLRPInternalRoute
 }
 var file_gavel_bbs_v1_bbs_proto_depIdxs = []int32{
-	79, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
-	80, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	80, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	81, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
-	82, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
-	80, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	81, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
+	82, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	82, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	83, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
+	84, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	82, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
 	15, // 6: gavel.bbs.v1.ListDesiredLRPsRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	80, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
+	82, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
 	15, // 8: gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	82, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	84, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
 	15, // 10: gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	83, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
-	84, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
-	85, // 13: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	86, // 14: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
-	87, // 15: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
-	87, // 16: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
-	88, // 17: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
-	87, // 18: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
-	89, // 19: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
-	0,  // 20: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
-	90, // 21: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
-	91, // 22: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 23: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 24: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	92, // 25: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	93, // 26: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	77, // 27: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	85, // 28: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 29: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 30: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 31: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	42, // 32: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
-	52, // 33: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	44, // 34: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
-	52, // 35: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	85, // 36: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 37: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 38: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 39: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	92, // 40: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	93, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	78, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	85, // 43: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 44: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 45: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 46: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 47: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 48: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	85, // 49: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	91, // 50: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	1,  // 51: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
-	3,  // 52: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
-	5,  // 53: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
-	7,  // 54: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
-	9,  // 55: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
-	11, // 56: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
-	13, // 57: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
-	16, // 58: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
-	18, // 59: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
-	20, // 60: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
-	22, // 61: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
-	24, // 62: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
-	26, // 63: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
-	28, // 64: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
-	30, // 65: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
-	32, // 66: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
-	34, // 67: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
-	36, // 68: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
-	38, // 69: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
-	40, // 70: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
-	42, // 71: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
-	44, // 72: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
-	46, // 73: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
-	48, // 74: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
-	50, // 75: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
-	53, // 76: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
-	55, // 77: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
-	57, // 78: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
-	59, // 79: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
-	61, // 80: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
-	63, // 81: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
-	65, // 82: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	67, // 83: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	69, // 84: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	71, // 85: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	73, // 86: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	75, // 87: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	2,  // 88: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
-	4,  // 89: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
-	6,  // 90: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
-	8,  // 91: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
-	10, // 92: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
-	12, // 93: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
-	14, // 94: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
-	17, // 95: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
-	19, // 96: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
-	21, // 97: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
-	23, // 98: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
-	25, // 99: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
-	27, // 100: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
-	29, // 101: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
-	31, // 102: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
-	33, // 103: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
-	35, // 104: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
-	37, // 105: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
-	39, // 106: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
-	41, // 107: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
-	43, // 108: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
-	45, // 109: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
-	47, // 110: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
-	49, // 111: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
-	51, // 112: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
-	54, // 113: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
-	56, // 114: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
-	58, // 115: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
-	60, // 116: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
-	62, // 117: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
-	64, // 118: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
-	66, // 119: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
-	68, // 120: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
-	70, // 121: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
-	72, // 122: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	74, // 123: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	76, // 124: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	88, // [88:125] is the sub-list for method output_type
-	51, // [51:88] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	85, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
+	86, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
+	86, // 13: gavel.bbs.v1.GetActualLRPResponse.actual_lrp:type_name -> gavel.models.v1.ActualLRP
+	86, // 14: gavel.bbs.v1.GetActualLRPResponse.evacuating:type_name -> gavel.models.v1.ActualLRP
+	87, // 15: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	88, // 16: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
+	89, // 17: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
+	89, // 18: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
+	90, // 19: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
+	89, // 20: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
+	91, // 21: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
+	0,  // 22: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
+	92, // 23: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
+	93, // 24: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 25: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 26: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	94, // 27: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	95, // 28: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	79, // 29: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	87, // 30: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 31: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 32: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 33: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	44, // 34: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
+	54, // 35: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
+	46, // 36: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
+	54, // 37: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
+	87, // 38: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 39: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 40: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	94, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	95, // 43: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	80, // 44: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	87, // 45: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 46: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 47: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 48: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 49: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 50: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	87, // 51: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93, // 52: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	1,  // 53: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
+	3,  // 54: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
+	5,  // 55: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
+	7,  // 56: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
+	9,  // 57: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
+	11, // 58: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
+	13, // 59: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
+	16, // 60: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
+	18, // 61: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
+	20, // 62: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
+	22, // 63: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
+	24, // 64: gavel.bbs.v1.BBSService.GetActualLRP:input_type -> gavel.bbs.v1.GetActualLRPRequest
+	26, // 65: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
+	28, // 66: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
+	30, // 67: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
+	32, // 68: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
+	34, // 69: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
+	36, // 70: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
+	38, // 71: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
+	40, // 72: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
+	42, // 73: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
+	44, // 74: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
+	46, // 75: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
+	48, // 76: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
+	50, // 77: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
+	52, // 78: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
+	55, // 79: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
+	57, // 80: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
+	59, // 81: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
+	61, // 82: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
+	63, // 83: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
+	65, // 84: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
+	67, // 85: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	69, // 86: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	71, // 87: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	73, // 88: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	75, // 89: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	77, // 90: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	2,  // 91: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
+	4,  // 92: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
+	6,  // 93: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
+	8,  // 94: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
+	10, // 95: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
+	12, // 96: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
+	14, // 97: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
+	17, // 98: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
+	19, // 99: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
+	21, // 100: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
+	23, // 101: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
+	25, // 102: gavel.bbs.v1.BBSService.GetActualLRP:output_type -> gavel.bbs.v1.GetActualLRPResponse
+	27, // 103: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
+	29, // 104: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
+	31, // 105: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
+	33, // 106: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
+	35, // 107: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
+	37, // 108: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
+	39, // 109: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
+	41, // 110: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
+	43, // 111: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
+	45, // 112: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
+	47, // 113: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
+	49, // 114: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
+	51, // 115: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
+	53, // 116: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
+	56, // 117: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
+	58, // 118: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
+	60, // 119: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
+	62, // 120: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
+	64, // 121: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
+	66, // 122: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
+	68, // 123: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	70, // 124: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	72, // 125: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	74, // 126: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	76, // 127: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	78, // 128: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	91, // [91:129] is the sub-list for method output_type
+	53, // [53:91] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_gavel_bbs_v1_bbs_proto_init() }
@@ -4283,15 +4407,15 @@ func file_gavel_bbs_v1_bbs_proto_init() {
 		return
 	}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[21].OneofWrappers = []any{}
-	file_gavel_bbs_v1_bbs_proto_msgTypes[43].OneofWrappers = []any{}
-	file_gavel_bbs_v1_bbs_proto_msgTypes[66].OneofWrappers = []any{}
+	file_gavel_bbs_v1_bbs_proto_msgTypes[45].OneofWrappers = []any{}
+	file_gavel_bbs_v1_bbs_proto_msgTypes[68].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_bbs_v1_bbs_proto_rawDesc), len(file_gavel_bbs_v1_bbs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   78,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	BBSService_ListDesiredLRPSchedulingInfos_FullMethodName = "/gavel.bbs.v1.BBSService/ListDesiredLRPSchedulingInfos"
 	BBSService_ListDesiredLRPRoutingInfos_FullMethodName    = "/gavel.bbs.v1.BBSService/ListDesiredLRPRoutingInfos"
 	BBSService_ListActualLRPs_FullMethodName                = "/gavel.bbs.v1.BBSService/ListActualLRPs"
+	BBSService_GetActualLRP_FullMethodName                  = "/gavel.bbs.v1.BBSService/GetActualLRP"
 	BBSService_RetireActualLRP_FullMethodName               = "/gavel.bbs.v1.BBSService/RetireActualLRP"
 	BBSService_DesireTask_FullMethodName                    = "/gavel.bbs.v1.BBSService/DesireTask"
 	BBSService_GetTask_FullMethodName                       = "/gavel.bbs.v1.BBSService/GetTask"
@@ -92,6 +93,8 @@ type BBSServiceClient interface {
 	ListDesiredLRPRoutingInfos(ctx context.Context, in *ListDesiredLRPRoutingInfosRequest, opts ...grpc.CallOption) (*ListDesiredLRPRoutingInfosResponse, error)
 	// ListActualLRPs lists instances filtered by domain, cell, process guids and index.
 	ListActualLRPs(ctx context.Context, in *ListActualLRPsRequest, opts ...grpc.CallOption) (*ListActualLRPsResponse, error)
+	// GetActualLRP returns one instance by process guid and index (NotFound when it has no row).
+	GetActualLRP(ctx context.Context, in *GetActualLRPRequest, opts ...grpc.CallOption) (*GetActualLRPResponse, error)
 	// RetireActualLRP stops one instance: the single-instance restart.
 	RetireActualLRP(ctx context.Context, in *RetireActualLRPRequest, opts ...grpc.CallOption) (*RetireActualLRPResponse, error)
 	// DesireTask creates a PENDING task and asks for its placement.
@@ -267,6 +270,16 @@ func (c *bBSServiceClient) ListActualLRPs(ctx context.Context, in *ListActualLRP
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListActualLRPsResponse)
 	err := c.cc.Invoke(ctx, BBSService_ListActualLRPs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *bBSServiceClient) GetActualLRP(ctx context.Context, in *GetActualLRPRequest, opts ...grpc.CallOption) (*GetActualLRPResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetActualLRPResponse)
+	err := c.cc.Invoke(ctx, BBSService_GetActualLRP_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -576,6 +589,8 @@ type BBSServiceServer interface {
 	ListDesiredLRPRoutingInfos(context.Context, *ListDesiredLRPRoutingInfosRequest) (*ListDesiredLRPRoutingInfosResponse, error)
 	// ListActualLRPs lists instances filtered by domain, cell, process guids and index.
 	ListActualLRPs(context.Context, *ListActualLRPsRequest) (*ListActualLRPsResponse, error)
+	// GetActualLRP returns one instance by process guid and index (NotFound when it has no row).
+	GetActualLRP(context.Context, *GetActualLRPRequest) (*GetActualLRPResponse, error)
 	// RetireActualLRP stops one instance: the single-instance restart.
 	RetireActualLRP(context.Context, *RetireActualLRPRequest) (*RetireActualLRPResponse, error)
 	// DesireTask creates a PENDING task and asks for its placement.
@@ -679,6 +694,9 @@ func (UnimplementedBBSServiceServer) ListDesiredLRPRoutingInfos(context.Context,
 }
 func (UnimplementedBBSServiceServer) ListActualLRPs(context.Context, *ListActualLRPsRequest) (*ListActualLRPsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListActualLRPs not implemented")
+}
+func (UnimplementedBBSServiceServer) GetActualLRP(context.Context, *GetActualLRPRequest) (*GetActualLRPResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetActualLRP not implemented")
 }
 func (UnimplementedBBSServiceServer) RetireActualLRP(context.Context, *RetireActualLRPRequest) (*RetireActualLRPResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RetireActualLRP not implemented")
@@ -973,6 +991,24 @@ func _BBSService_ListActualLRPs_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BBSServiceServer).ListActualLRPs(ctx, req.(*ListActualLRPsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BBSService_GetActualLRP_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetActualLRPRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).GetActualLRP(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_GetActualLRP_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).GetActualLRP(ctx, req.(*GetActualLRPRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1488,6 +1524,10 @@ var BBSService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListActualLRPs",
 			Handler:    _BBSService_ListActualLRPs_Handler,
+		},
+		{
+			MethodName: "GetActualLRP",
+			Handler:    _BBSService_GetActualLRP_Handler,
 		},
 		{
 			MethodName: "RetireActualLRP",

@@ -789,8 +789,16 @@ type StreamLogsRequest struct {
 	// index, when set, selects one instance.
 	Index    *int32 `protobuf:"varint,2,opt,name=index,proto3,oneof" json:"index,omitempty"`
 	TaskGuid string `protobuf:"bytes,3,opt,name=task_guid,json=taskGuid,proto3" json:"task_guid,omitempty"`
-	// follow keeps the stream open for new lines.
-	Follow        bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	// follow keeps the stream open for new lines (and, for a process, the
+	// lines of its instances that start later).
+	Follow bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	// recent also sends the archived lines of the selection's ended
+	// containers (crashed, stopped or gone with a rep restart), oldest first,
+	// before the live ones.
+	Recent bool `protobuf:"varint,5,opt,name=recent,proto3" json:"recent,omitempty"`
+	// previous sends only the archived lines of the selection's last ended
+	// container (per index for a process).
+	Previous      bool `protobuf:"varint,6,opt,name=previous,proto3" json:"previous,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -853,6 +861,20 @@ func (x *StreamLogsRequest) GetFollow() bool {
 	return false
 }
 
+func (x *StreamLogsRequest) GetRecent() bool {
+	if x != nil {
+		return x.Recent
+	}
+	return false
+}
+
+func (x *StreamLogsRequest) GetPrevious() bool {
+	if x != nil {
+		return x.Previous
+	}
+	return false
+}
+
 // LogLine is one line a container's process wrote.
 type LogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -864,8 +886,10 @@ type LogLine struct {
 	// source is the log source tag ("APP/PROC/WEB", "CELL", "HEALTH").
 	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	// stream is "stdout" or "stderr".
-	Stream        string `protobuf:"bytes,6,opt,name=stream,proto3" json:"stream,omitempty"`
-	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	Stream  string `protobuf:"bytes,6,opt,name=stream,proto3" json:"stream,omitempty"`
+	Message string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	// ended is set on archived lines: their container is gone.
+	Ended         bool `protobuf:"varint,8,opt,name=ended,proto3" json:"ended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -947,6 +971,13 @@ func (x *LogLine) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *LogLine) GetEnded() bool {
+	if x != nil {
+		return x.Ended
+	}
+	return false
 }
 
 // StreamLogsResponse carries one line.
@@ -1143,13 +1174,15 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\"\x14\n" +
 	"\x12CancelTaskResponse\"\r\n" +
 	"\vPingRequest\"\x0e\n" +
-	"\fPingResponse\"\x90\x01\n" +
+	"\fPingResponse\"\xc4\x01\n" +
 	"\x11StreamLogsRequest\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x19\n" +
 	"\x05index\x18\x02 \x01(\x05H\x00R\x05index\x88\x01\x01\x12\x1b\n" +
 	"\ttask_guid\x18\x03 \x01(\tR\btaskGuid\x12\x16\n" +
-	"\x06follow\x18\x04 \x01(\bR\x06followB\b\n" +
-	"\x06_index\"\xcf\x01\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x16\n" +
+	"\x06recent\x18\x05 \x01(\bR\x06recent\x12\x1a\n" +
+	"\bprevious\x18\x06 \x01(\bR\bpreviousB\b\n" +
+	"\x06_index\"\xe5\x01\n" +
 	"\aLogLine\x12\x1c\n" +
 	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\x12!\n" +
 	"\fprocess_guid\x18\x02 \x01(\tR\vprocessGuid\x12\x14\n" +
@@ -1157,7 +1190,8 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\rinstance_guid\x18\x04 \x01(\tR\finstanceGuid\x12\x16\n" +
 	"\x06source\x18\x05 \x01(\tR\x06source\x12\x16\n" +
 	"\x06stream\x18\x06 \x01(\tR\x06stream\x12\x18\n" +
-	"\amessage\x18\a \x01(\tR\amessage\"?\n" +
+	"\amessage\x18\a \x01(\tR\amessage\x12\x14\n" +
+	"\x05ended\x18\b \x01(\bR\x05ended\"?\n" +
 	"\x12StreamLogsResponse\x12)\n" +
 	"\x04line\x18\x01 \x01(\v2\x15.gavel.rep.v1.LogLineR\x04line\"\x0e\n" +
 	"\fDrainRequest\"V\n" +

@@ -1,4 +1,9 @@
-package locket_test
+// Package consultest is an in-process double of the Consul HTTP endpoints
+// the locket Consul backend uses (sessions, KV with acquire and release,
+// blocking queries). No Consul server can run on the machines Gavel is
+// tested on; the double stands in for one in locket's tests, the daemons'
+// tests and the integration suite.
+package consultest
 
 import (
 	"encoding/json"
@@ -15,7 +20,7 @@ import (
 	"time"
 )
 
-// consulDouble is an in-process double of the Consul HTTP endpoints the
+// Server is an in-process double of the Consul HTTP endpoints the
 // locket Consul backend uses. It models:
 //
 //   - sessions (PUT /v1/session/create, /v1/session/renew/:id,
@@ -38,16 +43,16 @@ import (
 //
 // It is strict: an unknown path, method or query parameter, or a body it
 // cannot parse, is answered 400, and the test fails. Time is real; tests
-// stop renewals with refuseRenewals, or invalidate at once with expire.
-type consulDouble struct {
-	t   *testing.T
+// stop renewals with RefuseRenewals, or invalidate at once with Expire.
+type Server struct {
+	t   testing.TB
 	srv *httptest.Server
 
 	mu            sync.Mutex
 	index         uint64
 	changed       chan struct{} // closed and replaced on every KV change
 	sessions      map[string]*doubleSession
-	kv            map[string]*doubleEntry
+	kv            map[string]*Entry
 	delays        map[string]time.Time // key → end of its lock-delay
 	nextID        int
 	refuseRenewal bool
@@ -63,7 +68,7 @@ type doubleSession struct {
 	expires   time.Time
 }
 
-type doubleEntry struct {
+type Entry struct {
 	Key         string
 	CreateIndex uint64
 	ModifyIndex uint64
@@ -73,13 +78,14 @@ type doubleEntry struct {
 	Session     string `json:",omitempty"`
 }
 
-func newConsulDouble(t *testing.T) *consulDouble {
-	d := &consulDouble{
+// New starts a double on a free loopback port; it stops when the test ends.
+func New(t testing.TB) *Server {
+	d := &Server{
 		t:        t,
 		index:    1,
 		changed:  make(chan struct{}),
 		sessions: map[string]*doubleSession{},
-		kv:       map[string]*doubleEntry{},
+		kv:       map[string]*Entry{},
 		delays:   map[string]time.Time{},
 		requests: map[string]int{},
 		stop:     make(chan struct{}),
@@ -94,11 +100,14 @@ func newConsulDouble(t *testing.T) *consulDouble {
 	return d
 }
 
-// addr is the double's host:port (loopback).
-func (d *consulDouble) addr() string { return strings.TrimPrefix(d.srv.URL, "http://") }
+// Close stops serving (Consul unreachable); the test's end closes it too.
+func (d *Server) Close() { d.srv.Close() }
+
+// Addr is the double's host:port (loopback).
+func (d *Server) Addr() string { return strings.TrimPrefix(d.srv.URL, "http://") }
 
 // reap invalidates sessions past their TTL.
-func (d *consulDouble) reap() {
+func (d *Server) reap() {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -118,16 +127,16 @@ func (d *consulDouble) reap() {
 	}
 }
 
-// refuseRenewals makes renewals fail with 500 (Consul unreachable for
+// RefuseRenewals makes renewals fail with 500 (Consul unreachable for
 // renewals), so sessions expire after their TTL.
-func (d *consulDouble) refuseRenewals(v bool) {
+func (d *Server) RefuseRenewals(v bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.refuseRenewal = v
 }
 
-// expire invalidates every session holding key at once.
-func (d *consulDouble) expire(key string) {
+// Expire invalidates every session holding key at once.
+func (d *Server) Expire(key string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if e, ok := d.kv[key]; ok && e.Session != "" {
@@ -135,39 +144,39 @@ func (d *consulDouble) expire(key string) {
 	}
 }
 
-// entry returns a copy of key's entry.
-func (d *consulDouble) entry(key string) (doubleEntry, bool) {
+// Entry returns a copy of key's entry.
+func (d *Server) Entry(key string) (Entry, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.kv[key]
 	if !ok {
-		return doubleEntry{}, false
+		return Entry{}, false
 	}
 	return *e, true
 }
 
-// sessionCount returns the number of live sessions.
-func (d *consulDouble) sessionCount() int {
+// SessionCount returns the number of live sessions.
+func (d *Server) SessionCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.sessions)
 }
 
-// requestCount returns how many requests "METHOD /v1/area/op" got.
-func (d *consulDouble) requestCount(what string) int {
+// RequestCount returns how many requests "METHOD /v1/area/op" got.
+func (d *Server) RequestCount(what string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.requests[what]
 }
 
-func (d *consulDouble) bumpLocked() uint64 {
+func (d *Server) bumpLocked() uint64 {
 	d.index++
 	close(d.changed)
 	d.changed = make(chan struct{})
 	return d.index
 }
 
-func (d *consulDouble) invalidateLocked(id string) {
+func (d *Server) invalidateLocked(id string) {
 	s, ok := d.sessions[id]
 	if !ok {
 		return
@@ -191,14 +200,14 @@ func (d *consulDouble) invalidateLocked(id string) {
 	}
 }
 
-func (d *consulDouble) bad(w http.ResponseWriter, r *http.Request, format string, args ...any) {
+func (d *Server) bad(w http.ResponseWriter, r *http.Request, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	d.t.Errorf("consul double: %s %s: %s", r.Method, r.URL, msg)
 	http.Error(w, msg, http.StatusBadRequest)
 }
 
 // checkParams fails the request when it carries a parameter not in allowed.
-func (d *consulDouble) checkParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+func (d *Server) checkParams(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
 	for p := range r.URL.Query() {
 		ok := false
 		for _, a := range allowed {
@@ -217,7 +226,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (d *consulDouble) serve(w http.ResponseWriter, r *http.Request) {
+func (d *Server) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	area := path
 	if parts := strings.SplitN(path, "/", 5); len(parts) >= 4 {
@@ -236,14 +245,14 @@ func (d *consulDouble) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (d *consulDouble) sessionJSON(s *doubleSession) map[string]any {
+func (d *Server) sessionJSON(s *doubleSession) map[string]any {
 	return map[string]any{
 		"ID": s.id, "Name": "", "Node": "double", "LockDelay": s.lockDelay,
 		"Behavior": s.behavior, "TTL": s.ttl.String(), "NodeChecks": []string{},
 	}
 }
 
-func (d *consulDouble) serveSession(w http.ResponseWriter, r *http.Request, rest string) {
+func (d *Server) serveSession(w http.ResponseWriter, r *http.Request, rest string) {
 	op, id, _ := strings.Cut(rest, "/")
 	if !d.checkParams(w, r) {
 		return
@@ -330,7 +339,7 @@ func (d *consulDouble) serveSession(w http.ResponseWriter, r *http.Request, rest
 	}
 }
 
-func (d *consulDouble) serveKV(w http.ResponseWriter, r *http.Request, key string) {
+func (d *Server) serveKV(w http.ResponseWriter, r *http.Request, key string) {
 	q := r.URL.Query()
 	switch r.Method {
 	case http.MethodGet:
@@ -358,7 +367,7 @@ func (d *consulDouble) serveKV(w http.ResponseWriter, r *http.Request, key strin
 	}
 }
 
-func (d *consulDouble) kvGet(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
+func (d *Server) kvGet(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
 	var index uint64
 	if s := q.Get("index"); s != "" {
 		var err error
@@ -394,7 +403,7 @@ func (d *consulDouble) kvGet(w http.ResponseWriter, r *http.Request, key string,
 	}
 	defer d.mu.Unlock()
 	w.Header().Set("X-Consul-Index", strconv.FormatUint(d.index, 10))
-	var out []doubleEntry
+	var out []Entry
 	if recurse {
 		for k, e := range d.kv {
 			if strings.HasPrefix(k, key) {
@@ -412,7 +421,7 @@ func (d *consulDouble) kvGet(w http.ResponseWriter, r *http.Request, key string,
 	writeJSON(w, out)
 }
 
-func (d *consulDouble) kvPut(w http.ResponseWriter, r *http.Request, key string, q url.Values, body []byte) {
+func (d *Server) kvPut(w http.ResponseWriter, r *http.Request, key string, q url.Values, body []byte) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, exists := d.kv[key]
@@ -426,7 +435,7 @@ func (d *consulDouble) kvPut(w http.ResponseWriter, r *http.Request, key string,
 	}
 	set := func(session string, lock bool) {
 		if !exists {
-			e = &doubleEntry{Key: key, CreateIndex: d.index + 1}
+			e = &Entry{Key: key, CreateIndex: d.index + 1}
 			d.kv[key] = e
 		}
 		e.Value, e.Flags, e.Session, e.ModifyIndex = body, flags, session, d.index+1
@@ -483,14 +492,14 @@ func (d *consulDouble) kvPut(w http.ResponseWriter, r *http.Request, key string,
 	}
 }
 
-func sessionOf(e *doubleEntry) string {
+func sessionOf(e *Entry) string {
 	if e == nil {
 		return ""
 	}
 	return e.Session
 }
 
-func (d *consulDouble) kvDelete(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
+func (d *Server) kvDelete(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, exists := d.kv[key]
