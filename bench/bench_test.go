@@ -60,6 +60,28 @@ func TestSmallRun(t *testing.T) {
 	var svg bytes.Buffer
 	require.NoError(t, res.WriteSVG(&svg))
 	assert.Contains(t, svg.String(), "<polyline")
+	assert.Positive(t, res.Placement.BBS.CPUMicrosPerPlaced, "CPU per placed instance is reported")
+	assert.Nil(t, res.Failure)
+}
+
+// A run that cannot start still returns a result that says why, which
+// serialises to JSON and draws as an SVG.
+func TestFailedRunReturnsItsReason(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := bench.Run(ctx, bench.Options{
+		Cells: 2, Instances: 10, InstancesPerLRP: 10, BinDir: t.TempDir(), WorkDir: t.TempDir(),
+		RawDuration: time.Second, Timeout: 10 * time.Second,
+	})
+	require.Error(t, err, "no daemons in the bin dir")
+	require.NotNil(t, res)
+	require.NotNil(t, res.Failure)
+	assert.Equal(t, err.Error(), res.Failure.Reason)
+	var js bytes.Buffer
+	require.NoError(t, res.WriteJSON(&js))
+	assert.Contains(t, js.String(), `"failure"`)
+	var svg bytes.Buffer
+	require.NoError(t, res.WriteSVG(&svg))
 }
 
 func TestParseSizes(t *testing.T) {

@@ -102,6 +102,9 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 			"client_url": c.etcdURL,
 			"peer_url":   "http://" + addrs[1],
 			"log_file":   filepath.Join(dir, "etcd.log"),
+			// At warn etcd logs every slow request with its whole
+			// transaction; under a bench that is most of them.
+			"log_level": "error",
 		},
 	}
 	if opts.CommitWorkers > 0 {

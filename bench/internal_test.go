@@ -87,6 +87,21 @@ func TestTenths(t *testing.T) {
 	assert.InDelta(t, 50, ts[9].PerSecond, 1e-6)
 	assert.Equal(t, 90, ts[9].From)
 	assert.Nil(t, tenths(t0, times[:5]), "too few to split")
+
+	// Equal time slices of 10 ms..1.5 s: the first slices hold the fast
+	// half (about 100/s), the last ones the slow half (50/s), and every
+	// instance is in exactly one slice.
+	sl := timeTenths(t0, times)
+	require.Len(t, sl, 10)
+	total := 0
+	for _, s := range sl {
+		total += s.To - s.From
+		assert.InDelta(t, 0.149, s.EndSec-s.StartSec, 1e-9)
+	}
+	assert.Equal(t, 100, total)
+	assert.InDelta(t, 100, sl[0].PerSecond, 10)
+	assert.InDelta(t, 50, sl[9].PerSecond, 10)
+	assert.Nil(t, timeTenths(t0, times[:5]), "too few to split")
 }
 
 func TestReadProcStats(t *testing.T) {
@@ -159,4 +174,20 @@ func TestLRPShapes(t *testing.T) {
 	assert.Equal(t, 3, opts.lrpCount())
 	assert.Equal(t, []int{100, 100, 50}, []int{opts.lrpInstances(0), opts.lrpInstances(1), opts.lrpInstances(2)})
 	assert.Equal(t, []int32{64, 64, 512, 64}, []int32{opts.lrpMemory(0), opts.lrpMemory(1), opts.lrpMemory(2), opts.lrpMemory(3)})
+}
+
+func TestSummarizeTakesMedianAndRange(t *testing.T) {
+	mk := func(pps float64) *Result {
+		r := &Result{}
+		r.Placement.PerSecond = pps
+		return r
+	}
+	failed := mk(1)
+	failed.Failure = &Failure{Reason: "x"}
+	r := Summarize([]*Result{mk(300), mk(100), failed, mk(200), mk(400)})
+	assert.Equal(t, 5, r.Runs)
+	assert.Equal(t, 1, r.Failed)
+	assert.Equal(t, Spread{Median: 250, Min: 100, Max: 400}, r.PlacementsPerSecond)
+	assert.Equal(t, Spread{Median: 2, Min: 2, Max: 2}, spreadOf([]float64{2}))
+	assert.Equal(t, Spread{}, spreadOf(nil))
 }

@@ -26,6 +26,9 @@ type Result struct {
 	SettledCheck *Check `json:"settled_check,omitempty"`
 	// Targets compares the run with the goals of issue 8.
 	Targets []Target `json:"targets"`
+	// Failure is set when the run stopped early: why, and how far it got.
+	// The rest of the result holds whatever was measured until then.
+	Failure *Failure `json:"failure,omitempty"`
 	// Timeline samples the indices RUNNING over time (seconds since the
 	// first DesireLRP); it is what the SVG draws.
 	Timeline []Point `json:"timeline,omitempty"`
@@ -80,6 +83,10 @@ type Placement struct {
 	// previous part's last RUNNING to its own last (the first part from the
 	// first RUNNING).
 	Tenths []Tenth `json:"tenths"`
+	// TimeTenths splits the time from the first RUNNING to the last into
+	// ten equal slices; each rate is the instances that ran in the slice
+	// over its length.
+	TimeTenths []Tenth `json:"time_tenths,omitempty"`
 	// LastToFirstTenth is the last tenth's rate over the first's.
 	LastToFirstTenth float64 `json:"last_to_first_tenth"`
 	// Latency is from an LRP's DesireLRP call to each of its instances'
@@ -137,6 +144,17 @@ type EtcdUse struct {
 	ProposalsPerInstance float64 `json:"proposals_per_instance"`
 }
 
+// Failure says why a run stopped early and how far it got.
+type Failure struct {
+	// Reason is the error that ended the run.
+	Reason string `json:"reason"`
+	// Placed is how many instances had run when it ended.
+	Placed int `json:"placed"`
+	// AfterSeconds is the time from the first DesireLRP call to the end
+	// (0 if the placement never started).
+	AfterSeconds float64 `json:"after_seconds"`
+}
+
 // ProcUse is a daemon's resource use.
 type ProcUse struct {
 	// CPUSeconds is user + system CPU over the phase.
@@ -145,6 +163,10 @@ type ProcUse struct {
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// PeakRSSMiB is PeakRSSBytes in MiB, for people.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// CPUMicrosPerPlaced is CPUSeconds in microseconds per instance placed
+	// in the phase (0 when none was). The BBS's figure includes its
+	// embedded etcd, which runs in the same process.
+	CPUMicrosPerPlaced float64 `json:"cpu_us_per_placed,omitempty"`
 }
 
 // Auctions are the auctioneer's metrics over a phase.
@@ -273,10 +295,13 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
 		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
+		fmt.Sprintf("time slices: %s (ten equal slices of the time from the first RUNNING to the last)", tenthRates(p.TimeTenths)),
 		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
 			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
 		fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; auctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",
 			p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB),
+		fmt.Sprintf("CPU/placed:  BBS+etcd %.0f µs, auctioneer %.0f µs, cells %.0f µs",
+			p.BBS.CPUMicrosPerPlaced, p.Auctioneer.CPUMicrosPerPlaced, p.Cells.CPUMicrosPerPlaced),
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
@@ -294,6 +319,9 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	if sc := r.SettledCheck; sc != nil {
 		lines = append(lines, fmt.Sprintf("settled:     %.0f s later: %d/%d indices with one ORDINARY RUNNING row; not running %d %v, suspects left %d",
 			sc.AfterSec, sc.OrdinaryRunning, sc.Indices, sc.NotRunning, sc.NotRunningStates, sc.Suspect))
+	}
+	if f := r.Failure; f != nil {
+		lines = append(lines, fmt.Sprintf("FAILED:      after %.1f s with %d instances placed: %s", f.AfterSeconds, f.Placed, f.Reason))
 	}
 	for _, t := range r.Targets {
 		mark := "MISSED"

@@ -62,11 +62,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 
+	var m *measurement
+	fail := func(err error) (*Result, error) {
+		f := &Failure{Reason: err.Error()}
+		if m != nil {
+			f.Placed = m.tr.placedCount()
+			if !m.t0.IsZero() {
+				f.AfterSeconds = time.Since(m.t0).Seconds()
+			}
+			m.mu.Lock()
+			res.Timeline = append([]Point(nil), m.timeline...)
+			m.mu.Unlock()
+		}
+		res.Failure = f
+		res.Setup.LoadAfter = loadAverage()
+		return res, err
+	}
 	startup := time.Now()
 	progress(opts, "starting etcd+BBS, auctioneer and %d cells in %s", opts.Cells, dir)
 	c, err := startCluster(ctx, opts, dir, binDir)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	defer c.stop()
 	res.Setup.CellProcesses = len(c.farms)
@@ -74,12 +90,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	progress(opts, "measuring raw etcd: %d clients, %s", opts.RawClients, opts.RawDuration)
 	if res.RawEtcd, err = measureRawEtcd(ctx, []string{c.etcdURL}, opts.RawClients, opts.RawValueBytes, opts.RawDuration); err != nil {
-		return nil, err
+		return fail(err)
 	}
 	progress(opts, "raw etcd: %.0f txn/s", res.RawEtcd.TxnsPerSecond)
 
-	m := &measurement{c: c, opts: opts, res: res, tr: newTracker()}
-	return res, m.run(ctx)
+	m = &measurement{c: c, opts: opts, res: res, tr: newTracker()}
+	if err := m.run(ctx); err != nil {
+		return fail(err)
+	}
+	return res, nil
 }
 
 // measurement holds the phases' shared state.
@@ -235,6 +254,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 		p.RatioToRawEtcd = p.PerSecond / m.res.RawEtcd.TxnsPerSecond
 	}
 	p.Tenths = tenths(m.t0, times)
+	p.TimeTenths = timeTenths(m.t0, times)
 	if len(times) > 0 {
 		p.FirstRunningSec = times[0].Sub(m.t0).Seconds()
 	}
@@ -249,6 +269,11 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	}
 	p.Etcd = etcdUse(before, after, p.Placed)
 	p.BBS, p.Auctioneer, p.Cells = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc), procUse(before.cellsProc, after.cellsProc)
+	if p.Placed > 0 {
+		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells} {
+			u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
+		}
+	}
 	p.Auctions = auctions(before, after)
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
@@ -277,6 +302,35 @@ func tenths(t0 time.Time, times []time.Time) []Tenth {
 			t.PerSecond = float64(count) / d
 		}
 		out[k] = t
+	}
+	return out
+}
+
+// timeTenths splits the time from the first RUNNING to the last into ten
+// equal slices; each slice's rate is the instances that reached RUNNING in
+// it over its length. Unlike tenths (equal counts), a stall shows as a slow
+// slice of its real length.
+func timeTenths(t0 time.Time, times []time.Time) []Tenth {
+	n := len(times)
+	if n < 10 {
+		return nil
+	}
+	first, last := times[0], times[n-1]
+	span := last.Sub(first)
+	if span <= 0 {
+		return nil
+	}
+	out := make([]Tenth, 10)
+	i := 0
+	for k := range out {
+		start := first.Add(span * time.Duration(k) / 10)
+		end := first.Add(span * time.Duration(k+1) / 10)
+		from := i
+		for i < n && (times[i].Before(end) || k == 9) {
+			i++
+		}
+		d := end.Sub(start).Seconds()
+		out[k] = Tenth{From: from, To: i, StartSec: start.Sub(t0).Seconds(), EndSec: end.Sub(t0).Seconds(), PerSecond: float64(i-from) / d}
 	}
 	return out
 }

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -19,6 +22,7 @@ func newBenchCommand() *cobra.Command {
 		o                     bench.Options
 		lrps                  int
 		sizes, kill, out, svg string
+		repeat                int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -55,25 +59,39 @@ func newBenchCommand() *cobra.Command {
 			o.Progress = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := bench.Run(ctx, o)
-			if err != nil {
-				return err
+			if repeat < 1 {
+				return fmt.Errorf("--repeat must be at least 1 (got %d)", repeat)
 			}
+			if repeat == 1 {
+				res, err := runBench(ctx, cmd.OutOrStdout(), o, out, svg)
+				if err != nil {
+					return err
+				}
+				if !res.AllRunning() {
+					return errors.New("bench: not every instance ended RUNNING (see the check line above)")
+				}
+				return nil
+			}
+			var runs []*bench.Result
+			for i := 1; i <= repeat && ctx.Err() == nil; i++ {
+				fmt.Fprintf(cmd.ErrOrStderr(), "run %d of %d\n", i, repeat)
+				res, err := runBench(ctx, cmd.OutOrStdout(), o, numbered(out, i), numbered(svg, i))
+				if err != nil && res == nil {
+					return err
+				}
+				runs = append(runs, res)
+			}
+			rep := bench.Summarize(runs)
 			if out != "" {
-				if err := writeBenchFile(out, res.WriteJSON); err != nil {
+				if err := writeBenchFile(out, rep.WriteJSON); err != nil {
 					return err
 				}
 			}
-			if svg != "" {
-				if err := writeBenchFile(svg, res.WriteSVG); err != nil {
-					return err
-				}
-			}
-			if err := res.WriteSummary(cmd.OutOrStdout()); err != nil {
+			if err := rep.WriteSummary(cmd.OutOrStdout()); err != nil {
 				return err
 			}
-			if !res.AllRunning() {
-				return errors.New("bench: not every instance ended RUNNING (see the check line above)")
+			if rep.Failed > 0 {
+				return fmt.Errorf("bench: %d of %d runs failed", rep.Failed, rep.Runs)
 			}
 			return nil
 		},
@@ -103,8 +121,45 @@ func newBenchCommand() *cobra.Command {
 	f.StringVar(&o.LogLevel, "log-level", bench.DefaultLogLevel, "daemons' log level")
 	f.DurationVar(&o.ProgressInterval, "progress-interval", bench.DefaultProgressInterval, "time between progress lines")
 	f.StringVar(&out, "out", "", "write the full result as JSON to this file")
+	f.IntVar(&repeat, "repeat", 1, "run the bench N times and report the median and range of its figures (--out then holds all runs; each run's files get -runK)")
 	f.StringVar(&svg, "svg", "", "draw running instances over time to this SVG file")
 	return cmd
+}
+
+// runBench runs the bench once, writes its JSON and SVG (when paths are
+// given, also for a failed run) and its summary. The result is nil only when
+// the run could not start.
+func runBench(ctx context.Context, stdout io.Writer, o bench.Options, out, svg string) (*bench.Result, error) {
+	res, err := bench.Run(ctx, o)
+	if res == nil {
+		return nil, err
+	}
+	if out != "" {
+		if werr := writeBenchFile(out, res.WriteJSON); werr != nil {
+			return res, errors.Join(err, werr)
+		}
+	}
+	if svg != "" {
+		if werr := writeBenchFile(svg, res.WriteSVG); werr != nil {
+			return res, errors.Join(err, werr)
+		}
+	}
+	if werr := res.WriteSummary(stdout); werr != nil {
+		return res, errors.Join(err, werr)
+	}
+	if err != nil {
+		return res, fmt.Errorf("bench failed after %d instances placed: %w", res.Failure.Placed, err)
+	}
+	return res, nil
+}
+
+// numbered inserts -runN before path's extension ("" stays "").
+func numbered(path string, n int) string {
+	if path == "" {
+		return ""
+	}
+	ext := filepath.Ext(path)
+	return fmt.Sprintf("%s-run%d%s", strings.TrimSuffix(path, ext), n, ext)
 }
 
 // writeBenchFile creates path and fills it with write.

@@ -44,6 +44,10 @@ type BBS struct {
 
 	etcd   *etcdserver.Embedded
 	client *clientv3.Client
+	// leaseClient holds the locket's leases (the bbs lock) on a connection
+	// of its own, so its keep-alives never queue behind bulk transactions
+	// on the store's.
+	leaseClient *clientv3.Client
 	// locket is the lock and presence store the config selects.
 	locket locket.Store
 	store  *store.Store
@@ -147,15 +151,29 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return fmt.Errorf("load encryption keys: %w", err)
 	}
-	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-	client, err := etcdclient.Dial(dctx, ecfg)
-	dcancel()
+	var client *clientv3.Client
+	if b.etcd != nil {
+		// The embedded etcd is called in-process: no gRPC hop over loopback.
+		client, err = b.etcd.LocalClient()
+	} else {
+		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+		client, err = etcdclient.Dial(dctx, ecfg)
+		dcancel()
+	}
 	if err != nil {
 		return fmt.Errorf("connect to etcd: %w", err)
 	}
 	defer client.Close()
 	b.client = client
-	if b.locket, err = locket.Open(b.cfg.Locket, client, b.logger); err != nil {
+	dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
+	leaseClient, err := etcdclient.Dial(dctx, ecfg)
+	dcancel()
+	if err != nil {
+		return fmt.Errorf("connect to etcd for the lock's lease: %w", err)
+	}
+	defer leaseClient.Close()
+	b.leaseClient = leaseClient
+	if b.locket, err = locket.Open(b.cfg.Locket, leaseClient, b.logger); err != nil {
 		return err
 	}
 
@@ -170,7 +188,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	b.store = store.New(store.Options{
 		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
 		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes, Keyring: keyring,
-		Committer: store.CommitterOptions{MaxOps: batchOps, Workers: b.cfg.CommitWorkers},
+		Committer: store.CommitterOptions{MaxOps: batchOps, MaxBytes: b.cfg.CommitBatchBytes, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {
 			commits.Observe(float64(n))
 			commitDur.Observe(d.Seconds())

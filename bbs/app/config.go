@@ -32,7 +32,8 @@ const (
 	DefaultEmbeddedDataDir   = ".gavel/etcd"
 	// DefaultCommitBatchOps suits an external etcd's default --max-txn-ops of 128.
 	DefaultCommitBatchOps = 128
-	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows larger transactions.
+	// EmbeddedCommitBatchOps is used with the embedded etcd, which allows
+	// larger transactions; commit_batch_bytes is what keeps each one short.
 	EmbeddedCommitBatchOps = 1024
 	DefaultCommitWorkers   = 4
 	// DefaultEtcdMaxTxnOps is an external etcd's default --max-txn-ops.
@@ -49,6 +50,8 @@ const (
 	DefaultMaxRequestBytes = 4 << 20
 	// MinMaxRequestBytes is the smallest max_request_bytes allowed.
 	MinMaxRequestBytes = 64 << 10
+	// MinCommitBatchBytes is the smallest commit_batch_bytes accepted.
+	MinCommitBatchBytes = 4 << 10
 )
 
 // Config is the BBS's JSON config file.
@@ -96,6 +99,12 @@ type Config struct {
 	CommitBatchOps int `json:"commit_batch_ops"`
 	// CommitWorkers is how many etcd transactions may be in flight (default 4).
 	CommitWorkers int `json:"commit_workers"`
+	// CommitBatchBytes bounds one etcd transaction's estimated size, in
+	// bytes (default 65536; at most the etcd request limit less 1 KiB). Small
+	// transactions apply quickly, so lease keep-alives (the locks, cell
+	// presences) never wait long behind bulk writes; a single larger record
+	// is still written alone.
+	CommitBatchBytes int `json:"commit_batch_bytes"`
 	// EtcdMaxTxnOps is the external etcd's --max-txn-ops, in operations
 	// (default 128, etcd's default). With the embedded etcd its own
 	// embedded_etcd.max_txn_ops is used instead. Every write that grows with
@@ -189,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.CommitBatchOps < 0 || c.CommitWorkers < 0 {
 		errs = append(errs, errors.New("commit_batch_ops, commit_workers: must be >= 0"))
+	}
+	if c.CommitBatchBytes != 0 && c.CommitBatchBytes < MinCommitBatchBytes {
+		errs = append(errs, fmt.Errorf("commit_batch_bytes: must be 0 (default) or at least %d (got %d)", MinCommitBatchBytes, c.CommitBatchBytes))
 	}
 	if c.EtcdMaxTxnOps != 0 && c.EtcdMaxTxnOps < MinEtcdMaxTxnOps {
 		errs = append(errs, fmt.Errorf("etcd_max_txn_ops: must be 0 (default) or at least %d (got %d)", MinEtcdMaxTxnOps, c.EtcdMaxTxnOps))

@@ -78,7 +78,7 @@ func TestValidationErrorsTravelAsStatusDetails(t *testing.T) {
 	r := &refuser{err: fmt.Errorf("desire lrp: %w", v)}
 	srv := grpcserver.New(grpcserver.Options{
 		Addr:     "127.0.0.1:0",
-		Register: func(s *grpc.Server) { bbsv1.RegisterBBSServiceServer(s, r) },
+		Register: func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, r) },
 	})
 	proc := ifrit.Invoke(srv)
 	t.Cleanup(func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() })

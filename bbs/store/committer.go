@@ -111,8 +111,11 @@ type CommitterOptions struct {
 	// MaxOps is the most requests packed in one transaction (default 128).
 	// Whatever its value, a transaction never exceeds EtcdMaxTxnOps.
 	MaxOps int
-	// MaxBytes bounds a transaction's estimated size (default and upper
-	// bound: EtcdMaxRequestBytes less a headroom).
+	// MaxBytes bounds a transaction's estimated size (default
+	// DefaultCommitMaxBytes; upper bound: EtcdMaxRequestBytes less a
+	// headroom). etcd applies a transaction in one step of its single apply
+	// loop, and lease keep-alives wait behind it: small transactions keep
+	// every lease renewal prompt however much is being written.
 	MaxBytes int
 	// EtcdMaxTxnOps is the cluster's --max-txn-ops (default 128). etcd
 	// counts a transaction of N nested transactions as N plus the widest
@@ -124,6 +127,11 @@ type CommitterOptions struct {
 	// Workers is how many transactions may be in flight at once.
 	Workers int
 }
+
+// DefaultCommitMaxBytes is the default bound of one transaction's estimated
+// size: a few hundred records, which etcd applies in milliseconds, so lease
+// keep-alives (locks, cell presences) are never queued behind a long apply.
+const DefaultCommitMaxBytes = 64 << 10
 
 // Defaults of etcd's own transaction limits, as an external etcd has them.
 const (
@@ -141,8 +149,11 @@ func (o CommitterOptions) withDefaults() CommitterOptions {
 	if o.EtcdMaxRequestBytes <= 0 {
 		o.EtcdMaxRequestBytes = DefaultEtcdMaxRequestBytes
 	}
-	budget := max(o.EtcdMaxRequestBytes-txnHeadroom, o.EtcdMaxRequestBytes/2)
-	if o.MaxBytes <= 0 || o.MaxBytes > budget {
+	budget := o.requestBudget()
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultCommitMaxBytes
+	}
+	if o.MaxBytes > budget {
 		o.MaxBytes = budget
 	}
 	if o.Workers <= 0 {
@@ -151,13 +162,20 @@ func (o CommitterOptions) withDefaults() CommitterOptions {
 	return o
 }
 
+// requestBudget is the largest estimated transaction etcd accepts: its
+// --max-request-bytes less a headroom. A single mutation larger than MaxBytes
+// but within it is committed alone.
+func (o CommitterOptions) requestBudget() int {
+	return max(o.EtcdMaxRequestBytes-txnHeadroom, o.EtcdMaxRequestBytes/2)
+}
+
 // tooLarge says why a mutation can never be committed, or nil if it fits
 // in one transaction of its own.
 func (c *Committer) tooLarge(m *mutation) error {
 	if w := m.width(); w > c.opts.EtcdMaxTxnOps {
 		return fmt.Errorf("%w: one write needs %d operations in a transaction and etcd's --max-txn-ops is %d", models.ErrTooLarge, w, c.opts.EtcdMaxTxnOps)
 	}
-	if m.bytes > c.opts.MaxBytes {
+	if m.bytes > c.opts.requestBudget() {
 		return fmt.Errorf("%w: one write is about %d bytes and etcd's --max-request-bytes is %d", models.ErrTooLarge, m.bytes, c.opts.EtcdMaxRequestBytes)
 	}
 	return nil

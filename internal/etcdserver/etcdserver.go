@@ -13,7 +13,10 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -189,6 +192,7 @@ type Embedded struct {
 
 	mu        sync.Mutex
 	endpoints []string
+	server    *etcdserver.EtcdServer
 }
 
 var _ ifrit.Runner = (*Embedded)(nil)
@@ -217,6 +221,18 @@ func (e *Embedded) Endpoints() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]string(nil), e.endpoints...)
+}
+
+// LocalClient returns a client that calls the running etcd in-process,
+// without a gRPC hop over loopback (etcd's v3client). The etcd's own request
+// limits still apply. It fails before ready; the caller closes the client.
+func (e *Embedded) LocalClient() (*clientv3.Client, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server == nil {
+		return nil, errors.New("etcdserver: no in-process client before etcd is ready")
+	}
+	return v3client.New(e.server), nil
 }
 
 // Run starts etcd, closes ready once it serves clients, and waits. On a
@@ -261,6 +277,7 @@ func (e *Embedded) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 	e.mu.Lock()
 	e.endpoints = eps
+	e.server = etcd.Server
 	e.mu.Unlock()
 
 	e.logger.Info("started", lager.Data{"endpoints": eps})

@@ -146,3 +146,47 @@ func TestPortInUseFails(t *testing.T) {
 		t.Fatal("second etcd on the same port did not fail")
 	}
 }
+
+// The in-process client reaches the same etcd as a network client, and
+// etcd's own request limits still apply to it.
+func TestLocalClientCallsTheServerInProcess(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := testConfig(dir)
+	cfg.MaxTxnOps = 8
+	runner, proc := start(t, cfg)
+	defer func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() }()
+
+	local, err := runner.LocalClient()
+	require.NoError(t, err)
+	defer func() { _ = local.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = local.Put(ctx, "k", "from-local")
+	require.NoError(t, err)
+	got, err := dial(t, runner.Endpoints()).Get(ctx, "k")
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 1)
+	require.Equal(t, "from-local", string(got.Kvs[0].Value))
+
+	ops := make([]clientv3.Op, 9)
+	for i := range ops {
+		ops[i] = clientv3.OpPut("k"+strings.Repeat("x", i), "v")
+	}
+	_, err = local.Txn(ctx).Then(ops...).Commit()
+	require.Error(t, err, "--max-txn-ops binds the in-process client too")
+
+	wch := local.Watch(ctx, "w")
+	_, err = local.Put(ctx, "w", "1")
+	require.NoError(t, err)
+	select {
+	case resp := <-wch:
+		require.Len(t, resp.Events, 1)
+	case <-ctx.Done():
+		t.Fatal("no watch event through the in-process client")
+	}
+}
+
+func TestLocalClientBeforeReadyFails(t *testing.T) {
+	_, err := etcdserver.New(testConfig(t.TempDir()), lager.NewLogger("etcd")).LocalClient()
+	require.Error(t, err)
+}
