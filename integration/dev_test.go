@@ -214,7 +214,7 @@ func TestLogsOutliveInstances(t *testing.T) {
 	t.Parallel()
 	work := t.TempDir()
 	d := startDev(t, work, "logs")
-	if out, err := d.gavel("push", "crashy", "--command", "echo boom from $INSTANCE_INDEX; exit 3", "--port", "0", "--health-check", "none"); err != nil {
+	if out, err := d.gavel("push", "crashy", "--command", "echo boom from $INSTANCE_INDEX; sleep 1; exit 3", "--port", "8080", "--health-check", "port"); err != nil {
 		t.Fatalf("push: %v: %s", err, out)
 	}
 	began := time.Now()

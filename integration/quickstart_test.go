@@ -240,7 +240,7 @@ func TestQuickstart(t *testing.T) {
 		{prefix: "gavel logs hello --recent", rerun: true, check: func(out string) error {
 			return contains(out, "(ended)", `"GET / HTTP/1.1" 200`)
 		}},
-		{prefix: "gavel logs hello", check: func(out string) error { return contains(out, "[APP/PROC/WEB/", `"GET / HTTP/1.1" 200`) }},
+		{prefix: "gavel logs hello", rerun: true, check: func(out string) error { return contains(out, "[APP/PROC/WEB/", `"GET / HTTP/1.1" 200`) }},
 		{prefix: "gavel scale hello 3", check: func(string) error { return desiredInstances("hello", 3) }},
 		{prefix: "gavel wait hello --running 3", check: func(string) error { return running("hello", 3) }},
 		{prefix: "gavel run-task hello-task ", check: func(out string) error {

@@ -630,7 +630,7 @@ func leftovers(t *testing.T, e *testEnv, logLines bool) map[string]int {
 	rules, _ := exec.Command("iptables-save").Output()
 	for _, line := range strings.Split(string(rules), "\n") {
 		if strings.Contains(line, e.opts.NetworkName+`\"`) || strings.Contains(line, `"`+e.opts.NetworkName+`"`) ||
-			strings.Contains(line, "name: \\\""+e.opts.NetworkName) {
+			strings.Contains(line, "name: \\\""+e.opts.NetworkName+"\\\"") {
 			out["iptables lines"]++
 			if logLines {
 				t.Logf("iptables: %s", line)

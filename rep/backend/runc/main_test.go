@@ -148,6 +148,7 @@ func newEnv(t testing.TB) *testEnv {
 			Root:           t.TempDir(),
 			Rootfses:       map[string]string{"busybox": busyboxRoot},
 			BridgeName:     "gvt" + sfx,
+			NetworkName:    "gavel-gvt" + sfx,
 			Subnet:         freeSubnet(t),
 			CgroupParent:   "gavel-test-" + sfx,
 			PortRangeStart: start, PortRangeEnd: start + 79,
