@@ -43,7 +43,7 @@ func newDevCommand() *cobra.Command {
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
 	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
-	f.IntVar(&opts.Bridge.PortBase, "bridge-port-base", 0, "cc-bridge ports: controller double, stager, tps-listener, cc-uploader, file-server on this port and the next 4 (0: free ports)")
+	f.IntVar(&opts.Bridge.PortBase, "bridge-port-base", 0, "cc-bridge ports: controller double, stager, tps-listener, cc-uploader, file-server, nsync-listener on this port and the next 5 (0: free ports)")
 	f.StringVar(&opts.EncryptionKeyFile, "encryption-key-file", "", "a file of 32 random bytes: the BBS seals records in etcd with it (AES-256-GCM, key label \"dev\")")
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -16,12 +16,14 @@ import (
 	"github.com/gavelhq/gavel/cc-bridge/cctest"
 	"github.com/gavelhq/gavel/cc-bridge/lifecycle"
 	"github.com/gavelhq/gavel/internal/config"
+	nsyncapp "github.com/gavelhq/gavel/nsync/app"
 )
 
 // BridgeOptions configure the cc-bridge of a dev cluster.
 type BridgeOptions struct {
 	// PortBase places the controller double on PortBase, the stager on +1,
-	// tps-listener on +2, cc-uploader on +3 and the file server on +4
+	// tps-listener on +2, cc-uploader on +3, the file server on +4 and
+	// nsync's listener on +5
 	// (0: free ports, printed at start).
 	PortBase int
 	// LifecyclePath is the gavel-lifecycle binary bundled for staging
@@ -32,7 +34,7 @@ type BridgeOptions struct {
 
 // BridgeInfo says where the cc-bridge daemons of a dev cluster serve.
 type BridgeInfo struct {
-	Controller, Stager, TPS, Uploader, FileServer string
+	Controller, Stager, TPS, Uploader, FileServer, Nsync string
 	// Lifecycle is the bundle's URL, or why there is none.
 	Lifecycle string
 }
@@ -42,6 +44,7 @@ func (b BridgeInfo) Lines() []string {
 	return []string{
 		fmt.Sprintf("%-14s %s (controller test double: callbacks, droplets, PUT /blobs/NAME for app bits)", "controller", b.Controller),
 		fmt.Sprintf("%-14s %s (PUT /v1/staging/GUID)", "stager", b.Stager),
+		fmt.Sprintf("%-14s %s (PUT/DELETE /v1/apps/GUID, POST /v1/tasks)", "nsync-listener", b.Nsync),
 		fmt.Sprintf("%-14s %s (GET /v1/actual_lrps/GUID[/stats], /v1/bulk_actual_lrp_status?guids=)", "tps-listener", b.TPS),
 		fmt.Sprintf("%-14s %s", "cc-uploader", b.Uploader),
 		fmt.Sprintf("%-14s %s (lifecycle %s)", "file-server", b.FileServer, b.Lifecycle),
@@ -108,6 +111,22 @@ func (c *Cluster) runBridge(signals <-chan os.Signal, ready chan<- struct{}) err
 		stager = bridgeapp.NewStager(st, logger.Session("stager"))
 		return runNested(stager.Runner(), signals, ready)
 	})
+	// nsync's listener desires apps for the controller; it needs the file
+	// server's bound address for the lifecycle bundle, so it starts after it.
+	// (No bulker: the controller double keeps no app list, so a bulker
+	// would find every cf-apps LRP deleted.)
+	var nsyncListener *nsyncapp.Listener
+	nsyncRunner := ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+		nc := nsyncapp.DefaultConfig("127.0.0.1:0")
+		nc.ListenAddress, nc.InsecurePlaintext = c.bridgeAddr(5), true
+		nc.BBSAddresses, nc.FileServerURL = []string{c.bbs.Addr()}, fileServer.URL()
+		nc.LifecycleBundles = map[string]string{"buildpack/cflinuxfs4": bridgeapp.DefaultLifecycleBundle}
+		if err := nc.ValidateListener(); err != nil {
+			return fmt.Errorf("nsync-listener config: %w", err)
+		}
+		nsyncListener = nsyncapp.NewListener(nc, logger.Session("nsync-listener"))
+		return runNested(nsyncListener.Runner(), signals, ready)
+	})
 	for name, v := range map[string]interface{ Validate() error }{"file-server": fs, "cc-uploader": up, "tps-listener": tl, "tps-watcher": w} {
 		if err := v.Validate(); err != nil {
 			_ = cc.Close()
@@ -119,6 +138,7 @@ func (c *Cluster) runBridge(signals <-chan os.Signal, ready chan<- struct{}) err
 		{Name: "file-server", Runner: fileServer.Runner()},
 		{Name: "cc-uploader", Runner: uploader.Runner()},
 		{Name: "stager", Runner: stagerRunner},
+		{Name: "nsync-listener", Runner: nsyncRunner},
 		{Name: "tps-listener", Runner: listener.Runner()},
 		{Name: "tps-watcher", Runner: watcher.Runner()},
 	})
@@ -131,6 +151,7 @@ func (c *Cluster) runBridge(signals <-chan os.Signal, ready chan<- struct{}) err
 		p.Signal(sig)
 		return <-p.Wait()
 	}
+	info.Nsync = "http://" + nsyncListener.Addr()
 	info.Stager, info.TPS, info.Uploader, info.FileServer = stager.URL(), listener.URL(), uploader.URL(), fileServer.URL()
 	c.bridge.Store(info)
 	logger.Info("started", lager.Data{"controller": info.Controller, "stager": info.Stager, "tps": info.TPS})
