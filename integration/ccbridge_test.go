@@ -24,6 +24,7 @@ import (
 	"github.com/gavelhq/gavel/cc-bridge/cctest"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
 // bridge is the cc-bridge daemons of a cluster, each its own process with
@@ -221,6 +222,17 @@ func TestCCBridgeEndToEnd(t *testing.T) {
 	// LRP from the droplet the stager uploaded and the file server's lifecycle.
 	nsync := c.startNsyncListener(b.fileServer)
 	putApp(t, nsync, dropletApp(b.cc.URL(), "app-1-v1", "app-1", result.ProcessTypes["web"], 2))
+	got, err := c.client().GetDesiredLRP(ctx(t), &bbsv1.GetDesiredLRPRequest{ProcessGuid: "app-1-v1"})
+	if err != nil {
+		t.Fatalf("the LRP nsync desired: %v", err)
+	}
+	d := got.GetDesiredLrp()
+	lc, setup := d.GetCachedDependencies(), d.GetSetup().GetSerial().GetActions()
+	if d.GetDomain() != "cf-apps" || d.GetAnnotation() != "1" || len(lc) != 1 || len(setup) != 1 ||
+		lc[0].GetFrom() != b.fileServer+"/v1/static/"+bridgeapp.DefaultLifecycleBundle ||
+		setup[0].GetDownload().GetFrom() != b.cc.URL()+"/droplets/app-1" {
+		t.Fatalf("nsync desired %v", d)
+	}
 	rows := c.waitRunning("app-1-v1", 2, placeTimeout)
 	checkAnswers(t, rows)
 
