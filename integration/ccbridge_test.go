@@ -22,10 +22,9 @@ import (
 	bridgeapp "github.com/gavelhq/gavel/cc-bridge/app"
 	bm "github.com/gavelhq/gavel/cc-bridge/bridgemessages"
 	"github.com/gavelhq/gavel/cc-bridge/cctest"
-	"github.com/gavelhq/gavel/cc-bridge/stager"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
-	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
 // bridge is the cc-bridge daemons of a cluster, each its own process with
@@ -183,31 +182,9 @@ func (b *bridge) instances(path string) ([]bm.LRPInstance, error) {
 	return out, json.NewDecoder(resp.Body).Decode(&out)
 }
 
-// dropletLRP is the LRP a controller would desire for a staged droplet
-// (directly through the BBS client until nsync is merged): the lifecycle
-// bundle from the file server, the droplet from the controller, the
-// launcher running the staged start command.
-func dropletLRP(b *bridge, guid, appGUID, startCommand string, instances int32) *modelsv1.DesiredLRP {
-	return &modelsv1.DesiredLRP{
-		ProcessGuid: guid, Domain: "cf-apps", RootFs: "preloaded:cflinuxfs4", Instances: instances,
-		MemoryMb: 64, DiskMb: 256, Ports: []uint32{8080}, LogGuid: appGUID, LogSource: "CELL",
-		CachedDependencies: []*modelsv1.CachedDependency{{
-			Name: "lifecycle", From: b.fileServer + "/v1/static/" + bridgeapp.DefaultLifecycleBundle, To: stager.LifecycleDir,
-			CacheKey: "buildpack-cflinuxfs4-lifecycle",
-		}},
-		Setup: &modelsv1.Action{Action: &modelsv1.Action_Download{Download: &modelsv1.DownloadAction{
-			From: b.cc.URL() + "/droplets/" + appGUID, To: "/home/vcap", CacheKey: "droplets-" + guid,
-		}}},
-		Action: &modelsv1.Action{Action: &modelsv1.Action_Run{Run: &modelsv1.RunAction{
-			Path: stager.LifecycleDir + "/launcher", Args: []string{"app", startCommand, "{}"}, Dir: "/home/vcap", LogSource: "APP",
-		}}},
-		CheckDefinition: &modelsv1.CheckDefinition{Checks: []*modelsv1.Check{{Check: &modelsv1.Check_TcpCheck{TcpCheck: &modelsv1.TCPCheck{Port: 8080}}}}},
-	}
-}
-
 // TestCCBridgeEndToEnd stages an app from a tarball of bits through the
 // stager, gets its droplet to the controller through cc-uploader, desires
-// it, sees it RUNNING through tps (with stats from its cells), crashes it
+// it through nsync's listener, sees it RUNNING through tps (with stats from its cells), crashes it
 // (crash callback with the crash count) and drains its cell (rescheduling
 // callback).
 func TestCCBridgeEndToEnd(t *testing.T) {
@@ -241,7 +218,21 @@ func TestCCBridgeEndToEnd(t *testing.T) {
 	}
 	t.Logf("staged app-1 in %s (droplet %d bytes)", time.Since(began).Round(time.Millisecond), len(droplet))
 
-	c.desire(dropletLRP(b, "app-1-v1", "app-1", result.ProcessTypes["web"], 2))
+	// Desired as a controller does: PUT to nsync's listener, which builds the
+	// LRP from the droplet the stager uploaded and the file server's lifecycle.
+	nsync := c.startNsyncListener(b.fileServer)
+	putApp(t, nsync, dropletApp(b.cc.URL(), "app-1-v1", "app-1", result.ProcessTypes["web"], 2))
+	got, err := c.client().GetDesiredLRP(ctx(t), &bbsv1.GetDesiredLRPRequest{ProcessGuid: "app-1-v1"})
+	if err != nil {
+		t.Fatalf("the LRP nsync desired: %v", err)
+	}
+	d := got.GetDesiredLrp()
+	lc, setup := d.GetCachedDependencies(), d.GetSetup().GetSerial().GetActions()
+	if d.GetDomain() != "cf-apps" || d.GetAnnotation() != "1" || len(lc) != 1 || len(setup) != 1 ||
+		lc[0].GetFrom() != b.fileServer+"/v1/static/"+bridgeapp.DefaultLifecycleBundle ||
+		setup[0].GetDownload().GetFrom() != b.cc.URL()+"/droplets/app-1" {
+		t.Fatalf("nsync desired %v", d)
+	}
 	rows := c.waitRunning("app-1-v1", 2, placeTimeout)
 	checkAnswers(t, rows)
 

@@ -126,7 +126,7 @@ func (o options) withDefaults() options {
 var components = map[string]authz.Identity{
 	"bbs": {Role: authz.BBS}, "auctioneer": {Role: authz.Auctioneer},
 	"route-emitter": {Role: authz.RouteEmitter}, "client": {Role: authz.Operator},
-	"controller": {Role: authz.Controller},
+	"controller": {Role: authz.Controller}, "bulker": {Role: authz.Bulker},
 }
 
 // cluster is one scenario's Gavel: every component a separate OS process,
