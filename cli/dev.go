@@ -40,6 +40,7 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&opts.DebugAddress, "debug-address", "127.0.0.1:17017", "the BBS's metrics and pprof address")
 	f.StringVar(&opts.RouterAddress, "router-address", devcluster.DefaultRouterAddress, "the dev router's HTTP address (routes by Host header to the apps pushed with --route)")
 	f.IntVar(&opts.Cells, "cells", 3, "number of cells")
+	f.Uint32Var(&opts.PortRangeStart, "port-range-start", 61000, "the first host port given to containers; each cell takes the next 1000 (two clusters on one machine, one of them runc, need ranges apart: runc's port mappings also catch loopback connections)")
 	f.BoolVar(&verbose, "verbose", false, "stream the components' logs to stderr as well as the log file")
 	f.StringVar(&clientConfig, "client-config", "", "where to write the CLI's config (default $GAVEL_CONFIG or ~/.gavel/config.json)")
 	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
@@ -47,6 +48,9 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&opts.EncryptionKeyFile, "encryption-key-file", "", "a file of 32 random bytes: the BBS seals records in etcd with it (AES-256-GCM, key label \"dev\")")
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if opts.PortRangeStart < 1024 || uint64(opts.PortRangeStart)+uint64(opts.Cells)*1000-1 > 65535 {
+			return fmt.Errorf("--port-range-start %d: the %d cells' ports (1000 each) must lie within 1024-65535", opts.PortRangeStart, opts.Cells)
+		}
 		opts.Bridge.LifecyclePath = siblingLifecycle()
 		if opts.KeeperPath == keeperAuto {
 			opts.KeeperPath = siblingKeeper()

@@ -36,7 +36,11 @@ func TestQuickstartInContainers(t *testing.T) {
 		name: "gavel-dev", path: bin("gavel"), dir: work, logPath: filepath.Join(work, "gavel-dev.out"),
 		args: []string{"dev", "--backend", "runc", "--data-dir", dataDir, "--client-config", clientConfig,
 			"--bbs-address", devAddr(t), "--nats-port", strconv.Itoa(devPort(t)), "--debug-address", devAddr(t),
-			"--router-address", devAddr(t), "--keeper-path", bin("gavel-keeper")},
+			"--router-address", devAddr(t), "--keeper-path", bin("gavel-keeper"),
+			// Host ports apart from the process-backend clusters of the other
+			// tests (61000+): runc's port mappings DNAT loopback connections too,
+			// and would catch their routers' connections to their instances.
+			"--port-range-start", "5000"},
 		env: []string{"GAVEL_CONFIG=" + clientConfig},
 	}
 	t.Cleanup(func() {
