@@ -2,38 +2,19 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"os"
-
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
-	"github.com/tedsuo/ifrit/sigmon"
 
 	"github.com/gavelhq/gavel/cc-bridge/app"
-	"github.com/gavelhq/gavel/internal/logging"
+	"github.com/gavelhq/gavel/internal/daemonmain"
 )
 
 func main() {
-	configPath := flag.String("config", "", "path to the JSON config file")
-	flag.Parse()
-
-	cfg, err := app.LoadUploader(*configPath)
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cc-uploader: config: %v\n", err)
-		os.Exit(2)
-	}
-	logger, err := logging.New("cc-uploader", cfg.LogLevel)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "cc-uploader: %v\n", err)
-		os.Exit(2)
-	}
-	process := ifrit.Invoke(sigmon.New(app.NewUploader(cfg, logger).Runner()))
-	if err := <-process.Wait(); err != nil {
-		logger.Error("exited-with-failure", err)
-		os.Exit(1)
-	}
-	logger.Info("exited")
+	daemonmain.Run("cc-uploader", func(path string) (string, func(lager.Logger) ifrit.Runner, error) {
+		cfg, err := app.LoadUploader(path)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		return cfg.LogLevel, func(logger lager.Logger) ifrit.Runner { return app.NewUploader(cfg, logger).Runner() }, err
+	})
 }
