@@ -290,7 +290,9 @@ func TestQuickstart(t *testing.T) {
 
 	// Draining a cell moves its instances and ends that cell only: the rest
 	// of gavel dev keeps serving.
-	if out, err := shell("gavel drain cell-3 --wait"); err != nil || !strings.Contains(out, "LRP instance(s)") || !strings.Contains(out, "cell cell-3 is") {
+	// (It shows "N LRP instance(s)" progress only while cell-3 holds some:
+	// leftover's two instances may have been placed on cell-1 and cell-2.)
+	if out, err := shell("gavel drain cell-3 --wait"); err != nil || !strings.Contains(out, "cell cell-3 is") {
 		t.Fatalf("gavel drain cell-3 --wait: %v\n%s", err, out)
 	} else {
 		t.Logf("$ gavel drain cell-3 --wait\n%s", out)
