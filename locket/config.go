@@ -42,6 +42,11 @@ type ConsulConfig struct {
 	LockDelay config.Duration `json:"lock_delay"`
 }
 
+// NeedsEtcd says whether the section keeps locks and presences in etcd, so
+// a daemon that uses etcd for nothing else (rep, auctioneer, route emitter)
+// needs etcd endpoints only then.
+func (c Config) NeedsEtcd() bool { return c.Backend != BackendConsul }
+
 // Store is a backend that is also a reader: what [Open] returns.
 type Store interface {
 	Backend

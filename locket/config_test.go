@@ -69,3 +69,11 @@ func TestOpenSelectsTheBackend(t *testing.T) {
 	_, err = locket.Open(locket.Config{}, nil, nil)
 	assert.ErrorContains(t, err, "needs an etcd client")
 }
+
+func TestOnlyTheEtcdBackendNeedsEtcd(t *testing.T) {
+	for backend, want := range map[string]bool{"": true, BackendEtcd: true, BackendConsul: false} {
+		if got := (Config{Backend: backend}).NeedsEtcd(); got != want {
+			t.Errorf("backend %q: NeedsEtcd = %v, want %v", backend, got, want)
+		}
+	}
+}

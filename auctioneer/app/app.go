@@ -99,14 +99,20 @@ func (a *Auctioneer) Runner() ifrit.Runner {
 }
 
 func (a *Auctioneer) runEtcd(signals <-chan os.Signal, ready chan<- struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), etcdDialTimeout)
-	c, err := etcdclient.Dial(ctx, a.cfg.Etcd)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("connect to etcd: %w", err)
+	// With the Consul backend the auctioneer needs no etcd at all.
+	var c *clientv3.Client
+	if a.cfg.Locket.NeedsEtcd() {
+		ctx, cancel := context.WithTimeout(context.Background(), etcdDialTimeout)
+		var err error
+		c, err = etcdclient.Dial(ctx, a.cfg.Etcd)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("connect to etcd: %w", err)
+		}
+		defer c.Close()
+		a.etcd = c
 	}
-	defer c.Close()
-	a.etcd = c
+	var err error
 	if a.locket, err = locket.Open(a.cfg.Locket, c, a.logger); err != nil {
 		return err
 	}

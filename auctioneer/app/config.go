@@ -154,8 +154,8 @@ func (c Config) Validate() error {
 	if c.InstanceID == "" {
 		bad("instance_id", "is required")
 	}
-	if len(c.Etcd.Endpoints) == 0 {
-		bad("etcd.endpoints", "at least one endpoint is required")
+	if len(c.Etcd.Endpoints) == 0 && c.Locket.NeedsEtcd() {
+		bad("etcd.endpoints", "at least one endpoint is required when locket.backend is etcd")
 	}
 	if len(c.BBSAddresses) == 0 {
 		bad("bbs_addresses", "at least one address is required")

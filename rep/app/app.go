@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/authz"
@@ -164,13 +165,19 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err := r.checkIdentity(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	etcd, err := etcdclient.Dial(ctx, r.cfg.Etcd)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("connect to etcd: %w", err)
+	// With the Consul backend the rep needs no etcd at all.
+	var etcd *clientv3.Client
+	if r.cfg.Locket.NeedsEtcd() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c, err := etcdclient.Dial(ctx, r.cfg.Etcd)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("connect to etcd: %w", err)
+		}
+		defer c.Close()
+		etcd = c
 	}
-	defer etcd.Close()
+	var err error
 	bbsCfg := client.Config{Addresses: r.cfg.BBSAddresses}
 	if !r.cfg.InsecurePlaintext {
 		if bbsCfg.TLS, err = r.cfg.BBSTLS.Client(""); err != nil {

@@ -223,8 +223,8 @@ func (c Config) Validate() error {
 	if c.ListenAddress == "" {
 		add("listen_address: is required")
 	}
-	if len(c.Etcd.Endpoints) == 0 {
-		add("etcd.endpoints: is required (the presence is registered in etcd)")
+	if len(c.Etcd.Endpoints) == 0 && c.Locket.NeedsEtcd() {
+		add("etcd.endpoints: is required when locket.backend is etcd (the presence is registered in etcd)")
 	}
 	if len(c.BBSAddresses) == 0 {
 		add("bbs_addresses: is required")

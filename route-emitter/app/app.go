@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/debugserver"
@@ -177,13 +178,18 @@ func redact(urls []string) string {
 
 // runLock holds the route_emitter lock; the group starts the emitter once it is held.
 func (e *RouteEmitter) runLock(signals <-chan os.Signal, ready chan<- struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.CommunicationTimeout.D())
-	etcd, err := etcdclient.Dial(ctx, e.cfg.Etcd)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("route_emitter lock: %w", err)
+	// With the Consul backend the lock needs no etcd at all.
+	var etcd *clientv3.Client
+	if e.cfg.Locket.NeedsEtcd() {
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.CommunicationTimeout.D())
+		c, err := etcdclient.Dial(ctx, e.cfg.Etcd)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("route_emitter lock: %w", err)
+		}
+		defer func() { _ = c.Close() }()
+		etcd = c
 	}
-	defer func() { _ = etcd.Close() }()
 	store, err := locket.Open(e.cfg.Locket, etcd, e.logger)
 	if err != nil {
 		return fmt.Errorf("route_emitter lock: %w", err)

@@ -186,8 +186,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("route_stale_threshold: must be >= 0 (got %s)", c.RouteStaleThreshold))
 	}
 	if c.Global() && !c.DisableLock {
-		if len(c.Etcd.Endpoints) == 0 {
-			errs = append(errs, errors.New("etcd.endpoints: required for the route_emitter lock in global mode (or set cell_id, or disable_lock)"))
+		if len(c.Etcd.Endpoints) == 0 && c.Locket.NeedsEtcd() {
+			errs = append(errs, errors.New("etcd.endpoints: required for the route_emitter lock in global mode when locket.backend is etcd (or set cell_id, or disable_lock, or use consul)"))
 		}
 		if c.InstanceID == "" {
 			errs = append(errs, errors.New("instance_id: is required"))
