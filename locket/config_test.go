@@ -71,8 +71,8 @@ func TestOpenSelectsTheBackend(t *testing.T) {
 }
 
 func TestOnlyTheEtcdBackendNeedsEtcd(t *testing.T) {
-	for backend, want := range map[string]bool{"": true, BackendEtcd: true, BackendConsul: false} {
-		if got := (Config{Backend: backend}).NeedsEtcd(); got != want {
+	for backend, want := range map[string]bool{"": true, locket.BackendEtcd: true, locket.BackendConsul: false} {
+		if got := (locket.Config{Backend: backend}).NeedsEtcd(); got != want {
 			t.Errorf("backend %q: NeedsEtcd = %v, want %v", backend, got, want)
 		}
 	}
