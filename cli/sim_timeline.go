@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gavelhq/gavel/auctioneer/sim"
 )
+
+// dynamicRunGCPercent is the GOGC of a dynamic run.
+const dynamicRunGCPercent = 400
 
 // progressEvery is how often a dynamic run reports progress on stderr.
 const progressEvery = time.Second
@@ -34,6 +38,11 @@ func runSimTimeline(cmd *cobra.Command, s *sim.Scenario, path string, ro sim.Run
 			fmt.Fprintf(stderr, "simulated %s of at most %s\n", simDuration(simMS), simDuration(endMS))
 		}
 	}}
+	// Each auction allocates a fresh engine state; a long run trades some
+	// memory for less collection (unless GOGC says otherwise).
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(dynamicRunGCPercent))
+	}
 	report, err := sim.RunTimeline(s, tl, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)

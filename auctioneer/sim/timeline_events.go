@@ -605,16 +605,7 @@ func (s *tlSim) drain() {
 	}
 	s.busyUntil = s.now + s.o.PerformMS
 
-	cells := s.states
-	if s.notUp > 0 {
-		s.liveBuf = s.liveBuf[:0]
-		for i := range s.states {
-			if s.cells[i].status == cellUp {
-				s.liveBuf = append(s.liveBuf, s.states[i])
-			}
-		}
-		cells = s.liveBuf
-	}
+	cells := s.auctionCells()
 	opts := s.engine
 	opts.Seed += s.auctionSeq
 	s.auctionSeq++
@@ -679,6 +670,66 @@ func (s *tlSim) drain() {
 	}
 	clear(s.lrpItems)
 	clear(s.taskItems)
+	for _, ci := range s.touched {
+		s.perCell[ci] = s.perCell[ci][:0]
+	}
+	s.touched = s.touched[:0]
+}
+
+// auctionCells returns the cells up, as the engine gets them. Each lists
+// only the instances of the batch's apps, with CellState.LRPCount giving
+// the full count: the engine reads nothing else of the list, and scanning
+// every instance of a large cluster on every auction would dominate a
+// long run. fullCellLists turns this off (tests compare both).
+func (s *tlSim) auctionCells() []auctioneer.CellState {
+	if s.fullCellLists {
+		if s.notUp == 0 {
+			return s.states
+		}
+		s.liveBuf = s.liveBuf[:0]
+		for i := range s.states {
+			if s.cells[i].status == cellUp {
+				s.liveBuf = append(s.liveBuf, s.states[i])
+			}
+		}
+		return s.liveBuf
+	}
+	if s.perCell == nil {
+		s.perCell = make([][]auctioneer.RunningLRP, len(s.cells))
+	}
+	s.mark++
+	for _, inst := range s.lrpItems {
+		a := inst.app
+		if a.mark == s.mark {
+			continue
+		}
+		a.mark = s.mark
+		for _, in := range a.instances {
+			if in == nil {
+				continue
+			}
+			for _, c := range [2]*tlContainer{in.cont, in.evac} {
+				if c == nil || c.dead {
+					continue
+				}
+				if len(s.perCell[c.cell]) == 0 {
+					s.touched = append(s.touched, c.cell)
+				}
+				s.perCell[c.cell] = append(s.perCell[c.cell], s.states[c.cell].LRPs[c.pos])
+			}
+		}
+	}
+	s.liveBuf = s.liveBuf[:0]
+	for i := range s.states {
+		if s.cells[i].status != cellUp {
+			continue
+		}
+		st := s.states[i]
+		st.LRPCount = len(st.LRPs)
+		st.LRPs = s.perCell[i]
+		s.liveBuf = append(s.liveBuf, st)
+	}
+	return s.liveBuf
 }
 
 // converge is one BBS convergence pass (reference bbs.md §3.2, §3.4):

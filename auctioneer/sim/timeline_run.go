@@ -95,6 +95,7 @@ type tlApp struct {
 	running          int
 	gone             bool
 	deploy           *tlDeploy // the deploy that brings this app in
+	mark             uint64
 }
 
 type tlInstance struct {
@@ -230,6 +231,12 @@ type tlSim struct {
 	cellByID map[string]int32
 	notUp    int
 	liveBuf  []auctioneer.CellState
+	// perCell and touched hold an auction's per-cell instance lists of the
+	// batch's apps; mark stamps the apps already listed.
+	perCell       [][]auctioneer.RunningLRP
+	touched       []int32
+	mark          uint64
+	fullCellLists bool
 
 	apps  map[string]*tlApp
 	tasks map[string]*tlTask

@@ -222,3 +222,64 @@ func TestTimelineSameSeedSameOutput(t *testing.T) {
 	require.Equal(t, first, render())
 	require.Contains(t, string(first), `"deploys"`)
 }
+
+func TestTimelineFilteredCellListsPlaceAsFullOnes(t *testing.T) {
+	// The engine gets only the batch's apps' instances per cell (with the
+	// full count); the result must be the one full lists give.
+	s, err := Generate(GenerateOptions{Cells: 30, Zones: 3, MemoryMB: 4096, Containers: 60, Fill: 0.6,
+		Apps: []AppMix{{Count: 8, Instances: 4, MemoryMB: 256}, {Count: 4, Instances: 2, MemoryMB: 1024}}, Seed: 11})
+	require.NoError(t, err)
+	tl, err := GenerateTimeline(s, TimelineGenerateOptions{DurationMS: 3 * 3600_000, DeploysPerMinute: 3, CellFailuresPerHour: 3,
+		DrainsPerHour: 2, ArrivalsPerHour: 30, RemovalsPerHour: 10, ScalesPerHour: 20, CrashesPerHour: 60, TasksPerHour: 30,
+		RecoverAfterMS: 300_000, Seed: 2})
+	require.NoError(t, err)
+	render := func(full bool) string {
+		sim := newTimelineSim(s, tl, s.EngineOptions())
+		sim.fullCellLists = full
+		sim.run(nil)
+		var b bytes.Buffer
+		require.NoError(t, sim.rep.WriteJSON(&b))
+		return b.String()
+	}
+	full := render(true)
+	require.Equal(t, full, render(false))
+	require.Contains(t, full, `"placement_failures"`)
+}
+
+func TestTimelineCrashBackOff(t *testing.T) {
+	// Crashes 1 and 2 restart at once; crash 3 waits 30 s, checked by the
+	// next convergence pass after it.
+	s := tlScenario(t, 2, 4096, 1)
+	tl := mustTimeline(t, `{"events":[
+		{"at_ms":1000,"type":"crash","process_guid":"web","index":0},
+		{"at_ms":20000,"type":"crash","process_guid":"web","index":0},
+		{"at_ms":40000,"type":"crash","process_guid":"web","index":0}]}`)
+	sim := runSim(t, s, tl)
+	r := sim.rep
+	require.Equal(t, 3, r.Totals.Crashed)
+	require.Equal(t, 3, r.Totals.Running)
+	// 1 s → placed 1.2 s, running 11.2 s (10.2 s); 20 s → 30.2 s (10.2 s);
+	// 40 s: count 3, back-off 30 s → the pass at 90 s (70 s is too early)
+	// → placed 90.2 s, running 100.2 s (60.2 s).
+	require.Equal(t, WaitSummary{Count: 3, MeanMS: 26866.667, P50MS: 10200, P90MS: 60200, P99MS: 60200, MaxMS: 60200}, r.Waits.ByCause[CauseCrash])
+	require.Equal(t, 3, sim.apps["web"].instances[0].crashCount)
+}
+
+func TestTimelineRollingDeploy(t *testing.T) {
+	s := tlScenario(t, 3, 4096, 4)
+	tl := mustTimeline(t, `{"events":[{"at_ms":1000,"type":"deploy","process_guid":"web","new_process_guid":"web-v2","max_in_flight":2,"memory_mb":512}]}`)
+	sim := runSim(t, s, tl)
+	r := sim.rep
+	require.Equal(t, DeployStats{Started: 1, Completed: 1, Duration: WaitSummary{Count: 1, MeanMS: 29000, P50MS: 29000, P90MS: 29000, P99MS: 29000, MaxMS: 29000}}, r.Deploys)
+	require.Nil(t, sim.apps["web"], "the old version is gone")
+	v2 := sim.apps["web-v2"]
+	require.Equal(t, 4, v2.running)
+	for _, inst := range v2.instances {
+		require.Equal(t, 512, inst.memoryMB)
+	}
+	// Two new at 1 s (running at 11.2 s); the ticks at 5 s and 10 s find
+	// them starting; the 15 s tick removes two old and starts two new
+	// (running at 25.2 s); 20 s and 25 s are too early; the 30 s tick
+	// removes the old app: 29 s after the deploy began.
+	require.Equal(t, 4, r.Waits.ByCause[CauseDeploy].Count)
+}
