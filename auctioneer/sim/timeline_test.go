@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/auctioneer"
 )
 
 // tlScenario returns a parsed scenario of n cells of memMB each in one
@@ -233,8 +235,14 @@ func TestTimelineFilteredCellListsPlaceAsFullOnes(t *testing.T) {
 		DrainsPerHour: 2, ArrivalsPerHour: 30, RemovalsPerHour: 10, ScalesPerHour: 20, CrashesPerHour: 60, TasksPerHour: 30,
 		RecoverAfterMS: 300_000, Seed: 2})
 	require.NoError(t, err)
+	// A strategy that reads LRPCount (fewest instances wins, usage breaks
+	// ties) checks the count the engine gets; diego reads no count.
+	reg := auctioneer.NewRegistry()
+	require.NoError(t, reg.Register("fewest", func(auctioneer.Options) (auctioneer.Strategy, error) { return fewestLRPs{}, nil }))
+	opts := s.EngineOptions()
+	opts.Strategy, opts.Registry = "fewest", reg
 	render := func(full bool) string {
-		sim := newTimelineSim(s, tl, s.EngineOptions())
+		sim := newTimelineSim(s, tl, opts)
 		sim.fullCellLists = full
 		sim.run(nil)
 		var b bytes.Buffer
@@ -243,8 +251,18 @@ func TestTimelineFilteredCellListsPlaceAsFullOnes(t *testing.T) {
 	}
 	full := render(true)
 	require.Equal(t, full, render(false))
-	require.Contains(t, full, `"placement_failures"`)
+	require.Contains(t, full, `"strategy": "fewest"`)
+	opts.Strategy, opts.Registry = "diego", nil
+	require.Equal(t, render(true), render(false))
 }
+
+type fewestLRPs struct{}
+
+func (fewestLRPs) Score(c *auctioneer.Cell, w *auctioneer.Work) float64 {
+	return float64(c.LRPCount()) + c.UsageAfter(w.MemoryMB(), w.DiskMB())
+}
+
+func (fewestLRPs) BalanceZones() bool { return false }
 
 func TestTimelineCrashBackOff(t *testing.T) {
 	// Crashes 1 and 2 restart at once; crash 3 waits 30 s, checked by the
