@@ -103,7 +103,7 @@ func newRun(a Auction, strategy Strategy, opts Options) (*run, error) {
 			state:    st,
 			avail:    st.Available,
 			starting: st.StartingContainers,
-			lrps:     len(st.LRPs),
+			lrps:     max(len(st.LRPs), st.LRPCount),
 			tasks:    len(st.Tasks),
 			total:    st.Total,
 			proxy:    st.ProxyMemoryMB,

@@ -42,6 +42,12 @@ type CellState struct {
 	Evacuating bool
 	// LRPs are the LRP instances already on the cell, in any state.
 	LRPs []RunningLRP
+	// LRPCount, when above len(LRPs), is the number of LRP instances on
+	// the cell (Cell.LRPCount). The engine reads LRPs only for the apps
+	// of the auction, so a caller that keeps its own index (the
+	// simulator's dynamic runs) may list only those apps' instances and
+	// give the full count here. 0 means len(LRPs).
+	LRPCount int
 	// Tasks are the tasks already on the cell, in any state.
 	Tasks []RunningTask
 }

@@ -24,6 +24,7 @@ func newSimCommand() *cobra.Command {
 			"(see package auctioneer/sim for the format and its defaults).",
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
+	cmd.AddCommand(newSimTimelineCommand())
 	return cmd
 }
 
@@ -31,6 +32,7 @@ func newSimRunCommand() *cobra.Command {
 	var (
 		scenario, strategy, format, svgPath string
 		seed                                int64
+		timeline                            string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --scenario FILE.json",
@@ -47,6 +49,9 @@ func newSimRunCommand() *cobra.Command {
 			ro := sim.RunOptions{Strategy: strategy}
 			if cmd.Flags().Changed("seed") {
 				ro.Seed = &seed
+			}
+			if timeline != "" {
+				return runSimTimeline(cmd, s, timeline, ro, format, svgPath)
 			}
 			report, err := sim.Run(s, ro)
 			if err != nil {
@@ -69,6 +74,7 @@ func newSimRunCommand() *cobra.Command {
 	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
 	f.StringVar(&format, "format", "text", "report format: text or json")
 	f.StringVar(&svgPath, "svg", "", "also draw the result to this SVG file")
+	f.StringVar(&timeline, "timeline", "", "replay this timeline (JSON events over simulated time) on the scenario's cluster: a dynamic run")
 	_ = cmd.MarkFlagRequired("scenario")
 	return cmd
 }

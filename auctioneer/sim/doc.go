@@ -19,4 +19,9 @@
 // Generate builds scenarios from a few knobs; Run and Compare place them;
 // a Report is written as text, as JSON (WriteJSON, issue 4's shape) or as
 // an SVG picture (WriteSVG, one panel per strategy).
+//
+// A dynamic run (RunTimeline) replays a Timeline (ParseTimeline,
+// CheckTimeline, GenerateTimeline) of arrivals, scales, removals, crashes,
+// cell failures, drains and rolling deploys on a scenario's cluster through
+// the same engine on a virtual clock; TIMELINE.md describes the format.
 package sim
