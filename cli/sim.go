@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
@@ -174,12 +173,7 @@ func loadScenario(path string) (*sim.Scenario, error) {
 		return nil, fmt.Errorf("read scenario: %w", err)
 	}
 	defer f.Close()
-	// One byte beyond the bound, so Parse reports a file that is too large.
-	data, err := io.ReadAll(io.LimitReader(f, sim.MaxScenarioBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read scenario: %w", err)
-	}
-	s, err := sim.Parse(data)
+	s, err := sim.ParseReader(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
