@@ -284,7 +284,7 @@ type lrpKey struct {
 
 func (st *stream) readLRPs(s *Scenario) error {
 	p := &parser{}
-	lrps := []LRP{}
+	var lrps chunks[LRP]
 	ids := map[lrpKey]int{}
 	ok, err := st.elements(p, "lrps", func(i int, raw []byte) {
 		l, fast := st.fastLRP(raw)
@@ -299,21 +299,22 @@ func (st *stream) readLRPs(s *Scenario) error {
 			p.errorf(elem("lrps", i), "duplicate instance %q (also lrps[%d])", fmt.Sprintf("%s.%d", l.ProcessGUID, l.Index), first)
 		}
 		ids[k] = i
-		lrps = append(lrps, l)
+		lrps.add(l)
 	})
 	if err != nil {
 		return err
 	}
-	if !ok {
-		lrps = []LRP{}
+	s.LRPs = []LRP{}
+	if ok {
+		s.LRPs = lrps.join()
 	}
-	s.LRPs, st.lrps = lrps, p.errs
+	st.lrps = p.errs
 	return nil
 }
 
 func (st *stream) readTasks(s *Scenario) error {
 	p := &parser{}
-	tasks := []Task{}
+	var tasks chunks[Task]
 	ids := map[string]int{}
 	ok, err := st.elements(p, "tasks", func(i int, raw []byte) {
 		t, fast := st.fastTask(raw)
@@ -327,14 +328,49 @@ func (st *stream) readTasks(s *Scenario) error {
 			p.errorf(field(elem("tasks", i), "task_guid"), "duplicate %q (also tasks[%d])", t.TaskGUID, first)
 		}
 		ids[t.TaskGUID] = i
-		tasks = append(tasks, t)
+		tasks.add(t)
 	})
 	if err != nil {
 		return err
 	}
-	if !ok {
-		tasks = []Task{}
+	s.Tasks = []Task{}
+	if ok {
+		s.Tasks = tasks.join()
 	}
-	s.Tasks, st.tasks = tasks, p.errs
+	st.tasks = p.errs
 	return nil
+}
+
+// chunkLen is the length of one chunk of parsed requests.
+const chunkLen = 1 << 14
+
+// chunks collects items in fixed-size chunks, so a list of a million
+// requests is copied once, into a slice of its exact length, instead of
+// at every growth of one slice.
+type chunks[T any] struct {
+	full [][]T
+	last []T
+}
+
+func (c *chunks[T]) add(v T) {
+	if len(c.last) == chunkLen {
+		c.full = append(c.full, c.last)
+		c.last = nil
+	}
+	if c.last == nil {
+		c.last = make([]T, 0, chunkLen)
+	}
+	c.last = append(c.last, v)
+}
+
+// join returns every item in order (never nil), releasing the chunks.
+func (c *chunks[T]) join() []T {
+	out := make([]T, 0, len(c.full)*chunkLen+len(c.last))
+	for i, ch := range c.full {
+		out = append(out, ch...)
+		c.full[i] = nil
+	}
+	out = append(out, c.last...)
+	c.full, c.last = nil, nil
+	return out
 }

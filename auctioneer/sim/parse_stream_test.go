@@ -63,7 +63,7 @@ func TestParseMatchesReference(t *testing.T) {
 		requireSameAsReference(t, d)
 	}
 	rng := rand.New(rand.NewPCG(18, 18))
-	for range 3000 {
+	for range 1500 {
 		doc := docs[rng.IntN(len(docs))]
 		var compact bytes.Buffer
 		require.NoError(t, json.Compact(&compact, doc))

@@ -9,8 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/auctioneer"
 )
 
 func loadIssueExample(t *testing.T) *Scenario {
@@ -282,4 +285,39 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The streamed JSON report is byte for byte what encoding/json writes for
+// Report.JSON, escapes included, with and without placements and failures.
+func TestWriteJSONMatchesEncoder(t *testing.T) {
+	lrp := auctioneer.KindLRP
+	task := auctioneer.KindTask
+	cases := map[string]*Report{
+		"empty": {Strategy: "diego", Cells: []CellReport{{CellID: "c"}}, Zones: []ZoneReport{{Zone: ""}}},
+		"full": {
+			Strategy: "diego", Placed: 3, Failed: 2, DistributionScore: 0.25, Wall: 1500 * time.Microsecond,
+			Cells: []CellReport{{CellID: "c<1>", Zone: "z&1", PlacedLRPs: 2, PlacedMemoryMB: 64}, {CellID: "c2"}},
+			Zones: []ZoneReport{{Zone: "z&1", PlacedLRPs: 2}},
+			Placements: []auctioneer.Placement{
+				{Kind: lrp, ProcessGUID: "app-\"1\"", Index: 0, CellID: "c<1>"},
+				{Kind: lrp, ProcessGUID: "", Index: 3, CellID: "c2"},
+				{Kind: task, TaskGUID: "t\u00e9\u2028\n", CellID: "c2"},
+			},
+			Failures: []auctioneer.Failure{
+				{Kind: lrp, ProcessGUID: "p", Index: 7, Message: "found no compatible cell & <more>"},
+				{Kind: task, TaskGUID: "t\\x", Message: "insufficient resources: memory"},
+			},
+		},
+	}
+	for name, r := range cases {
+		t.Run(name, func(t *testing.T) {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetIndent("", "  ")
+			require.NoError(t, enc.Encode(r.JSON()))
+			var got bytes.Buffer
+			require.NoError(t, r.WriteJSON(&got))
+			require.Equal(t, want.String(), got.String())
+		})
+	}
 }
