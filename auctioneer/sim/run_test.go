@@ -35,8 +35,8 @@ func TestRunIssueExample(t *testing.T) {
 	require.Equal(t, "insufficient resources: memory", r.Failures[0].Message)
 	require.Equal(t, []CellReport{{
 		CellID: "cell-1", Zone: "z1", Total: Capacity{MemoryMB: 100, DiskMB: 100, Containers: 100},
-		ExistingMemoryMB: 20, ExistingLRPs: 1, ExistingTasks: 1,
-		PlacedMemoryMB: 20, PlacedLRPs: 1, PlacedTasks: 1,
+		ExistingMemoryMB: 20, ExistingDiskMB: 20, ExistingLRPs: 1, ExistingTasks: 1,
+		PlacedMemoryMB: 20, PlacedDiskMB: 20, PlacedLRPs: 1, PlacedTasks: 1,
 		Free: Capacity{MemoryMB: 60, DiskMB: 60, Containers: 96},
 	}}, r.Cells)
 	require.Equal(t, []ZoneReport{{Zone: "z1", Cells: 1, TotalMemoryMB: 100, ExistingMemoryMB: 20, PlacedMemoryMB: 20, PlacedLRPs: 1, PlacedTasks: 1}}, r.Zones)
@@ -162,7 +162,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 	var buf bytes.Buffer
 	require.NoError(t, WriteSVG(&buf, reports...))
 	dec := xml.NewDecoder(&buf)
-	tiles, panels := 0, 0
+	histograms, panels := 0, 0
 	var root string
 	for {
 		tok, err := dec.Token()
@@ -175,13 +175,13 @@ func TestSVGIsWellFormed(t *testing.T) {
 				root = se.Name.Local
 				require.Equal(t, "http://www.w3.org/2000/svg", se.Name.Space)
 			}
-			switch se.Name.Local {
-			case "title":
-				tiles++
-			case "g":
+			if se.Name.Local == "g" {
 				for _, a := range se.Attr {
 					if a.Name.Local == "transform" {
 						panels++
+					}
+					if a.Name.Local == "class" && a.Value == "histogram" {
+						histograms++
 					}
 				}
 			}
@@ -189,7 +189,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 	}
 	require.Equal(t, "svg", root)
 	require.Equal(t, 2, panels)
-	require.Equal(t, 2000, tiles, "one tile per cell per panel")
+	require.Equal(t, 2*3*3, histograms, "1,000 cells: one histogram per resource per zone per panel")
 }
 
 func TestGenerate(t *testing.T) {
