@@ -174,6 +174,7 @@ type legendItem struct {
 func (p *panel) legend(items []legendItem) {
 	x := svgMargin
 	for _, l := range items {
+		p.b.WriteString(`<g class="legend-item">`)
 		if l.outline {
 			p.outline(x, p.y-9, 10, 10, l.colour)
 		} else {
@@ -181,6 +182,7 @@ func (p *panel) legend(items []legendItem) {
 		}
 		p.b.WriteString("\n")
 		p.text(x+14, "normal", l.label)
+		p.b.WriteString("</g>\n")
 		x += 14 + 6*len(l.label) + 16
 	}
 }
@@ -505,10 +507,13 @@ func (p *panel) spreadCells(s appSpread, most int) {
 			for _, k2 := range ks[i:] {
 				rest += hist[k2]
 			}
-			b = fmt.Appendf(b, " · %d–%d: %d cells", k, most, rest)
+			b = fmt.Appendf(b, " · %d–%d → %d cells", k, most, rest)
 			break
 		}
-		b = fmt.Appendf(b, " · %d: %d cells", k, hist[k])
+		if i > 0 {
+			b = append(b, " ·"...)
+		}
+		b = fmt.Appendf(b, " %d → %d cells", k, hist[k])
 	}
 	p.line("normal", string(b))
 	if len(s.perCell) > svgMaxSpreadCells {
