@@ -30,6 +30,7 @@ func newSimRunCommand() *cobra.Command {
 	var (
 		scenario, strategy, format, svgPath string
 		seed                                int64
+		svgApps                             []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run --scenario FILE.json",
@@ -52,7 +53,7 @@ func newSimRunCommand() *cobra.Command {
 				return err
 			}
 			if svgPath != "" {
-				if err := writeSVGFile(svgPath, report); err != nil {
+				if err := writeSVGFile(svgPath, sim.SVGOptions{Apps: svgApps}, report); err != nil {
 					return err
 				}
 			}
@@ -68,6 +69,7 @@ func newSimRunCommand() *cobra.Command {
 	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
 	f.StringVar(&format, "format", "text", "report format: text or json")
 	f.StringVar(&svgPath, "svg", "", "also draw the result to this SVG file")
+	f.StringSliceVar(&svgApps, "svg-apps", nil, "process guids whose spread the SVG draws (default: the 3 with the most instances placed)")
 	_ = cmd.MarkFlagRequired("scenario")
 	return cmd
 }
@@ -126,6 +128,7 @@ func newSimCompareCommand() *cobra.Command {
 		scenario, svgPath string
 		strategies        []string
 		seed              int64
+		svgApps           []string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare --scenario FILE.json",
@@ -150,7 +153,7 @@ func newSimCompareCommand() *cobra.Command {
 				return err
 			}
 			if svgPath != "" {
-				if err := writeSVGFile(svgPath, reports...); err != nil {
+				if err := writeSVGFile(svgPath, sim.SVGOptions{Apps: svgApps}, reports...); err != nil {
 					return err
 				}
 			}
@@ -162,6 +165,7 @@ func newSimCompareCommand() *cobra.Command {
 	f.StringSliceVar(&strategies, "strategies", []string{"diego", "binpack", "spread"}, "comma-separated strategies to compare")
 	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
 	f.StringVar(&svgPath, "svg", "", "draw the strategies side by side to this SVG file")
+	f.StringSliceVar(&svgApps, "svg-apps", nil, "process guids whose spread the SVG draws (default: the 3 with the most instances placed)")
 	_ = cmd.MarkFlagRequired("scenario")
 	return cmd
 }
@@ -181,9 +185,9 @@ func loadScenario(path string) (*sim.Scenario, error) {
 }
 
 // writeSVGFile draws the reports to path.
-func writeSVGFile(path string, reports ...*sim.Report) error {
+func writeSVGFile(path string, o sim.SVGOptions, reports ...*sim.Report) error {
 	var buf bytes.Buffer
-	if err := sim.WriteSVG(&buf, reports...); err != nil {
+	if err := sim.WriteSVGWith(&buf, o, reports...); err != nil {
 		return err
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
