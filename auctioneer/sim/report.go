@@ -134,7 +134,7 @@ func (r *Report) jsonSummary() JSONReport {
 // WriteJSON writes the report in the --format json shape, indented,
 // streaming the placements and failures (see report_json.go).
 func (r *Report) WriteJSON(w io.Writer) error {
-	if err := r.streamJSON(w); err != nil {
+	if err := r.streamJSON(w, r.jsonSummary()); err != nil {
 		return fmt.Errorf("write json report: %w", err)
 	}
 	return nil

@@ -12,12 +12,13 @@ import (
 )
 
 // streamJSON writes exactly what a json.Encoder with a two-space indent
-// writes for r.JSON(), without building the placement and failure lists:
-// the summary is encoded with empty lists, and the lists are written into
-// it item by item. Memory stays that of the summary (per cell and per zone)
-// whatever the number of placements.
-func (r *Report) streamJSON(w io.Writer) error {
-	doc, err := json.MarshalIndent(r.jsonSummary(), "", "  ")
+// writes for summary with r's placements and failures in its top-level
+// "placements" and "failures" lists, without building those lists:
+// summary (r.jsonSummary(), or any report embedding it) is encoded with
+// them empty, and they are written into it item by item. Memory stays that
+// of the summary (per cell and per zone) whatever the number of placements.
+func (r *Report) streamJSON(w io.Writer, summary any) error {
+	doc, err := json.MarshalIndent(summary, "", "  ")
 	if err != nil {
 		return err
 	}
