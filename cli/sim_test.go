@@ -125,6 +125,18 @@ func TestSimRunSVG(t *testing.T) {
 	requireWellFormedSVG(t, svg, 1)
 }
 
+// --svg-apps names the apps whose spread the figure draws.
+func TestSimRunSVGApps(t *testing.T) {
+	svg := filepath.Join(t.TempDir(), "run.svg")
+	_, err := execute(t, "sim", "run", "--scenario", "testdata/issue4.json", "--svg", svg, "--svg-apps", "pg-1,pg-8")
+	require.NoError(t, err)
+	data, err := os.ReadFile(svg)
+	require.NoError(t, err)
+	require.Contains(t, string(data), `<g class="spread" data-app="pg-1">`)
+	require.Contains(t, string(data), `<g class="spread" data-app="pg-8">`)
+	require.NotContains(t, string(data), `data-app="pg-7"`)
+}
+
 func TestSimGenerate(t *testing.T) {
 	out := mustGenerate(t, "--cells", "12", "--zones", "3", "--memory-mb", "2048", "--fill", "0.8", "--apps", "2x3@256", "--tasks", "2", "--seed", "9")
 	var s struct {

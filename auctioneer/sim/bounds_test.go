@@ -2,6 +2,7 @@ package sim
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -36,8 +37,8 @@ func TestScenarioBounds(t *testing.T) {
 			require.Contains(t, v.Fields, tc.want)
 		})
 	}
-	_, err := Parse(make([]byte, MaxScenarioBytes+1))
-	require.ErrorContains(t, err, "a scenario must be at most 67108864 bytes")
+	_, err := ParseReader(hugeFile{})
+	require.ErrorContains(t, err, "a scenario must be at most 1073741824 bytes (got 1073741825)")
 
 	base := GenerateOptions{Cells: 10, Zones: 2, MemoryMB: 1024, Containers: 10, Apps: []AppMix{{Count: 1, Instances: 2, MemoryMB: 64}}}
 	for _, tc := range []struct {
@@ -60,4 +61,19 @@ func TestScenarioBounds(t *testing.T) {
 	}
 	_, err = Generate(base)
 	require.NoError(t, err)
+}
+
+// hugeFile seeks like a file one byte beyond MaxScenarioBytes and holds no
+// data: ParseReader must refuse it before reading.
+type hugeFile struct{}
+
+func (hugeFile) Read([]byte) (int, error) {
+	return 0, errors.New("read: ParseReader read a file beyond the bound")
+}
+
+func (hugeFile) Seek(offset int64, whence int) (int64, error) {
+	if whence == io.SeekEnd {
+		return MaxScenarioBytes + 1 + offset, nil
+	}
+	return offset, nil
 }

@@ -16,9 +16,26 @@
 // A bad scenario is refused as a whole with the JSON path of every bad
 // field, e.g. "cells[3].total.memory_mb: must be > 0".
 //
+// Parse and ParseReader stream the document: memory follows the scenario,
+// not the file (a scenario file may be up to MaxScenarioBytes). Their
+// errors are, field for field, those of the reference parse that decodes
+// the whole document into a generic tree (kept for tests and the fuzzer).
+//
 // Generate builds scenarios from a few knobs; Run and Compare place them;
-// a Report is written as text, as JSON (WriteJSON, issue 4's shape) or as
-// an SVG picture (WriteSVG, one panel per strategy).
+// a Report is written as text, as JSON (WriteJSON, issue 4's shape,
+// streamed) or as an SVG figure (WriteSVG, one panel per strategy).
+//
+// The figure prints: every number it draws is also written as text. A
+// panel has a summary (no wall time: it is the machine's, not the
+// placement's), then memory, disk and container sections: per zone
+// totals and, up to SVGMaxCellRows cells, one bar per cell with
+// "existing + placed of total, free" beside it (evacuating cells
+// outlined); beyond that, a histogram per zone of how many cells are in
+// each tenth of use after the run, each count written above its bar, and
+// the figure says it aggregated. Then the spread of selected apps
+// (SVGOptions.Apps, "gavel sim run|compare --svg-apps", default the three
+// with the most instances placed): instances per zone and how many cells
+// hold 1, 2, … of them, each cell listed when few hold the app.
 //
 // A dynamic run (RunTimeline) replays a Timeline (ParseTimeline,
 // CheckTimeline, GenerateTimeline) of arrivals, scales, removals, crashes,

@@ -3,12 +3,14 @@ package sim
 import (
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 )
 
-// Any document either parses into a scenario within the bounds or is
-// refused with a *ValidationError (matching ErrInvalidScenario); never a
-// panic and never a partial scenario.
+// Any document parses as the reference (parseTree) parses it, and either
+// parses into a scenario within the bounds or is refused with a
+// *ValidationError (matching ErrInvalidScenario); never a panic and never
+// a partial scenario.
 func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("testdata/issue4.json"); err == nil {
 		f.Add(data)
@@ -24,6 +26,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse(data)
+		want, wantErr := parseTree(data)
+		if !reflect.DeepEqual(want, s) || !reflect.DeepEqual(wantErr, err) {
+			t.Fatalf("streaming parse differs from the reference: %v (%v) against %v (%v)", s, err, want, wantErr)
+		}
 		if err != nil {
 			if s != nil {
 				t.Fatal("a partial scenario with an error")

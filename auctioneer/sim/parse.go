@@ -16,8 +16,10 @@ import (
 // Bounds of a scenario, beyond the BBS's own (bbs/models: guid, name, tag and
 // URL lengths, list sizes), which a scenario's fields follow too.
 const (
-	// MaxScenarioBytes bounds a scenario file.
-	MaxScenarioBytes = 64 << 20
+	// MaxScenarioBytes bounds a scenario file: 1 GiB, room for MaxWork
+	// instances to place and as many already running, indented. Parse
+	// streams it, so memory follows the scenario, not the file.
+	MaxScenarioBytes = 1 << 30
 	// MaxCells bounds a scenario's cells.
 	MaxCells = 100_000
 	// MaxWork bounds a scenario's LRP instances and its tasks, each.
@@ -94,10 +96,27 @@ func (e *ValidationError) Is(target error) bool { return target == ErrInvalidSce
 // Parse reads a scenario, fills omitted fields with their defaults and
 // validates it. Unknown fields, wrong types and bad values are all
 // reported, each with its JSON path, in a *ValidationError; a scenario
-// that does not parse is never partly returned.
+// that does not parse is never partly returned. It streams the document
+// (see ParseReader); the errors are those of the reference parse
+// (parseTree), which decodes the whole document into a generic tree.
 func Parse(data []byte) (*Scenario, error) {
 	if len(data) > MaxScenarioBytes {
-		return nil, &ValidationError{Fields: []FieldError{{Message: fmt.Sprintf("a scenario must be at most %d bytes (got %d)", MaxScenarioBytes, len(data))}}}
+		return nil, tooLarge(int64(len(data)))
+	}
+	return parseStream(bytes.NewReader(data), func() ([]byte, error) { return data, nil })
+}
+
+// tooLarge is the error of a scenario beyond MaxScenarioBytes.
+func tooLarge(size int64) error {
+	return &ValidationError{Fields: []FieldError{{Message: fmt.Sprintf("a scenario must be at most %d bytes (got %d)", MaxScenarioBytes, size)}}}
+}
+
+// parseTree is the reference parse: the whole document decoded into a
+// generic tree, then walked. Parse gives the same scenario and the same
+// errors (the tests hold them to it) with a fraction of the memory.
+func parseTree(data []byte) (*Scenario, error) {
+	if len(data) > MaxScenarioBytes {
+		return nil, tooLarge(int64(len(data)))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()

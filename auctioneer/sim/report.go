@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -87,18 +86,7 @@ type JSONZone struct {
 
 // JSON returns the report in the --format json shape.
 func (r *Report) JSON() JSONReport {
-	out := JSONReport{
-		Placements: make([]JSONPlacement, 0, len(r.Placements)),
-		Failures:   make([]JSONFailure, 0, len(r.Failures)),
-		Metrics: JSONMetrics{
-			Placed:            r.Placed,
-			Failed:            r.Failed,
-			DistributionScore: r.DistributionScore,
-			WallMS:            float64(r.Wall.Microseconds()) / 1000,
-			PerCell:           make(map[string]JSONCell, len(r.Cells)),
-			PerZone:           make(map[string]JSONZone, len(r.Zones)),
-		},
-	}
+	out := r.jsonSummary()
 	for _, p := range r.Placements {
 		jp := JSONPlacement{Kind: string(p.Kind), CellID: p.CellID}
 		if p.Kind == auctioneer.KindLRP {
@@ -117,6 +105,23 @@ func (r *Report) JSON() JSONReport {
 		}
 		out.Failures = append(out.Failures, jf)
 	}
+	return out
+}
+
+// jsonSummary is the JSON report with empty placement and failure lists.
+func (r *Report) jsonSummary() JSONReport {
+	out := JSONReport{
+		Placements: []JSONPlacement{},
+		Failures:   []JSONFailure{},
+		Metrics: JSONMetrics{
+			Placed:            r.Placed,
+			Failed:            r.Failed,
+			DistributionScore: r.DistributionScore,
+			WallMS:            float64(r.Wall.Microseconds()) / 1000,
+			PerCell:           make(map[string]JSONCell, len(r.Cells)),
+			PerZone:           make(map[string]JSONZone, len(r.Zones)),
+		},
+	}
 	for _, c := range r.Cells {
 		out.Metrics.PerCell[c.CellID] = JSONCell{LRPs: c.PlacedLRPs, Tasks: c.PlacedTasks, MemoryUsedMB: c.PlacedMemoryMB}
 	}
@@ -126,11 +131,10 @@ func (r *Report) JSON() JSONReport {
 	return out
 }
 
-// WriteJSON writes the report in the --format json shape, indented.
+// WriteJSON writes the report in the --format json shape, indented,
+// streaming the placements and failures (see report_json.go).
 func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r.JSON()); err != nil {
+	if err := r.streamJSON(w, r.jsonSummary()); err != nil {
 		return fmt.Errorf("write json report: %w", err)
 	}
 	return nil

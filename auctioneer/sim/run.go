@@ -55,6 +55,10 @@ type Report struct {
 	Wall time.Duration
 	// Engine holds the engine's own metrics.
 	Engine auctioneer.Metrics
+
+	// scenario is what ran, for the figures' view of each app's spread
+	// (instances already running count); nil in a report built by hand.
+	scenario *Scenario
 }
 
 // CellReport is one cell before and after the run.
@@ -69,10 +73,14 @@ type CellReport struct {
 	Total Capacity
 	// ExistingMemoryMB is the memory of the work already there.
 	ExistingMemoryMB int
+	// ExistingDiskMB is the disk of the work already there.
+	ExistingDiskMB int
 	// ExistingLRPs and ExistingTasks count the work already there.
 	ExistingLRPs, ExistingTasks int
 	// PlacedMemoryMB is the memory placed by the run.
 	PlacedMemoryMB int
+	// PlacedDiskMB is the disk placed by the run.
+	PlacedDiskMB int
 	// PlacedLRPs and PlacedTasks count the work placed by the run.
 	PlacedLRPs, PlacedTasks int
 	// Free is what is left after the run.
@@ -128,6 +136,7 @@ func Run(s *Scenario, ro RunOptions) (*Report, error) {
 		Engine:     res.Metrics,
 	}
 	r.summarise(s)
+	r.scenario = s
 	return r, nil
 }
 
@@ -142,6 +151,7 @@ func (r *Report) summarise(s *Scenario) {
 			CellID: c.CellID, Zone: c.Zone, Index: c.Index, Evacuating: c.Evacuating,
 			Total:            c.Total,
 			ExistingMemoryMB: used.MemoryMB,
+			ExistingDiskMB:   used.DiskMB,
 			ExistingLRPs:     len(c.LRPs),
 			ExistingTasks:    len(c.Tasks),
 			Free: Capacity{
@@ -162,6 +172,7 @@ func (r *Report) summarise(s *Scenario) {
 			cr.PlacedTasks++
 		}
 		cr.PlacedMemoryMB += mem
+		cr.PlacedDiskMB += disk
 		cr.Free.MemoryMB -= mem
 		cr.Free.DiskMB -= disk
 		cr.Free.Containers--

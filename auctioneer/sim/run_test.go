@@ -9,8 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/gavelhq/gavel/auctioneer"
 )
 
 func loadIssueExample(t *testing.T) *Scenario {
@@ -32,8 +35,8 @@ func TestRunIssueExample(t *testing.T) {
 	require.Equal(t, "insufficient resources: memory", r.Failures[0].Message)
 	require.Equal(t, []CellReport{{
 		CellID: "cell-1", Zone: "z1", Total: Capacity{MemoryMB: 100, DiskMB: 100, Containers: 100},
-		ExistingMemoryMB: 20, ExistingLRPs: 1, ExistingTasks: 1,
-		PlacedMemoryMB: 20, PlacedLRPs: 1, PlacedTasks: 1,
+		ExistingMemoryMB: 20, ExistingDiskMB: 20, ExistingLRPs: 1, ExistingTasks: 1,
+		PlacedMemoryMB: 20, PlacedDiskMB: 20, PlacedLRPs: 1, PlacedTasks: 1,
 		Free: Capacity{MemoryMB: 60, DiskMB: 60, Containers: 96},
 	}}, r.Cells)
 	require.Equal(t, []ZoneReport{{Zone: "z1", Cells: 1, TotalMemoryMB: 100, ExistingMemoryMB: 20, PlacedMemoryMB: 20, PlacedLRPs: 1, PlacedTasks: 1}}, r.Zones)
@@ -159,7 +162,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 	var buf bytes.Buffer
 	require.NoError(t, WriteSVG(&buf, reports...))
 	dec := xml.NewDecoder(&buf)
-	tiles, panels := 0, 0
+	histograms, panels := 0, 0
 	var root string
 	for {
 		tok, err := dec.Token()
@@ -172,13 +175,13 @@ func TestSVGIsWellFormed(t *testing.T) {
 				root = se.Name.Local
 				require.Equal(t, "http://www.w3.org/2000/svg", se.Name.Space)
 			}
-			switch se.Name.Local {
-			case "title":
-				tiles++
-			case "g":
+			if se.Name.Local == "g" {
 				for _, a := range se.Attr {
 					if a.Name.Local == "transform" {
 						panels++
+					}
+					if a.Name.Local == "class" && a.Value == "histogram" {
+						histograms++
 					}
 				}
 			}
@@ -186,7 +189,7 @@ func TestSVGIsWellFormed(t *testing.T) {
 	}
 	require.Equal(t, "svg", root)
 	require.Equal(t, 2, panels)
-	require.Equal(t, 2000, tiles, "one tile per cell per panel")
+	require.Equal(t, 2*3*3, histograms, "1,000 cells: one histogram per resource per zone per panel")
 }
 
 func TestGenerate(t *testing.T) {
@@ -282,4 +285,39 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The streamed JSON report is byte for byte what encoding/json writes for
+// Report.JSON, escapes included, with and without placements and failures.
+func TestWriteJSONMatchesEncoder(t *testing.T) {
+	lrp := auctioneer.KindLRP
+	task := auctioneer.KindTask
+	cases := map[string]*Report{
+		"empty": {Strategy: "diego", Cells: []CellReport{{CellID: "c"}}, Zones: []ZoneReport{{Zone: ""}}},
+		"full": {
+			Strategy: "diego", Placed: 3, Failed: 2, DistributionScore: 0.25, Wall: 1500 * time.Microsecond,
+			Cells: []CellReport{{CellID: "c<1>", Zone: "z&1", PlacedLRPs: 2, PlacedMemoryMB: 64}, {CellID: "c2"}},
+			Zones: []ZoneReport{{Zone: "z&1", PlacedLRPs: 2}},
+			Placements: []auctioneer.Placement{
+				{Kind: lrp, ProcessGUID: "app-\"1\"", Index: 0, CellID: "c<1>"},
+				{Kind: lrp, ProcessGUID: "", Index: 3, CellID: "c2"},
+				{Kind: task, TaskGUID: "t\u00e9\u2028\n", CellID: "c2"},
+			},
+			Failures: []auctioneer.Failure{
+				{Kind: lrp, ProcessGUID: "p", Index: 7, Message: "found no compatible cell & <more>"},
+				{Kind: task, TaskGUID: "t\\x", Message: "insufficient resources: memory"},
+			},
+		},
+	}
+	for name, r := range cases {
+		t.Run(name, func(t *testing.T) {
+			var want bytes.Buffer
+			enc := json.NewEncoder(&want)
+			enc.SetIndent("", "  ")
+			require.NoError(t, enc.Encode(r.JSON()))
+			var got bytes.Buffer
+			require.NoError(t, r.WriteJSON(&got))
+			require.Equal(t, want.String(), got.String())
+		})
+	}
 }
