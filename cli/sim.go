@@ -24,6 +24,7 @@ func newSimCommand() *cobra.Command {
 			"(see package auctioneer/sim for the format and its defaults).",
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
+	cmd.AddCommand(newSimCaptureCommand())
 	return cmd
 }
 
