@@ -21,7 +21,8 @@ func newSimCommand() *cobra.Command {
 		Short: "Simulate auctions: run, generate and compare placement scenarios",
 		Long: "Simulate auctions on the real placement engine.\n\n" +
 			"A scenario file lists cells, the work already on them and the work to place\n" +
-			"(see package auctioneer/sim for the format and its defaults).",
+			"(see package auctioneer/sim for the format and its defaults; docs/sim-capture-and-generate.md for\n" +
+			"capturing a running cluster and generating from a spec).",
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
 	cmd.AddCommand(newSimCaptureCommand())
@@ -76,17 +77,22 @@ func newSimRunCommand() *cobra.Command {
 
 func newSimGenerateCommand() *cobra.Command {
 	var (
-		o    sim.GenerateOptions
-		apps string
+		o          sim.GenerateOptions
+		apps, spec string
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Write a generated scenario to stdout",
 		Long: "Write a generated scenario to stdout: cells dealt into zones and pre-filled with\n" +
 			"existing work, then the apps of --apps to place.\n\n" +
-			"--apps is COUNTxINSTANCES@MEMORY_MB[,...]: e.g. 40x4@256 is 40 apps of 4 instances of 256 MB.",
+			"--apps is COUNTxINSTANCES@MEMORY_MB[,...]: e.g. 40x4@256 is 40 apps of 4 instances of 256 MB.\n\n" +
+			"--spec FILE generates heterogeneous cell groups and workload mixes from a JSON or YAML spec\n" +
+			"(docs/sim-capture-and-generate.md); --seed then replaces the spec's seed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if spec != "" {
+				return generateFromSpec(cmd, spec)
+			}
 			var err error
 			if strings.TrimSpace(apps) != "" {
 				if o.Apps, err = sim.ParseAppMix(apps); err != nil {
@@ -120,6 +126,7 @@ func newSimGenerateCommand() *cobra.Command {
 	f.IntVar(&o.Tasks, "tasks", 0, "number of tasks to place")
 	f.IntVar(&o.TaskMemoryMB, "task-memory-mb", 512, "memory (and disk) per task, MB")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the generator, also written as options.seed")
+	f.StringVar(&spec, "spec", "", "generate from this spec instead (JSON or YAML: cell groups and workload mixes; see auctioneer/sim/genspec.go)")
 	return cmd
 }
 
