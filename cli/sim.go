@@ -21,8 +21,7 @@ func newSimCommand() *cobra.Command {
 		Short: "Simulate auctions: run, generate and compare placement scenarios",
 		Long: "Simulate auctions on the real placement engine.\n\n" +
 			"A scenario file lists cells, the work already on them and the work to place\n" +
-			"(see package auctioneer/sim for the format and its defaults; docs/sim-capture-and-generate.md for\n" +
-			"capturing a running cluster and generating from a spec).",
+			"(see package auctioneer/sim for the format and its defaults).",
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
 	cmd.AddCommand(newSimCaptureCommand())
