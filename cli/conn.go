@@ -135,6 +135,7 @@ func (c *conn) client(cmd *cobra.Command) (*client.Client, error) {
 		cfg.TLS = tc
 	}
 	c.addresses = addrs
+	c.tls = files // the reps are reached with the same files (gavel cell-state, sim capture)
 	return client.New(cfg)
 }
 

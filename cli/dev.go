@@ -46,6 +46,7 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&opts.Backend, "backend", "process", `the cells' container backend: "process" (no isolation), "runc" (real containers: root, runc and the CNI plugins) or "garden" (each cell drives a Garden server over runc)`)
 	f.IntVar(&opts.Bridge.PortBase, "bridge-port-base", 0, "cc-bridge ports: controller double, stager, tps-listener, cc-uploader, file-server, nsync-listener on this port and the next 5 (0: free ports)")
 	f.StringVar(&opts.EncryptionKeyFile, "encryption-key-file", "", "a file of 32 random bytes: the BBS seals records in etcd with it (AES-256-GCM, key label \"dev\")")
+	f.Int64Var(&opts.AuctionSeed, "auction-seed", 0, "the auctioneer's tie-breaking seed: auction n uses it + n (its log's auction-completed lines show each), so gavel sim capture and gavel sim run can replay it")
 	f.StringVar(&opts.KeeperPath, "keeper-path", keeperAuto, `the cells' gavel-keeper binary ("auto": the one beside gavel if there is one; "": gavel re-executes itself as the keeper)`)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if opts.PortRangeStart < 1024 || uint64(opts.PortRangeStart)+uint64(opts.Cells)*1000-1 > 65535 {

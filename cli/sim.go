@@ -24,6 +24,7 @@ func newSimCommand() *cobra.Command {
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
 	cmd.AddCommand(newSimTimelineCommand())
+	cmd.AddCommand(newSimCaptureCommand())
 	return cmd
 }
 
@@ -82,17 +83,22 @@ func newSimRunCommand() *cobra.Command {
 
 func newSimGenerateCommand() *cobra.Command {
 	var (
-		o    sim.GenerateOptions
-		apps string
+		o          sim.GenerateOptions
+		apps, spec string
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
 		Short: "Write a generated scenario to stdout",
 		Long: "Write a generated scenario to stdout: cells dealt into zones and pre-filled with\n" +
 			"existing work, then the apps of --apps to place.\n\n" +
-			"--apps is COUNTxINSTANCES@MEMORY_MB[,...]: e.g. 40x4@256 is 40 apps of 4 instances of 256 MB.",
+			"--apps is COUNTxINSTANCES@MEMORY_MB[,...]: e.g. 40x4@256 is 40 apps of 4 instances of 256 MB.\n\n" +
+			"--spec FILE generates heterogeneous cell groups and workload mixes from a JSON or YAML spec\n" +
+			"(docs/sim-capture-and-generate.md); --seed then replaces the spec's seed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if spec != "" {
+				return generateFromSpec(cmd, spec)
+			}
 			var err error
 			if strings.TrimSpace(apps) != "" {
 				if o.Apps, err = sim.ParseAppMix(apps); err != nil {
@@ -126,6 +132,7 @@ func newSimGenerateCommand() *cobra.Command {
 	f.IntVar(&o.Tasks, "tasks", 0, "number of tasks to place")
 	f.IntVar(&o.TaskMemoryMB, "task-memory-mb", 512, "memory (and disk) per task, MB")
 	f.Int64Var(&o.Seed, "seed", 1, "seed of the generator, also written as options.seed")
+	f.StringVar(&spec, "spec", "", "generate from this spec instead (JSON or YAML: cell groups and workload mixes; see auctioneer/sim/genspec.go)")
 	return cmd
 }
 

@@ -60,6 +60,9 @@ type Options struct {
 	Bridge BridgeOptions
 	// EncryptionKeyFile, when set, is a 32-byte key the BBS seals records with (label "dev").
 	EncryptionKeyFile string
+	// AuctionSeed is the auctioneer's seed: auction n breaks ties with
+	// AuctionSeed + n, so gavel sim can replay it (default 0).
+	AuctionSeed int64
 }
 
 func (o Options) withDefaults() Options {
@@ -290,6 +293,7 @@ func (c *Cluster) runAuctioneer(signals <-chan os.Signal, ready chan<- struct{})
 	cfg.InsecurePlaintext = true // gavel dev runs plaintext (DESIGN.md allows it)
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.InstanceID = "dev-auctioneer"
+	cfg.Seed = c.opts.AuctionSeed
 	cfg.Etcd = c.etcdConfig()
 	cfg.BBSAddresses = []string{c.bbs.Addr()}
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(t.lockTTL), config.Duration(t.lockRetry)

@@ -279,7 +279,7 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 	r.logger.Info("auction-completed", lager.Data{
 		"cells": rep.Cells, "failed_cells": rep.FailedCells, "attempts": rep.Attempts,
 		"lrps": len(lrps), "tasks": len(tasks), "placed": len(rep.Placements), "failed": len(rep.Failures),
-		"duration": r.opts.Clock.Since(start).String(),
+		"seed": opts.Seed, "duration": r.opts.Clock.Since(start).String(),
 	})
 	return rep, nil
 }
