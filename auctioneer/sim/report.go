@@ -126,11 +126,12 @@ func (r *Report) JSON() JSONReport {
 	return out
 }
 
-// WriteJSON writes the report in the --format json shape, indented.
+// WriteJSON writes the report in the --format json shape (FullJSON),
+// indented.
 func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r.JSON()); err != nil {
+	if err := enc.Encode(r.FullJSON()); err != nil {
 		return fmt.Errorf("write json report: %w", err)
 	}
 	return nil
