@@ -28,7 +28,7 @@ func strandScenario() *Scenario {
 		Options: ScenarioOptions{Strategy: "binpack", StartingContainerWeight: 0.25, Seed: 4},
 		Cells: []Cell{
 			cell("roomy", 1000, 10, 0),
-			cell("tight", 110, 10, 6),   // 50 MB free
+			cell("tight", 110, 10, 6),    // 50 MB free
 			cell("no-slots", 1000, 2, 2), // no container
 		},
 		LRPs: []LRP{{ProcessGUID: "new", MemoryMB: 64, DiskMB: 64, RootFS: DefaultRootFS}},
