@@ -21,7 +21,8 @@ func newSimCommand() *cobra.Command {
 		Short: "Simulate auctions: run, generate and compare placement scenarios",
 		Long: "Simulate auctions on the real placement engine.\n\n" +
 			"A scenario file lists cells, the work already on them and the work to place\n" +
-			"(see package auctioneer/sim for the format and its defaults).",
+			"(see package auctioneer/sim for the format and its defaults). --strategy takes a\n" +
+			"strategy name or a strategy file (auctioneer/strategyfile/README.md).",
 	}
 	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand(), newSimSweepCommand())
 	return cmd

@@ -16,7 +16,11 @@
 // A bad scenario is refused as a whole with the JSON path of every bad
 // field, e.g. "cells[3].total.memory_mb: must be > 0".
 //
-// Generate builds scenarios from a few knobs; Run and Compare place them;
-// a Report is written as text, as JSON (WriteJSON, issue 4's shape) or as
-// an SVG picture (WriteSVG, one panel per strategy).
+// Generate builds scenarios from a few knobs; Run and Compare place them
+// with a named strategy or a strategy file (RunOptions.StrategyFile,
+// package auctioneer/strategyfile); Sweep runs strategies over seeds and
+// parameter grids. A Report is written as text, as JSON (WriteJSON: issue
+// 4's shape plus the run's inputs, free and stranded capacity and the
+// starting distribution; README.md), or as an SVG picture (WriteSVG, one
+// panel per strategy); compare and sweep rows as CSV or JSON (Row).
 package sim

@@ -166,25 +166,19 @@ func (f *File) compile() error {
 	case len(s.Score) > MaxScoreBytes:
 		return bad("score", "must be at most %d bytes (got %d)", MaxScoreBytes, len(s.Score))
 	}
-	if w := s.StartingContainerWeight; w != nil && (math.IsNaN(*w) || math.IsInf(*w, 0) || *w < 0) {
-		return bad(ParamStartingContainerWeight, "must be a finite number >= 0 (got %v)", *w)
-	}
-	if w := s.BinPackFirstFitWeight; w != nil && (math.IsNaN(*w) || *w < 0 || *w > 1) {
-		return bad(ParamBinPackFirstFitWeight, "must be between 0 and 1 (got %v)", *w)
-	}
 	if len(s.Params) > MaxParams {
 		return bad("params", "at most %d params (got %d)", MaxParams, len(s.Params))
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
-		v := s.Params[k]
 		switch {
 		case len(k) > MaxNameBytes || !paramPattern.MatchString(k):
 			return bad("params", "%q: a param name is at most %d lower-case letters, digits and '_', not starting with a digit", k, MaxNameBytes)
 		case k == ParamStartingContainerWeight || k == ParamBinPackFirstFitWeight:
 			return bad("params."+k, "set it as the top-level field %s", k)
-		case math.IsNaN(v) || math.IsInf(v, 0):
-			return bad("params."+k, "must be a finite number (got %v)", v)
 		}
+	}
+	if err := f.validateValues(); err != nil {
+		return err
 	}
 	if s.Base != "" {
 		if len(s.Params) > 0 {
@@ -265,9 +259,9 @@ func (f *File) validateValues() error {
 	if w := s.BinPackFirstFitWeight; w != nil && (math.IsNaN(*w) || *w < 0 || *w > 1) {
 		return fmt.Errorf("%w: %s: must be between 0 and 1 (got %v)", ErrInvalidStrategy, ParamBinPackFirstFitWeight, *w)
 	}
-	for k, v := range s.Params {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("%w: params.%s: must be a finite number (got %v)", ErrInvalidStrategy, k, v)
+	for _, k := range slices.Sorted(maps.Keys(s.Params)) {
+		if v := s.Params[k]; math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("%w: params.%s: must be a finite number (got %v)", ErrInvalidStrategy, k, s.Params[k])
 		}
 	}
 	return nil
