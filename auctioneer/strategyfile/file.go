@@ -30,9 +30,11 @@ const (
 	MaxNameBytes = 64
 	// MaxCost bounds the estimated worst-case cost of one evaluation of the
 	// score (cel-go cost units: about one per variable read, operator or
-	// list element visited), and is the runtime cost limit of an
-	// evaluation.
-	MaxCost = 100_000
+	// list element visited). It admits one pass over a tag list checking
+	// membership in another (about 10,600) and refuses deeper nesting: a
+	// score runs once per (item, fitting cell), so an auction of 1,000
+	// items on 1,000 cells evaluates it a million times.
+	MaxCost = 11_000
 	// MaxListItems is the size the cost estimate assumes for a list variable
 	// (tags, drivers); it is the BBS's bound on a list (models.MaxListItems).
 	MaxListItems = 100
