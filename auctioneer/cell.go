@@ -148,3 +148,13 @@ func (w *Work) LRP() *LRPStart { return w.lrp }
 
 // Task returns the task request, or nil for an LRP. Do not modify it.
 func (w *Work) Task() *TaskStart { return w.task }
+
+// ZoneInstances returns, while an LRP is being scored, how many instances
+// of its process guid are in c's zone (reserved ones included); 0 for
+// tasks.
+func (w *Work) ZoneInstances(c *Cell) int {
+	if w.app == nil {
+		return 0
+	}
+	return int(w.app.zones[c.zone])
+}

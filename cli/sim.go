@@ -20,9 +20,10 @@ func newSimCommand() *cobra.Command {
 		Short: "Simulate auctions: run, generate and compare placement scenarios",
 		Long: "Simulate auctions on the real placement engine.\n\n" +
 			"A scenario file lists cells, the work already on them and the work to place\n" +
-			"(see package auctioneer/sim for the format and its defaults).",
+			"(see package auctioneer/sim for the format and its defaults). --strategy takes a\n" +
+			"strategy name or a strategy file (auctioneer/strategyfile/README.md).",
 	}
-	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand())
+	cmd.AddCommand(newSimRunCommand(), newSimGenerateCommand(), newSimCompareCommand(), newSimSweepCommand())
 	cmd.AddCommand(newSimTimelineCommand())
 	cmd.AddCommand(newSimCaptureCommand())
 	return cmd
@@ -43,11 +44,18 @@ func newSimRunCommand() *cobra.Command {
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format: want text or json, got %q", format)
 			}
+			var ro sim.RunOptions
+			if strategy != "" {
+				st, err := resolveStrategy(strategy)
+				if err != nil {
+					return fmt.Errorf("--strategy: %w", err)
+				}
+				ro = runOptions(st)
+			}
 			s, err := loadScenario(scenario)
 			if err != nil {
 				return err
 			}
-			ro := sim.RunOptions{Strategy: strategy}
 			if cmd.Flags().Changed("seed") {
 				ro.Seed = &seed
 			}
@@ -56,6 +64,9 @@ func newSimRunCommand() *cobra.Command {
 			}
 			report, err := sim.Run(s, ro)
 			if err != nil {
+				return err
+			}
+			if err := stampReports(scenario, report); err != nil {
 				return err
 			}
 			if svgPath != "" {
@@ -71,7 +82,7 @@ func newSimRunCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&scenario, "scenario", "", "scenario file (JSON); required")
-	f.StringVar(&strategy, "strategy", "", "strategy to use instead of the scenario's options.strategy (diego, binpack, spread)")
+	f.StringVar(&strategy, "strategy", "", "strategy to use instead of the scenario's options.strategy: diego, binpack, spread or a strategy file (JSON/YAML)")
 	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
 	f.StringVar(&format, "format", "text", "report format: text or json")
 	f.StringVar(&svgPath, "svg", "", "also draw the result to this SVG file")
@@ -138,10 +149,10 @@ func newSimGenerateCommand() *cobra.Command {
 
 func newSimCompareCommand() *cobra.Command {
 	var (
-		scenario, svgPath string
-		strategies        []string
-		seed              int64
-		svgApps           []string
+		scenario, svgPath, format string
+		strategies, extra         []string
+		seed                      int64
+		svgApps                   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "compare --scenario FILE.json",
@@ -153,16 +164,30 @@ func newSimCompareCommand() *cobra.Command {
 					return fmt.Errorf("--strategies: empty strategy name in %q", strings.Join(strategies, ","))
 				}
 			}
+			if format != "text" && format != "json" && format != "csv" {
+				return fmt.Errorf("--format: want text, json or csv, got %q", format)
+			}
+			chosen, err := compareStrategies(cmd, strategies, extra)
+			if err != nil {
+				return err
+			}
 			s, err := loadScenario(scenario)
 			if err != nil {
 				return err
 			}
-			var ro sim.RunOptions
-			if cmd.Flags().Changed("seed") {
-				ro.Seed = &seed
+			reports := make([]*sim.Report, 0, len(chosen))
+			for _, st := range chosen {
+				ro := runOptions(st)
+				if cmd.Flags().Changed("seed") {
+					ro.Seed = &seed
+				}
+				r, err := sim.Run(s, ro)
+				if err != nil {
+					return fmt.Errorf("compare: %w", err)
+				}
+				reports = append(reports, r)
 			}
-			reports, err := sim.Compare(s, strategies, ro)
-			if err != nil {
+			if err := stampReports(scenario, reports...); err != nil {
 				return err
 			}
 			if svgPath != "" {
@@ -170,12 +195,14 @@ func newSimCompareCommand() *cobra.Command {
 					return err
 				}
 			}
-			return sim.WriteCompareTable(cmd.OutOrStdout(), reports)
+			return writeCompare(cmd.OutOrStdout(), format, reports)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&scenario, "scenario", "", "scenario file (JSON); required")
-	f.StringSliceVar(&strategies, "strategies", []string{"diego", "binpack", "spread"}, "comma-separated strategies to compare")
+	f.StringSliceVar(&strategies, "strategies", []string{"diego", "binpack", "spread"}, "comma-separated strategies (names or strategy files) to compare")
+	f.StringArrayVar(&extra, "strategy", nil, "a strategy name or strategy file to compare; repeatable; without --strategies only these run")
+	f.StringVar(&format, "format", "text", "output format: text, json or csv")
 	f.Int64Var(&seed, "seed", 0, "tie-breaking seed instead of the scenario's options.seed")
 	f.StringVar(&svgPath, "svg", "", "draw the strategies side by side to this SVG file")
 	f.StringSliceVar(&svgApps, "svg-apps", nil, "process guids whose spread the SVG draws (default: the 3 with the most instances placed)")

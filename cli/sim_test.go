@@ -85,7 +85,7 @@ func TestSimErrors(t *testing.T) {
 		{name: "missing file", args: []string{"sim", "run", "--scenario", "/nonexistent.json"}, want: "read scenario: open /nonexistent.json: no such file or directory"},
 		{name: "scenario flag required", args: []string{"sim", "run"}, want: `required flag(s) "scenario" not set`},
 		{name: "bad format", args: []string{"sim", "run", "--scenario", "testdata/issue4.json", "--format", "xml"}, want: `--format: want text or json, got "xml"`},
-		{name: "unknown strategy", args: []string{"sim", "run", "--scenario", "testdata/issue4.json", "--strategy", "magic"}, want: `simulate strategy "magic": auction: unknown strategy "magic" (known: binpack, diego, spread)`},
+		{name: "unknown strategy", args: []string{"sim", "run", "--scenario", "testdata/issue4.json", "--strategy", "magic"}, want: `--strategy: "magic" is neither a strategy (binpack, diego, spread) nor a strategy file: stat magic: no such file or directory`},
 		{name: "empty strategy in list", args: []string{"sim", "compare", "--scenario", "testdata/issue4.json", "--strategies", "diego,,spread"}, want: `--strategies: empty strategy name in "diego,,spread"`},
 		{name: "bad app mix", args: []string{"sim", "generate", "--apps", "lots"}, want: `--apps: app mix "lots": want COUNTxINSTANCES@MEMORY_MB, e.g. 10x4@256`},
 		{name: "bad generate option", args: []string{"sim", "generate", "--fill", "2"}, want: "generate: fill: must be between 0 and 1"},

@@ -181,6 +181,13 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 			return fmt.Errorf("rep_client_tls: %w", err)
 		}
 	}
+	engine, file, err := a.cfg.Engine()
+	if err != nil {
+		return err
+	}
+	if file != nil {
+		a.logger.Info("strategy-file", lager.Data{"name": file.Name(), "file": file.Path(), "sha256": file.SHA256()})
+	}
 	bbs, err := client.New(client.Config{Addresses: a.cfg.BBSAddresses, TLS: bbsTLS})
 	if err != nil {
 		return fmt.Errorf("bbs client: %w", err)
@@ -193,7 +200,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 		Cells:                &auctionrunner.LocketDirectory{Client: a.etcd, Reader: a.locket, KeyPrefix: a.cfg.KeyPrefix, Logger: a.logger},
 		Reps:                 reps,
 		BBS:                  bbs,
-		Engine:               a.cfg.EngineOptions(),
+		Engine:               engine,
 		CellStateTimeout:     a.cfg.CellStateTimeout.D(),
 		CellStateWorkers:     a.cfg.CellStateWorkers,
 		CommunicationTimeout: a.cfg.CommunicationTimeout.D(),

@@ -172,6 +172,7 @@ func TestConfigValidation(t *testing.T) {
 		{"in-flight cap", func(c *app.Config) { c.MaxInflightStarts = -1 }, "max_inflight_starts"},
 		{"strategy", func(c *app.Config) { c.Strategy = "magic" }, `strategy: unknown strategy "magic" (known: binpack, diego, spread)`},
 		{"etcd tls", func(c *app.Config) { c.Etcd.TLS.CAFile = "/nonexistent.pem" }, "etcd.tls:"},
+		{"missing strategy file", func(c *app.Config) { c.StrategyFile = "/nonexistent.yaml" }, "strategy_file: strategy file: open /nonexistent.yaml: no such file or directory"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gavelhq/gavel/auctioneer"
 	"github.com/gavelhq/gavel/auctioneer/auctionrunner"
+	"github.com/gavelhq/gavel/auctioneer/strategyfile"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
@@ -96,6 +97,11 @@ type Config struct {
 	MaxInflightStarts int `json:"max_inflight_starts"`
 	// Strategy names the placement strategy: diego (default), binpack or spread.
 	Strategy string `json:"strategy"`
+	// StrategyFile is a strategy file (JSON or YAML, package
+	// auctioneer/strategyfile): a base strategy with weights, or a CEL
+	// score. When set it replaces Strategy; it is read and compiled at
+	// startup (default "": none).
+	StrategyFile string `json:"strategy_file"`
 	// Seed drives the tie-breaking shuffle; auction n uses seed + n (default 0).
 	Seed int64 `json:"seed"`
 }
@@ -130,6 +136,26 @@ func (c Config) EngineOptions() auctioneer.Options {
 		MaxInflightStarts:       c.MaxInflightStarts,
 		Seed:                    c.Seed,
 	}
+}
+
+// Engine returns the placement options the config sets, with the strategy
+// file, when there is one, read, compiled and registered as the strategy
+// (nil file otherwise).
+func (c Config) Engine() (auctioneer.Options, *strategyfile.File, error) {
+	opts := c.EngineOptions()
+	if c.StrategyFile == "" {
+		return opts, nil, nil
+	}
+	f, err := strategyfile.Load(c.StrategyFile)
+	if err != nil {
+		return opts, nil, fmt.Errorf("strategy_file: %w", err)
+	}
+	reg := auctioneer.NewRegistry()
+	if err := f.Register(reg); err != nil {
+		return opts, nil, fmt.Errorf("strategy_file: %w", err)
+	}
+	opts.Strategy, opts.Registry = f.Name(), reg
+	return opts, f, nil
 }
 
 // Validate checks the config without side effects (TLS files are read,
@@ -183,8 +209,13 @@ func (c Config) Validate() error {
 	if err := c.EngineOptions().Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if names := auctioneer.NewRegistry().Names(); !slices.Contains(names, c.Strategy) {
+	if names := auctioneer.NewRegistry().Names(); c.StrategyFile == "" && !slices.Contains(names, c.Strategy) {
 		bad("strategy", "unknown strategy %q (known: %s)", c.Strategy, strings.Join(names, ", "))
+	}
+	if c.StrategyFile != "" {
+		if _, err := strategyfile.Load(c.StrategyFile); err != nil {
+			bad("strategy_file", "%v", err)
+		}
 	}
 	if c.InsecurePlaintext && c.ListenAddress != "" {
 		if err := grpcserver.CheckPlaintextAddr(c.ListenAddress); err != nil {

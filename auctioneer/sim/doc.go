@@ -21,9 +21,13 @@
 // errors are, field for field, those of the reference parse that decodes
 // the whole document into a generic tree (kept for tests and the fuzzer).
 //
-// Generate builds scenarios from a few knobs; Run and Compare place them;
-// a Report is written as text, as JSON (WriteJSON, issue 4's shape,
-// streamed) or as an SVG figure (WriteSVG, one panel per strategy).
+// Generate builds scenarios from a few knobs; Run and Compare place them
+// with a named strategy or a strategy file (RunOptions.StrategyFile,
+// package auctioneer/strategyfile); Sweep runs strategies over seeds and
+// parameter grids. A Report is written as text, as JSON (WriteJSON: issue
+// 4's shape plus the run's inputs, free and stranded capacity and the
+// starting distribution; README.md), or as an SVG picture (WriteSVG, one
+// panel per strategy); compare and sweep rows as CSV or JSON (Row).
 //
 // The figure prints: every number it draws is also written as text. A
 // panel has a summary (no wall time: it is the machine's, not the

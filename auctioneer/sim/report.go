@@ -131,10 +131,11 @@ func (r *Report) jsonSummary() JSONReport {
 	return out
 }
 
-// WriteJSON writes the report in the --format json shape, indented,
-// streaming the placements and failures (see report_json.go).
+// WriteJSON writes the report in the --format json shape (FullJSON),
+// indented, streaming the placements and failures (see report_json.go).
 func (r *Report) WriteJSON(w io.Writer) error {
-	if err := r.streamJSON(w, r.jsonSummary()); err != nil {
+	full := FullJSONReport{JSONReport: r.jsonSummary(), Metadata: r.Metadata, Capacity: r.Capacity, StartingDistribution: r.Starting}
+	if err := r.streamJSON(w, full); err != nil {
 		return fmt.Errorf("write json report: %w", err)
 	}
 	return nil

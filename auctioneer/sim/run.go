@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gavelhq/gavel/auctioneer"
+	"github.com/gavelhq/gavel/auctioneer/strategyfile"
 )
 
 // RunOptions override a scenario's options for one run.
@@ -17,6 +18,12 @@ type RunOptions struct {
 	Seed *int64
 	// Registry resolves strategy names; nil means auctioneer.NewRegistry().
 	Registry *auctioneer.Registry
+	// StrategyFile, when not nil, is the strategy that runs (it replaces
+	// Strategy and Registry).
+	StrategyFile *strategyfile.File
+	// Params override engine parameters (EngineParams) and the strategy
+	// file's params by name.
+	Params map[string]float64
 }
 
 // Report is the outcome of one simulated auction, with what the text, JSON
@@ -59,6 +66,14 @@ type Report struct {
 	// scenario is what ran, for the figures' view of each app's spread
 	// (instances already running count); nil in a report built by hand.
 	scenario *Scenario
+	// Metadata records the run's inputs (the caller adds the scenario's
+	// hash and Gavel's version).
+	Metadata Metadata
+	// Capacity is the free and stranded memory, disk and containers after
+	// the run.
+	Capacity CapacitySummary
+	// Starting is the per-cell usage before the run.
+	Starting StartingDistribution
 }
 
 // CellReport is one cell before and after the run.
@@ -114,10 +129,17 @@ func Run(s *Scenario, ro RunOptions) (*Report, error) {
 		opts.Seed = *ro.Seed
 	}
 	opts.Registry = ro.Registry
+	file, check, err := applyRunOptions(&opts, ro)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
 	a := s.Auction()
 	start := time.Now()
 	res, err := auctioneer.Run(a, opts)
 	wall := time.Since(start)
+	if err == nil && check != nil {
+		err = check()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("simulate strategy %q: %w", opts.Strategy, err)
 	}
@@ -137,6 +159,7 @@ func Run(s *Scenario, ro RunOptions) (*Report, error) {
 	}
 	r.summarise(s)
 	r.scenario = s
+	r.fillMetadata(s, opts, file)
 	return r, nil
 }
 

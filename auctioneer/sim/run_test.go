@@ -52,7 +52,7 @@ func TestJSONReportShape(t *testing.T) {
 
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
-	require.ElementsMatch(t, []string{"placements", "failures", "metrics"}, keys(got))
+	require.ElementsMatch(t, []string{"placements", "failures", "metrics", "metadata", "capacity", "starting_distribution"}, keys(got))
 	require.Equal(t, []any{
 		map[string]any{"kind": "lrp", "process_guid": "pg-7", "index": 0.0, "cell_id": "cell-1"},
 		map[string]any{"kind": "task", "task_guid": "tg-1", "cell_id": "cell-1"},
