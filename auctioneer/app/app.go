@@ -190,6 +190,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 		Engine:               a.cfg.EngineOptions(),
 		CellStateTimeout:     a.cfg.CellStateTimeout.D(),
 		CellStateWorkers:     a.cfg.CellStateWorkers,
+		StateMaxAge:          a.cfg.CellStateMaxAge.D(),
 		CommunicationTimeout: a.cfg.CommunicationTimeout.D(),
 		Logger:               a.logger,
 		Metrics:              a.metrics,
