@@ -14,6 +14,8 @@ type Result struct {
 	Setup Setup `json:"setup"`
 	// RawEtcd is the raw etcd transaction rate of this run.
 	RawEtcd RawEtcd `json:"raw_etcd"`
+	// BatchedEtcd is etcd's nested-batch guarded key rate of this run.
+	BatchedEtcd BatchedEtcd `json:"batched_etcd"`
 	// Placement is the burst from the first DesireLRP to the last RUNNING.
 	Placement Placement `json:"placement"`
 	// Recovery is the kill-cells phase (absent without --kill-cells).
@@ -75,6 +77,11 @@ type Placement struct {
 	// etcd transaction rate.
 	PerSecond      float64 `json:"placements_per_second"`
 	RatioToRawEtcd float64 `json:"ratio_to_raw_etcd_txn_rate"`
+	// BatchedCeiling is the placements/s etcd's batched rate allows:
+	// BatchedEtcd.KeysPerSecond / Etcd.WritesPerInstance (both measured in
+	// this run); RatioToBatchedEtcd is PerSecond over it.
+	BatchedCeiling     float64 `json:"batched_ceiling_placements_per_second"`
+	RatioToBatchedEtcd float64 `json:"ratio_to_batched_etcd_ceiling"`
 	// FirstRunningSec is the time from the first DesireLRP call to the
 	// first instance RUNNING: the pipeline's fill time.
 	FirstRunningSec float64 `json:"first_running_sec"`
@@ -290,8 +297,10 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			s.Instances, s.LRPs, s.InstancesPerLRP, s.Cells, s.CellProcesses, s.LoadBefore[0], s.LoadAfter[0], s.NumCPU),
 		fmt.Sprintf("raw etcd:    %.0f txn/s (%d clients, p50 %.1f ms, p99 %.1f ms)",
 			r.RawEtcd.TxnsPerSecond, r.RawEtcd.Clients, r.RawEtcd.LatencyP50Ms, r.RawEtcd.LatencyP99Ms),
-		fmt.Sprintf("placement:   %d/%d running in %.1f s: %.0f/s = %.2f × raw etcd; desire took %.1f s",
-			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.DesireSeconds),
+		fmt.Sprintf("batched etcd: %.0f guarded keys/s in nested batches (%d clients × %d keys, p50 %.1f ms, p99 %.1f ms)",
+			r.BatchedEtcd.KeysPerSecond, r.BatchedEtcd.Clients, r.BatchedEtcd.KeysPerTxn, r.BatchedEtcd.LatencyP50Ms, r.BatchedEtcd.LatencyP99Ms),
+		fmt.Sprintf("placement:   %d/%d running in %.1f s: %.0f/s = %.2f × raw etcd, %.2f × batched ceiling (%.0f/s at %.2f writes/instance); desire took %.1f s",
+			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.RatioToBatchedEtcd, p.BatchedCeiling, p.Etcd.WritesPerInstance, p.DesireSeconds),
 		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
 		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
