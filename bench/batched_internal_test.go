@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,4 +46,30 @@ func TestBatchedRatio(t *testing.T) {
 	require.Zero(t, ratio)
 	_, ratio = batchedRatio(1500, 90000, 0)
 	require.Zero(t, ratio)
+}
+
+// TestSVGShowsDesireProgressAndSeparateMarkers: the desired curve is drawn
+// and every marker label gets its own line.
+func TestSVGShowsDesireProgressAndSeparateMarkers(t *testing.T) {
+	r := &Result{Setup: Setup{Instances: 100, Cells: 2}}
+	r.Placement = Placement{AllRunning: true, Seconds: 9.5, DesireSeconds: 3}
+	r.Recovery = &Recovery{KillAtSec: 9.6, KilledCells: 1, AllRunning: true, Seconds: 0.2}
+	r.Timeline = []Point{{Sec: 0}, {Sec: 3, Desired: 100, Running: 40}, {Sec: 10, Desired: 100, Running: 100}}
+	var b strings.Builder
+	require.NoError(t, r.WriteSVG(&b))
+	svg := b.String()
+	require.Contains(t, svg, `class="desired"`)
+	require.Contains(t, svg, "instances desired")
+	require.Contains(t, svg, "all desired 3.0s")
+	ys := map[string]bool{}
+	for _, label := range []string{"all desired", "all running", "kill 1 cells", "recovered"} {
+		i := strings.Index(svg, label)
+		require.Positive(t, i, label)
+		start := strings.LastIndex(svg[:i], `<text x="`)
+		tag := svg[start:i]
+		y := tag[strings.Index(tag, `y="`):]
+		y = y[:strings.Index(y[3:], `"`)+4]
+		require.False(t, ys[y], "%s shares its line %s with another marker", label, y)
+		ys[y] = true
+	}
 }

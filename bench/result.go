@@ -261,6 +261,8 @@ type Target struct {
 type Point struct {
 	Sec     float64 `json:"t"`
 	Running int     `json:"running"`
+	// Desired is the instances whose DesireLRP call had returned.
+	Desired int `json:"desired"`
 }
 
 // AllRunning says every instance reached RUNNING (and ran again after the

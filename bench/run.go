@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -114,6 +115,8 @@ type measurement struct {
 	tr   *tracker
 	t0   time.Time // the first DesireLRP call
 
+	desiredInstances atomic.Int64 // instances of the DesireLRP calls that returned
+
 	mu       sync.Mutex
 	timeline []Point
 }
@@ -163,7 +166,7 @@ func (m *measurement) sample(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		m.mu.Lock()
-		m.timeline = append(m.timeline, Point{Sec: time.Since(m.t0).Seconds(), Running: m.tr.runningCount()})
+		m.timeline = append(m.timeline, Point{Sec: time.Since(m.t0).Seconds(), Running: m.tr.runningCount(), Desired: int(m.desiredInstances.Load())})
 		m.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -202,6 +205,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 				if _, err := m.c.client.DesireLRP(gctx, &bbsv1.DesireLRPRequest{DesiredLrp: d}); err != nil {
 					return fmt.Errorf("desire %s: %w", d.GetProcessGuid(), err)
 				}
+				m.desiredInstances.Add(int64(d.GetInstances()))
 				return nil
 			})
 		}
