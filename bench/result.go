@@ -182,12 +182,16 @@ type Auctions struct {
 	Failed  float64 `json:"lrps_failed"`
 	// FailedCellStates, PerformErrors and WriteBackErrors are the
 	// auctioneer's error counters.
-	FailedCellStates float64   `json:"failed_cell_states"`
-	PerformErrors    float64   `json:"perform_errors"`
-	WriteBackErrors  float64   `json:"write_back_errors"`
-	BatchSize        Histogram `json:"batch_size"`
-	Duration         Histogram `json:"duration_seconds"`
-	FetchStates      Histogram `json:"fetch_states_seconds"`
+	FailedCellStates float64 `json:"failed_cell_states"`
+	PerformErrors    float64 `json:"perform_errors"`
+	WriteBackErrors  float64 `json:"write_back_errors"`
+	// StatesFetched counts cell State calls, StatesReused the cells whose
+	// kept state stood in for one (auctioneer cell_state_max_age).
+	StatesFetched float64   `json:"cell_states_fetched"`
+	StatesReused  float64   `json:"cell_states_reused"`
+	BatchSize     Histogram `json:"batch_size"`
+	Duration      Histogram `json:"duration_seconds"`
+	FetchStates   Histogram `json:"fetch_states_seconds"`
 }
 
 // EventStream describes the benchmark's event subscription.
@@ -316,6 +320,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
+		fmt.Sprintf("cell states: %.0f fetched, %.0f reused from the auctioneer's kept states", p.Auctions.StatesFetched, p.Auctions.StatesReused),
 		fmt.Sprintf("auctioneer:  %.0f LRPs started, %.0f failed; %.0f failed cell states, %.0f perform errors, %.0f write-back errors; event stream %d events, %d resubscribes",
 			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,
 			p.EventStream.Events, p.EventStream.Resubscribes),

@@ -606,6 +606,8 @@ func auctions(before, after *snapshot) Auctions {
 		FailedCellStates: after.auc.value("gavel_auctioneer_failed_cell_state_requests_total") - before.auc.value("gavel_auctioneer_failed_cell_state_requests_total"),
 		PerformErrors:    after.auc.value("gavel_auctioneer_perform_errors_total") - before.auc.value("gavel_auctioneer_perform_errors_total"),
 		WriteBackErrors:  after.auc.value("gavel_auctioneer_write_back_errors_total") - before.auc.value("gavel_auctioneer_write_back_errors_total"),
+		StatesFetched:    after.auc.value("gavel_auctioneer_cell_states_fetched_total") - before.auc.value("gavel_auctioneer_cell_states_fetched_total"),
+		StatesReused:     after.auc.value("gavel_auctioneer_cell_states_reused_total") - before.auc.value("gavel_auctioneer_cell_states_reused_total"),
 		BatchSize:        histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
 		Duration:         histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
 		FetchStates:      histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),
