@@ -135,6 +135,8 @@ func TestOptionsValidate(t *testing.T) {
 	assert.ErrorContains(t, err, "exceed")
 	err = bench.Options{Cells: 1, KillShare: 0.5}.Validate()
 	assert.ErrorContains(t, err, "every cell")
+	err = bench.Options{BatchedKeysPerTxn: bench.MaxBatchedKeysPerTxn + 1}.Validate()
+	assert.ErrorContains(t, err, "batched-keys-per-txn: must be at most 16384")
 	err = bench.Options{Sizes: []bench.Size{{MemoryMB: 1 << 20, Weight: 1}}}.Validate()
 	assert.ErrorContains(t, err, "fit a cell")
 }

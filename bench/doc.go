@@ -15,7 +15,11 @@
 //  1. raw etcd: single-key compare-and-put transactions against the same
 //     etcd, from as many goroutines as the BBS keeps in flight, for a few
 //     seconds. Every later rate is reported as a ratio of this one, so the
-//     result does not depend on the machine's mood.
+//     result does not depend on the machine's mood. Then the batched
+//     ceiling: nested transactions of guarded puts (BatchedKeysPerTxn per
+//     transaction, BatchedClients in flight), as the BBS's committer
+//     writes; placements/s is also reported as a share of its keys/s
+//     divided by the run's etcd writes per placed instance.
 //  2. placement: the LRPs are desired (DesireLRP over gRPC, a few calls in
 //     flight) and every instance is timed from its DesireLRP call to its
 //     RUNNING event on the BBS event stream (no polling). Throughput is
@@ -31,7 +35,7 @@
 //     SUSPECT rows left.
 //
 // The [Result] is JSON-encodable (`--out`), has a short human summary
-// ([Result.WriteSummary]) and draws running instances over time as SVG
-// ([Result.WriteSVG]). Every process started is stopped when Run returns,
+// ([Result.WriteSummary]) and draws instances desired and running over time
+// as SVG ([Result.WriteSVG]). Every process started is stopped when Run returns,
 // and killed if it does not stop.
 package bench

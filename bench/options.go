@@ -11,14 +11,21 @@ import (
 
 // Defaults of [Options]: `make bench` runs with these.
 const (
-	DefaultCells             = 1000
-	DefaultInstancesPerLRP   = 100
-	DefaultInstances         = 100000
-	DefaultSizes             = "64:4,128:3,256:2,512:1"
-	DefaultCellsPerProcess   = 250
-	DefaultRawClients        = 64
-	DefaultRawDuration       = 5 * time.Second
-	DefaultRawValueBytes     = 512
+	DefaultCells           = 1000
+	DefaultInstancesPerLRP = 100
+	DefaultInstances       = 100000
+	DefaultSizes           = "64:4,128:3,256:2,512:1"
+	DefaultCellsPerProcess = 250
+	DefaultRawClients      = 64
+	DefaultRawDuration     = 5 * time.Second
+	DefaultRawValueBytes   = 512
+	// DefaultBatchedClients is the BBS's default commit workers.
+	DefaultBatchedClients = 4
+	// DefaultBatchedKeysPerTxn is about what the BBS's 64 KiB transaction
+	// bound holds of 512-byte records.
+	DefaultBatchedKeysPerTxn = 128
+	// MaxBatchedKeysPerTxn stays within the etcd's max-txn-ops (16384).
+	MaxBatchedKeysPerTxn     = 16384
 	DefaultDesireConcurrency = 8
 	DefaultPresenceTTL       = 15 * time.Second
 	DefaultCellMemoryMB      = 32 << 10
@@ -117,6 +124,11 @@ type Options struct {
 	// RawValueBytes is the value size of the raw measurement (default 512,
 	// about an actual LRP record).
 	RawValueBytes int
+	// BatchedClients and BatchedKeysPerTxn shape the batched etcd
+	// measurement (defaults 4 and 128): BatchedClients transactions in
+	// flight, each of BatchedKeysPerTxn nested guarded puts of
+	// RawValueBytes, for RawDuration.
+	BatchedClients, BatchedKeysPerTxn int
 	// DesireConcurrency is the DesireLRP calls in flight (default 8).
 	DesireConcurrency int
 	// PresenceTTL is the cells' presence TTL (default 15s).
@@ -156,6 +168,8 @@ func (o Options) withDefaults() Options {
 	def(&o.CellsPerProcess, DefaultCellsPerProcess)
 	def(&o.RawClients, DefaultRawClients)
 	def(&o.RawValueBytes, DefaultRawValueBytes)
+	def(&o.BatchedClients, DefaultBatchedClients)
+	def(&o.BatchedKeysPerTxn, DefaultBatchedKeysPerTxn)
 	def(&o.DesireConcurrency, DefaultDesireConcurrency)
 	def(&o.CellMemoryMB, DefaultCellMemoryMB)
 	def(&o.CellDiskMB, DefaultCellDiskMB)
@@ -182,11 +196,15 @@ func (o Options) Validate() error {
 	for name, v := range map[string]int{
 		"cells": o.Cells, "instances": o.Instances, "instances-per-lrp": o.InstancesPerLRP,
 		"cells-per-process": o.CellsPerProcess, "raw-clients": o.RawClients, "desire-concurrency": o.DesireConcurrency,
+		"batched-clients": o.BatchedClients, "batched-keys-per-txn": o.BatchedKeysPerTxn,
 		"cell-memory-mb": o.CellMemoryMB, "cell-disk-mb": o.CellDiskMB, "cell-containers": o.CellContainers,
 	} {
 		if v < 0 {
 			bad("%s: must be positive (got %d)", name, v)
 		}
+	}
+	if o.BatchedKeysPerTxn > MaxBatchedKeysPerTxn {
+		bad("batched-keys-per-txn: must be at most %d (got %d)", MaxBatchedKeysPerTxn, o.BatchedKeysPerTxn)
 	}
 	if o.KillShare < 0 || o.KillShare >= 1 {
 		bad("kill-cells: must be within [0, 1) (got %g)", o.KillShare)

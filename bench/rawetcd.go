@@ -124,3 +124,124 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 
 // ms is d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BatchedEtcd is etcd's rate of guarded keys written in nested batches, the
+// way the BBS's committer writes: one transaction holds KeysPerTxn nested
+// transactions, each If(ModRevision(key) == rev) Then(Put(key, value)).
+type BatchedEtcd struct {
+	// Clients is the number of goroutines, each with one batch in flight
+	// (the BBS's commit workers).
+	Clients int `json:"clients"`
+	// KeysPerTxn is the nested transactions per transaction.
+	KeysPerTxn int `json:"keys_per_txn"`
+	// ValueBytes is the size of each value written.
+	ValueBytes int `json:"value_bytes"`
+	// Seconds is how long the measurement ran.
+	Seconds float64 `json:"seconds"`
+	// Txns is the number of outer transactions, Keys the guarded puts that
+	// succeeded in them.
+	Txns int64 `json:"txns"`
+	Keys int64 `json:"keys"`
+	// KeysPerSecond is Keys / Seconds: the batched ceiling.
+	KeysPerSecond float64 `json:"keys_per_second"`
+	// LatencyP50Ms and LatencyP99Ms are per-transaction latencies.
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+}
+
+// measureBatchedEtcd runs nested batches of guarded puts for d: each of
+// clients goroutines owns keysPerTxn keys and rewrites all of them in one
+// transaction at a time; then deletes the keys. A guard that fails is an
+// error (no other writer touches the keys).
+func measureBatchedEtcd(ctx context.Context, endpoints []string, clients, keysPerTxn, valueBytes int, d time.Duration) (BatchedEtcd, error) {
+	res := BatchedEtcd{Clients: clients, KeysPerTxn: keysPerTxn, ValueBytes: valueBytes}
+	cli, err := etcdclient.Dial(ctx, etcdclient.Config{Endpoints: endpoints})
+	if err != nil {
+		return res, fmt.Errorf("batched etcd: %w", err)
+	}
+	defer cli.Close()
+	value := string(make([]byte, valueBytes))
+	key := func(c, k int) string { return rawKeyPrefix + "batched/" + strconv.Itoa(c) + "/" + strconv.Itoa(k) }
+	// Create each client's keys in one transaction first.
+	revs := make([]int64, clients)
+	for c := range clients {
+		ops := make([]clientv3.Op, keysPerTxn)
+		for k := range ops {
+			ops[k] = clientv3.OpPut(key(c, k), value)
+		}
+		resp, err := cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return res, fmt.Errorf("batched etcd: create keys of client %d: %w", c, err)
+		}
+		revs[c] = resp.Header.Revision
+	}
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		latencies []time.Duration
+		keys      int64
+		firstErr  error
+	)
+	start := time.Now()
+	end := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rev := revs[c]
+			var local []time.Duration
+			var n int64
+			var err error
+			nested := make([]clientv3.Op, keysPerTxn)
+			for time.Now().Before(end) && ctx.Err() == nil {
+				for k := range nested {
+					kk := key(c, k)
+					nested[k] = clientv3.OpTxn(
+						[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(kk), "=", rev)},
+						[]clientv3.Op{clientv3.OpPut(kk, value)}, nil)
+				}
+				t := time.Now()
+				var resp *clientv3.TxnResponse
+				resp, err = cli.Txn(ctx).Then(nested...).Commit()
+				if err != nil {
+					break
+				}
+				for _, r := range resp.Responses {
+					if !r.GetResponseTxn().GetSucceeded() {
+						err = fmt.Errorf("a guard failed in client %d's batch: another writer?", c)
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+				local = append(local, time.Since(t))
+				n += int64(keysPerTxn)
+				rev = resp.Header.Revision
+			}
+			mu.Lock()
+			latencies = append(latencies, local...)
+			keys += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return res, fmt.Errorf("batched etcd: %w", firstErr)
+	}
+	if _, err := cli.Delete(ctx, rawKeyPrefix+"batched/", clientv3.WithPrefix()); err != nil {
+		return res, fmt.Errorf("batched etcd: clean up: %w", err)
+	}
+	res.Seconds = elapsed.Seconds()
+	res.Txns = int64(len(latencies))
+	res.Keys = keys
+	res.KeysPerSecond = float64(keys) / res.Seconds
+	slices.Sort(latencies)
+	res.LatencyP50Ms = ms(percentile(latencies, 0.50))
+	res.LatencyP99Ms = ms(percentile(latencies, 0.99))
+	return res, nil
+}

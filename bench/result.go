@@ -14,6 +14,8 @@ type Result struct {
 	Setup Setup `json:"setup"`
 	// RawEtcd is the raw etcd transaction rate of this run.
 	RawEtcd RawEtcd `json:"raw_etcd"`
+	// BatchedEtcd is etcd's nested-batch guarded key rate of this run.
+	BatchedEtcd BatchedEtcd `json:"batched_etcd"`
 	// Placement is the burst from the first DesireLRP to the last RUNNING.
 	Placement Placement `json:"placement"`
 	// Recovery is the kill-cells phase (absent without --kill-cells).
@@ -75,6 +77,11 @@ type Placement struct {
 	// etcd transaction rate.
 	PerSecond      float64 `json:"placements_per_second"`
 	RatioToRawEtcd float64 `json:"ratio_to_raw_etcd_txn_rate"`
+	// BatchedCeiling is the placements/s etcd's batched rate allows:
+	// BatchedEtcd.KeysPerSecond / Etcd.WritesPerInstance (both measured in
+	// this run); RatioToBatchedEtcd is PerSecond over it.
+	BatchedCeiling     float64 `json:"batched_ceiling_placements_per_second"`
+	RatioToBatchedEtcd float64 `json:"ratio_to_batched_etcd_ceiling"`
 	// FirstRunningSec is the time from the first DesireLRP call to the
 	// first instance RUNNING: the pipeline's fill time.
 	FirstRunningSec float64 `json:"first_running_sec"`
@@ -175,12 +182,16 @@ type Auctions struct {
 	Failed  float64 `json:"lrps_failed"`
 	// FailedCellStates, PerformErrors and WriteBackErrors are the
 	// auctioneer's error counters.
-	FailedCellStates float64   `json:"failed_cell_states"`
-	PerformErrors    float64   `json:"perform_errors"`
-	WriteBackErrors  float64   `json:"write_back_errors"`
-	BatchSize        Histogram `json:"batch_size"`
-	Duration         Histogram `json:"duration_seconds"`
-	FetchStates      Histogram `json:"fetch_states_seconds"`
+	FailedCellStates float64 `json:"failed_cell_states"`
+	PerformErrors    float64 `json:"perform_errors"`
+	WriteBackErrors  float64 `json:"write_back_errors"`
+	// StatesFetched counts cell State calls, StatesReused the cells whose
+	// kept state stood in for one (auctioneer cell_state_max_age).
+	StatesFetched float64   `json:"cell_states_fetched"`
+	StatesReused  float64   `json:"cell_states_reused"`
+	BatchSize     Histogram `json:"batch_size"`
+	Duration      Histogram `json:"duration_seconds"`
+	FetchStates   Histogram `json:"fetch_states_seconds"`
 }
 
 // EventStream describes the benchmark's event subscription.
@@ -254,6 +265,8 @@ type Target struct {
 type Point struct {
 	Sec     float64 `json:"t"`
 	Running int     `json:"running"`
+	// Desired is the instances whose DesireLRP call had returned.
+	Desired int `json:"desired"`
 }
 
 // AllRunning says every instance reached RUNNING (and ran again after the
@@ -290,8 +303,10 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			s.Instances, s.LRPs, s.InstancesPerLRP, s.Cells, s.CellProcesses, s.LoadBefore[0], s.LoadAfter[0], s.NumCPU),
 		fmt.Sprintf("raw etcd:    %.0f txn/s (%d clients, p50 %.1f ms, p99 %.1f ms)",
 			r.RawEtcd.TxnsPerSecond, r.RawEtcd.Clients, r.RawEtcd.LatencyP50Ms, r.RawEtcd.LatencyP99Ms),
-		fmt.Sprintf("placement:   %d/%d running in %.1f s: %.0f/s = %.2f × raw etcd; desire took %.1f s",
-			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.DesireSeconds),
+		fmt.Sprintf("batched etcd: %.0f guarded keys/s in nested batches (%d clients × %d keys, p50 %.1f ms, p99 %.1f ms)",
+			r.BatchedEtcd.KeysPerSecond, r.BatchedEtcd.Clients, r.BatchedEtcd.KeysPerTxn, r.BatchedEtcd.LatencyP50Ms, r.BatchedEtcd.LatencyP99Ms),
+		fmt.Sprintf("placement:   %d/%d running in %.1f s: %.0f/s = %.2f × raw etcd, %.2f × batched ceiling (%.0f/s at %.2f writes/instance); desire took %.1f s",
+			p.Placed, p.Instances, p.Seconds, p.PerSecond, p.RatioToRawEtcd, p.RatioToBatchedEtcd, p.BatchedCeiling, p.Etcd.WritesPerInstance, p.DesireSeconds),
 		fmt.Sprintf("latency:     desire→RUNNING p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
 		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
@@ -305,6 +320,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
+		fmt.Sprintf("cell states: %.0f fetched, %.0f reused from the auctioneer's kept states", p.Auctions.StatesFetched, p.Auctions.StatesReused),
 		fmt.Sprintf("auctioneer:  %.0f LRPs started, %.0f failed; %.0f failed cell states, %.0f perform errors, %.0f write-back errors; event stream %d events, %d resubscribes",
 			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,
 			p.EventStream.Events, p.EventStream.Resubscribes),

@@ -29,8 +29,9 @@ func (r *Result) WriteSVG(w io.Writer) error {
 
 	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", svgWidth, svgHeight)
 	fmt.Fprintf(bw, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(bw, `<text x="%d" y="22" font-size="14">gavel bench: %d instances on %d cells — %.0f placements/s (%.2f × raw etcd %.0f txn/s)</text>`+"\n",
-		svgLeft, r.Setup.Instances, r.Setup.Cells, r.Placement.PerSecond, r.Placement.RatioToRawEtcd, r.RawEtcd.TxnsPerSecond)
+	fmt.Fprintf(bw, `<text x="%d" y="22" font-size="14">gavel bench: %d instances on %d cells — %.0f placements/s (%.2f × raw etcd %.0f txn/s, %.2f × batched ceiling %.0f/s)</text>`+"\n",
+		svgLeft, r.Setup.Instances, r.Setup.Cells, r.Placement.PerSecond, r.Placement.RatioToRawEtcd, r.RawEtcd.TxnsPerSecond,
+		r.Placement.RatioToBatchedEtcd, r.Placement.BatchedCeiling)
 	// Axes and grid.
 	for i := 0; i <= 4; i++ {
 		v := maxY * float64(i) / 4
@@ -44,10 +45,27 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	}
 	fmt.Fprintf(bw, `<text x="%d" y="%d" text-anchor="middle">seconds since the first DesireLRP</text>`+"\n", svgLeft+int(pw/2), svgHeight-10)
 	fmt.Fprintf(bw, `<text transform="translate(16 %d) rotate(-90)" text-anchor="middle">instances RUNNING</text>`+"\n", svgTop+int(ph/2))
-	// Markers.
+	// Markers: each label on its own line below the previous one, on a
+	// white ground, placed left of its line when it would leave the plot.
+	marks := 0
 	mark := func(t float64, color, label string) {
 		fmt.Fprintf(bw, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-dasharray="4 3"/>`+"\n", x(t), svgTop, x(t), svgHeight-svgBottom, color)
-		fmt.Fprintf(bw, `<text x="%.1f" y="%d" fill="%s">%s</text>`+"\n", x(t)+4, svgTop+14, color, label)
+		ly := svgTop + 14 + 18*marks
+		marks++
+		w := 7.0 * float64(len([]rune(label)))
+		lx, anchor := x(t)+4, "start"
+		if lx+w > float64(svgWidth-svgRight) {
+			lx, anchor = x(t)-4, "end"
+		}
+		rx := lx - 2
+		if anchor == "end" {
+			rx = lx - w - 2
+		}
+		fmt.Fprintf(bw, `<rect x="%.1f" y="%d" width="%.1f" height="16" fill="white" fill-opacity="0.85"/>`+"\n", rx, ly-12, w+4)
+		fmt.Fprintf(bw, `<text x="%.1f" y="%d" fill="%s" text-anchor="%s">%s</text>`+"\n", lx, ly, color, anchor, label)
+	}
+	if d := r.Placement.DesireSeconds; d > 0 {
+		mark(d, "#b60", fmt.Sprintf("all desired %.1fs", d))
 	}
 	if r.Placement.AllRunning {
 		mark(r.Placement.Seconds, "#2a7", fmt.Sprintf("all running %.1fs", r.Placement.Seconds))
@@ -58,8 +76,19 @@ func (r *Result) WriteSVG(w io.Writer) error {
 			mark(rc.KillAtSec+rc.Seconds, "#36c", fmt.Sprintf("recovered +%.1fs", rc.Seconds))
 		}
 	}
-	// The curve.
-	fmt.Fprint(bw, `<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="`)
+	// Desire progress, then the running curve, and a legend.
+	fmt.Fprint(bw, `<polyline class="desired" fill="none" stroke="#b60" stroke-width="1.5" stroke-dasharray="6 3" points="`)
+	for _, p := range r.Timeline {
+		fmt.Fprintf(bw, "%.1f,%.1f ", x(p.Sec), y(float64(p.Desired)))
+	}
+	fmt.Fprint(bw, `"/>`+"\n")
+	lx := float64(svgWidth - svgRight - 190)
+	fmt.Fprintf(bw, `<rect x="%.1f" y="%d" width="186" height="40" fill="white" stroke="#ccc"/>`+"\n", lx, svgHeight-svgBottom-48)
+	fmt.Fprintf(bw, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#b60" stroke-width="1.5" stroke-dasharray="6 3"/><text x="%.1f" y="%d">instances desired</text>`+"\n",
+		lx+8, svgHeight-svgBottom-34, lx+36, svgHeight-svgBottom-34, lx+42, svgHeight-svgBottom-30)
+	fmt.Fprintf(bw, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#1f5fbf" stroke-width="2"/><text x="%.1f" y="%d">instances RUNNING</text>`+"\n",
+		lx+8, svgHeight-svgBottom-16, lx+36, svgHeight-svgBottom-16, lx+42, svgHeight-svgBottom-12)
+	fmt.Fprint(bw, `<polyline class="running" fill="none" stroke="#1f5fbf" stroke-width="2" points="`)
 	for _, p := range r.Timeline {
 		fmt.Fprintf(bw, "%.1f,%.1f ", x(p.Sec), y(float64(p.Running)))
 	}

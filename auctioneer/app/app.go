@@ -203,6 +203,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 		Engine:               engine,
 		CellStateTimeout:     a.cfg.CellStateTimeout.D(),
 		CellStateWorkers:     a.cfg.CellStateWorkers,
+		StateMaxAge:          a.cfg.CellStateMaxAge.D(),
 		CommunicationTimeout: a.cfg.CommunicationTimeout.D(),
 		Logger:               a.logger,
 		Metrics:              a.metrics,

@@ -167,6 +167,8 @@ func TestConfigValidation(t *testing.T) {
 		{"cell state timeout", func(c *app.Config) { c.CellStateTimeout = 0 }, "cell_state_timeout"},
 		{"cell state workers", func(c *app.Config) { c.CellStateWorkers = 0 }, "cell_state_workers"},
 		{"communication timeout", func(c *app.Config) { c.CommunicationTimeout = -1 }, "communication_timeout"},
+		{"negative cell state max age", func(c *app.Config) { c.CellStateMaxAge = -1 }, "cell_state_max_age: must be between 0s and 1m0s"},
+		{"cell state max age too long", func(c *app.Config) { c.CellStateMaxAge = config.Duration(2 * time.Minute) }, "cell_state_max_age: must be between 0s and 1m0s (got 2m0s)"},
 		{"starting container weight", func(c *app.Config) { c.StartingContainerWeight = -1 }, "starting_container_weight"},
 		{"bin pack weight", func(c *app.Config) { c.BinPackFirstFitWeight = 2 }, "bin_pack_first_fit_weight"},
 		{"in-flight cap", func(c *app.Config) { c.MaxInflightStarts = -1 }, "max_inflight_starts"},

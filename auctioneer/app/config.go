@@ -38,6 +38,11 @@ const (
 	DefaultCellStateWorkers = auctionrunner.DefaultCellStateWorkers
 	// DefaultCommunicationTimeout bounds Perform and BBS calls.
 	DefaultCommunicationTimeout = auctionrunner.DefaultCommunicationTimeout
+	// DefaultCellStateMaxAge is how long a cell's kept state stands in for
+	// a State call.
+	DefaultCellStateMaxAge = 5 * time.Second
+	// MaxCellStateMaxAge bounds cell_state_max_age.
+	MaxCellStateMaxAge = time.Minute
 )
 
 // Config is the auctioneer's JSON config file.
@@ -87,6 +92,11 @@ type Config struct {
 	CellStateTimeout config.Duration `json:"cell_state_timeout"`
 	// CellStateWorkers caps the State calls in flight (default 1000).
 	CellStateWorkers int `json:"cell_state_workers"`
+	// CellStateMaxAge is how long a cell's state, kept with the placements
+	// sent to it since, stands in for a State call before the cell is asked
+	// again (default 5s, at most 1m; 0s asks every cell before every
+	// auction, as Diego does). See auctionrunner.Options.StateMaxAge.
+	CellStateMaxAge config.Duration `json:"cell_state_max_age"`
 	// CommunicationTimeout bounds each Perform and each BBS write-back (default 10s).
 	CommunicationTimeout config.Duration `json:"communication_timeout"`
 	// StartingContainerWeight is the score per starting container (default 0.25, >= 0).
@@ -119,6 +129,7 @@ func DefaultConfig() Config {
 		LockRetryInterval:       config.Duration(DefaultLockRetryInterval),
 		CellStateTimeout:        config.Duration(DefaultCellStateTimeout),
 		CellStateWorkers:        DefaultCellStateWorkers,
+		CellStateMaxAge:         config.Duration(DefaultCellStateMaxAge),
 		CommunicationTimeout:    config.Duration(DefaultCommunicationTimeout),
 		StartingContainerWeight: auctioneer.DefaultStartingContainerWeight,
 		BinPackFirstFitWeight:   auctioneer.DefaultBinPackFirstFitWeight,
@@ -202,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.CellStateWorkers < 1 {
 		bad("cell_state_workers", "must be >= 1 (got %d)", c.CellStateWorkers)
+	}
+	if a := c.CellStateMaxAge.D(); a < 0 || a > MaxCellStateMaxAge {
+		bad("cell_state_max_age", "must be between 0s and %s (got %s)", MaxCellStateMaxAge, c.CellStateMaxAge)
 	}
 	if c.CommunicationTimeout.D() <= 0 {
 		bad("communication_timeout", "must be > 0 (got %s)", c.CommunicationTimeout)

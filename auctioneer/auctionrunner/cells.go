@@ -123,27 +123,33 @@ func (p *RepPool) Forget(address string) { p.pool.Forget(address) }
 func (p *RepPool) Close() { p.pool.Close() }
 
 // liveCell is a cell that answered State: its presence, its client and
-// its state in the engine's terms.
+// its state in the engine's terms. cached says the state came from the
+// runner's cache rather than from a State call of this auction.
 type liveCell struct {
 	presence *modelsv1.CellPresence
 	rep      repv1.RepServiceClient
 	state    auctioneer.CellState
+	cached   bool
 }
 
-// fetchResult is one fetch of every cell's state.
+// fetchResult is one view of every cell's state: fetched now or reused.
 type fetchResult struct {
 	cells      []liveCell
 	presences  int
 	failed     int // State errored or timed out, or no client
 	evacuating int
 	mismatched int
+	fetched    int // State calls made
+	reused     int // cells whose cached state was used without a call
 }
 
-// fetchStates asks every cell for its State in parallel, at most workers
-// at a time, each with timeout. Cells that fail, evacuate or report another
-// cell id are left out. The result lists the cells in presence order.
-func (r *Runner) fetchStates(ctx context.Context, presences []*modelsv1.CellPresence) fetchResult {
+// fetchAnswers asks the given cells for their State in parallel, at most
+// workers at a time, each with timeout, and returns the answers in order.
+func (r *Runner) fetchAnswers(ctx context.Context, presences []*modelsv1.CellPresence) []stateAnswer {
 	answers := make([]stateAnswer, len(presences))
+	if len(presences) == 0 {
+		return answers
+	}
 	workers := min(r.opts.CellStateWorkers, len(presences))
 	next := make(chan int)
 	var wg sync.WaitGroup
@@ -161,26 +167,7 @@ func (r *Runner) fetchStates(ctx context.Context, presences []*modelsv1.CellPres
 	}
 	close(next)
 	wg.Wait()
-
-	res := fetchResult{presences: len(presences)}
-	for i, a := range answers {
-		log := lager.Data{"cell_id": presences[i].GetCellId(), "rep_address": presences[i].GetRepAddress()}
-		switch {
-		case a.err != nil:
-			res.failed++
-			r.logger.Error("cell-state-failed", a.err, log)
-		case a.skip == skipEvacuating:
-			res.evacuating++
-		case a.skip == skipMismatch:
-			res.mismatched++
-			log["reported_cell_id"] = a.cell.state.CellID
-			r.logger.Info("cell-state-id-mismatch", log)
-		default:
-			res.cells = append(res.cells, a.cell)
-		}
-	}
-	r.metrics.FailedCellStates.Add(float64(res.failed))
-	return res
+	return answers
 }
 
 const (

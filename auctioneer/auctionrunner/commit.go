@@ -18,14 +18,22 @@ type cellWork struct {
 	placements []auctioneer.Placement
 	req        *repv1.PerformRequest
 	refused    []bool // per placement: handed back by the cell
+	err        error  // Perform failed
+}
+
+// committed is what the cells did with one auction's placements.
+type committed struct {
+	kept    []auctioneer.Placement // taken, or assumed taken (Perform failed)
+	refused []auctioneer.Placement // handed back by the cell
+	errored map[string]error       // cells whose Perform failed
 }
 
 // commit sends one Perform per winning cell, in parallel, and returns the
-// placements the cells kept and the failures for the work they handed
-// back. As in Diego (reference §1.9), when Perform itself fails the work is
-// assumed started: resending part of it could start it twice, and the BBS
-// convergence re-auctions instances left UNCLAIMED.
-func (r *Runner) commit(ctx context.Context, a *auctioneer.Auction, placements []auctioneer.Placement, cells map[string]*liveCell) ([]auctioneer.Placement, []Failure) {
+// placements the cells kept and those they handed back. As in Diego
+// (reference §1.9), when Perform itself fails the work is assumed started:
+// resending part of it could start it twice, and the BBS convergence
+// re-auctions instances left UNCLAIMED.
+func (r *Runner) commit(ctx context.Context, a *auctioneer.Auction, placements []auctioneer.Placement, cells map[string]*liveCell) committed {
 	var order []string
 	work := map[string]*cellWork{}
 	for _, p := range placements {
@@ -54,24 +62,30 @@ func (r *Runner) commit(ctx context.Context, a *auctioneer.Auction, placements [
 	}
 	wg.Wait()
 
-	var kept []auctioneer.Placement
-	var refused []Failure
+	out := committed{errored: map[string]error{}}
 	for _, id := range order {
 		w := work[id]
+		if w.err != nil {
+			out.errored[id] = w.err
+		}
 		for i, p := range w.placements {
-			if !w.refused[i] {
-				kept = append(kept, p)
-				continue
-			}
-			if p.Kind == auctioneer.KindTask {
-				refused = append(refused, Failure{Kind: p.Kind, TaskGUID: p.TaskGUID, Error: MsgCellRefused})
+			if w.refused[i] {
+				out.refused = append(out.refused, p)
 			} else {
-				l := &a.LRPs[p.Request]
-				refused = append(refused, Failure{Kind: p.Kind, ProcessGUID: l.ProcessGUID, Index: l.Index, Domain: l.Domain, Error: MsgCellRefused})
+				out.kept = append(out.kept, p)
 			}
 		}
 	}
-	return kept, refused
+	return out
+}
+
+// refusedFailure is the failure written back for work a cell handed back.
+func refusedFailure(a *auctioneer.Auction, p auctioneer.Placement) Failure {
+	if p.Kind == auctioneer.KindTask {
+		return Failure{Kind: p.Kind, TaskGUID: p.TaskGUID, Error: MsgCellRefused}
+	}
+	l := &a.LRPs[p.Request]
+	return Failure{Kind: p.Kind, ProcessGUID: l.ProcessGUID, Index: l.Index, Domain: l.Domain, Error: MsgCellRefused}
 }
 
 // perform sends one cell its work and marks what the cell handed back.
@@ -83,6 +97,7 @@ func (r *Runner) perform(ctx context.Context, w *cellWork) {
 	defer cancel()
 	resp, err := w.cell.rep.Perform(cctx, w.req)
 	if err != nil {
+		w.err = err
 		r.metrics.PerformErrors.Inc()
 		r.logger.Error("perform-failed-work-assumed-started", err, log)
 		return

@@ -16,6 +16,11 @@
 //	cell, in parallel ─► failures written back to the BBS (FailActualLRP,
 //	RejectTask)
 //
+// With Options.StateMaxAge the runner keeps each cell's state between
+// auctions, with its own placements applied, and asks only the cells whose
+// kept state is stale, changed presence, handed work back or failed; see
+// the option.
+//
 // Requests that arrive while the state fetch runs join the current batch;
 // those that arrive later join the next one. The runner never writes
 // successes: the winning cell claims its work.

@@ -15,6 +15,11 @@ type Metrics struct {
 	FetchStatesDuration prometheus.Histogram
 	// FailedCellStates counts State calls that failed or timed out.
 	FailedCellStates prometheus.Counter
+	// CellStatesFetched counts State calls made for auctions.
+	CellStatesFetched prometheus.Counter
+	// CellStatesReused counts cells whose kept state stood in for a State
+	// call (Options.StateMaxAge).
+	CellStatesReused prometheus.Counter
 	// BatchSize is the number of work items (LRP instances and tasks) per auction.
 	BatchSize prometheus.Histogram
 	// AuctionDuration is the time from the wake-up to the last write-back.
@@ -39,12 +44,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 		FetchStatesDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gavel_auctioneer_fetch_states_duration_seconds",
-			Help:    "Time to fetch the state of every live cell once.",
+			Help:    "Time to fetch the states of the cells an auction asks (every live cell, or those whose kept state is stale).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}),
 		FailedCellStates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gavel_auctioneer_failed_cell_state_requests_total",
 			Help: "Cell State requests that failed or timed out.",
+		}),
+		CellStatesFetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_auctioneer_cell_states_fetched_total",
+			Help: "Cell State requests made for auctions.",
+		}),
+		CellStatesReused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_auctioneer_cell_states_reused_total",
+			Help: "Cells whose kept state stood in for a State request.",
 		}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gavel_auctioneer_batch_size",
@@ -71,6 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.AuctionsStarted, m.AuctionsFailed, m.FetchStatesDuration, m.FailedCellStates,
+			m.CellStatesFetched, m.CellStatesReused,
 			m.BatchSize, m.AuctionDuration, m.PerformErrors, m.WriteBackErrors)
 	}
 	return m

@@ -12,6 +12,8 @@ import (
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/auctioneer"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
@@ -67,6 +69,14 @@ type Options struct {
 	CellStateTimeout time.Duration
 	// CellStateWorkers caps the State calls in flight (default 1000).
 	CellStateWorkers int
+	// StateMaxAge is how long a cell's state, once fetched, stands in for
+	// a State call: the runner keeps each cell's last answer with the
+	// placements it sent since applied, and asks the cell again when the
+	// answer is older than this, the cell's presence changed, the cell
+	// handed work back, its Perform failed, or an auction on the kept
+	// states left work unplaced (then every cell is asked). 0 asks every
+	// cell before every auction, as Diego does.
+	StateMaxAge time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
 	// FetchAttempts is how many times cell states are fetched when no
@@ -88,9 +98,10 @@ type Runner struct {
 	logger  lager.Logger
 	metrics *Metrics
 
-	mu    sync.Mutex // one auction at a time; guards seq and known
+	mu    sync.Mutex // one auction at a time; guards seq, known and cache
 	seq   int64
-	known map[string]struct{} // rep addresses seen in the last fetch
+	known map[string]struct{}    // rep addresses seen in the last fetch
+	cache map[string]*cachedCell // by cell id; see Options.StateMaxAge
 }
 
 var _ ifrit.Runner = (*Runner)(nil)
@@ -136,6 +147,7 @@ func New(opts Options) (*Runner, error) {
 		logger:  opts.Logger.Session("auction-runner"),
 		metrics: opts.Metrics,
 		known:   map[string]struct{}{},
+		cache:   map[string]*cachedCell{},
 	}, nil
 }
 
@@ -194,6 +206,9 @@ type Failure struct {
 type Report struct {
 	// Attempts is how many times the cell states were fetched.
 	Attempts int
+	// StatesFetched counts the State calls of this auction, StatesReused
+	// the cells whose kept state was used instead (Options.StateMaxAge).
+	StatesFetched, StatesReused int
 	// Cells is how many cells took part; FailedCells, EvacuatingCells and
 	// MismatchedCells were left out (counts of the last attempt).
 	Cells, FailedCells, EvacuatingCells, MismatchedCells int
@@ -203,11 +218,17 @@ type Report struct {
 	Failures []Failure
 }
 
-// RunAuction runs one auction: it fetches the cell states, drains the
-// batch, places the work, sends it to the cells and writes the failures
-// back. Calls are serialised. An empty batch gives an empty report and
-// fetches nothing. It returns an error, leaving the work in the batch,
-// only when the cell list cannot be read or ctx ends before the drain.
+// RunAuction runs one auction: it gets the cell states (kept or fetched,
+// see Options.StateMaxAge), drains the batch, places the work, sends it to
+// the cells and writes the failures back. Calls are serialised. An empty
+// batch gives an empty report and fetches nothing. It returns an error,
+// leaving the work in the batch, only when the cell list cannot be read or
+// ctx ends before the drain.
+//
+// With kept states, an auction that leaves work unplaced is decided again
+// on fresh states from every cell, and work handed back by a cell whose
+// state was kept is placed once more after that cell is asked again; only
+// what still fails is written back.
 func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -218,16 +239,18 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 	start := r.opts.Clock.Now()
 
 	var fetched fetchResult
+	var presences []*modelsv1.CellPresence
 	for rep.Attempts < r.opts.FetchAttempts {
 		rep.Attempts++
-		presences, err := r.opts.Cells.Cells(ctx)
+		var err error
+		presences, err = r.opts.Cells.Cells(ctx)
 		if err != nil {
 			return rep, fmt.Errorf("list cells: %w", err)
 		}
 		r.forgetVanished(presences)
-		fetchStart := r.opts.Clock.Now()
-		fetched = r.fetchStates(ctx, presences)
-		r.metrics.FetchStatesDuration.Observe(r.opts.Clock.Since(fetchStart).Seconds())
+		fetched = r.cellStates(ctx, presences, false)
+		rep.StatesFetched += fetched.fetched
+		rep.StatesReused += fetched.reused
 		if len(fetched.cells) > 0 {
 			break
 		}
@@ -245,28 +268,22 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 
 	lrps, tasks := r.opts.Batch.Drain()
 	r.metrics.BatchSize.Observe(float64(len(lrps) + len(tasks)))
-	auction := auctioneer.Auction{LRPs: lrps, Tasks: tasks, Cells: make([]auctioneer.CellState, len(fetched.cells))}
-	byID := make(map[string]*liveCell, len(fetched.cells))
-	for i := range fetched.cells {
-		auction.Cells[i] = fetched.cells[i].state
-		byID[fetched.cells[i].state.CellID] = &fetched.cells[i]
-	}
-	opts := r.opts.Engine
-	opts.Seed += r.seq
+	seed := r.opts.Engine.Seed + r.seq
 	r.seq++
-	result, err := auctioneer.Run(auction, opts)
-	if err != nil {
-		// Options are validated at start and cell ids are unique, so this
-		// is a bug; the work is dropped and convergence will retry it.
-		r.logger.Error("engine-failed", err, lager.Data{"lrps": len(lrps), "tasks": len(tasks)})
-		return rep, nil
+	out := r.round(ctx, presences, fetched, lrps, tasks, seed, true)
+	if n := len(out.retryLRPs) + len(out.retryTasks); n > 0 {
+		// Cells answered from the cache handed work back: ask them again
+		// and place that work once more.
+		r.logger.Info("replacing-handed-back-work", lager.Data{"items": n})
+		again := r.cellStates(ctx, presences, false)
+		second := r.round(ctx, presences, again, out.retryLRPs, out.retryTasks, seed, false)
+		out.placed = append(out.placed, second.placed...)
+		out.failures = append(out.failures, second.failures...)
+		out.fetched += again.fetched + second.fetched
 	}
-	for _, f := range result.Failures {
-		rep.Failures = append(rep.Failures, engineFailure(&auction, f))
-	}
-	placed, refused := r.commit(ctx, &auction, result.Placements, byID)
-	rep.Placements = placed
-	rep.Failures = append(rep.Failures, refused...)
+	rep.StatesFetched += out.fetched
+	rep.Placements = out.placed
+	rep.Failures = out.failures
 	r.writeBack(ctx, rep.Failures)
 
 	for _, p := range rep.Placements {
@@ -278,10 +295,98 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 	r.metrics.AuctionDuration.Observe(r.opts.Clock.Since(start).Seconds())
 	r.logger.Info("auction-completed", lager.Data{
 		"cells": rep.Cells, "failed_cells": rep.FailedCells, "attempts": rep.Attempts,
+		"states_fetched": rep.StatesFetched, "states_reused": rep.StatesReused,
 		"lrps": len(lrps), "tasks": len(tasks), "placed": len(rep.Placements), "failed": len(rep.Failures),
 		"seed": opts.Seed, "duration": r.opts.Clock.Since(start).String(),
 	})
 	return rep, nil
+}
+
+// roundResult is one placement round: what the cells took, what failed,
+// and the work to place again (handed back by cells answered from the
+// cache).
+type roundResult struct {
+	placed     []auctioneer.Placement
+	failures   []Failure
+	retryLRPs  []auctioneer.LRPStart
+	retryTasks []auctioneer.TaskStart
+	fetched    int // State calls made by a full refresh
+}
+
+// round places lrps and tasks on the cells of fetched and sends the work.
+// When the engine leaves work unplaced and some states came from the
+// cache, every cell is asked again and the engine runs again on the fresh
+// states. The cache takes what the cells kept; cells that handed work back
+// or whose Perform failed are asked again next time. With retry, work
+// handed back by a cell answered from the cache is returned for another
+// round instead of failing.
+func (r *Runner) round(ctx context.Context, presences []*modelsv1.CellPresence, fetched fetchResult,
+	lrps []auctioneer.LRPStart, tasks []auctioneer.TaskStart, seed int64, retry bool) roundResult {
+	var out roundResult
+	opts := r.opts.Engine
+	opts.Seed = seed
+	auction, byID := buildAuction(fetched, lrps, tasks)
+	result, err := auctioneer.Run(auction, opts)
+	if err == nil && len(result.Failures) > 0 && fetched.reused > 0 && ctx.Err() == nil {
+		r.logger.Info("refreshing-every-cell-after-failures", lager.Data{"failures": len(result.Failures), "reused": fetched.reused})
+		fetched = r.cellStates(ctx, presences, true)
+		out.fetched += fetched.fetched
+		auction, byID = buildAuction(fetched, lrps, tasks)
+		result, err = auctioneer.Run(auction, opts)
+	}
+	if err != nil {
+		// Options are validated at start and cell ids are unique, so this
+		// is a bug; the work is dropped and convergence will retry it.
+		r.logger.Error("engine-failed", err, lager.Data{"lrps": len(lrps), "tasks": len(tasks)})
+		return out
+	}
+	for _, f := range result.Failures {
+		out.failures = append(out.failures, engineFailure(&auction, f))
+	}
+	c := r.commit(ctx, &auction, result.Placements, byID)
+	again := func(p auctioneer.Placement) {
+		if p.Kind == auctioneer.KindTask {
+			out.retryTasks = append(out.retryTasks, auction.Tasks[p.Request])
+		} else {
+			out.retryLRPs = append(out.retryLRPs, auction.LRPs[p.Request])
+		}
+	}
+	for id := range c.errored {
+		r.markDirty(id)
+	}
+	for _, p := range c.kept {
+		// A cell answered from the cache may be gone: work its Perform
+		// could not reach (Unavailable) is placed again on fresh states
+		// rather than assumed started. The BBS's claim keeps an instance
+		// from running twice should it have arrived after all.
+		if err := c.errored[p.CellID]; err != nil && retry && byID[p.CellID].cached && status.Code(err) == codes.Unavailable {
+			again(p)
+			continue
+		}
+		out.placed = append(out.placed, p)
+		r.applyPlacement(&auction, p)
+	}
+	for _, p := range c.refused {
+		r.markDirty(p.CellID)
+		if retry && byID[p.CellID].cached {
+			again(p)
+		} else {
+			out.failures = append(out.failures, refusedFailure(&auction, p))
+		}
+	}
+	return out
+}
+
+// buildAuction is the engine's input: the cells of fetched and the work,
+// with the cells by id for the commit.
+func buildAuction(fetched fetchResult, lrps []auctioneer.LRPStart, tasks []auctioneer.TaskStart) (auctioneer.Auction, map[string]*liveCell) {
+	auction := auctioneer.Auction{LRPs: lrps, Tasks: tasks, Cells: make([]auctioneer.CellState, len(fetched.cells))}
+	byID := make(map[string]*liveCell, len(fetched.cells))
+	for i := range fetched.cells {
+		auction.Cells[i] = fetched.cells[i].state
+		byID[fetched.cells[i].state.CellID] = &fetched.cells[i]
+	}
+	return auction, byID
 }
 
 // forgetVanished drops the rep connections of cells no longer present.
