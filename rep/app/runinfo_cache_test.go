@@ -37,18 +37,26 @@ func (c *countingBBS) GetDesiredLRP(ctx context.Context, in *bbsv1.GetDesiredLRP
 // simCell is a harmonizer over a simulated executor, with the shared cache.
 func simCell(t *testing.T, cellID string, bbs harmonizer.BBS, cache *harmonizer.RunInfoCache) *executor.Executor {
 	t.Helper()
+	exec, _ := simCellEvac(t, cellID, bbs, cache)
+	return exec
+}
+
+// simCellEvac is simCell with the cell's evacuation flag.
+func simCellEvac(t *testing.T, cellID string, bbs harmonizer.BBS, cache *harmonizer.RunInfoCache) (*executor.Executor, *rep.Evacuation) {
+	t.Helper()
 	exec, err := executor.New(ctx, executor.Options{
 		Backend: sim.New(sim.Options{}), CellID: cellID,
 		TotalResources: executor.Resources{MemoryMB: 4096, DiskMB: 4096, Containers: 32},
 	})
 	require.NoError(t, err)
 	t.Cleanup(exec.Close)
+	evac := &rep.Evacuation{}
 	h := harmonizer.New(harmonizer.Options{CellID: cellID, Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour,
-		Logger: lager.NewLogger("harmonizer"), RunInfo: cache})
+		Logger: lager.NewLogger("harmonizer"), RunInfo: cache, Evacuation: evac, EvacuationPollInterval: time.Hour})
 	proc := ifrit.Background(h)
 	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
 	<-proc.Ready()
-	return exec
+	return exec, evac
 }
 
 // reserveIndex reserves a container for one index, as Perform does.

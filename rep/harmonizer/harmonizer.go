@@ -64,6 +64,7 @@ type BBS interface {
 	EvacuateStoppedActualLRP(ctx context.Context, in *bbsv1.EvacuateStoppedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateStoppedActualLRPResponse, error)
 	EvacuateCrashedActualLRP(ctx context.Context, in *bbsv1.EvacuateCrashedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateCrashedActualLRPResponse, error)
 	ReclaimEvacuatingActualLRP(ctx context.Context, in *bbsv1.ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.ReclaimEvacuatingActualLRPResponse, error)
+	BatchEvacuateActualLRPs(ctx context.Context, in *bbsv1.BatchEvacuateActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchEvacuateActualLRPsResponse, error)
 }
 
 // Metrics are the harmonizer's Prometheus metrics, shared by every cell of a
@@ -131,6 +132,7 @@ type Harmonizer struct {
 	queue  *queue
 	claims *batcher[*claimItem]
 	starts *batcher[*bbsv1.StartActualLRPRequest]
+	evacs  *batcher[*evacItem]
 	lrps   flight[*modelsv1.DesiredLRP]
 
 	baseCtx atomic.Pointer[context.Context]
@@ -178,6 +180,7 @@ func New(opts Options) *Harmonizer {
 	h.baseCtx.Store(&bg)
 	h.claims = &batcher[*claimItem]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base}
 	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base}
+	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base}
 	return h
 }
 
