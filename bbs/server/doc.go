@@ -4,5 +4,8 @@
 // to place new work, stopping instances and cancelling tasks on their cells,
 // delivering task completions). Only the holder of the bbs lock serves
 // writes; a passive replica answers them Unavailable and still serves reads
-// and events from its own watch cache.
+// and events from its own watch cache. Every read first waits until the
+// replica's cache reflects etcd's revision at the time of the read
+// (store.Sync), so no replica answers with state older than an acknowledged
+// write.
 package server

@@ -101,8 +101,17 @@ var errPassive = status.Error(codes.Unavailable, "this BBS replica is passive: i
 // beyond the bounds of bbs/models (CheckBounds: lengths, counts, enums,
 // record sizes) and maps store errors to status codes.
 func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if !readOnly[method(info.FullMethod)] && !s.opts.Leader.Held() {
+	name := method(info.FullMethod)
+	if !readOnly[name] && !s.opts.Leader.Held() {
 		return nil, errPassive
+	}
+	if readOnly[name] && name != "Ping" {
+		// Reads come from the watch cache; first let it catch up with
+		// etcd, so no replica answers with state older than a write
+		// already acknowledged (by this replica or another).
+		if err := s.store.Sync(ctx); err != nil {
+			return nil, models.ToStatus(err)
+		}
 	}
 	if m, ok := req.(proto.Message); ok && !validatedWithBounds[method(info.FullMethod)] {
 		if err := models.CheckBounds(m); err != nil {

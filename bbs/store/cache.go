@@ -111,6 +111,13 @@ type Cache struct {
 	cellSubs      map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)
 	wantedSubs    map[chan struct{}]struct{} // WantedInstanceRemovals subscribers (convergence.go)
 	lockSubs      map[chan struct{}]struct{} // LockChanges subscribers (lockwatch.go)
+	// revisions reads etcd's current revision for Sync (consistent.go).
+	revisions revisionReader
+	// cancelWatch ends the running watch (guarded by mu; nil between watches).
+	cancelWatch context.CancelFunc
+	// beforeApply, when set (tests only), runs before the watch applies a
+	// response; ctx is the watch's own context.
+	beforeApply func(ctx context.Context)
 }
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
@@ -120,7 +127,7 @@ func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
 
 // newCache is NewCache with a keyring that opens sealed records.
 func newCache(client *clientv3.Client, keys Keys, logger lager.Logger, keyring *encryption.Keyring) *Cache {
-	return &Cache{
+	c := &Cache{
 		client:  client,
 		keys:    keys,
 		keyring: keyring,
@@ -128,6 +135,8 @@ func newCache(client *clientv3.Client, keys Keys, logger lager.Logger, keyring *
 		state:   newCacheState(),
 		synced:  make(chan struct{}),
 	}
+	c.revisions.get = c.etcdRevision
+	return c
 }
 
 // Synced is closed once the cache holds a consistent snapshot.
@@ -196,12 +205,23 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	c.mu.Lock()
+	c.cancelWatch = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cancelWatch = nil
+		c.mu.Unlock()
+	}()
 	cellsPrefix := c.keys.Prefix() + cellsDir
 	locksPrefix := c.keys.Prefix() + locksDir
 	wch := c.client.Watch(wctx, c.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			return err
+		}
+		if c.beforeApply != nil {
+			c.beforeApply(wctx)
 		}
 		c.mu.Lock()
 		st := c.state
@@ -239,6 +259,9 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 			c.notifyLockChangedLocked()
 		}
 		c.mu.Unlock()
+	}
+	if wctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("watch restarted: the cache stayed behind etcd")
 	}
 	return fmt.Errorf("watch channel closed")
 }
