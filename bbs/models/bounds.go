@@ -38,6 +38,8 @@ const (
 	// MaxListItems bounds every list and map without a bound of its own
 	// (batch items, list filters, args, destinations).
 	MaxListItems = 10_000
+	// MaxEvacuationBatch bounds the reports of one BatchEvacuateActualLRPs call.
+	MaxEvacuationBatch = 1024
 	// MaxEnvVars bounds the environment variables of one list.
 	MaxEnvVars = 1024
 	// MaxSmallList bounds placement tags, ports, routes (router names),

@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/gavelhq/gavel/bbs/auctionrequest"
 	"github.com/gavelhq/gavel/bbs/models"
@@ -114,4 +117,50 @@ func (s *Server) ReclaimEvacuatingActualLRP(ctx context.Context, req *bbsv1.Recl
 		return nil, err
 	}
 	return &bbsv1.ReclaimEvacuatingActualLRPResponse{Reclaimed: ok}, nil
+}
+
+// BatchEvacuateActualLRPs makes many evacuation reports of a draining cell;
+// each succeeds or fails alone, as its single call would (validation, the
+// cell check and the auction of an unclaimed index included). They run
+// concurrently, so their writes share the store's grouped transactions.
+// More than models.MaxEvacuationBatch reports are refused InvalidArgument.
+func (s *Server) BatchEvacuateActualLRPs(ctx context.Context, req *bbsv1.BatchEvacuateActualLRPsRequest) (*bbsv1.BatchEvacuateActualLRPsResponse, error) {
+	reports := req.GetReports()
+	if len(reports) > models.MaxEvacuationBatch {
+		v := &models.ValidationError{}
+		v.Add("reports", "at most %d items (got %d)", models.MaxEvacuationBatch, len(reports))
+		return nil, v.Err()
+	}
+	keep := make([]bool, len(reports))
+	results := batch(len(reports), func(i int) error {
+		var err error
+		switch r := reports[i].GetReport().(type) {
+		case *bbsv1.EvacuationReport_Claimed:
+			var resp *bbsv1.EvacuateClaimedActualLRPResponse
+			resp, err = s.EvacuateClaimedActualLRP(ctx, r.Claimed)
+			keep[i] = resp.GetKeepContainer()
+		case *bbsv1.EvacuationReport_Running:
+			var resp *bbsv1.EvacuateRunningActualLRPResponse
+			resp, err = s.EvacuateRunningActualLRP(ctx, r.Running)
+			keep[i] = resp.GetKeepContainer()
+		case *bbsv1.EvacuationReport_Stopped:
+			var resp *bbsv1.EvacuateStoppedActualLRPResponse
+			resp, err = s.EvacuateStoppedActualLRP(ctx, r.Stopped)
+			keep[i] = resp.GetKeepContainer()
+		case *bbsv1.EvacuationReport_Crashed:
+			var resp *bbsv1.EvacuateCrashedActualLRPResponse
+			resp, err = s.EvacuateCrashedActualLRP(ctx, r.Crashed)
+			keep[i] = resp.GetKeepContainer()
+		default:
+			v := &models.ValidationError{}
+			v.Add(fmt.Sprintf("reports[%d].report", i), "is required")
+			err = v.Err()
+		}
+		return err
+	})
+	out := &bbsv1.BatchEvacuateActualLRPsResponse{Results: make([]*bbsv1.EvacuationResult, len(results))}
+	for i, r := range results {
+		out.Results[i] = &bbsv1.EvacuationResult{Code: r.GetCode(), Message: r.GetMessage(), KeepContainer: keep[i] && codes.Code(r.GetCode()) == codes.OK}
+	}
+	return out, nil
 }

@@ -109,11 +109,11 @@ func (s *Server) GetDesiredLRP(ctx context.Context, req *bbsv1.GetDesiredLRPRequ
 	if err := models.ValidateProcessGUID(req.GetProcessGuid()); err != nil {
 		return nil, err
 	}
-	d, err := s.store.GetDesiredLRP(req.GetProcessGuid())
+	d, v, err := s.store.GetDesiredLRPVersion(req.GetProcessGuid())
 	if err != nil {
 		return nil, err
 	}
-	return &bbsv1.GetDesiredLRPResponse{DesiredLrp: d}, nil
+	return &bbsv1.GetDesiredLRPResponse{DesiredLrp: d, RunInfoRevision: v.Revision}, nil
 }
 
 func desiredFilter(f *bbsv1.DesiredLRPFilter) (store.DesiredFilter, error) {
@@ -238,7 +238,10 @@ func (s *Server) ClaimActualLRP(ctx context.Context, req *bbsv1.ClaimActualLRPRe
 	if err := s.store.ClaimActualLRP(ctx, req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
-	return &bbsv1.ClaimActualLRPResponse{}, nil
+	// The version of the run info the cell is about to need, so it can skip
+	// fetching one it holds already.
+	v, _ := s.store.GetRunInfoVersion(req.GetProcessGuid())
+	return &bbsv1.ClaimActualLRPResponse{DesiredEpoch: v.Epoch, RunInfoRevision: v.Revision}, nil
 }
 
 func startInfo(req *bbsv1.StartActualLRPRequest) models.StartInfo {
@@ -335,10 +338,16 @@ func batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 
 // BatchClaimActualLRPs claims many instances; each succeeds or fails alone.
 func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaimActualLRPsRequest) (*bbsv1.BatchClaimActualLRPsResponse, error) {
-	return &bbsv1.BatchClaimActualLRPsResponse{Results: batch(len(req.GetClaims()), func(i int) error {
-		_, err := s.ClaimActualLRP(ctx, req.GetClaims()[i])
+	claims := make([]*bbsv1.ClaimActualLRPResponse, len(req.GetClaims()))
+	results := batch(len(req.GetClaims()), func(i int) error {
+		resp, err := s.ClaimActualLRP(ctx, req.GetClaims()[i])
+		if resp == nil {
+			resp = &bbsv1.ClaimActualLRPResponse{}
+		}
+		claims[i] = resp
 		return err
-	})}, nil
+	})
+	return &bbsv1.BatchClaimActualLRPsResponse{Results: results, Claims: claims}, nil
 }
 
 // BatchStartActualLRPs starts many instances; each succeeds or fails alone.

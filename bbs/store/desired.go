@@ -499,21 +499,54 @@ func (s *Store) RemoveDesiredLRP(ctx context.Context, guid string) (removed *mod
 
 // GetDesiredLRP returns a desired LRP in full.
 func (s *Store) GetDesiredLRP(guid string) (*modelsv1.DesiredLRP, error) {
+	d, _, err := s.GetDesiredLRPVersion(guid)
+	return d, err
+}
+
+// RunInfoVersion identifies one version of a desired LRP's run info: the
+// epoch of the desired LRP's modification tag (new when it is desired again
+// under the same guid) and the etcd revision of its run record (new whenever
+// the run info is written).
+type RunInfoVersion struct {
+	Epoch    string
+	Revision int64
+}
+
+// GetDesiredLRPVersion is GetDesiredLRP with the version of the run info it holds.
+func (s *Store) GetDesiredLRPVersion(guid string) (*modelsv1.DesiredLRP, RunInfoVersion, error) {
 	var out *modelsv1.DesiredLRP
+	var v RunInfoVersion
 	s.cache.read(func(st *cacheState) {
 		sched, ok := st.schedules[guid]
 		if !ok {
 			return
 		}
-		out = MergeDesired(sched.val, st.runs[guid].val)
+		run := st.runs[guid]
+		out = MergeDesired(sched.val, run.val)
+		v = RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}
 	})
 	if out == nil {
 		if err := s.checkDecodable(s.keys.Schedule(guid)); err != nil {
-			return nil, err
+			return nil, RunInfoVersion{}, err
 		}
-		return nil, notFound("desired LRP %s", guid)
+		return nil, RunInfoVersion{}, notFound("desired LRP %s", guid)
 	}
-	return out, nil
+	return out, v, nil
+}
+
+// GetRunInfoVersion returns the version of a desired LRP's run info; false
+// when the desired LRP or its run record is missing. It is a map lookup.
+func (s *Store) GetRunInfoVersion(guid string) (RunInfoVersion, bool) {
+	var v RunInfoVersion
+	ok := false
+	s.cache.read(func(st *cacheState) {
+		sched, okS := st.schedules[guid]
+		run, okR := st.runs[guid]
+		if okS && okR {
+			v, ok = RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}, true
+		}
+	})
+	return v, ok
 }
 
 // GetSchedulingInfo returns a desired LRP's scheduling record.

@@ -78,14 +78,15 @@ func TestTableRefusesWhatEachRoleMustNotDo(t *testing.T) {
 	refused := map[authz.Role][]string{
 		authz.RouteEmitter: {bbsv1.BBSService_DesireLRP_FullMethodName, bbsv1.BBSService_CrashActualLRP_FullMethodName, bbsv1.BBSService_UpsertDomain_FullMethodName},
 		authz.Controller:   {bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_StartActualLRP_FullMethodName, repv1.RepService_StopLRPInstance_FullMethodName, repv1.RepService_Drain_FullMethodName, bbsv1.BBSService_UpsertDomain_FullMethodName},
-		authz.Auctioneer:   {bbsv1.BBSService_DesireLRP_FullMethodName, bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_ListDesiredLRPs_FullMethodName},
 		authz.Rep:          {bbsv1.BBSService_DesireLRP_FullMethodName, repv1.RepService_Perform_FullMethodName, bbsv1.BBSService_FailActualLRP_FullMethodName},
 		authz.BBS:          {bbsv1.BBSService_DesireLRP_FullMethodName, repv1.RepService_Drain_FullMethodName},
 		// The CLI's certificate claimed an instance for a nonexistent cell,
 		// started it at an outside address and stopped containers.
 		authz.Operator: {bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_StartActualLRP_FullMethodName,
 			repv1.RepService_StopLRPInstance_FullMethodName, repv1.RepService_Perform_FullMethodName,
-			bbsv1.BBSService_EvacuateRunningActualLRP_FullMethodName},
+			bbsv1.BBSService_EvacuateRunningActualLRP_FullMethodName, bbsv1.BBSService_BatchEvacuateActualLRPs_FullMethodName},
+		authz.Auctioneer: {bbsv1.BBSService_DesireLRP_FullMethodName, bbsv1.BBSService_ClaimActualLRP_FullMethodName, bbsv1.BBSService_ListDesiredLRPs_FullMethodName,
+			bbsv1.BBSService_BatchEvacuateActualLRPs_FullMethodName},
 	}
 	for role, methods := range refused {
 		for _, m := range methods {
@@ -96,6 +97,12 @@ func TestTableRefusesWhatEachRoleMustNotDo(t *testing.T) {
 	}
 	r, _ := authz.Lookup(bbsv1.BBSService_UpsertDomain_FullMethodName)
 	require.True(t, r.Allows(authz.Bulker))
+	// The batched evacuation is the rep's alone, for its own cell.
+	r, _ = authz.Lookup(bbsv1.BBSService_BatchEvacuateActualLRPs_FullMethodName)
+	for _, role := range authz.Roles() {
+		require.Equal(t, role == authz.Rep, r.Allows(role), "BatchEvacuateActualLRPs for %s", role)
+	}
+	require.True(t, r.CellScoped && r.Internal)
 	for _, m := range []string{repv1.RepService_Drain_FullMethodName, bbsv1.BBSService_UpsertDomain_FullMethodName, bbsv1.BBSService_RetireActualLRP_FullMethodName} {
 		r, _ := authz.Lookup(m)
 		require.True(t, r.Allows(authz.Operator), "the operator may call %s", m)

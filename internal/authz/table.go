@@ -115,6 +115,7 @@ func buildTable() map[string]Rule {
 		bbsv1.BBSService_EvacuateCrashedActualLRP_FullMethodName:   cell,
 		bbsv1.BBSService_RemoveEvacuatingActualLRP_FullMethodName:  cell,
 		bbsv1.BBSService_ReclaimEvacuatingActualLRP_FullMethodName: cell,
+		bbsv1.BBSService_BatchEvacuateActualLRPs_FullMethodName:    cell,
 
 		// The auctioneer takes placement requests from the BBS.
 		auctioneerv1.AuctioneerService_RequestLRPAuctions_FullMethodName:  internal(BBS),

@@ -193,7 +193,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
-	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: harmonizer.NewRunInfoCache(0)}
 	var members grouper.Members
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

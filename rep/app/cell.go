@@ -45,6 +45,8 @@ type CellDeps struct {
 	Metrics *harmonizer.Metrics
 	// Logger is the process's logger.
 	Logger lager.Logger
+	// RunInfo caches desired LRPs for every cell of the process; nil: one per cell.
+	RunInfo *harmonizer.RunInfoCache
 }
 
 // Cell is one cell: a backend and executor, the RepService, the presence and
@@ -109,6 +111,7 @@ func (c *Cell) Runner() ifrit.Runner {
 				CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS, Executor: c.exec,
 				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
 				Evacuation: &c.evac, EvacuationPollInterval: c.cfg.EvacuationPollingInterval.D(),
+				RunInfo: c.deps.RunInfo,
 			})
 			return c.harmonizer.Run(signals, ready)
 		})},

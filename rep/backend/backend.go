@@ -87,6 +87,18 @@ type Process interface {
 	Signal(sig Signal) error
 }
 
+// ExitNotifier is optionally implemented by processes that can report their
+// exit through a callback, so a supervisor need not park a goroutine in Wait
+// for each process (the sim backend: a simulated cell then costs a few
+// goroutines, not one per container).
+type ExitNotifier interface {
+	// OnExit arranges for fn to be called exactly once with what Wait would
+	// return, as soon as the process has exited (at once, on the calling
+	// goroutine, when it already has). fn runs on the goroutine that ended
+	// the process with no backend lock held; it must not block for long.
+	OnExit(fn func(status int, err error))
+}
+
 // Prober is optionally implemented by containers whose ports cannot be reached
 // over the network from the cell, such as simulated containers. When a
 // container implements it, health checks call Probe instead of dialing.

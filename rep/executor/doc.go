@@ -44,6 +44,15 @@
 // CheckDefinition, the legacy monitor action is run repeatedly in the same
 // two phases.
 //
+// # Goroutines
+//
+// A container whose action is a single run action (no setup, sidecars or
+// checks, no result file) is supervised without a goroutine of its own when
+// its process implements backend.ExitNotifier (the sim backend): the
+// process's exit callback completes it, and only a stop takes a goroutine,
+// for the grace timers. A simulated cell thus costs a few goroutines however
+// many containers it runs. Otherwise one goroutine waits on each process.
+//
 // # Restarts
 //
 // Detach ends an executor without stopping its containers (Close stops

@@ -381,11 +381,10 @@ func (e *Executor) Run(ctx context.Context, guid string, req RunRequest) error {
 	n.cancel = cancel
 	n.logs.configure(req.LogConfig, req.LogRateLimitBytesPerSecond)
 	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer cancel()
-		e.drive(runCtx, n, req)
-	}()
+	go e.drive(runCtx, n, req, func() {
+		cancel()
+		e.wg.Done()
+	})
 	return nil
 }
 

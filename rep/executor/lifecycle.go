@@ -16,10 +16,18 @@ import (
 )
 
 // drive runs one container from initializing to completed.
-func (e *Executor) drive(ctx context.Context, n *node, req RunRequest) {
-	defer close(n.done)
-	result := e.runContainer(ctx, n, req)
-	e.finish(n, result)
+// drive runs n's container; release is called once its work has ended. It
+// returns early when the container's process is supervised without a
+// goroutine (see asyncStep); the process's exit then ends the work.
+func (e *Executor) drive(ctx context.Context, n *node, req RunRequest, release func()) {
+	end := func(result RunResult) {
+		e.finish(n, result)
+		close(n.done)
+		release()
+	}
+	if result, async := e.runContainer(ctx, n, req, end); !async {
+		end(result)
+	}
 }
 
 // finish completes n with result, unless the executor is detaching (the
@@ -40,7 +48,7 @@ func failed(reason string, retryable bool) RunResult {
 	return RunResult{Failed: true, FailureReason: reason, Retryable: retryable}
 }
 
-func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) RunResult {
+func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest, end func(RunResult)) (result RunResult, async bool) {
 	cell := e.opts.CellID
 	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s creating container for instance %s", cell, n.guid))
 	e.mu.Lock()
@@ -60,7 +68,7 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	}
 	if err := recordRecovery(spec.Properties, n.c, req); err != nil {
 		e.mu.Unlock()
-		return failed("invalid run request: "+err.Error(), false)
+		return failed("invalid run request: "+err.Error(), false), false
 	}
 	e.mu.Unlock()
 	for _, p := range req.Ports {
@@ -69,10 +77,10 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	bc, err := e.backend.Create(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
-			return RunResult{Stopped: true}
+			return RunResult{Stopped: true}, false
 		}
 		n.logs.append("CELL", StreamStderr, fmt.Sprintf("Cell %s failed to create container for instance %s: %v", cell, n.guid, err))
-		return failed("failed to create container: "+err.Error(), true)
+		return failed("failed to create container: "+err.Error(), true), false
 	}
 	e.mu.Lock()
 	n.bc = bc
@@ -80,9 +88,9 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	info, err := bc.Info(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return RunResult{Stopped: true}
+			return RunResult{Stopped: true}, false
 		}
-		return failed("failed to create container: "+err.Error(), true)
+		return failed("failed to create container: "+err.Error(), true), false
 	}
 	netInfo := netInfoOf(info, req.Ports)
 	e.mu.Lock()
@@ -98,45 +106,55 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest) Ru
 	for _, f := range req.VolumeMountedFiles {
 		if err := writeFile(ctx, bc, f); err != nil {
 			if ctx.Err() != nil {
-				return RunResult{Stopped: true}
+				return RunResult{Stopped: true}, false
 			}
-			return failed("failed to create volume mounted files: "+err.Error(), true)
+			return failed("failed to create volume mounted files: "+err.Error(), true), false
 		}
 	}
 	for _, d := range req.CachedDependencies {
 		if err := e.download(ctx, bc, d.GetFrom(), d.GetTo(), "", d.GetCacheKey(), d.GetChecksumAlgorithm(), d.GetChecksumValue()); err != nil {
 			if ctx.Err() != nil {
-				return RunResult{Stopped: true}
+				return RunResult{Stopped: true}, false
 			}
-			return failed(fmt.Sprintf("failed to download cached artifacts: %s: %v", or(d.GetName(), d.GetFrom()), err), true)
+			return failed(fmt.Sprintf("failed to download cached artifacts: %s: %v", or(d.GetName(), d.GetFrom()), err), true), false
 		}
 	}
 
 	tree, readiness, err := e.buildTree(deps, req)
 	if err != nil {
-		return failed("invalid action: "+err.Error(), false)
+		return failed("invalid action: "+err.Error(), false), false
 	}
 	var once sync.Once
 	markRunning := func() {
 		once.Do(func() { e.markRunning(ctx, n, deps, readiness) })
 	}
+	if as, ok := tree.(asyncStep); ok && req.ResultFile == "" {
+		// One process and nothing to read after it: supervise it without
+		// holding this goroutine (see asyncStep).
+		as.start(ctx, markRunning, func(err error) { end(outcome(ctx, err)) })
+		return RunResult{}, true
+	}
 	err = tree.run(ctx, markRunning)
+	if r := outcome(ctx, err); ctx.Err() != nil || err != nil || req.ResultFile == "" {
+		return r, false
+	}
+	res, err := readResult(ctx, bc, req.ResultFile)
+	if err != nil {
+		n.logs.append("CELL", StreamStderr, fmt.Sprintf("failed to read result file %s: %v", req.ResultFile, err))
+		return failed(ReasonFailedToFetchResult, false), false
+	}
+	return RunResult{Result: res}, false
+}
+
+// outcome is the result of an action tree that returned err.
+func outcome(ctx context.Context, err error) RunResult {
 	switch {
 	case ctx.Err() != nil:
 		return RunResult{Stopped: true}
 	case err != nil:
 		return failed(err.Error(), false)
 	}
-	var result RunResult
-	if req.ResultFile != "" {
-		res, err := readResult(ctx, bc, req.ResultFile)
-		if err != nil {
-			n.logs.append("CELL", StreamStderr, fmt.Sprintf("failed to read result file %s: %v", req.ResultFile, err))
-			return failed(ReasonFailedToFetchResult, false)
-		}
-		result.Result = res
-	}
-	return result
+	return RunResult{}
 }
 
 // buildTree assembles setup, then the action codependent with sidecars and

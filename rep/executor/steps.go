@@ -26,6 +26,14 @@ type step interface {
 	run(ctx context.Context, ready func()) error
 }
 
+// asyncStep is a step that can run without holding its caller's goroutine
+// while it waits: start returns once the step is under way, and done is
+// called exactly once with what run would have returned.
+type asyncStep interface {
+	step
+	start(ctx context.Context, ready func(), done func(error))
+}
+
 type stepFunc func(ctx context.Context, ready func()) error
 
 func (f stepFunc) run(ctx context.Context, ready func()) error { return f(ctx, ready) }
@@ -145,34 +153,82 @@ func (d *stepDeps) logErr(source, msg string) {
 }
 
 func (d *stepDeps) runStep(a *modelsv1.RunAction, source string, user bool) step {
-	return stepFunc(func(ctx context.Context, ready func()) error {
-		src := or(a.GetLogSource(), source)
-		env := append([]string(nil), d.env...)
-		for _, v := range a.GetEnv() {
-			env = append(env, v.GetName()+"="+v.GetValue())
+	return &runStep{d: d, a: a, source: source, user: user}
+}
+
+// runStep runs one process and supervises it. Besides run it implements
+// asyncStep: with a backend whose processes report their exit (a
+// backend.ExitNotifier, as the sim's do) it supervises without a goroutine.
+type runStep struct {
+	d      *stepDeps
+	a      *modelsv1.RunAction
+	source string
+	user   bool
+}
+
+var _ asyncStep = (*runStep)(nil)
+
+// launched is a started process and its log writers.
+type launched struct {
+	proc           backend.Process
+	src            string
+	stdout, stderr *lineWriter
+}
+
+func (r *runStep) launch(ctx context.Context) (launched, error) {
+	d, a := r.d, r.a
+	src := or(a.GetLogSource(), r.source)
+	env := append([]string(nil), d.env...)
+	for _, v := range a.GetEnv() {
+		env = append(env, v.GetName()+"="+v.GetValue())
+	}
+	spec := backend.ProcessSpec{
+		ID:   processID(d.role),
+		Path: a.GetPath(), Args: a.GetArgs(), Dir: a.GetDir(), User: a.GetUser(), Env: dedupeEnv(env),
+		Limits: backend.ProcessLimits{Nofile: a.GetResourceLimits().GetNofile(), Nproc: a.GetResourceLimits().GetNproc()},
+	}
+	l := launched{src: src}
+	var pio backend.ProcessIO
+	if !a.GetSuppressLogOutput() {
+		l.stdout = &lineWriter{store: d.n.logs, source: src, stream: StreamStdout}
+		l.stderr = &lineWriter{store: d.n.logs, source: src, stream: StreamStderr}
+		pio = backend.ProcessIO{Stdout: l.stdout, Stderr: l.stderr}
+	}
+	proc, err := d.container.Run(ctx, spec, pio)
+	if err != nil {
+		if ctx.Err() != nil {
+			return l, ctx.Err()
 		}
-		spec := backend.ProcessSpec{
-			ID:   processID(d.role),
-			Path: a.GetPath(), Args: a.GetArgs(), Dir: a.GetDir(), User: a.GetUser(), Env: dedupeEnv(env),
-			Limits: backend.ProcessLimits{Nofile: a.GetResourceLimits().GetNofile(), Nproc: a.GetResourceLimits().GetNproc()},
-		}
-		var stdout, stderr *lineWriter
-		var pio backend.ProcessIO
-		if !a.GetSuppressLogOutput() {
-			stdout = &lineWriter{store: d.n.logs, source: src, stream: StreamStdout}
-			stderr = &lineWriter{store: d.n.logs, source: src, stream: StreamStderr}
-			pio = backend.ProcessIO{Stdout: stdout, Stderr: stderr}
-		}
-		proc, err := d.container.Run(ctx, spec, pio)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		ready()
-		return d.supervise(ctx, proc, src, stdout, stderr, user)
-	})
+		return l, err
+	}
+	l.proc = proc
+	return l, nil
+}
+
+func (r *runStep) run(ctx context.Context, ready func()) error {
+	l, err := r.launch(ctx)
+	if err != nil {
+		return err
+	}
+	ready()
+	return r.d.supervise(ctx, l.proc, l.src, l.stdout, l.stderr, r.user)
+}
+
+// start launches the process on the calling goroutine and returns once it
+// runs; done gets what run would have returned. Supervision holds no
+// goroutine when the process is a backend.ExitNotifier, and one otherwise.
+func (r *runStep) start(ctx context.Context, ready func(), done func(error)) {
+	l, err := r.launch(ctx)
+	if err != nil {
+		done(err)
+		return
+	}
+	ready()
+	if n, ok := l.proc.(backend.ExitNotifier); ok {
+		r.d.superviseAsync(ctx, n, l, r.user, done)
+		return
+	}
+	go func() { done(r.d.supervise(ctx, l.proc, l.src, l.stdout, l.stderr, r.user)) }()
 }
 
 // processID names a process of role: "<role>-<uuid>".
@@ -183,62 +239,92 @@ func processID(role string) string {
 	return role + "-" + uuid.NewString()
 }
 
+// exit is a process's exit status, or the error of waiting for it.
+type exit struct {
+	status int
+	err    error
+}
+
 // supervise waits for a started process. When ctx ends it stops the process
 // gracefully (SIGTERM, then SIGKILL after the grace time), unless the
 // executor is detaching: then the process is left running. user records the
 // exit status in the run result.
 func (d *stepDeps) supervise(ctx context.Context, proc backend.Process, src string, stdout, stderr *lineWriter, user bool) error {
-	type exit struct {
-		status int
-		err    error
-	}
 	exited := make(chan exit, 1)
 	go func() {
 		s, err := proc.Wait()
 		exited <- exit{s, err}
 	}()
-	finish := func(x exit, signalled bool) error {
-		if stdout != nil {
-			stdout.Flush()
-			stderr.Flush()
-		}
-		if x.err != nil {
-			return fmt.Errorf("wait for process: %w", x.err)
-		}
-		if user && !signalled {
-			d.e.recordExit(d.n, x.status)
-		}
-		if x.status != 0 {
-			msg := fmt.Sprintf("Exited with status %d", x.status)
-			if x.status == backend.ExitStatusUnknown {
-				msg = "Exited with an unknown status (the backend could not record it)"
-			}
-			if src != "" {
-				msg = src + ": " + msg
-			}
-			if info, err := d.container.Info(context.Background()); err == nil && contains(info.Events, "Out of memory") {
-				msg += " (out of memory)"
-			}
-			return errors.New(msg)
-		}
-		return nil
-	}
+	l := launched{proc: proc, src: src, stdout: stdout, stderr: stderr}
 	select {
 	case x := <-exited:
-		return finish(x, false)
+		return d.finishProcess(l, x, user, false)
 	case <-ctx.Done():
 	}
+	return d.stopProcess(ctx, l, exited, user)
+}
+
+// superviseAsync is supervise without a waiting goroutine: the process's exit
+// callback reports to done, and only a cancelled ctx (a stop) takes a
+// goroutine, for the graceful stop's timers.
+func (d *stepDeps) superviseAsync(ctx context.Context, proc backend.ExitNotifier, l launched, user bool, done func(error)) {
+	exited := make(chan exit, 1)
+	stop := context.AfterFunc(ctx, func() { done(d.stopProcess(ctx, l, exited, user)) })
+	proc.OnExit(func(status int, err error) {
+		x := exit{status, err}
+		if stop() {
+			// Exited on its own: ctx's callback will never run.
+			done(d.finishProcess(l, x, user, false))
+			return
+		}
+		exited <- x // stopProcess, under way, takes it
+	})
+}
+
+// finishProcess flushes the process's output and turns its exit into the
+// step's error; user records the status unless the process was signalled.
+func (d *stepDeps) finishProcess(l launched, x exit, user, signalled bool) error {
+	if l.stdout != nil {
+		l.stdout.Flush()
+		l.stderr.Flush()
+	}
+	if x.err != nil {
+		return fmt.Errorf("wait for process: %w", x.err)
+	}
+	if user && !signalled {
+		d.e.recordExit(d.n, x.status)
+	}
+	if x.status != 0 {
+		msg := fmt.Sprintf("Exited with status %d", x.status)
+		if x.status == backend.ExitStatusUnknown {
+			msg = "Exited with an unknown status (the backend could not record it)"
+		}
+		if l.src != "" {
+			msg = l.src + ": " + msg
+		}
+		if info, err := d.container.Info(context.Background()); err == nil && contains(info.Events, "Out of memory") {
+			msg += " (out of memory)"
+		}
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// stopProcess runs once ctx has ended: it leaves the process running when the
+// executor detaches, else stops it gracefully (SIGTERM, SIGKILL after the
+// grace time, then gives up after the exit timeout). It returns ctx.Err().
+func (d *stepDeps) stopProcess(ctx context.Context, l launched, exited <-chan exit, user bool) error {
 	if d.e.detaching.Load() {
 		// Leave the process running for the next executor to adopt.
 		return ctx.Err()
 	}
-	// Graceful stop: SIGTERM, SIGKILL after the grace time, then give up.
+	proc := l.proc
 	_ = proc.Signal(backend.SignalTerminate)
 	grace := d.e.clock.NewTimer(d.e.opts.GraceTime)
 	defer grace.Stop()
 	select {
 	case x := <-exited:
-		_ = finish(x, true)
+		_ = d.finishProcess(l, x, user, true)
 		return ctx.Err()
 	case <-grace.C():
 	}
@@ -248,7 +334,7 @@ func (d *stepDeps) supervise(ctx context.Context, proc backend.Process, src stri
 	defer giveUp.Stop()
 	select {
 	case x := <-exited:
-		_ = finish(x, true)
+		_ = d.finishProcess(l, x, user, true)
 	case <-giveUp.C():
 		d.logErr("CELL", "Process did not exit after SIGKILL")
 	}

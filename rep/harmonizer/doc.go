@@ -5,13 +5,18 @@
 // its container; a container has at most one operation running and one
 // waiting, so operations on it never interleave):
 //
-//	LRP  reserved   → claim (many claims in one BatchClaimActualLRPs) → GetDesiredLRP → Run;
+//	LRP  reserved   → claim (many claims in one BatchClaimActualLRPs) → desired LRP → Run;
 //	                  a refused claim deletes the reservation, a failed run removes the instance
 //	     running    → StartActualLRP with net info and routable (batched); refused → stop
 //	     completed  → RemoveActualLRP when stopped, else CrashActualLRP(reason); then delete
 //	task reserved   → StartTask; should_start false or refused → delete; else GetTask → Run
 //	     completed  → stopped: delete; retryable failure: RejectTask; else CompleteTask
 //	                  (result from the result file); then delete
+//
+// The desired LRP comes from the RunInfoCache, shared by the cells of a
+// process, when it holds the run info version the claim's answer names
+// (desired epoch + run record revision); else from one GetDesiredLRP, whose
+// answer is cached (LRU, DefaultRunInfoCacheSize entries).
 //
 // Bulk sync, at start and every Options.BulkSyncInterval, lists the
 // containers, this cell's actual LRPs and tasks, and the containers again:
@@ -38,6 +43,10 @@
 //	                  and the BBS answers false once the replacement runs)
 //	     completed  → EvacuateStoppedActualLRP or EvacuateCrashedActualLRP; delete
 //	task not completed → RejectTask (handed back for another cell); stop
+//
+// The evacuation reports of a cell's containers made meanwhile go together in
+// one BatchEvacuateActualLRPs call (at most Options.MaxBatch and the BBS's
+// models.MaxEvacuationBatch), as claims and starts do.
 //
 // Reclaim ends an evacuation that timed out: instances with no replacement
 // placed become ordinary instances again, and no container is processed after.

@@ -29,26 +29,26 @@ const ReasonEvacuating = "cell is evacuating"
 func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
 	logger := h.logger.Session("evacuate", lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
-	cctx, cancel := h.callCtx(ctx)
-	defer cancel()
 	switch c.State {
 	case executor.StateReserved, executor.StateInitializing, executor.StateCreated:
-		_, err := h.bbs.EvacuateClaimedActualLRP(cctx, &bbsv1.EvacuateClaimedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik})
-		if h.observe("EvacuateClaimedActualLRP", err) != nil {
+		_, err := h.evacuate(ctx, "EvacuateClaimedActualLRP", &bbsv1.EvacuationReport{Report: &bbsv1.EvacuationReport_Claimed{
+			Claimed: &bbsv1.EvacuateClaimedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik}}})
+		if err != nil {
 			logger.Error("evacuate-claimed-failed", err)
 			return
 		}
 		h.delete(ctx, c)
 	case executor.StateRunning:
 		routable := c.Routable
-		resp, err := h.bbs.EvacuateRunningActualLRP(cctx, &bbsv1.EvacuateRunningActualLRPRequest{
-			ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
-		})
-		if h.observe("EvacuateRunningActualLRP", err) != nil {
+		keep, err := h.evacuate(ctx, "EvacuateRunningActualLRP", &bbsv1.EvacuationReport{Report: &bbsv1.EvacuationReport_Running{
+			Running: &bbsv1.EvacuateRunningActualLRPRequest{
+				ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
+			}}})
+		if err != nil {
 			logger.Error("evacuate-running-failed", err)
 			return
 		}
-		if !resp.GetKeepContainer() {
+		if !keep {
 			logger.Info("stopping-evacuated-instance")
 			if err := h.exec.Stop(c.Guid); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 				logger.Error("stop-failed", err)
@@ -57,11 +57,11 @@ func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 	case executor.StateCompleted:
 		var err error
 		if c.RunResult.Stopped {
-			_, err = h.bbs.EvacuateStoppedActualLRP(cctx, &bbsv1.EvacuateStoppedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik})
-			err = h.observe("EvacuateStoppedActualLRP", err)
+			_, err = h.evacuate(ctx, "EvacuateStoppedActualLRP", &bbsv1.EvacuationReport{Report: &bbsv1.EvacuationReport_Stopped{
+				Stopped: &bbsv1.EvacuateStoppedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik}}})
 		} else {
-			_, err = h.bbs.EvacuateCrashedActualLRP(cctx, &bbsv1.EvacuateCrashedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: crashReason(c.RunResult)})
-			err = h.observe("EvacuateCrashedActualLRP", err)
+			_, err = h.evacuate(ctx, "EvacuateCrashedActualLRP", &bbsv1.EvacuationReport{Report: &bbsv1.EvacuationReport_Crashed{
+				Crashed: &bbsv1.EvacuateCrashedActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: crashReason(c.RunResult)}}})
 		}
 		if err != nil {
 			logger.Error("evacuate-completed-failed", err)
@@ -69,6 +69,43 @@ func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 		}
 		h.delete(ctx, c)
 	}
+}
+
+// evacItem is one evacuation report of a batch and, once done, its answer.
+type evacItem struct {
+	report *bbsv1.EvacuationReport
+	keep   bool
+}
+
+// evacuate sends one evacuation report; the reports of the cell's
+// containers made meanwhile go together in one BatchEvacuateActualLRPs call
+// (at most Options.MaxBatch, and never more than the BBS takes). It returns
+// keep_container. call names the report in the error metric.
+func (h *Harmonizer) evacuate(ctx context.Context, call string, report *bbsv1.EvacuationReport) (bool, error) {
+	it := &evacItem{report: report}
+	err := h.observe(call, h.evacs.do(ctx, it))
+	return it.keep, err
+}
+
+func (h *Harmonizer) batchEvacuate(ctx context.Context, items []*evacItem) []error {
+	cctx, cancel := h.callCtx(ctx)
+	defer cancel()
+	reports := make([]*bbsv1.EvacuationReport, len(items))
+	for i, it := range items {
+		reports[i] = it.report
+	}
+	resp, err := h.bbs.BatchEvacuateActualLRPs(cctx, &bbsv1.BatchEvacuateActualLRPsRequest{Reports: reports})
+	results := make([]*bbsv1.BatchItemResult, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		results[i] = &bbsv1.BatchItemResult{Code: r.GetCode(), Message: r.GetMessage()}
+		if i < len(items) {
+			items[i].keep = r.GetKeepContainer() // read by the caller after do returns
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("batch evacuate %d instances: %w", len(items), err)
+	}
+	return batchErrors(len(items), results, err)
 }
 
 // evacuateTask hands a task of an evacuating cell back to the BBS

@@ -64,6 +64,7 @@ type BBS interface {
 	EvacuateStoppedActualLRP(ctx context.Context, in *bbsv1.EvacuateStoppedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateStoppedActualLRPResponse, error)
 	EvacuateCrashedActualLRP(ctx context.Context, in *bbsv1.EvacuateCrashedActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.EvacuateCrashedActualLRPResponse, error)
 	ReclaimEvacuatingActualLRP(ctx context.Context, in *bbsv1.ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*bbsv1.ReclaimEvacuatingActualLRPResponse, error)
+	BatchEvacuateActualLRPs(ctx context.Context, in *bbsv1.BatchEvacuateActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchEvacuateActualLRPsResponse, error)
 }
 
 // Metrics are the harmonizer's Prometheus metrics, shared by every cell of a
@@ -116,6 +117,9 @@ type Options struct {
 	Evacuation *rep.Evacuation
 	// EvacuationPollInterval is the time between syncs while evacuating; default 10 s.
 	EvacuationPollInterval time.Duration
+	// RunInfo caches the desired LRPs fetched to run instances, shared by the
+	// cells of a process; default a cache of this harmonizer's own.
+	RunInfo *RunInfoCache
 }
 
 // Harmonizer is an ifrit runner keeping the BBS and the executor in
@@ -126,8 +130,9 @@ type Harmonizer struct {
 	bbs    BBS
 	logger lager.Logger
 	queue  *queue
-	claims *batcher[*bbsv1.ClaimActualLRPRequest]
+	claims *batcher[*claimItem]
 	starts *batcher[*bbsv1.StartActualLRPRequest]
+	evacs  *batcher[*evacItem]
 	lrps   flight[*modelsv1.DesiredLRP]
 
 	baseCtx atomic.Pointer[context.Context]
@@ -164,14 +169,18 @@ func New(opts Options) *Harmonizer {
 	if opts.EvacuationPollInterval <= 0 {
 		opts.EvacuationPollInterval = DefaultEvacuationPollInterval
 	}
+	if opts.RunInfo == nil {
+		opts.RunInfo = NewRunInfoCache(0)
+	}
 	h := &Harmonizer{
 		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(),
 		logger: opts.Logger.Session("harmonizer", lager.Data{"cell_id": opts.CellID}),
 	}
 	bg := context.Background()
 	h.baseCtx.Store(&bg)
-	h.claims = &batcher[*bbsv1.ClaimActualLRPRequest]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base}
+	h.claims = &batcher[*claimItem]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base}
 	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base}
+	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base}
 	return h
 }
 
@@ -289,13 +298,14 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	logger := h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
 	switch c.State {
 	case executor.StateReserved:
-		err := h.claims.do(ctx, &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik})
+		claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
+		err := h.claims.do(ctx, claim)
 		if err != nil {
 			logger.Info("claim-refused", lager.Data{"error": err.Error()})
 			h.delete(ctx, c)
 			return
 		}
-		desired, err := h.desiredLRP(ctx, key.GetProcessGuid())
+		desired, err := h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp)
 		if err == nil {
 			req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
 			err = h.exec.Run(ctx, c.Guid, req)
@@ -385,7 +395,13 @@ func (h *Harmonizer) removeLRP(ctx context.Context, key *modelsv1.ActualLRPKey, 
 	}
 }
 
-func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string) (*modelsv1.DesiredLRP, error) {
+// desiredLRP returns the desired LRP to run an instance just claimed: from
+// the run-info cache when it holds the version the claim named, else from
+// the BBS (one call shared by concurrent callers), then cached.
+func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string, claim *bbsv1.ClaimActualLRPResponse) (*modelsv1.DesiredLRP, error) {
+	if d, ok := h.opts.RunInfo.Get(processGuid, claim.GetDesiredEpoch(), claim.GetRunInfoRevision()); ok {
+		return d, nil
+	}
 	return h.lrps.do(processGuid, func() (*modelsv1.DesiredLRP, error) {
 		cctx, cancel := h.callCtx(ctx)
 		defer cancel()
@@ -393,8 +409,16 @@ func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string) (*model
 		if h.observe("GetDesiredLRP", err) != nil {
 			return nil, fmt.Errorf("get desired LRP %s: %w", processGuid, err)
 		}
-		return resp.GetDesiredLrp(), nil
+		d := resp.GetDesiredLrp()
+		h.opts.RunInfo.Put(processGuid, d.GetModificationTag().GetEpoch(), resp.GetRunInfoRevision(), d)
+		return d, nil
 	})
+}
+
+// claimItem is one claim of a batch and, once it is done, its response.
+type claimItem struct {
+	req  *bbsv1.ClaimActualLRPRequest
+	resp *bbsv1.ClaimActualLRPResponse
 }
 
 // runRequestForLRP builds the executor's run request of one instance.
@@ -513,10 +537,19 @@ func batchErrors(n int, results []*bbsv1.BatchItemResult, err error) []error {
 	return errs
 }
 
-func (h *Harmonizer) batchClaim(ctx context.Context, reqs []*bbsv1.ClaimActualLRPRequest) []error {
+func (h *Harmonizer) batchClaim(ctx context.Context, items []*claimItem) []error {
 	cctx, cancel := h.callCtx(ctx)
 	defer cancel()
+	reqs := make([]*bbsv1.ClaimActualLRPRequest, len(items))
+	for i, it := range items {
+		reqs[i] = it.req
+	}
 	resp, err := h.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
+	for i, it := range items {
+		if i < len(resp.GetClaims()) {
+			it.resp = resp.GetClaims()[i] // read by the claimer after do returns
+		}
+	}
 	errs := batchErrors(len(reqs), resp.GetResults(), err)
 	for _, e := range errs {
 		h.observe("ClaimActualLRP", e)

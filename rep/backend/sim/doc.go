@@ -9,6 +9,8 @@
 // probability Options.CrashRate (drawn from a seeded generator, so a run can
 // be replayed) it exits with status 1 at a uniformly drawn time within
 // Options.CrashWindow. Timers of one Backend share a single goroutine and a
-// heap, driven by the injected clock, so thousands of containers cost no
-// goroutines of their own. Resources are accounted instantly.
+// heap, driven by the injected clock, and processes report their exit through
+// backend.ExitNotifier callbacks instead of a blocked Wait, so thousands of
+// containers cost no goroutines of their own, in the backend or in the
+// executor supervising them. Resources are accounted instantly.
 package sim

@@ -272,8 +272,9 @@ func (h *timerHeap) Pop() any {
 }
 
 var (
-	_ backend.Container = (*container)(nil)
-	_ backend.Prober    = (*container)(nil)
+	_ backend.Container    = (*container)(nil)
+	_ backend.Prober       = (*container)(nil)
+	_ backend.ExitNotifier = (*process)(nil)
 )
 
 // container is a simulated container; b.mu guards its mutable fields.
@@ -418,14 +419,19 @@ func (c *container) Stop(ctx context.Context, kill bool) error {
 	return ctx.Err()
 }
 
-// process is a simulated process.
+// process is a simulated process. It holds no goroutine: its exit is fired
+// by the backend's one timer goroutine (run duration, crash) or by whoever
+// stops it, and supervisors learn of it through OnExit.
 type process struct {
 	c         *container
 	id        string
 	healthyAt time.Time
-	once      sync.Once
 	done      chan struct{}
-	status    int
+
+	mu       sync.Mutex // guards the fields below
+	exitedAt bool
+	status   int
+	onExit   []func(status int, err error)
 }
 
 func (p *process) exited() bool {
@@ -437,11 +443,35 @@ func (p *process) exited() bool {
 	}
 }
 
+// exit ends the process with status (the first call wins) and then calls
+// the OnExit callbacks on this goroutine.
 func (p *process) exit(status int) {
-	p.once.Do(func() {
-		p.status = status
-		close(p.done)
-	})
+	p.mu.Lock()
+	if p.exitedAt {
+		p.mu.Unlock()
+		return
+	}
+	p.exitedAt, p.status = true, status
+	fns := p.onExit
+	p.onExit = nil
+	close(p.done)
+	p.mu.Unlock()
+	for _, fn := range fns {
+		fn(status, nil)
+	}
+}
+
+// OnExit calls fn once the process has exited; at once if it has.
+func (p *process) OnExit(fn func(status int, err error)) {
+	p.mu.Lock()
+	if !p.exitedAt {
+		p.onExit = append(p.onExit, fn)
+		p.mu.Unlock()
+		return
+	}
+	status := p.status
+	p.mu.Unlock()
+	fn(status, nil)
 }
 
 // ID returns the process ID.
@@ -450,6 +480,8 @@ func (p *process) ID() string { return p.id }
 // Wait blocks until the simulated exit.
 func (p *process) Wait() (int, error) {
 	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	return p.status, nil
 }
 

@@ -657,10 +657,14 @@ func (x *GetDesiredLRPRequest) GetProcessGuid() string {
 
 // GetDesiredLRPResponse returns a desired LRP in full.
 type GetDesiredLRPResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DesiredLrp    *v1.DesiredLRP         `protobuf:"bytes,1,opt,name=desired_lrp,json=desiredLrp,proto3" json:"desired_lrp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DesiredLrp *v1.DesiredLRP         `protobuf:"bytes,1,opt,name=desired_lrp,json=desiredLrp,proto3" json:"desired_lrp,omitempty"`
+	// run_info_revision is the etcd revision of the run info returned (see
+	// ClaimActualLRPResponse): with the epoch of desired_lrp's modification
+	// tag it names the version a cell may cache.
+	RunInfoRevision int64 `protobuf:"varint,2,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetDesiredLRPResponse) Reset() {
@@ -698,6 +702,13 @@ func (x *GetDesiredLRPResponse) GetDesiredLrp() *v1.DesiredLRP {
 		return x.DesiredLrp
 	}
 	return nil
+}
+
+func (x *GetDesiredLRPResponse) GetRunInfoRevision() int64 {
+	if x != nil {
+		return x.RunInfoRevision
+	}
+	return 0
 }
 
 // DesiredLRPFilter selects desired LRPs; empty fields match everything.
@@ -2176,11 +2187,19 @@ func (x *ClaimActualLRPRequest) GetInstanceKey() *v1.ActualLRPInstanceKey {
 	return nil
 }
 
-// ClaimActualLRPResponse is empty.
+// ClaimActualLRPResponse names the version of the desired LRP's run info
+// when the claim was made, so a cell can reuse the run info it fetched for
+// another instance of the same version instead of fetching it again.
 type ClaimActualLRPResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// desired_epoch is the epoch of the desired LRP's modification tag (new
+	// when the desired LRP is created again under the same process guid).
+	DesiredEpoch string `protobuf:"bytes,1,opt,name=desired_epoch,json=desiredEpoch,proto3" json:"desired_epoch,omitempty"`
+	// run_info_revision is the etcd revision of the run info record, which
+	// changes whenever the run info does; 0 when unknown (then fetch it).
+	RunInfoRevision int64 `protobuf:"varint,2,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClaimActualLRPResponse) Reset() {
@@ -2211,6 +2230,20 @@ func (x *ClaimActualLRPResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ClaimActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*ClaimActualLRPResponse) Descriptor() ([]byte, []int) {
 	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ClaimActualLRPResponse) GetDesiredEpoch() string {
+	if x != nil {
+		return x.DesiredEpoch
+	}
+	return ""
+}
+
+func (x *ClaimActualLRPResponse) GetRunInfoRevision() int64 {
+	if x != nil {
+		return x.RunInfoRevision
+	}
+	return 0
 }
 
 // StartActualLRPRequest reports an instance running.
@@ -2730,8 +2763,10 @@ func (x *BatchClaimActualLRPsRequest) GetClaims() []*ClaimActualLRPRequest {
 
 // BatchClaimActualLRPsResponse has one result per claim, in order.
 type BatchClaimActualLRPsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*BatchItemResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*BatchItemResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// claims has one response per claim, in order (empty for a failed one).
+	Claims        []*ClaimActualLRPResponse `protobuf:"bytes,2,rep,name=claims,proto3" json:"claims,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2769,6 +2804,13 @@ func (*BatchClaimActualLRPsResponse) Descriptor() ([]byte, []int) {
 func (x *BatchClaimActualLRPsResponse) GetResults() []*BatchItemResult {
 	if x != nil {
 		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchClaimActualLRPsResponse) GetClaims() []*ClaimActualLRPResponse {
+	if x != nil {
+		return x.Claims
 	}
 	return nil
 }
@@ -3695,6 +3737,273 @@ func (x *EvacuateCrashedActualLRPResponse) GetKeepContainer() bool {
 	return false
 }
 
+// EvacuationReport is one report of a BatchEvacuateActualLRPs call.
+type EvacuationReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Report:
+	//
+	//	*EvacuationReport_Claimed
+	//	*EvacuationReport_Running
+	//	*EvacuationReport_Stopped
+	//	*EvacuationReport_Crashed
+	Report        isEvacuationReport_Report `protobuf_oneof:"report"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuationReport) Reset() {
+	*x = EvacuationReport{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuationReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuationReport) ProtoMessage() {}
+
+func (x *EvacuationReport) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuationReport.ProtoReflect.Descriptor instead.
+func (*EvacuationReport) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *EvacuationReport) GetReport() isEvacuationReport_Report {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *EvacuationReport) GetClaimed() *EvacuateClaimedActualLRPRequest {
+	if x != nil {
+		if x, ok := x.Report.(*EvacuationReport_Claimed); ok {
+			return x.Claimed
+		}
+	}
+	return nil
+}
+
+func (x *EvacuationReport) GetRunning() *EvacuateRunningActualLRPRequest {
+	if x != nil {
+		if x, ok := x.Report.(*EvacuationReport_Running); ok {
+			return x.Running
+		}
+	}
+	return nil
+}
+
+func (x *EvacuationReport) GetStopped() *EvacuateStoppedActualLRPRequest {
+	if x != nil {
+		if x, ok := x.Report.(*EvacuationReport_Stopped); ok {
+			return x.Stopped
+		}
+	}
+	return nil
+}
+
+func (x *EvacuationReport) GetCrashed() *EvacuateCrashedActualLRPRequest {
+	if x != nil {
+		if x, ok := x.Report.(*EvacuationReport_Crashed); ok {
+			return x.Crashed
+		}
+	}
+	return nil
+}
+
+type isEvacuationReport_Report interface {
+	isEvacuationReport_Report()
+}
+
+type EvacuationReport_Claimed struct {
+	Claimed *EvacuateClaimedActualLRPRequest `protobuf:"bytes,1,opt,name=claimed,proto3,oneof"`
+}
+
+type EvacuationReport_Running struct {
+	Running *EvacuateRunningActualLRPRequest `protobuf:"bytes,2,opt,name=running,proto3,oneof"`
+}
+
+type EvacuationReport_Stopped struct {
+	Stopped *EvacuateStoppedActualLRPRequest `protobuf:"bytes,3,opt,name=stopped,proto3,oneof"`
+}
+
+type EvacuationReport_Crashed struct {
+	Crashed *EvacuateCrashedActualLRPRequest `protobuf:"bytes,4,opt,name=crashed,proto3,oneof"`
+}
+
+func (*EvacuationReport_Claimed) isEvacuationReport_Report() {}
+
+func (*EvacuationReport_Running) isEvacuationReport_Report() {}
+
+func (*EvacuationReport_Stopped) isEvacuationReport_Report() {}
+
+func (*EvacuationReport_Crashed) isEvacuationReport_Report() {}
+
+// BatchEvacuateActualLRPsRequest holds at most 1,024 reports.
+type BatchEvacuateActualLRPsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reports       []*EvacuationReport    `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchEvacuateActualLRPsRequest) Reset() {
+	*x = BatchEvacuateActualLRPsRequest{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchEvacuateActualLRPsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchEvacuateActualLRPsRequest) ProtoMessage() {}
+
+func (x *BatchEvacuateActualLRPsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchEvacuateActualLRPsRequest.ProtoReflect.Descriptor instead.
+func (*BatchEvacuateActualLRPsRequest) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *BatchEvacuateActualLRPsRequest) GetReports() []*EvacuationReport {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// EvacuationResult is the outcome of one report: a gRPC code (0 is OK), its
+// message and, when OK, whether to keep the container.
+type EvacuationResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	KeepContainer bool                   `protobuf:"varint,3,opt,name=keep_container,json=keepContainer,proto3" json:"keep_container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvacuationResult) Reset() {
+	*x = EvacuationResult{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvacuationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvacuationResult) ProtoMessage() {}
+
+func (x *EvacuationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvacuationResult.ProtoReflect.Descriptor instead.
+func (*EvacuationResult) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *EvacuationResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *EvacuationResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *EvacuationResult) GetKeepContainer() bool {
+	if x != nil {
+		return x.KeepContainer
+	}
+	return false
+}
+
+// BatchEvacuateActualLRPsResponse has one result per report, in order.
+type BatchEvacuateActualLRPsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*EvacuationResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchEvacuateActualLRPsResponse) Reset() {
+	*x = BatchEvacuateActualLRPsResponse{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchEvacuateActualLRPsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchEvacuateActualLRPsResponse) ProtoMessage() {}
+
+func (x *BatchEvacuateActualLRPsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchEvacuateActualLRPsResponse.ProtoReflect.Descriptor instead.
+func (*BatchEvacuateActualLRPsResponse) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *BatchEvacuateActualLRPsResponse) GetResults() []*EvacuationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // RemoveEvacuatingActualLRPRequest names the caller's evacuating instance.
 type RemoveEvacuatingActualLRPRequest struct {
 	state         protoimpl.MessageState   `protogen:"open.v1"`
@@ -3706,7 +4015,7 @@ type RemoveEvacuatingActualLRPRequest struct {
 
 func (x *RemoveEvacuatingActualLRPRequest) Reset() {
 	*x = RemoveEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3718,7 +4027,7 @@ func (x *RemoveEvacuatingActualLRPRequest) String() string {
 func (*RemoveEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3731,7 +4040,7 @@ func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3757,7 +4066,7 @@ type RemoveEvacuatingActualLRPResponse struct {
 
 func (x *RemoveEvacuatingActualLRPResponse) Reset() {
 	*x = RemoveEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +4078,7 @@ func (x *RemoveEvacuatingActualLRPResponse) String() string {
 func (*RemoveEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +4091,7 @@ func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RemoveEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{79}
 }
 
 // ReclaimEvacuatingActualLRPRequest names the caller's evacuating instance.
@@ -3796,7 +4105,7 @@ type ReclaimEvacuatingActualLRPRequest struct {
 
 func (x *ReclaimEvacuatingActualLRPRequest) Reset() {
 	*x = ReclaimEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +4117,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) String() string {
 func (*ReclaimEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +4130,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReclaimEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{76}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ReclaimEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3848,7 +4157,7 @@ type ReclaimEvacuatingActualLRPResponse struct {
 
 func (x *ReclaimEvacuatingActualLRPResponse) Reset() {
 	*x = ReclaimEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3860,7 +4169,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) String() string {
 func (*ReclaimEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3873,7 +4182,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReclaimEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{77}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ReclaimEvacuatingActualLRPResponse) GetReclaimed() bool {
@@ -3915,10 +4224,11 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\"\x1a\n" +
 	"\x18RemoveDesiredLRPResponse\"9\n" +
 	"\x14GetDesiredLRPRequest\x12!\n" +
-	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\"U\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\"\x81\x01\n" +
 	"\x15GetDesiredLRPResponse\x12<\n" +
 	"\vdesired_lrp\x18\x01 \x01(\v2\x1b.gavel.models.v1.DesiredLRPR\n" +
-	"desiredLrp\"O\n" +
+	"desiredLrp\x12*\n" +
+	"\x11run_info_revision\x18\x02 \x01(\x03R\x0frunInfoRevision\"O\n" +
 	"\x10DesiredLRPFilter\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12#\n" +
 	"\rprocess_guids\x18\x02 \x03(\tR\fprocessGuids\"P\n" +
@@ -4000,8 +4310,10 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x15ClaimActualLRPRequest\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x05R\x05index\x12H\n" +
-	"\finstance_key\x18\x03 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"\x18\n" +
-	"\x16ClaimActualLRPResponse\"\xa6\x04\n" +
+	"\finstance_key\x18\x03 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"i\n" +
+	"\x16ClaimActualLRPResponse\x12#\n" +
+	"\rdesired_epoch\x18\x01 \x01(\tR\fdesiredEpoch\x12*\n" +
+	"\x11run_info_revision\x18\x02 \x01(\x03R\x0frunInfoRevision\"\xa6\x04\n" +
 	"\x15StartActualLRPRequest\x12C\n" +
 	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
 	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\x12<\n" +
@@ -4034,9 +4346,10 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"Z\n" +
 	"\x1bBatchClaimActualLRPsRequest\x12;\n" +
-	"\x06claims\x18\x01 \x03(\v2#.gavel.bbs.v1.ClaimActualLRPRequestR\x06claims\"W\n" +
+	"\x06claims\x18\x01 \x03(\v2#.gavel.bbs.v1.ClaimActualLRPRequestR\x06claims\"\x95\x01\n" +
 	"\x1cBatchClaimActualLRPsResponse\x127\n" +
-	"\aresults\x18\x01 \x03(\v2\x1d.gavel.bbs.v1.BatchItemResultR\aresults\"Z\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.gavel.bbs.v1.BatchItemResultR\aresults\x12<\n" +
+	"\x06claims\x18\x02 \x03(\v2$.gavel.bbs.v1.ClaimActualLRPResponseR\x06claims\"Z\n" +
 	"\x1bBatchStartActualLRPsRequest\x12;\n" +
 	"\x06starts\x18\x01 \x03(\v2#.gavel.bbs.v1.StartActualLRPRequestR\x06starts\"W\n" +
 	"\x1cBatchStartActualLRPsResponse\x127\n" +
@@ -4091,7 +4404,21 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\x12#\n" +
 	"\rerror_message\x18\x03 \x01(\tR\ferrorMessage\"I\n" +
 	" EvacuateCrashedActualLRPResponse\x12%\n" +
-	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xb1\x01\n" +
+	"\x0ekeep_container\x18\x01 \x01(\bR\rkeepContainer\"\xc8\x02\n" +
+	"\x10EvacuationReport\x12I\n" +
+	"\aclaimed\x18\x01 \x01(\v2-.gavel.bbs.v1.EvacuateClaimedActualLRPRequestH\x00R\aclaimed\x12I\n" +
+	"\arunning\x18\x02 \x01(\v2-.gavel.bbs.v1.EvacuateRunningActualLRPRequestH\x00R\arunning\x12I\n" +
+	"\astopped\x18\x03 \x01(\v2-.gavel.bbs.v1.EvacuateStoppedActualLRPRequestH\x00R\astopped\x12I\n" +
+	"\acrashed\x18\x04 \x01(\v2-.gavel.bbs.v1.EvacuateCrashedActualLRPRequestH\x00R\acrashedB\b\n" +
+	"\x06report\"Z\n" +
+	"\x1eBatchEvacuateActualLRPsRequest\x128\n" +
+	"\areports\x18\x01 \x03(\v2\x1e.gavel.bbs.v1.EvacuationReportR\areports\"g\n" +
+	"\x10EvacuationResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
+	"\x0ekeep_container\x18\x03 \x01(\bR\rkeepContainer\"[\n" +
+	"\x1fBatchEvacuateActualLRPsResponse\x128\n" +
+	"\aresults\x18\x01 \x03(\v2\x1e.gavel.bbs.v1.EvacuationResultR\aresults\"\xb1\x01\n" +
 	" RemoveEvacuatingActualLRPRequest\x12C\n" +
 	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
 	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"#\n" +
@@ -4106,7 +4433,7 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x16EVENT_KIND_DESIRED_LRP\x10\x01\x12\x19\n" +
 	"\x15EVENT_KIND_ACTUAL_LRP\x10\x02\x12\x13\n" +
 	"\x0fEVENT_KIND_TASK\x10\x03\x12\x13\n" +
-	"\x0fEVENT_KIND_CELL\x10\x042\xd2\x1c\n" +
+	"\x0fEVENT_KIND_CELL\x10\x042\xca\x1d\n" +
 	"\n" +
 	"BBSService\x12=\n" +
 	"\x04Ping\x12\x19.gavel.bbs.v1.PingRequest\x1a\x1a.gavel.bbs.v1.PingResponse\x12U\n" +
@@ -4150,7 +4477,8 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\x18EvacuateStoppedActualLRP\x12-.gavel.bbs.v1.EvacuateStoppedActualLRPRequest\x1a..gavel.bbs.v1.EvacuateStoppedActualLRPResponse\x12y\n" +
 	"\x18EvacuateCrashedActualLRP\x12-.gavel.bbs.v1.EvacuateCrashedActualLRPRequest\x1a..gavel.bbs.v1.EvacuateCrashedActualLRPResponse\x12|\n" +
 	"\x19RemoveEvacuatingActualLRP\x12..gavel.bbs.v1.RemoveEvacuatingActualLRPRequest\x1a/.gavel.bbs.v1.RemoveEvacuatingActualLRPResponse\x12\x7f\n" +
-	"\x1aReclaimEvacuatingActualLRP\x12/.gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest\x1a0.gavel.bbs.v1.ReclaimEvacuatingActualLRPResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1;bbsv1b\x06proto3"
+	"\x1aReclaimEvacuatingActualLRP\x12/.gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest\x1a0.gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse\x12v\n" +
+	"\x17BatchEvacuateActualLRPs\x12,.gavel.bbs.v1.BatchEvacuateActualLRPsRequest\x1a-.gavel.bbs.v1.BatchEvacuateActualLRPsResponseB7Z5github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1;bbsv1b\x06proto3"
 
 var (
 	file_gavel_bbs_v1_bbs_proto_rawDescOnce sync.Once
@@ -4165,7 +4493,7 @@ func file_gavel_bbs_v1_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_gavel_bbs_v1_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(EventKind)(0),                                // 0: gavel.bbs.v1.EventKind
 	(*PingRequest)(nil),                           // 1: gavel.bbs.v1.PingRequest
@@ -4242,163 +4570,176 @@ var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(*EvacuateStoppedActualLRPResponse)(nil),      // 72: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
 	(*EvacuateCrashedActualLRPRequest)(nil),       // 73: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
 	(*EvacuateCrashedActualLRPResponse)(nil),      // 74: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	(*RemoveEvacuatingActualLRPRequest)(nil),      // 75: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	(*RemoveEvacuatingActualLRPResponse)(nil),     // 76: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 77: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 78: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	nil,                                 // 79: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	nil,                                 // 80: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	(*v1.Domain)(nil),                   // 81: gavel.models.v1.Domain
-	(*v1.DesiredLRP)(nil),               // 82: gavel.models.v1.DesiredLRP
-	(*v1.DesiredLRPUpdate)(nil),         // 83: gavel.models.v1.DesiredLRPUpdate
-	(*v1.DesiredLRPSchedulingInfo)(nil), // 84: gavel.models.v1.DesiredLRPSchedulingInfo
-	(*v1.DesiredLRPRoutingInfo)(nil),    // 85: gavel.models.v1.DesiredLRPRoutingInfo
-	(*v1.ActualLRP)(nil),                // 86: gavel.models.v1.ActualLRP
-	(*v1.ActualLRPKey)(nil),             // 87: gavel.models.v1.ActualLRPKey
-	(*v1.TaskDefinition)(nil),           // 88: gavel.models.v1.TaskDefinition
-	(*v1.Task)(nil),                     // 89: gavel.models.v1.Task
-	(v1.TaskState)(0),                   // 90: gavel.models.v1.TaskState
-	(*v1.CellPresence)(nil),             // 91: gavel.models.v1.CellPresence
-	(*v1.Event)(nil),                    // 92: gavel.models.v1.Event
-	(*v1.ActualLRPInstanceKey)(nil),     // 93: gavel.models.v1.ActualLRPInstanceKey
-	(*v1.ActualLRPNetInfo)(nil),         // 94: gavel.models.v1.ActualLRPNetInfo
-	(*v1.ActualLRPInternalRoute)(nil),   // 95: gavel.models.v1.ActualLRPInternalRoute
+	(*EvacuationReport)(nil),                      // 75: gavel.bbs.v1.EvacuationReport
+	(*BatchEvacuateActualLRPsRequest)(nil),        // 76: gavel.bbs.v1.BatchEvacuateActualLRPsRequest
+	(*EvacuationResult)(nil),                      // 77: gavel.bbs.v1.EvacuationResult
+	(*BatchEvacuateActualLRPsResponse)(nil),       // 78: gavel.bbs.v1.BatchEvacuateActualLRPsResponse
+	(*RemoveEvacuatingActualLRPRequest)(nil),      // 79: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	(*RemoveEvacuatingActualLRPResponse)(nil),     // 80: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 81: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 82: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	nil,                                 // 83: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	nil,                                 // 84: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	(*v1.Domain)(nil),                   // 85: gavel.models.v1.Domain
+	(*v1.DesiredLRP)(nil),               // 86: gavel.models.v1.DesiredLRP
+	(*v1.DesiredLRPUpdate)(nil),         // 87: gavel.models.v1.DesiredLRPUpdate
+	(*v1.DesiredLRPSchedulingInfo)(nil), // 88: gavel.models.v1.DesiredLRPSchedulingInfo
+	(*v1.DesiredLRPRoutingInfo)(nil),    // 89: gavel.models.v1.DesiredLRPRoutingInfo
+	(*v1.ActualLRP)(nil),                // 90: gavel.models.v1.ActualLRP
+	(*v1.ActualLRPKey)(nil),             // 91: gavel.models.v1.ActualLRPKey
+	(*v1.TaskDefinition)(nil),           // 92: gavel.models.v1.TaskDefinition
+	(*v1.Task)(nil),                     // 93: gavel.models.v1.Task
+	(v1.TaskState)(0),                   // 94: gavel.models.v1.TaskState
+	(*v1.CellPresence)(nil),             // 95: gavel.models.v1.CellPresence
+	(*v1.Event)(nil),                    // 96: gavel.models.v1.Event
+	(*v1.ActualLRPInstanceKey)(nil),     // 97: gavel.models.v1.ActualLRPInstanceKey
+	(*v1.ActualLRPNetInfo)(nil),         // 98: gavel.models.v1.ActualLRPNetInfo
+	(*v1.ActualLRPInternalRoute)(nil),   // 99: gavel.models.v1.ActualLRPInternalRoute
 }
 var file_gavel_bbs_v1_bbs_proto_depIdxs = []int32{
-	81, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
-	82, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	82, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	83, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
-	84, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
-	82, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	85, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
+	86, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	86, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	87, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
+	88, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	86, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
 	15, // 6: gavel.bbs.v1.ListDesiredLRPsRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	82, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
+	86, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
 	15, // 8: gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	84, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	88, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
 	15, // 10: gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	85, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
-	86, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
-	86, // 13: gavel.bbs.v1.GetActualLRPResponse.actual_lrp:type_name -> gavel.models.v1.ActualLRP
-	86, // 14: gavel.bbs.v1.GetActualLRPResponse.evacuating:type_name -> gavel.models.v1.ActualLRP
-	87, // 15: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	88, // 16: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
-	89, // 17: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
-	89, // 18: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
-	90, // 19: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
-	89, // 20: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
-	91, // 21: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
+	89, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
+	90, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
+	90, // 13: gavel.bbs.v1.GetActualLRPResponse.actual_lrp:type_name -> gavel.models.v1.ActualLRP
+	90, // 14: gavel.bbs.v1.GetActualLRPResponse.evacuating:type_name -> gavel.models.v1.ActualLRP
+	91, // 15: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	92, // 16: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
+	93, // 17: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
+	93, // 18: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
+	94, // 19: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
+	93, // 20: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
+	95, // 21: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
 	0,  // 22: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
-	92, // 23: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
-	93, // 24: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 25: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 26: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	94, // 27: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	95, // 28: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	79, // 29: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	87, // 30: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 31: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 32: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 33: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	96, // 23: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
+	97, // 24: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	91, // 25: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 26: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	98, // 27: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	99, // 28: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	83, // 29: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	91, // 30: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 31: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	91, // 32: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 33: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
 	44, // 34: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
 	54, // 35: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	46, // 36: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
-	54, // 37: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	87, // 38: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 39: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 40: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	94, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	95, // 43: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	80, // 44: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	87, // 45: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 46: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 47: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 48: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 49: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 50: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	87, // 51: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	93, // 52: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	1,  // 53: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
-	3,  // 54: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
-	5,  // 55: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
-	7,  // 56: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
-	9,  // 57: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
-	11, // 58: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
-	13, // 59: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
-	16, // 60: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
-	18, // 61: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
-	20, // 62: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
-	22, // 63: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
-	24, // 64: gavel.bbs.v1.BBSService.GetActualLRP:input_type -> gavel.bbs.v1.GetActualLRPRequest
-	26, // 65: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
-	28, // 66: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
-	30, // 67: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
-	32, // 68: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
-	34, // 69: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
-	36, // 70: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
-	38, // 71: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
-	40, // 72: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
-	42, // 73: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
-	44, // 74: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
-	46, // 75: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
-	48, // 76: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
-	50, // 77: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
-	52, // 78: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
-	55, // 79: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
-	57, // 80: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
-	59, // 81: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
-	61, // 82: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
-	63, // 83: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
-	65, // 84: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
-	67, // 85: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	69, // 86: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	71, // 87: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	73, // 88: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	75, // 89: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	77, // 90: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	2,  // 91: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
-	4,  // 92: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
-	6,  // 93: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
-	8,  // 94: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
-	10, // 95: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
-	12, // 96: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
-	14, // 97: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
-	17, // 98: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
-	19, // 99: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
-	21, // 100: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
-	23, // 101: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
-	25, // 102: gavel.bbs.v1.BBSService.GetActualLRP:output_type -> gavel.bbs.v1.GetActualLRPResponse
-	27, // 103: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
-	29, // 104: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
-	31, // 105: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
-	33, // 106: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
-	35, // 107: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
-	37, // 108: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
-	39, // 109: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
-	41, // 110: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
-	43, // 111: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
-	45, // 112: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
-	47, // 113: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
-	49, // 114: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
-	51, // 115: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
-	53, // 116: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
-	56, // 117: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
-	58, // 118: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
-	60, // 119: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
-	62, // 120: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
-	64, // 121: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
-	66, // 122: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
-	68, // 123: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
-	70, // 124: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
-	72, // 125: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
-	74, // 126: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	76, // 127: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	78, // 128: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	91, // [91:129] is the sub-list for method output_type
-	53, // [53:91] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	45, // 36: gavel.bbs.v1.BatchClaimActualLRPsResponse.claims:type_name -> gavel.bbs.v1.ClaimActualLRPResponse
+	46, // 37: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
+	54, // 38: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
+	91, // 39: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 40: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	91, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	98, // 43: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	99, // 44: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	84, // 45: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	91, // 46: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 47: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	91, // 48: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 49: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	67, // 50: gavel.bbs.v1.EvacuationReport.claimed:type_name -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	69, // 51: gavel.bbs.v1.EvacuationReport.running:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	71, // 52: gavel.bbs.v1.EvacuationReport.stopped:type_name -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	73, // 53: gavel.bbs.v1.EvacuationReport.crashed:type_name -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	75, // 54: gavel.bbs.v1.BatchEvacuateActualLRPsRequest.reports:type_name -> gavel.bbs.v1.EvacuationReport
+	77, // 55: gavel.bbs.v1.BatchEvacuateActualLRPsResponse.results:type_name -> gavel.bbs.v1.EvacuationResult
+	91, // 56: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 57: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	91, // 58: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	97, // 59: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	1,  // 60: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
+	3,  // 61: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
+	5,  // 62: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
+	7,  // 63: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
+	9,  // 64: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
+	11, // 65: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
+	13, // 66: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
+	16, // 67: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
+	18, // 68: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
+	20, // 69: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
+	22, // 70: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
+	24, // 71: gavel.bbs.v1.BBSService.GetActualLRP:input_type -> gavel.bbs.v1.GetActualLRPRequest
+	26, // 72: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
+	28, // 73: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
+	30, // 74: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
+	32, // 75: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
+	34, // 76: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
+	36, // 77: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
+	38, // 78: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
+	40, // 79: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
+	42, // 80: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
+	44, // 81: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
+	46, // 82: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
+	48, // 83: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
+	50, // 84: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
+	52, // 85: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
+	55, // 86: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
+	57, // 87: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
+	59, // 88: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
+	61, // 89: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
+	63, // 90: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
+	65, // 91: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
+	67, // 92: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	69, // 93: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	71, // 94: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	73, // 95: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	79, // 96: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	81, // 97: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	76, // 98: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:input_type -> gavel.bbs.v1.BatchEvacuateActualLRPsRequest
+	2,  // 99: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
+	4,  // 100: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
+	6,  // 101: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
+	8,  // 102: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
+	10, // 103: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
+	12, // 104: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
+	14, // 105: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
+	17, // 106: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
+	19, // 107: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
+	21, // 108: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
+	23, // 109: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
+	25, // 110: gavel.bbs.v1.BBSService.GetActualLRP:output_type -> gavel.bbs.v1.GetActualLRPResponse
+	27, // 111: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
+	29, // 112: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
+	31, // 113: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
+	33, // 114: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
+	35, // 115: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
+	37, // 116: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
+	39, // 117: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
+	41, // 118: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
+	43, // 119: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
+	45, // 120: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
+	47, // 121: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
+	49, // 122: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
+	51, // 123: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
+	53, // 124: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
+	56, // 125: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
+	58, // 126: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
+	60, // 127: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
+	62, // 128: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
+	64, // 129: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
+	66, // 130: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
+	68, // 131: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	70, // 132: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	72, // 133: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	74, // 134: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	80, // 135: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	82, // 136: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	78, // 137: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:output_type -> gavel.bbs.v1.BatchEvacuateActualLRPsResponse
+	99, // [99:138] is the sub-list for method output_type
+	60, // [60:99] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_gavel_bbs_v1_bbs_proto_init() }
@@ -4409,13 +4750,19 @@ func file_gavel_bbs_v1_bbs_proto_init() {
 	file_gavel_bbs_v1_bbs_proto_msgTypes[21].OneofWrappers = []any{}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[45].OneofWrappers = []any{}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[68].OneofWrappers = []any{}
+	file_gavel_bbs_v1_bbs_proto_msgTypes[74].OneofWrappers = []any{
+		(*EvacuationReport_Claimed)(nil),
+		(*EvacuationReport_Running)(nil),
+		(*EvacuationReport_Stopped)(nil),
+		(*EvacuationReport_Crashed)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_bbs_v1_bbs_proto_rawDesc), len(file_gavel_bbs_v1_bbs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   80,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -57,6 +57,7 @@ const (
 	BBSService_EvacuateCrashedActualLRP_FullMethodName      = "/gavel.bbs.v1.BBSService/EvacuateCrashedActualLRP"
 	BBSService_RemoveEvacuatingActualLRP_FullMethodName     = "/gavel.bbs.v1.BBSService/RemoveEvacuatingActualLRP"
 	BBSService_ReclaimEvacuatingActualLRP_FullMethodName    = "/gavel.bbs.v1.BBSService/ReclaimEvacuatingActualLRP"
+	BBSService_BatchEvacuateActualLRPs_FullMethodName       = "/gavel.bbs.v1.BBSService/BatchEvacuateActualLRPs"
 )
 
 // BBSServiceClient is the client API for BBSService service.
@@ -156,6 +157,11 @@ type BBSServiceClient interface {
 	// is claimed or running (the evacuating row is then left, or deleted once
 	// the replacement runs).
 	ReclaimEvacuatingActualLRP(ctx context.Context, in *ReclaimEvacuatingActualLRPRequest, opts ...grpc.CallOption) (*ReclaimEvacuatingActualLRPResponse, error)
+	// BatchEvacuateActualLRPs makes many evacuation reports (claimed, running,
+	// stopped, crashed) of a draining cell in one call, at most 1,024; each
+	// succeeds or fails alone, exactly as the single call would, and their
+	// writes share the BBS's grouped etcd transactions.
+	BatchEvacuateActualLRPs(ctx context.Context, in *BatchEvacuateActualLRPsRequest, opts ...grpc.CallOption) (*BatchEvacuateActualLRPsResponse, error)
 }
 
 type bBSServiceClient struct {
@@ -555,6 +561,16 @@ func (c *bBSServiceClient) ReclaimEvacuatingActualLRP(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *bBSServiceClient) BatchEvacuateActualLRPs(ctx context.Context, in *BatchEvacuateActualLRPsRequest, opts ...grpc.CallOption) (*BatchEvacuateActualLRPsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchEvacuateActualLRPsResponse)
+	err := c.cc.Invoke(ctx, BBSService_BatchEvacuateActualLRPs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BBSServiceServer is the server API for BBSService service.
 // All implementations must embed UnimplementedBBSServiceServer
 // for forward compatibility.
@@ -652,6 +668,11 @@ type BBSServiceServer interface {
 	// is claimed or running (the evacuating row is then left, or deleted once
 	// the replacement runs).
 	ReclaimEvacuatingActualLRP(context.Context, *ReclaimEvacuatingActualLRPRequest) (*ReclaimEvacuatingActualLRPResponse, error)
+	// BatchEvacuateActualLRPs makes many evacuation reports (claimed, running,
+	// stopped, crashed) of a draining cell in one call, at most 1,024; each
+	// succeeds or fails alone, exactly as the single call would, and their
+	// writes share the BBS's grouped etcd transactions.
+	BatchEvacuateActualLRPs(context.Context, *BatchEvacuateActualLRPsRequest) (*BatchEvacuateActualLRPsResponse, error)
 	mustEmbedUnimplementedBBSServiceServer()
 }
 
@@ -775,6 +796,9 @@ func (UnimplementedBBSServiceServer) RemoveEvacuatingActualLRP(context.Context, 
 }
 func (UnimplementedBBSServiceServer) ReclaimEvacuatingActualLRP(context.Context, *ReclaimEvacuatingActualLRPRequest) (*ReclaimEvacuatingActualLRPResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReclaimEvacuatingActualLRP not implemented")
+}
+func (UnimplementedBBSServiceServer) BatchEvacuateActualLRPs(context.Context, *BatchEvacuateActualLRPsRequest) (*BatchEvacuateActualLRPsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method BatchEvacuateActualLRPs not implemented")
 }
 func (UnimplementedBBSServiceServer) mustEmbedUnimplementedBBSServiceServer() {}
 func (UnimplementedBBSServiceServer) testEmbeddedByValue()                    {}
@@ -1474,6 +1498,24 @@ func _BBSService_ReclaimEvacuatingActualLRP_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _BBSService_BatchEvacuateActualLRPs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchEvacuateActualLRPsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BBSServiceServer).BatchEvacuateActualLRPs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: BBSService_BatchEvacuateActualLRPs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BBSServiceServer).BatchEvacuateActualLRPs(ctx, req.(*BatchEvacuateActualLRPsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // BBSService_ServiceDesc is the grpc.ServiceDesc for BBSService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1628,6 +1670,10 @@ var BBSService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReclaimEvacuatingActualLRP",
 			Handler:    _BBSService_ReclaimEvacuatingActualLRP_Handler,
+		},
+		{
+			MethodName: "BatchEvacuateActualLRPs",
+			Handler:    _BBSService_BatchEvacuateActualLRPs_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
