@@ -297,7 +297,7 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 		"cells": rep.Cells, "failed_cells": rep.FailedCells, "attempts": rep.Attempts,
 		"states_fetched": rep.StatesFetched, "states_reused": rep.StatesReused,
 		"lrps": len(lrps), "tasks": len(tasks), "placed": len(rep.Placements), "failed": len(rep.Failures),
-		"seed": opts.Seed, "duration": r.opts.Clock.Since(start).String(),
+		"seed": seed, "duration": r.opts.Clock.Since(start).String(),
 	})
 	return rep, nil
 }
