@@ -394,7 +394,9 @@ func (c *cluster) writeAuctioneerConfig() string {
 	cfg := auctioneerapp.DefaultConfig()
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.InstanceID = "auctioneer"
-	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	if c.opts.consulAddr == "" { // with Consul only the BBS needs etcd
+		cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	}
 	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
@@ -416,7 +418,9 @@ func (c *cluster) writeRepConfig(i int, r *rep) string {
 	cfg := repapp.DefaultConfig()
 	cfg.CellID, cfg.Zone, cfg.Index = r.id, spec.zone, int32(i)
 	cfg.ListenAddress, cfg.DebugAddress = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	if c.opts.consulAddr == "" { // with Consul only the BBS needs etcd
+		cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	}
 	cfg.Locket = c.locketConfig()
 	cfg.BBSAddresses = c.bbsAddrs
 	block := (portBlocks.Add(1) + uint32(os.Getpid())) % 200
@@ -466,7 +470,9 @@ func (c *cluster) startRouteEmitter() {
 	cfg.NATSURLs = []string{ns.ClientURL()}
 	cfg.BBSAddresses = c.bbsAddrs
 	cfg.BBSTLS = c.certs["route-emitter"]
-	cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	if c.opts.consulAddr == "" { // with Consul only the BBS needs etcd
+		cfg.Etcd = etcdclient.Config{Endpoints: c.etcdEndpoints}
+	}
 	cfg.Locket = c.locketConfig()
 	cfg.InstanceID = "route-emitter"
 	cfg.LockTTL, cfg.LockRetryInterval = config.Duration(lockTTL), config.Duration(lockRetry)
