@@ -314,7 +314,7 @@ func TestWriteJSONMatchesEncoder(t *testing.T) {
 			var want bytes.Buffer
 			enc := json.NewEncoder(&want)
 			enc.SetIndent("", "  ")
-			require.NoError(t, enc.Encode(r.JSON()))
+			require.NoError(t, enc.Encode(r.FullJSON()))
 			var got bytes.Buffer
 			require.NoError(t, r.WriteJSON(&got))
 			require.Equal(t, want.String(), got.String())
