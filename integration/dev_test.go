@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,15 @@ type devCluster struct {
 
 func startDev(t *testing.T, work, name string, extra ...string) *devCluster {
 	t.Helper()
-	args := append([]string{"dev", "--name", name, "--cells", "1", "--data-dir", filepath.Join(work, "data-"+name)}, extra...)
+	args := []string{"dev", "--name", name, "--cells", "1", "--data-dir", filepath.Join(work, "data-"+name)}
+	// The cluster's own addresses come from the gavel dev tests' port range
+	// (below the kernel's ephemeral range): a port gavel dev picks for a name
+	// is free when picked, but a component binding port 0 before the router
+	// starts could be given it (seen once: the auctioneer's debug server took
+	// the router's port).
+	args = append(args, "--bbs-address", devAddr(t), "--debug-address", devAddr(t), "--router-address", devAddr(t),
+		"--nats-port", strconv.Itoa(devPort(t)))
+	args = append(args, extra...)
 	d := &daemon{
 		name: "gavel-dev-" + name, path: bin("gavel"), dir: work, logPath: filepath.Join(work, "dev-"+name+".out"),
 		args: args, env: []string{"GAVEL_CONFIG=" + filepath.Join(work, "home", "config.json")},
