@@ -247,19 +247,7 @@ type SpecError struct {
 
 // Error prints the fields on one line: "path: message; path: message".
 func (e *SpecError) Error() string {
-	parts := make([]string, 0, maxReportedErrors+1)
-	for i, f := range e.Fields {
-		if i == maxReportedErrors {
-			parts = append(parts, fmt.Sprintf("and %d more", len(e.Fields)-i))
-			break
-		}
-		if f.Path == "" {
-			parts = append(parts, f.Message)
-		} else {
-			parts = append(parts, f.Path+": "+f.Message)
-		}
-	}
-	return "invalid generator spec: " + strings.Join(parts, "; ")
+	return formatFieldErrors("invalid generator spec", e.Fields)
 }
 
 // Is makes errors.Is(err, ErrInvalidSpec) true.

@@ -75,10 +75,16 @@ type ValidationError struct {
 
 // Error prints the fields on one line: "path: message; path: message".
 func (e *ValidationError) Error() string {
+	return formatFieldErrors("invalid scenario", e.Fields)
+}
+
+// formatFieldErrors prints what on one line followed by the first
+// maxReportedErrors fields: "what: path: message; path: message; and N more".
+func formatFieldErrors(what string, fields []FieldError) string {
 	parts := make([]string, 0, maxReportedErrors+1)
-	for i, f := range e.Fields {
+	for i, f := range fields {
 		if i == maxReportedErrors {
-			parts = append(parts, fmt.Sprintf("and %d more", len(e.Fields)-i))
+			parts = append(parts, fmt.Sprintf("and %d more", len(fields)-i))
 			break
 		}
 		if f.Path == "" {
@@ -87,7 +93,7 @@ func (e *ValidationError) Error() string {
 			parts = append(parts, f.Path+": "+f.Message)
 		}
 	}
-	return "invalid scenario: " + strings.Join(parts, "; ")
+	return what + ": " + strings.Join(parts, "; ")
 }
 
 // Is makes errors.Is(err, ErrInvalidScenario) true.

@@ -199,19 +199,7 @@ type TimelineError struct {
 
 // Error prints the first few fields on one line.
 func (e *TimelineError) Error() string {
-	parts := make([]string, 0, maxReportedErrors+1)
-	for i, f := range e.Fields {
-		if i == maxReportedErrors {
-			parts = append(parts, fmt.Sprintf("and %d more", len(e.Fields)-i))
-			break
-		}
-		if f.Path == "" {
-			parts = append(parts, f.Message)
-		} else {
-			parts = append(parts, f.Path+": "+f.Message)
-		}
-	}
-	return "invalid timeline: " + strings.Join(parts, "; ")
+	return formatFieldErrors("invalid timeline", e.Fields)
 }
 
 // Is makes errors.Is(err, ErrInvalidTimeline) true.
