@@ -121,15 +121,7 @@ type ZoneReport struct {
 
 // Run places the scenario's work with the real engine and measures it.
 func Run(s *Scenario, ro RunOptions) (*Report, error) {
-	opts := s.EngineOptions()
-	if ro.Strategy != "" {
-		opts.Strategy = ro.Strategy
-	}
-	if ro.Seed != nil {
-		opts.Seed = *ro.Seed
-	}
-	opts.Registry = ro.Registry
-	file, check, err := applyRunOptions(&opts, ro)
+	opts, file, check, err := s.engineOptionsFor(ro)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
@@ -161,6 +153,23 @@ func Run(s *Scenario, ro RunOptions) (*Report, error) {
 	r.scenario = s
 	r.fillMetadata(s, opts, file)
 	return r, nil
+}
+
+// engineOptionsFor is the scenario's engine options with ro's strategy
+// (a name, or a strategy file with its parameters), seed and registry
+// applied; check, when not nil, reports a strategy file's failed
+// evaluations after the engine ran.
+func (s *Scenario) engineOptionsFor(ro RunOptions) (opts auctioneer.Options, file *strategyfile.File, check func() error, err error) {
+	opts = s.EngineOptions()
+	if ro.Strategy != "" {
+		opts.Strategy = ro.Strategy
+	}
+	if ro.Seed != nil {
+		opts.Seed = *ro.Seed
+	}
+	opts.Registry = ro.Registry
+	file, check, err = applyRunOptions(&opts, ro)
+	return opts, file, check, err
 }
 
 // summarise fills the per-cell, per-zone and distribution figures.

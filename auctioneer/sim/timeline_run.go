@@ -281,14 +281,12 @@ func RunTimeline(s *Scenario, tl *Timeline, ro TimelineRunOptions) (*TimelineRep
 	if err := CheckTimeline(s, tl); err != nil {
 		return nil, err
 	}
-	opts := s.EngineOptions()
-	if ro.Strategy != "" {
-		opts.Strategy = ro.Strategy
+	// The same strategy resolution as a static run: a name, or a strategy
+	// file with its parameters.
+	opts, _, check, err := s.engineOptionsFor(ro.RunOptions)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
 	}
-	if ro.Seed != nil {
-		opts.Seed = *ro.Seed
-	}
-	opts.Registry = ro.Registry
 	// The engine validates its options on every run; an empty auction
 	// checks them once, up front.
 	if _, err := auctioneer.Run(auctioneer.Auction{}, opts); err != nil {
@@ -301,6 +299,11 @@ func RunTimeline(s *Scenario, tl *Timeline, ro TimelineRunOptions) (*TimelineRep
 	sim := newTimelineSim(s, tl, opts)
 	sim.run(ro.Progress)
 	sim.rep.Wall = time.Since(start)
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, fmt.Errorf("simulate strategy %q: %w", opts.Strategy, err)
+		}
+	}
 	return sim.rep, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/auctioneer"
+	"github.com/gavelhq/gavel/auctioneer/strategyfile"
 )
 
 // tlScenario returns a parsed scenario of n cells of memMB each in one
@@ -300,4 +301,22 @@ func TestTimelineRollingDeploy(t *testing.T) {
 	// (running at 25.2 s); 20 s and 25 s are too early; the 30 s tick
 	// removes the old app: 29 s after the deploy began.
 	require.Equal(t, 4, r.Waits.ByCause[CauseDeploy].Count)
+}
+
+// A dynamic run takes a strategy file as a static run does: the file places
+// and a score that fails during the run fails it.
+func TestTimelineRunsAStrategyFile(t *testing.T) {
+	s := tlScenario(t, 3, 4096, 4) // cell-1 holds web's 4 instances
+	tl := mustTimeline(t, `{"events":[{"at_ms":1000,"type":"desire_lrp","process_guid":"api","instances":1,"memory_mb":256}]}`)
+	busiest, err := strategyfile.Parse([]byte(`{"name": "busiest", "score": "double(cell.memory_free_mb)"}`))
+	require.NoError(t, err)
+	rep, err := RunTimeline(s, tl, TimelineRunOptions{RunOptions: RunOptions{StrategyFile: busiest}})
+	require.NoError(t, err)
+	require.Equal(t, "busiest", rep.Strategy)
+	require.Zero(t, rep.Totals.PlacementFailures)
+
+	bad, err := strategyfile.Parse([]byte(`{"name": "div", "score": "double(100 / (cell.containers_free - 100))"}`))
+	require.NoError(t, err)
+	_, err = RunTimeline(s, tl, TimelineRunOptions{RunOptions: RunOptions{StrategyFile: bad}})
+	require.ErrorContains(t, err, "division by zero")
 }
