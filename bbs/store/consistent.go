@@ -110,9 +110,6 @@ func (c *Cache) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: read etcd's current revision for a consistent read: %v", models.ErrUnavailable, err)
 	}
-	if c.Revision() >= rev {
-		return nil
-	}
 	wctx, cancel := context.WithTimeout(ctx, watchStallTimeout)
 	err = c.WaitForRevision(wctx, rev)
 	cancel()

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/bbs/models"
-	"github.com/gavelhq/gavel/internal/etcdtest"
 )
 
 // newReader returns a second store on f's prefix (another replica), whose
@@ -32,16 +31,8 @@ func newReader(t *testing.T, f *fixture, prefix string, hook func(ctx context.Co
 }
 
 func TestSyncMakesALaggingReplicaReadAcknowledgedWrites(t *testing.T) {
-	prefix := etcdtest.Prefix(t)
-	client := etcdtest.Shared(t)
-	w := New(Options{Client: client, KeyPrefix: prefix, Logger: lager.NewLogger("writer")})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	require.NoError(t, w.WaitSynced(ctx))
-	f := &fixture{store: w, client: client, ctx: ctx}
-
+	f := newFixture(t)
+	w, ctx, prefix := f.store, f.ctx, f.store.Keys().Prefix()
 	var gated atomic.Bool
 	gate := make(chan struct{})
 	r := newReader(t, f, prefix, func(context.Context) {
