@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/etcdtest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	"github.com/gavelhq/gavel/rep/harmonizer"
 )
@@ -44,7 +45,7 @@ func (c *evacCountingBBS) EvacuateRunningActualLRP(ctx context.Context, in *bbsv
 // far fewer calls than instances, none above the bound, and every instance
 // evacuated (an EVACUATING row, its index unclaimed for a replacement).
 func TestEvacuationReportsAreBatched(t *testing.T) {
-	_, c := startBBS(t, "/evac-batch/")
+	_, c := startBBS(t, etcdtest.Prefix(t))
 	bbs := &evacCountingBBS{BBS: c}
 	cell, evac := simCellEvac(t, "cell-1", bbs, nil)
 
@@ -83,7 +84,7 @@ func TestEvacuationReportsAreBatched(t *testing.T) {
 
 // The BBS refuses a batch above its bound, naming the field.
 func TestEvacuationBatchBound(t *testing.T) {
-	_, c := startBBS(t, "/evac-bound/")
+	_, c := startBBS(t, etcdtest.Prefix(t))
 	reports := make([]*bbsv1.EvacuationReport, models.MaxEvacuationBatch+1)
 	for i := range reports {
 		reports[i] = &bbsv1.EvacuationReport{}

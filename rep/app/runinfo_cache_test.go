@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/etcdtest"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -93,7 +94,7 @@ func requireRunning(t *testing.T, bbs harmonizer.BBS, guid string, index int32, 
 // credentials) and desiring the LRP again (a new epoch) each cost exactly
 // one fetch more.
 func TestRunInfoFetchedOncePerVersion(t *testing.T) {
-	_, c := startBBS(t, "/runinfo-cache/")
+	_, c := startBBS(t, etcdtest.Prefix(t))
 	bbs := &countingBBS{BBS: c}
 	cache := harmonizer.NewRunInfoCache(0)
 	cell1 := simCell(t, "cell-1", bbs, cache)
@@ -134,8 +135,15 @@ func TestRunInfoFetchedOncePerVersion(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := c.GetDesiredLRP(ctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: "pg-cache"})
-		return err != nil
-	}, 10*time.Second, 20*time.Millisecond)
+		if err == nil {
+			return false
+		}
+		// The BBS stops the old RUNNING instances in the background (these
+		// cells have no presence, so it removes their rows): a new desire
+		// made before that ends would find index 0 still held by ig-a0.
+		resp, err := c.ListActualLRPs(ctx, &bbsv1.ListActualLRPsRequest{ProcessGuids: []string{"pg-cache"}})
+		return err == nil && len(resp.GetActualLrps()) == 0
+	}, 10*time.Second, 20*time.Millisecond, "the removed LRP's instances were never all gone")
 	d.Instances = 1
 	_, err = c.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: d})
 	require.NoError(t, err)
