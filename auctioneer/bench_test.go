@@ -35,6 +35,13 @@ func benchAuction(instances, cells, cellMB int) Auction {
 
 func benchmarkRun(b *testing.B, a Auction, strategy string) {
 	b.Helper()
+	benchmarkRunScan(b, a, strategy, false)
+}
+
+// benchmarkRunScan is benchmarkRun with the cell index (fullScan false) or
+// with every fitting cell scored (true), as the engine did before it.
+func benchmarkRunScan(b *testing.B, a Auction, strategy string, fullScan bool) {
+	b.Helper()
 	opts := DefaultOptions()
 	opts.Strategy = strategy
 	opts.Seed = 1
@@ -43,7 +50,7 @@ func benchmarkRun(b *testing.B, a Auction, strategy string) {
 	var res Result
 	for b.Loop() {
 		var err error
-		res, err = Run(a, opts)
+		res, err = run1(a, opts, fullScan)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -77,6 +84,28 @@ func BenchmarkScaling(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				benchmarkRun(b, benchAuction(size.work, size.cells, 128), strategy)
 			})
+		}
+	}
+}
+
+// BenchmarkEngine compares the cell index with the full scan it replaced
+// (same placements, tested in index_test.go). The full scan is not run at
+// 1,000,000 × 10,000: it takes minutes.
+func BenchmarkEngine(b *testing.B) {
+	for _, size := range []struct{ work, cells, cellMB int }{{100000, 1000, 128}, {1000000, 10000, 128}} {
+		for _, strategy := range []string{"diego", "binpack", "spread"} {
+			for _, full := range []bool{false, true} {
+				if full && size.cells > 1000 {
+					continue
+				}
+				scan := "index"
+				if full {
+					scan = "fullscan"
+				}
+				b.Run(fmt.Sprintf("%s/work=%d/cells=%d/%s", strategy, size.work, size.cells, scan), func(b *testing.B) {
+					benchmarkRunScan(b, benchAuction(size.work, size.cells, size.cellMB), strategy, full)
+				})
+			}
 		}
 	}
 }

@@ -14,6 +14,12 @@ import (
 // ErrUnknownStrategy) or an invalid auction (ErrInvalidAuction); placement
 // failures are part of the Result.
 func Run(a Auction, opts Options) (Result, error) {
+	return run1(a, opts, false)
+}
+
+// run1 is Run; fullScan scores every fitting cell for every item instead
+// of using the cell index (the reference the index is tested against).
+func run1(a Auction, opts Options, fullScan bool) (Result, error) {
 	reg := opts.Registry
 	if reg == nil {
 		reg = NewRegistry()
@@ -26,6 +32,7 @@ func Run(a Auction, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("auction: %w", err)
 	}
+	r.fullScan = fullScan
 	for i := range r.work {
 		r.place(&r.work[i])
 	}
@@ -71,6 +78,13 @@ type run struct {
 	inflight    int
 	maxInflight int
 	res         Result
+
+	// The cell index (index.go): off when fullScan is set.
+	fullScan      bool
+	orderPos      []int32 // cell → its position in order
+	indexes       []*cellIndex
+	frontier      []int32
+	streamScratch []int32
 }
 
 func newRun(a Auction, strategy Strategy, opts Options) (*run, error) {
@@ -137,6 +151,10 @@ func newRun(a Auction, strategy Strategy, opts Options) (*run, error) {
 	// a seeded shuffle stands in for both.
 	rng.Shuffle(len(r.order), func(i, j int) { r.order[i], r.order[j] = r.order[j], r.order[i] })
 	rng.Shuffle(len(r.zoneOrder), func(i, j int) { r.zoneOrder[i], r.zoneOrder[j] = r.zoneOrder[j], r.zoneOrder[i] })
+	r.orderPos = make([]int32, len(r.cells))
+	for i, ci := range r.order {
+		r.orderPos[ci] = int32(i)
+	}
 
 	r.buildWork(a)
 	r.res.Placements = make([]Placement, 0, len(r.work))
@@ -234,10 +252,17 @@ func (r *run) place(w *Work) {
 			r.cells[ac.cell].appInstances = int(ac.n)
 		}
 	}
-	if isLRP && r.strategy.BalanceZones() {
-		r.walkZones(w, f, &sc)
-	} else {
-		r.scanCells(f.flat, w, &sc)
+	// The index finds the full scan's winner; when no cell fits, the scan
+	// below runs anyway for the failure's exact rejections.
+	if x := r.indexFor(f, w); x != nil {
+		sc.best = r.placeIndexed(x, f, w)
+	}
+	if sc.best < 0 {
+		if isLRP && r.strategy.BalanceZones() {
+			r.walkZones(w, f, &sc)
+		} else {
+			r.scanCells(f.flat, w, &sc)
+		}
 	}
 	if isLRP {
 		for _, ac := range w.app.cells {
@@ -309,14 +334,7 @@ func (r *run) scanCells(cells []int32, w *Work, sc *scan) {
 // through to more loaded zones when nothing fits.
 func (r *run) walkZones(w *Work, f *filterResult, sc *scan) {
 	counts := w.app.zones
-	zs := append(r.zoneScratch[:0], f.zones...)
-	r.zoneScratch = zs
-	// Insertion sort: few zones, and it is stable over the seeded zone order.
-	for i := 1; i < len(zs); i++ {
-		for j := i; j > 0 && counts[zs[j].zone] < counts[zs[j-1].zone]; j-- {
-			zs[j], zs[j-1] = zs[j-1], zs[j]
-		}
-	}
+	zs := r.sortedZones(w, f)
 	for i := range zs {
 		r.scanCells(zs[i].cells, w, sc)
 		if i+1 < len(zs) && counts[zs[i+1].zone] == counts[zs[i].zone] {
@@ -326,6 +344,21 @@ func (r *run) walkZones(w *Work, f *filterResult, sc *scan) {
 			return
 		}
 	}
+}
+
+// sortedZones returns f's zones sorted by w's app instances, ascending,
+// stable over the seeded zone order.
+func (r *run) sortedZones(w *Work, f *filterResult) []zoneCells {
+	counts := w.app.zones
+	zs := append(r.zoneScratch[:0], f.zones...)
+	r.zoneScratch = zs
+	// Insertion sort: few zones, and it is stable over the seeded zone order.
+	for i := 1; i < len(zs); i++ {
+		for j := i; j > 0 && counts[zs[j].zone] < counts[zs[j-1].zone]; j-- {
+			zs[j], zs[j-1] = zs[j-1], zs[j]
+		}
+	}
+	return zs
 }
 
 // reserve applies the placement to the snapshot: resources (without the
@@ -348,6 +381,9 @@ func (r *run) reserve(w *Work, ci int32) {
 		c.tasks++
 		p.TaskGUID = w.task.TaskGUID
 		r.res.Metrics.TasksPlaced++
+	}
+	for _, x := range r.indexes {
+		x.update(r, ci)
 	}
 	r.res.Placements = append(r.res.Placements, p)
 }

@@ -604,10 +604,17 @@ func TestMetrics(t *testing.T) {
 		LRPs:  []LRPStart{lrpReq("a", 0, 10), lrpReq("big", 0, 500)},
 		Tasks: []TaskStart{taskReq("t", 10), taskReq("huge", 500)},
 	}
-	res := mustRun(t, a, diegoOpts())
+	full, err := run1(a, diegoOpts(), true)
+	require.NoError(t, err)
 	require.Equal(t, Metrics{
 		LRPsPlaced: 1, LRPsFailed: 1, TasksPlaced: 1, TasksFailed: 1,
 		CellsConsidered: 2, CellsExcluded: 1, InflightStarts: 4,
 		CellsScored: 2 + 2, // a.0 and t each scored on c1 and c3; big and huge fit nowhere
-	}, res.Metrics)
+	}, full.Metrics)
+	// The cell index scores c1 first (emptiest, no starting containers);
+	// c3's bound is 2 × 0.25 higher, above c1's score, so it is not scored.
+	res := mustRun(t, a, diegoOpts())
+	want := full.Metrics
+	want.CellsScored = 1 + 1
+	require.Equal(t, want, res.Metrics)
 }

@@ -33,6 +33,10 @@ type filterResult struct {
 	stage int
 	// rejected counts the cells that failed the rootfs, driver and tag filters.
 	rejected [3]int
+	// index holds the cell index of these cells for LRPs and for tasks
+	// (nil: scan every cell), built on first use.
+	index      [2]*cellIndex
+	indexTried [2]bool
 }
 
 // failure returns the Diego error for a constraint no cell passes.

@@ -13,8 +13,10 @@ import (
 // only ranks the survivors. Lower scores win; the first cell seen keeps a
 // tie, and the cell order is a seeded shuffle.
 //
-// Score is called once per (item, fitting cell), so it must be cheap, must
-// not block, must not return NaN, and must not retain c or w. The engine
+// Score is called once per (item, fitting cell), or, for a strategy that
+// implements Indexable, once per candidate cell the engine's cell index
+// cannot rule out; it must be cheap, must not block, must not return NaN,
+// and must not retain c or w. The engine
 // calls a Strategy from one goroutine at a time; one Strategy value serves
 // one run.
 type Strategy interface {

@@ -7,7 +7,7 @@ package auctioneer
 // Options are ignored.
 type BinPack struct{}
 
-var _ Strategy = BinPack{}
+var _ Indexable = BinPack{}
 
 // NewBinPack builds the binpack strategy.
 func NewBinPack(Options) (Strategy, error) { return BinPack{}, nil }
@@ -19,6 +19,12 @@ func (BinPack) Score(c *Cell, w *Work) float64 {
 
 // BalanceZones implements Strategy: binpack ignores zones.
 func (BinPack) BalanceZones() bool { return false }
+
+// ScoreForm implements Indexable: the negated usage, proxy included for
+// LRPs.
+func (BinPack) ScoreForm(k Kind) (ScoreForm, bool) {
+	return ScoreForm{UsageSign: -1, ProxyInUsage: k == KindLRP}, true
+}
 
 // placedMemory is the memory w takes on c: an LRP adds the cell's proxy
 // allowance.

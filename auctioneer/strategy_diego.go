@@ -14,7 +14,7 @@ type Diego struct {
 	binPackWeight  float64
 }
 
-var _ Strategy = (*Diego)(nil)
+var _ Indexable = (*Diego)(nil)
 
 // NewDiego builds the diego strategy from opts.
 func NewDiego(opts Options) (Strategy, error) {
@@ -36,3 +36,12 @@ func (d *Diego) Score(c *Cell, w *Work) float64 {
 
 // BalanceZones implements Strategy: Diego balances LRPs across zones.
 func (d *Diego) BalanceZones() bool { return true }
+
+// ScoreForm implements Indexable: Score is Diego's sum above.
+func (d *Diego) ScoreForm(k Kind) (ScoreForm, bool) {
+	if k == KindTask {
+		return ScoreForm{UsageSign: 1, StartingWeight: d.startingWeight, TaskWeight: LocalityOffset}, true
+	}
+	return ScoreForm{UsageSign: 1, ProxyInUsage: true, StartingWeight: d.startingWeight,
+		ZoneRankWeight: d.binPackWeight, AppInstanceWeight: LocalityOffset}, true
+}

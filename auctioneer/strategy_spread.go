@@ -7,7 +7,7 @@ package auctioneer
 // are ignored.
 type Spread struct{}
 
-var _ Strategy = Spread{}
+var _ Indexable = Spread{}
 
 // NewSpread builds the spread strategy.
 func NewSpread(Options) (Strategy, error) { return Spread{}, nil }
@@ -19,3 +19,8 @@ func (Spread) Score(c *Cell, w *Work) float64 {
 
 // BalanceZones implements Strategy: spread ignores zones.
 func (Spread) BalanceZones() bool { return false }
+
+// ScoreForm implements Indexable: the usage, proxy included for LRPs.
+func (Spread) ScoreForm(k Kind) (ScoreForm, bool) {
+	return ScoreForm{UsageSign: 1, ProxyInUsage: k == KindLRP}, true
+}
