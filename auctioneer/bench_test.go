@@ -35,12 +35,12 @@ func benchAuction(instances, cells, cellMB int) Auction {
 
 func benchmarkRun(b *testing.B, a Auction, strategy string) {
 	b.Helper()
-	benchmarkRunScan(b, a, strategy, false)
+	benchmarkRunScan(b, a, strategy, scanAuto)
 }
 
-// benchmarkRunScan is benchmarkRun with the cell index (fullScan false) or
-// with every fitting cell scored (true), as the engine did before it.
-func benchmarkRunScan(b *testing.B, a Auction, strategy string, fullScan bool) {
+// benchmarkRunScan is benchmarkRun with the cell index (scanAuto) or with
+// every fitting cell scored (scanFull), as the engine did before it.
+func benchmarkRunScan(b *testing.B, a Auction, strategy string, mode scanMode) {
 	b.Helper()
 	opts := DefaultOptions()
 	opts.Strategy = strategy
@@ -50,7 +50,7 @@ func benchmarkRunScan(b *testing.B, a Auction, strategy string, fullScan bool) {
 	var res Result
 	for b.Loop() {
 		var err error
-		res, err = run1(a, opts, fullScan)
+		res, err = run1(a, opts, mode)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -98,12 +98,12 @@ func BenchmarkEngine(b *testing.B) {
 				if full && size.cells > 1000 {
 					continue
 				}
-				scan := "index"
+				scan, mode := "index", scanAuto
 				if full {
-					scan = "fullscan"
+					scan, mode = "fullscan", scanFull
 				}
 				b.Run(fmt.Sprintf("%s/work=%d/cells=%d/%s", strategy, size.work, size.cells, scan), func(b *testing.B) {
-					benchmarkRunScan(b, benchAuction(size.work, size.cells, size.cellMB), strategy, full)
+					benchmarkRunScan(b, benchAuction(size.work, size.cells, size.cellMB), strategy, mode)
 				})
 			}
 		}

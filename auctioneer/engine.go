@@ -14,12 +14,29 @@ import (
 // ErrUnknownStrategy) or an invalid auction (ErrInvalidAuction); placement
 // failures are part of the Result.
 func Run(a Auction, opts Options) (Result, error) {
-	return run1(a, opts, false)
+	return run1(a, opts, scanAuto)
 }
 
-// run1 is Run; fullScan scores every fitting cell for every item instead
-// of using the cell index (the reference the index is tested against).
-func run1(a Auction, opts Options, fullScan bool) (Result, error) {
+// scanMode chooses between the cell index and the full scan.
+type scanMode int
+
+const (
+	// scanAuto uses the index for batches of at least minIndexWork items.
+	scanAuto scanMode = iota
+	// scanFull scores every fitting cell for every item: the reference
+	// the index is tested against.
+	scanFull
+	// scanIndex uses the index whatever the batch size (tests).
+	scanIndex
+)
+
+// minIndexWork is the smallest batch that builds cell indexes: building
+// one costs about as much as scanning every cell for a few dozen items,
+// and both place alike.
+const minIndexWork = 32
+
+// run1 is Run with a choice of scan.
+func run1(a Auction, opts Options, mode scanMode) (Result, error) {
 	reg := opts.Registry
 	if reg == nil {
 		reg = NewRegistry()
@@ -32,7 +49,7 @@ func run1(a Auction, opts Options, fullScan bool) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("auction: %w", err)
 	}
-	r.fullScan = fullScan
+	r.fullScan = mode == scanFull || (mode == scanAuto && len(r.work) < minIndexWork)
 	for i := range r.work {
 		r.place(&r.work[i])
 	}

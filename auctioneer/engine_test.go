@@ -604,7 +604,7 @@ func TestMetrics(t *testing.T) {
 		LRPs:  []LRPStart{lrpReq("a", 0, 10), lrpReq("big", 0, 500)},
 		Tasks: []TaskStart{taskReq("t", 10), taskReq("huge", 500)},
 	}
-	full, err := run1(a, diegoOpts(), true)
+	full, err := run1(a, diegoOpts(), scanFull)
 	require.NoError(t, err)
 	require.Equal(t, Metrics{
 		LRPsPlaced: 1, LRPsFailed: 1, TasksPlaced: 1, TasksFailed: 1,
@@ -613,7 +613,8 @@ func TestMetrics(t *testing.T) {
 	}, full.Metrics)
 	// The cell index scores c1 first (emptiest, no starting containers);
 	// c3's bound is 2 × 0.25 higher, above c1's score, so it is not scored.
-	res := mustRun(t, a, diegoOpts())
+	res, err := run1(a, diegoOpts(), scanIndex)
+	require.NoError(t, err)
 	want := full.Metrics
 	want.CellsScored = 1 + 1
 	require.Equal(t, want, res.Metrics)

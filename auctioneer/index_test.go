@@ -14,9 +14,9 @@ import (
 // higher. It returns the two counts.
 func requireSameAsFullScan(t *testing.T, a Auction, opts Options) (indexed, full int64) {
 	t.Helper()
-	want, err := run1(a, opts, true)
+	want, err := run1(a, opts, scanFull)
 	require.NoError(t, err)
-	got, err := run1(a, opts, false)
+	got, err := run1(a, opts, scanIndex)
 	require.NoError(t, err)
 	indexed, full = got.Metrics.CellsScored, want.Metrics.CellsScored
 	require.LessOrEqual(t, indexed, full, "the index scored more cells than the full scan")
@@ -301,7 +301,7 @@ func TestStrategyWithoutFormScansEveryCell(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Registry = reg
 	a := benchAuction(2000, 100, 64)
-	full, err := run1(a, opts, true)
+	full, err := run1(a, opts, scanFull)
 	require.NoError(t, err)
 
 	opts.Strategy = "plain"
