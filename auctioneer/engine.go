@@ -96,6 +96,11 @@ type run struct {
 	maxInflight int
 	res         Result
 
+	// failed remembers insufficient-resources failures until the next
+	// reservation (reservations counts them).
+	failed       map[failKey]failure
+	reservations int
+
 	// The cell index (index.go): off when fullScan is set.
 	fullScan      bool
 	orderPos      []int32 // cell → its position in order
@@ -262,6 +267,15 @@ func (r *run) place(w *Work) {
 		return
 	}
 
+	// The same request failing again on unchanged cells fails alike (not
+	// remembered by the full scan, the reference the shortcuts are tested
+	// against).
+	fk := failKey{f: f, isLRP: w.kind == KindLRP, memoryMB: w.memoryMB, diskMB: w.diskMB}
+	if e, ok := r.failed[fk]; ok && e.reservations == r.reservations && !r.fullScan {
+		r.fail(w, ReasonInsufficientResources, e.msg, slices.Clone(e.rejections))
+		return
+	}
+
 	sc := scan{best: -1, common: allProblems}
 	isLRP := w.kind == KindLRP
 	if isLRP {
@@ -288,11 +302,31 @@ func (r *run) place(w *Work) {
 	}
 
 	if sc.best < 0 {
-		r.fail(w, ReasonInsufficientResources, insufficientResourcesMessage(sc.common),
-			append(f.rejections(), sc.rejections()...))
+		e := failure{reservations: r.reservations, msg: insufficientResourcesMessage(sc.common),
+			rejections: append(f.rejections(), sc.rejections()...)}
+		if r.failed == nil {
+			r.failed = map[failKey]failure{}
+		}
+		r.failed[fk] = e
+		r.fail(w, ReasonInsufficientResources, e.msg, slices.Clone(e.rejections))
 		return
 	}
 	r.reserve(w, sc.best)
+}
+
+// failKey identifies requests that fit the same cells: one constraint,
+// kind (the proxy allowance) and size.
+type failKey struct {
+	f                *filterResult
+	isLRP            bool
+	memoryMB, diskMB int
+}
+
+// failure is a remembered insufficient-resources failure.
+type failure struct {
+	reservations int
+	msg          string
+	rejections   []Rejection
 }
 
 // scan accumulates the winner and the fit problems while cells are scored.
@@ -388,6 +422,7 @@ func (r *run) reserve(w *Work, ci int32) {
 	c.avail.Containers--
 	c.starting++
 	r.inflight++
+	r.reservations++
 	p := Placement{Kind: w.kind, Request: w.request, CellID: c.state.CellID}
 	if w.kind == KindLRP {
 		c.lrps++
