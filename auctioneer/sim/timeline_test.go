@@ -365,3 +365,10 @@ func TestTimelineTextRowsSumTheSamplesTheyStandFor(t *testing.T) {
 	require.Equal(t, maxTextRows, rows)
 	require.Equal(t, want, got, "requested and placed over the shown rows")
 }
+
+func TestTimelineAxisNumbersCarryNoTrailingZeros(t *testing.T) {
+	for v, want := range map[float64]string{361: "361", 180.5: "180.5", 0.0764: "0.0764", 0.15295: "0.153"} {
+		require.Equal(t, want, tlNum(v, ""), "%v", v)
+	}
+	require.Equal(t, "2.5 MB", tlNum(2.5, "MB"))
+}
