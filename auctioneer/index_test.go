@@ -350,3 +350,47 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// TestIndexBounds checks the index's bounds: at most maxIndexes indexes
+// per run (later constraints are scanned in full) and no index for a zone
+// with more than maxClassesPerZone cell shapes, with placements unchanged.
+func TestIndexBounds(t *testing.T) {
+	var a Auction
+	var tags []string
+	for i := range maxIndexes + 10 {
+		tags = append(tags, fmt.Sprintf("tag-%d", i))
+	}
+	for i := range maxClassesPerZone + 8 {
+		c := testCell(fmt.Sprintf("c%d", i), "z1", withTotal(100+i, 100, 50))
+		c.OptionalPlacementTags = tags
+		a.Cells = append(a.Cells, c)
+	}
+	a.Cells = append(a.Cells, testCell("same-1", "z2"), testCell("same-2", "z2"))
+	a.Cells[len(a.Cells)-1].OptionalPlacementTags = tags
+	a.Cells[len(a.Cells)-2].OptionalPlacementTags = tags
+	for i, tag := range tags {
+		a.LRPs = append(a.LRPs, LRPStart{ProcessGUID: fmt.Sprintf("app-%d", i), MemoryMB: 5, DiskMB: 5,
+			RootFS: "preloaded:cflinuxfs4", PlacementTags: []string{tag}})
+	}
+	opts := diegoOpts()
+	requireSameAsFullScan(t, a, opts)
+
+	s, err := NewRegistry().New(opts)
+	require.NoError(t, err)
+	r, err := newRun(a, s, opts)
+	require.NoError(t, err)
+	for i := range r.work {
+		r.place(&r.work[i])
+	}
+	require.Len(t, r.indexes, 0, "zone z1 has %d shapes: no index", maxClassesPerZone+8)
+
+	// Without z1's many shapes every constraint gets an index, up to the cap.
+	a.Cells = a.Cells[maxClassesPerZone+8:]
+	r, err = newRun(a, s, opts)
+	require.NoError(t, err)
+	for i := range r.work {
+		r.place(&r.work[i])
+	}
+	require.Len(t, r.indexes, maxIndexes)
+	requireSameAsFullScan(t, a, opts)
+}
