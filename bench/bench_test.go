@@ -62,6 +62,25 @@ func TestSmallRun(t *testing.T) {
 	assert.Contains(t, svg.String(), "<polyline")
 	assert.Positive(t, res.Placement.BBS.CPUMicrosPerPlaced, "CPU per placed instance is reported")
 	assert.Nil(t, res.Failure)
+
+	// etcd ran as its own process (the default) and its CPU is reported
+	// apart from the BBS's, in the JSON too.
+	assert.Equal(t, bench.EtcdProcess, res.Setup.EtcdMode)
+	require.NotNil(t, res.Placement.EtcdProcess, "the etcd process's use is reported")
+	assert.Positive(t, res.Placement.EtcdProcess.CPUMicrosPerPlaced, "etcd's CPU per placed instance")
+	assert.Positive(t, res.Placement.EtcdProcess.PeakRSSBytes)
+	assert.Positive(t, res.Placement.Etcd.Puts, "etcd's counters come from the etcd process")
+	var raw struct {
+		Placement struct {
+			EtcdProcess struct {
+				CPUMicros float64 `json:"cpu_us_per_placed"`
+			} `json:"etcd_process"`
+		} `json:"placement"`
+	}
+	require.NoError(t, json.Unmarshal(js.Bytes(), &raw))
+	assert.Positive(t, raw.Placement.EtcdProcess.CPUMicros, "the JSON carries etcd's CPU per placed instance")
+	require.NotNil(t, res.Recovery.EtcdProcess)
+	assert.Contains(t, summary.String(), "etcd ")
 }
 
 // A run that cannot start still returns a result that says why, which
