@@ -23,8 +23,8 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // TestSmallRun is the smoke test `make test` runs: the real daemons as
-// separate processes, 500 instances on 20 cells, and a recovery from
-// losing 10% of the cells. It asserts only that everything reached RUNNING
+// separate processes (etcd too: --etcd process), 500 instances on 20 cells,
+// and a recovery from losing 10% of the cells. It asserts only that everything reached RUNNING
 // and the final check is clean, never how fast.
 func TestSmallRun(t *testing.T) {
 	if testing.Short() {
@@ -33,7 +33,7 @@ func TestSmallRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	res, err := bench.Run(ctx, bench.Options{
-		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1,
+		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1, EtcdMode: bench.EtcdProcess,
 		RawDuration: time.Second, PresenceTTL: 3 * time.Second,
 		Timeout: 2 * time.Minute, RecoveryTimeout: time.Minute,
 		Progress: logWriter{t}, ProgressInterval: 2 * time.Second,
@@ -63,7 +63,7 @@ func TestSmallRun(t *testing.T) {
 	assert.Positive(t, res.Placement.BBS.CPUMicrosPerPlaced, "CPU per placed instance is reported")
 	assert.Nil(t, res.Failure)
 
-	// etcd ran as its own process (the default) and its CPU is reported
+	// etcd ran as its own process and its CPU is reported
 	// apart from the BBS's, in the JSON too.
 	assert.Equal(t, bench.EtcdProcess, res.Setup.EtcdMode)
 	require.NotNil(t, res.Placement.EtcdProcess, "the etcd process's use is reported")

@@ -10,13 +10,13 @@
 // production setup: every daemon runs with insecure_plaintext (no mTLS), so
 // the figures measure scheduling, not TLS.
 //
-// etcd runs by default as its own process (cmd/gavel-etcd: the BBS's
-// embedded etcd, internal/etcdserver, standalone), and the BBS uses it as an
-// external cluster with the limits and commit batch size it gives its
-// embedded one, so etcd's CPU per placed instance is reported apart from the
-// BBS's. The cost: the BBS reaches etcd over loopback gRPC instead of
-// calling it in-process. EtcdEmbedded (`--etcd embedded`) runs the BBS's
-// embedded etcd as before; the BBS's figure then includes etcd's.
+// By default etcd is embedded in the BBS and called in-process, so the
+// BBS's CPU figure includes etcd's. EtcdProcess (`--etcd process`) runs etcd
+// as its own process (cmd/gavel-etcd: internal/etcdserver standalone) and
+// the BBS uses it as an external cluster with the limits and commit batch
+// size it gives its embedded one, so etcd's CPU per placed instance is
+// reported apart from the BBS's. The cost: the BBS reaches etcd over
+// loopback gRPC instead of in-process, which adds CPU on both sides.
 //
 // One run has four phases:
 //
