@@ -169,40 +169,24 @@ func applyName(cmd *cobra.Command, name string, opts *devcluster.Options, client
 	if *clientConfig == "" {
 		*clientConfig = ClusterClientConfigPath(name)
 	}
-	free := func() (int, error) {
-		p, err := devcluster.FreePort()
-		if err != nil {
-			return 0, fmt.Errorf("--name: choosing a free port: %w", err)
-		}
-		return p, nil
+	// Ports for the addresses not given, from below the ephemeral range so
+	// that no component's port-0 bind takes one before the cluster binds it.
+	ephemeral, _ := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	ports, err := devcluster.NamedPorts(name, 4, string(ephemeral))
+	if err != nil {
+		return fmt.Errorf("--name: %w", err)
 	}
 	if !f.Changed("bbs-address") {
-		p, err := free()
-		if err != nil {
-			return err
-		}
-		opts.BBSAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		opts.BBSAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	}
 	if !f.Changed("debug-address") {
-		p, err := free()
-		if err != nil {
-			return err
-		}
-		opts.DebugAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		opts.DebugAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
 	}
 	if !f.Changed("router-address") {
-		p, err := free()
-		if err != nil {
-			return err
-		}
-		opts.RouterAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+		opts.RouterAddress = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2]))
 	}
 	if !f.Changed("nats-port") {
-		p, err := free()
-		if err != nil {
-			return err
-		}
-		opts.NATSPort = p
+		opts.NATSPort = ports[3]
 	}
 	return nil
 }

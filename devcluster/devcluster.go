@@ -6,6 +6,7 @@ package devcluster
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
 	"path/filepath"
@@ -414,4 +415,50 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Named clusters take their fixed ports from [namedPortBase,
+// namedPortBase+namedPortSpan), below Linux's default ephemeral range
+// (32768-60999): a port chosen there and bound a moment later cannot be
+// handed in between to a component that binds port 0.
+const (
+	namedPortBase = 18000
+	namedPortSpan = 2000
+)
+
+// NamedPorts returns n distinct loopback ports that are free now, for the
+// cluster called name. They lie below the kernel's ephemeral port range
+// (read from ephemeralRange, "low high" as in
+// /proc/sys/net/ipv4/ip_local_port_range; "" means Linux's default), so no
+// port-0 bind can take one before the cluster binds it, and the search
+// starts at an offset derived from the name, so clusters of different names
+// started together rarely probe the same ports.
+func NamedPorts(name string, n int, ephemeralRange string) ([]int, error) {
+	lo, hi := namedPortBase, namedPortBase+namedPortSpan
+	if f := strings.Fields(ephemeralRange); len(f) == 2 {
+		if low, err := strconv.Atoi(f[0]); err == nil && low < hi {
+			hi = low
+		}
+	}
+	if hi-lo < n {
+		return nil, fmt.Errorf("named ports: the ephemeral port range starts at %d, leaving fewer than %d ports from %d", hi, n, lo)
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	span := hi - lo
+	start := int(h.Sum32() % uint32(span))
+	var out []int
+	for i := 0; i < span && len(out) < n; i++ {
+		p := lo + (start+i)%span
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		out = append(out, p)
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("named ports: only %d of the %d ports %d-%d are free", len(out), n, lo, hi-1)
+	}
+	return out, nil
 }

@@ -46,10 +46,11 @@ type Auctioneer struct {
 	debug *debugserver.Server
 	etcd  *clientv3.Client
 	// locket is the lock and presence store the config selects.
-	locket locket.Store
-	grpc   *grpcserver.Server
-	held   atomic.Bool
-	ready  chan struct{} // closed when the API serves
+	locket        locket.Store
+	grpc          *grpcserver.Server
+	held          atomic.Bool
+	scoreFailures *scoreFailures
+	ready         chan struct{} // closed when the API serves
 }
 
 // New builds an auctioneer from a validated config. It does no I/O.
@@ -62,10 +63,11 @@ func New(cfg Config, logger lager.Logger) *Auctioneer {
 	reg.MustRegister(held)
 	return &Auctioneer{
 		cfg: cfg, logger: logger, registry: reg,
-		batch:    auctionrunner.NewBatch(),
-		metrics:  auctionrunner.NewMetrics(reg),
-		lockHeld: held,
-		ready:    make(chan struct{}),
+		batch:         auctionrunner.NewBatch(),
+		metrics:       auctionrunner.NewMetrics(reg),
+		lockHeld:      held,
+		ready:         make(chan struct{}),
+		scoreFailures: newScoreFailures(reg, logger),
 	}
 }
 
@@ -181,7 +183,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 			return fmt.Errorf("rep_client_tls: %w", err)
 		}
 	}
-	engine, file, err := a.cfg.Engine()
+	engine, file, err := a.cfg.Engine(a.scoreFailures.observe)
 	if err != nil {
 		return err
 	}

@@ -151,8 +151,9 @@ func (c Config) EngineOptions() auctioneer.Options {
 
 // Engine returns the placement options the config sets, with the strategy
 // file, when there is one, read, compiled and registered as the strategy
-// (nil file otherwise).
-func (c Config) Engine() (auctioneer.Options, *strategyfile.File, error) {
+// (nil file otherwise). observe, when not nil, is given every failed
+// evaluation of the file's score (see strategyfile.File.RegisterObserved).
+func (c Config) Engine(observe func(error)) (auctioneer.Options, *strategyfile.File, error) {
 	opts := c.EngineOptions()
 	if c.StrategyFile == "" {
 		return opts, nil, nil
@@ -162,7 +163,7 @@ func (c Config) Engine() (auctioneer.Options, *strategyfile.File, error) {
 		return opts, nil, fmt.Errorf("strategy_file: %w", err)
 	}
 	reg := auctioneer.NewRegistry()
-	if err := f.Register(reg); err != nil {
+	if err := f.RegisterObserved(reg, observe); err != nil {
 		return opts, nil, fmt.Errorf("strategy_file: %w", err)
 	}
 	opts.Strategy, opts.Registry = f.Name(), reg

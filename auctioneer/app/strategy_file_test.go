@@ -37,7 +37,7 @@ func TestStrategyFileConfigPlacesWithTheFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, sf, cfg.StrategyFile)
 
-	opts, file, err := cfg.Engine()
+	opts, file, err := cfg.Engine(nil)
 	require.NoError(t, err)
 	require.Equal(t, "last-cell", file.Name())
 	require.Equal(t, "last-cell", opts.Strategy)
@@ -59,7 +59,7 @@ func TestStrategyFileConfigPlacesWithTheFile(t *testing.T) {
 	}
 	// Without the file the same config spreads the app (diego).
 	cfg.StrategyFile = ""
-	opts, file, err = cfg.Engine()
+	opts, file, err = cfg.Engine(nil)
 	require.NoError(t, err)
 	require.Nil(t, file)
 	res, err = auctioneer.Run(a, opts)
@@ -82,4 +82,34 @@ func TestStrategyFileConfigErrorsNameTheField(t *testing.T) {
 		require.ErrorContains(t, err, "strategy_file: strategy file ", strategy)
 		require.ErrorContains(t, err, want, strategy)
 	}
+}
+
+// A score that fails on some cells scores them +Inf: the daemon's observer
+// is told of every failure, naming the item and the cell, and the run
+// places on the cells where the score works.
+func TestStrategyFileConfigReportsFailedEvaluations(t *testing.T) {
+	// Integer division by zero on cell-0 only.
+	cfg, _, err := configWithStrategyFile(t, "name: breaks\nscore: '10 / cell.index'\n")
+	require.NoError(t, err)
+	var failures []error
+	opts, _, err := cfg.Engine(func(err error) { failures = append(failures, err) })
+	require.NoError(t, err)
+
+	var a auctioneer.Auction
+	for i := range 2 {
+		total := auctioneer.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10}
+		a.Cells = append(a.Cells, auctioneer.CellState{CellID: fmt.Sprintf("cell-%d", i), Zone: "z", Index: i, Total: total, Available: total,
+			RootFSProviders: map[string][]string{"preloaded": {"cflinuxfs4"}}})
+	}
+	for i := range 3 {
+		a.LRPs = append(a.LRPs, auctioneer.LRPStart{ProcessGUID: "app", Index: i, MemoryMB: 64, DiskMB: 64, RootFS: "preloaded:cflinuxfs4"})
+	}
+	res, err := auctioneer.Run(a, opts)
+	require.NoError(t, err)
+	require.Len(t, res.Placements, 3)
+	for _, p := range res.Placements {
+		require.Equal(t, "cell-1", p.CellID)
+	}
+	require.Len(t, failures, 3, "one failed evaluation per item on cell-0")
+	require.ErrorContains(t, failures[0], "strategy breaks: score of lrp app index 0 on cell cell-0: division by zero")
 }

@@ -221,7 +221,13 @@ func TestUnusableCellsAreSkipped(t *testing.T) {
 			tc.setup(bad)
 			bad.Serve(t)
 			good := reptest.Start(t, reptest.Cell("cell-good", "z1", 100, 100, 100))
-			f := newFixture(t, func(o *auctionrunner.Options) { o.CellStateTimeout = 200 * time.Millisecond }, bad, good)
+			// Only the timing-out cell should miss the deadline: a loaded
+			// machine can take a while to answer the good cell's State.
+			timeout := 10 * time.Second
+			if tc.name == "state times out" {
+				timeout = time.Second
+			}
+			f := newFixture(t, func(o *auctionrunner.Options) { o.CellStateTimeout = timeout }, bad, good)
 			f.dir.cells[0].CellId = "cell-bad" // the presence names the cell as it registered
 			f.batch.AddLRPs(lrpStart("pg", 0, 10), lrpStart("pg", 1, 10))
 

@@ -144,15 +144,19 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // barWidth is the width of a cell's memory bar in the text report.
 const barWidth = 40
 
-// WriteText writes the report for people: summary, zones, one row per cell
-// with a memory bar (# existing, + placed, . free) and failures grouped by
-// reason.
+// WriteText writes the report for people: summary (free and stranded
+// memory, disk and containers), zones, one row per cell with its free
+// memory, disk and containers and a memory bar (# existing, + placed,
+// . free) and failures grouped by reason.
 func (r *Report) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	ew.printf("Strategy %s (seed %d): placed %d of %d (%d failed) among %d cells in %s\n",
 		r.Strategy, r.Seed, r.Placed, r.Requested, r.Failed, len(r.Cells), formatWall(r.Wall))
 	ew.printf("Distribution score %.4f (before: %.4f); free memory %d MB, stranded %d MB\n",
 		r.DistributionScore, r.InitialDistributionScore, r.FreeMemoryMB, r.StrandedMemoryMB)
+	capacity := r.Capacity
+	ew.printf("Free: %d MB memory, %d MB disk, %d containers; stranded on %d cells: %d MB memory, %d MB disk, %d containers\n",
+		capacity.Free.MemoryMB, capacity.Free.DiskMB, capacity.Free.Containers, capacity.StrandedCells, capacity.Stranded.MemoryMB, capacity.Stranded.DiskMB, capacity.Stranded.Containers)
 	if r.Engine.CellsExcluded > 0 {
 		ew.printf("%d evacuating cells took no part\n", r.Engine.CellsExcluded)
 	}
@@ -173,7 +177,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	ew.printf("\nCells (memory bar: # existing, + placed, . free; full width = %d MB)\n", maxTotal)
 	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CELL\tZONE\tTOTAL MB\tEXISTING MB\tPLACED MB\tFREE MB\t+LRPS\t+TASKS\tMEMORY")
+	fmt.Fprintln(tw, "CELL\tZONE\tTOTAL MB\tEXISTING MB\tPLACED MB\tFREE MB\tFREE DISK MB\tFREE CONTAINERS\t+LRPS\t+TASKS\tMEMORY")
 	for _, c := range r.Cells {
 		note := ""
 		if c.Evacuating {
@@ -181,8 +185,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		} else if c.StrandedMemoryMB > 0 {
 			note = " stranded"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n", c.CellID, zoneName(c.Zone), c.Total.MemoryMB,
-			c.ExistingMemoryMB, c.PlacedMemoryMB, c.Free.MemoryMB, c.PlacedLRPs, c.PlacedTasks, memoryBar(c, maxTotal), note)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s%s\n", c.CellID, zoneName(c.Zone), c.Total.MemoryMB,
+			c.ExistingMemoryMB, c.PlacedMemoryMB, c.Free.MemoryMB, c.Free.DiskMB, c.Free.Containers, c.PlacedLRPs, c.PlacedTasks, memoryBar(c, maxTotal), note)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write text report: %w", err)

@@ -275,7 +275,8 @@ func TestTextReport(t *testing.T) {
 	out := buf.String()
 	require.Contains(t, out, "Strategy diego (seed 0): placed 2 of 3 (1 failed) among 1 cells")
 	require.Contains(t, out, "Distribution score 0.0000 (before: 0.0000); free memory 60 MB, stranded 0 MB")
-	require.Regexp(t, `cell-1\s+z1\s+100\s+20\s+20\s+60\s+1\s+1\s+########\+{8}\.{24}`, out)
+	require.Contains(t, out, "Free: 60 MB memory, 60 MB disk, 96 containers; stranded on 0 cells: 0 MB memory, 0 MB disk, 0 containers")
+	require.Regexp(t, `cell-1\s+z1\s+100\s+20\s+20\s+60\s+60\s+96\s+1\s+1\s+########\+{8}\.{24}`, out)
 	require.Contains(t, out, "1 × insufficient resources: memory\n      e.g. pg-8.1\n      cells turned down: 1 insufficient memory")
 }
 

@@ -432,8 +432,8 @@ func (p *panel) spread(apps []string) {
 			most = max(most, n)
 		}
 		fmt.Fprintf(p.b, `<g class="spread" data-app="%s">`+"\n", esc(guid))
-		p.line("bold", fmt.Sprintf("%s: %d instances (%d placed, %d already running) on %d cells, at most %d on one cell",
-			label(guid), total, s.placed, s.existing, len(s.perCell), most))
+		p.line("bold", fmt.Sprintf("%s: %s (%d placed, %d already running) on %s, at most %d on one cell",
+			label(guid), plural(total, "instance"), s.placed, s.existing, plural(len(s.perCell), "cell"), most))
 		if total > 0 {
 			p.spreadZones(s, total)
 			p.spreadCells(s, most)
@@ -475,7 +475,7 @@ func (p *panel) spreadZones(s appSpread, total int) {
 				rest += z.instances
 				cells += z.cells
 			}
-			p.line("normal", fmt.Sprintf("and %d more zones: %d instances on %d cells", len(zs)-i, rest, cells))
+			p.line("normal", fmt.Sprintf("and %s: %s on %s", plural(len(zs)-i, "more zone"), plural(rest, "instance"), plural(cells, "cell")))
 			break
 		}
 		p.y += svgRow
@@ -483,7 +483,7 @@ func (p *panel) spreadZones(s appSpread, total int) {
 		p.rect(svgMargin+svgLabelW, p.y-svgBarH+1, w, svgBarH, colourApp)
 		p.b.WriteString("\n")
 		p.text(svgMargin, "normal", "zone "+label(zoneName(zc.zone)))
-		p.text(svgMargin+svgLabelW+svgBarW+8, "normal", fmt.Sprintf("%d instances (%.1f%%) on %d cells", zc.instances, 100*float64(zc.instances)/float64(total), zc.cells))
+		p.text(svgMargin+svgLabelW+svgBarW+8, "normal", fmt.Sprintf("%s (%.1f%%) on %s", plural(zc.instances, "instance"), 100*float64(zc.instances)/float64(total), plural(zc.cells, "cell")))
 	}
 }
 
@@ -507,13 +507,13 @@ func (p *panel) spreadCells(s appSpread, most int) {
 			for _, k2 := range ks[i:] {
 				rest += hist[k2]
 			}
-			b = fmt.Appendf(b, " · %d–%d → %d cells", k, most, rest)
+			b = fmt.Appendf(b, " · %d–%d → %s", k, most, plural(rest, "cell"))
 			break
 		}
 		if i > 0 {
 			b = append(b, " ·"...)
 		}
-		b = fmt.Appendf(b, " %d → %d cells", k, hist[k])
+		b = fmt.Appendf(b, " %d → %s", k, plural(hist[k], "cell"))
 	}
 	p.line("normal", string(b))
 	if len(s.perCell) > svgMaxSpreadCells {
@@ -531,7 +531,7 @@ func (p *panel) spreadCells(s appSpread, most int) {
 		p.b.WriteString("\n")
 		c := &p.r.Cells[ci]
 		p.text(svgMargin, "normal", label(c.CellID)+" ("+label(zoneName(c.Zone))+")")
-		p.text(svgMargin+svgLabelW+svgBarW+8, "normal", strconv.Itoa(n)+" instances")
+		p.text(svgMargin+svgLabelW+svgBarW+8, "normal", plural(n, "instance"))
 	}
 }
 
@@ -570,4 +570,12 @@ func esc(s string) string {
 	var b bytes.Buffer
 	_ = xml.EscapeText(&b, []byte(s))
 	return b.String()
+}
+
+// plural writes n and the noun, with an s unless n is 1: "1 cell", "2 cells".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

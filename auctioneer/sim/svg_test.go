@@ -170,10 +170,10 @@ func TestSVGPrintsEveryNumber(t *testing.T) {
 	require.Equal(t, "web", spreads[0].attrs["data-app"])
 	require.Equal(t, []string{
 		"web: 3 instances (2 placed, 1 already running) on 2 cells, at most 2 on one cell",
-		"zone z2", "2 instances (66.7%) on 1 cells",
-		"zone z1", "1 instances (33.3%) on 1 cells",
-		"cells holding k instances: 1 → 1 cells · 2 → 1 cells",
-		`c<1>&"q" (z1)`, "1 instances",
+		"zone z2", "2 instances (66.7%) on 1 cell",
+		"zone z1", "1 instance (33.3%) on 1 cell",
+		"cells holding k instances: 1 → 1 cell · 2 → 1 cell",
+		`c<1>&"q" (z1)`, "1 instance",
 		"c2 (z2)", "2 instances",
 	}, spreads[0].texts())
 

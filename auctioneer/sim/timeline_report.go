@@ -354,11 +354,22 @@ func (r *TimelineReport) WriteText(w io.Writer) error {
 		ew.printf("(%d waits beyond the first %d were not kept)\n", r.WaitsDropped, MaxWaitSamples)
 	}
 
-	ew.printf("\nOver time (every %s)\n", formatMS(r.Options.SampleIntervalMS))
+	rows := textRows(len(r.Series))
+	p99 := "WAIT P99"
+	if len(rows) < len(r.Series) {
+		// Rows stand for several samples: counters are summed since the
+		// previous row, so the columns still add up to the totals above.
+		ew.printf("\nOver time (samples every %s; each row sums the counters since the previous row, WORST P99 is the highest sample's)\n", formatMS(r.Options.SampleIntervalMS))
+		p99 = "WORST P99"
+	} else {
+		ew.printf("\nOver time (every %s)\n", formatMS(r.Options.SampleIntervalMS))
+	}
 	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TIME\tREQ\tPLACED\tFAILED\tWAITING\tSTARTING\tLOST\tEVAC\tCRASH\tWAIT P99\tUTIL MEAN\tUTIL SD\tFREE MB\tSTRANDED MB\tCELLS UP\t")
-	for _, i := range textRows(len(r.Series)) {
-		p := r.Series[i]
+	fmt.Fprintf(tw, "TIME\tREQ\tPLACED\tFAILED\tWAITING\tSTARTING\tLOST\tEVAC\tCRASH\t%s\tUTIL MEAN\tUTIL SD\tFREE MB\tSTRANDED MB\tCELLS UP\t\n", p99)
+	prev := -1
+	for _, i := range rows {
+		p := summedSince(r.Series, prev, i)
+		prev = i
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.4f\t%.4f\t%d\t%d\t%d\t\n", formatMS(p.TMS),
 			p.Requested, p.Placed, p.PlacementFailures, p.Waiting, p.Starting, p.Lost, p.Evacuated, p.Crashed,
 			formatMS(p.WaitP99MS), p.MemoryUtilMean, p.MemoryUtilStddev, p.FreeMemoryMB, p.StrandedMemoryMB, p.CellsUp)
@@ -373,6 +384,29 @@ func (r *TimelineReport) WriteText(w io.Writer) error {
 		return fmt.Errorf("write timeline text: %w", ew.err)
 	}
 	return nil
+}
+
+// summedSince is sample i with the counters of samples prev+1..i summed and
+// the highest of their wait percentiles; gauges are sample i's.
+func summedSince(series []TimelineSample, prev, i int) TimelineSample {
+	p := series[i]
+	for _, q := range series[prev+1 : i] {
+		p.Requested += q.Requested
+		p.Auctions += q.Auctions
+		p.Placed += q.Placed
+		p.PlacementFailures += q.PlacementFailures
+		p.Running += q.Running
+		p.Lost += q.Lost
+		p.Evacuated += q.Evacuated
+		p.Crashed += q.Crashed
+		p.TasksCompleted += q.TasksCompleted
+		p.TasksFailed += q.TasksFailed
+		p.DeploysCompleted += q.DeploysCompleted
+		p.WaitP50MS = max(p.WaitP50MS, q.WaitP50MS)
+		p.WaitP99MS = max(p.WaitP99MS, q.WaitP99MS)
+		p.WaitMaxMS = max(p.WaitMaxMS, q.WaitMaxMS)
+	}
+	return p
 }
 
 // maxTextRows bounds the time-series rows of the text report.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Layout of the dynamic-run figure, in pixels: a header, one chart per
@@ -199,8 +200,17 @@ func writeAxes(b *bytes.Buffer, x0, x1, y0, y1 int, lo, top float64, unit string
 	}
 	for i := 0; i <= 4; i++ {
 		xx := x0 + i*(x1-x0)/4
-		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", xx, y1+12, tlEsc(formatMS(endMS*int64(i)/4)))
+		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="%s">%s</text>`+"\n", xx, y1+12, axisAnchor(i), tlEsc(formatMS(endMS*int64(i)/4)))
 	}
+}
+
+// axisAnchor anchors the i-th of five time labels so the last one ends at
+// the frame's right edge instead of running past the figure.
+func axisAnchor(i int) string {
+	if i == 4 {
+		return "end"
+	}
+	return "middle"
 }
 
 // writeCDF draws the cumulative distribution of waits (request → running)
@@ -221,12 +231,15 @@ func (r *TimelineReport) writeCDF(b *bytes.Buffer, y int) int {
 	for _, f := range []float64{0, 0.5, 0.9, 0.99, 1} {
 		yy := float64(y1) - f*float64(y1-y0)
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#dddddd"/>`+"\n", x0, yy, x1, yy)
+		if f == 0.99 {
+			continue // too close to 1 to label; the p99 marker names it
+		}
 		fmt.Fprintf(b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-4, yy+4, strconv.FormatFloat(f, 'f', -1, 64))
 	}
 	top := float64(max(s.MaxMS, 1))
 	for i := 0; i <= 4; i++ {
 		xx := x0 + i*(x1-x0)/4
-		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", xx, y1+12, tlEsc(formatMS(int64(top)*int64(i)/4)))
+		fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="%s">%s</text>`+"\n", xx, y1+12, axisAnchor(i), tlEsc(formatMS(int64(top)*int64(i)/4)))
 	}
 	fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">wait</text>`+"\n", (x0+x1)/2, y1+26)
 	if len(ws) == 0 {
@@ -273,7 +286,7 @@ func tlNum(v float64, unit string) string {
 		if v == float64(int64(v)) {
 			return strconv.FormatInt(int64(v), 10)
 		}
-		return strconv.FormatFloat(v, 'f', 4, 64)
+		return strings.TrimRight(strconv.FormatFloat(v, 'f', 4, 64), "0")
 	}
 	if v == float64(int64(v)) {
 		return strconv.FormatInt(int64(v), 10) + " " + unit

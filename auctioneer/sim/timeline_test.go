@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -319,4 +320,55 @@ func TestTimelineRunsAStrategyFile(t *testing.T) {
 	require.NoError(t, err)
 	_, err = RunTimeline(s, tl, TimelineRunOptions{RunOptions: RunOptions{StrategyFile: bad}})
 	require.ErrorContains(t, err, "division by zero")
+}
+
+// When the text report shows fewer rows than samples, each row sums the
+// counters since the row before, so a column adds up to the run's total
+// and no burst between shown rows goes missing.
+func TestTimelineTextRowsSumTheSamplesTheyStandFor(t *testing.T) {
+	s, err := Generate(GenerateOptions{Cells: 20, Zones: 2, MemoryMB: 8192, Containers: 100, Fill: 0.4,
+		Apps: []AppMix{{Count: 5, Instances: 3, MemoryMB: 256}}, Seed: 3})
+	require.NoError(t, err)
+	tl, err := GenerateTimeline(s, TimelineGenerateOptions{DurationMS: 3 * 3600_000, DeploysPerMinute: 2, CellFailuresPerHour: 2,
+		ArrivalsPerHour: 20, CrashesPerHour: 30, RecoverAfterMS: 600_000, Seed: 5})
+	require.NoError(t, err)
+	r, err := RunTimeline(s, tl, TimelineRunOptions{})
+	require.NoError(t, err)
+	require.Greater(t, len(r.Series), maxTextRows, "the test needs more samples than rows")
+	var want [2]int
+	for _, p := range r.Series {
+		want[0] += p.Requested
+		want[1] += p.Placed
+	}
+	require.Positive(t, want[0])
+
+	var b bytes.Buffer
+	require.NoError(t, r.WriteText(&b))
+	text := b.String()
+	require.Contains(t, text, "each row sums the counters since the previous row")
+	table := text[strings.Index(text, "TIME  REQ"):]
+	var got [2]int
+	rows := 0
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 15 {
+			break
+		}
+		req, err1 := strconv.Atoi(f[1])
+		placed, err2 := strconv.Atoi(f[2])
+		require.NoError(t, err1, line)
+		require.NoError(t, err2, line)
+		got[0] += req
+		got[1] += placed
+		rows++
+	}
+	require.Equal(t, maxTextRows, rows)
+	require.Equal(t, want, got, "requested and placed over the shown rows")
+}
+
+func TestTimelineAxisNumbersCarryNoTrailingZeros(t *testing.T) {
+	for v, want := range map[float64]string{361: "361", 180.5: "180.5", 0.0764: "0.0764", 0.15295: "0.153"} {
+		require.Equal(t, want, tlNum(v, ""), "%v", v)
+	}
+	require.Equal(t, "2.5 MB", tlNum(2.5, "MB"))
 }

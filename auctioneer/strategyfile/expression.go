@@ -196,6 +196,7 @@ type Scorer struct {
 	act       activation
 	failures  int64
 	firstErr  error
+	observe   func(error)
 }
 
 var _ auctioneer.Strategy = (*Scorer)(nil)
@@ -233,12 +234,19 @@ func (s *Scorer) Score(c *auctioneer.Cell, w *auctioneer.Work) float64 {
 
 func (s *Scorer) fail(c *auctioneer.Cell, w *auctioneer.Work, err error) {
 	s.failures++
+	if s.firstErr != nil && s.observe == nil {
+		return
+	}
+	item := "task " + w.TaskGUID()
+	if w.Kind() == auctioneer.KindLRP {
+		item = fmt.Sprintf("lrp %s index %d", w.ProcessGUID(), w.Index())
+	}
+	err = fmt.Errorf("strategy %s: score of %s on cell %s: %w", s.name, item, c.ID(), err)
 	if s.firstErr == nil {
-		item := "task " + w.TaskGUID()
-		if w.Kind() == auctioneer.KindLRP {
-			item = fmt.Sprintf("lrp %s index %d", w.ProcessGUID(), w.Index())
-		}
-		s.firstErr = fmt.Errorf("strategy %s: score of %s on cell %s: %w", s.name, item, c.ID(), err)
+		s.firstErr = err
+	}
+	if s.observe != nil {
+		s.observe(err)
 	}
 }
 

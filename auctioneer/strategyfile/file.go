@@ -324,6 +324,20 @@ func (f *File) Register(reg *auctioneer.Registry) error {
 	return reg.Register(f.name, f.New)
 }
 
+// RegisterObserved is Register for a long-lived caller (the auctioneer),
+// which never sees a run's Scorer: observe is called with every failed
+// evaluation of a score strategy (naming the item and the cell), from the
+// goroutine of the run. A base strategy never fails and never calls it.
+func (f *File) RegisterObserved(reg *auctioneer.Registry, observe func(error)) error {
+	return reg.Register(f.name, func(opts auctioneer.Options) (auctioneer.Strategy, error) {
+		st, err := f.New(opts)
+		if s, ok := st.(*Scorer); ok && err == nil {
+			s.observe = observe
+		}
+		return st, err
+	})
+}
+
 // zoneOverride is a base strategy with balance_zones set by the file.
 type zoneOverride struct {
 	auctioneer.Strategy

@@ -62,6 +62,11 @@ func Dial(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	if timeout <= 0 {
 		timeout = DefaultDialTimeout
 	}
+	if deadline, ok := ctx.Deadline(); ok {
+		// ctx's deadline governs the dial too (with a user and password
+		// the dial includes authenticating, a bcrypt check on the server).
+		timeout = max(time.Until(deadline), time.Millisecond)
+	}
 	ccfg := clientv3.Config{
 		Endpoints:          cfg.Endpoints,
 		DialTimeout:        timeout,

@@ -59,3 +59,25 @@ func TestDialFailsClearly(t *testing.T) {
 		assert.ErrorContains(t, err, "ca_file")
 	})
 }
+
+// A ctx deadline governs the whole dial, authentication included: a
+// DialTimeout too short to authenticate does not fail a dial whose ctx
+// allows the time (with a user and password the dial includes a bcrypt
+// check, which took more than the 5 s default on a loaded CI machine).
+func TestDialHonoursTheContextDeadline(t *testing.T) {
+	srv := etcdtest.StartWith(t, etcdtest.Options{})
+	admin := etcdtest.Client(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := admin.UserAdd(ctx, "root", "rootpw")
+	require.NoError(t, err)
+	_, err = admin.UserGrantRole(ctx, "root", "root")
+	require.NoError(t, err)
+	_, err = admin.AuthEnable(ctx)
+	require.NoError(t, err)
+
+	client, err := etcdclient.Dial(ctx, etcdclient.Config{Endpoints: srv.Endpoints(), Username: "root", Password: "rootpw",
+		DialTimeout: config.Duration(time.Nanosecond)})
+	require.NoError(t, err)
+	require.NoError(t, client.Close())
+}
