@@ -23,8 +23,8 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // TestSmallRun is the smoke test `make test` runs: the real daemons as
-// separate processes, 500 instances on 20 cells, and a recovery from
-// losing 10% of the cells. It asserts only that everything reached RUNNING
+// separate processes (etcd too: --etcd process), 500 instances on 20 cells,
+// and a recovery from losing 10% of the cells. It asserts only that everything reached RUNNING
 // and the final check is clean, never how fast.
 func TestSmallRun(t *testing.T) {
 	if testing.Short() {
@@ -33,7 +33,7 @@ func TestSmallRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	res, err := bench.Run(ctx, bench.Options{
-		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1,
+		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1, EtcdMode: bench.EtcdProcess,
 		RawDuration: time.Second, PresenceTTL: 3 * time.Second,
 		Timeout: 2 * time.Minute, RecoveryTimeout: time.Minute,
 		Progress: logWriter{t}, ProgressInterval: 2 * time.Second,
@@ -62,6 +62,25 @@ func TestSmallRun(t *testing.T) {
 	assert.Contains(t, svg.String(), "<polyline")
 	assert.Positive(t, res.Placement.BBS.CPUMicrosPerPlaced, "CPU per placed instance is reported")
 	assert.Nil(t, res.Failure)
+
+	// etcd ran as its own process and its CPU is reported
+	// apart from the BBS's, in the JSON too.
+	assert.Equal(t, bench.EtcdProcess, res.Setup.EtcdMode)
+	require.NotNil(t, res.Placement.EtcdProcess, "the etcd process's use is reported")
+	assert.Positive(t, res.Placement.EtcdProcess.CPUMicrosPerPlaced, "etcd's CPU per placed instance")
+	assert.Positive(t, res.Placement.EtcdProcess.PeakRSSBytes)
+	assert.Positive(t, res.Placement.Etcd.Puts, "etcd's counters come from the etcd process")
+	var raw struct {
+		Placement struct {
+			EtcdProcess struct {
+				CPUMicros float64 `json:"cpu_us_per_placed"`
+			} `json:"etcd_process"`
+		} `json:"placement"`
+	}
+	require.NoError(t, json.Unmarshal(js.Bytes(), &raw))
+	assert.Positive(t, raw.Placement.EtcdProcess.CPUMicros, "the JSON carries etcd's CPU per placed instance")
+	require.NotNil(t, res.Recovery.EtcdProcess)
+	assert.Contains(t, summary.String(), "etcd ")
 }
 
 // A run that cannot start still returns a result that says why, which

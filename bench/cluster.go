@@ -10,12 +10,15 @@ import (
 	"strconv"
 	"time"
 
+	bbsapp "github.com/gavelhq/gavel/bbs/app"
 	"github.com/gavelhq/gavel/bbs/client"
+	"github.com/gavelhq/gavel/internal/etcdserver"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
-// daemons are the binaries the cluster runs.
-var daemons = []string{"bbs", "auctioneer", "rep"}
+// daemons are the binaries the cluster runs (gavel-etcd only with
+// EtcdProcess).
+var daemons = []string{"bbs", "auctioneer", "rep", "gavel-etcd"}
 
 // farm is one rep process running simulated cells.
 type farm struct {
@@ -33,6 +36,8 @@ type cluster struct {
 	binDir string
 
 	etcdURL    string
+	etcdDebug  string // gavel-etcd's metrics (EtcdProcess only)
+	etcd       *process
 	bbsAddr    string
 	bbsDebug   string
 	aucAddr    string
@@ -69,10 +74,11 @@ func writeJSON(dir, name string, v any) (string, error) {
 	return path, nil
 }
 
-// startCluster starts the BBS (with its embedded etcd), the auctioneer and
-// the cell farms, each as its own process, and waits until the BBS holds
-// its lock, the auctioneer holds its lock and every cell is registered.
-// On error, whatever started is stopped.
+// startCluster starts etcd (a gavel-etcd process, or embedded in the BBS
+// with EtcdEmbedded), the BBS, the auctioneer and the cell farms, each as
+// its own process, and waits until the BBS holds its lock, the auctioneer
+// holds its lock and every cell is registered. On error, whatever started
+// is stopped.
 func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *cluster, err error) {
 	c = &cluster{opts: opts, dir: dir, binDir: binDir}
 	defer func() {
@@ -81,7 +87,7 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 			c = nil
 		}
 	}()
-	addrs := make([]string, 6)
+	addrs := make([]string, 7)
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
 			return c, err
@@ -89,6 +95,14 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	}
 	c.etcdURL = "http://" + addrs[0]
 	c.bbsAddr, c.bbsDebug, c.aucAddr, c.aucDebug = addrs[2], addrs[3], addrs[4], addrs[5]
+	etcdCfg := map[string]any{
+		"data_dir":   filepath.Join(dir, "etcd"),
+		"client_url": c.etcdURL,
+		"peer_url":   "http://" + addrs[1],
+		// At warn etcd logs every slow request with its whole
+		// transaction; under a bench that is most of them.
+		"log_level": "error",
+	}
 
 	// The bench measures scheduling, not TLS: every daemon opts out of mTLS.
 	bbsCfg := map[string]any{
@@ -97,15 +111,32 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 		"debug_address":      c.bbsDebug,
 		"log_level":          opts.LogLevel,
 		"instance_id":        "bench-bbs",
-		"embedded_etcd": map[string]any{
-			"data_dir":   filepath.Join(dir, "etcd"),
-			"client_url": c.etcdURL,
-			"peer_url":   "http://" + addrs[1],
-			"log_file":   filepath.Join(dir, "etcd.log"),
-			// At warn etcd logs every slow request with its whole
-			// transaction; under a bench that is most of them.
-			"log_level": "error",
-		},
+	}
+	if opts.EtcdMode == EtcdProcess {
+		c.etcdDebug = addrs[6]
+		if c.etcd, err = c.startDaemon("etcd", "gavel-etcd", map[string]any{
+			"debug_address": c.etcdDebug,
+			"log_level":     opts.LogLevel,
+			"embedded_etcd": etcdCfg, // etcd's logs go to etcd.log with the daemon's
+		}); err != nil {
+			return c, err
+		}
+		if err := c.waitFor(ctx, c.etcd, time.Minute, "etcd to elect itself leader", func(ctx context.Context) bool {
+			m, err := scrape(ctx, c.etcdDebug)
+			return err == nil && m.value("etcd_server_has_leader") == 1
+		}); err != nil {
+			return c, err
+		}
+		// The BBS uses the etcd as an external cluster, with the limits
+		// and the batch size it would give its embedded one, so that the
+		// two modes differ only in the process boundary.
+		bbsCfg["etcd"] = map[string]any{"endpoints": []string{c.etcdURL}}
+		bbsCfg["etcd_max_txn_ops"] = etcdserver.DefaultMaxTxnOps
+		bbsCfg["etcd_max_request_bytes"] = etcdserver.DefaultMaxRequestBytes
+		bbsCfg["commit_batch_ops"] = bbsapp.EmbeddedCommitBatchOps
+	} else {
+		etcdCfg["log_file"] = filepath.Join(dir, "etcd.log")
+		bbsCfg["embedded_etcd"] = etcdCfg
 	}
 	if opts.CommitWorkers > 0 {
 		bbsCfg["commit_workers"] = opts.CommitWorkers
@@ -263,7 +294,7 @@ func (c *cluster) checkAlive() error {
 // daemons returns the processes expected to be running.
 func (c *cluster) daemons() []*process {
 	var out []*process
-	for _, p := range []*process{c.bbs, c.auctioneer} {
+	for _, p := range []*process{c.etcd, c.bbs, c.auctioneer} {
 		if p != nil {
 			out = append(out, p)
 		}
@@ -276,7 +307,7 @@ func (c *cluster) daemons() []*process {
 	return out
 }
 
-// stop stops the farms, the auctioneer and the BBS, in that order.
+// stop stops the farms, the auctioneer, the BBS and etcd, in that order.
 func (c *cluster) stop() {
 	if c.client != nil {
 		_ = c.client.Close()
@@ -298,5 +329,8 @@ func (c *cluster) stop() {
 	}
 	if c.bbs != nil {
 		c.bbs.stop()
+	}
+	if c.etcd != nil {
+		c.etcd.stop()
 	}
 }

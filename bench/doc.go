@@ -2,13 +2,21 @@
 // `make bench`.
 //
 // [Run] starts the real stack as separate OS processes talking gRPC over
-// loopback, exactly as in production: the BBS with its embedded etcd, the
-// auctioneer, and a farm of simulated cells (rep daemons with sim_cells, the
+// loopback, exactly as in production: etcd, the BBS, the auctioneer, and a
+// farm of simulated cells (rep daemons with sim_cells, the
 // cells split over a few processes; the cells to be killed in processes of
 // their own). Nothing is written into etcd behind the BBS's back and no call
 // crosses a component boundary in-process. The one departure from a
 // production setup: every daemon runs with insecure_plaintext (no mTLS), so
 // the figures measure scheduling, not TLS.
+//
+// By default etcd is embedded in the BBS and called in-process, so the
+// BBS's CPU figure includes etcd's. EtcdProcess (`--etcd process`) runs etcd
+// as its own process (cmd/gavel-etcd: internal/etcdserver standalone) and
+// the BBS uses it as an external cluster with the limits and commit batch
+// size it gives its embedded one, so etcd's CPU per placed instance is
+// reported apart from the BBS's. The cost: the BBS reaches etcd over
+// loopback gRPC instead of in-process, which adds CPU on both sides.
 //
 // One run has four phases:
 //

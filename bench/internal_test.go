@@ -191,3 +191,20 @@ func TestSummarizeTakesMedianAndRange(t *testing.T) {
 	assert.Equal(t, Spread{Median: 2, Min: 2, Max: 2}, spreadOf([]float64{2}))
 	assert.Equal(t, Spread{}, spreadOf(nil))
 }
+
+// With etcd embedded there is no etcd process: its use is absent, not zero,
+// and the summary says the BBS's figure includes etcd's.
+func TestEtcdProcessUse(t *testing.T) {
+	embedded := &snapshot{}
+	assert.Nil(t, etcdProcUse(embedded, embedded))
+	assert.Contains(t, cpuLine(Placement{}), "BBS+etcd")
+
+	before := &snapshot{etcdProc: &ProcStats{CPUSeconds: 1}}
+	after := &snapshot{etcdProc: &ProcStats{CPUSeconds: 3.5, PeakRSSBytes: 64 << 20}}
+	u := etcdProcUse(before, after)
+	require.NotNil(t, u)
+	assert.InDelta(t, 2.5, u.CPUSeconds, 1e-9)
+	assert.InDelta(t, 64.0, u.PeakRSSMiB, 1e-9)
+	u.CPUMicrosPerPlaced = 250
+	assert.Contains(t, cpuLine(Placement{EtcdProcess: u}), "etcd 250 µs")
+}

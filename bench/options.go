@@ -35,6 +35,24 @@ const (
 	DefaultRecoveryTimeout   = 3 * time.Minute
 	DefaultLogLevel          = "error"
 	DefaultProgressInterval  = 5 * time.Second
+	// DefaultEtcdMode keeps etcd embedded in the BBS, called in-process,
+	// as the BBS runs by default. EtcdProcess measures etcd's CPU apart but
+	// is not free: the loopback gRPC hop it adds cost about as much CPU
+	// again for BBS+etcd per placed instance in one pair of 10k runs
+	// (bench/RESULTS.md), so it is opt-in.
+	DefaultEtcdMode = EtcdEmbedded
+)
+
+// Etcd modes of [Options.EtcdMode].
+const (
+	// EtcdProcess runs etcd as a gavel-etcd process (internal/etcdserver
+	// standalone) and points the BBS at it as an external cluster, with the
+	// limits and commit batch size the BBS gives its embedded etcd. The BBS
+	// then reaches etcd over loopback gRPC.
+	EtcdProcess = "process"
+	// EtcdEmbedded runs etcd inside the BBS process, called in-process: the
+	// BBS's CPU figure then includes etcd's.
+	EtcdEmbedded = "embedded"
 )
 
 // Size is one entry of the size mix: LRPs of MemoryMB (and as much disk)
@@ -109,9 +127,12 @@ type Options struct {
 	// KillShare is the share of cells (0..1) SIGKILLed once every instance
 	// runs; 0 skips the recovery phase.
 	KillShare float64
-	// BinDir holds prebuilt bbs, auctioneer and rep binaries; empty builds
-	// them with `go build` (the working directory must be in the module).
+	// BinDir holds prebuilt bbs, auctioneer and rep binaries, and
+	// gavel-etcd for EtcdProcess; empty builds them with `go build` (the
+	// working directory must be in the module).
 	BinDir string
+	// EtcdMode is EtcdEmbedded (default) or EtcdProcess.
+	EtcdMode string
 	// WorkDir is where the run's temporary directory is made (default the
 	// system's temp dir); it is removed at the end unless KeepWorkDir.
 	WorkDir     string
@@ -185,6 +206,9 @@ func (o Options) withDefaults() Options {
 	if o.LogLevel == "" {
 		o.LogLevel = DefaultLogLevel
 	}
+	if o.EtcdMode == "" {
+		o.EtcdMode = DefaultEtcdMode
+	}
 	return o
 }
 
@@ -205,6 +229,9 @@ func (o Options) Validate() error {
 	}
 	if o.BatchedKeysPerTxn > MaxBatchedKeysPerTxn {
 		bad("batched-keys-per-txn: must be at most %d (got %d)", MaxBatchedKeysPerTxn, o.BatchedKeysPerTxn)
+	}
+	if o.EtcdMode != EtcdProcess && o.EtcdMode != EtcdEmbedded {
+		bad("etcd: want %q or %q (got %q)", EtcdProcess, EtcdEmbedded, o.EtcdMode)
 	}
 	if o.KillShare < 0 || o.KillShare >= 1 {
 		bad("kill-cells: must be within [0, 1) (got %g)", o.KillShare)

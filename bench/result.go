@@ -51,8 +51,11 @@ type Setup struct {
 	PresenceTTLSec    float64   `json:"presence_ttl_seconds"`
 	CommitWorkers     int       `json:"bbs_commit_workers,omitempty"`
 	CommitBatchOps    int       `json:"bbs_commit_batch_ops,omitempty"`
-	NumCPU            int       `json:"num_cpu"`
-	GoVersion         string    `json:"go_version"`
+	// EtcdMode is "process" (etcd its own process, measured apart) or
+	// "embedded" (etcd inside the BBS process).
+	EtcdMode  string `json:"etcd_mode"`
+	NumCPU    int    `json:"num_cpu"`
+	GoVersion string `json:"go_version"`
 	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute loads before the
 	// cluster started and when the run ended.
 	LoadBefore [3]float64 `json:"load_average_before"`
@@ -103,9 +106,13 @@ type Placement struct {
 	LatencyMaxMs float64 `json:"latency_max_ms"`
 	// Etcd is etcd's own counters over the phase.
 	Etcd EtcdUse `json:"etcd"`
-	// BBS and Auctioneer are the daemons' resource use.
+	// BBS and Auctioneer are the daemons' resource use. With the embedded
+	// etcd the BBS's includes etcd's.
 	BBS        ProcUse `json:"bbs"`
 	Auctioneer ProcUse `json:"auctioneer"`
+	// EtcdProcess is the etcd process's resource use (EtcdProcess mode
+	// only; absent when etcd is embedded in the BBS).
+	EtcdProcess *ProcUse `json:"etcd_process,omitempty"`
 	// Cells adds up every cell process.
 	Cells ProcUse `json:"cells"`
 	// Auctions are the auctioneer's histograms over the phase.
@@ -125,8 +132,8 @@ type Tenth struct {
 	PerSecond float64 `json:"per_second"`
 }
 
-// EtcdUse is the change of etcd's counters over a phase, read from the
-// embedded etcd's metrics on the BBS's debug address.
+// EtcdUse is the change of etcd's counters over a phase, read from etcd's
+// metrics (on the gavel-etcd's debug address, or the BBS's when embedded).
 type EtcdUse struct {
 	// Puts and Deletes are etcd_mvcc_put_total and etcd_mvcc_delete_total:
 	// every key written or deleted, inside transactions or not.
@@ -171,8 +178,8 @@ type ProcUse struct {
 	// PeakRSSMiB is PeakRSSBytes in MiB, for people.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
 	// CPUMicrosPerPlaced is CPUSeconds in microseconds per instance placed
-	// in the phase (0 when none was). The BBS's figure includes its
-	// embedded etcd, which runs in the same process.
+	// in the phase (0 when none was). With the embedded etcd the BBS's
+	// figure includes etcd's, which runs in the same process.
 	CPUMicrosPerPlaced float64 `json:"cpu_us_per_placed,omitempty"`
 }
 
@@ -216,10 +223,11 @@ type Recovery struct {
 	// KillAtSec is the kill, in seconds since the first DesireLRP (timeline time).
 	KillAtSec float64 `json:"kill_at_sec"`
 	// Etcd, BBS and Auctioneer are over the phase.
-	Etcd       EtcdUse  `json:"etcd"`
-	BBS        ProcUse  `json:"bbs"`
-	Auctioneer ProcUse  `json:"auctioneer"`
-	Auctions   Auctions `json:"auctions"`
+	Etcd        EtcdUse  `json:"etcd"`
+	BBS         ProcUse  `json:"bbs"`
+	Auctioneer  ProcUse  `json:"auctioneer"`
+	EtcdProcess *ProcUse `json:"etcd_process,omitempty"`
+	Auctions    Auctions `json:"auctions"`
 }
 
 // Check is the final consistency check, on one consistent list of every
@@ -313,10 +321,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("time slices: %s (ten equal slices of the time from the first RUNNING to the last)", tenthRates(p.TimeTenths)),
 		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
 			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
-		fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; auctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",
-			p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB),
-		fmt.Sprintf("CPU/placed:  BBS+etcd %.0f µs, auctioneer %.0f µs, cells %.0f µs",
-			p.BBS.CPUMicrosPerPlaced, p.Auctioneer.CPUMicrosPerPlaced, p.Cells.CPUMicrosPerPlaced),
+		processLine(p),
+		cpuLine(p),
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
@@ -352,6 +358,26 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// processLine is the summary's line of the daemons' CPU and memory.
+func processLine(p Placement) string {
+	etcd := ""
+	if e := p.EtcdProcess; e != nil {
+		etcd = fmt.Sprintf("etcd %.1f CPU-s, %.0f MiB; ", e.CPUSeconds, e.PeakRSSMiB)
+	}
+	return fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; %sauctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB",
+		p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, etcd, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB)
+}
+
+// cpuLine is the summary's line of CPU per placed instance.
+func cpuLine(p Placement) string {
+	if e := p.EtcdProcess; e != nil {
+		return fmt.Sprintf("CPU/placed:  BBS %.0f µs, etcd %.0f µs, auctioneer %.0f µs, cells %.0f µs",
+			p.BBS.CPUMicrosPerPlaced, e.CPUMicrosPerPlaced, p.Auctioneer.CPUMicrosPerPlaced, p.Cells.CPUMicrosPerPlaced)
+	}
+	return fmt.Sprintf("CPU/placed:  BBS+etcd %.0f µs (etcd embedded), auctioneer %.0f µs, cells %.0f µs",
+		p.BBS.CPUMicrosPerPlaced, p.Auctioneer.CPUMicrosPerPlaced, p.Cells.CPUMicrosPerPlaced)
 }
 
 func tenthRates(ts []Tenth) string {

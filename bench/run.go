@@ -41,7 +41,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Started: time.Now().UTC(), Cells: opts.Cells, LRPs: opts.lrpCount(), InstancesPerLRP: opts.InstancesPerLRP,
 		Instances: opts.Instances, Sizes: opts.Sizes, CellMemoryMB: opts.CellMemoryMB, CellContainers: opts.CellContainers,
 		DesireConcurrency: opts.DesireConcurrency, PresenceTTLSec: opts.PresenceTTL.Seconds(),
-		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps,
+		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps, EtcdMode: opts.EtcdMode,
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(),
 	}}
 	dir, err := os.MkdirTemp(opts.WorkDir, "gavel-bench-")
@@ -80,7 +80,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, err
 	}
 	startup := time.Now()
-	progress(opts, "starting etcd+BBS, auctioneer and %d cells in %s", opts.Cells, dir)
+	progress(opts, "starting etcd (%s), BBS, auctioneer and %d cells in %s", opts.EtcdMode, opts.Cells, dir)
 	c, err := startCluster(ctx, opts, dir, binDir)
 	if err != nil {
 		return fail(err)
@@ -279,9 +279,12 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.Etcd = etcdUse(before, after, p.Placed)
 	p.BatchedCeiling, p.RatioToBatchedEtcd = batchedRatio(p.PerSecond, m.res.BatchedEtcd.KeysPerSecond, p.Etcd.WritesPerInstance)
 	p.BBS, p.Auctioneer, p.Cells = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc), procUse(before.cellsProc, after.cellsProc)
+	p.EtcdProcess = etcdProcUse(before, after)
 	if p.Placed > 0 {
-		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells} {
-			u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
+		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells, p.EtcdProcess} {
+			if u != nil {
+				u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
+			}
 		}
 	}
 	p.Auctions = auctions(before, after)
@@ -418,6 +421,7 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	}
 	rc.Etcd = etcdUse(before, after, len(displaced))
 	rc.BBS, rc.Auctioneer = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc)
+	rc.EtcdProcess = etcdProcUse(before, after)
 	rc.Auctions = auctions(before, after)
 	progress(m.opts, "recovery: all %d displaced instances running again after %.1f s", len(displaced), rc.Seconds)
 	return nil
@@ -530,17 +534,32 @@ func (m *measurement) check(ctx context.Context) (Check, error) {
 
 // snapshot is the daemons' metrics and resource use at one moment.
 type snapshot struct {
-	bbs, auc                    metrics
+	bbs, auc metrics
+	// etcd is etcd's metrics: the gavel-etcd's, or the BBS's when embedded.
+	etcd                        metrics
 	bbsProc, aucProc, cellsProc ProcStats
+	// etcdProc is the gavel-etcd process's (nil when embedded).
+	etcdProc *ProcStats
 }
 
-// snapshot scrapes the BBS and the auctioneer and reads /proc for every
-// running daemon.
+// snapshot scrapes etcd, the BBS and the auctioneer and reads /proc for
+// every running daemon.
 func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 	s := &snapshot{}
 	var err error
 	if s.bbs, err = scrape(ctx, c.bbsDebug); err != nil {
 		return nil, err
+	}
+	s.etcd = s.bbs
+	if c.etcd != nil {
+		if s.etcd, err = scrape(ctx, c.etcdDebug); err != nil {
+			return nil, err
+		}
+		st, err := readProcStats(c.etcd.pid())
+		if err != nil {
+			return nil, err
+		}
+		s.etcdProc = &st
 	}
 	if s.auc, err = scrape(ctx, c.aucDebug); err != nil {
 		return nil, err
@@ -567,10 +586,11 @@ func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 }
 
 func etcdUse(before, after *snapshot, placed int) EtcdUse {
+	e := func(name string) float64 { return after.etcd.value(name) - before.etcd.value(name) }
 	d := func(name string) float64 { return after.bbs.value(name) - before.bbs.value(name) }
 	u := EtcdUse{
-		Puts: d("etcd_mvcc_put_total"), Deletes: d("etcd_mvcc_delete_total"), Txns: d("etcd_mvcc_txn_total"),
-		Proposals: d("etcd_server_proposals_committed_total"), PutBytes: d("etcd_debugging_mvcc_total_put_size_in_bytes"),
+		Puts: e("etcd_mvcc_put_total"), Deletes: e("etcd_mvcc_delete_total"), Txns: e("etcd_mvcc_txn_total"),
+		Proposals: e("etcd_server_proposals_committed_total"), PutBytes: e("etcd_debugging_mvcc_total_put_size_in_bytes"),
 		BBSTxns: d("gavel_bbs_etcd_txns_total"), BBSTxnRequests: d("gavel_bbs_etcd_txn_requests_total"),
 	}
 	if placed > 0 {
@@ -578,6 +598,16 @@ func etcdUse(before, after *snapshot, placed int) EtcdUse {
 		u.ProposalsPerInstance = u.Proposals / float64(placed)
 	}
 	return u
+}
+
+// etcdProcUse is the etcd process's use between the snapshots (nil when
+// etcd is embedded in the BBS).
+func etcdProcUse(before, after *snapshot) *ProcUse {
+	if before.etcdProc == nil || after.etcdProc == nil {
+		return nil
+	}
+	u := procUse(*before.etcdProc, *after.etcdProc)
+	return &u
 }
 
 func procUse(before, after ProcStats) ProcUse {

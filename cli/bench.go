@@ -27,10 +27,10 @@ func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Benchmark placement at scale: the real BBS+etcd, auctioneer and simulated cells as processes",
-		Long: "Start etcd (embedded in the BBS), the BBS, the auctioneer and a farm of simulated cells, each\n" +
-			"as its own process on loopback; measure the raw etcd transaction rate; desire the LRPs and\n" +
-			"time every instance from DesireLRP to RUNNING; optionally kill a share of the cells and time\n" +
-			"the recovery; check that every index ends with exactly one ORDINARY RUNNING row.\n\n" +
+		Long: "Start etcd (embedded in the BBS, or its own gavel-etcd process with --etcd process), the BBS, the\n" +
+			"auctioneer and a farm of simulated cells, each as its own process on loopback; measure the\n" +
+			"raw etcd transaction rate; desire the LRPs and time every instance from DesireLRP to RUNNING;\n" +
+			"optionally kill a share of the cells and time the recovery; check that every index ends with exactly one ORDINARY RUNNING row.\n\n" +
 			"Progress goes to stderr, a summary to stdout; --out writes the full result as JSON and\n" +
 			"--svg draws running instances over time. It fails when not every instance ran; missed\n" +
 			"performance targets are reported, not failures.",
@@ -104,7 +104,8 @@ func newBenchCommand() *cobra.Command {
 	f.StringVar(&sizes, "sizes", bench.DefaultSizes, "size mix, MEMORY_MB:WEIGHT,... (disk as much as memory)")
 	f.StringVar(&kill, "kill-cells", "", "share of cells to SIGKILL once all run, e.g. 10% (empty: no recovery phase)")
 	f.IntVar(&o.CellsPerProcess, "cells-per-process", bench.DefaultCellsPerProcess, "most cells in one rep process")
-	f.StringVar(&o.BinDir, "bin-dir", "", "directory with prebuilt bbs, auctioneer and rep (default: go build them)")
+	f.StringVar(&o.BinDir, "bin-dir", "", "directory with prebuilt bbs, auctioneer, rep and gavel-etcd (default: go build them)")
+	f.StringVar(&o.EtcdMode, "etcd", bench.DefaultEtcdMode, "etcd embedded in the BBS, its CPU counted as the BBS's (embedded), or its own gavel-etcd process, measured apart but reached over loopback gRPC (process)")
 	f.StringVar(&o.WorkDir, "work-dir", "", "where to make the run's temporary directory (default the system temp dir)")
 	f.BoolVar(&o.KeepWorkDir, "keep-work-dir", false, "keep the configs, logs and etcd data after the run")
 	f.IntVar(&o.RawClients, "raw-clients", bench.DefaultRawClients, "concurrent transactions of the raw etcd measurement")

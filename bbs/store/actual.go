@@ -111,7 +111,14 @@ func otherPresenceWith(st *cacheState, guid string, index int32, ik *modelsv1.Ac
 func (s *Store) putRow(m *mutation, id actualID, rev int64, row *modelsv1.ActualLRP) error {
 	k := s.keys.Actual(id.guid, id.index, id.presence)
 	m.guard(k, rev)
-	return s.putProto(m, k, row)
+	if err := s.putProto(m, k, row); err != nil {
+		return err
+	}
+	// Rows are built afresh for each write and never changed after it, so
+	// the cache may keep this one instead of decoding it back (the hot
+	// path: claims and starts). Other records are decoded.
+	m.written = append(m.written, written{key: k, msg: row})
+	return nil
 }
 
 func (s *Store) delRow(m *mutation, id actualID, rev int64) {

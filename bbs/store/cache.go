@@ -118,7 +118,66 @@ type Cache struct {
 	// beforeApply, when set (tests only), runs before the watch applies a
 	// response; ctx is the watch's own context.
 	beforeApply func(ctx context.Context)
+
+	// ownMu guards own: the models of the store's own writes, by key, that
+	// the watch has not delivered yet (see offer).
+	ownMu sync.Mutex
+	own   map[string]ownWrite
+	// applied is state.rev as of the last applied response, written under
+	// ownMu (and mu), read by offer under ownMu.
+	applied atomic.Int64
+	// ownHits and decoded count put events applied from an offered model
+	// and decoded from their values.
+	ownHits, decoded atomic.Int64
 }
+
+// maxOwn bounds the offered models awaiting their watch events; beyond it
+// offers are dropped and the events decoded. The store has at most its
+// commit workers × batch size writes in flight, far fewer.
+const maxOwn = 1 << 16
+
+// written is one record a mutation puts: its key and the model it marshalled.
+type written struct {
+	key string
+	msg proto.Message
+}
+
+// ownWrite is an offered model and the revision its write committed at.
+type ownWrite struct {
+	rev int64
+	msg proto.Message
+}
+
+// offer hands the cache the models of writes that committed at rev, so that
+// when their events arrive the cache stores these models instead of
+// decoding the values. A model offered must never be changed afterwards
+// (the cache's records are shared with readers). An event matches an offer
+// only by key and mod revision, which together name one write in etcd: a
+// write by anyone else, or one the watch delivered before the offer, is
+// decoded as before.
+func (c *Cache) offer(ws []written, rev int64) {
+	if len(ws) == 0 {
+		return
+	}
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	if rev <= c.applied.Load() {
+		return // already applied from the event
+	}
+	if c.own == nil {
+		c.own = make(map[string]ownWrite)
+	}
+	for _, w := range ws {
+		if len(c.own) >= maxOwn {
+			return
+		}
+		c.own[w.key] = ownWrite{rev: rev, msg: w.msg}
+	}
+}
+
+// OwnWriteStats counts put events applied from the store's own models
+// (hits) and decoded from their values (decoded).
+func (c *Cache) OwnWriteStats() (hits, decoded int64) { return c.ownHits.Load(), c.decoded.Load() }
 
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
 func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
@@ -178,7 +237,7 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 	}
 	st := newCacheState()
 	for _, kv := range resp.Kvs {
-		_ = c.applyPut(st, kv) // undecodable records are logged below
+		_ = c.applyPut(st, kv, nil) // undecodable records are logged below
 	}
 	st.rev = resp.Header.Revision
 	c.mu.Lock()
@@ -189,6 +248,10 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	c.state = st
+	c.ownMu.Lock()
+	c.own = nil // the list decoded every record; later offers are newer
+	c.applied.Store(st.rev)
+	c.ownMu.Unlock()
 	c.notifyLocked()
 	if cellGone {
 		c.notifyCellRemovedLocked()
@@ -213,8 +276,6 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		c.cancelWatch = nil
 		c.mu.Unlock()
 	}()
-	cellsPrefix := c.keys.Prefix() + cellsDir
-	locksPrefix := c.keys.Prefix() + locksDir
 	wch := c.client.Watch(wctx, c.keys.Prefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev+1), clientv3.WithProgressNotify())
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
@@ -223,47 +284,85 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 		if c.beforeApply != nil {
 			c.beforeApply(wctx)
 		}
-		c.mu.Lock()
-		st := c.state
-		cellGone, lockChanged, wantedGone := false, false, false
-		for _, ev := range wr.Events {
-			if strings.HasPrefix(string(ev.Kv.Key), locksPrefix) {
-				lockChanged = true
-			}
-			if ev.Type == clientv3.EventTypeDelete {
-				if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
-					cellGone = true
-				}
-				if !wantedGone && st.isWantedInstance(c.keys.parse(string(ev.Kv.Key))) {
-					wantedGone = true
-				}
-				c.applyDelete(st, ev.Kv.Key)
-			} else if err := c.applyPut(st, ev.Kv); err != nil {
-				c.logger.Error("undecodable-record", err, lager.Data{"key": string(ev.Kv.Key)})
-			}
-			if ev.Kv.ModRevision > st.rev {
-				st.rev = ev.Kv.ModRevision
-			}
-		}
-		if wr.IsProgressNotify() && wr.Header.Revision > st.rev {
-			st.rev = wr.Header.Revision
-		}
-		c.notifyLocked()
-		if cellGone {
-			c.notifyCellRemovedLocked()
-		}
-		if wantedGone {
-			notifyAll(c.wantedSubs)
-		}
-		if lockChanged {
-			c.notifyLockChangedLocked()
-		}
-		c.mu.Unlock()
+		c.applyResponse(wr.Events, wr.IsProgressNotify(), wr.Header.Revision)
 	}
 	if wctx.Err() != nil && ctx.Err() == nil {
 		return fmt.Errorf("watch restarted: the cache stayed behind etcd")
 	}
 	return fmt.Errorf("watch channel closed")
+}
+
+// applyResponse applies one watch response's events to the state and wakes
+// whoever waits for what changed. progress is a progress notification of
+// etcd's revision headerRev.
+func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev int64) {
+	cellsPrefix := c.keys.Prefix() + cellsDir
+	locksPrefix := c.keys.Prefix() + locksDir
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	st := c.state
+	cellGone, lockChanged, wantedGone := false, false, false
+	for _, ev := range events {
+		if strings.HasPrefix(string(ev.Kv.Key), locksPrefix) {
+			lockChanged = true
+		}
+		if ev.Type == clientv3.EventTypeDelete {
+			if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
+				cellGone = true
+			}
+			if !wantedGone && st.isWantedInstance(c.keys.parse(string(ev.Kv.Key))) {
+				wantedGone = true
+			}
+			c.applyDelete(st, ev.Kv.Key)
+		} else if err := c.applyPut(st, ev.Kv, c.takeOwn(ev.Kv)); err != nil {
+			c.logger.Error("undecodable-record", err, lager.Data{"key": string(ev.Kv.Key)})
+		}
+		if ev.Kv.ModRevision > st.rev {
+			st.rev = ev.Kv.ModRevision
+		}
+	}
+	if progress && headerRev > st.rev {
+		st.rev = headerRev
+	}
+	c.applied.Store(st.rev)
+	if len(c.own) > 0 {
+		// An offer whose event was not a put of that key (it cannot
+		// match any more) is dropped once the cache is past it.
+		for k, w := range c.own {
+			if w.rev <= st.rev {
+				delete(c.own, k)
+			}
+		}
+	}
+	c.notifyLocked()
+	if cellGone {
+		c.notifyCellRemovedLocked()
+	}
+	if wantedGone {
+		notifyAll(c.wantedSubs)
+	}
+	if lockChanged {
+		c.notifyLockChangedLocked()
+	}
+}
+
+// takeOwn returns the offered model of kv's write and forgets the offer, or
+// nil when there is none for this key at this revision; ownMu is held.
+func (c *Cache) takeOwn(kv *mvccpb.KeyValue) proto.Message {
+	if len(c.own) == 0 {
+		return nil
+	}
+	w, ok := c.own[string(kv.Key)]
+	if !ok || w.rev > kv.ModRevision {
+		return nil // none, or offered for a later write of this key
+	}
+	delete(c.own, string(kv.Key))
+	if w.rev != kv.ModRevision {
+		return nil
+	}
+	return w.msg
 }
 
 // notifyLocked wakes the waiters whose revision the cache now reflects; c.mu is held.
@@ -348,39 +447,38 @@ func (h *revisionWaiters) Pop() any {
 	return w
 }
 
-// applyPut stores a put record; it returns the decode error of an undecodable one.
-func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
+// applyPut stores a put record; it returns the decode error of an
+// undecodable one. own, if not nil, is the model the store wrote as kv's
+// value (see offer): it is stored instead of decoding the value.
+func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue, own proto.Message) error {
 	key := string(kv.Key)
 	pk := c.keys.parse(key)
 	rev := kv.ModRevision
-	c.applyDeleteParsed(st, key, pk)
 	var err error
 	switch pk.kind {
 	case kindSchedule:
-		v := &modelsv1.DesiredLRPSchedulingInfo{}
-		if err = c.decode(kv, v); err == nil {
+		var v *modelsv1.DesiredLRPSchedulingInfo
+		if v, err = decodeAs[*modelsv1.DesiredLRPSchedulingInfo](c, kv, own); err == nil {
+			c.applyDeleteParsed(st, key, pk)
 			st.schedules[pk.name] = item[*modelsv1.DesiredLRPSchedulingInfo]{v, rev}
 			addTo(st.desiredByDomain, v.GetKey().GetDomain(), pk.name)
 		}
 	case kindRun:
-		v := &modelsv1.DesiredLRPRunInfo{}
-		if err = c.decode(kv, v); err == nil {
+		var v *modelsv1.DesiredLRPRunInfo
+		if v, err = decodeAs[*modelsv1.DesiredLRPRunInfo](c, kv, own); err == nil {
+			delete(st.undecodable, key)
 			st.runs[pk.name] = item[*modelsv1.DesiredLRPRunInfo]{v, rev}
 		}
 	case kindActual:
-		v := &modelsv1.ActualLRP{}
-		if err = c.decode(kv, v); err == nil {
-			id := pk.actual
-			st.actuals[id] = item[*modelsv1.ActualLRP]{v, rev}
-			addTo(st.actualsByGUID, id.guid, id)
-			addTo(st.actualsByState, v.GetState(), id)
-			if cell := v.GetInstanceKey().GetCellId(); cell != "" {
-				addTo(st.actualsByCell, cell, id)
-			}
+		var v *modelsv1.ActualLRP
+		if v, err = decodeAs[*modelsv1.ActualLRP](c, kv, own); err == nil {
+			delete(st.undecodable, key)
+			st.putActual(pk.actual, v, rev)
 		}
 	case kindTask:
-		v := &modelsv1.Task{}
-		if err = c.decode(kv, v); err == nil {
+		var v *modelsv1.Task
+		if v, err = decodeAs[*modelsv1.Task](c, kv, own); err == nil {
+			c.applyDeleteParsed(st, key, pk)
 			st.tasks[pk.name] = item[*modelsv1.Task]{v, rev}
 			addTo(st.tasksByState, v.GetState(), pk.name)
 			if v.GetCellId() != "" {
@@ -388,25 +486,80 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue) error {
 			}
 		}
 	case kindDomain:
-		v := &modelsv1.Domain{}
-		if err = c.decode(kv, v); err == nil {
+		var v *modelsv1.Domain
+		if v, err = decodeAs[*modelsv1.Domain](c, kv, own); err == nil {
+			delete(st.undecodable, key)
 			st.domains[pk.name] = item[*modelsv1.Domain]{v, rev}
 		}
 	case kindCell:
-		v := &modelsv1.CellPresence{}
-		if err = c.decode(kv, v); err == nil {
+		var v *modelsv1.CellPresence
+		if v, err = decodeAs[*modelsv1.CellPresence](c, kv, own); err == nil {
+			delete(st.undecodable, key)
 			st.cells[pk.name] = item[*modelsv1.CellPresence]{v, rev}
 		}
 	case kindLock:
+		delete(st.undecodable, key)
 		st.locks[pk.name] = item[[]byte]{append([]byte(nil), kv.Value...), rev}
 	default:
 		return nil
 	}
 	if err != nil {
+		// The record stays unreadable: what was there before is gone.
+		c.applyDeleteParsed(st, key, pk)
 		err = fmt.Errorf("decode %s: %w", key, err)
 		st.undecodable[key] = item[error]{err, rev}
 	}
 	return err
+}
+
+// putActual stores row as the actual LRP id, updating only the indices whose
+// entry changed (an update keeps its guid, usually its cell).
+func (st *cacheState) putActual(id actualID, row *modelsv1.ActualLRP, rev int64) {
+	old, had := st.actuals[id]
+	if had {
+		st.actuals[id] = item[*modelsv1.ActualLRP]{row, rev}
+		if os, ns := old.val.GetState(), row.GetState(); os != ns {
+			removeFrom(st.actualsByState, os, id)
+			addTo(st.actualsByState, ns, id)
+		}
+		if oc, nc := old.val.GetInstanceKey().GetCellId(), row.GetInstanceKey().GetCellId(); oc != nc {
+			if oc != "" {
+				removeFrom(st.actualsByCell, oc, id)
+			}
+			if nc != "" {
+				addTo(st.actualsByCell, nc, id)
+			}
+		}
+		return
+	}
+	st.actuals[id] = item[*modelsv1.ActualLRP]{row, rev}
+	addTo(st.actualsByGUID, id.guid, id)
+	addTo(st.actualsByState, row.GetState(), id)
+	if cell := row.GetInstanceKey().GetCellId(); cell != "" {
+		addTo(st.actualsByCell, cell, id)
+	}
+}
+
+// decodeAs returns own if it is a T (the store's model of kv's value),
+// otherwise kv's value opened and decoded into a new T.
+func decodeAs[T proto.Message](c *Cache, kv *mvccpb.KeyValue, own proto.Message) (T, error) {
+	if v, ok := own.(T); ok {
+		c.ownHits.Add(1)
+		return v, nil
+	}
+	c.decoded.Add(1)
+	v := newMessage[T]()
+	if err := c.decode(kv, v); err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// newMessage returns a new, empty T (a pointer to a generated message).
+func newMessage[T proto.Message]() T {
+	var zero T
+	return zero.ProtoReflect().Type().New().Interface().(T)
 }
 
 // decode opens a record (sealed or plaintext) and unmarshals it into v.

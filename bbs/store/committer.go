@@ -49,7 +49,11 @@ type mutation struct {
 	// alone keeps the mutation out of shared transactions (a prefix guard
 	// cannot be checked against the other mutations' keys).
 	alone bool
-	done  chan commitResult
+	// written are the models of the actual-LRP rows the mutation puts
+	// (putRow): once it commits, the cache takes them instead of decoding
+	// the values.
+	written []written
+	done    chan commitResult
 }
 
 type commitResult struct {

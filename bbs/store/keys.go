@@ -140,16 +140,18 @@ func (k Keys) parse(key string) parsedKey {
 		}
 	}
 	if tail, ok := strings.CutPrefix(rest, actualDir); ok {
-		parts := strings.Split(tail, "/")
-		if len(parts) != 3 {
+		// guid/index/presence, cut without allocating.
+		guid, rest, ok1 := strings.Cut(tail, "/")
+		idx, pres, ok2 := strings.Cut(rest, "/")
+		if !ok1 || !ok2 || strings.Contains(pres, "/") {
 			return parsedKey{}
 		}
-		index, err := strconv.Atoi(parts[1])
-		presence, okp := parsePresence(parts[2])
+		index, err := strconv.Atoi(idx)
+		presence, okp := parsePresence(pres)
 		if err != nil || !okp {
 			return parsedKey{}
 		}
-		return parsedKey{kind: kindActual, name: parts[0], actual: actualID{guid: parts[0], index: int32(index), presence: presence}}
+		return parsedKey{kind: kindActual, name: guid, actual: actualID{guid: guid, index: int32(index), presence: presence}}
 	}
 	return parsedKey{}
 }

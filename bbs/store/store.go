@@ -175,6 +175,11 @@ func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation
 			}
 			return classify(r.err)
 		}
+		if r.ok {
+			// The cache keeps these models rather than decoding its own
+			// writes back; build's models are not changed after it returns.
+			s.cache.offer(m.written, r.rev)
+		}
 		if err := s.cache.WaitForRevision(ctx, r.rev); err != nil {
 			return err
 		}
