@@ -346,3 +346,13 @@ type zoneOverride struct {
 
 // BalanceZones implements auctioneer.Strategy.
 func (z zoneOverride) BalanceZones() bool { return z.balance }
+
+// ScoreForm implements auctioneer.Indexable when the base strategy does:
+// the file changes the zone walk, not the score, so the engine's cell
+// index still applies.
+func (z zoneOverride) ScoreForm(k auctioneer.Kind) (auctioneer.ScoreForm, bool) {
+	if ix, ok := z.Strategy.(auctioneer.Indexable); ok {
+		return ix.ScoreForm(k)
+	}
+	return auctioneer.ScoreForm{}, false
+}

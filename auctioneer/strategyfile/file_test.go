@@ -360,3 +360,31 @@ func TestEveryVariableCompiles(t *testing.T) {
 		require.NoError(t, s.(*strategyfile.Scorer).Err(), v.Name)
 	}
 }
+
+// A base strategy with balance_zones set by the file keeps the engine's
+// cell index: it scores a handful of cells per item, not all of them (the
+// index's results are checked against the full scan in the auctioneer
+// package, for both zone walks).
+func TestBalanceZonesOverrideKeepsTheCellIndex(t *testing.T) {
+	f, err := strategyfile.Parse([]byte("name: binpack-zones\nbase: binpack\nbalance_zones: true\n"))
+	require.NoError(t, err)
+	reg := auctioneer.NewRegistry()
+	require.NoError(t, f.Register(reg))
+
+	var a auctioneer.Auction
+	const cells, items = 200, 400
+	for i := range cells {
+		total := auctioneer.Resources{MemoryMB: 4096, DiskMB: 4096, Containers: 100}
+		a.Cells = append(a.Cells, auctioneer.CellState{CellID: fmt.Sprintf("cell-%d", i), Zone: fmt.Sprintf("z%d", i%3), Index: i,
+			Total: total, Available: total, RootFSProviders: map[string][]string{"preloaded": {"cflinuxfs4"}}})
+	}
+	for i := range items {
+		a.LRPs = append(a.LRPs, auctioneer.LRPStart{ProcessGUID: fmt.Sprintf("app-%d", i%20), Index: i / 20, MemoryMB: 64 + 64*(i%3), DiskMB: 64, RootFS: "preloaded:cflinuxfs4"})
+	}
+	opts := auctioneer.DefaultOptions()
+	opts.Strategy, opts.Registry = "binpack-zones", reg
+	res, err := auctioneer.Run(a, opts)
+	require.NoError(t, err)
+	require.Len(t, res.Placements, items)
+	require.Less(t, int64(res.Metrics.CellsScored), int64(cells*items/10), "the index scored few cells per item")
+}
