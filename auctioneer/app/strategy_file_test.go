@@ -42,15 +42,7 @@ func TestStrategyFileConfigPlacesWithTheFile(t *testing.T) {
 	require.Equal(t, "last-cell", file.Name())
 	require.Equal(t, "last-cell", opts.Strategy)
 
-	var a auctioneer.Auction
-	for i := range 3 {
-		total := auctioneer.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10}
-		a.Cells = append(a.Cells, auctioneer.CellState{CellID: fmt.Sprintf("cell-%d", i), Zone: "z", Index: i, Total: total, Available: total,
-			RootFSProviders: map[string][]string{"preloaded": {"cflinuxfs4"}}})
-	}
-	for i := range 3 {
-		a.LRPs = append(a.LRPs, auctioneer.LRPStart{ProcessGUID: "app", Index: i, MemoryMB: 64, DiskMB: 64, RootFS: "preloaded:cflinuxfs4"})
-	}
+	a := appOnCells(3, 3)
 	res, err := auctioneer.Run(a, opts)
 	require.NoError(t, err)
 	require.Len(t, res.Placements, 3)
@@ -95,15 +87,7 @@ func TestStrategyFileConfigReportsFailedEvaluations(t *testing.T) {
 	opts, _, err := cfg.Engine(func(err error) { failures = append(failures, err) })
 	require.NoError(t, err)
 
-	var a auctioneer.Auction
-	for i := range 2 {
-		total := auctioneer.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10}
-		a.Cells = append(a.Cells, auctioneer.CellState{CellID: fmt.Sprintf("cell-%d", i), Zone: "z", Index: i, Total: total, Available: total,
-			RootFSProviders: map[string][]string{"preloaded": {"cflinuxfs4"}}})
-	}
-	for i := range 3 {
-		a.LRPs = append(a.LRPs, auctioneer.LRPStart{ProcessGUID: "app", Index: i, MemoryMB: 64, DiskMB: 64, RootFS: "preloaded:cflinuxfs4"})
-	}
+	a := appOnCells(2, 3)
 	res, err := auctioneer.Run(a, opts)
 	require.NoError(t, err)
 	require.Len(t, res.Placements, 3)
@@ -112,4 +96,19 @@ func TestStrategyFileConfigReportsFailedEvaluations(t *testing.T) {
 	}
 	require.Len(t, failures, 3, "one failed evaluation per item on cell-0")
 	require.ErrorContains(t, failures[0], "strategy breaks: score of lrp app index 0 on cell cell-0: division by zero")
+}
+
+// appOnCells is an auction of n instances of one app on cells alike but
+// for their index, in one zone.
+func appOnCells(cells, n int) auctioneer.Auction {
+	var a auctioneer.Auction
+	for i := range cells {
+		total := auctioneer.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10}
+		a.Cells = append(a.Cells, auctioneer.CellState{CellID: fmt.Sprintf("cell-%d", i), Zone: "z", Index: i, Total: total, Available: total,
+			RootFSProviders: map[string][]string{"preloaded": {"cflinuxfs4"}}})
+	}
+	for i := range n {
+		a.LRPs = append(a.LRPs, auctioneer.LRPStart{ProcessGUID: "app", Index: i, MemoryMB: 64, DiskMB: 64, RootFS: "preloaded:cflinuxfs4"})
+	}
+	return a
 }
