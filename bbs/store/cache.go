@@ -115,6 +115,13 @@ type Cache struct {
 	revisions revisionReader
 	// cancelWatch ends the running watch (guarded by mu; nil between watches).
 	cancelWatch context.CancelFunc
+	// watchStarted is when the running watch started (guarded by mu).
+	watchStarted time.Time
+	// stallTimeout is how long Sync waits for a cache that applies nothing
+	// before restarting its watch (watchStallTimeout; shorter in tests).
+	stallTimeout time.Duration
+	// relists counts the full reads of the prefix (the first one included).
+	relists atomic.Int64
 	// beforeApply, when set (tests only), runs before the watch applies a
 	// response; ctx is the watch's own context.
 	beforeApply func(ctx context.Context)
@@ -179,6 +186,10 @@ func (c *Cache) offer(ws []written, rev int64) {
 // (hits) and decoded from their values (decoded).
 func (c *Cache) OwnWriteStats() (hits, decoded int64) { return c.ownHits.Load(), c.decoded.Load() }
 
+// Relists counts the cache's full reads of its prefix, the first one
+// included: every later one follows a compacted, broken or stalled watch.
+func (c *Cache) Relists() int64 { return c.relists.Load() }
+
 // NewCache returns a cache of the keys under keys' prefix. Run fills it.
 func NewCache(client *clientv3.Client, keys Keys, logger lager.Logger) *Cache {
 	return newCache(client, keys, logger, nil)
@@ -193,6 +204,8 @@ func newCache(client *clientv3.Client, keys Keys, logger lager.Logger, keyring *
 		logger:  logger.Session("watch-cache"),
 		state:   newCacheState(),
 		synced:  make(chan struct{}),
+
+		stallTimeout: watchStallTimeout,
 	}
 	c.revisions.get = c.etcdRevision
 	return c
@@ -235,6 +248,7 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", c.keys.Prefix(), err)
 	}
+	c.relists.Add(1)
 	st := newCacheState()
 	for _, kv := range resp.Kvs {
 		_ = c.applyPut(st, kv, nil) // undecodable records are logged below
@@ -270,6 +284,7 @@ func (c *Cache) watch(ctx context.Context, fromRev int64) error {
 	defer cancel()
 	c.mu.Lock()
 	c.cancelWatch = cancel
+	c.watchStarted = time.Now()
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()

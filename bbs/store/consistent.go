@@ -26,8 +26,8 @@ import (
 const syncFetchTimeout = 5 * time.Second
 
 // watchStallTimeout is how long Sync waits for a cache that is behind etcd
-// before it restarts the cache's watch (relisting), in case the watch's
-// stream sits on a member that stopped sending.
+// and applies nothing before it restarts the cache's watch (relisting), in
+// case the watch's stream sits on a member that stopped sending.
 const watchStallTimeout = 3 * time.Second
 
 // revisionReader reads etcd's current revision for many callers at once: a
@@ -103,35 +103,44 @@ func (c *Cache) etcdRevision(ctx context.Context) (int64, error) {
 // Sync blocks until the cache reflects every write etcd had committed when
 // Sync was called, so that reads after it see them. It fails with
 // models.ErrUnavailable when etcd cannot be read or the cache does not catch
-// up before ctx ends; a cache that stays behind past watchStallTimeout has
-// its watch restarted.
+// up before ctx ends. A cache that is behind but still applying events is
+// waited for: relisting would cost far more than catching up, and under
+// load every reader restarting it would keep it behind for good. Only a
+// watch that applied nothing for a whole stall timeout is restarted.
 func (c *Cache) Sync(ctx context.Context) error {
 	rev, err := c.revisions.read(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: read etcd's current revision for a consistent read: %v", models.ErrUnavailable, err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, watchStallTimeout)
-	err = c.WaitForRevision(wctx, rev)
-	cancel()
-	if err == nil {
-		return nil
-	}
-	if ctx.Err() == nil {
-		c.logger.Info("watch-stalled", map[string]any{"cache_revision": c.Revision(), "etcd_revision": rev, "waited": watchStallTimeout.String()})
-		c.restartWatch()
-		if err = c.WaitForRevision(ctx, rev); err == nil {
+	for {
+		from := c.Revision()
+		wctx, cancel := context.WithTimeout(ctx, c.stallTimeout)
+		err = c.WaitForRevision(wctx, rev)
+		cancel()
+		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		if c.Revision() > from {
+			continue // behind, but catching up
+		}
+		c.logger.Info("watch-stalled", map[string]any{"cache_revision": c.Revision(), "etcd_revision": rev, "waited": c.stallTimeout.String()})
+		c.restartWatch()
 	}
 	return fmt.Errorf("%w: the watch cache is behind etcd (at %d, etcd at %d): %v", models.ErrUnavailable, c.Revision(), rev, err)
 }
 
-// restartWatch ends the current watch, so Run relists and watches again.
+// restartWatch ends the current watch, so Run relists and watches again. A
+// watch younger than the stall timeout is left alone: many readers that
+// found the cache stalled together restart it once, not once each.
 func (c *Cache) restartWatch() {
 	c.mu.Lock()
 	cancel := c.cancelWatch
+	young := time.Since(c.watchStarted) < c.stallTimeout
 	c.mu.Unlock()
-	if cancel != nil {
+	if cancel != nil && !young {
 		cancel()
 	}
 }

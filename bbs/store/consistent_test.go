@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -97,6 +98,64 @@ func TestSyncRestartsAStalledWatch(t *testing.T) {
 	require.NoError(t, r.Sync(ctx), "Sync restarts the stalled watch and the relist catches up")
 	require.GreaterOrEqual(t, stalls.Load(), int32(1), "the first watch did stall")
 	_, err = r.GetDesiredLRP("stalled")
+	require.NoError(t, err)
+}
+
+// A cache that is behind etcd but applying events is waited for, however
+// long it takes, and never relisted: under load a relist costs far more than
+// catching up, and readers restarting it kept a busy BBS behind for good.
+func TestSyncWaitsForALaggingWatchThatMakesProgress(t *testing.T) {
+	f := newFixture(t)
+	w, prefix := f.store, f.store.Keys().Prefix()
+	var gated atomic.Bool
+	release := make(chan struct{})
+	var applied atomic.Int32
+	r := newReader(t, f, prefix, func(ctx context.Context) {
+		if !gated.Load() {
+			return
+		}
+		select {
+		case <-release:
+			applied.Add(1)
+		case <-ctx.Done():
+		}
+	})
+	r.cache.stallTimeout = 300 * time.Millisecond
+	require.EqualValues(t, 1, r.cache.Relists())
+
+	gated.Store(true)
+	const writes = 6
+	for i := range writes {
+		_, err := w.DesireLRP(f.ctx, desired(fmt.Sprintf("slow-%d", i), 1))
+		require.NoError(t, err)
+	}
+	// One response every 200 ms: the cache moves within every stall
+	// timeout but needs several of them to catch up.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				select {
+				case release <- struct{}{}:
+				case <-stop:
+					return
+				}
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(f.ctx, 15*time.Second)
+	defer cancel()
+	require.NoError(t, r.Sync(ctx))
+	require.EqualValues(t, 1, r.cache.Relists(), "a watch that makes progress is not restarted")
+	require.GreaterOrEqual(t, applied.Load(), int32(3), "catching up took several responses, longer than one stall timeout (the premise)")
+	gated.Store(false)
+	_, err := r.GetDesiredLRP(fmt.Sprintf("slow-%d", writes-1))
 	require.NoError(t, err)
 }
 
