@@ -151,6 +151,9 @@ type EtcdUse struct {
 	// gavel_bbs_etcd_txn_requests_total).
 	BBSTxns        float64 `json:"bbs_txns"`
 	BBSTxnRequests float64 `json:"bbs_txn_requests"`
+	// CacheRelists is how many times the BBS's watch cache read the whole
+	// prefix again during the phase (gavel_bbs_watch_cache_relists_total).
+	CacheRelists float64 `json:"bbs_cache_relists"`
 	// WritesPerInstance is (Puts + Deletes) / placed instances: the
 	// figure the ≤ 4 budget applies to.
 	WritesPerInstance float64 `json:"writes_per_instance"`
@@ -319,8 +322,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.LatencyP50Ms, p.LatencyP99Ms, p.LatencyMaxMs),
 		fmt.Sprintf("tenths:      %s (last/first %.2f); first RUNNING after %.1f s", tenthRates(p.Tenths), p.LastToFirstTenth, p.FirstRunningSec),
 		fmt.Sprintf("time slices: %s (ten equal slices of the time from the first RUNNING to the last)", tenthRates(p.TimeTenths)),
-		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests",
-			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests),
+		fmt.Sprintf("etcd:        %.2f writes/instance (puts %.0f + deletes %.0f), %.2f proposals/instance, BBS %.0f txns carrying %.0f requests, %.0f cache relists",
+			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests, p.Etcd.CacheRelists),
 		processLine(p),
 		cpuLine(p),
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",

@@ -592,6 +592,7 @@ func etcdUse(before, after *snapshot, placed int) EtcdUse {
 		Puts: e("etcd_mvcc_put_total"), Deletes: e("etcd_mvcc_delete_total"), Txns: e("etcd_mvcc_txn_total"),
 		Proposals: e("etcd_server_proposals_committed_total"), PutBytes: e("etcd_debugging_mvcc_total_put_size_in_bytes"),
 		BBSTxns: d("gavel_bbs_etcd_txns_total"), BBSTxnRequests: d("gavel_bbs_etcd_txn_requests_total"),
+		CacheRelists: d("gavel_bbs_watch_cache_relists_total"),
 	}
 	if placed > 0 {
 		u.WritesPerInstance = (u.Puts + u.Deletes) / float64(placed)

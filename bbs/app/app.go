@@ -226,7 +226,10 @@ func (b *BBS) registerStateMetrics() {
 		_, m := b.store.Committer().Stats()
 		return float64(m)
 	})
-	b.registry.MustRegister(txns, muts)
+	relists := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "gavel_bbs_watch_cache_relists_total", Help: "Full reads of the store's prefix by the watch cache, the first included; later ones follow a compacted, broken or stalled watch."}, func() float64 {
+		return float64(b.store.Cache().Relists())
+	})
+	b.registry.MustRegister(txns, muts, relists)
 	rs := b.store.ReencryptStats()
 	counter := func(name, help string, f func() float64) {
 		b.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))

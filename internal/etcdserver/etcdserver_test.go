@@ -98,6 +98,31 @@ func TestRunServesStopsAndKeepsData(t *testing.T) {
 	assert.Equal(t, "v1", string(resp.Kvs[0].Value))
 }
 
+// The running etcd keeps DefaultSnapshotCatchUpEntries raft entries for
+// followers, not etcd's 5,000 (each BBS group commit is one entry of up to
+// 64 KiB), and takes the configured value when one is set.
+func TestRaftCatchUpEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  uint64
+		want uint64
+	}{
+		{"default", 0, etcdserver.DefaultSnapshotCatchUpEntries},
+		{"configured", 2500, 2500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(filepath.Join(t.TempDir(), "data"))
+			cfg.SnapshotCatchUpEntries = tc.set
+			runner, proc := start(t, cfg)
+			defer func() {
+				proc.Signal(syscall.SIGTERM)
+				<-proc.Wait()
+			}()
+			require.Equal(t, tc.want, etcdserver.CatchUpEntries(runner))
+		})
+	}
+}
+
 func TestBadConfigFailsRun(t *testing.T) {
 	cases := []struct {
 		name string
