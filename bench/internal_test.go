@@ -208,3 +208,33 @@ func TestEtcdProcessUse(t *testing.T) {
 	u.CPUMicrosPerPlaced = 250
 	assert.Contains(t, cpuLine(Placement{EtcdProcess: u}), "etcd 250 µs")
 }
+
+// The BBS's RSS bound follows issue 16: 1 GiB up to 100k instances, 2 GiB
+// at 250k; the target line names the bound it applied.
+func TestBBSRSSTargetFollowsTheRunSize(t *testing.T) {
+	for _, tc := range []struct {
+		instances int
+		rssMiB    float64
+		goal      string
+		met       bool
+	}{
+		{100_000, 1000, "< 1024", true},
+		{100_000, 1100, "< 1024", false},
+		{250_000, 1600, "< 2048", true},
+		{250_000, 2100, "< 2048", false},
+	} {
+		r := &Result{Placement: Placement{Instances: tc.instances, BBS: ProcUse{PeakRSSMiB: tc.rssMiB}}}
+		var got *Target
+		for _, tg := range targets(r) {
+			if tg.Name == "BBS peak RSS (MiB)" {
+				got = &tg
+			}
+		}
+		if got == nil {
+			t.Fatalf("%d instances: no BBS RSS target", tc.instances)
+		}
+		if got.Goal != tc.goal || got.Met != tc.met {
+			t.Errorf("%d instances, %.0f MiB: goal %q met %v, want %q %v", tc.instances, tc.rssMiB, got.Goal, got.Met, tc.goal, tc.met)
+		}
+	}
+}
