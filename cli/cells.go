@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/grpcclient"
@@ -95,10 +97,26 @@ func (c *conn) callRep(cmd *cobra.Command, cellID string, f func(ctx context.Con
 	ctx, cancel := c.ctx(cmd)
 	defer cancel()
 	if err := f(ctx, repv1.NewRepServiceClient(conn)); err != nil {
+		if status.Code(err) == codes.Unavailable {
+			return &repUnreachableError{cellID: cellID, addr: addr, err: err}
+		}
 		return fmt.Errorf("cell %s at %s: %w", cellID, addr, c.explain(err))
 	}
 	return nil
 }
+
+// repUnreachableError is a cell whose presence is in the BBS but whose rep
+// does not answer: it is stopping, has just exited, or is cut off.
+type repUnreachableError struct {
+	cellID, addr string
+	err          error
+}
+
+func (e *repUnreachableError) Error() string {
+	return fmt.Sprintf("cell %s: its rep at %s does not answer (%s)", e.cellID, e.addr, status.Convert(e.err).Message())
+}
+
+func (e *repUnreachableError) Unwrap() error { return e.err }
 
 func printCellState(w io.Writer, st *repv1.StateResponse) {
 	av, tot := st.GetAvailableResources(), st.GetTotalResources()

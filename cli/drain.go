@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -65,16 +66,27 @@ func waitDrained(cmd *cobra.Command, c *conn, cellID string, timeout time.Durati
 			state, err = rep.State(ctx, &repv1.StateRequest{})
 			return err
 		})
-		if err != nil {
-			if strings.Contains(err.Error(), "is not present") {
-				fmt.Fprintf(c.out, "cell %s is drained and gone\n", cellID)
-				return nil
+		var unreachable *repUnreachableError
+		switch {
+		case err == nil:
+		case strings.Contains(err.Error(), "is not present"):
+			fmt.Fprintf(c.out, "cell %s is drained and gone\n", cellID)
+			return nil
+		case errors.As(err, &unreachable):
+			// A drained rep stops serving and then withdraws its presence
+			// (an empty cell does so at once): wait for the presence to go
+			// rather than report the gap between the two as a failure.
+			now := fmt.Sprintf("cell %s: its rep stopped answering; waiting for its presence to leave the BBS", cellID)
+			if now != last {
+				fmt.Fprintln(c.out, now)
+				last = now
 			}
-			// The rep exits once empty: a refused call at the end is that.
-			if last != "" && strings.Contains(err.Error(), "cannot reach") {
-				fmt.Fprintf(c.out, "cell %s is drained and gone\n", cellID)
-				return nil
+			if time.Now().After(deadline) {
+				return fmt.Errorf("--wait-timeout %s: %w", timeout, err)
 			}
+			time.Sleep(drainPoll)
+			continue
+		default:
 			return err
 		}
 		now := fmt.Sprintf("cell %s: %d LRP instance(s), %d task(s) left", cellID, len(state.GetLrps()), len(state.GetTasks()))
