@@ -238,3 +238,25 @@ func TestBBSRSSTargetFollowsTheRunSize(t *testing.T) {
 		}
 	}
 }
+
+func TestConvergenceCountsByLabel(t *testing.T) {
+	before, err := parseMetrics(strings.NewReader(`gavel_bbs_convergence_passes_total{trigger="interval"} 3
+gavel_bbs_convergence_passes_total{trigger="cell_lost"} 1
+gavel_bbs_convergence_actions_total{action="unclaim_and_auction"} 10
+gavel_bbs_convergence_conflicts_total 2
+`))
+	require.NoError(t, err)
+	after, err := parseMetrics(strings.NewReader(`gavel_bbs_convergence_passes_total{trigger="interval"} 3
+gavel_bbs_convergence_passes_total{trigger="cell_lost"} 4
+gavel_bbs_convergence_passes_total{trigger="start"} 1
+gavel_bbs_convergence_actions_total{action="unclaim_and_auction"} 25
+gavel_bbs_convergence_conflicts_total 7
+`))
+	require.NoError(t, err)
+	c := convergence(&snapshot{bbs: before}, &snapshot{bbs: after})
+	require.Equal(t, map[string]float64{"cell_lost": 3, "start": 1}, c.Passes, "a trigger that did not fire is left out")
+	require.Equal(t, map[string]float64{"unclaim_and_auction": 15}, c.Actions)
+	require.Equal(t, 5.0, c.Conflicts)
+	require.Equal(t, "passes: cell_lost 3, start 1; actions: unclaim_and_auction 15; 5 conflicts", c.String())
+	require.Equal(t, "passes: none; actions: none; 0 conflicts", Convergence{}.String())
+}

@@ -227,3 +227,25 @@ func quantile(q float64, bs []bucket) float64 {
 	}
 	return prevLE
 }
+
+// deltaByLabel is, for each value of label on the samples named name, how
+// much they grew from before to m; values that did not grow are left out.
+func (m metrics) deltaByLabel(before metrics, name, label string) map[string]float64 {
+	sum := func(ms metrics) map[string]float64 {
+		out := map[string]float64{}
+		for _, s := range ms {
+			if s.name == name {
+				out[s.labels[label]] += s.value
+			}
+		}
+		return out
+	}
+	was, now := sum(before), sum(m)
+	out := map[string]float64{}
+	for v, n := range now {
+		if d := n - was[v]; d > 0 {
+			out[v] = d
+		}
+	}
+	return out
+}
