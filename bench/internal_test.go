@@ -260,3 +260,21 @@ gavel_bbs_convergence_conflicts_total 7
 	require.Equal(t, "passes: cell_lost 3, start 1; actions: unclaim_and_auction 15; 5 conflicts", c.String())
 	require.Equal(t, "passes: none; actions: none; 0 conflicts", Convergence{}.String())
 }
+
+func TestCellCallErrorsSkipACellProcessThatWentAway(t *testing.T) {
+	parse := func(s string) metrics {
+		m, err := parseMetrics(strings.NewReader(s))
+		require.NoError(t, err)
+		return m
+	}
+	before := &snapshot{cells: map[string]metrics{
+		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 1` + "\n"),
+		"farm-1": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 5` + "\n"),
+	}}
+	after := &snapshot{cells: map[string]metrics{
+		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 4` + "\n" + `gavel_rep_bbs_call_errors_total{call="GetDesiredLRP"} 2` + "\n"),
+		"farm-2": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 9` + "\n"), // started after the phase began
+	}}
+	require.Equal(t, map[string]float64{"ClaimActualLRP": 3, "GetDesiredLRP": 2}, cellCallErrors(before, after))
+	require.Equal(t, "ClaimActualLRP 3, GetDesiredLRP 2", countList(cellCallErrors(before, after)))
+}

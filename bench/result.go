@@ -121,6 +121,9 @@ type Placement struct {
 	Auctions Auctions `json:"auctions"`
 	// Convergence is what the BBS's converger did over the phase.
 	Convergence Convergence `json:"convergence"`
+	// CellCallErrors is the cells' failed BBS calls, by call
+	// (gavel_rep_bbs_call_errors_total).
+	CellCallErrors map[string]float64 `json:"cell_bbs_call_errors,omitempty"`
 	// EventStream is the benchmark's own event subscription.
 	EventStream EventStream `json:"event_stream"`
 }
@@ -219,22 +222,24 @@ type Convergence struct {
 
 // String is the passes and actions, each sorted by name.
 func (c Convergence) String() string {
-	list := func(m map[string]float64) string {
-		if len(m) == 0 {
-			return "none"
-		}
-		names := make([]string, 0, len(m))
-		for n := range m {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		parts := make([]string, len(names))
-		for i, n := range names {
-			parts[i] = fmt.Sprintf("%s %.0f", n, m[n])
-		}
-		return strings.Join(parts, ", ")
+	return fmt.Sprintf("passes: %s; actions: %s; %.0f conflicts", countList(c.Passes), countList(c.Actions), c.Conflicts)
+}
+
+// countList is "name N, name N" sorted by name, or "none".
+func countList(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none"
 	}
-	return fmt.Sprintf("passes: %s; actions: %s; %.0f conflicts", list(c.Passes), list(c.Actions), c.Conflicts)
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.0f", n, m[n])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // EventStream describes the benchmark's event subscription.
@@ -259,12 +264,14 @@ type Recovery struct {
 	// KillAtSec is the kill, in seconds since the first DesireLRP (timeline time).
 	KillAtSec float64 `json:"kill_at_sec"`
 	// Etcd, BBS and Auctioneer are over the phase.
-	Etcd        EtcdUse  `json:"etcd"`
-	BBS         ProcUse  `json:"bbs"`
-	Auctioneer  ProcUse  `json:"auctioneer"`
+	Etcd        EtcdUse     `json:"etcd"`
+	BBS         ProcUse     `json:"bbs"`
+	Auctioneer  ProcUse     `json:"auctioneer"`
 	EtcdProcess *ProcUse    `json:"etcd_process,omitempty"`
 	Auctions    Auctions    `json:"auctions"`
 	Convergence Convergence `json:"convergence"`
+	// CellCallErrors is the surviving cells' failed BBS calls, by call.
+	CellCallErrors map[string]float64 `json:"cell_bbs_call_errors,omitempty"`
 }
 
 // Check is the final consistency check, on one consistent list of every
@@ -368,11 +375,13 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,
 			p.EventStream.Events, p.EventStream.Resubscribes),
 		"convergence: " + p.Convergence.String(),
+		"cell errors: failed BBS calls of the cells: " + countList(p.CellCallErrors),
 	}
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
 			rc.KilledCells, rc.Displaced, rc.AllRunning, rc.Seconds, rc.TargetSeconds),
-			"recovery convergence: "+rc.Convergence.String())
+			"recovery convergence: "+rc.Convergence.String(),
+			"recovery cell errors: "+countList(rc.CellCallErrors))
 	}
 	c := r.Check
 	lines = append(lines, fmt.Sprintf("check:       %d/%d indices with one ORDINARY RUNNING row; missing %d, not running %d, duplicates %d, suspects left %d, on killed cells %d",

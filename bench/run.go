@@ -289,6 +289,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	}
 	p.Auctions = auctions(before, after)
 	p.Convergence = convergence(before, after)
+	p.CellCallErrors = cellCallErrors(before, after)
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
 	return nil
@@ -425,6 +426,7 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	rc.EtcdProcess = etcdProcUse(before, after)
 	rc.Auctions = auctions(before, after)
 	rc.Convergence = convergence(before, after)
+	rc.CellCallErrors = cellCallErrors(before, after)
 	progress(m.opts, "recovery: all %d displaced instances running again after %.1f s", len(displaced), rc.Seconds)
 	return nil
 }
@@ -542,6 +544,8 @@ type snapshot struct {
 	bbsProc, aucProc, cellsProc ProcStats
 	// etcdProc is the gavel-etcd process's (nil when embedded).
 	etcdProc *ProcStats
+	// cells is each running cell process's metrics, by farm name.
+	cells map[string]metrics
 }
 
 // snapshot scrapes etcd, the BBS and the auctioneer and reads /proc for
@@ -572,6 +576,7 @@ func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 	if s.aucProc, err = readProcStats(c.auctioneer.pid()); err != nil {
 		return nil, err
 	}
+	s.cells = map[string]metrics{}
 	for _, f := range c.farms {
 		if f.proc.exited() {
 			continue
@@ -579,6 +584,11 @@ func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 		st, err := readProcStats(f.proc.pid())
 		if err != nil {
 			return nil, err
+		}
+		// A cell process killed by the recovery phase between the check
+		// above and the scrape is simply left out.
+		if m, err := scrape(ctx, f.debug); err == nil {
+			s.cells[f.name] = m
 		}
 		s.cellsProc.CPUSeconds += st.CPUSeconds
 		s.cellsProc.PeakRSSBytes += st.PeakRSSBytes
@@ -616,6 +626,22 @@ func etcdProcUse(before, after *snapshot) *ProcUse {
 func procUse(before, after ProcStats) ProcUse {
 	return ProcUse{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSBytes: after.PeakRSSBytes,
 		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20)}
+}
+
+// cellCallErrors is the cells' failed BBS calls over the phase, by call,
+// summed over the cell processes that ran throughout it.
+func cellCallErrors(before, after *snapshot) map[string]float64 {
+	out := map[string]float64{}
+	for name, now := range after.cells {
+		was, ok := before.cells[name]
+		if !ok {
+			continue
+		}
+		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_call_errors_total", "call") {
+			out[call] += n
+		}
+	}
+	return out
 }
 
 // convergence is the BBS converger's counters over the phase.
