@@ -13,6 +13,11 @@
 //	     completed  → stopped: delete; retryable failure: RejectTask; else CompleteTask
 //	                  (result from the result file); then delete
 //
+// A claim, desired-LRP fetch or start report that fails transiently (timed
+// out, Unavailable, conflict) is tried again after 0.5 s, 1 s and 2 s before
+// the operation gives up: a timed-out claim may have been committed, and
+// deleting its reservation would strand a CLAIMED row without a container.
+//
 // The desired LRP comes from the RunInfoCache, shared by the cells of a
 // process, when it holds the run info version the claim's answer names
 // (desired epoch + run record revision); else from one GetDesiredLRP, whose

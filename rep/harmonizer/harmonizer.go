@@ -298,14 +298,23 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	logger := h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
 	switch c.State {
 	case executor.StateReserved:
+		// A claim that timed out or met an overloaded BBS may have been
+		// committed: giving up would strand a CLAIMED row without a
+		// container until a bulk sync removes it and convergence creates
+		// and auctions it again. A claim repeats safely (same instance key),
+		// so it is retried.
 		claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
-		err := h.claims.do(ctx, claim)
+		err := retryTransient(ctx, func() error { return h.claims.do(ctx, claim) })
 		if err != nil {
 			logger.Info("claim-refused", lager.Data{"error": err.Error()})
 			h.delete(ctx, c)
 			return
 		}
-		desired, err := h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp)
+		var desired *modelsv1.DesiredLRP
+		err = retryTransient(ctx, func() (err error) {
+			desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp)
+			return err
+		})
 		if err == nil {
 			req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
 			err = h.exec.Run(ctx, c.Guid, req)
@@ -323,16 +332,11 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		req := &bbsv1.StartActualLRPRequest{
 			ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
 		}
-		err := h.starts.do(ctx, req)
 		// A start lost to an overloaded BBS would otherwise wait for the next
-		// bulk sync; retry it a few times with back-off.
-		for delay := startRetryDelay; transient(err) && delay <= maxStartRetryDelay; delay *= 2 {
-			select {
-			case <-time.After(delay):
-			case <-ctx.Done():
-				return
-			}
-			err = h.starts.do(ctx, req)
+		// bulk sync.
+		err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
+		if ctx.Err() != nil {
+			return
 		}
 		if errors.Is(err, models.ErrInvalidTransition) {
 			logger.Info("start-refused-stopping", lager.Data{"error": err.Error()})
@@ -360,11 +364,27 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	}
 }
 
-// Retries of a start report that failed transiently: 0.5 s, 1 s, 2 s.
+// Retries of a claim, run-info fetch or start report that failed
+// transiently: after 0.5 s, 1 s and 2 s.
 const (
-	startRetryDelay    = 500 * time.Millisecond
-	maxStartRetryDelay = 2 * time.Second
+	retryDelay    = 500 * time.Millisecond
+	maxRetryDelay = 2 * time.Second
 )
+
+// retryTransient calls f, and again after each back-off delay while it
+// fails transiently; it returns f's last error, or ctx's once it is done.
+func retryTransient(ctx context.Context, f func() error) error {
+	err := f()
+	for delay := retryDelay; transient(err) && delay <= maxRetryDelay; delay *= 2 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		err = f()
+	}
+	return err
+}
 
 // transient says whether a BBS call may succeed if tried again.
 func transient(err error) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/tedsuo/ifrit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
@@ -251,4 +252,62 @@ func reserveLRP(t *testing.T, exec *executor.Executor, processGuid, instanceGuid
 		PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
 	}
 	require.Empty(t, exec.Allocate([]executor.AllocationRequest{{Guid: instanceGuid, LRP: true, Resource: executor.Resource{MemoryMB: 64, DiskMB: 64}, Tags: rep.LRPTags(lrp, instanceGuid)}}))
+}
+
+// slowClaimBBS times out the first claim after committing it and answers
+// the first desired-LRP fetch Unavailable, as a BBS saturated by a large
+// placement does; it records starts and removals.
+type slowClaimBBS struct {
+	flakyStartBBS
+	claimCalls, desiredCalls, removed int
+}
+
+func (f *slowClaimBBS) BatchClaimActualLRPs(ctx context.Context, in *bbsv1.BatchClaimActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error) {
+	f.mu.Lock()
+	f.claimCalls++
+	first := f.claimCalls == 1
+	f.mu.Unlock()
+	if first {
+		return nil, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	}
+	return f.flakyStartBBS.BatchClaimActualLRPs(ctx, in, opts...)
+}
+
+func (f *slowClaimBBS) GetDesiredLRP(ctx context.Context, in *bbsv1.GetDesiredLRPRequest, opts ...grpc.CallOption) (*bbsv1.GetDesiredLRPResponse, error) {
+	f.mu.Lock()
+	f.desiredCalls++
+	first := f.desiredCalls == 1
+	f.mu.Unlock()
+	if first {
+		return nil, models.ErrUnavailable
+	}
+	return f.flakyStartBBS.GetDesiredLRP(ctx, in, opts...)
+}
+
+func (f *slowClaimBBS) RemoveActualLRP(context.Context, *bbsv1.RemoveActualLRPRequest, ...grpc.CallOption) (*bbsv1.RemoveActualLRPResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed++
+	return &bbsv1.RemoveActualLRPResponse{}, nil
+}
+
+// A claim whose outcome is unknown (timed out) and a run-info fetch that
+// met an overloaded BBS are retried: the instance runs on the cell that
+// reserved it instead of being deleted, removed and auctioned again.
+func TestClaimAndRunInfoRetriedAfterATransientFailure(t *testing.T) {
+	bbs := &slowClaimBBS{flakyStartBBS: flakyStartBBS{attempts: 1}} // starts succeed at once
+	exec, _ := runHarmonizer(t, sim.Options{}, bbs)
+
+	reserveLRP(t, exec, "pg", "ig-1")
+
+	require.Eventually(t, func() bool { _, started := bbs.snapshot(); return started == 1 }, 15*time.Second, 20*time.Millisecond,
+		"the instance is started after its claim and its run info were retried")
+	c, err := exec.Get("ig-1")
+	require.NoError(t, err, "the container was kept")
+	require.Equal(t, executor.StateRunning, c.State)
+	bbs.mu.Lock()
+	defer bbs.mu.Unlock()
+	require.Equal(t, 2, bbs.claimCalls)
+	require.Equal(t, 2, bbs.desiredCalls)
+	require.Zero(t, bbs.removed, "no RemoveActualLRP for an instance that runs")
 }
