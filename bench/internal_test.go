@@ -268,13 +268,14 @@ func TestCellCallErrorsSkipACellProcessThatWentAway(t *testing.T) {
 		return m
 	}
 	before := &snapshot{cells: map[string]metrics{
-		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 1` + "\n"),
-		"farm-1": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 5` + "\n"),
+		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP",code="DeadlineExceeded"} 1` + "\n"),
+		"farm-1": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP",code="DeadlineExceeded"} 5` + "\n"),
 	}}
 	after := &snapshot{cells: map[string]metrics{
-		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 4` + "\n" + `gavel_rep_bbs_call_errors_total{call="GetDesiredLRP"} 2` + "\n"),
-		"farm-2": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP"} 9` + "\n"), // started after the phase began
+		"farm-0": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP",code="DeadlineExceeded"} 4` + "\n" +
+			`gavel_rep_bbs_call_errors_total{call="GetDesiredLRP",code="Unavailable"} 2` + "\n"),
+		"farm-2": parse(`gavel_rep_bbs_call_errors_total{call="ClaimActualLRP",code="DeadlineExceeded"} 9` + "\n"), // started after the phase began
 	}}
-	require.Equal(t, map[string]float64{"ClaimActualLRP": 3, "GetDesiredLRP": 2}, cellCallErrors(before, after))
-	require.Equal(t, "ClaimActualLRP 3, GetDesiredLRP 2", countList(cellCallErrors(before, after)))
+	require.Equal(t, map[string]float64{"ClaimActualLRP/DeadlineExceeded": 3, "GetDesiredLRP/Unavailable": 2}, cellCallErrors(before, after))
+	require.Equal(t, "ClaimActualLRP/DeadlineExceeded 3, GetDesiredLRP/Unavailable 2", countList(cellCallErrors(before, after)))
 }

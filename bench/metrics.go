@@ -228,14 +228,19 @@ func quantile(q float64, bs []bucket) float64 {
 	return prevLE
 }
 
-// deltaByLabel is, for each value of label on the samples named name, how
-// much they grew from before to m; values that did not grow are left out.
-func (m metrics) deltaByLabel(before metrics, name, label string) map[string]float64 {
+// deltaByLabel is, for each value of the labels on the samples named name
+// (joined by "/" when there are several), how much they grew from before to
+// m; values that did not grow are left out.
+func (m metrics) deltaByLabel(before metrics, name string, labels ...string) map[string]float64 {
 	sum := func(ms metrics) map[string]float64 {
 		out := map[string]float64{}
 		for _, s := range ms {
 			if s.name == name {
-				out[s.labels[label]] += s.value
+				values := make([]string, len(labels))
+				for i, l := range labels {
+					values[i] = s.labels[l]
+				}
+				out[strings.Join(values, "/")] += s.value
 			}
 		}
 		return out

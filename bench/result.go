@@ -121,8 +121,8 @@ type Placement struct {
 	Auctions Auctions `json:"auctions"`
 	// Convergence is what the BBS's converger did over the phase.
 	Convergence Convergence `json:"convergence"`
-	// CellCallErrors is the cells' failed BBS calls, by call
-	// (gavel_rep_bbs_call_errors_total).
+	// CellCallErrors is the cells' failed BBS calls, by call and gRPC
+	// code, "call/code" (gavel_rep_bbs_call_errors_total).
 	CellCallErrors map[string]float64 `json:"cell_bbs_call_errors,omitempty"`
 	// EventStream is the benchmark's own event subscription.
 	EventStream EventStream `json:"event_stream"`

@@ -628,8 +628,9 @@ func procUse(before, after ProcStats) ProcUse {
 		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20)}
 }
 
-// cellCallErrors is the cells' failed BBS calls over the phase, by call,
-// summed over the cell processes that ran throughout it.
+// cellCallErrors is the cells' failed BBS calls over the phase, by call and
+// code ("ClaimActualLRP/DeadlineExceeded"), summed over the cell processes
+// that ran throughout it.
 func cellCallErrors(before, after *snapshot) map[string]float64 {
 	out := map[string]float64{}
 	for name, now := range after.cells {
@@ -637,7 +638,7 @@ func cellCallErrors(before, after *snapshot) map[string]float64 {
 		if !ok {
 			continue
 		}
-		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_call_errors_total", "call") {
+		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_call_errors_total", "call", "code") {
 			out[call] += n
 		}
 	}

@@ -70,7 +70,7 @@ type BBS interface {
 // Metrics are the harmonizer's Prometheus metrics, shared by every cell of a
 // process.
 type Metrics struct {
-	// BBSErrors counts failed BBS calls by call name.
+	// BBSErrors counts failed BBS calls by call name and gRPC code.
 	BBSErrors *prometheus.CounterVec
 	// BulkSyncDuration observes the duration of bulk syncs.
 	BulkSyncDuration prometheus.Histogram
@@ -80,8 +80,8 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		BBSErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gavel_rep_bbs_call_errors_total", Help: "BBS calls of the rep that failed, by call.",
-		}, []string{"call"}),
+			Name: "gavel_rep_bbs_call_errors_total", Help: "BBS calls of the rep that failed, by call and gRPC code (DeadlineExceeded, Unavailable, FailedPrecondition for a refused transition, ...).",
+		}, []string{"call", "code"}),
 		BulkSyncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gavel_rep_bulk_sync_duration_seconds", Help: "Duration of the rep's bulk syncs with the BBS.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
@@ -254,7 +254,7 @@ func (h *Harmonizer) startSync(ctx context.Context) {
 // observe counts a failed BBS call and returns err.
 func (h *Harmonizer) observe(call string, err error) error {
 	if err != nil {
-		h.opts.Metrics.BBSErrors.WithLabelValues(call).Inc()
+		h.opts.Metrics.BBSErrors.WithLabelValues(call, models.Code(err).String()).Inc()
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
 	"google.golang.org/grpc"
@@ -296,12 +297,19 @@ func (f *slowClaimBBS) RemoveActualLRP(context.Context, *bbsv1.RemoveActualLRPRe
 // reserved it instead of being deleted, removed and auctioned again.
 func TestClaimAndRunInfoRetriedAfterATransientFailure(t *testing.T) {
 	bbs := &slowClaimBBS{flakyStartBBS: flakyStartBBS{attempts: 1}} // starts succeed at once
-	exec, _ := runHarmonizer(t, sim.Options{}, bbs)
+	exec, h := runHarmonizer(t, sim.Options{}, bbs)
 
 	reserveLRP(t, exec, "pg", "ig-1")
 
 	require.Eventually(t, func() bool { _, started := bbs.snapshot(); return started == 1 }, 15*time.Second, 20*time.Millisecond,
 		"the instance is started after its claim and its run info were retried")
+	count := func(call, code string) float64 {
+		var m dto.Metric
+		require.NoError(t, h.opts.Metrics.BBSErrors.WithLabelValues(call, code).Write(&m))
+		return m.GetCounter().GetValue()
+	}
+	require.Equal(t, 1.0, count("ClaimActualLRP", "DeadlineExceeded"), "the failed attempt is counted by call and code")
+	require.Equal(t, 1.0, count("GetDesiredLRP", "Unavailable"))
 	c, err := exec.Get("ig-1")
 	require.NoError(t, err, "the container was kept")
 	require.Equal(t, executor.StateRunning, c.State)
