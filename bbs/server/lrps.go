@@ -321,14 +321,14 @@ func result(err error) *bbsv1.BatchItemResult {
 }
 
 // batch runs f for every item concurrently (the store groups their writes) and collects the results in order.
-func batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
+func (s *Server) batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 	out := make([]*bbsv1.BatchItemResult, n)
 	done := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
-		go func(i int) {
+		s.workers.run(func() {
 			out[i] = result(f(i))
 			done <- struct{}{}
-		}(i)
+		})
 	}
 	for i := 0; i < n; i++ {
 		<-done
@@ -339,7 +339,7 @@ func batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 // BatchClaimActualLRPs claims many instances; each succeeds or fails alone.
 func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaimActualLRPsRequest) (*bbsv1.BatchClaimActualLRPsResponse, error) {
 	claims := make([]*bbsv1.ClaimActualLRPResponse, len(req.GetClaims()))
-	results := batch(len(req.GetClaims()), func(i int) error {
+	results := s.batch(len(req.GetClaims()), func(i int) error {
 		resp, err := s.ClaimActualLRP(ctx, req.GetClaims()[i])
 		if resp == nil {
 			resp = &bbsv1.ClaimActualLRPResponse{}
@@ -352,7 +352,7 @@ func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaim
 
 // BatchStartActualLRPs starts many instances; each succeeds or fails alone.
 func (s *Server) BatchStartActualLRPs(ctx context.Context, req *bbsv1.BatchStartActualLRPsRequest) (*bbsv1.BatchStartActualLRPsResponse, error) {
-	return &bbsv1.BatchStartActualLRPsResponse{Results: batch(len(req.GetStarts()), func(i int) error {
+	return &bbsv1.BatchStartActualLRPsResponse{Results: s.batch(len(req.GetStarts()), func(i int) error {
 		_, err := s.StartActualLRP(ctx, req.GetStarts()[i])
 		return err
 	})}, nil

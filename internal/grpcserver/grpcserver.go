@@ -32,6 +32,12 @@ const (
 	DefaultMaxRecvMsgSize = 64 << 20
 	// DefaultGracefulStopTimeout bounds GracefulStop before a hard Stop.
 	DefaultGracefulStopTimeout = 10 * time.Second
+	// DefaultStreamWorkers is the goroutines kept to serve calls (gRPC's
+	// NumStreamWorkers): a call runs on one whose stack has grown already
+	// instead of a new goroutine growing its stack again (stack growth was
+	// about 5 % of the BBS's CPU under load). A call that finds none idle
+	// still gets a goroutine of its own, so this never limits concurrency.
+	DefaultStreamWorkers = 64
 	// streamEndDelay is how long after a stop signal open streams end.
 	streamEndDelay = 250 * time.Millisecond
 	// RequestIDHeader is the metadata key carrying the request id, both in
@@ -67,6 +73,9 @@ type Options struct {
 	ServerOptions []grpc.ServerOption
 	// GracefulStopTimeout bounds the graceful stop; default 10 s.
 	GracefulStopTimeout time.Duration
+	// StreamWorkers is the goroutines kept to serve calls; default
+	// DefaultStreamWorkers.
+	StreamWorkers uint32
 }
 
 // Server is a gRPC server run as an [ifrit.Runner].
@@ -96,6 +105,9 @@ func New(opts Options) *Server {
 	if opts.GracefulStopTimeout <= 0 {
 		opts.GracefulStopTimeout = DefaultGracefulStopTimeout
 	}
+	if opts.StreamWorkers == 0 {
+		opts.StreamWorkers = DefaultStreamWorkers
+	}
 	s := &Server{opts: opts, logger: opts.Logger.Session("grpc-server")}
 	s.stopping, s.stopStreams = context.WithCancel(context.Background())
 
@@ -107,6 +119,7 @@ func New(opts Options) *Server {
 		grpc.MaxRecvMsgSize(DefaultMaxRecvMsgSize),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
+		grpc.NumStreamWorkers(opts.StreamWorkers),
 	}
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))

@@ -3,6 +3,7 @@ package grpcserver_test
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -301,4 +302,34 @@ func TestListenFailure(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("second server on the same address did not fail")
 	}
+}
+
+// goroutineID is the running goroutine's number, from its stack header.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	return id
+}
+
+func TestCallsRunOnKeptGoroutines(t *testing.T) {
+	seen := map[string]int{}
+	var mu sync.Mutex
+	f := start(t, func(o *grpcserver.Options) {
+		o.StreamWorkers = 2
+		o.UnaryInterceptors = append(o.UnaryInterceptors, func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			mu.Lock()
+			seen[goroutineID()]++
+			mu.Unlock()
+			return h(ctx, req)
+		})
+	})
+	for range 40 {
+		require.NoError(t, f.conn.Invoke(ctx(t), "/gavel.test.Test/Whoami", &emptypb.Empty{}, &wrapperspb.StringValue{}))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// A goroutine per call would be 40; a call that finds both workers
+	// busy (still finishing the previous response) gets its own.
+	require.Less(t, len(seen), 20, "calls reuse the kept goroutines: %v", seen)
 }
