@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -37,6 +40,12 @@ func (c *Client) Events(ctx context.Context, req *bbsv1.SubscribeEventsRequest) 
 		for {
 			resp, err := stream.Recv()
 			if err != nil {
+				// The server enforces the caller's deadline too and may end
+				// the stream a moment before the caller's own timer fires:
+				// that is the context ending, not an error.
+				if dl, ok := ctx.Deadline(); ok && status.Code(err) == codes.DeadlineExceeded && time.Until(dl) < time.Second {
+					<-ctx.Done()
+				}
 				if ctx.Err() == nil {
 					yield(nil, err)
 				}
