@@ -132,7 +132,7 @@ func (s *Server) BatchEvacuateActualLRPs(ctx context.Context, req *bbsv1.BatchEv
 		return nil, v.Err()
 	}
 	keep := make([]bool, len(reports))
-	results := s.batch(len(reports), func(i int) error {
+	results := batch(len(reports), func(i int) error {
 		var err error
 		switch r := reports[i].GetReport().(type) {
 		case *bbsv1.EvacuationReport_Claimed:

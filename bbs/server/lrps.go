@@ -229,19 +229,28 @@ func (s *Server) RetireActualLRP(ctx context.Context, req *bbsv1.RetireActualLRP
 
 // ClaimActualLRP is a cell claiming an instance.
 func (s *Server) ClaimActualLRP(ctx context.Context, req *bbsv1.ClaimActualLRPRequest) (*bbsv1.ClaimActualLRPResponse, error) {
-	if err := models.ValidateClaim(req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
-		return nil, err
-	}
-	if err := authz.CheckCell(ctx, bbsv1.BBSService_ClaimActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+	if err := checkClaim(ctx, req); err != nil {
 		return nil, err
 	}
 	if err := s.store.ClaimActualLRP(ctx, req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
 		return nil, err
 	}
-	// The version of the run info the cell is about to need, so it can skip
-	// fetching one it holds already.
-	v, _ := s.store.GetRunInfoVersion(req.GetProcessGuid())
-	return &bbsv1.ClaimActualLRPResponse{DesiredEpoch: v.Epoch, RunInfoRevision: v.Revision}, nil
+	return s.claimed(req.GetProcessGuid()), nil
+}
+
+// checkClaim validates a claim and that the caller may make it.
+func checkClaim(ctx context.Context, req *bbsv1.ClaimActualLRPRequest) error {
+	if err := models.ValidateClaim(req.GetProcessGuid(), req.GetIndex(), req.GetInstanceKey()); err != nil {
+		return err
+	}
+	return authz.CheckCell(ctx, bbsv1.BBSService_ClaimActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId())
+}
+
+// claimed is the answer to a claim that succeeded: the version of the run
+// info the cell is about to need, so it can skip fetching one it holds.
+func (s *Server) claimed(processGuid string) *bbsv1.ClaimActualLRPResponse {
+	v, _ := s.store.GetRunInfoVersion(processGuid)
+	return &bbsv1.ClaimActualLRPResponse{DesiredEpoch: v.Epoch, RunInfoRevision: v.Revision}
 }
 
 func startInfo(req *bbsv1.StartActualLRPRequest) models.StartInfo {
@@ -253,16 +262,21 @@ func startInfo(req *bbsv1.StartActualLRPRequest) models.StartInfo {
 
 // StartActualLRP reports an instance running.
 func (s *Server) StartActualLRP(ctx context.Context, req *bbsv1.StartActualLRPRequest) (*bbsv1.StartActualLRPResponse, error) {
-	if err := models.ValidateStart(req.GetActualLrpKey(), req.GetInstanceKey(), req.GetNetInfo()); err != nil {
-		return nil, err
-	}
-	if err := authz.CheckCell(ctx, bbsv1.BBSService_StartActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId()); err != nil {
+	if err := checkStart(ctx, req); err != nil {
 		return nil, err
 	}
 	if err := s.store.StartActualLRP(ctx, req.GetActualLrpKey(), startInfo(req)); err != nil {
 		return nil, err
 	}
 	return &bbsv1.StartActualLRPResponse{}, nil
+}
+
+// checkStart validates a start report and that the caller may make it.
+func checkStart(ctx context.Context, req *bbsv1.StartActualLRPRequest) error {
+	if err := models.ValidateStart(req.GetActualLrpKey(), req.GetInstanceKey(), req.GetNetInfo()); err != nil {
+		return err
+	}
+	return authz.CheckCell(ctx, bbsv1.BBSService_StartActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId())
 }
 
 // CrashActualLRP records a crash and restarts the instance when the policy says so.
@@ -321,14 +335,14 @@ func result(err error) *bbsv1.BatchItemResult {
 }
 
 // batch runs f for every item concurrently (the store groups their writes) and collects the results in order.
-func (s *Server) batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
+func batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 	out := make([]*bbsv1.BatchItemResult, n)
 	done := make(chan struct{}, n)
 	for i := 0; i < n; i++ {
-		s.workers.run(func() {
+		go func() {
 			out[i] = result(f(i))
 			done <- struct{}{}
-		})
+		}()
 	}
 	for i := 0; i < n; i++ {
 		<-done
@@ -337,23 +351,52 @@ func (s *Server) batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 }
 
 // BatchClaimActualLRPs claims many instances; each succeeds or fails alone.
+// The valid items go to the store together, so they share its transactions
+// and one wait for the watch cache.
 func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaimActualLRPsRequest) (*bbsv1.BatchClaimActualLRPsResponse, error) {
-	claims := make([]*bbsv1.ClaimActualLRPResponse, len(req.GetClaims()))
-	results := s.batch(len(req.GetClaims()), func(i int) error {
-		resp, err := s.ClaimActualLRP(ctx, req.GetClaims()[i])
-		if resp == nil {
-			resp = &bbsv1.ClaimActualLRPResponse{}
+	n := len(req.GetClaims())
+	errs := make([]error, n)
+	var claims []store.Claim
+	var at []int // the request index of each of claims
+	for i, c := range req.GetClaims() {
+		if errs[i] = checkClaim(ctx, c); errs[i] == nil {
+			claims = append(claims, store.Claim{ProcessGuid: c.GetProcessGuid(), Index: c.GetIndex(), InstanceKey: c.GetInstanceKey()})
+			at = append(at, i)
 		}
-		claims[i] = resp
-		return err
-	})
-	return &bbsv1.BatchClaimActualLRPsResponse{Results: results, Claims: claims}, nil
+	}
+	for j, err := range s.store.ClaimActualLRPs(ctx, claims) {
+		errs[at[j]] = err
+	}
+	out := &bbsv1.BatchClaimActualLRPsResponse{Results: make([]*bbsv1.BatchItemResult, n), Claims: make([]*bbsv1.ClaimActualLRPResponse, n)}
+	for i, c := range req.GetClaims() {
+		out.Results[i] = result(errs[i])
+		out.Claims[i] = &bbsv1.ClaimActualLRPResponse{}
+		if errs[i] == nil {
+			out.Claims[i] = s.claimed(c.GetProcessGuid())
+		}
+	}
+	return out, nil
 }
 
 // BatchStartActualLRPs starts many instances; each succeeds or fails alone.
+// The valid items go to the store together.
 func (s *Server) BatchStartActualLRPs(ctx context.Context, req *bbsv1.BatchStartActualLRPsRequest) (*bbsv1.BatchStartActualLRPsResponse, error) {
-	return &bbsv1.BatchStartActualLRPsResponse{Results: s.batch(len(req.GetStarts()), func(i int) error {
-		_, err := s.StartActualLRP(ctx, req.GetStarts()[i])
-		return err
-	})}, nil
+	n := len(req.GetStarts())
+	errs := make([]error, n)
+	var starts []store.Start
+	var at []int
+	for i, r := range req.GetStarts() {
+		if errs[i] = checkStart(ctx, r); errs[i] == nil {
+			starts = append(starts, store.Start{Key: r.GetActualLrpKey(), Info: startInfo(r)})
+			at = append(at, i)
+		}
+	}
+	for j, err := range s.store.StartActualLRPs(ctx, starts) {
+		errs[at[j]] = err
+	}
+	out := &bbsv1.BatchStartActualLRPsResponse{Results: make([]*bbsv1.BatchItemResult, n)}
+	for i := range out.Results {
+		out.Results[i] = result(errs[i])
+	}
+	return out, nil
 }

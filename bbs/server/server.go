@@ -64,8 +64,6 @@ type Server struct {
 	logger lager.Logger
 	// background tracks work a request left behind (stops, cancels), so a stop waits for it.
 	background sync.WaitGroup
-	// workers run the items of batch calls.
-	workers *batchWorkers
 }
 
 var _ bbsv1.BBSServiceServer = (*Server)(nil)
@@ -75,7 +73,7 @@ func New(opts Options) *Server {
 	if opts.RetireAttempts <= 0 {
 		opts.RetireAttempts = 5
 	}
-	return &Server{opts: opts, store: opts.Store, logger: opts.Logger.Session("bbs-server"), workers: newBatchWorkers(0, 0)}
+	return &Server{opts: opts, store: opts.Store, logger: opts.Logger.Session("bbs-server")}
 }
 
 // Wait blocks until the background work requests left behind has finished.

@@ -129,7 +129,29 @@ func (s *Store) delRow(m *mutation, id actualID, rev int64) {
 
 // ClaimActualLRP is a cell claiming an instance. A claim by a suspect instance is ignored.
 func (s *Store) ClaimActualLRP(ctx context.Context, guid string, index int32, ik *modelsv1.ActualLRPInstanceKey) error {
-	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+	return s.apply(ctx, s.claim(guid, index, ik))
+}
+
+// Claim is one claim of ClaimActualLRPs.
+type Claim struct {
+	ProcessGuid string
+	Index       int32
+	InstanceKey *modelsv1.ActualLRPInstanceKey
+}
+
+// ClaimActualLRPs is ClaimActualLRP for many instances at once, each
+// succeeding or failing alone; errs[i] is claims[i]'s outcome.
+func (s *Store) ClaimActualLRPs(ctx context.Context, claims []Claim) []error {
+	builds := make([]func(*cacheState) (*mutation, error), len(claims))
+	for i, c := range claims {
+		builds[i] = s.claim(c.ProcessGuid, c.Index, c.InstanceKey)
+	}
+	return s.applyMany(ctx, builds)
+}
+
+// claim builds a claim's write.
+func (s *Store) claim(guid string, index int32, ik *modelsv1.ActualLRPInstanceKey) func(st *cacheState) (*mutation, error) {
+	return func(st *cacheState) (*mutation, error) {
 		id := actualID{guid, index, models.Ordinary}
 		row, err := rowFor(st, id)
 		if err != nil {
@@ -146,7 +168,7 @@ func (s *Store) ClaimActualLRP(ctx context.Context, guid string, index int32, ik
 		}
 		m := &mutation{}
 		return m, s.putRow(m, id, row.rev, next)
-	})
+	}
 }
 
 // StartActualLRP reports an instance RUNNING. It creates the row when there is
@@ -154,7 +176,29 @@ func (s *Store) ClaimActualLRP(ctx context.Context, guid string, index int32, ik
 // identical repeat as a heartbeat, and deletes the index's suspect and
 // evacuating rows once their replacement runs.
 func (s *Store) StartActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, info models.StartInfo) error {
-	return s.apply(ctx, func(st *cacheState) (*mutation, error) {
+	return s.apply(ctx, s.start(key, info))
+}
+
+// Start is one start report of StartActualLRPs.
+type Start struct {
+	Key  *modelsv1.ActualLRPKey
+	Info models.StartInfo
+}
+
+// StartActualLRPs is StartActualLRP for many instances at once, each
+// succeeding or failing alone; errs[i] is starts[i]'s outcome.
+func (s *Store) StartActualLRPs(ctx context.Context, starts []Start) []error {
+	builds := make([]func(*cacheState) (*mutation, error), len(starts))
+	for i, st := range starts {
+		builds[i] = s.start(st.Key, st.Info)
+	}
+	return s.applyMany(ctx, builds)
+}
+
+// start builds a start report's write.
+func (s *Store) start(key *modelsv1.ActualLRPKey, info models.StartInfo) func(st *cacheState) (*mutation, error) {
+	return func(st *cacheState) (*mutation, error) {
+		key := key
 		guid, index := key.GetProcessGuid(), key.GetIndex()
 		id := actualID{guid, index, models.Ordinary}
 		row, exists := st.actuals[id]
@@ -189,7 +233,7 @@ func (s *Store) StartActualLRP(ctx context.Context, key *modelsv1.ActualLRPKey, 
 			}
 		}
 		return m, nil
-	})
+	}
 }
 
 // CrashResult is the row after a crash and whether it is due for an auction now.

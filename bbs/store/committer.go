@@ -217,15 +217,30 @@ func (c *Committer) Options() CommitterOptions { return c.opts }
 // transaction finished or ctx ended. A mutation too large for any
 // transaction fails at once with models.ErrTooLarge.
 func (c *Committer) Commit(ctx context.Context, m *mutation) commitResult {
-	if err := c.tooLarge(m); err != nil {
+	if err := c.enqueue(ctx, m); err != nil {
 		return commitResult{err: err}
+	}
+	return c.wait(ctx, m)
+}
+
+// enqueue hands m to the workers without waiting for its transaction; wait
+// then takes its result. A caller with many mutations enqueues them all
+// first, so they can share transactions.
+func (c *Committer) enqueue(ctx context.Context, m *mutation) error {
+	if err := c.tooLarge(m); err != nil {
+		return err
 	}
 	m.done = make(chan commitResult, 1)
 	select {
 	case c.queue <- m:
+		return nil
 	case <-ctx.Done():
-		return commitResult{err: ctx.Err()}
+		return ctx.Err()
 	}
+}
+
+// wait is the result of an enqueued mutation.
+func (c *Committer) wait(ctx context.Context, m *mutation) commitResult {
 	select {
 	case r := <-m.done:
 		return r

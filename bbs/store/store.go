@@ -192,6 +192,80 @@ func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation
 	}
 }
 
+// applyMany is apply for independent writes, each failing alone: it builds
+// them all in one read of the cache, enqueues them together (the committer
+// packs them into as few transactions as their keys allow), and waits once
+// for the cache to reach the newest revision, instead of a goroutine, a
+// cache read and a wait per write. A write whose guards failed goes through
+// apply again on its own. errs[i] is build i's outcome.
+func (s *Store) applyMany(ctx context.Context, builds []func(st *cacheState) (*mutation, error)) []error {
+	errs := make([]error, len(builds))
+	ms := make([]*mutation, len(builds))
+	s.cache.read(func(st *cacheState) {
+		for i, build := range builds {
+			ms[i], errs[i] = build(st)
+		}
+	})
+	queued := make([]bool, len(builds))
+	for i, m := range ms {
+		if errs[i] != nil || m == nil {
+			continue
+		}
+		if err := s.committer.enqueue(ctx, m); err != nil {
+			errs[i] = classifyCommit(ctx, err)
+			continue
+		}
+		queued[i] = true
+	}
+	var newest int64
+	var again []int
+	for i, m := range ms {
+		if !queued[i] {
+			continue
+		}
+		r := s.committer.wait(ctx, m)
+		switch {
+		case r.err != nil:
+			errs[i] = classifyCommit(ctx, r.err)
+			queued[i] = false
+			continue
+		case r.ok:
+			// As in apply: the cache keeps these models.
+			s.cache.offer(m.written, r.rev)
+		default:
+			again = append(again, i)
+			queued[i] = false
+		}
+		newest = max(newest, r.rev)
+	}
+	if newest > 0 {
+		if err := s.cache.WaitForRevision(ctx, newest); err != nil {
+			for i := range ms {
+				if queued[i] {
+					errs[i] = err
+				}
+			}
+			for _, i := range again {
+				errs[i] = err
+			}
+			return errs
+		}
+	}
+	for _, i := range again {
+		errs[i] = s.apply(ctx, builds[i])
+	}
+	return errs
+}
+
+// classifyCommit is apply's reading of a failed commit: ctx's own error
+// when it ended, else etcd's classified.
+func classifyCommit(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	return classify(err)
+}
+
 // room says whether m, grown by width operations and bytes, still fits one
 // transaction of a split write.
 func (s *Store) room(m *mutation, width, bytes int) bool {

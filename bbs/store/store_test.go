@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -401,4 +402,64 @@ func TestWaitForARevisionOutsideThePrefix(t *testing.T) {
 	short, cancelShort := context.WithTimeout(f.ctx, 100*time.Millisecond)
 	defer cancelShort()
 	require.ErrorIs(t, f.store.Cache().WaitForRevision(short, resp.Header.Revision+1000), context.DeadlineExceeded)
+}
+
+// Many claims and starts in one call: each succeeds or fails alone, two
+// claims of one row in the same batch leave exactly one winner (the other's
+// guard fails in the shared commit and its retry sees the claim), and every
+// answer is readable from the cache when the call returns.
+func TestBatchedClaimsAndStartsFailAlone(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.store.DesireLRP(f.ctx, desired("pg", 40))
+	require.NoError(t, err)
+	ik := func(cell string, i int) *modelsv1.ActualLRPInstanceKey {
+		return &modelsv1.ActualLRPInstanceKey{InstanceGuid: fmt.Sprintf("%s-%d", cell, i), CellId: cell}
+	}
+	var claims []Claim
+	for i := range 40 {
+		claims = append(claims, Claim{ProcessGuid: "pg", Index: int32(i), InstanceKey: ik("cell-a", i)})
+	}
+	claims = append(claims,
+		Claim{ProcessGuid: "pg", Index: 3, InstanceKey: ik("cell-b", 3)},   // loses index 3 to cell-a
+		Claim{ProcessGuid: "pg", Index: 99, InstanceKey: ik("cell-a", 99)}, // no such row
+		Claim{ProcessGuid: "pg", Index: 5, InstanceKey: ik("cell-a", 5)},   // a repeat in the same batch
+	)
+	errs := f.store.ClaimActualLRPs(f.ctx, claims)
+	require.Len(t, errs, len(claims))
+	// Index 3 is claimed twice: either may win, the other is refused.
+	winner := "cell-a"
+	if errs[3] != nil {
+		winner = "cell-b"
+		errs[3], errs[40] = errs[40], errs[3]
+	}
+	require.ErrorIs(t, errs[40], models.ErrInvalidTransition, "one of the two claims of index 3 loses")
+	require.Equal(t, winner, f.row(t, "pg", 3).GetInstanceKey().GetCellId())
+	for i := range 40 {
+		require.NoError(t, errs[i], "claim %d", i)
+		require.Equal(t, models.Claimed, f.row(t, "pg", int32(i)).GetState(), "the cache holds claim %d on return", i)
+	}
+	require.ErrorIs(t, errs[41], models.ErrNotFound)
+	require.NoError(t, errs[42], "a repeated claim by the same instance succeeds")
+
+	var starts []Start
+	for i := range 40 {
+		cell := "cell-a"
+		if i == 3 {
+			cell = winner
+		}
+		starts = append(starts, Start{Key: &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: int32(i), Domain: "d"},
+			Info: models.StartInfo{InstanceKey: ik(cell, i), NetInfo: &modelsv1.ActualLRPNetInfo{Address: "10.0.0.1"}}})
+	}
+	errs = f.store.StartActualLRPs(f.ctx, starts)
+	for i := range 40 {
+		require.NoError(t, errs[i], "start %d", i)
+		require.Equal(t, models.Running, f.row(t, "pg", int32(i)).GetState())
+	}
+	other := starts[7]
+	other.Info.InstanceKey = ik("cell-b", 7) // not the instance running index 7
+	errs = f.store.StartActualLRPs(f.ctx, []Start{other, starts[8]})
+	require.ErrorIs(t, errs[0], models.ErrInvalidTransition)
+	require.Equal(t, "cell-a", f.row(t, "pg", 7).GetInstanceKey().GetCellId())
+	require.NoError(t, errs[1], "a repeated start is a heartbeat")
+	require.Empty(t, f.store.ClaimActualLRPs(f.ctx, nil))
 }
