@@ -83,8 +83,12 @@ type evacItem struct {
 // keep_container. call names the report in the error metric.
 func (h *Harmonizer) evacuate(ctx context.Context, call string, report *bbsv1.EvacuationReport) (bool, error) {
 	it := &evacItem{report: report}
-	err := h.observe(call, h.evacs.do(ctx, it))
-	return it.keep, err
+	if err := h.evacs.do(ctx, it); err != nil {
+		// do may have returned at ctx's end while the call still runs and
+		// writes it.keep: only a successful do has an answer to read.
+		return false, h.observe(call, err)
+	}
+	return it.keep, nil
 }
 
 func (h *Harmonizer) batchEvacuate(ctx context.Context, items []*evacItem) []error {
