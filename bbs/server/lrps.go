@@ -354,22 +354,11 @@ func batch(n int, f func(i int) error) []*bbsv1.BatchItemResult {
 // The valid items go to the store together, so they share its transactions
 // and one wait for the watch cache.
 func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaimActualLRPsRequest) (*bbsv1.BatchClaimActualLRPsResponse, error) {
-	n := len(req.GetClaims())
-	errs := make([]error, n)
-	var claims []store.Claim
-	var at []int // the request index of each of claims
+	errs := storeBatch(ctx, req.GetClaims(), checkClaim, func(c *bbsv1.ClaimActualLRPRequest) store.Claim {
+		return store.Claim{ProcessGuid: c.GetProcessGuid(), Index: c.GetIndex(), InstanceKey: c.GetInstanceKey()}
+	}, s.store.ClaimActualLRPs)
+	out := &bbsv1.BatchClaimActualLRPsResponse{Results: results(errs), Claims: make([]*bbsv1.ClaimActualLRPResponse, len(errs))}
 	for i, c := range req.GetClaims() {
-		if errs[i] = checkClaim(ctx, c); errs[i] == nil {
-			claims = append(claims, store.Claim{ProcessGuid: c.GetProcessGuid(), Index: c.GetIndex(), InstanceKey: c.GetInstanceKey()})
-			at = append(at, i)
-		}
-	}
-	for j, err := range s.store.ClaimActualLRPs(ctx, claims) {
-		errs[at[j]] = err
-	}
-	out := &bbsv1.BatchClaimActualLRPsResponse{Results: make([]*bbsv1.BatchItemResult, n), Claims: make([]*bbsv1.ClaimActualLRPResponse, n)}
-	for i, c := range req.GetClaims() {
-		out.Results[i] = result(errs[i])
 		out.Claims[i] = &bbsv1.ClaimActualLRPResponse{}
 		if errs[i] == nil {
 			out.Claims[i] = s.claimed(c.GetProcessGuid())
@@ -381,22 +370,35 @@ func (s *Server) BatchClaimActualLRPs(ctx context.Context, req *bbsv1.BatchClaim
 // BatchStartActualLRPs starts many instances; each succeeds or fails alone.
 // The valid items go to the store together.
 func (s *Server) BatchStartActualLRPs(ctx context.Context, req *bbsv1.BatchStartActualLRPsRequest) (*bbsv1.BatchStartActualLRPsResponse, error) {
-	n := len(req.GetStarts())
-	errs := make([]error, n)
-	var starts []store.Start
-	var at []int
-	for i, r := range req.GetStarts() {
-		if errs[i] = checkStart(ctx, r); errs[i] == nil {
-			starts = append(starts, store.Start{Key: r.GetActualLrpKey(), Info: startInfo(r)})
+	errs := storeBatch(ctx, req.GetStarts(), checkStart, func(r *bbsv1.StartActualLRPRequest) store.Start {
+		return store.Start{Key: r.GetActualLrpKey(), Info: startInfo(r)}
+	}, s.store.StartActualLRPs)
+	return &bbsv1.BatchStartActualLRPsResponse{Results: results(errs)}, nil
+}
+
+// storeBatch checks every request, hands the ones that pass to write in
+// one call, and returns each request's outcome in order.
+func storeBatch[R, T any](ctx context.Context, reqs []R, check func(context.Context, R) error, item func(R) T, write func(context.Context, []T) []error) []error {
+	errs := make([]error, len(reqs))
+	var items []T
+	var at []int // the request index of each item
+	for i, r := range reqs {
+		if errs[i] = check(ctx, r); errs[i] == nil {
+			items = append(items, item(r))
 			at = append(at, i)
 		}
 	}
-	for j, err := range s.store.StartActualLRPs(ctx, starts) {
+	for j, err := range write(ctx, items) {
 		errs[at[j]] = err
 	}
-	out := &bbsv1.BatchStartActualLRPsResponse{Results: make([]*bbsv1.BatchItemResult, n)}
-	for i := range out.Results {
-		out.Results[i] = result(errs[i])
+	return errs
+}
+
+// results is the batch item result of each error.
+func results(errs []error) []*bbsv1.BatchItemResult {
+	out := make([]*bbsv1.BatchItemResult, len(errs))
+	for i, err := range errs {
+		out[i] = result(err)
 	}
-	return out, nil
+	return out
 }

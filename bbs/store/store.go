@@ -170,10 +170,7 @@ func (s *Store) apply(ctx context.Context, build func(st *cacheState) (*mutation
 		}
 		r := s.committer.Commit(ctx, m)
 		if r.err != nil {
-			if ctx.Err() != nil {
-				return r.err
-			}
-			return classify(r.err)
+			return classifyCommit(ctx, r.err)
 		}
 		if r.ok {
 			// The cache keeps these models rather than decoding its own
@@ -218,34 +215,28 @@ func (s *Store) applyMany(ctx context.Context, builds []func(st *cacheState) (*m
 		queued[i] = true
 	}
 	var newest int64
-	var again []int
+	var committed, again []int // guards held; guards failed
 	for i, m := range ms {
 		if !queued[i] {
 			continue
 		}
 		r := s.committer.wait(ctx, m)
-		switch {
-		case r.err != nil:
+		if r.err != nil {
 			errs[i] = classifyCommit(ctx, r.err)
-			queued[i] = false
 			continue
-		case r.ok:
-			// As in apply: the cache keeps these models.
-			s.cache.offer(m.written, r.rev)
-		default:
-			again = append(again, i)
-			queued[i] = false
 		}
 		newest = max(newest, r.rev)
+		if r.ok {
+			// As in apply: the cache keeps these models.
+			s.cache.offer(m.written, r.rev)
+			committed = append(committed, i)
+		} else {
+			again = append(again, i)
+		}
 	}
 	if newest > 0 {
 		if err := s.cache.WaitForRevision(ctx, newest); err != nil {
-			for i := range ms {
-				if queued[i] {
-					errs[i] = err
-				}
-			}
-			for _, i := range again {
+			for _, i := range append(committed, again...) {
 				errs[i] = err
 			}
 			return errs
