@@ -263,23 +263,23 @@ type slowClaimBBS struct {
 	claimCalls, desiredCalls, removed int
 }
 
-func (f *slowClaimBBS) BatchClaimActualLRPs(ctx context.Context, in *bbsv1.BatchClaimActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error) {
+// first counts a call in *calls and says whether it was the first.
+func (f *slowClaimBBS) first(calls *int) bool {
 	f.mu.Lock()
-	f.claimCalls++
-	first := f.claimCalls == 1
-	f.mu.Unlock()
-	if first {
+	defer f.mu.Unlock()
+	*calls++
+	return *calls == 1
+}
+
+func (f *slowClaimBBS) BatchClaimActualLRPs(ctx context.Context, in *bbsv1.BatchClaimActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error) {
+	if f.first(&f.claimCalls) {
 		return nil, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
 	}
 	return f.flakyStartBBS.BatchClaimActualLRPs(ctx, in, opts...)
 }
 
 func (f *slowClaimBBS) GetDesiredLRP(ctx context.Context, in *bbsv1.GetDesiredLRPRequest, opts ...grpc.CallOption) (*bbsv1.GetDesiredLRPResponse, error) {
-	f.mu.Lock()
-	f.desiredCalls++
-	first := f.desiredCalls == 1
-	f.mu.Unlock()
-	if first {
+	if f.first(&f.desiredCalls) {
 		return nil, models.ErrUnavailable
 	}
 	return f.flakyStartBBS.GetDesiredLRP(ctx, in, opts...)
