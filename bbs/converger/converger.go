@@ -22,8 +22,9 @@ import (
 type Store interface {
 	// Snapshot reads the whole state at one revision.
 	Snapshot() *store.Snapshot
-	// ApplyChanges commits guarded changes in batches.
-	ApplyChanges(ctx context.Context, changes []store.Change) (store.ChangeResults, error)
+	// ApplyChangesInChunks commits guarded changes in batches, telling
+	// committed as each run of chunk changes is answered.
+	ApplyChangesInChunks(ctx context.Context, changes []store.Change, chunk int, committed store.ChunkCommitted) (store.ChangeResults, error)
 	// Keys is the key layout the changes are written to.
 	Keys() store.Keys
 	// Cache is the watch cache, whose cell removals trigger a pass.
@@ -64,7 +65,15 @@ type Options struct {
 	StopWorkers int
 	// StopTimeout bounds one stop call (default 10 s).
 	StopTimeout time.Duration
+	// AuctionChunk is how many of a pass's changes commit before their
+	// instances are auctioned (default DefaultAuctionChunk).
+	AuctionChunk int
 }
+
+// DefaultAuctionChunk is the default Options.AuctionChunk: a few of the
+// committer's transactions' worth of changes, so a lost cell's first
+// replacements reach the auctioneer within a transaction or two.
+const DefaultAuctionChunk = 512
 
 // Converger runs convergence passes. It is an ifrit runner meant to run only
 // on the bbs lock holder (after the lock in the daemon's ordered group). Its
@@ -97,6 +106,9 @@ func New(opts Options) (*Converger, error) {
 	}
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = 10 * time.Second
+	}
+	if opts.AuctionChunk <= 0 {
+		opts.AuctionChunk = DefaultAuctionChunk
 	}
 	return &Converger{opts: opts, cfg: opts.Config.withDefaults(), logger: opts.Logger.Session("converger")}, nil
 }
@@ -225,48 +237,59 @@ func (c *Converger) Converge(ctx context.Context, trigger string) (*Result, erro
 
 // Apply carries out a plan: it commits the plan's changes in one batch (each
 // guarded by the revisions the plan read; a change a concurrent write beat is
-// dropped and counted as a conflict), then sends one batch of start requests
-// for the instances whose changes committed and the stale ones, submits
-// callbacks and stops retired instances on their cells. Converge calls it;
-// callers that plan themselves must not run it concurrently with a pass.
-// The result is never nil; the error joins what failed.
+// dropped and counted as a conflict) and sends start requests for the
+// instances whose changes committed, a chunk at a time as the chunks commit
+// (Options.AuctionChunk), so the first replacements of a lost cell are
+// placed while the rest are still being written; the stale instances are
+// auctioned first. Then it submits callbacks and stops retired instances on
+// their cells. Converge calls it; callers that plan themselves must not run
+// it concurrently with a pass. The result is never nil; the error joins what
+// failed.
 func (c *Converger) Apply(ctx context.Context, plan *Plan) (*Result, error) {
 	res := &Result{Plan: plan}
+	if len(plan.AuctionStale) > 0 {
+		var stale lrpAuctions
+		for _, a := range plan.AuctionStale {
+			stale.add(a.Desired, a.Row.Index)
+		}
+		c.opts.Auctions.RequestLRPs(stale.requests()...)
+		res.AuctionedLRPs += stale.n
+	}
+	c.opts.Metrics.actionN(actionAuctionLRP, len(plan.AuctionStale))
+
 	steps := plan.steps(c.opts.Store.Keys())
 	changes := make([]store.Change, len(steps))
 	for i := range steps {
 		changes[i] = steps[i].change
 	}
+	var submit []*modelsv1.Task
+	committed := func(from, to int, applied []bool) {
+		var lrps lrpAuctions
+		for i := from; i < to; i++ {
+			if !applied[i] {
+				continue
+			}
+			s := steps[i]
+			res.Applied++
+			c.opts.Metrics.action(s.action)
+			if s.auction != nil {
+				lrps.add(s.auction, s.index)
+			}
+			if s.submit != nil {
+				submit = append(submit, s.submit)
+			}
+		}
+		if lrps.n > 0 {
+			c.opts.Auctions.RequestLRPs(lrps.requests()...)
+			res.AuctionedLRPs += lrps.n
+		}
+	}
 	var errs []error
-	cr, err := c.opts.Store.ApplyChanges(ctx, changes)
+	cr, err := c.opts.Store.ApplyChangesInChunks(ctx, changes, c.opts.AuctionChunk, committed)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("commit the plan: %w", err))
 	}
 	res.Conflicts, res.Failed = cr.Conflicts, cr.Failed
-
-	var lrps lrpAuctions
-	var submit []*modelsv1.Task
-	for i, s := range steps {
-		if !cr.Applied[i] {
-			continue
-		}
-		res.Applied++
-		c.opts.Metrics.action(s.action)
-		if s.auction != nil {
-			lrps.add(s.auction, s.index)
-		}
-		if s.submit != nil {
-			submit = append(submit, s.submit)
-		}
-	}
-	for _, a := range plan.AuctionStale {
-		lrps.add(a.Desired, a.Row.Index)
-	}
-	c.opts.Metrics.actionN(actionAuctionLRP, len(plan.AuctionStale))
-	if lrps.n > 0 {
-		c.opts.Auctions.RequestLRPs(lrps.requests()...)
-	}
-	res.AuctionedLRPs = lrps.n
 
 	if len(plan.AuctionTasks) > 0 {
 		reqs := make([]*auctioneerv1.TaskStartRequest, len(plan.AuctionTasks))

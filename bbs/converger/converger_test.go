@@ -2,6 +2,7 @@ package converger_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,6 +38,7 @@ var epoch = time.Unix(1_700_000_000, 0)
 type recorder struct {
 	mu        sync.Mutex
 	lrps      []*auctioneerv1.LRPStartRequest
+	lrpCalls  [][]string // each RequestLRPs call's instances, as "guid/index"
 	tasks     []*auctioneerv1.TaskStartRequest
 	stops     []string
 	submitted []string
@@ -47,6 +49,13 @@ func (r *recorder) RequestLRPs(reqs ...*auctioneerv1.LRPStartRequest) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lrps = append(r.lrps, reqs...)
+	var call []string
+	for _, l := range reqs {
+		for _, i := range l.GetIndices() {
+			call = append(call, fmt.Sprintf("%s/%d", l.GetProcessGuid(), i))
+		}
+	}
+	r.lrpCalls = append(r.lrpCalls, call)
 }
 
 func (r *recorder) RequestTasks(reqs ...*auctioneerv1.TaskStartRequest) {
@@ -243,6 +252,45 @@ func TestLostCellMakesSuspectsThenPromotesThemWhenItReturns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ik("pg", 0, "c1").GetInstanceGuid(), a.GetInstanceKey().GetInstanceGuid())
 	require.Equal(t, models.Ordinary, a.GetPresence())
+}
+
+// TestLostCellReplacementsAuctionedChunkByChunk: a lost cell's replacements
+// are asked for a chunk at a time as their changes commit, not all at once
+// after the last commit, and each exactly once.
+func TestLostCellReplacementsAuctionedChunkByChunk(t *testing.T) {
+	f := newFixture(t)
+	conv, err := converger.New(converger.Options{
+		Store: f.store, Auctions: f.rec, Cells: f.rec, Completions: f.rec, Clock: f.clock,
+		Config: converger.DefaultConfig(), Logger: lager.NewLogger("test"), AuctionChunk: 4,
+	})
+	require.NoError(t, err)
+	f.cellUp("c1")
+	f.desire("pg", "d", 10)
+	for i := int32(0); i < 10; i++ {
+		f.run("pg", "d", i, "c1")
+	}
+	f.cellDown("c1")
+	res, err := conv.Converge(f.ctx, "test")
+	require.NoError(t, err)
+	require.Len(t, res.Plan.Suspect, 10)
+	require.Equal(t, 10, res.AuctionedLRPs)
+
+	f.rec.mu.Lock()
+	calls := f.rec.lrpCalls
+	f.rec.mu.Unlock()
+	var sizes []int
+	var all []string
+	for _, c := range calls {
+		sizes = append(sizes, len(c))
+		all = append(all, c...)
+	}
+	require.Equal(t, []int{4, 4, 2}, sizes, "one request per committed chunk of four")
+	sort.Strings(all)
+	want := make([]string, 10)
+	for i := range want {
+		want[i] = fmt.Sprintf("pg/%d", i)
+	}
+	require.Equal(t, want, all, "every replacement auctioned once")
 }
 
 func TestSuspectGoesWhenItsReplacementRuns(t *testing.T) {

@@ -130,9 +130,27 @@ type ChangeResults struct {
 // writes that committed. The error joins etcd failures (their changes'
 // outcome is unknown) and encoding errors; results are always filled.
 func (s *Store) ApplyChanges(ctx context.Context, changes []Change) (ChangeResults, error) {
+	return s.ApplyChangesInChunks(ctx, changes, len(changes), nil)
+}
+
+// ChunkCommitted is told that changes[from:to] all have answers (applied,
+// indexed like the changes, says which committed) and that the cache
+// reflects those that did, unless waiting for it failed (the error of
+// ApplyChangesInChunks then says so).
+type ChunkCommitted func(from, to int, applied []bool)
+
+// ApplyChangesInChunks is ApplyChanges that reports progress: every change
+// is queued to the committer at once, in order, and committed is called for
+// each run of chunk changes as soon as the run is answered, so a caller can
+// act on the first changes (auction their instances) while the rest are
+// still committing. committed may be nil; chunk < 1 means one chunk.
+func (s *Store) ApplyChangesInChunks(ctx context.Context, changes []Change, chunk int, committed ChunkCommitted) (ChangeResults, error) {
 	res := ChangeResults{Applied: make([]bool, len(changes))}
 	if len(changes) == 0 {
 		return res, nil
+	}
+	if chunk < 1 || chunk > len(changes) {
+		chunk = len(changes)
 	}
 	ms := make([]*mutation, 0, len(changes))
 	index := make([]int, 0, len(changes))
@@ -160,67 +178,53 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []Change) (ChangeResul
 		ms = append(ms, m)
 		index = append(index, i)
 	}
-	results := s.committer.commitMany(ctx, ms)
-	var maxRev int64
-	for j, r := range results {
-		switch {
-		case r.err != nil:
+	queued := make([]bool, len(ms))
+	for j, m := range ms {
+		if err := s.committer.enqueue(ctx, m); err != nil {
 			res.Failed++
-			if len(errs) < 5 { // the same etcd failure repeats for a whole batch
-				errs = append(errs, r.err)
+			if len(errs) < 5 {
+				errs = append(errs, fmt.Errorf("change %d: %w", index[j], err))
 			}
-		case r.ok:
-			res.Applied[index[j]] = true
-			maxRev = max(maxRev, r.rev)
-		default:
-			res.Conflicts++
-			maxRev = max(maxRev, r.rev)
+			continue
 		}
+		queued[j] = true
 	}
-	if maxRev > 0 {
-		if err := s.cache.WaitForRevision(ctx, maxRev); err != nil {
-			errs = append(errs, err)
+	var newest, seen int64 // the newest revision answered; the newest the cache was waited for
+	j := 0                 // the next mutation to wait for
+	for from := 0; from < len(changes); from += chunk {
+		to := min(from+chunk, len(changes))
+		for ; j < len(ms) && index[j] < to; j++ {
+			if !queued[j] {
+				continue
+			}
+			switch r := s.committer.wait(ctx, ms[j]); {
+			case r.err != nil:
+				res.Failed++
+				if len(errs) < 5 { // the same etcd failure repeats for a whole batch
+					errs = append(errs, r.err)
+				}
+			case r.ok:
+				res.Applied[index[j]] = true
+				newest = max(newest, r.rev)
+			default:
+				res.Conflicts++
+				newest = max(newest, r.rev)
+			}
+		}
+		if newest > seen {
+			if err := s.cache.WaitForRevision(ctx, newest); err != nil && len(errs) < 5 {
+				errs = append(errs, err)
+			}
+			seen = newest
+		}
+		if committed != nil {
+			committed(from, to, res.Applied)
 		}
 	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("apply %d changes (%d failed): %w", len(changes), res.Failed, errors.Join(errs...))
 	}
 	return res, nil
-}
-
-// commitMany queues every mutation, then waits for all of them, so the
-// committer packs them into full transactions instead of one round trip each.
-func (c *Committer) commitMany(ctx context.Context, ms []*mutation) []commitResult {
-	out := make([]commitResult, len(ms))
-	queued := 0
-	for _, m := range ms {
-		m.done = make(chan commitResult, 1)
-		if err := c.tooLarge(m); err != nil {
-			m.done <- commitResult{err: err}
-			queued++
-			continue
-		}
-		select {
-		case c.queue <- m:
-			queued++
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	for i := range ms {
-		if i >= queued {
-			out[i] = commitResult{err: fmt.Errorf("commit: %w (not sent)", ctx.Err())}
-			continue
-		}
-		select {
-		case out[i] = <-ms[i].done:
-		case <-ctx.Done():
-			out[i] = commitResult{err: fmt.Errorf("commit: %w (the write may still apply)", ctx.Err())}
-		}
-	}
-	return out
 }
 
 // CellRemovals returns a channel that receives a value whenever a cell
