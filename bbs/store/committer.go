@@ -196,6 +196,10 @@ type Committer struct {
 	txns      atomic.Int64
 	mutations atomic.Int64
 	observe   func(batch int, d time.Duration)
+	// answers keeps the one-result channels of mutations whose result was
+	// taken, for reuse (one channel per write was ~4 % of the BBS's CPU,
+	// nearly all allocation and the collection it causes).
+	answers sync.Pool
 }
 
 // NewCommitter returns a committer; Run must be running for Commit to proceed.
@@ -204,7 +208,9 @@ func NewCommitter(client *clientv3.Client, opts CommitterOptions, observe func(b
 	if observe == nil {
 		observe = func(int, time.Duration) {}
 	}
-	return &Committer{client: client, opts: opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe}
+	c := &Committer{client: client, opts: opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe}
+	c.answers.New = func() any { return make(chan commitResult, 1) }
+	return c
 }
 
 // Stats returns how many transactions and mutations were committed.
@@ -230,7 +236,7 @@ func (c *Committer) enqueue(ctx context.Context, m *mutation) error {
 	if err := c.tooLarge(m); err != nil {
 		return err
 	}
-	m.done = make(chan commitResult, 1)
+	m.done = c.answers.Get().(chan commitResult)
 	select {
 	case c.queue <- m:
 		return nil
@@ -239,10 +245,13 @@ func (c *Committer) enqueue(ctx context.Context, m *mutation) error {
 	}
 }
 
-// wait is the result of an enqueued mutation.
+// wait is the result of an enqueued mutation. Once taken, the mutation's
+// channel goes back for reuse: the workers send on it exactly once.
 func (c *Committer) wait(ctx context.Context, m *mutation) commitResult {
 	select {
 	case r := <-m.done:
+		c.answers.Put(m.done)
+		m.done = nil
 		return r
 	case <-ctx.Done():
 		return commitResult{err: fmt.Errorf("commit: %w (the write may still apply)", ctx.Err())}

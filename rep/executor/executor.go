@@ -347,11 +347,10 @@ func (e *Executor) List() []Container {
 }
 
 // Visit calls fn with every container, in no particular order, without
-// copying them: fn runs under the executor's lock, so it must be quick, must
-// not call the executor, and must neither change nor keep the container's
-// Tags or NetInfo.Ports. It is for read-only summaries of a whole cell
-// (State is asked of every cell before each auction), where List's copies
-// are most of the cost.
+// copying them or sorting: fn runs under the executor's lock, so it must be
+// quick, must not call the executor and must not change the container. It
+// is for read-only summaries of a whole cell (State is asked of every cell
+// before each auction).
 func (e *Executor) Visit(fn func(c *Container)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"errors"
-	"maps"
 	"time"
 
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -116,7 +115,8 @@ type RunResult struct {
 	Result string
 }
 
-// Container is a snapshot of one container.
+// Container is a snapshot of one container. Its Tags and NetInfo.Ports are
+// shared with the executor and must not be changed.
 type Container struct {
 	Guid  string
 	State State
@@ -137,9 +137,11 @@ type Container struct {
 	RunResult RunResult
 }
 
+// clone is the snapshot callers get. It shares Tags and NetInfo.Ports with
+// the executor's record, which never changes them in place (tags are copied
+// at allocation and fixed; net info is replaced whole), so snapshots are
+// cheap and callers must treat both as read-only.
 func (c Container) clone() Container {
-	c.Tags = maps.Clone(c.Tags)
-	c.NetInfo.Ports = append([]PortMapping(nil), c.NetInfo.Ports...)
 	return c
 }
 

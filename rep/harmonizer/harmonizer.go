@@ -295,7 +295,10 @@ func (h *Harmonizer) delete(ctx context.Context, c executor.Container) {
 
 func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
-	logger := h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+	// Built only to log: most containers pass through without a line.
+	logger := func() lager.Logger {
+		return h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+	}
 	switch c.State {
 	case executor.StateReserved:
 		// A claim that timed out or met an overloaded BBS may have been
@@ -306,7 +309,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
 		err := retryTransient(ctx, func() error { return h.claims.do(ctx, claim) })
 		if err != nil {
-			logger.Info("claim-refused", lager.Data{"error": err.Error()})
+			logger().Info("claim-refused", lager.Data{"error": err.Error()})
 			h.delete(ctx, c)
 			return
 		}
@@ -323,7 +326,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			}
 		}
 		if err != nil {
-			logger.Error("run-failed", err)
+			logger().Error("run-failed", err)
 			h.removeLRP(ctx, key, ik)
 			h.delete(ctx, c)
 		}
@@ -339,10 +342,10 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			return
 		}
 		if errors.Is(err, models.ErrInvalidTransition) {
-			logger.Info("start-refused-stopping", lager.Data{"error": err.Error()})
+			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
 			_ = h.exec.Stop(c.Guid)
 		} else if err != nil {
-			logger.Error("start-failed", err)
+			logger().Error("start-failed", err)
 		}
 	case executor.StateCompleted:
 		if c.RunResult.Stopped {
@@ -352,7 +355,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			_, err := h.bbs.CrashActualLRP(cctx, &bbsv1.CrashActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: crashReason(c.RunResult)})
 			cancel()
 			if h.observe("CrashActualLRP", err) != nil {
-				logger.Info("crash-not-recorded", lager.Data{"error": err.Error()})
+				logger().Info("crash-not-recorded", lager.Data{"error": err.Error()})
 			}
 			if transient(err) {
 				// Keep the container so the next bulk sync reports the crash
