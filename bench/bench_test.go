@@ -49,6 +49,10 @@ func TestSmallRun(t *testing.T) {
 	require.NotNil(t, res.Recovery)
 	assert.Equal(t, 2, res.Recovery.KilledCells)
 	assert.True(t, res.Recovery.AllRunning, "every displaced instance RUNNING again")
+	// When the killed cells' presences went is reported, and what followed.
+	assert.Positive(t, res.Recovery.FirstPresenceGoneSec)
+	assert.LessOrEqual(t, res.Recovery.FirstPresenceGoneSec, res.Recovery.LastPresenceGoneSec)
+	assert.InDelta(t, res.Recovery.Seconds-res.Recovery.LastPresenceGoneSec, res.Recovery.AfterLastPresenceSec, 1e-9)
 	assert.Equal(t, 500, res.Check.Indices)
 	assert.True(t, res.AllRunning(), "one ORDINARY RUNNING row per index: %+v then %+v", res.Check, res.SettledCheck)
 

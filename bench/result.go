@@ -263,6 +263,14 @@ type Recovery struct {
 	TargetSeconds float64 `json:"target_seconds"`
 	// KillAtSec is the kill, in seconds since the first DesireLRP (timeline time).
 	KillAtSec float64 `json:"kill_at_sec"`
+	// FirstPresenceGoneSec and LastPresenceGoneSec are when the first and the
+	// last killed cell had left the BBS's cell list, in seconds after the
+	// kill (polled every 100 ms; 0 when not seen): the presence TTL's share
+	// of Seconds. AfterLastPresenceSec is Seconds after the last: how long the
+	// system took to replace what the last lost cell held.
+	FirstPresenceGoneSec float64 `json:"first_presence_gone_sec"`
+	LastPresenceGoneSec  float64 `json:"last_presence_gone_sec"`
+	AfterLastPresenceSec float64 `json:"after_last_presence_sec"`
 	// Etcd, BBS and Auctioneer are over the phase.
 	Etcd        EtcdUse     `json:"etcd"`
 	BBS         ProcUse     `json:"bbs"`
@@ -380,6 +388,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
 			rc.KilledCells, rc.Displaced, rc.AllRunning, rc.Seconds, rc.TargetSeconds),
+			fmt.Sprintf("recovery presences: the killed cells' presences went %.1f–%.1f s after the kill; the last instance ran %.1f s after the last went",
+				rc.FirstPresenceGoneSec, rc.LastPresenceGoneSec, rc.AfterLastPresenceSec),
 			"recovery convergence: "+rc.Convergence.String(),
 			"recovery cell errors: "+countList(rc.CellCallErrors))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/gavelhq/gavel/bbs/client"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -389,7 +390,9 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	rc.KillAtSec = kill.Sub(m.t0).Seconds()
 	deadline := kill.Add(m.opts.RecoveryTimeout)
 	lastLine := kill
+	presences := presenceWatch{dead: dead, kill: kill, rc: rc}
 	for {
+		presences.poll(ctx, m.c.client)
 		left := m.tr.displacedLeft(displaced, dead)
 		if left == 0 {
 			rc.AllRunning = true
@@ -421,6 +424,11 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	if err != nil {
 		return err
 	}
+	presences.last = time.Time{} // once more, should the last go have fallen between two polls
+	presences.poll(ctx, m.c.client)
+	if rc.LastPresenceGoneSec > 0 {
+		rc.AfterLastPresenceSec = rc.Seconds - rc.LastPresenceGoneSec
+	}
 	rc.Etcd = etcdUse(before, after, len(displaced))
 	rc.BBS, rc.Auctioneer = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc)
 	rc.EtcdProcess = etcdProcUse(before, after)
@@ -429,6 +437,48 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	rc.CellCallErrors = cellCallErrors(before, after)
 	progress(m.opts, "recovery: all %d displaced instances running again after %.1f s", len(displaced), rc.Seconds)
 	return nil
+}
+
+// presenceWatch notes when the killed cells' presences leave the BBS's cell
+// list, which their TTL decides: what follows the last one is the system's
+// own reaction time.
+type presenceWatch struct {
+	dead map[string]bool
+	kill time.Time
+	rc   *Recovery
+	last time.Time // the last poll
+	done bool
+}
+
+// presencePollInterval is the time between two polls of the cell list.
+const presencePollInterval = 100 * time.Millisecond
+
+// poll lists the cells, at most every presencePollInterval until every
+// killed cell is gone. A failed list is skipped: the next poll decides.
+func (w *presenceWatch) poll(ctx context.Context, bbs *client.Client) {
+	if w.done || time.Since(w.last) < presencePollInterval {
+		return
+	}
+	w.last = time.Now()
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := bbs.ListCells(lctx, &bbsv1.ListCellsRequest{})
+	if err != nil {
+		return
+	}
+	present := 0
+	for _, c := range resp.GetCells() {
+		if w.dead[c.GetCellId()] {
+			present++
+		}
+	}
+	at := time.Since(w.kill).Seconds()
+	if present < len(w.dead) && w.rc.FirstPresenceGoneSec == 0 {
+		w.rc.FirstPresenceGoneSec = at
+	}
+	if present == 0 {
+		w.rc.LastPresenceGoneSec, w.done = at, true
+	}
 }
 
 // settleTimeout bounds how long the final check waits for a state it
