@@ -222,6 +222,7 @@ func (c *Converger) Converge(ctx context.Context, trigger string) (*Result, erro
 	c.opts.Metrics.observe(trigger, res, time.Since(start))
 	data := lager.Data{
 		"trigger": trigger, "revision": snap.Revision, "duration": time.Since(start).String(),
+		"snapshot": res.SnapshotTime.String(), "plan": res.PlanTime.String(), "apply": res.ApplyTime.String(),
 		"applied": res.Applied, "conflicts": res.Conflicts, "failed": res.Failed,
 		"auctioned_lrps": res.AuctionedLRPs, "auctioned_tasks": res.AuctionedTasks,
 		"callbacks": res.Submitted, "stops": len(plan.Stop),

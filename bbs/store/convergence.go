@@ -139,11 +139,13 @@ func (s *Store) ApplyChanges(ctx context.Context, changes []Change) (ChangeResul
 // ApplyChangesInChunks then says so).
 type ChunkCommitted func(from, to int, applied []bool)
 
-// ApplyChangesInChunks is ApplyChanges that reports progress: every change
-// is queued to the committer at once, in order, and committed is called for
-// each run of chunk changes as soon as the run is answered, so a caller can
-// act on the first changes (auction their instances) while the rest are
-// still committing. committed may be nil; chunk < 1 means one chunk.
+// ApplyChangesInChunks is ApplyChanges that reports progress: the changes
+// are queued to the committer in order, at most two chunks ahead of the
+// answers, and committed is called for each run of chunk changes as soon as
+// the run is answered, so a caller can act on the first changes (auction
+// their instances) while the rest are still committing, and other writers'
+// requests interleave with the chunks instead of queueing behind them all.
+// committed may be nil; chunk < 1 means one chunk.
 func (s *Store) ApplyChangesInChunks(ctx context.Context, changes []Change, chunk int, committed ChunkCommitted) (ChangeResults, error) {
 	res := ChangeResults{Applied: make([]bool, len(changes))}
 	if len(changes) == 0 {
@@ -179,20 +181,28 @@ func (s *Store) ApplyChangesInChunks(ctx context.Context, changes []Change, chun
 		index = append(index, i)
 	}
 	queued := make([]bool, len(ms))
-	for j, m := range ms {
-		if err := s.committer.enqueue(ctx, m); err != nil {
-			res.Failed++
-			if len(errs) < 5 {
-				errs = append(errs, fmt.Errorf("change %d: %w", index[j], err))
+	sent := 0 // mutations handed to the committer (or refused) so far
+	enqueueUpTo := func(to int) {
+		for ; sent < len(ms) && index[sent] < to; sent++ {
+			if err := s.committer.enqueue(ctx, ms[sent]); err != nil {
+				res.Failed++
+				if len(errs) < 5 {
+					errs = append(errs, fmt.Errorf("change %d: %w", index[sent], err))
+				}
+				continue
 			}
-			continue
+			queued[sent] = true
 		}
-		queued[j] = true
 	}
 	var newest, seen int64 // the newest revision answered; the newest the cache was waited for
 	j := 0                 // the next mutation to wait for
 	for from := 0; from < len(changes); from += chunk {
 		to := min(from+chunk, len(changes))
+		// Queue this chunk and the next, no further: the committer is
+		// shared, and the cells' claims and starts of the instances
+		// auctioned from the first chunks must not wait behind the whole
+		// plan (a lost cell's thousands of suspects).
+		enqueueUpTo(min(to+chunk, len(changes)))
 		for ; j < len(ms) && index[j] < to; j++ {
 			if !queued[j] {
 				continue

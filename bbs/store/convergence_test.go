@@ -1,12 +1,16 @@
 package store
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/etcdtest"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
@@ -48,4 +52,51 @@ func TestApplyChangesInChunksReportsEachChunkOnceTheCacheHasIt(t *testing.T) {
 	require.Equal(t, []report{{0, 4}, {4, 8}, {8, 10}}, reports)
 	require.Equal(t, 1, res.Conflicts)
 	require.Zero(t, res.Failed)
+}
+
+// TestChunkedChangesLetOtherWritesThrough: a write made while a long chunked
+// apply is under way waits behind a couple of its chunks, not behind all of
+// them (a lost cell's suspects must not hold up the claims and starts of
+// their replacements).
+func TestChunkedChangesLetOtherWritesThrough(t *testing.T) {
+	client := etcdtest.Shared(t)
+	s := New(Options{Client: client, KeyPrefix: etcdtest.Prefix(t), Logger: lager.NewLogger("store"),
+		Committer: CommitterOptions{MaxOps: 8, Workers: 1}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.NoError(t, s.WaitSynced(ctx))
+
+	const n, chunk = 800, 8 // 100 chunks, one transaction each
+	changes := make([]Change, n)
+	for i := range changes {
+		k := s.Keys().Actual("pg", int32(i), models.Ordinary)
+		row := models.NewUnclaimed(&modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: int32(i), Domain: "d"}, time.Unix(1, 0))
+		changes[i] = Change{Guards: []Guard{{Key: k}}, Writes: []Write{{Key: k, Value: row}}}
+	}
+	var reported atomic.Int32
+	chunksBeforeOther := make(chan int32, 1)
+	_, err := s.ApplyChangesInChunks(ctx, changes, chunk, func(from, to int, _ []bool) {
+		if reported.Add(1) != 1 {
+			return
+		}
+		go func() {
+			k := s.Keys().Actual("other", 0, models.Ordinary)
+			m := &mutation{}
+			m.guard(k, 0)
+			if err := s.putProto(m, k, models.NewUnclaimed(&modelsv1.ActualLRPKey{ProcessGuid: "other", Domain: "d"}, time.Unix(1, 0))); err != nil {
+				t.Error(err)
+			}
+			r := s.committer.Commit(ctx, m)
+			if r.err != nil || !r.ok {
+				t.Errorf("the other write: %+v", r)
+			}
+			chunksBeforeOther <- reported.Load()
+		}()
+	})
+	require.NoError(t, err)
+	require.EqualValues(t, n/chunk, reported.Load())
+	got := <-chunksBeforeOther
+	require.Less(t, got, int32(n/chunk/2), "the other write committed after %d of %d chunks had been reported", got, n/chunk)
 }
