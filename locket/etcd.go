@@ -103,9 +103,16 @@ func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, e
 	}
 	kaCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	ka, err := b.client.KeepAlive(kaCtx, id)
+	// A keep-alive stream of its own: etcd answers a stream's renewals one
+	// at a time, each first waiting (up to 1 s) for its apply backlog, and
+	// ends the whole stream when that wait times out, so leases sharing a
+	// stream (a process's many cells, or a lock beside them) would be
+	// renewed late, and lost, together under a write load.
+	l.keeper = clientv3.NewLease(b.client)
+	ka, err := l.keeper.KeepAlive(kaCtx, id)
 	if err != nil {
 		cancel()
+		_ = l.keeper.Close()
 		revoke()
 		return nil, fmt.Errorf("locket: keeping %s alive: %w", req.Key, err)
 	}
@@ -172,7 +179,8 @@ type etcdLease struct {
 	id     clientv3.LeaseID
 	logger lager.Logger
 	cancel context.CancelFunc
-	done   chan struct{} // closed when monitor returns
+	keeper clientv3.Lease // this lease's own keep-alive stream
+	done   chan struct{}  // closed when monitor returns
 }
 
 var _ Lease = (*etcdLease)(nil)
@@ -181,6 +189,7 @@ var _ Lease = (*etcdLease)(nil)
 // marks the lease lost on the first sign of loss and returns.
 func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse, rev int64) {
 	defer close(l.done)
+	defer func() { _ = l.keeper.Close() }()
 	defer l.cancel()
 
 	// One watch at a time; restart cancels the previous one.
