@@ -306,7 +306,7 @@ func (e *Executor) Allocate(reqs []AllocationRequest) []AllocationFailure {
 			},
 		}
 		e.containers[r.Guid] = n
-		e.hub.emit(ContainerReserved{n.c.clone()})
+		e.hub.emit(ContainerReserved{n.c})
 	}
 	return failures
 }
@@ -327,11 +327,7 @@ func (e *Executor) Get(guid string) (Container, error) {
 	if !ok {
 		return Container{}, fmt.Errorf("%q: %w", guid, ErrContainerNotFound)
 	}
-	return e.snapshotLocked(n), nil
-}
-
-func (e *Executor) snapshotLocked(n *node) Container {
-	return n.c.clone()
+	return n.c, nil
 }
 
 // List returns snapshots of every container, sorted by guid.
@@ -339,7 +335,7 @@ func (e *Executor) List() []Container {
 	e.mu.Lock()
 	out := make([]Container, 0, len(e.containers))
 	for _, n := range e.containers {
-		out = append(out, e.snapshotLocked(n))
+		out = append(out, n.c)
 	}
 	e.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Guid < out[j].Guid })
@@ -429,7 +425,7 @@ func (e *Executor) completeLocked(n *node, r RunResult) {
 	if n.cancel == nil {
 		close(n.done)
 	}
-	e.hub.emit(ContainerCompleted{n.c.clone()})
+	e.hub.emit(ContainerCompleted{n.c})
 }
 
 // Delete stops the container if needed, waits for its work to end (at most the
@@ -465,7 +461,7 @@ func (e *Executor) Delete(ctx context.Context, guid string) error {
 		delete(e.containers, guid)
 		e.releaseLocked(n)
 	}
-	c := n.c.clone()
+	c := n.c
 	e.mu.Unlock()
 	if e.opts.ArchiveLogs != nil && c.State != StateReserved {
 		e.opts.ArchiveLogs(c, n.logs.snapshot())
@@ -489,7 +485,7 @@ func (e *Executor) ArchiveAll() {
 	var items []item
 	for _, n := range e.containers {
 		if n.c.State != StateReserved {
-			items = append(items, item{n.c.clone(), n})
+			items = append(items, item{n.c, n})
 		}
 	}
 	e.mu.Unlock()
@@ -528,7 +524,7 @@ func (e *Executor) pruneReservations() {
 				close(n.done)
 				n.logs.close()
 				e.logger.Info("reservation-expired", lager.Data{"guid": guid})
-				e.hub.emit(ContainerReservationExpired{n.c.clone()})
+				e.hub.emit(ContainerReservationExpired{n.c})
 			}
 		}
 		e.mu.Unlock()

@@ -221,7 +221,7 @@ func (e *Executor) markRunning(ctx context.Context, n *node, d *stepDeps, readin
 	}
 	n.c.State = StateRunning
 	n.c.Routable = len(readiness) == 0
-	e.hub.emit(ContainerRunning{n.c.clone()})
+	e.hub.emit(ContainerRunning{n.c})
 	e.mu.Unlock()
 	if len(readiness) > 0 {
 		e.wg.Add(1)
@@ -248,7 +248,7 @@ func (e *Executor) readinessLoop(ctx context.Context, n *node, d *stepDeps, chec
 				return
 			}
 			n.c.Routable = ready
-			e.hub.emit(ContainerRoutableChanged{n.c.clone()})
+			e.hub.emit(ContainerRoutableChanged{n.c})
 			e.mu.Unlock()
 		}
 		interval := e.opts.StartupCheckInterval

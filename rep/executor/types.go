@@ -115,8 +115,10 @@ type RunResult struct {
 	Result string
 }
 
-// Container is a snapshot of one container. Its Tags and NetInfo.Ports are
-// shared with the executor and must not be changed.
+// Container is a snapshot of one container: a copy of the executor's record.
+// Its Tags and NetInfo.Ports are shared with that record, which never
+// changes them in place (tags are fixed at allocation, net info is replaced
+// whole), so they must not be changed.
 type Container struct {
 	Guid  string
 	State State
@@ -135,14 +137,6 @@ type Container struct {
 	MemoryLimitEnforced bool
 	// RunResult is set once completed.
 	RunResult RunResult
-}
-
-// clone is the snapshot callers get. It shares Tags and NetInfo.Ports with
-// the executor's record, which never changes them in place (tags are copied
-// at allocation and fixed; net info is replaced whole), so snapshots are
-// cheap and callers must treat both as read-only.
-func (c Container) clone() Container {
-	return c
 }
 
 // LogConfig names a container's log stream.
