@@ -424,8 +424,7 @@ func (m *measurement) recovery(ctx context.Context, followErr <-chan error) erro
 	if err != nil {
 		return err
 	}
-	presences.last = time.Time{} // once more, should the last go have fallen between two polls
-	presences.poll(ctx, m.c.client)
+	presences.list(ctx, m.c.client) // once more, should the last go have fallen between two polls
 	if rc.LastPresenceGoneSec > 0 {
 		rc.AfterLastPresenceSec = rc.Seconds - rc.LastPresenceGoneSec
 	}
@@ -454,9 +453,19 @@ type presenceWatch struct {
 const presencePollInterval = 100 * time.Millisecond
 
 // poll lists the cells, at most every presencePollInterval until every
-// killed cell is gone. A failed list is skipped: the next poll decides.
+// killed cell is gone.
 func (w *presenceWatch) poll(ctx context.Context, bbs *client.Client) {
-	if w.done || time.Since(w.last) < presencePollInterval {
+	if time.Since(w.last) < presencePollInterval {
+		return
+	}
+	w.list(ctx, bbs)
+}
+
+// list lists the cells now, unless every killed cell is known gone, and
+// notes the first and the last to go. A failed list is skipped: the next
+// decides.
+func (w *presenceWatch) list(ctx context.Context, bbs *client.Client) {
+	if w.done {
 		return
 	}
 	w.last = time.Now()

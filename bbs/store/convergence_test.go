@@ -1,16 +1,13 @@
 package store
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"code.cloudfoundry.org/lager/v3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/bbs/models"
-	"github.com/gavelhq/gavel/internal/etcdtest"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
@@ -59,14 +56,8 @@ func TestApplyChangesInChunksReportsEachChunkOnceTheCacheHasIt(t *testing.T) {
 // them (a lost cell's suspects must not hold up the claims and starts of
 // their replacements).
 func TestChunkedChangesLetOtherWritesThrough(t *testing.T) {
-	client := etcdtest.Shared(t)
-	s := New(Options{Client: client, KeyPrefix: etcdtest.Prefix(t), Logger: lager.NewLogger("store"),
-		Committer: CommitterOptions{MaxOps: 8, Workers: 1}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = s.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	require.NoError(t, s.WaitSynced(ctx))
+	f := newFixtureWith(t, CommitterOptions{MaxOps: 8, Workers: 1})
+	s, ctx := f.store, f.ctx
 
 	const n, chunk = 800, 8 // 100 chunks, one transaction each
 	changes := make([]Change, n)

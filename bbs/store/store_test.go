@@ -28,8 +28,14 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureWith(t, CommitterOptions{})
+}
+
+// newFixtureWith is newFixture with the committer's options (zero: defaults).
+func newFixtureWith(t testing.TB, committer CommitterOptions) *fixture {
+	t.Helper()
 	client := etcdtest.Shared(t)
-	s := New(Options{Client: client, KeyPrefix: etcdtest.Prefix(t), Logger: lager.NewLogger("store")})
+	s := New(Options{Client: client, KeyPrefix: etcdtest.Prefix(t), Logger: lager.NewLogger("store"), Committer: committer})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = s.Run(ctx); close(done) }()
