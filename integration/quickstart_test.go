@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -340,11 +341,21 @@ func countStrays(dir, s string) int {
 // that gavel dev starts on port 0 before the BBS binds it.
 const devPortBase, devPortCount = 11000, 1000
 
-// devPort returns a free loopback port from the gavel dev range.
+// devPortsGiven holds every port devPort has handed out in this test
+// process: a port is free until the gavel dev it was given to binds it, so
+// without this two calls (one test's BBS and router, or two parallel tests)
+// could be handed the same one.
+var devPortsGiven sync.Map
+
+// devPort returns a free loopback port from the gavel dev range, never one
+// it returned before.
 func devPort(t *testing.T) int {
 	t.Helper()
 	for range 200 {
 		port := devPortBase + rand.IntN(devPortCount)
+		if _, given := devPortsGiven.LoadOrStore(port, true); given {
+			continue
+		}
 		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 			l.Close()
 			return port

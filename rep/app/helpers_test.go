@@ -111,7 +111,11 @@ func startBBSWith(t testing.TB, prefix string, tweak func(*bbsapp.Config)) (*bbs
 	cfg.InstanceID = "bbs-" + t.Name()
 	cfg.KeyPrefix = prefix
 	cfg.Etcd = etcdclient.Config{Endpoints: etcdtest.SharedServer(t).Endpoints()}
-	cfg.LockTTL = config.Duration(2 * time.Second)
+	// These tests are not about the BBS lock (no test here starts a second
+	// BBS): its TTL is long enough that a loaded 2-core machine under the
+	// race detector cannot let it lapse (2 s once did, in TestSimCells, while
+	// 200 cells registered), which would stop the BBS mid-test.
+	cfg.LockTTL = config.Duration(10 * time.Second)
 	cfg.LockRetryInterval = config.Duration(200 * time.Millisecond)
 	tweak(&cfg)
 	require.NoError(t, cfg.Validate())
