@@ -124,6 +124,9 @@ type Placement struct {
 	// CellCallErrors is the cells' failed BBS calls, by call and gRPC
 	// code, "call/code" (gavel_rep_bbs_call_errors_total).
 	CellCallErrors map[string]float64 `json:"cell_bbs_call_errors,omitempty"`
+	// RunInfo is the cells' run-info caches over the phase, summed like
+	// CellCallErrors.
+	RunInfo RunInfo `json:"cell_run_info"`
 	// EventStream is the benchmark's own event subscription.
 	EventStream EventStream `json:"event_stream"`
 }
@@ -384,6 +387,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.EventStream.Events, p.EventStream.Resubscribes),
 		"convergence: " + p.Convergence.String(),
 		"cell errors: failed BBS calls of the cells: " + countList(p.CellCallErrors),
+		fmt.Sprintf("run info:    %.0f GetDesiredLRP fetches by the cells; %.0f claims run from the cache, %.0f missed it",
+			p.RunInfo.Fetches, p.RunInfo.Hits, p.RunInfo.Misses),
 	}
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
@@ -447,4 +452,14 @@ func tenthRates(ts []Tenth) string {
 		out += fmt.Sprintf("%.0f", t.PerSecond)
 	}
 	return out + " /s"
+}
+
+// RunInfo counts what the cells' run-info caches did: claims run with a
+// cached desired LRP (Hits), claims that needed one fetched (Misses) and the
+// GetDesiredLRP calls made for them (Fetches; fewer than Misses when cells
+// of one process waited for the same fetch).
+type RunInfo struct {
+	Hits    float64 `json:"hits"`
+	Misses  float64 `json:"misses"`
+	Fetches float64 `json:"fetches"`
 }

@@ -291,6 +291,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.Auctions = auctions(before, after)
 	p.Convergence = convergence(before, after)
 	p.CellCallErrors = cellCallErrors(before, after)
+	p.RunInfo = cellRunInfo(before, after)
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
 	return nil
@@ -700,6 +701,23 @@ func cellCallErrors(before, after *snapshot) map[string]float64 {
 		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_call_errors_total", "call", "code") {
 			out[call] += n
 		}
+	}
+	return out
+}
+
+// cellRunInfo is the cells' run-info cache counters over the phase, summed
+// over the cell processes that ran throughout it.
+func cellRunInfo(before, after *snapshot) RunInfo {
+	var out RunInfo
+	for name, now := range after.cells {
+		was, ok := before.cells[name]
+		if !ok {
+			continue
+		}
+		d := func(metric string) float64 { return now.value(metric) - was.value(metric) }
+		out.Hits += d("gavel_rep_run_info_cache_hits_total")
+		out.Misses += d("gavel_rep_run_info_cache_misses_total")
+		out.Fetches += d("gavel_rep_run_info_fetches_total")
 	}
 	return out
 }

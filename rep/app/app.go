@@ -34,6 +34,7 @@ type Rep struct {
 	logger   lager.Logger
 	registry *prometheus.Registry
 	metrics  *harmonizer.Metrics
+	runInfo  *harmonizer.RunInfoCache // shared by the cells
 
 	mu       sync.Mutex
 	cells    []*Cell
@@ -46,8 +47,8 @@ type Rep struct {
 func New(cfg Config, logger lager.Logger) *Rep {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), ready: make(chan struct{})}
-	reg.MustRegister(&cellCollector{rep: r})
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), ready: make(chan struct{})}
+	reg.MustRegister(&cellCollector{rep: r}, r.runInfo.Collector())
 	return r
 }
 
@@ -193,7 +194,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
-	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: harmonizer.NewRunInfoCache(0)}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo}
 	var members grouper.Members
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

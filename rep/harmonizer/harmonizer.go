@@ -133,7 +133,6 @@ type Harmonizer struct {
 	claims *batcher[*claimItem]
 	starts *batcher[*bbsv1.StartActualLRPRequest]
 	evacs  *batcher[*evacItem]
-	lrps   flight[*modelsv1.DesiredLRP]
 
 	baseCtx atomic.Pointer[context.Context]
 	syncing atomic.Bool
@@ -420,21 +419,16 @@ func (h *Harmonizer) removeLRP(ctx context.Context, key *modelsv1.ActualLRPKey, 
 
 // desiredLRP returns the desired LRP to run an instance just claimed: from
 // the run-info cache when it holds the version the claim named, else from
-// the BBS (one call shared by concurrent callers), then cached.
+// the BBS (one call shared by every cell of the process), then cached.
 func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string, claim *bbsv1.ClaimActualLRPResponse) (*modelsv1.DesiredLRP, error) {
-	if d, ok := h.opts.RunInfo.Get(processGuid, claim.GetDesiredEpoch(), claim.GetRunInfoRevision()); ok {
-		return d, nil
-	}
-	return h.lrps.do(processGuid, func() (*modelsv1.DesiredLRP, error) {
+	return h.opts.RunInfo.Fetch(ctx, processGuid, claim.GetDesiredEpoch(), claim.GetRunInfoRevision(), func(ctx context.Context) (*modelsv1.DesiredLRP, int64, error) {
 		cctx, cancel := h.callCtx(ctx)
 		defer cancel()
 		resp, err := h.bbs.GetDesiredLRP(cctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: processGuid})
 		if h.observe("GetDesiredLRP", err) != nil {
-			return nil, fmt.Errorf("get desired LRP %s: %w", processGuid, err)
+			return nil, 0, fmt.Errorf("get desired LRP %s: %w", processGuid, err)
 		}
-		d := resp.GetDesiredLrp()
-		h.opts.RunInfo.Put(processGuid, d.GetModificationTag().GetEpoch(), resp.GetRunInfoRevision(), d)
-		return d, nil
+		return resp.GetDesiredLrp(), resp.GetRunInfoRevision(), nil
 	})
 }
 

@@ -105,36 +105,3 @@ func (b *batcher[R]) flush() {
 		}
 	}
 }
-
-// flight shares one call among concurrent callers with the same key.
-type flight[T any] struct {
-	mu    sync.Mutex
-	calls map[string]*flightCall[T]
-}
-
-type flightCall[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
-}
-
-func (f *flight[T]) do(key string, fn func() (T, error)) (T, error) {
-	f.mu.Lock()
-	if f.calls == nil {
-		f.calls = map[string]*flightCall[T]{}
-	}
-	if c, ok := f.calls[key]; ok {
-		f.mu.Unlock()
-		<-c.done
-		return c.val, c.err
-	}
-	c := &flightCall[T]{done: make(chan struct{})}
-	f.calls[key] = c
-	f.mu.Unlock()
-	c.val, c.err = fn()
-	f.mu.Lock()
-	delete(f.calls, key)
-	f.mu.Unlock()
-	close(c.done)
-	return c.val, c.err
-}
