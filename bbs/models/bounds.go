@@ -113,130 +113,196 @@ var recordTypes = map[protoreflect.FullName]bool{
 func CheckBounds(m proto.Message) error {
 	v := &ValidationError{}
 	if m != nil {
-		checkMessage(v, nil, m.ProtoReflect(), 0)
+		w := boundsWalk{v: v, request: true}
+		w.message(m.ProtoReflect(), 0)
 	}
 	return v.Err()
+}
+
+// checkFieldBounds applies CheckBounds' rules to a record the Validate
+// functions check, named root in the errors ("desired_lrp.env[2].name");
+// its own encoded size is left to the caller, after its other rules.
+func checkFieldBounds(v *ValidationError, root string, m protoreflect.Message) {
+	w := boundsWalk{v: v, root: root}
+	w.message(m, 0)
 }
 
 // maxBoundErrors caps the errors one request reports.
 const maxBoundErrors = 20
 
-// fieldPath is a field's path in a request; it is spelled out
-// ("desired_lrp.env[2].name", `routes["cf-router"]`) only for an error, so
-// a request within its bounds costs no formatting.
-type fieldPath struct {
-	parent         *fieldPath
-	name           protoreflect.Name // a field (or the root's name)
-	index          int               // a list item's index, when isIndex
-	key            string            // a map entry's key, when isKey
-	isIndex, isKey bool
+// boundsWalk walks one message for CheckBounds. The path to the value being
+// checked is a stack of steps, spelled out ("desired_lrp.env[2].name",
+// `routes["cf-router"]`) only for an error, so a request within its bounds
+// costs no formatting and no allocation per field.
+type boundsWalk struct {
+	v *ValidationError
+	// root is the path's first name ("desired_lrp"), empty for a request.
+	root string
+	// request: the walk started at a whole request, whose own encoded size
+	// is bounded here when it is a record type.
+	request bool
+	path    []pathStep
+	buf     [16]pathStep
 }
 
-func (p *fieldPath) String() string {
-	if p == nil {
-		return ""
-	}
-	prefix := p.parent.String()
-	switch {
-	case p.isIndex:
-		return fmt.Sprintf("%s[%d]", prefix, p.index)
-	case p.isKey:
-		return fmt.Sprintf("%s[%q]", prefix, p.key)
-	case prefix == "":
-		return string(p.name)
-	}
-	return prefix + "." + string(p.name)
+type stepKind uint8
+
+const (
+	stepField stepKind = iota
+	stepIndex
+	stepKey
+)
+
+// pathStep is one step of a field path: a field, a list index or a map key.
+type pathStep struct {
+	kind  stepKind
+	name  protoreflect.Name
+	index int
+	key   string
 }
 
-func checkMessage(v *ValidationError, path *fieldPath, m protoreflect.Message, depth int) {
+func (w *boundsWalk) push(s pathStep) {
+	if w.path == nil {
+		w.path = w.buf[:0]
+	}
+	w.path = append(w.path, s)
+}
+
+func (w *boundsWalk) pop() { w.path = w.path[:len(w.path)-1] }
+
+// where spells out the current path.
+func (w *boundsWalk) where() string {
+	var b strings.Builder
+	b.WriteString(w.root)
+	for _, s := range w.path {
+		switch s.kind {
+		case stepIndex:
+			fmt.Fprintf(&b, "[%d]", s.index)
+		case stepKey:
+			fmt.Fprintf(&b, "[%q]", s.key)
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(s.name))
+		}
+	}
+	return b.String()
+}
+
+func (w *boundsWalk) message(m protoreflect.Message, depth int) {
+	v := w.v
 	if len(v.Errors) >= maxBoundErrors {
 		return
 	}
 	if depth > maxNesting {
-		v.Add(path.String(), "nests messages deeper than %d levels", maxNesting)
+		v.Add(w.where(), "nests messages deeper than %d levels", maxNesting)
 		return
 	}
 	before := len(v.Errors)
-	m.Range(func(fd protoreflect.FieldDescriptor, val protoreflect.Value) bool {
-		checkField(v, &fieldPath{parent: path, name: fd.Name()}, fd, val, depth)
-		return len(v.Errors) < maxBoundErrors
-	})
+	// The fields by their descriptors rather than m.Range: no closure per
+	// message.
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len() && len(v.Errors) < maxBoundErrors; i++ {
+		fd := fields.Get(i)
+		if !m.Has(fd) {
+			continue
+		}
+		w.push(pathStep{kind: stepField, name: fd.Name()})
+		w.field(fd, m.Get(fd), depth)
+		w.pop()
+	}
 	// A record's size, once its fields are within their bounds (so a part
 	// too large is named first): here for a nested record or a request that
 	// is one; the Validate functions check their root record after their
 	// own rules.
-	if len(v.Errors) == before && (depth > 0 || path == nil) {
-		checkRecordSize(v, path, m)
+	if len(v.Errors) == before && (depth > 0 || w.request) {
+		if _, over := recordOversize(m); over {
+			checkRecordSize(v, w.where(), m)
+		}
 	}
 }
 
-func checkField(v *ValidationError, path *fieldPath, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
+func (w *boundsWalk) field(fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
+	v := w.v
 	switch {
 	case fd.IsList():
 		l := val.List()
 		if max := listBound(fd.Name()); l.Len() > max {
-			v.Add(path.String(), "must hold at most %d items (got %d)", max, l.Len())
+			v.Add(w.where(), "must hold at most %d items (got %d)", max, l.Len())
 			return
 		}
 		for i := 0; i < l.Len(); i++ {
-			checkValue(v, &fieldPath{parent: path, index: i, isIndex: true}, fd, l.Get(i), depth)
+			w.push(pathStep{kind: stepIndex, index: i})
+			w.value(fd, l.Get(i), depth)
+			w.pop()
 		}
 	case fd.IsMap():
 		mp := val.Map()
 		if max := listBound(fd.Name()); mp.Len() > max {
-			v.Add(path.String(), "must hold at most %d entries (got %d)", max, mp.Len())
+			v.Add(w.where(), "must hold at most %d entries (got %d)", max, mp.Len())
 			return
 		}
 		mp.Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
 			key := k.String()
 			if len(key) > MaxNameBytes {
-				v.Add(path.String(), "keys must be at most %d bytes (got one of %d)", MaxNameBytes, len(key))
+				v.Add(w.where(), "keys must be at most %d bytes (got one of %d)", MaxNameBytes, len(key))
 				return false
 			}
-			checkValue(v, &fieldPath{parent: path, key: key, isKey: true}, fd.MapValue(), mv, depth)
+			w.push(pathStep{kind: stepKey, key: key})
+			w.value(fd.MapValue(), mv, depth)
+			w.pop()
 			return len(v.Errors) < maxBoundErrors
 		})
 	default:
-		checkValue(v, path, fd, val, depth)
+		w.value(fd, val, depth)
 	}
 }
 
-// checkRecordSize bounds the encoded size of a record type; false when
-// it is beyond MaxRecordBytes.
-func checkRecordSize(v *ValidationError, path *fieldPath, m protoreflect.Message) bool {
+// value checks one value (a singular field, a list item or a map value).
+func (w *boundsWalk) value(fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
+	v := w.v
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if max := stringBound(fd); max > 0 && len(val.String()) > max {
+			v.Add(w.where(), "must be at most %d bytes (got %d)", max, len(val.String()))
+		}
+	case protoreflect.BytesKind:
+		if max := stringBound(fd); max > 0 && len(val.Bytes()) > max {
+			v.Add(w.where(), "must be at most %d bytes (got %d)", max, len(val.Bytes()))
+		}
+	case protoreflect.EnumKind:
+		if fd.Enum().Values().ByNumber(val.Enum()) == nil {
+			v.Add(w.where(), "unknown %s value %d", fd.Enum().Name(), val.Enum())
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		w.message(val.Message(), depth+1)
+	}
+}
+
+// recordOversize is m's encoded size, and whether m is a record type
+// beyond MaxRecordBytes.
+func recordOversize(m protoreflect.Message) (int, bool) {
 	if !recordTypes[m.Descriptor().FullName()] {
-		return true
+		return 0, false
 	}
 	n := proto.Size(m.Interface())
-	if n <= MaxRecordBytes {
+	return n, n > MaxRecordBytes
+}
+
+// checkRecordSize bounds the encoded size of a record type, naming it field
+// (or its message name when field is empty); false when it is beyond
+// MaxRecordBytes.
+func checkRecordSize(v *ValidationError, field string, m protoreflect.Message) bool {
+	n, over := recordOversize(m)
+	if !over {
 		return true
 	}
-	field := path.String()
 	if field == "" {
 		field = string(m.Descriptor().Name())
 	}
 	v.Add(field, "must be at most %d bytes encoded (got %d)", MaxRecordBytes, n)
 	return false
-}
-
-// checkValue checks one value (a singular field, a list item or a map value).
-func checkValue(v *ValidationError, path *fieldPath, fd protoreflect.FieldDescriptor, val protoreflect.Value, depth int) {
-	switch fd.Kind() {
-	case protoreflect.StringKind:
-		if max := stringBound(fd); max > 0 && len(val.String()) > max {
-			v.Add(path.String(), "must be at most %d bytes (got %d)", max, len(val.String()))
-		}
-	case protoreflect.BytesKind:
-		if max := stringBound(fd); max > 0 && len(val.Bytes()) > max {
-			v.Add(path.String(), "must be at most %d bytes (got %d)", max, len(val.Bytes()))
-		}
-	case protoreflect.EnumKind:
-		if fd.Enum().Values().ByNumber(val.Enum()) == nil {
-			v.Add(path.String(), "unknown %s value %d", fd.Enum().Name(), val.Enum())
-		}
-	case protoreflect.MessageKind, protoreflect.GroupKind:
-		checkMessage(v, path, val.Message(), depth+1)
-	}
 }
 
 func stringBound(fd protoreflect.FieldDescriptor) int {

@@ -374,7 +374,7 @@ func ValidateDesiredLRPWithin(d *modelsv1.DesiredLRP, l Limits) error {
 		return v
 	}
 	const p = "desired_lrp."
-	if checkMessage(v, &fieldPath{name: "desired_lrp"}, d.ProtoReflect(), 0); len(v.Errors) > 0 {
+	if checkFieldBounds(v, "desired_lrp", d.ProtoReflect()); len(v.Errors) > 0 {
 		return v // beyond a bound: the other rules would only repeat it
 	}
 	checkGUID(v, p+"process_guid", d.GetProcessGuid())
@@ -419,7 +419,7 @@ func ValidateDesiredLRPWithin(d *modelsv1.DesiredLRP, l Limits) error {
 		v.Add(p+"modification_tag", "is set by the BBS and must be empty")
 	}
 	if len(v.Errors) == 0 {
-		checkRecordSize(v, &fieldPath{name: "desired_lrp"}, d.ProtoReflect())
+		checkRecordSize(v, "desired_lrp", d.ProtoReflect())
 	}
 	return v.Err()
 }
@@ -437,7 +437,7 @@ func ValidateDesiredLRPUpdateWithin(processGUID string, u *modelsv1.DesiredLRPUp
 		v.Add("update", "is required")
 		return v
 	}
-	if checkMessage(v, &fieldPath{name: "update"}, u.ProtoReflect(), 0); len(v.Errors) > 0 {
+	if checkFieldBounds(v, "update", u.ProtoReflect()); len(v.Errors) > 0 {
 		return v
 	}
 	if u.Instances != nil {
@@ -460,7 +460,7 @@ func ValidateDesiredLRPUpdateWithin(processGUID string, u *modelsv1.DesiredLRPUp
 		v.Add("update.image_username", "image_username and image_password must be given together")
 	}
 	if len(v.Errors) == 0 {
-		checkRecordSize(v, &fieldPath{name: "update"}, u.ProtoReflect())
+		checkRecordSize(v, "update", u.ProtoReflect())
 	}
 	return v.Err()
 }
@@ -474,7 +474,7 @@ func ValidateTask(taskGUID, domain string, def *modelsv1.TaskDefinition) error {
 		v.Add("definition", "is required")
 		return v
 	}
-	if checkMessage(v, &fieldPath{name: "definition"}, def.ProtoReflect(), 0); len(v.Errors) > 0 {
+	if checkFieldBounds(v, "definition", def.ProtoReflect()); len(v.Errors) > 0 {
 		return v
 	}
 	const p = "definition."
@@ -502,7 +502,7 @@ func ValidateTask(taskGUID, domain string, def *modelsv1.TaskDefinition) error {
 		}
 	}
 	if len(v.Errors) == 0 {
-		checkRecordSize(v, &fieldPath{name: "definition"}, def.ProtoReflect())
+		checkRecordSize(v, "definition", def.ProtoReflect())
 	}
 	return v.Err()
 }

@@ -20,8 +20,9 @@
 //
 // The desired LRP comes from the RunInfoCache, shared by the cells of a
 // process, when it holds the run info version the claim's answer names
-// (desired epoch + run record revision); else from one GetDesiredLRP, whose
-// answer is cached (LRU, DefaultRunInfoCacheSize entries).
+// (desired epoch + run record revision); else from one GetDesiredLRP per
+// process guid, which every cell of the process waiting for it shares and
+// whose answer is cached (LRU, DefaultRunInfoCacheSize entries).
 //
 // Bulk sync, at start and every Options.BulkSyncInterval, lists the
 // containers, this cell's actual LRPs and tasks, and the containers again:
