@@ -217,8 +217,9 @@ func (w *boundsWalk) message(m protoreflect.Message, depth int) {
 	// is one; the Validate functions check their root record after their
 	// own rules.
 	if len(v.Errors) == before && (depth > 0 || w.request) {
-		if _, over := recordOversize(m); over {
-			checkRecordSize(v, w.where(), m)
+		// The path is spelled out only for a record too large.
+		if n, over := recordOversize(m); over {
+			addOversize(v, w.where(), m, n)
 		}
 	}
 }
@@ -295,14 +296,18 @@ func recordOversize(m protoreflect.Message) (int, bool) {
 // MaxRecordBytes.
 func checkRecordSize(v *ValidationError, field string, m protoreflect.Message) bool {
 	n, over := recordOversize(m)
-	if !over {
-		return true
+	if over {
+		addOversize(v, field, m, n)
 	}
+	return !over
+}
+
+// addOversize reports record m, of n bytes encoded, as beyond MaxRecordBytes.
+func addOversize(v *ValidationError, field string, m protoreflect.Message, n int) {
 	if field == "" {
 		field = string(m.Descriptor().Name())
 	}
 	v.Add(field, "must be at most %d bytes encoded (got %d)", MaxRecordBytes, n)
-	return false
 }
 
 func stringBound(fd protoreflect.FieldDescriptor) int {
