@@ -688,20 +688,27 @@ func procUse(before, after ProcStats) ProcUse {
 		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20)}
 }
 
+// eachCellThroughout calls f with the metrics of each cell process that ran
+// throughout the phase, after and before it (a process started or killed
+// meanwhile would count only part of the phase).
+func eachCellThroughout(before, after *snapshot, f func(now, was metrics)) {
+	for name, now := range after.cells {
+		if was, ok := before.cells[name]; ok {
+			f(now, was)
+		}
+	}
+}
+
 // cellCallErrors is the cells' failed BBS calls over the phase, by call and
 // code ("ClaimActualLRP/DeadlineExceeded"), summed over the cell processes
 // that ran throughout it.
 func cellCallErrors(before, after *snapshot) map[string]float64 {
 	out := map[string]float64{}
-	for name, now := range after.cells {
-		was, ok := before.cells[name]
-		if !ok {
-			continue
-		}
+	eachCellThroughout(before, after, func(now, was metrics) {
 		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_call_errors_total", "call", "code") {
 			out[call] += n
 		}
-	}
+	})
 	return out
 }
 
@@ -709,16 +716,12 @@ func cellCallErrors(before, after *snapshot) map[string]float64 {
 // over the cell processes that ran throughout it.
 func cellRunInfo(before, after *snapshot) RunInfo {
 	var out RunInfo
-	for name, now := range after.cells {
-		was, ok := before.cells[name]
-		if !ok {
-			continue
-		}
+	eachCellThroughout(before, after, func(now, was metrics) {
 		d := func(metric string) float64 { return now.value(metric) - was.value(metric) }
 		out.Hits += d("gavel_rep_run_info_cache_hits_total")
 		out.Misses += d("gavel_rep_run_info_cache_misses_total")
 		out.Fetches += d("gavel_rep_run_info_fetches_total")
-	}
+	})
 	return out
 }
 
