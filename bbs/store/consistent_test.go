@@ -122,6 +122,12 @@ func TestSyncWaitsForALaggingWatchThatMakesProgress(t *testing.T) {
 	})
 	r.cache.stallTimeout = 300 * time.Millisecond
 	require.EqualValues(t, 1, r.cache.Relists())
+	// A watch that has not caught up with etcd yet gets the writes made
+	// meanwhile in one response; let it deliver one first, so each gated
+	// write below comes as a response of its own.
+	_, err := w.DesireLRP(f.ctx, desired("warm", 1))
+	require.NoError(t, err)
+	require.NoError(t, r.Sync(f.ctx))
 
 	gated.Store(true)
 	const writes = 6
@@ -155,7 +161,7 @@ func TestSyncWaitsForALaggingWatchThatMakesProgress(t *testing.T) {
 	require.EqualValues(t, 1, r.cache.Relists(), "a watch that makes progress is not restarted")
 	require.GreaterOrEqual(t, applied.Load(), int32(3), "catching up took several responses, longer than one stall timeout (the premise)")
 	gated.Store(false)
-	_, err := r.GetDesiredLRP(fmt.Sprintf("slow-%d", writes-1))
+	_, err = r.GetDesiredLRP(fmt.Sprintf("slow-%d", writes-1))
 	require.NoError(t, err)
 }
 
