@@ -305,8 +305,10 @@ func TestGoldenProcessStreams(t *testing.T) {
 
 	t.Run("attach", func(t *testing.T) {
 		// Started without output or stdin (stream 2), then attached with both.
+		// It reads stdin to its end before it exits, so the client's close of
+		// stdin always reaches the wire (exiting after the first line raced it).
 		first, err := ts.client.Run(ctx, "app-guid-0", garden.ProcessSpec{
-			ID: "proc-2", Path: "sh", Args: []string{"-c", "read x; echo got $x; echo oops >&2; exit 5"},
+			ID: "proc-2", Path: "sh", Args: []string{"-c", "read x; cat >/dev/null; echo got $x; echo oops >&2; exit 5"},
 		}, client.ProcessIO{})
 		require.NoError(t, err)
 		var stdout, stderr syncBuffer
