@@ -74,6 +74,10 @@ type Metrics struct {
 	BBSErrors *prometheus.CounterVec
 	// BulkSyncDuration observes the duration of bulk syncs.
 	BulkSyncDuration prometheus.Histogram
+	// BatchCalls counts batched BBS calls (claims, starts, evacuations) by
+	// call; BatchItems counts the requests they carried, so their ratio is
+	// the mean batch size.
+	BatchCalls, BatchItems *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (when not nil).
@@ -86,9 +90,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gavel_rep_bulk_sync_duration_seconds", Help: "Duration of the rep's bulk syncs with the BBS.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
+		BatchCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_rep_bbs_batch_calls_total", Help: "Batched BBS calls of the rep (BatchClaimActualLRPs, BatchStartActualLRPs, BatchEvacuateActualLRPs), by call.",
+		}, []string{"call"}),
+		BatchItems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_rep_bbs_batch_items_total", Help: "Requests carried by the rep's batched BBS calls, by call; divided by gavel_rep_bbs_batch_calls_total, the mean batch.",
+		}, []string{"call"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.BBSErrors, m.BulkSyncDuration)
+		reg.MustRegister(m.BBSErrors, m.BulkSyncDuration, m.BatchCalls, m.BatchItems)
 	}
 	return m
 }
@@ -248,6 +258,12 @@ func (h *Harmonizer) startSync(ctx context.Context) {
 			h.logger.Error("bulk-sync-failed", err)
 		}
 	}()
+}
+
+// countBatch counts one batched BBS call carrying n requests.
+func (h *Harmonizer) countBatch(call string, n int) {
+	h.opts.Metrics.BatchCalls.WithLabelValues(call).Inc()
+	h.opts.Metrics.BatchItems.WithLabelValues(call).Add(float64(n))
 }
 
 // observe counts a failed BBS call and returns err.
@@ -561,6 +577,7 @@ func (h *Harmonizer) batchClaim(ctx context.Context, items []*claimItem) []error
 	for i, it := range items {
 		reqs[i] = it.req
 	}
+	h.countBatch("BatchClaimActualLRPs", len(reqs))
 	resp, err := h.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
 	for i, it := range items {
 		if i < len(resp.GetClaims()) {
@@ -577,6 +594,7 @@ func (h *Harmonizer) batchClaim(ctx context.Context, items []*claimItem) []error
 func (h *Harmonizer) batchStart(ctx context.Context, reqs []*bbsv1.StartActualLRPRequest) []error {
 	cctx, cancel := h.callCtx(ctx)
 	defer cancel()
+	h.countBatch("BatchStartActualLRPs", len(reqs))
 	resp, err := h.bbs.BatchStartActualLRPs(cctx, &bbsv1.BatchStartActualLRPsRequest{Starts: reqs})
 	errs := batchErrors(len(reqs), resp.GetResults(), err)
 	for _, e := range errs {
