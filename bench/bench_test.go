@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	"github.com/gavelhq/gavel/bench"
 )
 
@@ -32,9 +33,10 @@ func TestSmallRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	pacing := 500 * time.Millisecond
 	res, err := bench.Run(ctx, bench.Options{
 		Cells: 20, Instances: 500, InstancesPerLRP: 10, CellsPerProcess: 10, KillShare: 0.1, EtcdMode: bench.EtcdProcess,
-		RawDuration: time.Second, PresenceTTL: 3 * time.Second,
+		RawDuration: time.Second, PresenceTTL: 3 * time.Second, MinAuctionInterval: &pacing,
 		Timeout: 2 * time.Minute, RecoveryTimeout: time.Minute,
 		Progress: logWriter{t}, ProgressInterval: 2 * time.Second,
 	})
@@ -55,6 +57,16 @@ func TestSmallRun(t *testing.T) {
 	require.Equal(t, 3, res.Setup.CellProcesses)
 	assert.LessOrEqual(t, ri.Fetches, 50.0*3, "one fetch per LRP and rep process: %+v", ri)
 	assert.LessOrEqual(t, ri.Fetches, ri.Misses, "run-info fetches: %+v", ri)
+	// Every instance was claimed and started through the cells' batched
+	// calls, counted by the reps' metrics.
+	for _, call := range []string{"BatchClaimActualLRPs", "BatchStartActualLRPs"} {
+		b := res.Placement.CellBatches[call]
+		assert.GreaterOrEqual(t, b.Items, 500.0, "%s: %+v", call, b)
+		assert.Positive(t, b.Calls, call)
+		assert.LessOrEqual(t, b.Calls, b.Items, call)
+	}
+	require.NotNil(t, res.Setup.MinAuctionIntervalSec)
+	assert.Equal(t, 0.5, *res.Setup.MinAuctionIntervalSec)
 	require.NotNil(t, res.Recovery)
 	assert.Equal(t, 2, res.Recovery.KilledCells)
 	assert.True(t, res.Recovery.AllRunning, "every displaced instance RUNNING again")
@@ -171,4 +183,17 @@ func TestOptionsValidate(t *testing.T) {
 	assert.ErrorContains(t, err, "batched-keys-per-txn: must be at most 16384")
 	err = bench.Options{Sizes: []bench.Size{{MemoryMB: 1 << 20, Weight: 1}}}.Validate()
 	assert.ErrorContains(t, err, "fit a cell")
+	for _, iv := range []time.Duration{-time.Second, 11 * time.Second} {
+		err = bench.Options{MinAuctionInterval: &iv}.Validate()
+		assert.ErrorContains(t, err, "min-auction-interval: must be between 0s and 10s (got "+iv.String()+")")
+	}
+	zero := time.Duration(0)
+	assert.NoError(t, bench.Options{MinAuctionInterval: &zero}.Validate(), "0s (Diego's back-to-back auctions) is valid")
+}
+
+// The bench's flag shows the auctioneer's own default and bound.
+func TestMinAuctionIntervalMatchesTheAuctioneer(t *testing.T) {
+	assert.Equal(t, auctioneerapp.DefaultMinAuctionInterval, bench.DefaultMinAuctionInterval)
+	assert.Equal(t, auctioneerapp.MaxMinAuctionInterval, bench.MaxMinAuctionInterval)
+	assert.Equal(t, auctioneerapp.DefaultMinAuctionInterval, auctioneerapp.DefaultConfig().MinAuctionInterval.D())
 }

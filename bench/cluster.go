@@ -158,7 +158,7 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	}
 
 	etcd := map[string]any{"endpoints": []string{c.etcdURL}}
-	if c.auctioneer, err = c.startDaemon("auctioneer", "auctioneer", map[string]any{
+	aucCfg := map[string]any{
 		"insecure_plaintext": true,
 		"listen_address":     c.aucAddr,
 		"debug_address":      c.aucDebug,
@@ -166,7 +166,11 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 		"instance_id":        "bench-auctioneer",
 		"etcd":               etcd,
 		"bbs_addresses":      []string{c.bbsAddr},
-	}); err != nil {
+	}
+	if iv := opts.MinAuctionInterval; iv != nil {
+		aucCfg["min_auction_interval"] = iv.String()
+	}
+	if c.auctioneer, err = c.startDaemon("auctioneer", "auctioneer", aucCfg); err != nil {
 		return c, err
 	}
 	if err := c.waitFor(ctx, c.auctioneer, time.Minute, "the auctioneer to hold its lock", func(ctx context.Context) bool {

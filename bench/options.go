@@ -27,14 +27,19 @@ const (
 	// MaxBatchedKeysPerTxn stays within the etcd's max-txn-ops (16384).
 	MaxBatchedKeysPerTxn     = 16384
 	DefaultDesireConcurrency = 8
-	DefaultPresenceTTL       = 15 * time.Second
-	DefaultCellMemoryMB      = 32 << 10
-	DefaultCellDiskMB        = 64 << 10
-	DefaultCellContainers    = 250
-	DefaultTimeout           = 10 * time.Minute
-	DefaultRecoveryTimeout   = 3 * time.Minute
-	DefaultLogLevel          = "error"
-	DefaultProgressInterval  = 5 * time.Second
+	// DefaultMinAuctionInterval is the auctioneer's own default
+	// min_auction_interval, shown by the CLI's flag.
+	DefaultMinAuctionInterval = time.Second
+	// MaxMinAuctionInterval is the auctioneer's bound on it.
+	MaxMinAuctionInterval   = 10 * time.Second
+	DefaultPresenceTTL      = 15 * time.Second
+	DefaultCellMemoryMB     = 32 << 10
+	DefaultCellDiskMB       = 64 << 10
+	DefaultCellContainers   = 250
+	DefaultTimeout          = 10 * time.Minute
+	DefaultRecoveryTimeout  = 3 * time.Minute
+	DefaultLogLevel         = "error"
+	DefaultProgressInterval = 5 * time.Second
 	// DefaultEtcdMode keeps etcd embedded in the BBS, called in-process,
 	// as the BBS runs by default. EtcdProcess measures etcd's CPU apart but
 	// is not free: the loopback gRPC hop it adds cost about as much CPU
@@ -159,6 +164,9 @@ type Options struct {
 	CellMemoryMB, CellDiskMB, CellContainers int
 	// CommitWorkers and CommitBatchOps override the BBS's (0: its defaults).
 	CommitWorkers, CommitBatchOps int
+	// MinAuctionInterval, when set, is the auctioneer's min_auction_interval
+	// (nil: the auctioneer's default, DefaultMinAuctionInterval).
+	MinAuctionInterval *time.Duration
 	// Timeout bounds the placement phase (default 10m).
 	Timeout time.Duration
 	// RecoveryTimeout bounds the recovery phase (default 3m).
@@ -238,6 +246,9 @@ func (o Options) Validate() error {
 	}
 	if o.KillShare > 0 && o.killCount() >= o.Cells {
 		bad("kill-cells: would kill every cell")
+	}
+	if iv := o.MinAuctionInterval; iv != nil && (*iv < 0 || *iv > MaxMinAuctionInterval) {
+		bad("min-auction-interval: must be between 0s and %s (got %s)", MaxMinAuctionInterval, *iv)
 	}
 	if o.PresenceTTL < time.Second {
 		bad("presence-ttl: must be at least 1s (got %s)", o.PresenceTTL)

@@ -53,6 +53,9 @@ type Setup struct {
 	PresenceTTLSec    float64   `json:"presence_ttl_seconds"`
 	CommitWorkers     int       `json:"bbs_commit_workers,omitempty"`
 	CommitBatchOps    int       `json:"bbs_commit_batch_ops,omitempty"`
+	// MinAuctionIntervalSec is the auctioneer's min_auction_interval, when
+	// the run set it.
+	MinAuctionIntervalSec *float64 `json:"min_auction_interval_seconds,omitempty"`
 	// EtcdMode is "process" (etcd its own process, measured apart) or
 	// "embedded" (etcd inside the BBS process).
 	EtcdMode  string `json:"etcd_mode"`
@@ -127,6 +130,9 @@ type Placement struct {
 	// RunInfo is the cells' run-info caches over the phase, summed like
 	// CellCallErrors.
 	RunInfo RunInfo `json:"cell_run_info"`
+	// CellBatches is the cells' batched BBS calls, by call, summed like
+	// CellCallErrors.
+	CellBatches map[string]CellBatch `json:"cell_bbs_batches,omitempty"`
 	// EventStream is the benchmark's own event subscription.
 	EventStream EventStream `json:"event_stream"`
 }
@@ -207,8 +213,12 @@ type Auctions struct {
 	WriteBackErrors  float64 `json:"write_back_errors"`
 	// StatesFetched counts cell State calls, StatesReused the cells whose
 	// kept state stood in for one (auctioneer cell_state_max_age).
-	StatesFetched float64   `json:"cell_states_fetched"`
-	StatesReused  float64   `json:"cell_states_reused"`
+	StatesFetched float64 `json:"cell_states_fetched"`
+	StatesReused  float64 `json:"cell_states_reused"`
+	// Paced counts auctions that waited for min_auction_interval, and
+	// PacingSeconds the time they waited in all.
+	Paced         float64   `json:"paced"`
+	PacingSeconds float64   `json:"pacing_seconds"`
 	BatchSize     Histogram `json:"batch_size"`
 	Duration      Histogram `json:"duration_seconds"`
 	FetchStates   Histogram `json:"fetch_states_seconds"`
@@ -381,6 +391,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
+		fmt.Sprintf("pacing:      %.0f auctions waited for the auctioneer's min_auction_interval, %.1f s in all", p.Auctions.Paced, p.Auctions.PacingSeconds),
 		fmt.Sprintf("cell states: %.0f fetched, %.0f reused from the auctioneer's kept states", p.Auctions.StatesFetched, p.Auctions.StatesReused),
 		fmt.Sprintf("auctioneer:  %.0f LRPs started, %.0f failed; %.0f failed cell states, %.0f perform errors, %.0f write-back errors; event stream %d events, %d resubscribes",
 			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,
@@ -389,6 +400,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		"cell errors: failed BBS calls of the cells: " + countList(p.CellCallErrors),
 		fmt.Sprintf("run info:    %.0f GetDesiredLRP fetches by the cells; %.0f claims run from the cache, %.0f missed it",
 			p.RunInfo.Fetches, p.RunInfo.Hits, p.RunInfo.Misses),
+		"cell batches: " + batchList(p.CellBatches),
 	}
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
@@ -452,6 +464,32 @@ func tenthRates(ts []Tenth) string {
 		out += fmt.Sprintf("%.0f", t.PerSecond)
 	}
 	return out + " /s"
+}
+
+// CellBatch counts one kind of the cells' batched BBS calls and the requests
+// they carried.
+type CellBatch struct {
+	Calls float64 `json:"calls"`
+	Items float64 `json:"items"`
+}
+
+// batchList is "BatchClaimActualLRPs 120 calls × 3.2, ..." in call order, or
+// "none".
+func batchList(m map[string]CellBatch) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	calls := make([]string, 0, len(m))
+	for c := range m {
+		calls = append(calls, c)
+	}
+	sort.Strings(calls)
+	parts := make([]string, len(calls))
+	for i, c := range calls {
+		b := m[c]
+		parts[i] = fmt.Sprintf("%s %.0f calls × %.1f", c, b.Calls, b.Items/max(b.Calls, 1))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // RunInfo counts what the cells' run-info caches did: claims run with a

@@ -45,6 +45,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps, EtcdMode: opts.EtcdMode,
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(),
 	}}
+	if iv := opts.MinAuctionInterval; iv != nil {
+		sec := iv.Seconds()
+		res.Setup.MinAuctionIntervalSec = &sec
+	}
 	dir, err := os.MkdirTemp(opts.WorkDir, "gavel-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench work dir: %w", err)
@@ -292,6 +296,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.Convergence = convergence(before, after)
 	p.CellCallErrors = cellCallErrors(before, after)
 	p.RunInfo = cellRunInfo(before, after)
+	p.CellBatches = cellBatches(before, after)
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
 	return nil
@@ -725,6 +730,22 @@ func cellRunInfo(before, after *snapshot) RunInfo {
 	return out
 }
 
+// cellBatches is the cells' batched BBS calls over the phase, by call,
+// summed over the cell processes that ran throughout it.
+func cellBatches(before, after *snapshot) map[string]CellBatch {
+	out := map[string]CellBatch{}
+	eachCellThroughout(before, after, func(now, was metrics) {
+		items := now.deltaByLabel(was, "gavel_rep_bbs_batch_items_total", "call")
+		for call, n := range now.deltaByLabel(was, "gavel_rep_bbs_batch_calls_total", "call") {
+			b := out[call]
+			b.Calls += n
+			b.Items += items[call]
+			out[call] = b
+		}
+	})
+	return out
+}
+
 // convergence is the BBS converger's counters over the phase.
 func convergence(before, after *snapshot) Convergence {
 	return Convergence{
@@ -757,6 +778,8 @@ func auctions(before, after *snapshot) Auctions {
 		WriteBackErrors:  after.auc.value("gavel_auctioneer_write_back_errors_total") - before.auc.value("gavel_auctioneer_write_back_errors_total"),
 		StatesFetched:    after.auc.value("gavel_auctioneer_cell_states_fetched_total") - before.auc.value("gavel_auctioneer_cell_states_fetched_total"),
 		StatesReused:     after.auc.value("gavel_auctioneer_cell_states_reused_total") - before.auc.value("gavel_auctioneer_cell_states_reused_total"),
+		Paced:            after.auc.value("gavel_auctioneer_paced_auctions_total") - before.auc.value("gavel_auctioneer_paced_auctions_total"),
+		PacingSeconds:    after.auc.value("gavel_auctioneer_pacing_wait_seconds_total") - before.auc.value("gavel_auctioneer_pacing_wait_seconds_total"),
 		BatchSize:        histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
 		Duration:         histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
 		FetchStates:      histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,7 @@ func newBenchCommand() *cobra.Command {
 		lrps                  int
 		sizes, kill, out, svg string
 		repeat                int
+		minAuctionInterval    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -56,6 +58,7 @@ func newBenchCommand() *cobra.Command {
 			if o.Instances <= 0 || o.Cells <= 0 || o.InstancesPerLRP <= 0 {
 				return errors.New("--cells, --instances (or --lrps) and --instances-per-lrp must be positive")
 			}
+			o.MinAuctionInterval = &minAuctionInterval
 			o.Progress = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -117,6 +120,7 @@ func newBenchCommand() *cobra.Command {
 	f.IntVar(&o.CellContainers, "cell-containers", bench.DefaultCellContainers, "containers of each cell")
 	f.IntVar(&o.CommitWorkers, "commit-workers", 0, "BBS commit_workers (0: the BBS default)")
 	f.IntVar(&o.CommitBatchOps, "commit-batch-ops", 0, "BBS commit_batch_ops (0: the BBS default)")
+	f.DurationVar(&minAuctionInterval, "min-auction-interval", bench.DefaultMinAuctionInterval, "auctioneer min_auction_interval (0s: auctions back to back, as Diego's)")
 	f.DurationVar(&o.Timeout, "timeout", bench.DefaultTimeout, "bound on the placement phase")
 	f.DurationVar(&o.RecoveryTimeout, "recovery-timeout", bench.DefaultRecoveryTimeout, "bound on the recovery phase")
 	f.StringVar(&o.LogLevel, "log-level", bench.DefaultLogLevel, "daemons' log level")

@@ -206,6 +206,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 		CellStateTimeout:     a.cfg.CellStateTimeout.D(),
 		CellStateWorkers:     a.cfg.CellStateWorkers,
 		StateMaxAge:          a.cfg.CellStateMaxAge.D(),
+		MinInterval:          a.cfg.MinAuctionInterval.D(),
 		CommunicationTimeout: a.cfg.CommunicationTimeout.D(),
 		Logger:               a.logger,
 		Metrics:              a.metrics,

@@ -43,6 +43,11 @@ const (
 	DefaultCellStateMaxAge = 5 * time.Second
 	// MaxCellStateMaxAge bounds cell_state_max_age.
 	MaxCellStateMaxAge = time.Minute
+	// DefaultMinAuctionInterval is the least time between the starts of two
+	// auctions while work keeps arriving.
+	DefaultMinAuctionInterval = time.Second
+	// MaxMinAuctionInterval bounds min_auction_interval.
+	MaxMinAuctionInterval = 10 * time.Second
 )
 
 // Config is the auctioneer's JSON config file.
@@ -97,6 +102,12 @@ type Config struct {
 	// again (default 5s, at most 1m; 0s asks every cell before every
 	// auction, as Diego does). See auctionrunner.Options.StateMaxAge.
 	CellStateMaxAge config.Duration `json:"cell_state_max_age"`
+	// MinAuctionInterval is the least time from one auction's start to the
+	// next one's while work keeps arriving (default 1s, at most 10s); work
+	// that arrives after a quiet interval is auctioned at once. 0s starts
+	// the next auction as soon as work is waiting, as Diego does. See
+	// auctionrunner.Options.MinInterval.
+	MinAuctionInterval config.Duration `json:"min_auction_interval"`
 	// CommunicationTimeout bounds each Perform and each BBS write-back (default 10s).
 	CommunicationTimeout config.Duration `json:"communication_timeout"`
 	// StartingContainerWeight is the score per starting container (default 0.25, >= 0).
@@ -130,6 +141,7 @@ func DefaultConfig() Config {
 		CellStateTimeout:        config.Duration(DefaultCellStateTimeout),
 		CellStateWorkers:        DefaultCellStateWorkers,
 		CellStateMaxAge:         config.Duration(DefaultCellStateMaxAge),
+		MinAuctionInterval:      config.Duration(DefaultMinAuctionInterval),
 		CommunicationTimeout:    config.Duration(DefaultCommunicationTimeout),
 		StartingContainerWeight: auctioneer.DefaultStartingContainerWeight,
 		BinPackFirstFitWeight:   auctioneer.DefaultBinPackFirstFitWeight,
@@ -217,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if a := c.CellStateMaxAge.D(); a < 0 || a > MaxCellStateMaxAge {
 		bad("cell_state_max_age", "must be between 0s and %s (got %s)", MaxCellStateMaxAge, c.CellStateMaxAge)
+	}
+	if iv := c.MinAuctionInterval.D(); iv < 0 || iv > MaxMinAuctionInterval {
+		bad("min_auction_interval", "must be between 0s and %s (got %s)", MaxMinAuctionInterval, c.MinAuctionInterval)
 	}
 	if c.CommunicationTimeout.D() <= 0 {
 		bad("communication_timeout", "must be > 0 (got %s)", c.CommunicationTimeout)

@@ -29,6 +29,10 @@ type Metrics struct {
 	PerformErrors prometheus.Counter
 	// WriteBackErrors counts FailActualLRP/RejectTask calls that failed.
 	WriteBackErrors prometheus.Counter
+	// PacedAuctions counts auctions that waited for Options.MinInterval,
+	// and PacingSeconds the time they waited in all.
+	PacedAuctions prometheus.Counter
+	PacingSeconds prometheus.Counter
 }
 
 // NewMetrics builds the metrics and registers them on reg when it is not nil.
@@ -77,6 +81,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gavel_auctioneer_write_back_errors_total",
 			Help: "FailActualLRP and RejectTask calls to the BBS that failed.",
 		}),
+		PacedAuctions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_auctioneer_paced_auctions_total",
+			Help: "Auctions that waited for min_auction_interval since the last one started, gathering the work that arrived meanwhile.",
+		}),
+		PacingSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_auctioneer_pacing_wait_seconds_total",
+			Help: "Time auctions waited for min_auction_interval, in all.",
+		}),
 	}
 	for _, kind := range []string{"lrp", "task"} {
 		m.AuctionsStarted.WithLabelValues(kind)
@@ -85,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.AuctionsStarted, m.AuctionsFailed, m.FetchStatesDuration, m.FailedCellStates,
 			m.CellStatesFetched, m.CellStatesReused,
-			m.BatchSize, m.AuctionDuration, m.PerformErrors, m.WriteBackErrors)
+			m.BatchSize, m.AuctionDuration, m.PerformErrors, m.WriteBackErrors, m.PacedAuctions, m.PacingSeconds)
 	}
 	return m
 }

@@ -77,6 +77,13 @@ type Options struct {
 	// states left work unplaced (then every cell is asked). 0 asks every
 	// cell before every auction, as Diego does.
 	StateMaxAge time.Duration
+	// MinInterval is the least time from one auction's start to the next
+	// one's. Work that arrives when the last auction started longer ago is
+	// auctioned at once; work that keeps arriving is gathered for the rest
+	// of the interval and placed in one auction, so each cell is sent
+	// fewer, larger Performs (and makes fewer, larger claims and starts).
+	// 0: the next auction starts as soon as work is waiting, as Diego's.
+	MinInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
 	// FetchAttempts is how many times cell states are fetched when no
@@ -151,8 +158,9 @@ func New(opts Options) (*Runner, error) {
 	}, nil
 }
 
-// Run waits for work and runs an auction per wake-up until signalled; a
-// signal cancels the auction in flight. When the cell list cannot be read
+// Run waits for work and runs an auction per wake-up until signalled, no
+// sooner than MinInterval after the last auction started; a signal cancels
+// the auction in flight or the wait. When the cell list cannot be read
 // the work stays in the batch and the auction is retried after
 // RetryInterval. Run returns nil.
 func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
@@ -166,12 +174,17 @@ func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		}
 	}()
 	close(ready)
+	var lastStart time.Time // zero before the first auction
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.opts.Batch.Wake():
 		}
+		if !r.pace(ctx, lastStart) {
+			return nil
+		}
+		lastStart = r.opts.Clock.Now()
 		if _, err := r.RunAuction(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -184,6 +197,26 @@ func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 			}
 			r.opts.Batch.rearm()
 		}
+	}
+}
+
+// pace waits until MinInterval has passed since lastStart (at once when it
+// has, or before the first auction); false when ctx ended first.
+func (r *Runner) pace(ctx context.Context, lastStart time.Time) bool {
+	if lastStart.IsZero() {
+		return true
+	}
+	wait := r.opts.MinInterval - r.opts.Clock.Since(lastStart)
+	if wait <= 0 {
+		return true
+	}
+	r.metrics.PacedAuctions.Inc()
+	r.metrics.PacingSeconds.Add(wait.Seconds())
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.opts.Clock.After(wait):
+		return true
 	}
 }
 

@@ -447,3 +447,69 @@ func TestStoppingDuringTheFetchKeepsTheWork(t *testing.T) {
 	require.Empty(t, a.Performs())
 	require.Empty(t, f.bbs.all())
 }
+
+// With MinInterval, the first work is auctioned at once; work arriving
+// while auctions follow each other waits for the rest of the interval and
+// goes in one auction; work after a quiet interval goes at once again.
+func TestAuctionsArePacedByTheMinimumInterval(t *testing.T) {
+	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
+	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a)
+	proc := ifrit.Background(f.runner)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	performs := func() int { return len(a.Performs()) }
+
+	f.batch.AddLRPs(lrpStart("first", 0, 10))
+	require.Eventually(t, func() bool { return performs() == 1 }, 10*time.Second, 5*time.Millisecond,
+		"the first auction waits for nothing")
+
+	f.batch.AddLRPs(lrpStart("second", 0, 10))
+	waitForPacing(t, clk)
+	clk.Increment(time.Minute - time.Second)
+	f.batch.AddLRPs(lrpStart("third", 0, 10))
+	f.batch.AddTasks(taskStart("t", 10))
+	require.Never(t, func() bool { return performs() > 1 }, 100*time.Millisecond, 5*time.Millisecond,
+		"no auction before the interval since the last one started")
+	clk.Increment(time.Second)
+	require.Eventually(t, func() bool { return performs() == 2 }, 10*time.Second, 5*time.Millisecond)
+	paced := a.Performs()[1]
+	require.Len(t, paced.GetLrps(), 2, "work that arrived during the wait goes in one auction")
+	require.Len(t, paced.GetTasks(), 1)
+	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
+	require.InDelta(t, 60.0, value(t, f.metrics.PacingSeconds), 0.001)
+
+	clk.Increment(2 * time.Minute) // quiet for longer than the interval
+	f.batch.AddLRPs(lrpStart("fourth", 0, 10))
+	require.Eventually(t, func() bool { return performs() == 3 }, 10*time.Second, 5*time.Millisecond,
+		"work after a quiet interval waits for nothing")
+	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
+}
+
+// waitForPacing waits until the runner waits on the clock for the interval.
+func waitForPacing(t *testing.T, clk *fakeclock.FakeClock) {
+	t.Helper()
+	require.Eventually(t, func() bool { return clk.WatcherCount() > 0 }, 10*time.Second, 5*time.Millisecond,
+		"the runner does not wait for the interval")
+}
+
+// A signal during the wait for the interval stops the runner at once.
+func TestStoppingDuringThePacingWait(t *testing.T) {
+	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
+	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a)
+	proc := ifrit.Background(f.runner)
+	<-proc.Ready()
+	f.batch.AddLRPs(lrpStart("first", 0, 10))
+	require.Eventually(t, func() bool { return len(a.Performs()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	f.batch.AddLRPs(lrpStart("second", 0, 10))
+	waitForPacing(t, clk)
+	proc.Signal(os.Interrupt)
+	select {
+	case err := <-proc.Wait():
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner did not stop during its wait")
+	}
+	require.Len(t, a.Performs(), 1)
+}
