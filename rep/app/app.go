@@ -35,6 +35,7 @@ type Rep struct {
 	registry *prometheus.Registry
 	metrics  *harmonizer.Metrics
 	runInfo  *harmonizer.RunInfoCache // shared by the cells
+	workers  *harmonizer.Workers      // shared by the cells' harmonizers
 
 	mu       sync.Mutex
 	cells    []*Cell
@@ -47,7 +48,7 @@ type Rep struct {
 func New(cfg Config, logger lager.Logger) *Rep {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), ready: make(chan struct{})}
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
 	reg.MustRegister(&cellCollector{rep: r}, r.runInfo.Collector())
 	return r
 }
@@ -194,7 +195,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
-	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers}
 	var members grouper.Members
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

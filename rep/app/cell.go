@@ -47,6 +47,8 @@ type CellDeps struct {
 	Logger lager.Logger
 	// RunInfo caches desired LRPs for every cell of the process; nil: one per cell.
 	RunInfo *harmonizer.RunInfoCache
+	// Workers run every cell's harmonizer operations; nil: workers per cell.
+	Workers *harmonizer.Workers
 }
 
 // Cell is one cell: a backend and executor, the RepService, the presence and
@@ -112,6 +114,7 @@ func (c *Cell) Runner() ifrit.Runner {
 				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
 				Evacuation: &c.evac, EvacuationPollInterval: c.cfg.EvacuationPollingInterval.D(),
 				RunInfo: c.deps.RunInfo,
+				Workers: c.deps.Workers,
 			})
 			return c.harmonizer.Run(signals, ready)
 		})},

@@ -130,6 +130,9 @@ type Options struct {
 	// RunInfo caches the desired LRPs fetched to run instances, shared by the
 	// cells of a process; default a cache of this harmonizer's own.
 	RunInfo *RunInfoCache
+	// Workers run the operations and batched calls, shared by the cells of
+	// a process; default workers of this harmonizer's own.
+	Workers *Workers
 }
 
 // Harmonizer is an ifrit runner keeping the BBS and the executor in
@@ -181,15 +184,18 @@ func New(opts Options) *Harmonizer {
 	if opts.RunInfo == nil {
 		opts.RunInfo = NewRunInfoCache(0)
 	}
+	if opts.Workers == nil {
+		opts.Workers = NewWorkers(0)
+	}
 	h := &Harmonizer{
-		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(),
+		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(opts.Workers),
 		logger: opts.Logger.Session("harmonizer", lager.Data{"cell_id": opts.CellID}),
 	}
 	bg := context.Background()
 	h.baseCtx.Store(&bg)
-	h.claims = &batcher[*claimItem]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base}
-	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base}
-	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base}
+	h.claims = &batcher[*claimItem]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base, workers: opts.Workers}
 	return h
 }
 

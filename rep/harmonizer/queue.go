@@ -2,22 +2,24 @@ package harmonizer
 
 import (
 	"context"
+	"runtime"
 	"sync"
 )
 
 // queue runs operations keyed by container guid: at most one runs per key
 // and at most one waits (a newer one replaces it), like Diego's sliding queue.
 type queue struct {
-	mu    sync.Mutex
-	slots map[string]*slot
-	wg    sync.WaitGroup
+	workers *Workers
+	mu      sync.Mutex
+	slots   map[string]*slot
+	wg      sync.WaitGroup
 }
 
 type slot struct{ next func(context.Context) }
 
-func newQueue() *queue { return &queue{slots: map[string]*slot{}} }
+func newQueue(w *Workers) *queue { return &queue{workers: w, slots: map[string]*slot{}} }
 
-// push queues op for key; it runs in its own goroutine with ctx.
+// push queues op for key; it runs on a worker of its own with ctx.
 func (q *queue) push(ctx context.Context, key string, op func(context.Context)) {
 	q.mu.Lock()
 	if s, ok := q.slots[key]; ok {
@@ -29,7 +31,7 @@ func (q *queue) push(ctx context.Context, key string, op func(context.Context)) 
 	q.slots[key] = s
 	q.wg.Add(1)
 	q.mu.Unlock()
-	go func() {
+	q.workers.Go(func() {
 		defer q.wg.Done()
 		for {
 			op(ctx)
@@ -42,19 +44,27 @@ func (q *queue) push(ctx context.Context, key string, op func(context.Context)) 
 			op, s.next = s.next, nil
 			q.mu.Unlock()
 		}
-	}()
+	})
 }
 
 // wait waits for every running operation.
 func (q *queue) wait() { q.wg.Wait() }
 
 // batcher groups concurrent calls into one: a call made while none is in
-// flight goes at once; calls made meanwhile wait and go together (up to max)
-// when it returns. No timers, so a lone call is never delayed.
+// flight goes as soon as the goroutines already runnable had their turn
+// (the operations of the containers one Perform reserved, each in its own
+// goroutine, then join it instead of following in a second call); calls
+// made meanwhile wait and go together (up to max) when it returns. No
+// timers, so a lone call waits only for the scheduler.
 type batcher[R any] struct {
 	call func(ctx context.Context, reqs []R) []error
 	max  int
 	ctx  func() context.Context
+	// workers run the flushes.
+	workers *Workers
+	// yield runs once before the first call of a flush; nil is
+	// runtime.Gosched (tests pass their own).
+	yield func()
 
 	mu       sync.Mutex
 	pending  []*batchItem[R]
@@ -72,7 +82,7 @@ func (b *batcher[R]) do(ctx context.Context, req R) error {
 	b.pending = append(b.pending, it)
 	if !b.inFlight {
 		b.inFlight = true
-		go b.flush()
+		b.workers.Go(b.flush)
 	}
 	b.mu.Unlock()
 	select {
@@ -84,6 +94,11 @@ func (b *batcher[R]) do(ctx context.Context, req R) error {
 }
 
 func (b *batcher[R]) flush() {
+	if b.yield != nil {
+		b.yield()
+	} else {
+		runtime.Gosched()
+	}
 	for {
 		b.mu.Lock()
 		if len(b.pending) == 0 {

@@ -14,7 +14,7 @@ import (
 
 // Operations on one key never overlap, and only the newest waiting one runs.
 func TestQueueSerialisesPerKey(t *testing.T) {
-	q := newQueue()
+	q := newQueue(NewWorkers(0))
 	ctx := context.Background()
 	release := make(chan struct{})
 	started := make(chan struct{})
@@ -52,7 +52,7 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var sizes []int
-	b := &batcher[int]{max: 100, ctx: context.Background, call: func(_ context.Context, reqs []int) []error {
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
 		mu.Lock()
 		sizes = append(sizes, len(reqs))
 		first := len(sizes) == 1
@@ -74,6 +74,34 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	close(release)
 	wg.Wait()
 	require.Equal(t, []int{1, 50}, sizes)
+}
+
+// Calls made while the flush that a first call started yields (the other
+// containers' operations of one Perform) go with it in one call.
+func TestBatcherTakesCallsMadeWhileItYields(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	others := make(chan struct{})
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		sizes = append(sizes, len(reqs))
+		mu.Unlock()
+		return make([]error, len(reqs))
+	}}
+	b.yield = func() {
+		close(others) // the flush yields: the other callers run now
+		require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 20 }, 5*time.Second, time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
+	<-others
+	for i := 1; i < 20; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
+	}
+	wg.Wait()
+	require.Equal(t, []int{20}, sizes, "one call for the first caller and those that ran while it yielded")
 }
 
 func TestCrashReasonNamesTheExitStatus(t *testing.T) {
