@@ -104,7 +104,8 @@ type Config struct {
 	CellStateMaxAge config.Duration `json:"cell_state_max_age"`
 	// MinAuctionInterval is the least time from one auction's start to the
 	// next one's while work keeps arriving (default 1s, at most 10s); work
-	// that arrives after a quiet interval is auctioned at once. 0s starts
+	// that arrives after a quiet interval is auctioned at once, and a wait
+	// ends early once the work reaches 4 items per live cell. 0s starts
 	// the next auction as soon as work is waiting, as Diego does. See
 	// auctionrunner.Options.MinInterval.
 	MinAuctionInterval config.Duration `json:"min_auction_interval"`

@@ -21,6 +21,11 @@
 // kept state is stale, changed presence, handed work back or failed; see
 // the option.
 //
+// With Options.MinInterval an auction starts no sooner than the interval
+// after the last one started: a wake-up after a quiet interval runs at once,
+// one during it waits for the rest (or until the work waiting reaches
+// FullBatchPerCell per cell) and takes everything that arrived.
+//
 // Requests that arrive while the state fetch runs join the current batch;
 // those that arrive later join the next one. The runner never writes
 // successes: the winning cell claims its work.

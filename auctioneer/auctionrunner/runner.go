@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"code.cloudfoundry.org/clock"
@@ -82,7 +83,10 @@ type Options struct {
 	// auctioned at once; work that keeps arriving is gathered for the rest
 	// of the interval and placed in one auction, so each cell is sent
 	// fewer, larger Performs (and makes fewer, larger claims and starts).
-	// 0: the next auction starts as soon as work is waiting, as Diego's.
+	// The wait ends early once the work waiting reaches FullBatchPerCell
+	// items per cell of the last auction: such a batch gains nothing from
+	// waiting. 0: the next auction starts as soon as work is waiting, as
+	// Diego's.
 	MinInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
@@ -99,11 +103,17 @@ type Options struct {
 	Metrics *Metrics
 }
 
+// FullBatchPerCell is the work per live cell that ends a wait for
+// Options.MinInterval early.
+const FullBatchPerCell = 4
+
 // Runner runs auctions, one at a time; see the package doc.
 type Runner struct {
 	opts    Options
 	logger  lager.Logger
 	metrics *Metrics
+
+	lastCells atomic.Int64 // cells that took part in the last auction
 
 	mu    sync.Mutex // one auction at a time; guards seq, known and cache
 	seq   int64
@@ -200,24 +210,43 @@ func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}
 }
 
-// pace waits until MinInterval has passed since lastStart (at once when it
-// has, or before the first auction); false when ctx ended first.
+// pace waits until MinInterval has passed since lastStart or the batch is
+// full (at once when either holds, or before the first auction); false
+// when ctx ended first. The wake-ups it takes need no re-arming: the
+// auction that follows drains the whole batch.
 func (r *Runner) pace(ctx context.Context, lastStart time.Time) bool {
 	if lastStart.IsZero() {
 		return true
 	}
 	wait := r.opts.MinInterval - r.opts.Clock.Since(lastStart)
-	if wait <= 0 {
+	if wait <= 0 || r.batchFull() {
 		return true
 	}
 	r.metrics.PacedAuctions.Inc()
-	r.metrics.PacingSeconds.Add(wait.Seconds())
-	select {
-	case <-ctx.Done():
-		return false
-	case <-r.opts.Clock.After(wait):
-		return true
+	began := r.opts.Clock.Now()
+	defer func() { r.metrics.PacingSeconds.Add(r.opts.Clock.Since(began).Seconds()) }()
+	timer := r.opts.Clock.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C():
+			return true
+		case <-r.opts.Batch.Wake():
+			if r.batchFull() {
+				return true
+			}
+		}
 	}
+}
+
+// batchFull says whether the work waiting reaches FullBatchPerCell per
+// cell of the last auction.
+func (r *Runner) batchFull() bool {
+	cells := r.lastCells.Load()
+	l, t := r.opts.Batch.Len()
+	return cells > 0 && int64(l+t) >= FullBatchPerCell*cells
 }
 
 // Failure is a work item the auction could not place, as written back to
@@ -297,6 +326,7 @@ func (r *Runner) RunAuction(ctx context.Context) (Report, error) {
 		return rep, fmt.Errorf("fetch cell states: %w", err)
 	}
 	rep.Cells, rep.FailedCells = len(fetched.cells), fetched.failed
+	r.lastCells.Store(int64(rep.Cells))
 	rep.EvacuatingCells, rep.MismatchedCells = fetched.evacuating, fetched.mismatched
 
 	lrps, tasks := r.opts.Batch.Drain()

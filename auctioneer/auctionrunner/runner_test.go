@@ -513,3 +513,40 @@ func TestStoppingDuringThePacingWait(t *testing.T) {
 	}
 	require.Len(t, a.Performs(), 1)
 }
+
+// A wait for the interval ends once the work waiting reaches
+// FullBatchPerCell per cell of the last auction.
+func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
+	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+	b := reptest.Start(t, reptest.Cell("cell-b", "z1", 1000, 1000, 100))
+	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
+	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a, b)
+	proc := ifrit.Background(f.runner)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	placed := func() int {
+		n := 0
+		for _, r := range []*reptest.Rep{a, b} {
+			for _, p := range r.Performs() {
+				n += len(p.GetLrps())
+			}
+		}
+		return n
+	}
+
+	f.batch.AddLRPs(lrpStart("first", 0, 10))
+	require.Eventually(t, func() bool { return placed() == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	full := auctionrunner.FullBatchPerCell * 2 // two cells took part
+	for i := range full - 1 {
+		f.batch.AddLRPs(lrpStart("more", i, 10))
+	}
+	waitForPacing(t, clk)
+	require.Never(t, func() bool { return placed() > 1 }, 100*time.Millisecond, 5*time.Millisecond,
+		"a batch one short of full waits for the interval")
+	f.batch.AddLRPs(lrpStart("more", full-1, 10))
+	require.Eventually(t, func() bool { return placed() == 1+full }, 10*time.Second, 5*time.Millisecond,
+		"a full batch goes before the interval")
+	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
+	require.Zero(t, value(t, f.metrics.PacingSeconds), "no time passed on the clock")
+}
