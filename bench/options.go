@@ -27,19 +27,20 @@ const (
 	// MaxBatchedKeysPerTxn stays within the etcd's max-txn-ops (16384).
 	MaxBatchedKeysPerTxn     = 16384
 	DefaultDesireConcurrency = 8
+	DefaultPresenceTTL       = 15 * time.Second
+	DefaultCellMemoryMB      = 32 << 10
+	DefaultCellDiskMB        = 64 << 10
+	DefaultCellContainers    = 250
+	DefaultTimeout           = 10 * time.Minute
+	DefaultRecoveryTimeout   = 3 * time.Minute
+	DefaultLogLevel          = "error"
+	DefaultProgressInterval  = 5 * time.Second
+
 	// DefaultMinAuctionInterval is the auctioneer's own default
 	// min_auction_interval, shown by the CLI's flag.
 	DefaultMinAuctionInterval = time.Second
 	// MaxMinAuctionInterval is the auctioneer's bound on it.
-	MaxMinAuctionInterval   = 10 * time.Second
-	DefaultPresenceTTL      = 15 * time.Second
-	DefaultCellMemoryMB     = 32 << 10
-	DefaultCellDiskMB       = 64 << 10
-	DefaultCellContainers   = 250
-	DefaultTimeout          = 10 * time.Minute
-	DefaultRecoveryTimeout  = 3 * time.Minute
-	DefaultLogLevel         = "error"
-	DefaultProgressInterval = 5 * time.Second
+	MaxMinAuctionInterval = 10 * time.Second
 	// DefaultEtcdMode keeps etcd embedded in the BBS, called in-process,
 	// as the BBS runs by default. EtcdProcess measures etcd's CPU apart but
 	// is not free: the loopback gRPC hop it adds cost about as much CPU
