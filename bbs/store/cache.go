@@ -105,6 +105,9 @@ type Cache struct {
 	mu      sync.RWMutex
 	state   *cacheState
 	waiters revisionWaiters // WaitForRevision callers, by the revision they wait for
+	// waiterAt is the waiter of each revision in waiters: callers waiting
+	// for one revision (every request a transaction carried) share it.
+	waiterAt map[int64]*revisionWaiter
 	synced  chan struct{}   // closed after the first list
 	// progressAsked is true while a progress request to etcd is in flight.
 	progressAsked atomic.Bool
@@ -383,7 +386,9 @@ func (c *Cache) takeOwn(kv *mvccpb.KeyValue) proto.Message {
 // notifyLocked wakes the waiters whose revision the cache now reflects; c.mu is held.
 func (c *Cache) notifyLocked() {
 	for len(c.waiters) > 0 && c.waiters[0].rev <= c.state.rev {
-		close(heap.Pop(&c.waiters).(*revisionWaiter).done)
+		w := heap.Pop(&c.waiters).(*revisionWaiter)
+		delete(c.waiterAt, w.rev)
+		close(w.done)
 	}
 }
 
@@ -401,18 +406,14 @@ func (c *Cache) Revision() int64 {
 const progressDelay = 50 * time.Millisecond
 
 // WaitForRevision blocks until the cache reflects rev or ctx ends. Waiters
-// are kept in a heap and woken only when their revision arrives; when the
-// watch is quiet, one shared progress request asks etcd for its current
-// revision.
+// are kept in a heap, one per revision shared by its callers, and woken
+// only when their revision arrives; when the watch is quiet, one shared
+// progress request asks etcd for its current revision.
 func (c *Cache) WaitForRevision(ctx context.Context, rev int64) error {
-	c.mu.Lock()
-	if c.state.rev >= rev {
-		c.mu.Unlock()
+	w := c.waiterFor(rev)
+	if w == nil {
 		return nil
 	}
-	w := &revisionWaiter{rev: rev, done: make(chan struct{})}
-	heap.Push(&c.waiters, w)
-	c.mu.Unlock()
 	timer := time.NewTimer(progressDelay)
 	defer timer.Stop()
 	for {
@@ -426,6 +427,26 @@ func (c *Cache) WaitForRevision(ctx context.Context, rev int64) error {
 			timer.Reset(progressRetry)
 		}
 	}
+}
+
+// waiterFor returns the waiter for rev, registering one unless a caller
+// already did; nil when the cache already reflects rev.
+func (c *Cache) waiterFor(rev int64) *revisionWaiter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.rev >= rev {
+		return nil
+	}
+	if w, ok := c.waiterAt[rev]; ok {
+		return w
+	}
+	w := &revisionWaiter{rev: rev, done: make(chan struct{})}
+	heap.Push(&c.waiters, w)
+	if c.waiterAt == nil {
+		c.waiterAt = map[int64]*revisionWaiter{}
+	}
+	c.waiterAt[rev] = w
+	return w
 }
 
 // requestProgress asks etcd for a progress notification, unless one is in flight.

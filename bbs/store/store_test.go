@@ -410,6 +410,50 @@ func TestWaitForARevisionOutsideThePrefix(t *testing.T) {
 	require.ErrorIs(t, f.store.Cache().WaitForRevision(short, resp.Header.Revision+1000), context.DeadlineExceeded)
 }
 
+// Callers waiting for one revision share one waiter (every request of a
+// transaction waits for its revision), woken and forgotten when it arrives;
+// another revision has its own.
+func TestWaitersOfOneRevisionShareOneWaiter(t *testing.T) {
+	f := newFixture(t)
+	c := f.store.Cache()
+	require.Nil(t, c.waiterFor(c.Revision()), "a revision the cache reflects needs no waiter")
+	resp, err := f.client.Get(f.ctx, "/")
+	require.NoError(t, err)
+	next := resp.Header.Revision + 1
+	a, b, later := c.waiterFor(next), c.waiterFor(next), c.waiterFor(next+1)
+	require.Same(t, a, b)
+	require.NotSame(t, a, later)
+	c.mu.RLock()
+	require.Same(t, a, c.waiterAt[next])
+	require.Same(t, later, c.waiterAt[next+1])
+	c.mu.RUnlock()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- c.WaitForRevision(f.ctx, next) }()
+	}
+	_, err = f.client.Put(f.ctx, "/elsewhere/"+t.Name(), "x")
+	require.NoError(t, err)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	select {
+	case <-a.done:
+	default:
+		t.Fatal("the shared waiter was not woken")
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	require.NotContains(t, c.waiterAt, next, "a woken waiter is forgotten")
+	for _, w := range c.waiters {
+		require.NotSame(t, a, w)
+	}
+}
+
 // Many claims and starts in one call: each succeeds or fails alone, two
 // claims of one row in the same batch leave exactly one winner (the other's
 // guard fails in the shared commit and its retry sees the claim), and every
