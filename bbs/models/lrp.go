@@ -174,6 +174,13 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 	return next, true, nil
 }
 
+// StartRepeats says whether a start report would change nothing: cur is
+// RUNNING with the same instance and already holds what info reports (Start
+// then writes nothing). A cell's bulk sync skips such reports.
+func StartRepeats(cur *modelsv1.ActualLRP, info StartInfo) bool {
+	return cur.GetState() == Running && SameInstance(cur.GetInstanceKey(), info.InstanceKey) && heartbeat(cur, info)
+}
+
 // heartbeat says whether a start repeats what a RUNNING row already holds
 // (cells re-post every running instance each bulk sync), without copying it.
 func heartbeat(cur *modelsv1.ActualLRP, info StartInfo) bool {

@@ -315,6 +315,7 @@ func TestStartHeartbeatDetectsEveryChange(t *testing.T) {
 			next, changed, err := Start(running, lrpK, info, t0.Add(time.Minute))
 			require.NoError(t, err)
 			require.Equal(t, tc.changed, changed)
+			require.Equal(t, !tc.changed, StartRepeats(running, info), "StartRepeats agrees with Start")
 			if !changed {
 				require.Same(t, running, next, "a heartbeat returns the row as it is")
 			} else {
@@ -322,4 +323,9 @@ func TestStartHeartbeatDetectsEveryChange(t *testing.T) {
 			}
 		})
 	}
+	require.False(t, StartRepeats(row(Claimed, keyA), base), "a claimed row lacks the start")
+	other := base
+	other.InstanceKey = keyB
+	require.False(t, StartRepeats(running, other), "another instance's report is no repeat")
+	require.False(t, StartRepeats(nil, base))
 }

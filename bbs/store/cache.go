@@ -108,7 +108,7 @@ type Cache struct {
 	// waiterAt is the waiter of each revision in waiters: callers waiting
 	// for one revision (every request a transaction carried) share it.
 	waiterAt map[int64]*revisionWaiter
-	synced  chan struct{}   // closed after the first list
+	synced   chan struct{} // closed after the first list
 	// progressAsked is true while a progress request to etcd is in flight.
 	progressAsked atomic.Bool
 	cellSubs      map[chan struct{}]struct{} // CellRemovals subscribers (convergence.go)

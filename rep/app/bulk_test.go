@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/internal/config"
@@ -63,4 +64,63 @@ func TestBulkSyncRepairs(t *testing.T) {
 		tk := resp.GetTask()
 		return tk.GetState() == modelsv1.TaskState_TASK_STATE_COMPLETED && tk.GetFailed() && tk.GetFailureReason() == harmonizer.ReasonCellLostTask
 	}, 10*time.Second, 10*time.Millisecond, "the lost task is failed")
+}
+
+// sample sums the samples of a counter (or a histogram's count) named name
+// whose labels include want.
+func sample(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v, ok := want[l.GetName()]; ok && v != l.GetValue() {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// A bulk sync reports a running instance only when the BBS row lacks what
+// the cell would report: a RUNNING row that already holds it is left alone
+// pass after pass (the BBS would take the report as a heartbeat); a row
+// that went back to CLAIMED while the container runs is started again.
+func TestBulkSyncReportsOnlyWhatTheBBSLacks(t *testing.T) {
+	prefix := etcdtest.Prefix(t)
+	b, bbs := startBBS(t, prefix)
+	cfg := simConfig(t, prefix, b.Addr(), 1)
+	cfg.BulkSyncInterval = config.Duration(100 * time.Millisecond)
+	r, _ := startRep(t, cfg)
+	repc := dialRep(t, r.Cells()[0].Addr())
+
+	steady := desiredLRP("steady", runA("/bin/app"), nil)
+	_, err := bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: steady})
+	require.NoError(t, err)
+	performLRP(t, repc, "sim-0", steady, 0)
+	running := waitActual(t, bbs, "steady", 0, "running", isState(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING))
+
+	starts := func() float64 {
+		return sample(t, r.Registry(), "gavel_rep_bbs_batch_items_total", map[string]string{"call": "BatchStartActualLRPs"})
+	}
+	syncs := func() float64 { return sample(t, r.Registry(), "gavel_rep_bulk_sync_duration_seconds", nil) }
+	before, syncsBefore := starts(), syncs()
+	require.Eventually(t, func() bool { return syncs() >= syncsBefore+5 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, before, starts(), "five bulk syncs re-reported a RUNNING instance the BBS already holds")
+
+	// The row goes back to CLAIMED (the same instance claims it again):
+	// the next bulk sync reports the start.
+	_, err = bbs.ClaimActualLRP(ctx, &bbsv1.ClaimActualLRPRequest{ProcessGuid: "steady", Index: 0, InstanceKey: running.GetInstanceKey()})
+	require.NoError(t, err)
+	again := waitActual(t, bbs, "steady", 0, "running again", isState(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING))
+	require.Equal(t, running.GetInstanceKey().GetInstanceGuid(), again.GetInstanceKey().GetInstanceGuid())
+	require.Greater(t, starts(), before)
 }

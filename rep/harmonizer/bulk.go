@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"code.cloudfoundry.org/lager/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
@@ -69,6 +70,9 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 			h.queue.push(ctx, guid, func(ctx context.Context) { h.delete(ctx, executor.Container{Guid: guid}) })
 			continue
 		}
+		if h.reported(c, rows[guid]) {
+			continue
+		}
 		h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
 	}
 
@@ -92,4 +96,21 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 	}
 	h.syncs.Add(1)
 	return nil
+}
+
+// reported says whether the BBS row already holds what a running LRP
+// container would report, so its start report would change nothing (the
+// BBS would take it as a heartbeat): the sync skips it, where Diego's rep
+// re-posts every running instance each pass. Never while evacuating.
+func (h *Harmonizer) reported(c executor.Container, row *modelsv1.ActualLRP) bool {
+	if row == nil || c.State != executor.StateRunning || !rep.IsLRP(c) || h.opts.Evacuation.Evacuating() {
+		return false
+	}
+	req := h.startRequest(c)
+	if !proto.Equal(row.GetKey(), req.GetActualLrpKey()) {
+		return false
+	}
+	return models.StartRepeats(row, models.StartInfo{
+		InstanceKey: req.GetInstanceKey(), NetInfo: req.GetNetInfo(), Routable: req.Routable, AvailabilityZone: req.GetAvailabilityZone(),
+	})
 }

@@ -352,10 +352,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			h.delete(ctx, c)
 		}
 	case executor.StateRunning:
-		routable := c.Routable
-		req := &bbsv1.StartActualLRPRequest{
-			ActualLrpKey: key, InstanceKey: ik, NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
-		}
+		req := h.startRequest(c)
 		// A start lost to an overloaded BBS would otherwise wait for the next
 		// bulk sync.
 		err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
@@ -385,6 +382,15 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			}
 		}
 		h.delete(ctx, c)
+	}
+}
+
+// startRequest is the start report of a running LRP container.
+func (h *Harmonizer) startRequest(c executor.Container) *bbsv1.StartActualLRPRequest {
+	routable := c.Routable
+	return &bbsv1.StartActualLRPRequest{
+		ActualLrpKey: rep.ActualLRPKey(c), InstanceKey: rep.InstanceKey(c, h.opts.CellID), NetInfo: rep.NetInfo(c),
+		Routable: &routable, AvailabilityZone: h.opts.Zone,
 	}
 }
 
