@@ -29,8 +29,10 @@
 //
 //   - a container past reserved whose instance has no actual LRP row with its
 //     instance key, or whose task is not RUNNING on this cell, is deleted;
-//   - every other container gets its operation again (a running LRP re-posts
-//     StartActualLRP: the heartbeat; a completed one is reported);
+//   - every other container gets its operation again (a completed one is
+//     reported; a running LRP re-posts its start unless its row already holds
+//     exactly that report, models.StartRepeats — Diego's rep re-posts every
+//     running instance, which the BBS takes as a heartbeat and writes nothing);
 //   - an actual LRP CLAIMED or RUNNING here with no container is removed
 //     (RemoveActualLRP); a task RUNNING here with no container is completed
 //     as failed ("cell lost the task").
