@@ -95,7 +95,11 @@ func TestBatcherTakesCallsMadeWhileItYields(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
-	<-others
+	select {
+	case <-others:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the flush never yielded")
+	}
 	for i := 1; i < 20; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()

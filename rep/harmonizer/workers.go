@@ -1,6 +1,9 @@
 package harmonizer
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // DefaultWorkerIdle is how long an idle worker waits for a task before it
 // exits.
@@ -17,6 +20,7 @@ const DefaultWorkerIdle = 5 * time.Second
 type Workers struct {
 	tasks chan func()
 	idle  time.Duration
+	live  atomic.Int64 // workers running or idle
 }
 
 // NewWorkers returns workers that exit after idle without a task
@@ -33,11 +37,13 @@ func (w *Workers) Go(task func()) {
 	select {
 	case w.tasks <- task:
 	default:
+		w.live.Add(1)
 		go w.work(task)
 	}
 }
 
 func (w *Workers) work(task func()) {
+	defer w.live.Add(-1)
 	timer := time.NewTimer(w.idle)
 	defer timer.Stop()
 	for {

@@ -33,6 +33,7 @@ func TestWorkersReuseAnIdleWorker(t *testing.T) {
 		<-done
 	}
 	require.EqualValues(t, 21, ran.Load())
+	require.EqualValues(t, 1, w.live.Load(), "one worker ran them all")
 }
 
 // Tasks that block do not hold up others: there is no cap.
@@ -44,6 +45,7 @@ func TestWorkersRunBlockedTasksSideBySide(t *testing.T) {
 		w.Go(func() { running.Add(1); <-release })
 	}
 	require.Eventually(t, func() bool { return running.Load() == 50 }, 5*time.Second, time.Millisecond)
+	require.EqualValues(t, 50, w.live.Load())
 	close(release)
 }
 
@@ -53,6 +55,6 @@ func TestWorkersExitWhenIdle(t *testing.T) {
 	done := make(chan struct{})
 	w.Go(func() { close(done) })
 	<-done
-	require.Eventually(t, func() bool { return !idleWorker(w, func() {}) }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return w.live.Load() == 0 }, 5*time.Second, time.Millisecond,
 		"no worker left waiting")
 }
