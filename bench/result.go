@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -240,17 +241,19 @@ func (c Convergence) String() string {
 
 // countList is "name N, name N" sorted by name, or "none".
 func countList(m map[string]float64) string {
+	return sortedList(m, func(name string, n float64) string { return fmt.Sprintf("%s %.0f", name, n) })
+}
+
+// sortedList joins format(name, value) for every entry of m, sorted by
+// name, with ", "; "none" when m is empty.
+func sortedList[V any](m map[string]V, format func(name string, v V) string) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(names))
 	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s %.0f", n, m[n])
+		parts[i] = format(n, m[n])
 	}
 	return strings.Join(parts, ", ")
 }
@@ -476,20 +479,9 @@ type CellBatch struct {
 // batchList is "BatchClaimActualLRPs 120 calls × 3.2, ..." in call order, or
 // "none".
 func batchList(m map[string]CellBatch) string {
-	if len(m) == 0 {
-		return "none"
-	}
-	calls := make([]string, 0, len(m))
-	for c := range m {
-		calls = append(calls, c)
-	}
-	sort.Strings(calls)
-	parts := make([]string, len(calls))
-	for i, c := range calls {
-		b := m[c]
-		parts[i] = fmt.Sprintf("%s %.0f calls × %.1f", c, b.Calls, b.Items/max(b.Calls, 1))
-	}
-	return strings.Join(parts, ", ")
+	return sortedList(m, func(call string, b CellBatch) string {
+		return fmt.Sprintf("%s %.0f calls × %.1f", call, b.Calls, b.Items/max(b.Calls, 1))
+	})
 }
 
 // RunInfo counts what the cells' run-info caches did: claims run with a
