@@ -453,11 +453,7 @@ func TestStoppingDuringTheFetchKeepsTheWork(t *testing.T) {
 // goes in one auction; work after a quiet interval goes at once again.
 func TestAuctionsArePacedByTheMinimumInterval(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
-	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
-	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a)
-	proc := ifrit.Background(f.runner)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
+	f, clk, _ := startPaced(t, a)
 	performs := func() int { return len(a.Performs()) }
 
 	f.batch.AddLRPs(lrpStart("first", 0, 10))
@@ -486,6 +482,18 @@ func TestAuctionsArePacedByTheMinimumInterval(t *testing.T) {
 	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
 }
 
+// startPaced runs a runner over reps with a fake clock and a one-minute
+// MinInterval; it is stopped when the test ends.
+func startPaced(t *testing.T, reps ...*reptest.Rep) (*fixture, *fakeclock.FakeClock, ifrit.Process) {
+	t.Helper()
+	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
+	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, reps...)
+	proc := ifrit.Background(f.runner)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	return f, clk, proc
+}
+
 // waitForPacing waits until the runner waits on the clock for the interval.
 func waitForPacing(t *testing.T, clk *fakeclock.FakeClock) {
 	t.Helper()
@@ -496,10 +504,7 @@ func waitForPacing(t *testing.T, clk *fakeclock.FakeClock) {
 // A signal during the wait for the interval stops the runner at once.
 func TestStoppingDuringThePacingWait(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
-	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
-	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a)
-	proc := ifrit.Background(f.runner)
-	<-proc.Ready()
+	f, clk, proc := startPaced(t, a)
 	f.batch.AddLRPs(lrpStart("first", 0, 10))
 	require.Eventually(t, func() bool { return len(a.Performs()) == 1 }, 10*time.Second, 5*time.Millisecond)
 	f.batch.AddLRPs(lrpStart("second", 0, 10))
@@ -519,11 +524,7 @@ func TestStoppingDuringThePacingWait(t *testing.T) {
 func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
 	b := reptest.Start(t, reptest.Cell("cell-b", "z1", 1000, 1000, 100))
-	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
-	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, a, b)
-	proc := ifrit.Background(f.runner)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
+	f, clk, _ := startPaced(t, a, b)
 	placed := func() int {
 		n := 0
 		for _, r := range []*reptest.Rep{a, b} {
