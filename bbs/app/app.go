@@ -234,6 +234,10 @@ func (b *BBS) registerStateMetrics() {
 	counter := func(name, help string, f func() float64) {
 		b.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 	}
+	subs := b.store.Subscriptions()
+	counter("gavel_bbs_event_subscriptions_from_cache_total", "Event subscriptions served from the watch cache's recent events.", func() float64 { return float64(subs.FromCache()) })
+	counter("gavel_bbs_event_subscriptions_from_etcd_total", "Event subscriptions that asked for events older than the watch cache holds, served by an etcd watch of their own.", func() float64 { return float64(subs.FromEtcd()) })
+	counter("gavel_bbs_event_subscriptions_fell_back_total", "Event subscriptions that moved from the watch cache's events to an etcd watch (the cache listed again, or they fell behind what it holds).", func() float64 { return float64(subs.FellBack()) })
 	counter("gavel_bbs_reencrypted_records_total", "Records rewritten under the active encryption key.", func() float64 { return float64(rs.Reencrypted()) })
 	gauge("gavel_bbs_reencrypt_remaining_records", "Records the running re-encryption pass still has to rewrite under the active key (or the last pass left because their key is missing).", func() float64 { return float64(rs.Remaining()) })
 	gauge("gavel_bbs_records_missing_key", "Records whose encryption key label is not configured (see the undecodable-record log lines for the label).", func() float64 {

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,4 +134,73 @@ func BenchmarkListAllActualLRPs100k(b *testing.B) {
 			b.Fatalf("got %d rows", len(rows))
 		}
 	}
+}
+
+// BenchmarkSubscribedWrites desires LRPs of 100 instances and claims each
+// instance while subscribers read every event, and reports the process's
+// CPU (etcd, store and subscribers together) per instance: what each
+// subscriber adds to the writes.
+func BenchmarkSubscribedWrites(b *testing.B) {
+	for _, subscribers := range []int{0, 1, 4} {
+		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
+			f := newFixture(b)
+			ctx, cancel := context.WithCancel(f.ctx)
+			defer cancel()
+			const per = 100
+			lrps := b.N/per + 1
+			want := lrps * (2*per + 1) // per LRP a desired event, per instance a created and a changed one
+			done := make(chan struct{}, subscribers)
+			for i := 0; i < subscribers; i++ {
+				events, errs := f.store.Subscribe(ctx, f.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+				go func() {
+					n := 0
+					for range events {
+						if n++; n == want {
+							done <- struct{}{}
+						}
+					}
+					select {
+					case err := <-errs:
+						b.Error(err)
+					default:
+					}
+				}()
+			}
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for i := 0; i < lrps; i++ {
+				guid := fmt.Sprintf("pg-%d", i)
+				if _, err := f.store.DesireLRP(f.ctx, desired(guid, per)); err != nil {
+					b.Fatal(err)
+				}
+				var claims sync.WaitGroup
+				for index := int32(0); index < per; index++ {
+					claims.Go(func() {
+						if err := f.store.ClaimActualLRP(f.ctx, guid, index, ik(fmt.Sprintf("cell-%d", index))); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				claims.Wait()
+			}
+			for i := 0; i < subscribers; i++ {
+				select {
+				case <-done:
+				case <-time.After(time.Minute):
+					b.Fatal("a subscriber did not get every event")
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(lrps*per), "cpu-µs/instance")
+		})
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -72,6 +72,10 @@ type cacheState struct {
 	// undecodable holds keys whose value could not be decoded, with the error.
 	// They are reported and kept, never deleted.
 	undecodable map[string]item[error]
+
+	// labels holds the encryption key label of each sealed record with
+	// events (see trackLabel); nil while none is sealed.
+	labels map[string]string
 }
 
 func newCacheState() *cacheState {
@@ -104,6 +108,7 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	state   *cacheState
+	events  eventLog        // the recent events derived from the watch, for subscribers (eventlog.go)
 	waiters revisionWaiters // WaitForRevision callers, by the revision they wait for
 	// waiterAt is the waiter of each revision in waiters: callers waiting
 	// for one revision (every request a transaction carried) share it.
@@ -206,6 +211,7 @@ func newCache(client *clientv3.Client, keys Keys, logger lager.Logger, keyring *
 		keyring: keyring,
 		logger:  logger.Session("watch-cache"),
 		state:   newCacheState(),
+		events:  newEventLog(EventLogSize),
 		synced:  make(chan struct{}),
 
 		stallTimeout: watchStallTimeout,
@@ -265,6 +271,7 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	c.state = st
+	c.events.restart(st.rev)
 	c.ownMu.Lock()
 	c.own = nil // the list decoded every record; later offers are newer
 	c.applied.Store(st.rev)
@@ -322,24 +329,53 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 	defer c.ownMu.Unlock()
 	st := c.state
 	cellGone, lockChanged, wantedGone := false, false, false
+	var derived []*modelsv1.Event
 	for _, ev := range events {
-		if strings.HasPrefix(string(ev.Kv.Key), locksPrefix) {
+		key := string(ev.Kv.Key)
+		if strings.HasPrefix(key, locksPrefix) {
 			lockChanged = true
 		}
-		if ev.Type == clientv3.EventTypeDelete {
-			if _, ok := st.cells[strings.TrimPrefix(string(ev.Kv.Key), cellsPrefix)]; ok && strings.HasPrefix(string(ev.Kv.Key), cellsPrefix) {
+		pk := c.keys.parse(key)
+		// A record with events is read before and after the change, and
+		// the change turned into events for the subscribers.
+		logged := c.events.active && hasEvents(pk.kind)
+		var before proto.Message
+		var beforeLabel string
+		if logged {
+			before, beforeLabel = st.record(pk), st.labels[key]
+		}
+		deleted := ev.Type == clientv3.EventTypeDelete
+		if deleted {
+			if _, ok := st.cells[strings.TrimPrefix(key, cellsPrefix)]; ok && strings.HasPrefix(key, cellsPrefix) {
 				cellGone = true
 			}
-			if !wantedGone && st.isWantedInstance(c.keys.parse(string(ev.Kv.Key))) {
+			if !wantedGone && st.isWantedInstance(pk) {
 				wantedGone = true
 			}
-			c.applyDelete(st, ev.Kv.Key)
+			c.applyDeleteParsed(st, key, pk)
 		} else if err := c.applyPut(st, ev.Kv, c.takeOwn(ev.Kv)); err != nil {
-			c.logger.Error("undecodable-record", err, lager.Data{"key": string(ev.Kv.Key)})
+			c.logger.Error("undecodable-record", err, lager.Data{"key": key})
+			logged = false // as an undecodable event: nothing to tell
+		}
+		if logged {
+			var after proto.Message
+			if !deleted {
+				after = st.record(pk)
+				if before != nil && st.labels[key] != beforeLabel && proto.Equal(before, after) {
+					after = nil // re-encrypted under another key: no change
+				}
+			}
+			if deleted || after != nil {
+				derived = append(derived, recordEvents(pk.kind, before, after, ev.Kv.ModRevision)...)
+			}
 		}
 		if ev.Kv.ModRevision > st.rev {
 			st.rev = ev.Kv.ModRevision
 		}
+	}
+	if len(derived) > 0 {
+		c.events.append(derived)
+		c.events.signal()
 	}
 	if progress && headerRev > st.rev {
 		st.rev = headerRev
@@ -539,6 +575,9 @@ func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue, own proto.Message)
 	default:
 		return nil
 	}
+	if err == nil && hasEvents(pk.kind) {
+		st.trackLabel(key, kv)
+	}
 	if err != nil {
 		// The record stays unreadable: what was there before is gone.
 		c.applyDeleteParsed(st, key, pk)
@@ -614,6 +653,9 @@ func (c *Cache) applyDelete(st *cacheState, key []byte) {
 
 func (c *Cache) applyDeleteParsed(st *cacheState, key string, pk parsedKey) {
 	delete(st.undecodable, key)
+	if len(st.labels) > 0 {
+		delete(st.labels, key)
+	}
 	switch pk.kind {
 	case kindSchedule:
 		if old, ok := st.schedules[pk.name]; ok {

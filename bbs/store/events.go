@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -24,7 +25,8 @@ const SubscriberBuffer = 1024
 // before the subscriber is disconnected. One group commit can change more
 // records than the buffer holds, so a subscriber that keeps up on average
 // still sees bursts beyond it; only one that stays behind is cut off. Each
-// subscriber has its own watch, so the wait never holds up the others.
+// subscriber reads the cache's events (or its etcd watch) on its own, so the
+// wait never holds up the others.
 const SubscriberGrace = 5 * time.Second
 
 // EventKinds selects families of events.
@@ -47,45 +49,159 @@ type EventFilter struct {
 // ends for another reason: models.ErrCompacted when etcd no longer holds the
 // revision, models.ErrResourceExhausted when the subscriber stayed more than
 // SubscriberBuffer events behind for SubscriberGrace.
+//
+// A subscriber reads the events the cache derived from its own watch (the
+// last EventLogSize of them), so it costs etcd nothing. One that asks for
+// older events, or whose events the cache no longer holds (it listed again,
+// or the subscriber fell that far behind), is served by an etcd watch of
+// its own from where it was, with nothing missed or sent twice.
 func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilter) (<-chan *modelsv1.Event, <-chan error) {
 	out := make(chan *modelsv1.Event, SubscriberBuffer)
 	errc := make(chan error, 1)
+	sub := &subscription{store: s, filter: f, out: out, errc: errc, since: sinceRevision}
+	// The start is found before Subscribe returns: "from now" means after
+	// what the cache held when it was called.
+	cur, since, fromLog := s.cache.logStart(sinceRevision)
 	go func() {
 		defer close(out)
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		defer cancel()
-		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
-		if sinceRevision > 0 {
-			opts = append(opts, clientv3.WithRev(sinceRevision+1))
-		}
-		for wr := range s.client.Watch(wctx, s.keys.Prefix(), opts...) {
-			if err := wr.Err(); err != nil {
-				if errors.Is(err, rpctypes.ErrCompacted) || wr.CompactRevision != 0 {
-					errc <- fmt.Errorf("%w: etcd compacted past revision %d (now at %d): list again and subscribe from the list's revision", models.ErrCompacted, sinceRevision, wr.CompactRevision)
-				} else {
-					errc <- fmt.Errorf("%w: watch: %v", models.ErrUnavailable, err)
-				}
+		if fromLog {
+			s.subscriptions.fromCache.Add(1)
+			sub.since = since
+			if !sub.readLog(ctx, cur) {
 				return
 			}
-			for _, ev := range wr.Events {
-				for _, e := range s.convert(ev) {
-					if !f.match(e) {
-						continue
-					}
-					if !send(wctx, out, e) {
-						if wctx.Err() == nil {
-							errc <- fmt.Errorf("%w: subscriber stayed more than %d events behind for %s and was disconnected; resubscribe with since_revision", models.ErrResourceExhausted, SubscriberBuffer, SubscriberGrace)
-						}
-						return
-					}
+			s.subscriptions.fellBack.Add(1)
+		} else {
+			s.subscriptions.fromEtcd.Add(1)
+		}
+		sub.watchEtcd(ctx)
+	}()
+	return out, errc
+}
+
+// SubscriptionStats counts event subscriptions by where they started, and
+// those served from the cache that moved to an etcd watch. Safe for
+// concurrent use.
+type SubscriptionStats struct {
+	fromCache, fromEtcd, fellBack atomic.Int64
+}
+
+// FromCache is how many subscriptions started reading the cache's events.
+func (st *SubscriptionStats) FromCache() int64 { return st.fromCache.Load() }
+
+// FromEtcd is how many subscriptions started with an etcd watch of their own
+// (they asked for events older than the cache holds).
+func (st *SubscriptionStats) FromEtcd() int64 { return st.fromEtcd.Load() }
+
+// FellBack is how many subscriptions moved from the cache's events to an
+// etcd watch, after the cache listed again or overwrote events they had not read.
+func (st *SubscriptionStats) FellBack() int64 { return st.fellBack.Load() }
+
+// Subscriptions returns the store's subscription counts.
+func (s *Store) Subscriptions() *SubscriptionStats { return &s.subscriptions }
+
+// subscription is one subscriber's stream.
+type subscription struct {
+	store  *Store
+	filter EventFilter
+	out    chan<- *modelsv1.Event
+	errc   chan<- error
+	// since is the revision after which events are sent.
+	since int64
+	// last is the revision of the last event sent, atLast how many events
+	// of that revision were sent.
+	last   int64
+	atLast int
+}
+
+// readLog sends the cache's events from cur on. It returns true when the
+// cache no longer holds the next ones (the stream goes on from etcd), false
+// when the stream ended.
+func (sub *subscription) readLog(ctx context.Context, cur logCursor) bool {
+	buf := make([]*modelsv1.Event, 0, 256)
+	for {
+		evs, wake, ok := sub.store.cache.readLog(&cur, buf[:0])
+		if !ok {
+			return true
+		}
+		for _, e := range evs {
+			if e.GetRevision() <= sub.since || !sub.filter.match(e) {
+				continue
+			}
+			if !sub.send(ctx, e) {
+				return false
+			}
+		}
+		clear(evs) // the buffer must not keep events alive
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// send sends e, or reports a subscriber that stayed behind; false when the stream ended.
+func (sub *subscription) send(ctx context.Context, e *modelsv1.Event) bool {
+	if !send(ctx, sub.out, e) {
+		if ctx.Err() == nil {
+			sub.errc <- fmt.Errorf("%w: subscriber stayed more than %d events behind for %s and was disconnected; resubscribe with since_revision", models.ErrResourceExhausted, SubscriberBuffer, SubscriberGrace)
+		}
+		return false
+	}
+	if e.GetRevision() == sub.last {
+		sub.atLast++
+	} else {
+		sub.last, sub.atLast = e.GetRevision(), 1
+	}
+	return true
+}
+
+// watchEtcd sends the events of an etcd watch, from where the subscription is.
+func (sub *subscription) watchEtcd(ctx context.Context) {
+	s := sub.store
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	// After events were sent, the watch starts at the revision of the last
+	// one and skips those of it already sent.
+	from, skip := sub.since, 0
+	if sub.last > 0 {
+		from, skip = sub.last-1, sub.atLast
+	}
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithPrevKV()}
+	if from > 0 {
+		opts = append(opts, clientv3.WithRev(from+1))
+	}
+	for wr := range s.client.Watch(wctx, s.keys.Prefix(), opts...) {
+		if err := wr.Err(); err != nil {
+			if errors.Is(err, rpctypes.ErrCompacted) || wr.CompactRevision != 0 {
+				sub.errc <- fmt.Errorf("%w: etcd compacted past revision %d (now at %d): list again and subscribe from the list's revision", models.ErrCompacted, from, wr.CompactRevision)
+			} else {
+				sub.errc <- fmt.Errorf("%w: watch: %v", models.ErrUnavailable, err)
+			}
+			return
+		}
+		for _, ev := range wr.Events {
+			for _, e := range s.convert(ev) {
+				if !sub.filter.match(e) {
+					continue
+				}
+				if skip > 0 && e.GetRevision() == sub.last {
+					skip--
+					continue
+				}
+				if !sub.send(wctx, e) {
+					return
 				}
 			}
 		}
-		if ctx.Err() == nil {
-			errc <- fmt.Errorf("%w: watch closed", models.ErrUnavailable)
-		}
-	}()
-	return out, errc
+	}
+	if ctx.Err() == nil {
+		sub.errc <- fmt.Errorf("%w: watch closed", models.ErrUnavailable)
+	}
 }
 
 // send puts e in out, waiting up to SubscriberGrace for room; false when
@@ -111,71 +227,88 @@ func send(ctx context.Context, out chan<- *modelsv1.Event, e *modelsv1.Event) bo
 // convert turns one etcd event into Gavel events (several for an instance that changed identity).
 func (s *Store) convert(ev *clientv3.Event) []*modelsv1.Event {
 	pk := s.keys.parse(string(ev.Kv.Key))
-	rev := ev.Kv.ModRevision
-	deleted := ev.Type == clientv3.EventTypeDelete
-	decode := func(kv *mvccpb.KeyValue, m proto.Message) bool {
-		if kv == nil || len(kv.Value) == 0 {
-			return false
-		}
-		if err := s.cache.decode(kv, m); err != nil {
-			s.logger.Error("undecodable-event", err, map[string]any{"key": string(kv.Key)})
-			return false
-		}
-		return true
+	if !hasEvents(pk.kind) {
+		return nil
 	}
+	deleted := ev.Type == clientv3.EventTypeDelete
 	if !deleted && s.reencrypted(ev) {
 		return nil
 	}
-	wrap := func(e *modelsv1.Event) *modelsv1.Event { e.Revision = rev; return e }
-	switch pk.kind {
+	decode := func(kv *mvccpb.KeyValue) proto.Message {
+		if kv == nil || len(kv.Value) == 0 {
+			return nil
+		}
+		m := newRecord(pk.kind)
+		if err := s.cache.decode(kv, m); err != nil {
+			s.logger.Error("undecodable-event", err, map[string]any{"key": string(kv.Key)})
+			return nil
+		}
+		return m
+	}
+	before := decode(ev.PrevKv)
+	var after proto.Message
+	if !deleted {
+		if after = decode(ev.Kv); after == nil {
+			return nil
+		}
+	}
+	return recordEvents(pk.kind, before, after, ev.Kv.ModRevision)
+}
+
+// newRecord returns an empty model of a record of kind k (one with events).
+func newRecord(k kind) proto.Message {
+	switch k {
 	case kindSchedule:
-		before, after := &modelsv1.DesiredLRPSchedulingInfo{}, &modelsv1.DesiredLRPSchedulingInfo{}
-		hasBefore := decode(ev.PrevKv, before)
-		switch {
-		case deleted && hasBefore:
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpRemoved{DesiredLrpRemoved: &modelsv1.DesiredLRPRemovedEvent{DesiredLrp: before}}})}
-		case !deleted && decode(ev.Kv, after):
-			if hasBefore {
-				return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpChanged{DesiredLrpChanged: &modelsv1.DesiredLRPChangedEvent{Before: before, After: after}}})}
-			}
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpCreated{DesiredLrpCreated: &modelsv1.DesiredLRPCreatedEvent{DesiredLrp: after}}})}
-		}
+		return &modelsv1.DesiredLRPSchedulingInfo{}
 	case kindActual:
-		before, after := &modelsv1.ActualLRP{}, &modelsv1.ActualLRP{}
-		hasBefore := decode(ev.PrevKv, before)
-		if deleted {
-			if hasBefore {
-				return []*modelsv1.Event{wrap(actualRemoved(before))}
-			}
-			return nil
-		}
-		if !decode(ev.Kv, after) {
-			return nil
-		}
-		if !hasBefore {
-			return []*modelsv1.Event{wrap(actualCreated(after))}
-		}
-		return wrapAll(rev, actualChanges(before, after))
+		return &modelsv1.ActualLRP{}
 	case kindTask:
-		before, after := &modelsv1.Task{}, &modelsv1.Task{}
-		hasBefore := decode(ev.PrevKv, before)
-		switch {
-		case deleted && hasBefore:
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_TaskRemoved{TaskRemoved: &modelsv1.TaskRemovedEvent{Task: before}}})}
-		case !deleted && decode(ev.Kv, after):
-			if hasBefore {
-				return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_TaskChanged{TaskChanged: &modelsv1.TaskChangedEvent{Before: before, After: after}}})}
-			}
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_TaskCreated{TaskCreated: &modelsv1.TaskCreatedEvent{Task: after}}})}
+		return &modelsv1.Task{}
+	default:
+		return &modelsv1.CellPresence{}
+	}
+}
+
+// recordEvents returns the Gavel events of one change at rev of a record of
+// kind k: before is nil for a record that did not exist (or could not be
+// read), after is nil for one deleted. Both are models of that kind.
+func recordEvents(k kind, before, after proto.Message, rev int64) []*modelsv1.Event {
+	one := func(e *modelsv1.Event) []*modelsv1.Event { e.Revision = rev; return []*modelsv1.Event{e} }
+	if after == nil {
+		if before == nil {
+			return nil
 		}
-	case kindCell:
-		before, after := &modelsv1.CellPresence{}, &modelsv1.CellPresence{}
-		hasBefore := decode(ev.PrevKv, before)
-		switch {
-		case deleted && hasBefore:
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_CellDisappeared{CellDisappeared: &modelsv1.CellDisappearedEvent{Cell: before}}})}
-		case !deleted && !hasBefore && decode(ev.Kv, after):
-			return []*modelsv1.Event{wrap(&modelsv1.Event{Event: &modelsv1.Event_CellAppeared{CellAppeared: &modelsv1.CellAppearedEvent{Cell: after}}})}
+		switch b := before.(type) {
+		case *modelsv1.DesiredLRPSchedulingInfo:
+			return one(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpRemoved{DesiredLrpRemoved: &modelsv1.DesiredLRPRemovedEvent{DesiredLrp: b}}})
+		case *modelsv1.ActualLRP:
+			return one(actualRemoved(b))
+		case *modelsv1.Task:
+			return one(&modelsv1.Event{Event: &modelsv1.Event_TaskRemoved{TaskRemoved: &modelsv1.TaskRemovedEvent{Task: b}}})
+		case *modelsv1.CellPresence:
+			return one(&modelsv1.Event{Event: &modelsv1.Event_CellDisappeared{CellDisappeared: &modelsv1.CellDisappearedEvent{Cell: b}}})
+		}
+		return nil
+	}
+	switch a := after.(type) {
+	case *modelsv1.DesiredLRPSchedulingInfo:
+		if b, ok := before.(*modelsv1.DesiredLRPSchedulingInfo); ok {
+			return one(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpChanged{DesiredLrpChanged: &modelsv1.DesiredLRPChangedEvent{Before: b, After: a}}})
+		}
+		return one(&modelsv1.Event{Event: &modelsv1.Event_DesiredLrpCreated{DesiredLrpCreated: &modelsv1.DesiredLRPCreatedEvent{DesiredLrp: a}}})
+	case *modelsv1.ActualLRP:
+		if b, ok := before.(*modelsv1.ActualLRP); ok {
+			return wrapAll(rev, actualChanges(b, a))
+		}
+		return one(actualCreated(a))
+	case *modelsv1.Task:
+		if b, ok := before.(*modelsv1.Task); ok {
+			return one(&modelsv1.Event{Event: &modelsv1.Event_TaskChanged{TaskChanged: &modelsv1.TaskChangedEvent{Before: b, After: a}}})
+		}
+		return one(&modelsv1.Event{Event: &modelsv1.Event_TaskCreated{TaskCreated: &modelsv1.TaskCreatedEvent{Task: a}}})
+	case *modelsv1.CellPresence:
+		if before == nil {
+			return one(&modelsv1.Event{Event: &modelsv1.Event_CellAppeared{CellAppeared: &modelsv1.CellAppearedEvent{Cell: a}}})
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -178,7 +179,45 @@ func TestBurstBeyondBufferReachesASubscriberThatCatchesUp(t *testing.T) {
 	}
 }
 
-func TestResumeAfterCompactionFails(t *testing.T) {
+// relist makes the cache list its prefix again, as after a broken watch, and
+// waits until it has.
+func relist(t *testing.T, c *Cache) {
+	t.Helper()
+	n := c.Relists()
+	c.mu.Lock()
+	cancel := c.cancelWatch
+	c.mu.Unlock()
+	require.NotNil(t, cancel, "the cache is watching")
+	cancel()
+	require.Eventually(t, func() bool { return c.Relists() > n }, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestSubscribersReadTheCachesEvents(t *testing.T) {
+	f := newFixture(t)
+	stats := f.store.Subscriptions()
+	fromCache, fromEtcd := stats.FromCache(), stats.FromEtcd()
+	a, _ := f.store.Subscribe(f.ctx, 0, EventFilter{Kinds: AllEventKinds()})
+	b, _ := f.store.Subscribe(f.ctx, f.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+	_, err := f.store.DesireLRP(f.ctx, desired("pg", 2))
+	require.NoError(t, err)
+	require.NoError(t, f.store.ClaimActualLRP(f.ctx, "pg", 1, ik("c1")))
+	for _, ch := range []<-chan *modelsv1.Event{a, b} {
+		got := collect(t, ch, 4)
+		require.Equal(t, []string{"desired_created", "actual_created", "actual_created", "actual_changed"},
+			[]string{kindOf(got[0]), kindOf(got[1]), kindOf(got[2]), kindOf(got[3])})
+		changed := got[3].GetActualLrpInstanceChanged()
+		require.Equal(t, models.Unclaimed, changed.GetBefore().GetState())
+		require.Equal(t, models.Claimed, changed.GetAfter().GetState())
+		require.Equal(t, "c1", changed.GetAfter().GetInstanceKey().GetCellId())
+	}
+	require.Equal(t, fromCache+2, stats.FromCache(), "both read the cache's events")
+	require.Equal(t, fromEtcd, stats.FromEtcd(), "neither opened an etcd watch")
+}
+
+// The cache holds events etcd has compacted away: a subscriber resumes from
+// them. Once the cache lists again it no longer does, and the resume fails
+// as etcd's would.
+func TestResumeAfterCompaction(t *testing.T) {
 	f := newFixture(t)
 	old := f.store.Cache().Revision()
 	_, err := f.store.DesireLRP(f.ctx, desired("pg", 1))
@@ -187,6 +226,13 @@ func TestResumeAfterCompactionFails(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.client.Compact(f.ctx, f.store.Cache().Revision())
 	require.NoError(t, err)
+	events, _ := f.store.Subscribe(f.ctx, old, EventFilter{Kinds: AllEventKinds()})
+	got := collect(t, events, 4)
+	require.Equal(t, "pg", got[0].GetDesiredLrpCreated().GetDesiredLrp().GetKey().GetProcessGuid())
+	require.Equal(t, "pg2", got[2].GetDesiredLrpCreated().GetDesiredLrp().GetKey().GetProcessGuid())
+
+	relist(t, f.store.Cache())
+	fromEtcd := f.store.Subscriptions().FromEtcd()
 	_, errs := f.store.Subscribe(f.ctx, old, EventFilter{Kinds: AllEventKinds()})
 	select {
 	case err := <-errs:
@@ -194,4 +240,77 @@ func TestResumeAfterCompactionFails(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no compaction error")
 	}
+	require.Equal(t, fromEtcd+1, f.store.Subscriptions().FromEtcd())
+}
+
+// A subscriber reading the cache's events when the cache lists again goes on
+// from an etcd watch, even in the middle of one transaction's events, with
+// none missed or sent twice.
+func TestSubscriberMovesToEtcdWhenTheCacheListsAgain(t *testing.T) {
+	f := newFixture(t)
+	const instances = 2 * SubscriberBuffer
+	events, errs := f.store.Subscribe(f.ctx, f.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+	_, err := f.store.DesireLRP(f.ctx, desired("pg", instances))
+	require.NoError(t, err)
+	seen := map[int32]int{}
+	read := func(n int) {
+		for _, e := range collect(t, events, n) {
+			if c := e.GetActualLrpInstanceCreated(); c != nil {
+				seen[c.GetActualLrp().GetKey().GetIndex()]++
+			}
+		}
+	}
+	read(100) // the rest of the transaction's events are not sent yet
+	fellBack := f.store.Subscriptions().FellBack()
+	relist(t, f.store.Cache())
+	read(instances + 1 - 100)
+	require.NoError(t, f.store.ClaimActualLRP(f.ctx, "pg", 0, ik("c1")))
+	after := collect(t, events, 1)
+	require.Equal(t, "actual_changed", kindOf(after[0]), "the next event, none repeated before it")
+	require.Len(t, seen, instances)
+	for i, n := range seen {
+		require.Equal(t, 1, n, "index %d", i)
+	}
+	require.Equal(t, fellBack+1, f.store.Subscriptions().FellBack(), "it moved to an etcd watch")
+	select {
+	case err := <-errs:
+		t.Fatalf("stream ended: %v", err)
+	default:
+	}
+}
+
+// A subscriber that falls further behind than the cache holds is not cut
+// off while within its grace: it goes on from an etcd watch.
+func TestSubscriberBehindTheCachesEventsGoesOnFromEtcd(t *testing.T) {
+	f := newFixture(t)
+	c := f.store.Cache()
+	const logSize = 256
+	c.mu.Lock()
+	c.events = newEventLog(logSize) // a short log, so a little falls behind it
+	c.events.restart(c.state.rev)
+	c.mu.Unlock()
+	events, _ := f.store.Subscribe(f.ctx, c.Revision(), EventFilter{Kinds: AllEventKinds()})
+	fellBack := f.store.Subscriptions().FellBack()
+	total := 0
+	for i := 0; total < SubscriberBuffer+2*logSize; i++ {
+		_, err := f.store.DesireLRP(f.ctx, desired(fmt.Sprintf("pg-%d", i), 500))
+		require.NoError(t, err)
+		total += 501
+	}
+	got := collect(t, events, total)
+	seen := map[string]bool{}
+	for i, e := range got {
+		if i > 0 {
+			require.GreaterOrEqual(t, e.GetRevision(), got[i-1].GetRevision(), "revision order")
+		}
+		id := kindOf(e)
+		if a := e.GetActualLrpInstanceCreated().GetActualLrp(); a != nil {
+			id = fmt.Sprintf("%s/%d", a.GetKey().GetProcessGuid(), a.GetKey().GetIndex())
+		} else if d := e.GetDesiredLrpCreated().GetDesiredLrp(); d != nil {
+			id = d.GetKey().GetProcessGuid()
+		}
+		require.False(t, seen[id], "%s sent twice", id)
+		seen[id] = true
+	}
+	require.Equal(t, fellBack+1, f.store.Subscriptions().FellBack())
 }

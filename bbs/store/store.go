@@ -63,6 +63,8 @@ type Store struct {
 	hooks hooks
 	// reencrypt is the progress of re-encryption under the active key.
 	reencrypt ReencryptStats
+	// subscriptions counts event subscriptions by where they are served from.
+	subscriptions SubscriptionStats
 }
 
 // hooks are test seams; production code leaves them nil.

@@ -1,0 +1,166 @@
+package store
+
+import (
+	"sort"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gavelhq/gavel/bbs/encryption"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+)
+
+// EventLogSize is how many of the most recent events the cache keeps for
+// subscribers. A subscriber reads them from the cache instead of holding an
+// etcd watch of its own; one that asks for older events, or falls this far
+// behind, is served by an etcd watch instead (see Subscribe).
+const EventLogSize = 1 << 15
+
+// eventLog is the recent history of the events the cache derived from its
+// watch, in revision order. The cache writes it while it applies a watch
+// response and restarts it when it lists again; both under Cache.mu, which
+// readers hold for reading. The events share their records with the cache,
+// which never mutates a record, so they are read-only too.
+type eventLog struct {
+	ring []*modelsv1.Event // EventLogSize long; the event of sequence s is at s % len
+	next int64             // sequence of the next event appended
+	// first is the sequence of the first event of this generation.
+	first int64
+	// floor is the revision after which the log holds every event: the
+	// list's revision, or the revision of the last event overwritten.
+	floor int64
+	// gen counts the restarts: the events of one generation follow each
+	// other without a gap.
+	gen    int64
+	active bool          // false until the first list
+	wake   chan struct{} // closed and replaced when events are appended or the log restarts
+}
+
+// newEventLog returns a log of the last size events, inactive until restarted.
+func newEventLog(size int) eventLog {
+	return eventLog{ring: make([]*modelsv1.Event, size), wake: make(chan struct{})}
+}
+
+// restart begins a generation after a list at rev: events before it cannot
+// be derived any more.
+func (l *eventLog) restart(rev int64) {
+	l.gen++
+	l.first = l.next
+	l.floor = rev
+	l.active = true
+	l.signal()
+}
+
+// append adds events in order.
+func (l *eventLog) append(evs []*modelsv1.Event) {
+	for _, e := range evs {
+		slot := l.next % int64(len(l.ring))
+		if old := l.ring[slot]; old != nil && l.next-int64(len(l.ring)) >= l.first && old.GetRevision() > l.floor {
+			l.floor = old.GetRevision()
+		}
+		l.ring[slot] = e
+		l.next++
+	}
+}
+
+func (l *eventLog) signal() {
+	close(l.wake)
+	l.wake = make(chan struct{})
+}
+
+// oldest is the sequence of the oldest event still held.
+func (l *eventLog) oldest() int64 {
+	return max(l.first, l.next-int64(len(l.ring)))
+}
+
+// logCursor is where a subscriber reading the log is.
+type logCursor struct {
+	gen, pos int64
+}
+
+// logStart returns a cursor at the first event after sinceRevision (0: after
+// everything applied so far), or false when the log does not hold every
+// event after it.
+func (c *Cache) logStart(sinceRevision int64) (logCursor, int64, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	l := &c.events
+	if !l.active {
+		return logCursor{}, 0, false
+	}
+	if sinceRevision == 0 {
+		return logCursor{gen: l.gen, pos: l.next}, c.state.rev, true
+	}
+	if sinceRevision < l.floor {
+		return logCursor{}, 0, false
+	}
+	from := l.oldest()
+	n := int(l.next - from)
+	i := sort.Search(n, func(i int) bool {
+		return l.ring[(from+int64(i))%int64(len(l.ring))].GetRevision() > sinceRevision
+	})
+	return logCursor{gen: l.gen, pos: from + int64(i)}, sinceRevision, true
+}
+
+// readLog appends to buf the events from the cursor on (at most cap(buf))
+// and moves the cursor past them. With nothing new it returns a channel
+// closed when there is. ok is false when the log no longer holds the
+// cursor's events: it restarted, or overwrote them.
+func (c *Cache) readLog(cur *logCursor, buf []*modelsv1.Event) (evs []*modelsv1.Event, wake <-chan struct{}, ok bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	l := &c.events
+	if cur.gen != l.gen || cur.pos < l.oldest() {
+		return buf, nil, false
+	}
+	for cur.pos < l.next && len(buf) < cap(buf) {
+		buf = append(buf, l.ring[cur.pos%int64(len(l.ring))])
+		cur.pos++
+	}
+	return buf, l.wake, true
+}
+
+// record returns the cached model of a key of kind schedule, actual, task
+// or cell, or nil when there is none.
+func (st *cacheState) record(pk parsedKey) proto.Message {
+	switch pk.kind {
+	case kindSchedule:
+		if it, ok := st.schedules[pk.name]; ok {
+			return it.val
+		}
+	case kindActual:
+		if it, ok := st.actuals[pk.actual]; ok {
+			return it.val
+		}
+	case kindTask:
+		if it, ok := st.tasks[pk.name]; ok {
+			return it.val
+		}
+	case kindCell:
+		if it, ok := st.cells[pk.name]; ok {
+			return it.val
+		}
+	}
+	return nil
+}
+
+// hasEvents says whether records of kind k produce events.
+func hasEvents(k kind) bool {
+	return k == kindSchedule || k == kindActual || k == kindTask || k == kindCell
+}
+
+// trackLabel remembers which key a sealed record of key was sealed with, so
+// that a rewrite under another key with the same content (re-encryption)
+// is told apart from a change. Plaintext records are not tracked.
+func (st *cacheState) trackLabel(key string, kv *mvccpb.KeyValue) {
+	label, sealed, _ := encryption.Label(kv.Value)
+	switch {
+	case sealed:
+		if st.labels == nil {
+			st.labels = map[string]string{}
+		}
+		st.labels[key] = label
+	case len(st.labels) > 0:
+		delete(st.labels, key)
+	}
+}
