@@ -285,8 +285,9 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.BatchedCeiling, p.RatioToBatchedEtcd = batchedRatio(p.PerSecond, m.res.BatchedEtcd.KeysPerSecond, p.Etcd.WritesPerInstance)
 	p.BBS, p.Auctioneer, p.Cells = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc), procUse(before.cellsProc, after.cellsProc)
 	p.EtcdProcess = etcdProcUse(before, after)
+	p.Bench = procUse(before.benchProc, after.benchProc)
 	if p.Placed > 0 {
-		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells, p.EtcdProcess} {
+		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells, p.EtcdProcess, &p.Bench} {
 			if u != nil {
 				u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
 			}
@@ -607,6 +608,8 @@ type snapshot struct {
 	// etcd is etcd's metrics: the gavel-etcd's, or the BBS's when embedded.
 	etcd                        metrics
 	bbsProc, aucProc, cellsProc ProcStats
+	// benchProc is the bench's own process.
+	benchProc ProcStats
 	// etcdProc is the gavel-etcd process's (nil when embedded).
 	etcdProc *ProcStats
 	// cells is each running cell process's metrics, by farm name.
@@ -639,6 +642,9 @@ func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	if s.aucProc, err = readProcStats(c.auctioneer.pid()); err != nil {
+		return nil, err
+	}
+	if s.benchProc, err = readProcStats(os.Getpid()); err != nil {
 		return nil, err
 	}
 	s.cells = map[string]metrics{}
