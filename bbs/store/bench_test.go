@@ -140,18 +140,35 @@ func BenchmarkListAllActualLRPs100k(b *testing.B) {
 // instance while subscribers read every event, and reports the process's
 // CPU (etcd, store and subscribers together) per instance: what each
 // subscriber adds to the writes.
+//
+// The cell-subscribers case has 100 subscribers, each filtered to one of the
+// 100 cells the instances are claimed on (as cell-local route emitters
+// subscribe): each receives the desired events and its own cell's claims.
 func BenchmarkSubscribedWrites(b *testing.B) {
-	for _, subscribers := range []int{0, 1, 4} {
-		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
+	type setup struct {
+		name        string
+		subscribers int
+		perCell     bool
+	}
+	for _, c := range []setup{{"subscribers=0", 0, false}, {"subscribers=1", 1, false}, {"subscribers=4", 4, false}, {"cell-subscribers=100", 100, true}} {
+		subscribers := c.subscribers
+		b.Run(c.name, func(b *testing.B) {
 			f := newFixture(b)
 			ctx, cancel := context.WithCancel(f.ctx)
 			defer cancel()
 			const per = 100
 			lrps := b.N/per + 1
 			want := lrps * (2*per + 1) // per LRP a desired event, per instance a created and a changed one
+			if c.perCell {
+				want = lrps * 2 // per LRP the desired event and one claim on the subscriber's cell
+			}
 			done := make(chan struct{}, subscribers)
 			for i := 0; i < subscribers; i++ {
-				events, errs := f.store.Subscribe(ctx, f.store.Cache().Revision(), EventFilter{Kinds: AllEventKinds()})
+				filter := EventFilter{Kinds: AllEventKinds()}
+				if c.perCell {
+					filter.CellID = fmt.Sprintf("cell-%d", i)
+				}
+				events, errs := f.store.Subscribe(ctx, f.store.Cache().Revision(), filter)
 				go func() {
 					n := 0
 					for range events {

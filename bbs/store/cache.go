@@ -108,7 +108,7 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	state   *cacheState
-	events  eventLog        // the recent events derived from the watch, for subscribers (eventlog.go)
+	events  eventLog        // the recent changes applied from the watch, for subscribers (eventlog.go)
 	waiters revisionWaiters // WaitForRevision callers, by the revision they wait for
 	// waiterAt is the waiter of each revision in waiters: callers waiting
 	// for one revision (every request a transaction carried) share it.
@@ -329,7 +329,7 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 	defer c.ownMu.Unlock()
 	st := c.state
 	cellGone, lockChanged, wantedGone := false, false, false
-	var derived []*modelsv1.Event
+	logged0 := c.events.next
 	for _, ev := range events {
 		key := string(ev.Kv.Key)
 		if strings.HasPrefix(key, locksPrefix) {
@@ -337,7 +337,7 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 		}
 		pk := c.keys.parse(key)
 		// A record with events is read before and after the change, and
-		// the change turned into events for the subscribers.
+		// the change logged for the subscribers.
 		logged := c.events.active && hasEvents(pk.kind)
 		var before proto.Message
 		var beforeLabel string
@@ -365,16 +365,15 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 					after = nil // re-encrypted under another key: no change
 				}
 			}
-			if deleted || after != nil {
-				derived = append(derived, recordEvents(pk.kind, before, after, ev.Kv.ModRevision)...)
+			if (deleted && before != nil) || after != nil {
+				c.events.append(change{kind: pk.kind, rev: ev.Kv.ModRevision, before: before, after: after})
 			}
 		}
 		if ev.Kv.ModRevision > st.rev {
 			st.rev = ev.Kv.ModRevision
 		}
 	}
-	if len(derived) > 0 {
-		c.events.append(derived)
+	if c.events.next > logged0 {
 		c.events.signal()
 	}
 	if progress && headerRev > st.rev {

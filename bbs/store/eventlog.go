@@ -10,19 +10,29 @@ import (
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
-// EventLogSize is how many of the most recent events the cache keeps for
-// subscribers. A subscriber reads them from the cache instead of holding an
+// EventLogSize is how many of the most recent record changes the cache keeps
+// for subscribers. A subscriber reads them from the cache instead of holding an
 // etcd watch of its own; one that asks for older events, or falls this far
 // behind, is served by an etcd watch instead (see Subscribe).
 const EventLogSize = 1 << 15
 
-// eventLog is the recent history of the events the cache derived from its
-// watch, in revision order. The cache writes it while it applies a watch
-// response and restarts it when it lists again; both under Cache.mu, which
-// readers hold for reading. The events share their records with the cache,
-// which never mutates a record, so they are read-only too.
+// change is one record's change as the cache applied it: before is nil for
+// a record that did not exist, after nil for one deleted. Subscribers turn
+// it into events (recordEvents), off the cache's lock.
+type change struct {
+	kind          kind
+	rev           int64
+	before, after proto.Message
+}
+
+// eventLog is the recent history of the changes the cache applied from its
+// watch to records with events, in revision order. The cache writes it while
+// it applies a watch response and restarts it when it lists again; both
+// under Cache.mu, which readers hold for reading. The changes share their
+// records with the cache, which never mutates a record, so they are
+// read-only too.
 type eventLog struct {
-	ring []*modelsv1.Event // EventLogSize long; the event of sequence s is at s % len
+	ring []change // EventLogSize long; the change of sequence s is at s % len
 	next int64             // sequence of the next event appended
 	// first is the sequence of the first event of this generation.
 	first int64
@@ -38,7 +48,7 @@ type eventLog struct {
 
 // newEventLog returns a log of the last size events, inactive until restarted.
 func newEventLog(size int) eventLog {
-	return eventLog{ring: make([]*modelsv1.Event, size), wake: make(chan struct{})}
+	return eventLog{ring: make([]change, size), wake: make(chan struct{})}
 }
 
 // restart begins a generation after a list at rev: events before it cannot
@@ -51,16 +61,14 @@ func (l *eventLog) restart(rev int64) {
 	l.signal()
 }
 
-// append adds events in order.
-func (l *eventLog) append(evs []*modelsv1.Event) {
-	for _, e := range evs {
-		slot := l.next % int64(len(l.ring))
-		if old := l.ring[slot]; old != nil && l.next-int64(len(l.ring)) >= l.first && old.GetRevision() > l.floor {
-			l.floor = old.GetRevision()
-		}
-		l.ring[slot] = e
-		l.next++
+// append adds a change after the others.
+func (l *eventLog) append(ch change) {
+	slot := l.next % int64(len(l.ring))
+	if l.next-int64(len(l.ring)) >= l.first && l.ring[slot].rev > l.floor {
+		l.floor = l.ring[slot].rev // overwritten: the log no longer holds all of its revision
 	}
+	l.ring[slot] = ch
+	l.next++
 }
 
 func (l *eventLog) signal() {
@@ -97,16 +105,16 @@ func (c *Cache) logStart(sinceRevision int64) (logCursor, int64, bool) {
 	from := l.oldest()
 	n := int(l.next - from)
 	i := sort.Search(n, func(i int) bool {
-		return l.ring[(from+int64(i))%int64(len(l.ring))].GetRevision() > sinceRevision
+		return l.ring[(from+int64(i))%int64(len(l.ring))].rev > sinceRevision
 	})
 	return logCursor{gen: l.gen, pos: from + int64(i)}, sinceRevision, true
 }
 
-// readLog appends to buf the events from the cursor on (at most cap(buf))
+// readLog appends to buf the changes from the cursor on (at most cap(buf))
 // and moves the cursor past them. With nothing new it returns a channel
 // closed when there is. ok is false when the log no longer holds the
-// cursor's events: it restarted, or overwrote them.
-func (c *Cache) readLog(cur *logCursor, buf []*modelsv1.Event) (evs []*modelsv1.Event, wake <-chan struct{}, ok bool) {
+// cursor's changes: it restarted, or overwrote them.
+func (c *Cache) readLog(cur *logCursor, buf []change) (chs []change, wake <-chan struct{}, ok bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	l := &c.events
@@ -163,4 +171,45 @@ func (st *cacheState) trackLabel(key string, kv *mvccpb.KeyValue) {
 	case len(st.labels) > 0:
 		delete(st.labels, key)
 	}
+}
+
+// mayMatch says whether any event of ch could pass the filter, so that a
+// subscriber makes events only of the changes it may be sent.
+func (f EventFilter) mayMatch(ch change) bool {
+	switch ch.kind {
+	case kindSchedule:
+		return f.Kinds.DesiredLRP
+	case kindActual:
+		if !f.Kinds.ActualLRP {
+			return false
+		}
+	case kindTask:
+		if !f.Kinds.Task {
+			return false
+		}
+	case kindCell:
+		if !f.Kinds.Cell {
+			return false
+		}
+	default:
+		return false
+	}
+	if f.CellID == "" {
+		return true
+	}
+	for _, m := range []proto.Message{ch.before, ch.after} {
+		var cell string
+		switch r := m.(type) {
+		case *modelsv1.ActualLRP:
+			cell = r.GetInstanceKey().GetCellId()
+		case *modelsv1.Task:
+			cell = r.GetCellId()
+		case *modelsv1.CellPresence:
+			cell = r.GetCellId()
+		}
+		if cell == f.CellID {
+			return true
+		}
+	}
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"code.cloudfoundry.org/lager/v3"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -50,8 +51,9 @@ type EventFilter struct {
 // revision, models.ErrResourceExhausted when the subscriber stayed more than
 // SubscriberBuffer events behind for SubscriberGrace.
 //
-// A subscriber reads the events the cache derived from its own watch (the
-// last EventLogSize of them), so it costs etcd nothing. One that asks for
+// A subscriber reads the changes the cache applied from its own watch (the
+// last EventLogSize of them) and makes its events from the records before
+// and after, so it costs etcd nothing. One that asks for
 // older events, or whose events the cache no longer holds (it listed again,
 // or the subscriber fell that far behind), is served by an etcd watch of
 // its own from where it was, with nothing missed or sent twice.
@@ -71,6 +73,7 @@ func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilte
 				return
 			}
 			s.subscriptions.fellBack.Add(1)
+			s.logger.Info("subscriber-moved-to-etcd-watch", lager.Data{"after_revision": sub.last, "cache_revision": s.cache.Revision()})
 		} else {
 			s.subscriptions.fromEtcd.Add(1)
 		}
@@ -118,22 +121,24 @@ type subscription struct {
 // cache no longer holds the next ones (the stream goes on from etcd), false
 // when the stream ended.
 func (sub *subscription) readLog(ctx context.Context, cur logCursor) bool {
-	buf := make([]*modelsv1.Event, 0, 256)
+	buf := make([]change, 0, 256)
 	for {
-		evs, wake, ok := sub.store.cache.readLog(&cur, buf[:0])
+		chs, wake, ok := sub.store.cache.readLog(&cur, buf[:0])
 		if !ok {
 			return true
 		}
-		for _, e := range evs {
-			if e.GetRevision() <= sub.since || !sub.filter.match(e) {
+		for _, ch := range chs {
+			if ch.rev <= sub.since || !sub.filter.mayMatch(ch) {
 				continue
 			}
-			if !sub.send(ctx, e) {
-				return false
+			for _, e := range recordEvents(ch.kind, ch.before, ch.after, ch.rev) {
+				if sub.filter.match(e) && !sub.send(ctx, e) {
+					return false
+				}
 			}
 		}
-		clear(evs) // the buffer must not keep events alive
-		if len(evs) > 0 {
+		clear(chs) // the buffer must not keep records alive
+		if len(chs) > 0 {
 			continue
 		}
 		select {
