@@ -33,7 +33,7 @@ type change struct {
 // read-only too.
 type eventLog struct {
 	ring []change // EventLogSize long; the change of sequence s is at s % len
-	next int64             // sequence of the next event appended
+	next int64    // sequence of the next event appended
 	// first is the sequence of the first event of this generation.
 	first int64
 	// floor is the revision after which the log holds every event: the
