@@ -33,26 +33,26 @@ type change struct {
 // read-only too.
 type eventLog struct {
 	ring []change // EventLogSize long; the change of sequence s is at s % len
-	next int64    // sequence of the next event appended
-	// first is the sequence of the first event of this generation.
+	next int64    // sequence of the next change appended
+	// first is the sequence of the first change of this generation.
 	first int64
-	// floor is the revision after which the log holds every event: the
-	// list's revision, or the revision of the last event overwritten.
+	// floor is the revision after which the log holds every change: the
+	// list's revision, or the revision of the last change overwritten.
 	floor int64
-	// gen counts the restarts: the events of one generation follow each
+	// gen counts the restarts: the changes of one generation follow each
 	// other without a gap.
 	gen    int64
 	active bool          // false until the first list
-	wake   chan struct{} // closed and replaced when events are appended or the log restarts
+	wake   chan struct{} // closed and replaced when changes are appended or the log restarts
 }
 
-// newEventLog returns a log of the last size events, inactive until restarted.
+// newEventLog returns a log of the last size changes, inactive until restarted.
 func newEventLog(size int) eventLog {
 	return eventLog{ring: make([]change, size), wake: make(chan struct{})}
 }
 
-// restart begins a generation after a list at rev: events before it cannot
-// be derived any more.
+// restart begins a generation after a list at rev: changes before it are
+// not known any more.
 func (l *eventLog) restart(rev int64) {
 	l.gen++
 	l.first = l.next
@@ -76,7 +76,7 @@ func (l *eventLog) signal() {
 	l.wake = make(chan struct{})
 }
 
-// oldest is the sequence of the oldest event still held.
+// oldest is the sequence of the oldest change still held.
 func (l *eventLog) oldest() int64 {
 	return max(l.first, l.next-int64(len(l.ring)))
 }
@@ -86,9 +86,9 @@ type logCursor struct {
 	gen, pos int64
 }
 
-// logStart returns a cursor at the first event after sinceRevision (0: after
-// everything applied so far), or false when the log does not hold every
-// event after it.
+// logStart returns a cursor at the first change after sinceRevision (0:
+// after everything applied so far) and the revision the subscriber's events
+// start after, or false when the log does not hold every change after it.
 func (c *Cache) logStart(sinceRevision int64) (logCursor, int64, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
