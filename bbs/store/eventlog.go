@@ -133,21 +133,21 @@ func (c *Cache) readLog(cur *logCursor, buf []change) (chs []change, wake <-chan
 func (st *cacheState) record(pk parsedKey) proto.Message {
 	switch pk.kind {
 	case kindSchedule:
-		if it, ok := st.schedules[pk.name]; ok {
-			return it.val
-		}
+		return recordIn(st.schedules, pk.name)
 	case kindActual:
-		if it, ok := st.actuals[pk.actual]; ok {
-			return it.val
-		}
+		return recordIn(st.actuals, pk.actual)
 	case kindTask:
-		if it, ok := st.tasks[pk.name]; ok {
-			return it.val
-		}
+		return recordIn(st.tasks, pk.name)
 	case kindCell:
-		if it, ok := st.cells[pk.name]; ok {
-			return it.val
-		}
+		return recordIn(st.cells, pk.name)
+	}
+	return nil
+}
+
+// recordIn returns the model held at k, or nil (never a typed nil).
+func recordIn[K comparable, T proto.Message](m map[K]item[T], k K) proto.Message {
+	if it, ok := m[k]; ok {
+		return it.val
 	}
 	return nil
 }
