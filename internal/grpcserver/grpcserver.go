@@ -237,20 +237,23 @@ func (s *Server) requestContext(ctx context.Context, method string) (context.Con
 // logResult logs a finished call: failures that point at a server bug at
 // error level, everything else at debug.
 func logResult(logger lager.Logger, err error, start time.Time) {
+	code := status.Code(err)
+	bug := code == codes.Internal || code == codes.Unknown || code == codes.DataLoss
+	if !bug && !logging.Enabled(logger, lager.DEBUG) {
+		return // nothing to write: spare every call the formatting
+	}
 	data := lager.Data{"duration": time.Since(start).String()}
 	if err == nil {
 		logger.Debug("done", data)
 		return
 	}
-	code := status.Code(err)
 	data["code"] = code.String()
-	switch code {
-	case codes.Internal, codes.Unknown, codes.DataLoss:
+	if bug {
 		logger.Error("failed", err, data)
-	default:
-		data["error"] = err.Error()
-		logger.Debug("failed", data)
+		return
 	}
+	data["error"] = err.Error()
+	logger.Debug("failed", data)
 }
 
 // panicError logs a recovered panic and returns the status the client sees.

@@ -333,3 +333,22 @@ func TestCallsRunOnKeptGoroutines(t *testing.T) {
 	// busy (still finishing the previous response) gets its own.
 	require.Less(t, len(seen), 20, "calls reuse the kept goroutines: %v", seen)
 }
+
+// Calls are logged at debug level when the logger writes it; at error level
+// only a call that points at a server bug is, and the panic shows there.
+func TestCallsAreLoggedAtTheLoggersLevel(t *testing.T) {
+	for _, level := range []string{"debug", "error"} {
+		t.Run(level, func(t *testing.T) {
+			var logs syncBuffer
+			logger, err := logging.NewWithWriter("test", level, &logs)
+			require.NoError(t, err)
+			f := start(t, func(o *grpcserver.Options) { o.Logger = logger })
+			require.NoError(t, f.conn.Invoke(ctx(t), "/gavel.test.Test/Whoami", &emptypb.Empty{}, &wrapperspb.StringValue{}))
+			err = f.conn.Invoke(ctx(t), "/gavel.test.Test/Panic", &emptypb.Empty{}, &emptypb.Empty{})
+			require.Equal(t, codes.Internal, status.Code(err))
+			assert.Contains(t, logs.String(), `"message":"test.request.failed"`)
+			assert.Contains(t, logs.String(), "kaboom")
+			assert.Equal(t, level == "debug", strings.Contains(logs.String(), `"message":"test.request.done"`))
+		})
+	}
+}

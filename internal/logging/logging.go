@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
@@ -32,7 +33,62 @@ func NewWithWriter(component string, level string, w io.Writer) (lager.Logger, e
 	}
 	logger := lager.NewLogger(component)
 	logger.RegisterSink(lager.NewWriterSink(w, min))
-	return logger, nil
+	return &leveled{Logger: logger, min: min}, nil
+}
+
+// leveled is a lager logger that knows the lowest level its sinks write.
+// lager formats every call (timestamp, message, a copy of the session's
+// data) before its sinks filter by level, so a Debug or Info call below the
+// level would cost that for nothing; here it returns at once. Its sessions
+// keep the level.
+type leveled struct {
+	lager.Logger
+	min lager.LogLevel
+}
+
+// RegisterSink adds a sink whose level this logger cannot know: from then
+// on every call is formatted and the sinks filter.
+func (l *leveled) RegisterSink(s lager.Sink) {
+	l.Logger.RegisterSink(s)
+	l.min = lager.DEBUG
+}
+
+// Session returns a session that keeps the level.
+func (l *leveled) Session(task string, data ...lager.Data) lager.Logger {
+	return &leveled{Logger: l.Logger.Session(task, data...), min: l.min}
+}
+
+// WithData returns a logger with data that keeps the level.
+func (l *leveled) WithData(data lager.Data) lager.Logger {
+	return &leveled{Logger: l.Logger.WithData(data), min: l.min}
+}
+
+// WithTraceInfo returns a logger with r's trace that keeps the level.
+func (l *leveled) WithTraceInfo(r *http.Request) lager.Logger {
+	return &leveled{Logger: l.Logger.WithTraceInfo(r), min: l.min}
+}
+
+// Debug logs at debug level, if the logger writes it.
+func (l *leveled) Debug(action string, data ...lager.Data) {
+	if l.min <= lager.DEBUG {
+		l.Logger.Debug(action, data...)
+	}
+}
+
+// Info logs at info level, if the logger writes it.
+func (l *leveled) Info(action string, data ...lager.Data) {
+	if l.min <= lager.INFO {
+		l.Logger.Info(action, data...)
+	}
+}
+
+// Enabled says whether logger writes at level: false only for a logger made
+// by New (or a session of one) whose level is above it.
+func Enabled(logger lager.Logger, level lager.LogLevel) bool {
+	if l, ok := logger.(*leveled); ok {
+		return level >= l.min
+	}
+	return true
 }
 
 // ParseLevel maps debug, info, error or fatal (any case) to a lager level.
