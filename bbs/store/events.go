@@ -53,10 +53,10 @@ type EventFilter struct {
 //
 // A subscriber reads the changes the cache applied from its own watch (the
 // last EventLogSize of them) and makes its events from the records before
-// and after, so it costs etcd nothing. One that asks for
-// older events, or whose events the cache no longer holds (it listed again,
-// or the subscriber fell that far behind), is served by an etcd watch of
-// its own from where it was, with nothing missed or sent twice.
+// and after, so it costs etcd nothing. One that asks for older events, or
+// whose events the cache no longer holds (it listed again, or the
+// subscriber fell that far behind), is served by an etcd watch of its own
+// from where it was, with nothing missed or sent twice.
 func (s *Store) Subscribe(ctx context.Context, sinceRevision int64, f EventFilter) (<-chan *modelsv1.Event, <-chan error) {
 	out := make(chan *modelsv1.Event, SubscriberBuffer)
 	errc := make(chan error, 1)
