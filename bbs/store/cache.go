@@ -645,11 +645,6 @@ func (c *Cache) decode(kv *mvccpb.KeyValue, v proto.Message) error {
 	return proto.Unmarshal(pt, v)
 }
 
-func (c *Cache) applyDelete(st *cacheState, key []byte) {
-	k := string(key)
-	c.applyDeleteParsed(st, k, c.keys.parse(k))
-}
-
 func (c *Cache) applyDeleteParsed(st *cacheState, key string, pk parsedKey) {
 	delete(st.undecodable, key)
 	if len(st.labels) > 0 {
