@@ -7,25 +7,36 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdtest"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
+	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
+	"github.com/gavelhq/gavel/rep/app"
 	"github.com/gavelhq/gavel/rep/harmonizer"
 )
+
+// startSyncingCell starts a BBS and a rep of one simulated cell whose bulk
+// sync runs every interval, and returns the BBS's client, the rep and a
+// client of the cell.
+func startSyncingCell(t *testing.T, interval time.Duration) (*client.Client, *app.Rep, repv1.RepServiceClient) {
+	t.Helper()
+	prefix := etcdtest.Prefix(t)
+	b, bbs := startBBS(t, prefix)
+	cfg := simConfig(t, prefix, b.Addr(), 1)
+	cfg.BulkSyncInterval = config.Duration(interval)
+	r, _ := startRep(t, cfg)
+	return bbs, r, dialRep(t, r.Cells()[0].Addr())
+}
 
 // The bulk sync repairs both directions: a container whose instance the BBS
 // no longer has is deleted; an instance the BBS thinks runs on the cell
 // without a container is removed; a task RUNNING on the cell without a
 // container is completed as failed.
 func TestBulkSyncRepairs(t *testing.T) {
-	prefix := etcdtest.Prefix(t)
-	b, bbs := startBBS(t, prefix)
-	cfg := simConfig(t, prefix, b.Addr(), 1)
-	cfg.BulkSyncInterval = config.Duration(200 * time.Millisecond)
-	r, _ := startRep(t, cfg)
+	bbs, r, repc := startSyncingCell(t, 200*time.Millisecond)
 	cell := r.Cells()[0]
-	repc := dialRep(t, cell.Addr())
 
 	// A running instance whose row disappears from the BBS.
 	unwanted := desiredLRP("unwanted", runA("/bin/app"), nil)
@@ -95,12 +106,7 @@ func sample(t *testing.T, reg *prometheus.Registry, name string, want map[string
 // pass after pass (the BBS would take the report as a heartbeat); a row
 // that went back to CLAIMED while the container runs is started again.
 func TestBulkSyncReportsOnlyWhatTheBBSLacks(t *testing.T) {
-	prefix := etcdtest.Prefix(t)
-	b, bbs := startBBS(t, prefix)
-	cfg := simConfig(t, prefix, b.Addr(), 1)
-	cfg.BulkSyncInterval = config.Duration(100 * time.Millisecond)
-	r, _ := startRep(t, cfg)
-	repc := dialRep(t, r.Cells()[0].Addr())
+	bbs, r, repc := startSyncingCell(t, 100*time.Millisecond)
 
 	steady := desiredLRP("steady", runA("/bin/app"), nil)
 	_, err := bbs.DesireLRP(ctx, &bbsv1.DesireLRPRequest{DesiredLrp: steady})
