@@ -260,7 +260,8 @@ func (c *Cache) relist(ctx context.Context) (int64, error) {
 	c.relists.Add(1)
 	st := newCacheState()
 	for _, kv := range resp.Kvs {
-		_ = c.applyPut(st, kv, nil) // undecodable records are logged below
+		key := string(kv.Key)
+		_ = c.applyPut(st, key, c.keys.parse(key), kv, nil) // undecodable records are logged below
 	}
 	st.rev = resp.Header.Revision
 	c.mu.Lock()
@@ -353,7 +354,7 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 				wantedGone = true
 			}
 			c.applyDeleteParsed(st, key, pk)
-		} else if err := c.applyPut(st, ev.Kv, c.takeOwn(ev.Kv)); err != nil {
+		} else if err := c.applyPut(st, key, pk, ev.Kv, c.takeOwn(ev.Kv)); err != nil {
 			c.logger.Error("undecodable-record", err, lager.Data{"key": key})
 			logged = false // as an undecodable event: nothing to tell
 		}
@@ -518,12 +519,11 @@ func (h *revisionWaiters) Pop() any {
 	return w
 }
 
-// applyPut stores a put record; it returns the decode error of an
-// undecodable one. own, if not nil, is the model the store wrote as kv's
-// value (see offer): it is stored instead of decoding the value.
-func (c *Cache) applyPut(st *cacheState, kv *mvccpb.KeyValue, own proto.Message) error {
-	key := string(kv.Key)
-	pk := c.keys.parse(key)
+// applyPut stores a put record of key (kv's key, parsed as pk); it returns
+// the decode error of an undecodable one. own, if not nil, is the model the
+// store wrote as kv's value (see offer): it is stored instead of decoding
+// the value.
+func (c *Cache) applyPut(st *cacheState, key string, pk parsedKey, kv *mvccpb.KeyValue, own proto.Message) error {
 	rev := kv.ModRevision
 	var err error
 	switch pk.kind {
