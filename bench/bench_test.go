@@ -106,6 +106,14 @@ func TestSmallRun(t *testing.T) {
 	assert.Positive(t, raw.Placement.EtcdProcess.CPUMicros, "the JSON carries etcd's CPU per placed instance")
 	require.NotNil(t, res.Recovery.EtcdProcess)
 	assert.Contains(t, summary.String(), "etcd ")
+
+	// The etcd process's own CPU over each ceiling measurement is
+	// reported, per write, and with the writes per instance it bounds
+	// etcd's least share of a placement.
+	assert.Positive(t, res.RawEtcd.Server.MicrosPerWrite, "etcd server CPU per raw txn")
+	assert.Positive(t, res.BatchedEtcd.Server.MicrosPerWrite, "etcd server CPU per batched key")
+	assert.InDelta(t, res.BatchedEtcd.Server.MicrosPerWrite*res.Placement.Etcd.WritesPerInstance, res.Placement.EtcdLeastMicros, 1e-9)
+	assert.Contains(t, summary.String(), "its least:")
 }
 
 // A run that cannot start still returns a result that says why, which

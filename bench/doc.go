@@ -27,7 +27,11 @@
 //     ceiling: nested transactions of guarded puts (BatchedKeysPerTxn per
 //     transaction, BatchedClients in flight), as the BBS's committer
 //     writes; placements/s is also reported as a share of its keys/s
-//     divided by the run's etcd writes per placed instance.
+//     divided by the run's etcd writes per placed instance. The CPU of the
+//     process serving etcd (the BBS when embedded) is read over each of the
+//     two, per transaction and per batched key; the latter times the writes
+//     per placed instance is etcd's least CPU per placement, shown beside
+//     the BBS+etcd figure so that the BBS's own share can be told apart.
 //  2. placement: the LRPs are desired (DesireLRP over gRPC, a few calls in
 //     flight) and every instance is timed from its DesireLRP call to its
 //     RUNNING event on the BBS event stream (no polling). Throughput is

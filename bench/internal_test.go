@@ -180,6 +180,7 @@ func TestSummarizeTakesMedianAndRange(t *testing.T) {
 	mk := func(pps float64) *Result {
 		r := &Result{}
 		r.Placement.PerSecond = pps
+		r.Placement.EtcdLeastMicros = pps / 10
 		return r
 	}
 	failed := mk(1)
@@ -188,6 +189,7 @@ func TestSummarizeTakesMedianAndRange(t *testing.T) {
 	assert.Equal(t, 5, r.Runs)
 	assert.Equal(t, 1, r.Failed)
 	assert.Equal(t, Spread{Median: 250, Min: 100, Max: 400}, r.PlacementsPerSecond)
+	assert.Equal(t, Spread{Median: 25, Min: 10, Max: 40}, r.EtcdLeastMicros)
 	assert.Equal(t, Spread{Median: 2, Min: 2, Max: 2}, spreadOf([]float64{2}))
 	assert.Equal(t, Spread{}, spreadOf(nil))
 }
@@ -207,6 +209,27 @@ func TestEtcdProcessUse(t *testing.T) {
 	assert.InDelta(t, 64.0, u.PeakRSSMiB, 1e-9)
 	u.CPUMicrosPerPlaced = 250
 	assert.Contains(t, cpuLine(Placement{EtcdProcess: u}), "etcd 250 µs")
+}
+
+// The etcd server's CPU over a ceiling measurement is the difference of
+// two readings of its process, in all and per write; no writes, no rate.
+func TestServerCPUOver(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		before, after float64
+		writes        float64
+		cpu, perWrite float64
+	}{
+		{"per txn", 10, 12.5, 50_000, 2.5, 50},
+		{"per key", 3, 4, 400_000, 1, 2.5},
+		{"no writes", 3, 4, 0, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := serverCPUOver(ProcStats{CPUSeconds: tc.before}, ProcStats{CPUSeconds: tc.after}, tc.writes)
+			assert.InDelta(t, tc.cpu, u.CPUSeconds, 1e-9)
+			assert.InDelta(t, tc.perWrite, u.MicrosPerWrite, 1e-9)
+		})
+	}
 }
 
 // The BBS's RSS bound follows issue 16: 1 GiB up to 100k instances, 2 GiB

@@ -33,6 +33,20 @@ type RawEtcd struct {
 	// LatencyP50Ms and LatencyP99Ms are per-transaction latencies.
 	LatencyP50Ms float64 `json:"latency_p50_ms"`
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	// Server is the CPU the etcd server spent on the measurement.
+	Server EtcdServerCPU `json:"server"`
+}
+
+// EtcdServerCPU is the CPU of the process serving etcd (the gavel-etcd
+// process, or the BBS when etcd is embedded in it, idle otherwise) over one
+// of the ceiling measurements: etcd's own cost of a write, apart from the
+// client's, which the BBS+etcd figure of the placement includes.
+type EtcdServerCPU struct {
+	// CPUSeconds is the process's user + system CPU over the measurement.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MicrosPerWrite is CPUSeconds in microseconds per transaction (raw)
+	// or per guarded key (batched).
+	MicrosPerWrite float64 `json:"micros_per_write"`
 }
 
 // measureRawEtcd runs single-key compare-and-put transactions
@@ -147,6 +161,10 @@ type BatchedEtcd struct {
 	// LatencyP50Ms and LatencyP99Ms are per-transaction latencies.
 	LatencyP50Ms float64 `json:"latency_p50_ms"`
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	// Server is the CPU the etcd server spent on the measurement; its
+	// MicrosPerWrite times the placement's writes per instance is etcd's
+	// least cost of placing one instance.
+	Server EtcdServerCPU `json:"server"`
 }
 
 // measureBatchedEtcd runs nested batches of guarded puts for d: each of

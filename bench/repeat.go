@@ -38,7 +38,10 @@ type Repeat struct {
 	RatioToRawEtcd       Spread `json:"ratio_to_raw_etcd"`
 	BBSCPUMicros         Spread `json:"bbs_cpu_us_per_placed"`
 	// EtcdCPUMicros is over the runs with etcd as its own process.
-	EtcdCPUMicros       Spread `json:"etcd_cpu_us_per_placed"`
+	EtcdCPUMicros Spread `json:"etcd_cpu_us_per_placed"`
+	// EtcdLeastMicros is etcd's least CPU per placed instance
+	// (Placement.EtcdLeastMicros).
+	EtcdLeastMicros     Spread `json:"etcd_least_us_per_placed"`
 	AuctioneerCPUMicros Spread `json:"auctioneer_cpu_us_per_placed"`
 	CellsCPUMicros      Spread `json:"cells_cpu_us_per_placed"`
 	BBSPeakRSSMiB       Spread `json:"bbs_peak_rss_mib"`
@@ -49,7 +52,7 @@ type Repeat struct {
 // Summarize computes the median and spread of rs's main figures.
 func Summarize(rs []*Result) Repeat {
 	r := Repeat{Runs: len(rs), Results: rs}
-	var raw, pps, ratio, bbs, etcd, auc, cells, rss []float64
+	var raw, pps, ratio, bbs, etcd, least, auc, cells, rss []float64
 	for _, x := range rs {
 		if x == nil || x.Failure != nil {
 			r.Failed++
@@ -63,12 +66,13 @@ func Summarize(rs []*Result) Repeat {
 		if p.EtcdProcess != nil {
 			etcd = append(etcd, p.EtcdProcess.CPUMicrosPerPlaced)
 		}
+		least = append(least, p.EtcdLeastMicros)
 		auc = append(auc, p.Auctioneer.CPUMicrosPerPlaced)
 		cells = append(cells, p.Cells.CPUMicrosPerPlaced)
 		rss = append(rss, p.BBS.PeakRSSMiB)
 	}
 	r.RawEtcdTxnsPerSecond, r.PlacementsPerSecond, r.RatioToRawEtcd = spreadOf(raw), spreadOf(pps), spreadOf(ratio)
-	r.EtcdCPUMicros = spreadOf(etcd)
+	r.EtcdCPUMicros, r.EtcdLeastMicros = spreadOf(etcd), spreadOf(least)
 	r.BBSCPUMicros, r.AuctioneerCPUMicros, r.CellsCPUMicros, r.BBSPeakRSSMiB = spreadOf(bbs), spreadOf(auc), spreadOf(cells), spreadOf(rss)
 	return r
 }
@@ -85,6 +89,7 @@ func (r Repeat) WriteSummary(w io.Writer) error {
 		f("ratio to raw etcd:", r.RatioToRawEtcd, ""),
 		f("BBS CPU/placed:", r.BBSCPUMicros, "µs (with etcd's when embedded)"),
 		f("etcd CPU/placed:", r.EtcdCPUMicros, "µs (etcd as its own process)"),
+		f("etcd's least/placed:", r.EtcdLeastMicros, "µs (batched server CPU per key × writes per instance)"),
 		f("auctioneer CPU/placed:", r.AuctioneerCPUMicros, "µs"),
 		f("cells CPU/placed:", r.CellsCPUMicros, "µs"),
 		f("BBS peak RSS:", r.BBSPeakRSSMiB, "MiB"),

@@ -95,12 +95,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.Setup.StartupSeconds = time.Since(startup).Seconds()
 
 	progress(opts, "measuring raw etcd: %d clients, %s", opts.RawClients, opts.RawDuration)
+	serverCPU := c.etcdServerCPU()
 	if res.RawEtcd, err = measureRawEtcd(ctx, []string{c.etcdURL}, opts.RawClients, opts.RawValueBytes, opts.RawDuration); err != nil {
+		return fail(err)
+	}
+	if res.RawEtcd.Server, err = serverCPU(float64(res.RawEtcd.Txns)); err != nil {
 		return fail(err)
 	}
 	progress(opts, "raw etcd: %.0f txn/s", res.RawEtcd.TxnsPerSecond)
 	progress(opts, "measuring batched etcd: %d clients × %d nested guarded puts, %s", opts.BatchedClients, opts.BatchedKeysPerTxn, opts.RawDuration)
+	serverCPU = c.etcdServerCPU()
 	if res.BatchedEtcd, err = measureBatchedEtcd(ctx, []string{c.etcdURL}, opts.BatchedClients, opts.BatchedKeysPerTxn, opts.RawValueBytes, opts.RawDuration); err != nil {
+		return fail(err)
+	}
+	if res.BatchedEtcd.Server, err = serverCPU(float64(res.BatchedEtcd.Keys)); err != nil {
 		return fail(err)
 	}
 	progress(opts, "batched etcd: %.0f keys/s", res.BatchedEtcd.KeysPerSecond)
@@ -283,6 +291,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	}
 	p.Etcd = etcdUse(before, after, p.Placed)
 	p.BatchedCeiling, p.RatioToBatchedEtcd = batchedRatio(p.PerSecond, m.res.BatchedEtcd.KeysPerSecond, p.Etcd.WritesPerInstance)
+	p.EtcdLeastMicros = m.res.BatchedEtcd.Server.MicrosPerWrite * p.Etcd.WritesPerInstance
 	p.BBS, p.Auctioneer, p.Cells = procUse(before.bbsProc, after.bbsProc), procUse(before.aucProc, after.aucProc), procUse(before.cellsProc, after.cellsProc)
 	p.EtcdProcess = etcdProcUse(before, after)
 	p.Bench = procUse(before.benchProc, after.benchProc)
@@ -614,6 +623,37 @@ type snapshot struct {
 	etcdProc *ProcStats
 	// cells is each running cell process's metrics, by farm name.
 	cells map[string]metrics
+}
+
+// etcdServerCPU starts measuring the CPU of the process serving etcd (the
+// gavel-etcd process, or the BBS with etcd embedded): the function it
+// returns gives the CPU since, and per write of the given count.
+func (c *cluster) etcdServerCPU() func(writes float64) (EtcdServerCPU, error) {
+	holder := c.bbs
+	if c.etcd != nil {
+		holder = c.etcd
+	}
+	before, err := readProcStats(holder.pid())
+	return func(writes float64) (EtcdServerCPU, error) {
+		if err != nil {
+			return EtcdServerCPU{}, fmt.Errorf("etcd server's CPU: %w", err)
+		}
+		after, err := readProcStats(holder.pid())
+		if err != nil {
+			return EtcdServerCPU{}, fmt.Errorf("etcd server's CPU: %w", err)
+		}
+		return serverCPUOver(before, after, writes), nil
+	}
+}
+
+// serverCPUOver is the CPU between two readings of the etcd server's
+// process, in all and per write.
+func serverCPUOver(before, after ProcStats, writes float64) EtcdServerCPU {
+	u := EtcdServerCPU{CPUSeconds: after.CPUSeconds - before.CPUSeconds}
+	if writes > 0 {
+		u.MicrosPerWrite = u.CPUSeconds * 1e6 / writes
+	}
+	return u
 }
 
 // snapshot scrapes etcd, the BBS and the auctioneer and reads /proc for
