@@ -31,7 +31,9 @@
 //     process serving etcd (the BBS when embedded) is read over each of the
 //     two, per transaction and per batched key; the latter times the writes
 //     per placed instance is etcd's least CPU per placement, shown beside
-//     the BBS+etcd figure so that the BBS's own share can be told apart.
+//     the BBS+etcd figure so that the BBS's own share can be told apart. It
+//     includes what the idle cluster costs that process meanwhile (the cells'
+//     presence keep-alives and bulk syncs, a few % of it), so it errs high.
 //  2. placement: the LRPs are desired (DesireLRP over gRPC, a few calls in
 //     flight) and every instance is timed from its DesireLRP call to its
 //     RUNNING event on the BBS event stream (no polling). Throughput is
