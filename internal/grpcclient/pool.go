@@ -10,13 +10,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/gavelhq/gavel/internal/protocodec"
 )
 
 // MaxMessageBytes is the largest message a Gavel client sends or receives.
 const MaxMessageBytes = 64 << 20
 
 // DialOptions returns the options every Gavel client uses: mTLS when tlsConfig
-// is set, plaintext otherwise.
+// is set, plaintext otherwise, and Gavel's proto codec.
 func DialOptions(tlsConfig *tls.Config) []grpc.DialOption {
 	creds := insecure.NewCredentials()
 	if tlsConfig != nil {
@@ -24,7 +26,8 @@ func DialOptions(tlsConfig *tls.Config) []grpc.DialOption {
 	}
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes),
+			grpc.ForceCodecV2(protocodec.Codec{})),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 }

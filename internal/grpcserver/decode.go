@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+
+	"github.com/gavelhq/gavel/internal/protocodec"
 )
 
 // A request that does not decode (malformed protobuf) is answered
@@ -19,14 +21,15 @@ import (
 // service is registered with handlers that look the message up after
 // decoding and answer InvalidArgument.
 
-// decodeCodec is the proto codec with decode errors recorded, not returned.
+// decodeCodec is Gavel's proto codec with decode errors recorded, not
+// returned.
 type decodeCodec struct {
 	encoding.CodecV2
 	failed sync.Map // message (a pointer) → decode error
 }
 
 func newDecodeCodec() *decodeCodec {
-	return &decodeCodec{CodecV2: encoding.GetCodecV2("proto")}
+	return &decodeCodec{CodecV2: protocodec.Codec{}}
 }
 
 // Unmarshal decodes data into v; a decode error is recorded for check.
