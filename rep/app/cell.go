@@ -227,6 +227,14 @@ func endReason(ctr executor.Container) string {
 	}
 }
 
+// cellStreamWorkers is the goroutines a cell's gRPC server keeps to serve
+// calls. A cell serves a few calls at a time (the auctioneer's State and
+// Perform, a CLI's), so a few kept workers spare their stacks' growth; the
+// server's default (64, sized for the BBS) cost a simulated cell 64 parked
+// goroutines and doubled its memory. A call that finds no worker idle gets a
+// goroutine of its own, so this never limits concurrency.
+const cellStreamWorkers = 4
+
 func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := server.New(server.Options{
 		CellID: c.cfg.CellID, Zone: c.cfg.Zone, Index: c.cfg.Index, Executor: c.exec,
@@ -236,7 +244,7 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 		Drain: c.Drain, LogArchive: c.archive,
 	})
 	opts := grpcserver.Options{
-		Addr: c.cfg.ListenAddress, Logger: c.logger,
+		Addr: c.cfg.ListenAddress, Logger: c.logger, StreamWorkers: cellStreamWorkers,
 		Register: func(s grpc.ServiceRegistrar) { repv1.RegisterRepServiceServer(s, srv) },
 	}
 	if !c.cfg.InsecurePlaintext {

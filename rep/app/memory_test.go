@@ -55,3 +55,23 @@ func measure() (heap, rss uint64, goroutines int) {
 	}
 	return ms.HeapAlloc, rss, runtime.NumGoroutine()
 }
+
+// A simulated cell costs a few dozen goroutines, none per call it may
+// serve: every cell's gRPC server once kept 64 parked stream workers, which
+// more than doubled the goroutines (and the memory) of a farm. Counted over
+// the process before the farm (the BBS in it serves each cell's connections,
+// so their server-side goroutines count too).
+func TestSimCellsKeepFewGoroutines(t *testing.T) {
+	const cells = 50
+	prefix := etcdtest.Prefix(t)
+	bbs, _ := startBBS(t, prefix)
+	_, _, g0 := measure()
+	r, stop := startRep(t, simConfig(t, prefix, bbs.Addr(), cells))
+	defer stop()
+	require.Len(t, r.Cells(), cells)
+	time.Sleep(time.Second) // the first bulk syncs
+	_, _, g1 := measure()
+	perCell := float64(g1-g0) / cells
+	t.Logf("%.1f goroutines per simulated cell", perCell)
+	require.Less(t, perCell, 64.0, "goroutines per simulated cell")
+}
