@@ -207,6 +207,7 @@ func (a *Auctioneer) runAuctions(signals <-chan os.Signal, ready chan<- struct{}
 		CellStateWorkers:     a.cfg.CellStateWorkers,
 		StateMaxAge:          a.cfg.CellStateMaxAge.D(),
 		MinInterval:          a.cfg.MinAuctionInterval.D(),
+		MaxInterval:          a.cfg.MaxAuctionInterval.D(),
 		CommunicationTimeout: a.cfg.CommunicationTimeout.D(),
 		Logger:               a.logger,
 		Metrics:              a.metrics,

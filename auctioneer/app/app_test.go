@@ -171,6 +171,8 @@ func TestConfigValidation(t *testing.T) {
 		{"cell state max age too long", func(c *app.Config) { c.CellStateMaxAge = config.Duration(2 * time.Minute) }, "cell_state_max_age: must be between 0s and 1m0s (got 2m0s)"},
 		{"negative min auction interval", func(c *app.Config) { c.MinAuctionInterval = config.Duration(-time.Second) }, "min_auction_interval: must be between 0s and 10s (got -1s)"},
 		{"min auction interval too long", func(c *app.Config) { c.MinAuctionInterval = config.Duration(time.Minute) }, "min_auction_interval: must be between 0s and 10s (got 1m0s)"},
+		{"negative max auction interval", func(c *app.Config) { c.MaxAuctionInterval = config.Duration(-time.Second) }, "max_auction_interval: must be between 0s and 30s (got -1s)"},
+		{"max auction interval too long", func(c *app.Config) { c.MaxAuctionInterval = config.Duration(time.Minute) }, "max_auction_interval: must be between 0s and 30s (got 1m0s)"},
 		{"starting container weight", func(c *app.Config) { c.StartingContainerWeight = -1 }, "starting_container_weight"},
 		{"bin pack weight", func(c *app.Config) { c.BinPackFirstFitWeight = 2 }, "bin_pack_first_fit_weight"},
 		{"in-flight cap", func(c *app.Config) { c.MaxInflightStarts = -1 }, "max_inflight_starts"},

@@ -48,6 +48,11 @@ const (
 	DefaultMinAuctionInterval = time.Second
 	// MaxMinAuctionInterval bounds min_auction_interval.
 	MaxMinAuctionInterval = 10 * time.Second
+	// DefaultMaxAuctionInterval is how long a busy auctioneer may hold a
+	// sparse batch after the last auction started.
+	DefaultMaxAuctionInterval = 3 * time.Second
+	// MaxMaxAuctionInterval bounds max_auction_interval.
+	MaxMaxAuctionInterval = 30 * time.Second
 )
 
 // Config is the auctioneer's JSON config file.
@@ -109,6 +114,14 @@ type Config struct {
 	// the next auction as soon as work is waiting, as Diego does. See
 	// auctionrunner.Options.MinInterval.
 	MinAuctionInterval config.Duration `json:"min_auction_interval"`
+	// MaxAuctionInterval is how long after the last auction's start a busy
+	// auctioneer (its last auction took longer than half of
+	// min_auction_interval) holds work that comes to fewer than 2 items per
+	// live cell, so that a large fleet is not sent a Perform (and does not
+	// claim and start) per instance (default 3s; 0s, or not above
+	// min_auction_interval, never holds; at most 30s). See
+	// auctionrunner.Options.MaxInterval.
+	MaxAuctionInterval config.Duration `json:"max_auction_interval"`
 	// CommunicationTimeout bounds each Perform and each BBS write-back (default 10s).
 	CommunicationTimeout config.Duration `json:"communication_timeout"`
 	// StartingContainerWeight is the score per starting container (default 0.25, >= 0).
@@ -143,6 +156,7 @@ func DefaultConfig() Config {
 		CellStateWorkers:        DefaultCellStateWorkers,
 		CellStateMaxAge:         config.Duration(DefaultCellStateMaxAge),
 		MinAuctionInterval:      config.Duration(DefaultMinAuctionInterval),
+		MaxAuctionInterval:      config.Duration(DefaultMaxAuctionInterval),
 		CommunicationTimeout:    config.Duration(DefaultCommunicationTimeout),
 		StartingContainerWeight: auctioneer.DefaultStartingContainerWeight,
 		BinPackFirstFitWeight:   auctioneer.DefaultBinPackFirstFitWeight,
@@ -233,6 +247,9 @@ func (c Config) Validate() error {
 	}
 	if iv := c.MinAuctionInterval.D(); iv < 0 || iv > MaxMinAuctionInterval {
 		bad("min_auction_interval", "must be between 0s and %s (got %s)", MaxMinAuctionInterval, c.MinAuctionInterval)
+	}
+	if iv := c.MaxAuctionInterval.D(); iv < 0 || iv > MaxMaxAuctionInterval {
+		bad("max_auction_interval", "must be between 0s and %s (got %s)", MaxMaxAuctionInterval, c.MaxAuctionInterval)
 	}
 	if c.CommunicationTimeout.D() <= 0 {
 		bad("communication_timeout", "must be > 0 (got %s)", c.CommunicationTimeout)

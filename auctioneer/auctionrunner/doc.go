@@ -24,7 +24,10 @@
 // With Options.MinInterval an auction starts no sooner than the interval
 // after the last one started: a wake-up after a quiet interval runs at once,
 // one during it waits for the rest (or until the work waiting reaches
-// FullBatchPerCell per cell) and takes everything that arrived.
+// FullBatchPerCell per cell) and takes everything that arrived. With
+// Options.MaxInterval a busy runner (its last auction took longer than half
+// of MinInterval) holds a batch of fewer than SparseBatchPerCell items per
+// cell past MinInterval, up to MaxInterval after the last start.
 //
 // Requests that arrive while the state fetch runs join the current batch;
 // those that arrive later join the next one. The runner never writes

@@ -33,6 +33,9 @@ type Metrics struct {
 	// and PacingSeconds the time they waited in all.
 	PacedAuctions prometheus.Counter
 	PacingSeconds prometheus.Counter
+	// HeldAuctions counts paced auctions held past Options.MinInterval for
+	// a sparse batch (Options.MaxInterval).
+	HeldAuctions prometheus.Counter
 }
 
 // NewMetrics builds the metrics and registers them on reg when it is not nil.
@@ -89,6 +92,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gavel_auctioneer_pacing_wait_seconds_total",
 			Help: "Time auctions waited for min_auction_interval, in all.",
 		}),
+		HeldAuctions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gavel_auctioneer_held_auctions_total",
+			Help: "Auctions a busy auctioneer held past min_auction_interval, up to max_auction_interval, because the work waiting was under one item per cell.",
+		}),
 	}
 	for _, kind := range []string{"lrp", "task"} {
 		m.AuctionsStarted.WithLabelValues(kind)
@@ -97,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.AuctionsStarted, m.AuctionsFailed, m.FetchStatesDuration, m.FailedCellStates,
 			m.CellStatesFetched, m.CellStatesReused,
-			m.BatchSize, m.AuctionDuration, m.PerformErrors, m.WriteBackErrors, m.PacedAuctions, m.PacingSeconds)
+			m.BatchSize, m.AuctionDuration, m.PerformErrors, m.WriteBackErrors, m.PacedAuctions, m.PacingSeconds, m.HeldAuctions)
 	}
 	return m
 }

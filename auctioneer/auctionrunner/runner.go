@@ -88,6 +88,16 @@ type Options struct {
 	// waiting. 0: the next auction starts as soon as work is waiting, as
 	// Diego's.
 	MinInterval time.Duration
+	// MaxInterval is how long after the last auction's start a busy
+	// auctioneer may hold a sparse batch: when the last auction took longer
+	// than half of MinInterval (work keeps coming and the auctions
+	// themselves are slow: a large fleet under load) and the work waiting
+	// is below SparseBatchPerCell per cell of the last auction, the wait
+	// goes on past MinInterval until the batch reaches that or MaxInterval
+	// passes. Such an auction would send many cells a Perform for one or
+	// two instances, and each Perform brings a claim call and a start call
+	// of the cell's. 0, or not above MinInterval, never holds.
+	MaxInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
 	// FetchAttempts is how many times cell states are fetched when no
@@ -106,6 +116,10 @@ type Options struct {
 // FullBatchPerCell is the work per live cell that ends a wait for
 // Options.MinInterval early.
 const FullBatchPerCell = 4
+
+// SparseBatchPerCell is the work per live cell below which a busy
+// auctioneer holds a batch past Options.MinInterval (Options.MaxInterval).
+const SparseBatchPerCell = 2
 
 // Runner runs auctions, one at a time; see the package doc.
 type Runner struct {
@@ -184,18 +198,21 @@ func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 		}
 	}()
 	close(ready)
-	var lastStart time.Time // zero before the first auction
+	var lastStart time.Time    // zero before the first auction
+	var lastTook time.Duration // how long the last auction ran
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.opts.Batch.Wake():
 		}
-		if !r.pace(ctx, lastStart) {
+		if !r.pace(ctx, lastStart, lastTook) {
 			return nil
 		}
 		lastStart = r.opts.Clock.Now()
-		if _, err := r.RunAuction(ctx); err != nil {
+		_, err := r.RunAuction(ctx)
+		lastTook = r.opts.Clock.Since(lastStart)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -211,42 +228,69 @@ func (r *Runner) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 }
 
 // pace waits until MinInterval has passed since lastStart or the batch is
-// full (at once when either holds, or before the first auction); false
-// when ctx ended first. The wake-ups it takes need no re-arming: the
-// auction that follows drains the whole batch.
-func (r *Runner) pace(ctx context.Context, lastStart time.Time) bool {
+// full (at once when either holds, or before the first auction); when the
+// last auction took longer than half of MinInterval it holds a sparse batch
+// until MaxInterval (see Options.MaxInterval). False when ctx ended first.
+// The wake-ups it takes need no re-arming: the auction that follows drains
+// the whole batch.
+func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Duration) bool {
 	if lastStart.IsZero() {
 		return true
 	}
-	wait := r.opts.MinInterval - r.opts.Clock.Since(lastStart)
-	if wait <= 0 || r.batchFull() {
+	minEnd := lastStart.Add(r.opts.MinInterval)
+	maxEnd := lastStart.Add(r.opts.MaxInterval)
+	busy := r.opts.MaxInterval > r.opts.MinInterval && lastTook > r.opts.MinInterval/2
+	// next is how long to wait before the batch may go (0: now), and
+	// whether the wait is a hold past MinInterval.
+	next := func() (time.Duration, bool) {
+		if r.batchHolds(FullBatchPerCell) {
+			return 0, false
+		}
+		now := r.opts.Clock.Now()
+		if now.Before(minEnd) {
+			return minEnd.Sub(now), false
+		}
+		if !busy || !now.Before(maxEnd) || r.batchHolds(SparseBatchPerCell) {
+			return 0, false
+		}
+		return maxEnd.Sub(now), true
+	}
+	wait, holding := next()
+	if wait <= 0 {
 		return true
 	}
 	r.metrics.PacedAuctions.Inc()
 	began := r.opts.Clock.Now()
-	defer func() { r.metrics.PacingSeconds.Add(r.opts.Clock.Since(began).Seconds()) }()
-	timer := r.opts.Clock.NewTimer(wait)
-	defer timer.Stop()
+	held := holding
+	defer func() {
+		r.metrics.PacingSeconds.Add(r.opts.Clock.Since(began).Seconds())
+		if held {
+			r.metrics.HeldAuctions.Inc()
+		}
+	}()
 	for {
+		timer := r.opts.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return false
 		case <-timer.C():
-			return true
 		case <-r.opts.Batch.Wake():
-			if r.batchFull() {
-				return true
-			}
 		}
+		timer.Stop()
+		if wait, holding = next(); wait <= 0 {
+			return true
+		}
+		held = held || holding
 	}
 }
 
-// batchFull says whether the work waiting reaches FullBatchPerCell per
-// cell of the last auction.
-func (r *Runner) batchFull() bool {
+// batchHolds says whether the work waiting reaches perCell items per cell
+// of the last auction.
+func (r *Runner) batchHolds(perCell int64) bool {
 	cells := r.lastCells.Load()
 	l, t := r.opts.Batch.Len()
-	return cells > 0 && int64(l+t) >= FullBatchPerCell*cells
+	return cells > 0 && int64(l+t) >= perCell*cells
 }
 
 // Failure is a work item the auction could not place, as written back to

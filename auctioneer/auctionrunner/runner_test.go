@@ -525,15 +525,7 @@ func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
 	b := reptest.Start(t, reptest.Cell("cell-b", "z1", 1000, 1000, 100))
 	f, clk, _ := startPaced(t, a, b)
-	placed := func() int {
-		n := 0
-		for _, r := range []*reptest.Rep{a, b} {
-			for _, p := range r.Performs() {
-				n += len(p.GetLrps())
-			}
-		}
-		return n
-	}
+	placed := func() int { return lrpsPerformed(a, b) }
 
 	f.batch.AddLRPs(lrpStart("first", 0, 10))
 	require.Eventually(t, func() bool { return placed() == 1 }, 10*time.Second, 5*time.Millisecond)
@@ -550,4 +542,117 @@ func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
 		"a full batch goes before the interval")
 	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
 	require.Zero(t, value(t, f.metrics.PacingSeconds), "no time passed on the clock")
+}
+
+// startHeld runs a runner over reps with a fake clock, a one-minute
+// MinInterval and the given MaxInterval. The first Perform of rep slow
+// advances the clock by 40 s (more than half of MinInterval), so the first
+// auction counts as busy; with slow nil none does.
+func startHeld(t *testing.T, slow *reptest.Rep, maxInterval time.Duration, reps ...*reptest.Rep) (*fixture, *fakeclock.FakeClock) {
+	t.Helper()
+	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
+	if slow != nil {
+		var once atomic.Bool
+		slow.PerformHook = func(context.Context, *repv1.PerformRequest) error {
+			if once.CompareAndSwap(false, true) {
+				clk.Increment(40 * time.Second)
+			}
+			return nil
+		}
+	}
+	for _, r := range reps {
+		r.Serve(t)
+	}
+	f := newFixture(t, func(o *auctionrunner.Options) {
+		o.Clock = clk
+		o.MinInterval = time.Minute
+		o.MaxInterval = maxInterval
+	}, reps...)
+	proc := ifrit.Background(f.runner)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	return f, clk
+}
+
+// lrpsPerformed counts the LRP instances sent to reps in Performs.
+func lrpsPerformed(reps ...*reptest.Rep) int {
+	n := 0
+	for _, r := range reps {
+		for _, p := range r.Performs() {
+			n += len(p.GetLrps())
+		}
+	}
+	return n
+}
+
+// After an auction that took longer than half of MinInterval, work that
+// comes to fewer than SparseBatchPerCell items per cell is held past
+// MinInterval until MaxInterval, and goes in one auction with what arrived
+// meanwhile.
+func TestABusyAuctioneerHoldsASparseBatch(t *testing.T) {
+	a := reptest.New(reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+	b := reptest.New(reptest.Cell("cell-b", "z1", 1000, 1000, 100))
+	f, clk := startHeld(t, a, 3*time.Minute, a, b)
+	f.batch.AddLRPs(lrpStart("first", 0, 10), lrpStart("first", 1, 10))
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, time.Unix(40, 0), clk.Now(), "the first auction took 40 s")
+
+	f.batch.AddLRPs(lrpStart("second", 0, 10))
+	waitForPacing(t, clk)
+	clk.Increment(20 * time.Second) // MinInterval since the last start
+	require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond,
+		"a sparse batch after a busy auction is held past MinInterval")
+	f.batch.AddLRPs(lrpStart("third", 0, 10))
+	waitForPacing(t, clk)
+	clk.Increment(2 * time.Minute) // MaxInterval since the last start
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 4 }, 10*time.Second, 5*time.Millisecond,
+		"the held batch goes at MaxInterval, in one auction")
+	require.Equal(t, 1.0, value(t, f.metrics.HeldAuctions))
+	require.InDelta(t, 140.0, value(t, f.metrics.PacingSeconds), 0.001)
+}
+
+// A busy auctioneer's wait ends at MinInterval once the work reaches
+// SparseBatchPerCell items per cell; an auctioneer that is not busy never
+// holds; neither does one whose MaxInterval is not above MinInterval.
+func TestHoldingEndsOrNeverStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		busy        bool
+		items       int
+		maxInterval time.Duration
+		held        bool
+	}{
+		{name: "busy, sparse", busy: true, items: 1, maxInterval: 3 * time.Minute, held: true},
+		{name: "busy, enough per cell", busy: true, items: auctionrunner.SparseBatchPerCell * 2, maxInterval: 3 * time.Minute},
+		{name: "not busy, sparse", items: 1, maxInterval: 3 * time.Minute},
+		{name: "busy, sparse, MaxInterval not above MinInterval", busy: true, items: 1, maxInterval: time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := reptest.New(reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+			b := reptest.New(reptest.Cell("cell-b", "z1", 1000, 1000, 100))
+			var slow *reptest.Rep
+			if tc.busy {
+				slow = a
+			}
+			f, clk := startHeld(t, slow, tc.maxInterval, a, b)
+			f.batch.AddLRPs(lrpStart("first", 0, 10), lrpStart("first", 1, 10))
+			require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2 }, 10*time.Second, 5*time.Millisecond)
+			for i := range tc.items {
+				f.batch.AddLRPs(lrpStart("more", i, 10))
+			}
+			waitForPacing(t, clk)
+			clk.Increment(time.Unix(60, 0).Sub(clk.Now())) // MinInterval since the last start
+			if tc.held {
+				require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond)
+				clk.Increment(2 * time.Minute)
+			}
+			require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2+tc.items }, 10*time.Second, 5*time.Millisecond,
+				"the batch goes")
+			held := 0.0
+			if tc.held {
+				held = 1
+			}
+			require.Equal(t, held, value(t, f.metrics.HeldAuctions))
+		})
+	}
 }
