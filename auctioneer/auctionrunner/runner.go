@@ -96,7 +96,8 @@ type Options struct {
 	// goes on past MinInterval until the batch reaches that or MaxInterval
 	// passes. Such an auction would send many cells a Perform for one or
 	// two instances, and each Perform brings a claim call and a start call
-	// of the cell's. 0, or not above MinInterval, never holds.
+	// of the cell's. 0, or not above MinInterval, never holds; nor does a
+	// MinInterval of 0 (Diego's runner).
 	MaxInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
@@ -239,7 +240,7 @@ func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Du
 	}
 	minEnd := lastStart.Add(r.opts.MinInterval)
 	maxEnd := lastStart.Add(r.opts.MaxInterval)
-	busy := r.opts.MaxInterval > r.opts.MinInterval && lastTook > r.opts.MinInterval/2
+	busy := r.opts.MinInterval > 0 && r.opts.MaxInterval > r.opts.MinInterval && lastTook > r.opts.MinInterval/2
 	// next is how long to wait before the batch may go (0: now), and
 	// whether the wait is a hold past MinInterval.
 	next := func() (time.Duration, bool) {

@@ -550,6 +550,12 @@ func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
 // auction counts as busy; with slow nil none does.
 func startHeld(t *testing.T, slow *reptest.Rep, maxInterval time.Duration, reps ...*reptest.Rep) (*fixture, *fakeclock.FakeClock) {
 	t.Helper()
+	return startHeldWith(t, slow, time.Minute, maxInterval, reps...)
+}
+
+// startHeldWith is startHeld with the given MinInterval.
+func startHeldWith(t *testing.T, slow *reptest.Rep, minInterval, maxInterval time.Duration, reps ...*reptest.Rep) (*fixture, *fakeclock.FakeClock) {
+	t.Helper()
 	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
 	if slow != nil {
 		var once atomic.Bool
@@ -565,7 +571,7 @@ func startHeld(t *testing.T, slow *reptest.Rep, maxInterval time.Duration, reps 
 	}
 	f := newFixture(t, func(o *auctionrunner.Options) {
 		o.Clock = clk
-		o.MinInterval = time.Minute
+		o.MinInterval = minInterval
 		o.MaxInterval = maxInterval
 	}, reps...)
 	proc := ifrit.Background(f.runner)
@@ -655,4 +661,19 @@ func TestHoldingEndsOrNeverStarts(t *testing.T) {
 			require.Equal(t, held, value(t, f.metrics.HeldAuctions))
 		})
 	}
+}
+
+// With no MinInterval (Diego's runner) nothing is held, however slow the
+// last auction and sparse the batch.
+func TestNoMinimumIntervalNeverHolds(t *testing.T) {
+	a := reptest.New(reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+	b := reptest.New(reptest.Cell("cell-b", "z1", 1000, 1000, 100))
+	f, _ := startHeldWith(t, a, 0, 3*time.Minute, a, b)
+	f.batch.AddLRPs(lrpStart("first", 0, 10), lrpStart("first", 1, 10))
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2 }, 10*time.Second, 5*time.Millisecond)
+	f.batch.AddLRPs(lrpStart("second", 0, 10))
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 3 }, 10*time.Second, 5*time.Millisecond,
+		"the sparse batch goes at once")
+	require.Zero(t, value(t, f.metrics.HeldAuctions))
+	require.Zero(t, value(t, f.metrics.PacedAuctions))
 }
