@@ -197,6 +197,11 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	zero := time.Duration(0)
 	assert.NoError(t, bench.Options{MinAuctionInterval: &zero}.Validate(), "0s (Diego's back-to-back auctions) is valid")
+	for _, iv := range []time.Duration{-time.Second, 31 * time.Second} {
+		err = bench.Options{MaxAuctionInterval: &iv}.Validate()
+		assert.ErrorContains(t, err, "max-auction-interval: must be between 0s and 30s (got "+iv.String()+")")
+	}
+	assert.NoError(t, bench.Options{MaxAuctionInterval: &zero}.Validate(), "0s (never hold) is valid")
 }
 
 // The bench's flag shows the auctioneer's own default and bound.
@@ -204,4 +209,7 @@ func TestMinAuctionIntervalMatchesTheAuctioneer(t *testing.T) {
 	assert.Equal(t, auctioneerapp.DefaultMinAuctionInterval, bench.DefaultMinAuctionInterval)
 	assert.Equal(t, auctioneerapp.MaxMinAuctionInterval, bench.MaxMinAuctionInterval)
 	assert.Equal(t, auctioneerapp.DefaultMinAuctionInterval, auctioneerapp.DefaultConfig().MinAuctionInterval.D())
+	assert.Equal(t, auctioneerapp.DefaultMaxAuctionInterval, bench.DefaultMaxAuctionInterval)
+	assert.Equal(t, auctioneerapp.MaxMaxAuctionInterval, bench.MaxMaxAuctionInterval)
+	assert.Equal(t, auctioneerapp.DefaultMaxAuctionInterval, auctioneerapp.DefaultConfig().MaxAuctionInterval.D())
 }

@@ -170,6 +170,9 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	if iv := opts.MinAuctionInterval; iv != nil {
 		aucCfg["min_auction_interval"] = iv.String()
 	}
+	if iv := opts.MaxAuctionInterval; iv != nil {
+		aucCfg["max_auction_interval"] = iv.String()
+	}
 	if c.auctioneer, err = c.startDaemon("auctioneer", "auctioneer", aucCfg); err != nil {
 		return c, err
 	}

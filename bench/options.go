@@ -41,6 +41,11 @@ const (
 	DefaultMinAuctionInterval = time.Second
 	// MaxMinAuctionInterval is the auctioneer's bound on it.
 	MaxMinAuctionInterval = 10 * time.Second
+	// DefaultMaxAuctionInterval is the auctioneer's own default
+	// max_auction_interval, shown by the CLI's flag.
+	DefaultMaxAuctionInterval = 3 * time.Second
+	// MaxMaxAuctionInterval is the auctioneer's bound on it.
+	MaxMaxAuctionInterval = 30 * time.Second
 	// DefaultEtcdMode keeps etcd embedded in the BBS, called in-process,
 	// as the BBS runs by default. EtcdProcess measures etcd's CPU apart but
 	// is not free: the loopback gRPC hop it adds cost about as much CPU
@@ -168,6 +173,9 @@ type Options struct {
 	// MinAuctionInterval, when set, is the auctioneer's min_auction_interval
 	// (nil: the auctioneer's default, DefaultMinAuctionInterval).
 	MinAuctionInterval *time.Duration
+	// MaxAuctionInterval, when set, is the auctioneer's max_auction_interval
+	// (nil: the auctioneer's default, DefaultMaxAuctionInterval).
+	MaxAuctionInterval *time.Duration
 	// Timeout bounds the placement phase (default 10m).
 	Timeout time.Duration
 	// RecoveryTimeout bounds the recovery phase (default 3m).
@@ -250,6 +258,9 @@ func (o Options) Validate() error {
 	}
 	if iv := o.MinAuctionInterval; iv != nil && (*iv < 0 || *iv > MaxMinAuctionInterval) {
 		bad("min-auction-interval: must be between 0s and %s (got %s)", MaxMinAuctionInterval, *iv)
+	}
+	if iv := o.MaxAuctionInterval; iv != nil && (*iv < 0 || *iv > MaxMaxAuctionInterval) {
+		bad("max-auction-interval: must be between 0s and %s (got %s)", MaxMaxAuctionInterval, *iv)
 	}
 	if o.PresenceTTL < time.Second {
 		bad("presence-ttl: must be at least 1s (got %s)", o.PresenceTTL)

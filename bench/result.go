@@ -57,6 +57,9 @@ type Setup struct {
 	// MinAuctionIntervalSec is the auctioneer's min_auction_interval, when
 	// the run set it.
 	MinAuctionIntervalSec *float64 `json:"min_auction_interval_seconds,omitempty"`
+	// MaxAuctionIntervalSec is the auctioneer's max_auction_interval, when
+	// the run set it.
+	MaxAuctionIntervalSec *float64 `json:"max_auction_interval_seconds,omitempty"`
 	// EtcdMode is "process" (etcd its own process, measured apart) or
 	// "embedded" (etcd inside the BBS process).
 	EtcdMode  string `json:"etcd_mode"`
@@ -225,9 +228,11 @@ type Auctions struct {
 	StatesFetched float64 `json:"cell_states_fetched"`
 	StatesReused  float64 `json:"cell_states_reused"`
 	// Paced counts auctions that waited for min_auction_interval, and
-	// PacingSeconds the time they waited in all.
+	// PacingSeconds the time they waited in all; Held those of them held
+	// past it for a sparse batch (max_auction_interval).
 	Paced         float64   `json:"paced"`
 	PacingSeconds float64   `json:"pacing_seconds"`
+	Held          float64   `json:"held"`
 	BatchSize     Histogram `json:"batch_size"`
 	Duration      Histogram `json:"duration_seconds"`
 	FetchStates   Histogram `json:"fetch_states_seconds"`
@@ -402,7 +407,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
-		fmt.Sprintf("pacing:      %.0f auctions waited for the auctioneer's min_auction_interval, %.1f s in all", p.Auctions.Paced, p.Auctions.PacingSeconds),
+		fmt.Sprintf("pacing:      %.0f auctions waited for the auctioneer's min_auction_interval, %.1f s in all; %.0f of them held a sparse batch longer (max_auction_interval)",
+			p.Auctions.Paced, p.Auctions.PacingSeconds, p.Auctions.Held),
 		fmt.Sprintf("cell states: %.0f fetched, %.0f reused from the auctioneer's kept states", p.Auctions.StatesFetched, p.Auctions.StatesReused),
 		fmt.Sprintf("auctioneer:  %.0f LRPs started, %.0f failed; %.0f failed cell states, %.0f perform errors, %.0f write-back errors; event stream %d events, %d resubscribes",
 			p.Auctions.Started, p.Auctions.Failed, p.Auctions.FailedCellStates, p.Auctions.PerformErrors, p.Auctions.WriteBackErrors,

@@ -49,6 +49,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		sec := iv.Seconds()
 		res.Setup.MinAuctionIntervalSec = &sec
 	}
+	if iv := opts.MaxAuctionInterval; iv != nil {
+		sec := iv.Seconds()
+		res.Setup.MaxAuctionIntervalSec = &sec
+	}
 	dir, err := os.MkdirTemp(opts.WorkDir, "gavel-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench work dir: %w", err)
@@ -826,6 +830,7 @@ func auctions(before, after *snapshot) Auctions {
 		StatesReused:     after.auc.value("gavel_auctioneer_cell_states_reused_total") - before.auc.value("gavel_auctioneer_cell_states_reused_total"),
 		Paced:            after.auc.value("gavel_auctioneer_paced_auctions_total") - before.auc.value("gavel_auctioneer_paced_auctions_total"),
 		PacingSeconds:    after.auc.value("gavel_auctioneer_pacing_wait_seconds_total") - before.auc.value("gavel_auctioneer_pacing_wait_seconds_total"),
+		Held:             after.auc.value("gavel_auctioneer_held_auctions_total") - before.auc.value("gavel_auctioneer_held_auctions_total"),
 		BatchSize:        histogram(before.auc, after.auc, "gavel_auctioneer_batch_size"),
 		Duration:         histogram(before.auc, after.auc, "gavel_auctioneer_auction_duration_seconds"),
 		FetchStates:      histogram(before.auc, after.auc, "gavel_auctioneer_fetch_states_duration_seconds"),

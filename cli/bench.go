@@ -25,6 +25,7 @@ func newBenchCommand() *cobra.Command {
 		sizes, kill, out, svg string
 		repeat                int
 		minAuctionInterval    time.Duration
+		maxAuctionInterval    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -59,6 +60,7 @@ func newBenchCommand() *cobra.Command {
 				return errors.New("--cells, --instances (or --lrps) and --instances-per-lrp must be positive")
 			}
 			o.MinAuctionInterval = &minAuctionInterval
+			o.MaxAuctionInterval = &maxAuctionInterval
 			o.Progress = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -121,6 +123,7 @@ func newBenchCommand() *cobra.Command {
 	f.IntVar(&o.CommitWorkers, "commit-workers", 0, "BBS commit_workers (0: the BBS default)")
 	f.IntVar(&o.CommitBatchOps, "commit-batch-ops", 0, "BBS commit_batch_ops (0: the BBS default)")
 	f.DurationVar(&minAuctionInterval, "min-auction-interval", bench.DefaultMinAuctionInterval, "auctioneer min_auction_interval (0s: auctions back to back, as Diego's)")
+	f.DurationVar(&maxAuctionInterval, "max-auction-interval", bench.DefaultMaxAuctionInterval, "auctioneer max_auction_interval: how long a busy auctioneer may hold a sparse batch (0s: never)")
 	f.DurationVar(&o.Timeout, "timeout", bench.DefaultTimeout, "bound on the placement phase")
 	f.DurationVar(&o.RecoveryTimeout, "recovery-timeout", bench.DefaultRecoveryTimeout, "bound on the recovery phase")
 	f.StringVar(&o.LogLevel, "log-level", bench.DefaultLogLevel, "daemons' log level")
