@@ -60,7 +60,10 @@ func newBenchCommand() *cobra.Command {
 				return errors.New("--cells, --instances (or --lrps) and --instances-per-lrp must be positive")
 			}
 			o.MinAuctionInterval = &minAuctionInterval
-			o.MaxAuctionInterval = &maxAuctionInterval
+			if cmd.Flags().Changed("max-auction-interval") {
+				// Only when asked: daemons older than the setting refuse it.
+				o.MaxAuctionInterval = &maxAuctionInterval
+			}
 			o.Progress = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
