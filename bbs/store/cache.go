@@ -353,7 +353,7 @@ func (c *Cache) applyResponse(events []*clientv3.Event, progress bool, headerRev
 			if !wantedGone && st.isWantedInstance(pk) {
 				wantedGone = true
 			}
-			c.applyDeleteParsed(st, key, pk)
+			c.applyDelete(st, key, pk)
 		} else if err := c.applyPut(st, key, pk, ev.Kv, c.takeOwn(ev.Kv)); err != nil {
 			c.logger.Error("undecodable-record", err, lager.Data{"key": key})
 			logged = false // as an undecodable event: nothing to tell
@@ -530,7 +530,7 @@ func (c *Cache) applyPut(st *cacheState, key string, pk parsedKey, kv *mvccpb.Ke
 	case kindSchedule:
 		var v *modelsv1.DesiredLRPSchedulingInfo
 		if v, err = decodeAs[*modelsv1.DesiredLRPSchedulingInfo](c, kv, own); err == nil {
-			c.applyDeleteParsed(st, key, pk)
+			c.applyDelete(st, key, pk)
 			st.schedules[pk.name] = item[*modelsv1.DesiredLRPSchedulingInfo]{v, rev}
 			addTo(st.desiredByDomain, v.GetKey().GetDomain(), pk.name)
 		}
@@ -549,7 +549,7 @@ func (c *Cache) applyPut(st *cacheState, key string, pk parsedKey, kv *mvccpb.Ke
 	case kindTask:
 		var v *modelsv1.Task
 		if v, err = decodeAs[*modelsv1.Task](c, kv, own); err == nil {
-			c.applyDeleteParsed(st, key, pk)
+			c.applyDelete(st, key, pk)
 			st.tasks[pk.name] = item[*modelsv1.Task]{v, rev}
 			addTo(st.tasksByState, v.GetState(), pk.name)
 			if v.GetCellId() != "" {
@@ -579,7 +579,7 @@ func (c *Cache) applyPut(st *cacheState, key string, pk parsedKey, kv *mvccpb.Ke
 	}
 	if err != nil {
 		// The record stays unreadable: what was there before is gone.
-		c.applyDeleteParsed(st, key, pk)
+		c.applyDelete(st, key, pk)
 		err = fmt.Errorf("decode %s: %w", key, err)
 		st.undecodable[key] = item[error]{err, rev}
 	}
@@ -645,7 +645,8 @@ func (c *Cache) decode(kv *mvccpb.KeyValue, v proto.Message) error {
 	return proto.Unmarshal(pt, v)
 }
 
-func (c *Cache) applyDeleteParsed(st *cacheState, key string, pk parsedKey) {
+// applyDelete removes the record of key (parsed as pk) from st.
+func (c *Cache) applyDelete(st *cacheState, key string, pk parsedKey) {
 	delete(st.undecodable, key)
 	if len(st.labels) > 0 {
 		delete(st.labels, key)

@@ -131,7 +131,7 @@ func (sub *subscription) readLog(ctx context.Context, cur logCursor) bool {
 			if ch.rev <= sub.since || !sub.filter.mayMatch(ch) {
 				continue
 			}
-			for _, e := range recordEvents(ch.kind, ch.before, ch.after, ch.rev) {
+			for _, e := range recordEvents(ch.before, ch.after, ch.rev) {
 				if sub.filter.match(e) && !sub.send(ctx, e) {
 					return false
 				}
@@ -257,7 +257,7 @@ func (s *Store) convert(ev *clientv3.Event) []*modelsv1.Event {
 			return nil
 		}
 	}
-	return recordEvents(pk.kind, before, after, ev.Kv.ModRevision)
+	return recordEvents(before, after, ev.Kv.ModRevision)
 }
 
 // newRecord returns an empty model of a record of kind k (one with events).
@@ -274,10 +274,11 @@ func newRecord(k kind) proto.Message {
 	}
 }
 
-// recordEvents returns the Gavel events of one change at rev of a record of
-// kind k: before is nil for a record that did not exist (or could not be
-// read), after is nil for one deleted. Both are models of that kind.
-func recordEvents(k kind, before, after proto.Message, rev int64) []*modelsv1.Event {
+// recordEvents returns the Gavel events of one change at rev of a record:
+// before is nil for a record that did not exist (or could not be read),
+// after is nil for one deleted. Both are models of the record's kind (a
+// schedule, an actual LRP, a task or a cell presence).
+func recordEvents(before, after proto.Message, rev int64) []*modelsv1.Event {
 	one := func(e *modelsv1.Event) []*modelsv1.Event { e.Revision = rev; return []*modelsv1.Event{e} }
 	if after == nil {
 		if before == nil {
