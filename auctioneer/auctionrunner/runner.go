@@ -241,48 +241,52 @@ func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Du
 	minEnd := lastStart.Add(r.opts.MinInterval)
 	maxEnd := lastStart.Add(r.opts.MaxInterval)
 	busy := r.opts.MinInterval > 0 && r.opts.MaxInterval > r.opts.MinInterval && lastTook > r.opts.MinInterval/2
-	// next is how long to wait before the batch may go (0: now), and
-	// whether the wait is a hold past MinInterval.
-	next := func() (time.Duration, bool) {
+	// until is when the batch may go (the zero time: now); past minEnd the
+	// wait is a hold.
+	until := func() time.Time {
 		if r.batchHolds(FullBatchPerCell) {
-			return 0, false
+			return time.Time{}
 		}
 		now := r.opts.Clock.Now()
 		if now.Before(minEnd) {
-			return minEnd.Sub(now), false
+			return minEnd
 		}
 		if !busy || !now.Before(maxEnd) || r.batchHolds(SparseBatchPerCell) {
-			return 0, false
+			return time.Time{}
 		}
-		return maxEnd.Sub(now), true
+		return maxEnd
 	}
-	wait, holding := next()
-	if wait <= 0 {
+	end := until()
+	if end.IsZero() {
 		return true
 	}
 	r.metrics.PacedAuctions.Inc()
 	began := r.opts.Clock.Now()
-	held := holding
 	defer func() {
 		r.metrics.PacingSeconds.Add(r.opts.Clock.Since(began).Seconds())
-		if held {
+		if end.After(minEnd) { // held past MinInterval
 			r.metrics.HeldAuctions.Inc()
 		}
 	}()
+	timer := r.opts.Clock.NewTimer(end.Sub(began))
+	defer timer.Stop()
 	for {
-		timer := r.opts.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return false
 		case <-timer.C():
 		case <-r.opts.Batch.Wake():
 		}
-		timer.Stop()
-		if wait, holding = next(); wait <= 0 {
+		next := until()
+		switch {
+		case next.IsZero():
 			return true
+		case !next.Equal(end):
+			// MinInterval passed and the batch is held: wait on to maxEnd.
+			end = next
+			timer.Stop()
+			timer.Reset(end.Sub(r.opts.Clock.Now()))
 		}
-		held = held || holding
 	}
 }
 
