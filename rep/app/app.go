@@ -21,6 +21,7 @@ import (
 	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/rungroup"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
@@ -196,13 +197,13 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return err
 	}
 	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers}
-	var members grouper.Members
+	var members []rungroup.Member
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)
 		r.mu.Lock()
 		r.cells = append(r.cells, cell)
 		r.mu.Unlock()
-		members = append(members, grouper.Member{Name: cfg.CellID, Runner: cell.Runner()})
+		members = append(members, rungroup.Member{Name: cfg.CellID, Runner: cell.Runner()})
 	}
 	r.mu.Lock()
 	drainAll := r.drainAll
@@ -214,13 +215,13 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if len(members) == 1 {
 		group = members[0].Runner
 	} else {
-		group = grouper.NewParallel(os.Interrupt, members)
+		group = rungroup.Parallel(members...)
 	}
-	proc := ifrit.Background(group)
+	proc := rungroup.Start("cells", group)
 	select {
 	case <-proc.Ready():
-	case err := <-proc.Wait():
-		return err
+	case <-proc.Exited():
+		return proc.Err()
 	}
 	r.logger.Info("cells-ready", lager.Data{"cells": len(members)})
 	close(r.ready)
@@ -230,7 +231,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 		for _, cell := range r.Cells() {
 			select {
 			case <-cell.Drained():
-			case <-proc.Wait():
+			case <-proc.Exited():
 				return
 			}
 		}
@@ -238,14 +239,12 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	}()
 	select {
 	case sig := <-signals:
-		proc.Signal(sig)
-		return <-proc.Wait()
+		return proc.Stop(sig)
 	case <-drained:
 		r.logger.Info("all-cells-drained")
-		proc.Signal(os.Interrupt)
-		return <-proc.Wait()
-	case err := <-proc.Wait():
-		return err
+		return proc.Stop(os.Interrupt)
+	case <-proc.Exited():
+		return proc.Err()
 	}
 }
 

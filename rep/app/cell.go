@@ -12,12 +12,12 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
-	"github.com/tedsuo/ifrit/grouper"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gavelhq/gavel/internal/grpcserver"
+	"github.com/gavelhq/gavel/internal/rungroup"
 	"github.com/gavelhq/gavel/locket"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
@@ -104,11 +104,11 @@ func (c *Cell) Drained() <-chan struct{} { return c.drained }
 // and the executor detaches: containers keep running for the next start to
 // adopt. The evacuator ends the group with an error when a drain times out.
 func (c *Cell) Runner() ifrit.Runner {
-	return grouper.NewOrdered(os.Interrupt, grouper.Members{
-		{Name: "executor", Runner: ifrit.RunFunc(c.runExecutor)},
-		{Name: "grpc", Runner: ifrit.RunFunc(c.runGRPC)},
-		{Name: "presence", Runner: ifrit.RunFunc(c.runPresence)},
-		{Name: "harmonizer", Runner: ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
+	return rungroup.Ordered(
+		rungroup.Member{Name: "executor", Runner: ifrit.RunFunc(c.runExecutor)},
+		rungroup.Member{Name: "grpc", Runner: ifrit.RunFunc(c.runGRPC)},
+		rungroup.Member{Name: "presence", Runner: ifrit.RunFunc(c.runPresence)},
+		rungroup.Member{Name: "harmonizer", Runner: ifrit.RunFunc(func(signals <-chan os.Signal, ready chan<- struct{}) error {
 			c.harmonizer = harmonizer.New(harmonizer.Options{
 				CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS, Executor: c.exec,
 				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
@@ -118,8 +118,8 @@ func (c *Cell) Runner() ifrit.Runner {
 			})
 			return c.harmonizer.Run(signals, ready)
 		})},
-		{Name: "evacuator", Runner: ifrit.RunFunc(c.runEvacuator)},
-	})
+		rungroup.Member{Name: "evacuator", Runner: ifrit.RunFunc(c.runEvacuator)},
+	)
 }
 
 func (c *Cell) backend(ctx context.Context) (backend.Backend, error) {
@@ -255,20 +255,19 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 		opts.TLS = tlsCfg
 	}
 	c.grpc = grpcserver.New(opts)
-	proc := ifrit.Background(c.grpc)
+	proc := rungroup.Start("grpc", c.grpc)
 	select {
 	case <-proc.Ready():
-	case err := <-proc.Wait():
-		return fmt.Errorf("cell %s: %w", c.cfg.CellID, err)
+	case <-proc.Exited():
+		return fmt.Errorf("cell %s: %w", c.cfg.CellID, proc.Err())
 	}
 	close(c.ready)
 	close(ready)
 	select {
 	case sig := <-signals:
-		proc.Signal(sig)
-		return <-proc.Wait()
-	case err := <-proc.Wait():
-		return fmt.Errorf("cell %s: gRPC server stopped: %w", c.cfg.CellID, err)
+		return proc.Stop(sig)
+	case <-proc.Exited():
+		return fmt.Errorf("cell %s: gRPC server stopped: %w", c.cfg.CellID, proc.Err())
 	}
 }
 
