@@ -18,7 +18,15 @@ import (
 )
 
 // newBenchCommand returns "gavel bench": the scale benchmark of package bench.
-func newBenchCommand() *cobra.Command {
+func newBenchCommand() *cobra.Command { return newBenchCommandWith(runBench) }
+
+// benchRunner runs one bench with the options the flags made; runBench is
+// the real one.
+type benchRunner func(ctx context.Context, stdout io.Writer, o bench.Options, out, svg string) (*bench.Result, error)
+
+// newBenchCommandWith is newBenchCommand with its runner given (tests pass
+// their own to see the options the flags make).
+func newBenchCommandWith(runBench benchRunner) *cobra.Command {
 	var (
 		o                     bench.Options
 		lrps                  int
