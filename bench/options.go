@@ -43,7 +43,7 @@ const (
 	MaxMinAuctionInterval = 10 * time.Second
 	// DefaultMaxAuctionInterval is the auctioneer's own default
 	// max_auction_interval, shown by the CLI's flag.
-	DefaultMaxAuctionInterval = 3 * time.Second
+	DefaultMaxAuctionInterval = 6 * time.Second
 	// MaxMaxAuctionInterval is the auctioneer's bound on it.
 	MaxMaxAuctionInterval = 30 * time.Second
 	// DefaultEtcdMode keeps etcd embedded in the BBS, called in-process,

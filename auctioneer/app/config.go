@@ -50,7 +50,7 @@ const (
 	MaxMinAuctionInterval = 10 * time.Second
 	// DefaultMaxAuctionInterval is how long a busy auctioneer may hold a
 	// sparse batch after the last auction started.
-	DefaultMaxAuctionInterval = 3 * time.Second
+	DefaultMaxAuctionInterval = 6 * time.Second
 	// MaxMaxAuctionInterval bounds max_auction_interval.
 	MaxMaxAuctionInterval = 30 * time.Second
 )
