@@ -94,12 +94,10 @@ type Options struct {
 	// themselves are slow: a large fleet under load) and the work waiting
 	// is below SparseBatchPerCell per cell of the last auction, the wait
 	// goes on past MinInterval until the batch reaches that or MaxInterval
-	// passes, or until no work arrived for half of MinInterval (the work
-	// came in a burst, and waiting on gathers nothing). Such an auction
-	// would send many cells a Perform for one or two instances, and each
-	// Perform brings a claim call and a start call of the cell's. 0, or not
-	// above MinInterval, never holds; nor does a MinInterval of 0 (Diego's
-	// runner).
+	// passes. Such an auction would send many cells a Perform for one or
+	// two instances, and each Perform brings a claim call and a start call
+	// of the cell's. 0, or not above MinInterval, never holds; nor does a
+	// MinInterval of 0 (Diego's runner).
 	MaxInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
@@ -243,12 +241,6 @@ func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Du
 	minEnd := lastStart.Add(r.opts.MinInterval)
 	maxEnd := lastStart.Add(r.opts.MaxInterval)
 	busy := r.opts.MinInterval > 0 && r.opts.MaxInterval > r.opts.MinInterval && lastTook > r.opts.MinInterval/2
-	// A hold lasts while work keeps arriving: it ends once the batch did
-	// not grow for quiet (a burst, such as the instances of lost cells,
-	// gains nothing from waiting on). seen is the batch's size at the last
-	// look, quietEnd when to look again.
-	quiet := r.opts.MinInterval / 2
-	seen, quietEnd := -1, time.Time{}
 	// until is when the batch may go (the zero time: now); past minEnd the
 	// wait is a hold.
 	until := func() time.Time {
@@ -261,14 +253,6 @@ func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Du
 		}
 		if !busy || !now.Before(maxEnd) || r.batchHolds(SparseBatchPerCell) {
 			return time.Time{}
-		}
-		if l, t := r.opts.Batch.Len(); l+t != seen {
-			seen, quietEnd = l+t, now.Add(quiet)
-		} else if !now.Before(quietEnd) {
-			return time.Time{} // nothing arrived for quiet
-		}
-		if quietEnd.Before(maxEnd) {
-			return quietEnd
 		}
 		return maxEnd
 	}

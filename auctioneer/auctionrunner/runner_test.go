@@ -617,36 +617,6 @@ func TestABusyAuctioneerHoldsASparseBatch(t *testing.T) {
 	require.InDelta(t, 140.0, value(t, f.metrics.PacingSeconds), 0.001)
 }
 
-// A hold lasts while work keeps arriving: once the batch did not grow for
-// half of MinInterval it goes, long before MaxInterval (the instances of
-// lost cells come in bursts, and waiting on a burst gathers nothing).
-func TestAHoldEndsWhenWorkStopsArriving(t *testing.T) {
-	a := reptest.New(reptest.Cell("cell-a", "z1", 1000, 1000, 100))
-	b := reptest.New(reptest.Cell("cell-b", "z1", 1000, 1000, 100))
-	f, clk := startHeld(t, a, 3*time.Minute, a, b)
-	f.batch.AddLRPs(lrpStart("first", 0, 10), lrpStart("first", 1, 10))
-	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2 }, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, time.Unix(40, 0), clk.Now(), "the first auction took 40 s")
-
-	f.batch.AddLRPs(lrpStart("second", 0, 10))
-	waitForPacing(t, clk)
-	clk.Increment(20 * time.Second) // t=60: MinInterval; held, looking again at t=90
-	waitForPacing(t, clk)           // the runner looked at t=60 (and set its timer again)
-	require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond,
-		"a sparse batch after a busy auction is held past MinInterval")
-	f.batch.AddLRPs(lrpStart("third", 0, 10))
-	clk.Increment(30 * time.Second) // t=90: the batch grew meanwhile, so the hold goes on
-	waitForPacing(t, clk)
-	require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond,
-		"a batch that grew within the last half MinInterval stays held")
-	clk.Increment(30 * time.Second) // t=120: nothing arrived since t=90
-	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 4 }, 10*time.Second, 5*time.Millisecond,
-		"a held batch that stopped growing goes before MaxInterval (t=180)")
-	require.Equal(t, time.Unix(120, 0), clk.Now())
-	require.Equal(t, 1.0, value(t, f.metrics.HeldAuctions))
-	require.InDelta(t, 80.0, value(t, f.metrics.PacingSeconds), 0.001)
-}
-
 // A busy auctioneer's wait ends at MinInterval once the work reaches
 // SparseBatchPerCell items per cell; an auctioneer that is not busy never
 // holds; neither does one whose MaxInterval is not above MinInterval.
