@@ -52,8 +52,10 @@ func (m *member) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if m.readyAfter != nil {
 		<-m.readyAfter
 	}
-	close(ready)
+	// Recorded before it is announced, so the record never trails what
+	// the group did once it saw the member ready.
 	m.j.add("ready " + m.name)
+	close(ready)
 	select {
 	case sig := <-signals:
 		m.j.add("stop " + m.name + " " + sig.String())
@@ -92,8 +94,10 @@ func TestOrderedStartsInOrderAndStopsInReverse(t *testing.T) {
 	gate := make(chan struct{})
 	byName["b"].readyAfter = gate
 	p := ifrit.Background(rungroup.Ordered(ms...))
-	time.Sleep(50 * time.Millisecond)
-	require.Equal(t, []string{"start a", "ready a", "start b"}, j.list(), "c must wait for b to be ready")
+	want := []string{"start a", "ready a", "start b"}
+	require.Eventually(t, func() bool { return len(j.list()) == len(want) }, 10*time.Second, time.Millisecond)
+	require.Never(t, func() bool { return len(j.list()) > len(want) }, 50*time.Millisecond, time.Millisecond, "c must wait for b to be ready")
+	require.Equal(t, want, j.list())
 	select {
 	case <-p.Ready():
 		t.Fatal("group ready before every member")
