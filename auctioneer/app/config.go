@@ -118,7 +118,7 @@ type Config struct {
 	// auctioneer (its last auction took longer than half of
 	// min_auction_interval) holds work that comes to fewer than 2 items per
 	// live cell, so that a large fleet is not sent a Perform (and does not
-	// claim and start) per instance (default 3s; 0s, or not above
+	// claim and start) per instance (default 6s; 0s, or not above
 	// min_auction_interval, never holds, nor does min_auction_interval 0s;
 	// at most 30s). See auctionrunner.Options.MaxInterval.
 	MaxAuctionInterval config.Duration `json:"max_auction_interval"`

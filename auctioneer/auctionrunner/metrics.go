@@ -94,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		HeldAuctions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gavel_auctioneer_held_auctions_total",
-			Help: "Auctions a busy auctioneer held past min_auction_interval, up to max_auction_interval, because the work waiting was under one item per cell.",
+			Help: "Auctions a busy auctioneer held past min_auction_interval, up to max_auction_interval, because the work waiting was under SparseBatchPerCell (2) items per cell of the last auction.",
 		}),
 	}
 	for _, kind := range []string{"lrp", "task"} {
