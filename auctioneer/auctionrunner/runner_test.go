@@ -386,9 +386,7 @@ func TestRequestsArrivingDuringAnAuctionJoinTheNextBatch(t *testing.T) {
 	}
 	a.Serve(t)
 	f := newFixture(t, nil, a)
-	proc := ifrit.Background(f.runner)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
+	runUntilCleanup(t, f)
 
 	f.batch.AddLRPs(lrpStart("first", 0, 10))
 	select {
@@ -420,9 +418,7 @@ func TestRunRetriesAfterTheCellListFails(t *testing.T) {
 	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
 	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.RetryInterval = time.Minute }, a)
 	f.dir.set(errors.New("etcd is down"))
-	proc := ifrit.Background(f.runner)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
+	runUntilCleanup(t, f)
 
 	f.batch.AddLRPs(lrpStart("pg", 0, 10))
 	clk.WaitForWatcherAndIncrement(time.Minute - time.Second) // the runner waits for the retry
@@ -488,10 +484,17 @@ func startPaced(t *testing.T, reps ...*reptest.Rep) (*fixture, *fakeclock.FakeCl
 	t.Helper()
 	clk := fakeclock.NewFakeClock(time.Unix(0, 0))
 	f := newFixture(t, func(o *auctionrunner.Options) { o.Clock = clk; o.MinInterval = time.Minute }, reps...)
+	return f, clk, runUntilCleanup(t, f)
+}
+
+// runUntilCleanup starts f's runner, waits until it is ready and stops it
+// when the test ends.
+func runUntilCleanup(t *testing.T, f *fixture) ifrit.Process {
+	t.Helper()
 	proc := ifrit.Background(f.runner)
 	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
 	<-proc.Ready()
-	return f, clk, proc
+	return proc
 }
 
 // waitForPacing waits until the runner waits on the clock for the interval.
@@ -525,20 +528,18 @@ func TestAFullBatchEndsThePacingWaitEarly(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 1000, 1000, 100))
 	b := reptest.Start(t, reptest.Cell("cell-b", "z1", 1000, 1000, 100))
 	f, clk, _ := startPaced(t, a, b)
-	placed := func() int { return lrpsPerformed(a, b) }
-
 	f.batch.AddLRPs(lrpStart("first", 0, 10))
-	require.Eventually(t, func() bool { return placed() == 1 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 1 }, 10*time.Second, 5*time.Millisecond)
 
 	full := auctionrunner.FullBatchPerCell * 2 // two cells took part
 	for i := range full - 1 {
 		f.batch.AddLRPs(lrpStart("more", i, 10))
 	}
 	waitForPacing(t, clk)
-	require.Never(t, func() bool { return placed() > 1 }, 100*time.Millisecond, 5*time.Millisecond,
+	require.Never(t, func() bool { return lrpsPerformed(a, b) > 1 }, 100*time.Millisecond, 5*time.Millisecond,
 		"a batch one short of full waits for the interval")
 	f.batch.AddLRPs(lrpStart("more", full-1, 10))
-	require.Eventually(t, func() bool { return placed() == 1+full }, 10*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 1+full }, 10*time.Second, 5*time.Millisecond,
 		"a full batch goes before the interval")
 	require.Equal(t, 1.0, value(t, f.metrics.PacedAuctions))
 	require.Zero(t, value(t, f.metrics.PacingSeconds), "no time passed on the clock")
@@ -574,9 +575,7 @@ func startHeldWith(t *testing.T, slow *reptest.Rep, minInterval, maxInterval tim
 		o.MinInterval = minInterval
 		o.MaxInterval = maxInterval
 	}, reps...)
-	proc := ifrit.Background(f.runner)
-	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
-	<-proc.Ready()
+	runUntilCleanup(t, f)
 	return f, clk
 }
 

@@ -21,11 +21,6 @@ type Codec struct{}
 
 var _ encoding.CodecV2 = Codec{}
 
-// marshal reuses the sizes proto.Size has just cached in the message
-// (safe: nothing changes the message in between, and a message marshalled
-// by two goroutines at once caches the same sizes).
-var marshal = proto.MarshalOptions{UseCachedSize: true}
-
 // Marshal encodes v, which must be a protobuf message, into a buffer of
 // exactly its size: pooled when the message is large enough to be worth it.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
@@ -34,6 +29,10 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("protocodec: marshal %T: not a protobuf message", v)
 	}
 	size := proto.Size(m)
+	// Marshal with the sizes proto.Size has just cached in the message
+	// (safe: nothing changes the message in between, and a message
+	// marshalled by two goroutines at once caches the same sizes).
+	marshal := proto.MarshalOptions{UseCachedSize: true}
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf, err := marshal.MarshalAppend(make([]byte, 0, size), m)
 		if err != nil {
