@@ -13,6 +13,7 @@ import (
 	bbsapp "github.com/gavelhq/gavel/bbs/app"
 	"github.com/gavelhq/gavel/bbs/client"
 	"github.com/gavelhq/gavel/internal/etcdserver"
+	"github.com/gavelhq/gavel/internal/freeport"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
@@ -35,6 +36,7 @@ type cluster struct {
 	dir    string
 	binDir string
 
+	ports      *freeport.Picker // the daemons' addresses, chosen before they start
 	etcdURL    string
 	etcdDebug  string // gavel-etcd's metrics (EtcdProcess only)
 	etcd       *process
@@ -80,7 +82,7 @@ func writeJSON(dir, name string, v any) (string, error) {
 // holds its lock and every cell is registered. On error, whatever started
 // is stopped.
 func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *cluster, err error) {
-	c = &cluster{opts: opts, dir: dir, binDir: binDir}
+	c = &cluster{opts: opts, dir: dir, binDir: binDir, ports: freeport.New()}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -89,7 +91,7 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	}()
 	addrs := make([]string, 7)
 	for i := range addrs {
-		if addrs[i], err = freeAddr(); err != nil {
+		if addrs[i], err = c.ports.Addr(); err != nil {
 			return c, err
 		}
 	}
@@ -186,7 +188,7 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 	c.farms = planFarms(opts)
 	index := 0
 	for _, f := range c.farms {
-		if f.debug, err = freeAddr(); err != nil {
+		if f.debug, err = c.ports.Addr(); err != nil {
 			return c, err
 		}
 		if f.proc, err = c.startDaemon(f.name, "rep", map[string]any{

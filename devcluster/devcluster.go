@@ -407,16 +407,6 @@ func (c *Cluster) runEmitter(signals <-chan os.Signal, ready chan<- struct{}) er
 	return runNested(c.emitter.Runner(), signals, ready)
 }
 
-// FreePort returns a free loopback port (for tests that run several clusters).
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Named clusters take their fixed ports from [namedPortBase,
 // namedPortBase+namedPortSpan), below Linux's default ephemeral range
 // (32768-60999): a port chosen there and bound a moment later cannot be

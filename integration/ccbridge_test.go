@@ -54,25 +54,25 @@ func (c *cluster) startBridge() *bridge {
 	}
 
 	fs := bridgeapp.DefaultFileServerConfig()
-	fs.ListenAddress, fs.DebugAddress, fs.StaticDirectory = freeAddr(c.t), "127.0.0.1:0", static
+	fs.ListenAddress, fs.DebugAddress, fs.StaticDirectory = c.freeAddr(), "127.0.0.1:0", static
 	b.fileServer = "http://" + fs.ListenAddress
 	b.fileSrv = c.spawn("file-server", bin("file-server"), "-config", c.writeJSON("file-server.json", fs))
 
 	up := bridgeapp.DefaultUploaderConfig()
-	up.ListenAddress, up.DebugAddress = freeAddr(c.t), "127.0.0.1:0"
+	up.ListenAddress, up.DebugAddress = c.freeAddr(), "127.0.0.1:0"
 	up.JobPollingInterval, up.CCBaseURL = config.Duration(50*time.Millisecond), cc.URL()
 	b.uploader = "http://" + up.ListenAddress
 	b.uploaderD = c.spawn("cc-uploader", bin("cc-uploader"), "-config", c.writeJSON("cc-uploader.json", up))
 
 	st := bridgeapp.DefaultStagerConfig()
-	st.ListenAddress, st.DebugAddress = freeAddr(c.t), "127.0.0.1:0"
+	st.ListenAddress, st.DebugAddress = c.freeAddr(), "127.0.0.1:0"
 	st.BBSAddresses, st.BBSTLS = c.bbsAddrs, certs
 	st.CCBaseURL, st.FileServerURL, st.CCUploaderURL = cc.URL(), b.fileServer, b.uploader
 	b.stager = "http://" + st.ListenAddress
 	b.stagerD = c.spawn("stager", bin("stager"), "-config", c.writeJSON("stager.json", st))
 
 	tl := bridgeapp.DefaultTPSListenerConfig()
-	tl.ListenAddress, tl.DebugAddress = freeAddr(c.t), "127.0.0.1:0"
+	tl.ListenAddress, tl.DebugAddress = c.freeAddr(), "127.0.0.1:0"
 	tl.BBSAddresses, tl.BBSTLS, tl.RepClientTLS = c.bbsAddrs, certs, certs
 	b.tps = "http://" + tl.ListenAddress
 	b.tpsD = c.spawn("tps-listener", bin("tps-listener"), "-config", c.writeJSON("tps-listener.json", tl))

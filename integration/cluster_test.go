@@ -35,6 +35,7 @@ import (
 	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/freeport"
 	"github.com/gavelhq/gavel/internal/tlsconfig"
 	"github.com/gavelhq/gavel/internal/tlstest"
 	"github.com/gavelhq/gavel/locket"
@@ -133,9 +134,10 @@ var components = map[string]authz.Identity{
 // every gRPC hop mutual TLS with certificates from one test CA (the default
 // configs, no insecure_plaintext).
 type cluster struct {
-	t    *testing.T
-	dir  string
-	opts options
+	t     *testing.T
+	dir   string
+	opts  options
+	ports *freeport.Picker // addresses for daemons configured before they bind
 
 	// certs are each component's TLS files (see components); clientTLS is
 	// the test's own and the CLI's ("client"). ca issued them.
@@ -179,7 +181,7 @@ func start(t *testing.T, opts options) *cluster {
 	t.Helper()
 	skipIfShort(t)
 	began := time.Now()
-	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults(), certs: map[string]tlsconfig.Files{}}
+	c := &cluster{t: t, dir: t.TempDir(), opts: opts.withDefaults(), ports: freeport.New(), certs: map[string]tlsconfig.Files{}}
 	t.Cleanup(c.cleanup)
 	c.ca = tlstest.NewCA(t, "gavel")
 	for name, id := range components {
@@ -201,7 +203,7 @@ func start(t *testing.T, opts options) *cluster {
 	}
 
 	for i := 0; i < c.opts.bbsReplicas; i++ {
-		c.bbsAddrs = append(c.bbsAddrs, freeAddr(t))
+		c.bbsAddrs = append(c.bbsAddrs, c.freeAddr())
 	}
 	for i := range c.bbsAddrs {
 		c.bbs = append(c.bbs, c.spawn(fmt.Sprintf("bbs-%d", i), bin("bbs"), "-config", c.writeBBSConfig(i)))
@@ -771,14 +773,14 @@ func ctx(*testing.T) context.Context {
 	return c
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddr returns a loopback address no other daemon of the machine has.
+func (c *cluster) freeAddr() string {
+	c.t.Helper()
+	addr, err := c.ports.Addr()
 	if err != nil {
-		t.Fatal(err)
+		c.t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // appLRP is a desired LRP running the test app (testdata/app) on port 8080

@@ -65,7 +65,7 @@ func (c *cluster) startEtcdMembers() {
 	c.t.Helper()
 	var initial []string
 	for i := 0; i < c.opts.etcdMembers; i++ {
-		m := &etcdMember{name: fmt.Sprintf("m%d", i), clientURL: "http://" + freeAddr(c.t), peerURL: "http://" + freeAddr(c.t)}
+		m := &etcdMember{name: fmt.Sprintf("m%d", i), clientURL: "http://" + c.freeAddr(), peerURL: "http://" + c.freeAddr()}
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
 		c.etcdEndpoints = append(c.etcdEndpoints, m.clientURL)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gavelhq/gavel/internal/etcdtest"
+	"github.com/gavelhq/gavel/internal/freeport"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
@@ -28,12 +28,13 @@ func buildBBS(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddr returns a loopback address that ports has not returned before
+// and that no port-0 bind can take before the daemon binds it.
+func freeAddr(t *testing.T, ports *freeport.Picker) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := ports.Addr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // startProcess runs the bbs binary with a config file; it is killed when the test ends.
@@ -74,7 +75,8 @@ func TestFailoverAfterSIGKILL(t *testing.T) {
 			"insecure_plaintext": true, // not about TLS (TestDefaultConfigServesMutualTLS is)
 		}
 	}
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	ports := freeport.New()
+	addrA, addrB := freeAddr(t, ports), freeAddr(t, ports)
 	procA := startProcess(t, bin, config("bbs-a", addrA))
 	c := dial(t, addrA, addrB)
 	ctx := context.Background()

@@ -21,6 +21,7 @@ import (
 
 	bm "github.com/gavelhq/gavel/cc-bridge/bridgemessages"
 	"github.com/gavelhq/gavel/cc-bridge/lifecycle"
+	"github.com/gavelhq/gavel/internal/freeport"
 )
 
 // The test binary doubles as gavel-lifecycle (the launcher replaces its process).
@@ -134,10 +135,8 @@ func TestHealthcheck(t *testing.T) {
 	require.NoError(t, lifecycle.Check(ctx, []string{"-port=" + port}))
 	require.NoError(t, lifecycle.Check(ctx, []string{"-port=" + port, "-uri=/ok"}))
 	require.ErrorContains(t, lifecycle.Check(ctx, []string{"-port=" + port, "-uri=/bad", "-timeout=200ms"}), "failed to make HTTP connection")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	free, err := freeport.New().Port() // nothing listens there
 	require.NoError(t, err)
-	free := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	t.Setenv("PORT", strconv.Itoa(free))
 	err = lifecycle.Check(ctx, []string{"-timeout=200ms"})
 	var ee *lifecycle.ExitError

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/gavelhq/gavel/garden"
 	"github.com/gavelhq/gavel/garden/client"
+	"github.com/gavelhq/gavel/internal/freeport"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader.
@@ -55,12 +55,13 @@ func buildDaemon(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddr returns a loopback address that ports has not returned before
+// and that no port-0 bind can take before the daemon binds it.
+func freeAddr(t *testing.T, ports *freeport.Picker) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := ports.Addr()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // daemon is a running gavel-garden.
@@ -164,7 +165,8 @@ func TestDaemonRestartKeepsContainersAndProcessesAttachable(t *testing.T) {
 			}
 			dir := t.TempDir()
 			socket := filepath.Join(dir, "garden.sock")
-			debugAddr, healthAddr := freeAddr(t), freeAddr(t)
+			ports := freeport.New()
+			debugAddr, healthAddr := freeAddr(t, ports), freeAddr(t, ports)
 			cfg := map[string]any{
 				"listen_network": "unix", "listen_address": socket,
 				"debug_address": debugAddr, "health_address": healthAddr, "health_check_interval": "200ms",

@@ -2,7 +2,6 @@ package etcdclient_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/etcdtest"
+	"github.com/gavelhq/gavel/internal/freeport"
 )
 
 func TestDial(t *testing.T) {
@@ -36,10 +36,9 @@ func TestDial(t *testing.T) {
 
 func TestDialFailsClearly(t *testing.T) {
 	// A port with nothing listening.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr, err := freeport.New().Addr()
 	require.NoError(t, err)
-	dead := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	dead := "http://" + deadAddr
 
 	t.Run("nothing listening", func(t *testing.T) {
 		_, err := etcdclient.Dial(context.Background(), etcdclient.Config{

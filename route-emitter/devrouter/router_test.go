@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/tedsuo/ifrit"
 
+	"github.com/gavelhq/gavel/internal/freeport"
 	"github.com/gavelhq/gavel/route-emitter/broadcast"
 	"github.com/gavelhq/gavel/route-emitter/devrouter"
 	"github.com/gavelhq/gavel/route-emitter/internal/natstest"
@@ -134,9 +135,11 @@ func TestLongestPathPrefixAnd502NamesTheEndpoint(t *testing.T) {
 	if _, body, _ := f.get("app.example.com", "/apiary"); !strings.HasPrefix(body, "root ") {
 		t.Fatalf("/apiary went to %q", body)
 	}
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := l.Addr().(*net.TCPAddr)
-	l.Close()
+	deadPort, err := freeport.New().Port() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: deadPort}
 	f.publish(devrouter.RegisterSubject, routingtable.RegistryMessage{Host: "127.0.0.1", Port: uint32(dead.Port), URIs: []string{"dead.example.com"}, App: "dead", PrivateInstanceID: "ig-1", PrivateInstanceIndex: "3"}, 1, "dead.example.com")
 	code, body, hdr := f.get("dead.example.com", "/")
 	if code != 502 || !strings.Contains(body, dead.String()) || !strings.Contains(body, "index 3") || hdr.Get("X-Cf-Routererror") != "endpoint_failure" {

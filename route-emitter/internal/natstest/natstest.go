@@ -2,7 +2,6 @@ package natstest
 
 import (
 	"encoding/json"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/gavelhq/gavel/internal/freeport"
 	"github.com/gavelhq/gavel/route-emitter/routingtable"
 )
 
@@ -25,12 +25,12 @@ type Server struct {
 // (none: no authentication), stopped when the test ends.
 func Start(t testing.TB, users ...*server.User) *Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port chosen before the server binds it (it binds the same port again
+	// on Restart), below the ephemeral range so nothing takes it in between.
+	port, err := freeport.New().Port()
 	if err != nil {
 		t.Fatalf("natstest: finding a port: %v", err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
 	s := &Server{t: t, opts: server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, Users: users}}
 	s.start()
 	t.Cleanup(s.Stop)
