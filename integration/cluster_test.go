@@ -410,7 +410,8 @@ func (c *cluster) writeAuctioneerConfig() string {
 	return c.writeJSON("auctioneer.json", cfg)
 }
 
-// portBlocks hands each cell its own host port range; ranges may still meet
+// portBlocks hands each cell its own host port range within [20000, 30000),
+// below the ports internal/freeport gives daemons; ranges may still meet
 // another test binary's, which the process backend survives (it checks a port
 // is free before using it).
 var portBlocks atomic.Uint32

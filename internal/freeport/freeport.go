@@ -23,9 +23,12 @@ import (
 )
 
 const (
-	// pickLow is the lowest port a Picker returns. devcluster's named
-	// clusters use [18000, 20000), so the two never meet.
-	pickLow = 20000
+	// pickLow is the lowest port a Picker returns. Below it lie ranges
+	// other parts give out without asking the kernel: devcluster's named
+	// clusters take [18000, 20000) and the integration tests' cells give
+	// their containers host ports from [20000, 30000), so none meets a
+	// Picker's port.
+	pickLow = 30000
 	// minSpan is the fewest ports a range must offer to be worth using;
 	// below it a Picker falls back to port 0.
 	minSpan = 1000
@@ -45,7 +48,7 @@ type Picker struct {
 	given map[int]bool
 }
 
-// New returns a Picker over the ports from 20000 up to the start of this
+// New returns a Picker over the ports from 30000 up to the start of this
 // machine's ephemeral range. The search starts at a random port, so pickers
 // in processes started together rarely probe the same ports. If that range
 // holds fewer than 1,000 ports (an unusual ephemeral range), the Picker asks
