@@ -126,11 +126,6 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("the quickstart should be two blocks, the first `make run` alone; got %q", blocks)
 	}
 	makeRunIsGavelDev(t)
-	if l, err := net.Listen("tcp", "127.0.0.1:17017"); err != nil {
-		t.Fatalf("gavel dev serves the BBS's metrics on 127.0.0.1:17017 and has no flag to move them; that port is taken (another gavel dev?): %v", err)
-	} else {
-		l.Close()
-	}
 	if l, err := net.Listen("tcp", "127.0.0.1:8080"); err != nil {
 		t.Fatalf("the quickstart curls gavel dev's router on its default 127.0.0.1:8080; that port is taken (another gavel dev?): %v", err)
 	} else {
@@ -146,7 +141,7 @@ func TestQuickstart(t *testing.T) {
 	natsPort := strconv.Itoa(devPort(t))
 	dev := &daemon{
 		name: "gavel-dev", path: bin("gavel"), dir: work, logPath: filepath.Join(work, "gavel-dev.out"),
-		args: []string{"dev", "--data-dir", filepath.Join(work, ".gavel"), "--client-config", clientConfig, "--bbs-address", bbsAddr, "--nats-port", natsPort},
+		args: []string{"dev", "--data-dir", filepath.Join(work, ".gavel"), "--client-config", clientConfig, "--bbs-address", bbsAddr, "--nats-port", natsPort, "--debug-address", devAddr(t)},
 		env:  []string{"GAVEL_CONFIG=" + clientConfig},
 	}
 	t.Cleanup(func() {
