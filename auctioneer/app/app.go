@@ -135,7 +135,7 @@ func (a *Auctioneer) runAPI(signals <-chan os.Signal, ready chan<- struct{}) err
 	}
 	api := server.New(a.batch, a)
 	a.grpc = grpcserver.New(grpcserver.Options{
-		Addr: a.cfg.ListenAddress, TLS: serverTLS, Logger: a.logger,
+		Addr: a.cfg.ListenAddress, TLS: serverTLS, Logger: a.logger, Metrics: grpcserver.NewMetrics(a.registry),
 		Register: func(s grpc.ServiceRegistrar) { auctioneerv1.RegisterAuctioneerServiceServer(s, api) },
 	})
 	proc := ifrit.Background(a.grpc)

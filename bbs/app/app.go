@@ -336,7 +336,7 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return fmt.Errorf("tls: %w", err)
 	}
 	b.grpc = grpcserver.New(grpcserver.Options{
-		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger,
+		Addr: b.cfg.ListenAddress, TLS: serverTLS, Logger: b.logger, Metrics: grpcserver.NewMetrics(b.registry),
 		Register:           func(s grpc.ServiceRegistrar) { bbsv1.RegisterBBSServiceServer(s, b.server) },
 		UnaryInterceptors:  []grpc.UnaryServerInterceptor{b.server.UnaryInterceptor},
 		StreamInterceptors: []grpc.StreamServerInterceptor{b.server.StreamInterceptor},

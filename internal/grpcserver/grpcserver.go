@@ -76,6 +76,8 @@ type Options struct {
 	// StreamWorkers is the goroutines kept to serve calls; default
 	// DefaultStreamWorkers.
 	StreamWorkers uint32
+	// Metrics, when non-nil, counts and times the calls (see NewMetrics).
+	Metrics *Metrics
 }
 
 // Server is a gRPC server run as an [ifrit.Runner].
@@ -271,6 +273,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 			resp, err = nil, panicError(logger, r)
 		}
 		logResult(logger, err, start)
+		s.opts.Metrics.observe(info.FullMethod, err, start, true)
 	}()
 	if ctx, err = s.authorize(ctx, info.FullMethod); err != nil {
 		return nil, err
@@ -322,6 +325,7 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 			err = panicError(logger, r)
 		}
 		logResult(logger, err, start)
+		s.opts.Metrics.observe(info.FullMethod, err, start, false)
 	}()
 	if ctx, err = s.authorize(ctx, info.FullMethod); err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
@@ -351,4 +353,75 @@ func TestCallsAreLoggedAtTheLoggersLevel(t *testing.T) {
 			assert.Equal(t, level == "debug", strings.Contains(logs.String(), `"message":"test.request.done"`))
 		})
 	}
+}
+
+func TestMetricsCountAndTimeCalls(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := start(t, func(o *grpcserver.Options) { o.Metrics = grpcserver.NewMetrics(reg) })
+
+	for range 2 {
+		require.NoError(t, f.conn.Invoke(ctx(t), "/gavel.test.Test/Whoami", &emptypb.Empty{}, &wrapperspb.StringValue{}))
+	}
+	err := f.conn.Invoke(ctx(t), "/gavel.test.Test/Panic", &emptypb.Empty{}, &emptypb.Empty{})
+	require.Equal(t, codes.Internal, status.Code(err))
+	cs, err := f.conn.NewStream(ctx(t), &grpc.StreamDesc{StreamName: "StreamPanic", ServerStreams: true}, "/gavel.test.Test/StreamPanic")
+	require.NoError(t, err)
+	require.NoError(t, cs.SendMsg(&emptypb.Empty{}))
+	require.NoError(t, cs.CloseSend())
+	require.Equal(t, codes.Internal, status.Code(cs.RecvMsg(&emptypb.Empty{})))
+
+	// A blocked call is timed from its start to its end.
+	done := make(chan error, 1)
+	go func() { done <- f.conn.Invoke(ctx(t), "/gavel.test.Test/Block", &emptypb.Empty{}, &emptypb.Empty{}) }()
+	<-f.svc.entered
+	time.Sleep(60 * time.Millisecond)
+	close(f.svc.release)
+	require.NoError(t, <-done)
+
+	// The stream's count lands once the server has finished it.
+	require.Eventually(t, func() bool {
+		return handled(t, reg, "/gavel.test.Test/StreamPanic", "Internal") == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 2.0, handled(t, reg, "/gavel.test.Test/Whoami", "OK"))
+	require.Equal(t, 1.0, handled(t, reg, "/gavel.test.Test/Panic", "Internal"))
+	require.Equal(t, 1.0, handled(t, reg, "/gavel.test.Test/Block", "OK"))
+
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	timed := map[string]*dto.Histogram{}
+	for _, mf := range families {
+		if mf.GetName() != "gavel_grpc_server_handling_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			timed[m.GetLabel()[0].GetValue()] = m.GetHistogram()
+		}
+	}
+	require.EqualValues(t, 2, timed["/gavel.test.Test/Whoami"].GetSampleCount())
+	require.EqualValues(t, 1, timed["/gavel.test.Test/Panic"].GetSampleCount())
+	require.GreaterOrEqual(t, timed["/gavel.test.Test/Block"].GetSampleSum(), 0.06, "the blocked call's time")
+	require.NotContains(t, timed, "/gavel.test.Test/StreamPanic", "streams are counted, not timed")
+}
+
+// handled reads the handled-calls counter of method and code from reg (0
+// when it has no such series).
+func handled(t *testing.T, reg *prometheus.Registry, method, code string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range families {
+		if mf.GetName() != "gavel_grpc_server_handled_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["method"] == method && labels["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

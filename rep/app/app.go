@@ -21,6 +21,7 @@ import (
 	"github.com/gavelhq/gavel/internal/authz"
 	"github.com/gavelhq/gavel/internal/debugserver"
 	"github.com/gavelhq/gavel/internal/etcdclient"
+	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/rungroup"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep"
@@ -35,6 +36,7 @@ type Rep struct {
 	logger   lager.Logger
 	registry *prometheus.Registry
 	metrics  *harmonizer.Metrics
+	grpc     *grpcserver.Metrics      // the RepService calls of every cell
 	runInfo  *harmonizer.RunInfoCache // shared by the cells
 	workers  *harmonizer.Workers      // shared by the cells' harmonizers
 
@@ -49,7 +51,7 @@ type Rep struct {
 func New(cfg Config, logger lager.Logger) *Rep {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), grpc: grpcserver.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
 	reg.MustRegister(&cellCollector{rep: r}, r.runInfo.Collector())
 	return r
 }
@@ -196,7 +198,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
-	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers, GRPCMetrics: r.grpc}
 	var members []rungroup.Member
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

@@ -49,6 +49,9 @@ type CellDeps struct {
 	RunInfo *harmonizer.RunInfoCache
 	// Workers run every cell's harmonizer operations; nil: workers per cell.
 	Workers *harmonizer.Workers
+	// GRPCMetrics count and time the calls of every cell's RepService; nil:
+	// none.
+	GRPCMetrics *grpcserver.Metrics
 }
 
 // Cell is one cell: a backend and executor, the RepService, the presence and
@@ -244,7 +247,7 @@ func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 		Drain: c.Drain, LogArchive: c.archive,
 	})
 	opts := grpcserver.Options{
-		Addr: c.cfg.ListenAddress, Logger: c.logger, StreamWorkers: cellStreamWorkers,
+		Addr: c.cfg.ListenAddress, Logger: c.logger, StreamWorkers: cellStreamWorkers, Metrics: c.deps.GRPCMetrics,
 		Register: func(s grpc.ServiceRegistrar) { repv1.RegisterRepServiceServer(s, srv) },
 	}
 	if !c.cfg.InsecurePlaintext {
