@@ -302,3 +302,51 @@ func TestCellCallErrorsSkipACellProcessThatWentAway(t *testing.T) {
 	require.Equal(t, map[string]float64{"ClaimActualLRP/DeadlineExceeded": 3, "GetDesiredLRP/Unavailable": 2}, cellCallErrors(before, after))
 	require.Equal(t, "ClaimActualLRP/DeadlineExceeded 3, GetDesiredLRP/Unavailable 2", countList(cellCallErrors(before, after)))
 }
+
+func TestHistogramsByLabel(t *testing.T) {
+	const before = `calls_bucket{method="/s/Claim",le="0.5"} 1
+calls_bucket{method="/s/Claim",le="2"} 1
+calls_bucket{method="/s/Claim",le="+Inf"} 1
+calls_sum{method="/s/Claim"} 0.1
+calls_count{method="/s/Claim"} 1
+calls_bucket{method="/s/Idle",le="0.5"} 5
+calls_bucket{method="/s/Idle",le="2"} 5
+calls_bucket{method="/s/Idle",le="+Inf"} 5
+calls_sum{method="/s/Idle"} 1
+calls_count{method="/s/Idle"} 5
+`
+	const after = `calls_bucket{method="/s/Claim",le="0.5"} 1
+calls_bucket{method="/s/Claim",le="2"} 201
+calls_bucket{method="/s/Claim",le="+Inf"} 201
+calls_sum{method="/s/Claim"} 250.1
+calls_count{method="/s/Claim"} 201
+calls_bucket{method="/s/Start",le="0.5"} 150
+calls_bucket{method="/s/Start",le="2"} 150
+calls_bucket{method="/s/Start",le="+Inf"} 150
+calls_sum{method="/s/Start"} 15
+calls_count{method="/s/Start"} 150
+calls_bucket{method="/s/Idle",le="0.5"} 5
+calls_bucket{method="/s/Idle",le="2"} 5
+calls_bucket{method="/s/Idle",le="+Inf"} 5
+calls_sum{method="/s/Idle"} 1
+calls_count{method="/s/Idle"} 5
+`
+	b, err := parseMetrics(strings.NewReader(before))
+	require.NoError(t, err)
+	a, err := parseMetrics(strings.NewReader(after))
+	require.NoError(t, err)
+
+	got := histogramsBy(b, a, "calls", "method")
+	require.Len(t, got, 2, "a method not called in between is left out: %v", got)
+	claim := got["/s/Claim"]
+	assert.Equal(t, 200.0, claim.Count, "only the claims of the interval, not the start's")
+	assert.InDelta(t, 250.0, claim.Sum, 1e-9)
+	// All 200 of the interval lie in (0.5, 2]: p50 is halfway in.
+	assert.InDelta(t, 1.25, claim.P50, 1e-9)
+	start := got["/s/Start"]
+	assert.Equal(t, 150.0, start.Count)
+	assert.InDelta(t, 0.25, start.P50, 1e-9)
+
+	assert.Equal(t, "Claim 200 × 1.2 s/2.0 s, Start 150 × 250 ms/495 ms", callList(got))
+	assert.Equal(t, "none", callList(map[string]Histogram{"/s/Rare": {Count: 99}}), "calls made under 100 times are left out")
+}

@@ -155,12 +155,35 @@ type Histogram struct {
 type bucket struct{ le, count float64 }
 
 // histogram returns the histogram name as observed between before and
-// after (after's counts minus before's).
+// after (after's counts minus before's), all its series summed.
 func histogram(before, after metrics, name string) Histogram {
+	return histogramOf(before, after, name, func(map[string]string) bool { return true })
+}
+
+// histogramsBy returns the histogram name between before and after for each
+// value of label that was observed in between.
+func histogramsBy(before, after metrics, name, label string) map[string]Histogram {
+	out := map[string]Histogram{}
+	for value := range after.deltaByLabel(before, name+"_count", label) {
+		out[value] = histogramOf(before, after, name, func(l map[string]string) bool { return l[label] == value })
+	}
+	return out
+}
+
+// histogramOf is histogram over the series whose labels pass keep.
+func histogramOf(before, after metrics, name string, keep func(labels map[string]string) bool) Histogram {
+	value := func(m metrics, series string) (total float64) {
+		for _, s := range m {
+			if s.name == series && keep(s.labels) {
+				total += s.value
+			}
+		}
+		return total
+	}
 	buckets := func(m metrics) map[float64]float64 {
 		out := map[float64]float64{}
 		for _, s := range m {
-			if s.name != name+"_bucket" {
+			if s.name != name+"_bucket" || !keep(s.labels) {
 				continue
 			}
 			le, err := strconv.ParseFloat(s.labels["le"], 64)
@@ -178,8 +201,8 @@ func histogram(before, after metrics, name string) Histogram {
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
 	h := Histogram{
-		Count: after.value(name+"_count") - before.value(name+"_count"),
-		Sum:   after.value(name+"_sum") - before.value(name+"_sum"),
+		Count: value(after, name+"_count") - value(before, name+"_count"),
+		Sum:   value(after, name+"_sum") - value(before, name+"_sum"),
 	}
 	if h.Count > 0 {
 		h.Mean = h.Sum / h.Count

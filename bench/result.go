@@ -147,6 +147,10 @@ type Placement struct {
 	CellBatches map[string]CellBatch `json:"cell_bbs_batches,omitempty"`
 	// EventStream is the benchmark's own event subscription.
 	EventStream EventStream `json:"event_stream"`
+	// BBSCalls is the time the BBS spent on its unary calls over the phase,
+	// by method (gavel_grpc_server_handling_seconds), in seconds: where the
+	// cells' claims and starts wait when they pass their deadline.
+	BBSCalls map[string]Histogram `json:"bbs_calls,omitempty"`
 }
 
 // Tenth is one tenth of the instances.
@@ -418,6 +422,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmt.Sprintf("run info:    %.0f GetDesiredLRP fetches by the cells; %.0f claims run from the cache, %.0f missed it",
 			p.RunInfo.Fetches, p.RunInfo.Hits, p.RunInfo.Misses),
 		"cell batches: " + batchList(p.CellBatches),
+		"bbs calls:   time in the BBS, p50/p99: " + callList(p.BBSCalls),
 	}
 	if rc := r.Recovery; rc != nil {
 		lines = append(lines, fmt.Sprintf("recovery:    killed %d cells (%d instances): all running again %v after %.1f s (target %.0f s)",
@@ -496,6 +501,32 @@ func batchList(m map[string]CellBatch) string {
 	return sortedList(m, func(call string, b CellBatch) string {
 		return fmt.Sprintf("%s %.0f calls × %.1f", call, b.Calls, b.Items/max(b.Calls, 1))
 	})
+}
+
+// callList formats per-method call times: the calls made 100 times or
+// more, by method name without its service.
+func callList(m map[string]Histogram) string {
+	shown := map[string]Histogram{}
+	for method, h := range m {
+		if h.Count >= 100 {
+			shown[method[strings.LastIndex(method, "/")+1:]] = h
+		}
+	}
+	return sortedList(shown, func(method string, h Histogram) string {
+		return fmt.Sprintf("%s %.0f × %s/%s", method, h.Count, seconds(h.P50), seconds(h.P99))
+	})
+}
+
+// seconds formats a time given in seconds: "0.8 ms", "120 ms", "2.4 s".
+func seconds(s float64) string {
+	switch {
+	case s < 0.01:
+		return fmt.Sprintf("%.1f ms", s*1e3)
+	case s < 1:
+		return fmt.Sprintf("%.0f ms", s*1e3)
+	default:
+		return fmt.Sprintf("%.1f s", s)
+	}
 }
 
 // RunInfo counts what the cells' run-info caches did: claims run with a

@@ -311,6 +311,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.CellCallErrors = cellCallErrors(before, after)
 	p.RunInfo = cellRunInfo(before, after)
 	p.CellBatches = cellBatches(before, after)
+	p.BBSCalls = histogramsBy(before.bbs, after.bbs, "gavel_grpc_server_handling_seconds", "method")
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
 	return nil
