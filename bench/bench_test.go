@@ -64,6 +64,10 @@ func TestSmallRun(t *testing.T) {
 		assert.GreaterOrEqual(t, b.Items, 500.0, "%s: %+v", call, b)
 		assert.Positive(t, b.Calls, call)
 		assert.LessOrEqual(t, b.Calls, b.Items, call)
+		// The BBS timed each of those calls (its gRPC server's histogram).
+		timed := res.Placement.BBSCalls["/gavel.bbs.v1.BBSService/"+call]
+		assert.Positive(t, timed.Count, "%s timed by the BBS: %+v", call, timed)
+		assert.Positive(t, timed.P50, call)
 	}
 	require.NotNil(t, res.Setup.MinAuctionIntervalSec)
 	assert.Equal(t, 0.5, *res.Setup.MinAuctionIntervalSec)

@@ -32,13 +32,13 @@ import (
 // Rep is the rep daemon: one cell, or cfg.SimCells simulated cells sharing
 // one etcd client and one BBS client.
 type Rep struct {
-	cfg      Config
-	logger   lager.Logger
-	registry *prometheus.Registry
-	metrics  *harmonizer.Metrics
-	grpc     *grpcserver.Metrics      // the RepService calls of every cell
-	runInfo  *harmonizer.RunInfoCache // shared by the cells
-	workers  *harmonizer.Workers      // shared by the cells' harmonizers
+	cfg         Config
+	logger      lager.Logger
+	registry    *prometheus.Registry
+	metrics     *harmonizer.Metrics
+	grpcMetrics *grpcserver.Metrics      // count and time the RepService calls of every cell
+	runInfo     *harmonizer.RunInfoCache // shared by the cells
+	workers     *harmonizer.Workers      // shared by the cells' harmonizers
 
 	mu       sync.Mutex
 	cells    []*Cell
@@ -51,7 +51,7 @@ type Rep struct {
 func New(cfg Config, logger lager.Logger) *Rep {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), grpc: grpcserver.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), grpcMetrics: grpcserver.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
 	reg.MustRegister(&cellCollector{rep: r}, r.runInfo.Collector())
 	return r
 }
@@ -198,7 +198,7 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 	if err != nil {
 		return err
 	}
-	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers, GRPCMetrics: r.grpc}
+	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers, GRPCMetrics: r.grpcMetrics}
 	var members []rungroup.Member
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)
