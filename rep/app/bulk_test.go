@@ -113,6 +113,10 @@ func TestBulkSyncReportsOnlyWhatTheBBSLacks(t *testing.T) {
 	require.NoError(t, err)
 	performLRP(t, repc, "sim-0", steady, 0)
 	running := waitActual(t, bbs, "steady", 0, "running", isState(modelsv1.ActualLRPState_ACTUAL_LRP_STATE_RUNNING))
+	// The cell's RepService counted and timed the Perform.
+	perform := map[string]string{"method": "/gavel.rep.v1.RepService/Perform"}
+	require.Positive(t, sample(t, r.Registry(), "gavel_grpc_server_handling_seconds", perform), "Perform timed")
+	require.Positive(t, sample(t, r.Registry(), "gavel_grpc_server_handled_total", perform), "Perform counted")
 
 	starts := func() float64 {
 		return sample(t, r.Registry(), "gavel_rep_bbs_batch_items_total", map[string]string{"call": "BatchStartActualLRPs"})
