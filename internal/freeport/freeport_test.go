@@ -44,9 +44,10 @@ func TestPortsAreDistinctFreeAndBelowTheEphemeralRange(t *testing.T) {
 }
 
 func TestBoundPortsAreSkippedAndExhaustionIsAnError(t *testing.T) {
-	// Take three consecutive ports in the picking range, then give a picker
-	// a range of five that holds them: it returns only the other two.
-	base := pickLow + 1500
+	// Take three consecutive ports, then give a picker a range of five that
+	// holds them: it returns only the other two. The ports lie outside
+	// New's range, so no picker of another test process takes the two.
+	base := 13000
 	var held []net.Listener
 	for port := base; len(held) < 3; port++ {
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
