@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -304,33 +305,17 @@ func TestCellCallErrorsSkipACellProcessThatWentAway(t *testing.T) {
 }
 
 func TestHistogramsByLabel(t *testing.T) {
-	const before = `calls_bucket{method="/s/Claim",le="0.5"} 1
-calls_bucket{method="/s/Claim",le="2"} 1
-calls_bucket{method="/s/Claim",le="+Inf"} 1
-calls_sum{method="/s/Claim"} 0.1
-calls_count{method="/s/Claim"} 1
-calls_bucket{method="/s/Idle",le="0.5"} 5
-calls_bucket{method="/s/Idle",le="2"} 5
-calls_bucket{method="/s/Idle",le="+Inf"} 5
-calls_sum{method="/s/Idle"} 1
-calls_count{method="/s/Idle"} 5
-`
-	const after = `calls_bucket{method="/s/Claim",le="0.5"} 1
-calls_bucket{method="/s/Claim",le="2"} 201
-calls_bucket{method="/s/Claim",le="+Inf"} 201
-calls_sum{method="/s/Claim"} 250.1
-calls_count{method="/s/Claim"} 201
-calls_bucket{method="/s/Start",le="0.5"} 150
-calls_bucket{method="/s/Start",le="2"} 150
-calls_bucket{method="/s/Start",le="+Inf"} 150
-calls_sum{method="/s/Start"} 15
-calls_count{method="/s/Start"} 150
-calls_bucket{method="/s/Idle",le="0.5"} 5
-calls_bucket{method="/s/Idle",le="2"} 5
-calls_bucket{method="/s/Idle",le="+Inf"} 5
-calls_sum{method="/s/Idle"} 1
-calls_count{method="/s/Idle"} 5
-`
+	// hist is one method's histogram: under calls up to 0.5 s, total calls
+	// (all up to 2 s) taking sum seconds.
+	hist := func(method string, under, total int, sum float64) string {
+		return fmt.Sprintf("calls_bucket{method=%[1]q,le=\"0.5\"} %[2]d\n"+
+			"calls_bucket{method=%[1]q,le=\"2\"} %[3]d\n"+
+			"calls_bucket{method=%[1]q,le=\"+Inf\"} %[3]d\n"+
+			"calls_sum{method=%[1]q} %[4]g\n"+
+			"calls_count{method=%[1]q} %[3]d\n", method, under, total, sum)
+	}
+	before := hist("/s/Claim", 1, 1, 0.1) + hist("/s/Idle", 5, 5, 1)
+	after := hist("/s/Claim", 1, 201, 250.1) + hist("/s/Start", 150, 150, 15) + hist("/s/Idle", 5, 5, 1)
 	b, err := parseMetrics(strings.NewReader(before))
 	require.NoError(t, err)
 	a, err := parseMetrics(strings.NewReader(after))
