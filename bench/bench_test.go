@@ -90,6 +90,8 @@ func TestSmallRun(t *testing.T) {
 	require.NoError(t, res.WriteSVG(&svg))
 	assert.Contains(t, svg.String(), "<polyline")
 	assert.Positive(t, res.Placement.BBS.CPUMicrosPerPlaced, "CPU per placed instance is reported")
+	assert.InDelta(t, res.Placement.BBS.CPUMicrosPerPlaced/res.BatchedEtcd.Server.MicrosPerWrite, res.Placement.BBS.CPUPerPlacedInEtcdKeys, 1e-9,
+		"and in etcd keys, over the batched measurement's CPU per key")
 	assert.Nil(t, res.Failure)
 
 	// etcd ran as its own process and its CPU is reported

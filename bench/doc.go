@@ -34,6 +34,9 @@
 //     the BBS+etcd figure so that the BBS's own share can be told apart. It
 //     includes what the idle cluster costs that process meanwhile (the cells'
 //     presence keep-alives and bulk syncs, a few % of it), so it errs high.
+//     Every process's CPU per placed instance is also given in etcd keys:
+//     over the batched measurement's CPU per key. A slow stretch of a shared
+//     host raises both, so that figure moves less between runs than the µs.
 //  2. placement: the LRPs are desired (DesireLRP over gRPC, a few calls in
 //     flight) and every instance is timed from its DesireLRP call to its
 //     RUNNING event on the BBS event stream (no polling). Throughput is

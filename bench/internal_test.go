@@ -182,6 +182,8 @@ func TestSummarizeTakesMedianAndRange(t *testing.T) {
 		r := &Result{}
 		r.Placement.PerSecond = pps
 		r.Placement.EtcdLeastMicros = pps / 10
+		r.Placement.BBS.CPUPerPlacedInEtcdKeys = pps / 100
+		r.Placement.Cells.CPUPerPlacedInEtcdKeys = pps / 50
 		return r
 	}
 	failed := mk(1)
@@ -191,6 +193,12 @@ func TestSummarizeTakesMedianAndRange(t *testing.T) {
 	assert.Equal(t, 1, r.Failed)
 	assert.Equal(t, Spread{Median: 250, Min: 100, Max: 400}, r.PlacementsPerSecond)
 	assert.Equal(t, Spread{Median: 25, Min: 10, Max: 40}, r.EtcdLeastMicros)
+	assert.Equal(t, Spread{Median: 2.5, Min: 1, Max: 4}, r.BBSInEtcdKeys)
+	assert.Equal(t, Spread{Median: 5, Min: 2, Max: 8}, r.CellsInEtcdKeys)
+	// A run without the batched measurement has no figure in keys.
+	unmeasured := mk(1000)
+	unmeasured.Placement.BBS.CPUPerPlacedInEtcdKeys = 0
+	assert.Equal(t, Spread{Median: 3.5, Min: 3, Max: 4}, Summarize([]*Result{mk(300), unmeasured, mk(400)}).BBSInEtcdKeys)
 	assert.Equal(t, Spread{Median: 2, Min: 2, Max: 2}, spreadOf([]float64{2}))
 	assert.Equal(t, Spread{}, spreadOf(nil))
 }
@@ -210,6 +218,16 @@ func TestEtcdProcessUse(t *testing.T) {
 	assert.InDelta(t, 64.0, u.PeakRSSMiB, 1e-9)
 	u.CPUMicrosPerPlaced = 250
 	assert.Contains(t, cpuLine(Placement{EtcdProcess: u}), "etcd 250 µs")
+}
+
+// CPU in etcd keys is the µs over etcd's CPU per batched key of the run.
+func TestCPUInEtcdKeys(t *testing.T) {
+	assert.InDelta(t, 8.5, inEtcdKeys(255, 30), 1e-9)
+	assert.Zero(t, inEtcdKeys(255, 0), "no batched measurement, no figure")
+	p := Placement{BBS: ProcUse{CPUPerPlacedInEtcdKeys: 8.46}, Auctioneer: ProcUse{CPUPerPlacedInEtcdKeys: 2}, Cells: ProcUse{CPUPerPlacedInEtcdKeys: 9.54}}
+	assert.Contains(t, inEtcdKeysLine(p), "BBS+etcd 8.5, auctioneer 2.0, cells 9.5")
+	p.EtcdProcess = &ProcUse{CPUPerPlacedInEtcdKeys: 3}
+	assert.Contains(t, inEtcdKeysLine(p), "etcd 3.0, BBS 8.5")
 }
 
 // The etcd server's CPU over a ceiling measurement is the difference of

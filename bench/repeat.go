@@ -45,6 +45,10 @@ type Repeat struct {
 	AuctioneerCPUMicros Spread `json:"auctioneer_cpu_us_per_placed"`
 	CellsCPUMicros      Spread `json:"cells_cpu_us_per_placed"`
 	BBSPeakRSSMiB       Spread `json:"bbs_peak_rss_mib"`
+	// The CPU per placed instance in etcd keys (ProcUse.CPUPerPlacedInEtcdKeys).
+	BBSInEtcdKeys        Spread `json:"bbs_cpu_per_placed_in_etcd_keys"`
+	AuctioneerInEtcdKeys Spread `json:"auctioneer_cpu_per_placed_in_etcd_keys"`
+	CellsInEtcdKeys      Spread `json:"cells_cpu_per_placed_in_etcd_keys"`
 	// Results are the runs themselves, in order.
 	Results []*Result `json:"results"`
 }
@@ -52,7 +56,7 @@ type Repeat struct {
 // Summarize computes the median and spread of rs's main figures.
 func Summarize(rs []*Result) Repeat {
 	r := Repeat{Runs: len(rs), Results: rs}
-	var raw, pps, ratio, bbs, etcd, least, auc, cells, rss []float64
+	var raw, pps, ratio, bbs, etcd, least, auc, cells, rss, bbsKeys, aucKeys, cellsKeys []float64
 	for _, x := range rs {
 		if x == nil || x.Failure != nil {
 			r.Failed++
@@ -70,10 +74,16 @@ func Summarize(rs []*Result) Repeat {
 		auc = append(auc, p.Auctioneer.CPUMicrosPerPlaced)
 		cells = append(cells, p.Cells.CPUMicrosPerPlaced)
 		rss = append(rss, p.BBS.PeakRSSMiB)
+		if p.BBS.CPUPerPlacedInEtcdKeys > 0 {
+			bbsKeys = append(bbsKeys, p.BBS.CPUPerPlacedInEtcdKeys)
+			aucKeys = append(aucKeys, p.Auctioneer.CPUPerPlacedInEtcdKeys)
+			cellsKeys = append(cellsKeys, p.Cells.CPUPerPlacedInEtcdKeys)
+		}
 	}
 	r.RawEtcdTxnsPerSecond, r.PlacementsPerSecond, r.RatioToRawEtcd = spreadOf(raw), spreadOf(pps), spreadOf(ratio)
 	r.EtcdCPUMicros, r.EtcdLeastMicros = spreadOf(etcd), spreadOf(least)
 	r.BBSCPUMicros, r.AuctioneerCPUMicros, r.CellsCPUMicros, r.BBSPeakRSSMiB = spreadOf(bbs), spreadOf(auc), spreadOf(cells), spreadOf(rss)
+	r.BBSInEtcdKeys, r.AuctioneerInEtcdKeys, r.CellsInEtcdKeys = spreadOf(bbsKeys), spreadOf(aucKeys), spreadOf(cellsKeys)
 	return r
 }
 
@@ -92,6 +102,9 @@ func (r Repeat) WriteSummary(w io.Writer) error {
 		f("etcd's least/placed:", r.EtcdLeastMicros, "µs (batched server CPU per key × writes per instance)"),
 		f("auctioneer CPU/placed:", r.AuctioneerCPUMicros, "µs"),
 		f("cells CPU/placed:", r.CellsCPUMicros, "µs"),
+		f("BBS in etcd keys:", r.BBSInEtcdKeys, "(CPU/placed ÷ etcd's CPU per batched key, per run)"),
+		f("auctioneer in keys:", r.AuctioneerInEtcdKeys, ""),
+		f("cells in etcd keys:", r.CellsInEtcdKeys, ""),
 		f("BBS peak RSS:", r.BBSPeakRSSMiB, "MiB"),
 	}
 	for _, l := range lines {

@@ -216,6 +216,11 @@ type ProcUse struct {
 	// in the phase (0 when none was). With the embedded etcd the BBS's
 	// figure includes etcd's, which runs in the same process.
 	CPUMicrosPerPlaced float64 `json:"cpu_us_per_placed,omitempty"`
+	// CPUPerPlacedInEtcdKeys is CPUMicrosPerPlaced over the etcd server's
+	// CPU per guarded key in the batched measurement of the same run: the
+	// cost in etcd writes' worth of CPU. A slower host raises both, so it
+	// moves less between runs than the µs do (0 when either is unknown).
+	CPUPerPlacedInEtcdKeys float64 `json:"cpu_per_placed_in_etcd_keys,omitempty"`
 }
 
 // Auctions are the auctioneer's metrics over a phase.
@@ -408,6 +413,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.Etcd.WritesPerInstance, p.Etcd.Puts, p.Etcd.Deletes, p.Etcd.ProposalsPerInstance, p.Etcd.BBSTxns, p.Etcd.BBSTxnRequests, p.Etcd.CacheRelists),
 		processLine(p),
 		cpuLine(p),
+		inEtcdKeysLine(p),
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
@@ -468,6 +474,16 @@ func processLine(p Placement) string {
 }
 
 // cpuLine is the summary's line of CPU per placed instance.
+// inEtcdKeysLine is cpuLine in units of etcd's CPU per batched key.
+func inEtcdKeysLine(p Placement) string {
+	bbs := "BBS+etcd"
+	if p.EtcdProcess != nil {
+		bbs = fmt.Sprintf("etcd %.1f, BBS", p.EtcdProcess.CPUPerPlacedInEtcdKeys)
+	}
+	return fmt.Sprintf("CPU/placed in etcd keys (÷ etcd's CPU per batched key in this run, so a slower host moves it less): %s %.1f, auctioneer %.1f, cells %.1f",
+		bbs, p.BBS.CPUPerPlacedInEtcdKeys, p.Auctioneer.CPUPerPlacedInEtcdKeys, p.Cells.CPUPerPlacedInEtcdKeys)
+}
+
 func cpuLine(p Placement) string {
 	if e := p.EtcdProcess; e != nil {
 		return fmt.Sprintf("CPU/placed:  BBS %.0f µs, etcd %.0f µs (its least: %.0f µs), auctioneer %.0f µs, cells %.0f µs",

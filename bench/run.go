@@ -303,6 +303,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells, p.EtcdProcess, &p.Bench} {
 			if u != nil {
 				u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
+				u.CPUPerPlacedInEtcdKeys = inEtcdKeys(u.CPUMicrosPerPlaced, m.res.BatchedEtcd.Server.MicrosPerWrite)
 			}
 		}
 	}
@@ -315,6 +316,15 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 	p.EventStream.Events, p.EventStream.Resubscribes = m.tr.streamStats()
 	progress(m.opts, "placement: %d/%d running after %.1f s (%.0f/s)", p.Placed, p.Instances, p.Seconds, p.PerSecond)
 	return nil
+}
+
+// inEtcdKeys is micros over etcd's CPU per batched key, microsPerKey (0
+// when that is unknown).
+func inEtcdKeys(micros, microsPerKey float64) float64 {
+	if microsPerKey <= 0 {
+		return 0
+	}
+	return micros / microsPerKey
 }
 
 // batchedRatio is the placement rate etcd's batched key rate allows at
