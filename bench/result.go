@@ -473,17 +473,17 @@ func processLine(p Placement) string {
 		p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, etcd, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB, p.Bench.CPUSeconds)
 }
 
-// cpuLine is the summary's line of CPU per placed instance.
 // inEtcdKeysLine is cpuLine in units of etcd's CPU per batched key.
 func inEtcdKeysLine(p Placement) string {
 	bbs := "BBS+etcd"
 	if p.EtcdProcess != nil {
 		bbs = fmt.Sprintf("etcd %.1f, BBS", p.EtcdProcess.CPUPerPlacedInEtcdKeys)
 	}
-	return fmt.Sprintf("CPU/placed in etcd keys (÷ etcd's CPU per batched key in this run, so a slower host moves it less): %s %.1f, auctioneer %.1f, cells %.1f",
+	return fmt.Sprintf("in keys:     %s %.1f, auctioneer %.1f, cells %.1f (CPU/placed ÷ etcd's CPU per batched key in this run; a slower host moves it less)",
 		bbs, p.BBS.CPUPerPlacedInEtcdKeys, p.Auctioneer.CPUPerPlacedInEtcdKeys, p.Cells.CPUPerPlacedInEtcdKeys)
 }
 
+// cpuLine is the summary's line of CPU per placed instance.
 func cpuLine(p Placement) string {
 	if e := p.EtcdProcess; e != nil {
 		return fmt.Sprintf("CPU/placed:  BBS %.0f µs, etcd %.0f µs (its least: %.0f µs), auctioneer %.0f µs, cells %.0f µs",
