@@ -41,17 +41,17 @@ type Process struct {
 }
 
 // Start runs r on a goroutine of its own and returns at once.
-func Start(name string, r ifrit.Runner) *Process { return start(name, r, nil, 0) }
+func Start(name string, r ifrit.Runner) *Process { return start(name, r, nil) }
 
-// start is Start that, once r returned, sends i on exits (when not nil) from
+// start is Start that, once r returned, sends on exits (when not nil) from
 // the same goroutine.
-func start(name string, r ifrit.Runner, exits chan<- int, i int) *Process {
+func start(name string, r ifrit.Runner, exits chan<- struct{}) *Process {
 	p := &Process{name: name, signals: make(chan os.Signal, 1), ready: make(chan struct{}), exited: make(chan struct{})}
 	go func() {
 		p.err = r.Run(p.signals, p.ready)
 		close(p.exited)
 		if exits != nil {
-			exits <- i
+			exits <- struct{}{}
 		}
 	}()
 	return p
@@ -96,12 +96,12 @@ type group struct {
 
 // Run implements ifrit.Runner.
 func (g *group) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
-	// Every member sends its index once when it returns, so sends never
-	// block with this capacity.
-	exits := make(chan int, len(g.members))
+	// Every member sends once when it returns, so sends never block with
+	// this capacity.
+	exits := make(chan struct{}, len(g.members))
 	procs := make([]*Process, 0, len(g.members))
 	for i, m := range g.members {
-		procs = append(procs, start(m.Name, m.Runner, exits, i))
+		procs = append(procs, start(m.Name, m.Runner, exits))
 		if !g.ordered {
 			continue
 		}
@@ -127,7 +127,7 @@ func (g *group) Run(signals <-chan os.Signal, ready chan<- struct{}) error {
 
 // waitReady waits for p to be ready; it says to stop, with the signal to
 // forward, when the group is signalled or any member returns first.
-func waitReady(p *Process, signals <-chan os.Signal, exits <-chan int) (stop bool, sig os.Signal) {
+func waitReady(p *Process, signals <-chan os.Signal, exits <-chan struct{}) (stop bool, sig os.Signal) {
 	select {
 	case <-p.ready:
 		return false, nil
