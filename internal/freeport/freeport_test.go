@@ -93,3 +93,19 @@ func TestEphemeralLowReadsTheKernelsRange(t *testing.T) {
 		require.Equal(t, tc.want, ephemeralLow(tc.text), "%q", tc.text)
 	}
 }
+
+// Without room below the ephemeral range a picker asks the kernel, and
+// still never returns a port twice.
+func TestKernelFallbackReturnsDistinctFreePorts(t *testing.T) {
+	p := &Picker{given: map[int]bool{}} // what New returns on such a machine
+	seen := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		port, err := p.Port()
+		require.NoError(t, err)
+		require.False(t, seen[port], "port %d returned twice", port)
+		seen[port] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		require.NoError(t, err, "a returned port can be bound")
+		ln.Close()
+	}
+}
