@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
-	"github.com/google/uuid"
 	"github.com/tedsuo/ifrit"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -92,6 +91,9 @@ type Server struct {
 	stopping    context.Context
 	stopStreams context.CancelFunc
 
+	// ids makes the request ids of calls that bring none.
+	ids *requestIDs
+
 	mu   sync.Mutex
 	addr string
 }
@@ -110,7 +112,7 @@ func New(opts Options) *Server {
 	if opts.StreamWorkers == 0 {
 		opts.StreamWorkers = DefaultStreamWorkers
 	}
-	s := &Server{opts: opts, logger: opts.Logger.Session("grpc-server")}
+	s := &Server{opts: opts, logger: opts.Logger.Session("grpc-server"), ids: newRequestIDs()}
 	s.stopping, s.stopStreams = context.WithCancel(context.Background())
 
 	unary := append([]grpc.UnaryServerInterceptor{s.unaryInterceptor}, opts.UnaryInterceptors...)
@@ -228,9 +230,9 @@ func (s *Server) requestContext(ctx context.Context, method string) (context.Con
 		}
 	}
 	if id == "" {
-		id = uuid.NewString()
+		id = s.ids.next()
 	}
-	logger := s.opts.Logger.Session("request", lager.Data{"method": method, "request-id": id})
+	logger := newRequestLogger(s.opts.Logger, method, id)
 	ctx = logging.WithRequestID(ctx, id)
 	ctx = logging.NewContext(ctx, logger)
 	return ctx, logger, id

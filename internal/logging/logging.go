@@ -85,10 +85,19 @@ func (l *leveled) Info(action string, data ...lager.Data) {
 // Enabled says whether logger writes at level: false only for a logger made
 // by New (or a session of one) whose level is above it.
 func Enabled(logger lager.Logger, level lager.LogLevel) bool {
-	if l, ok := logger.(*leveled); ok {
+	switch l := logger.(type) {
+	case *leveled:
 		return level >= l.min
+	case LevelReporter:
+		return l.Enabled(level)
 	}
 	return true
+}
+
+// LevelReporter is a logger wrapping another that tells [Enabled] whether
+// it writes at a level (for example a session made on first use).
+type LevelReporter interface {
+	Enabled(level lager.LogLevel) bool
 }
 
 // ParseLevel maps debug, info, error or fatal (any case) to a lager level.
