@@ -94,6 +94,10 @@ type LRPStart struct {
 	PlacementTags []string
 	// VolumeDrivers are the volume drivers the instance requires.
 	VolumeDrivers []string
+	// DesiredEpoch and RunInfoRevision name the run info version the BBS
+	// sent (carried to the cell, not used for placement).
+	DesiredEpoch    string
+	RunInfoRevision int64
 }
 
 // TaskStart asks for one task to be placed.

@@ -13,6 +13,7 @@ import (
 
 	auctioneerapp "github.com/gavelhq/gavel/auctioneer/app"
 	"github.com/gavelhq/gavel/bench"
+	repapp "github.com/gavelhq/gavel/rep/app"
 )
 
 // logWriter sends progress lines to the test log.
@@ -122,6 +123,36 @@ func TestSmallRun(t *testing.T) {
 	assert.Contains(t, summary.String(), "its least:")
 }
 
+// With --claim-delay the cells run each placed instance at once and its
+// start is its first write: every instance RUNNING, far fewer claims than
+// instances, about two writes per instance instead of three.
+func TestClaimDelayRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real daemons: skipped with -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pacing := 500 * time.Millisecond
+	res, err := bench.Run(ctx, bench.Options{
+		Cells: 10, Instances: 300, InstancesPerLRP: 10, CellsPerProcess: 10,
+		RawDuration: time.Second, PresenceTTL: 3 * time.Second, MinAuctionInterval: &pacing, ClaimDelay: 5 * time.Second,
+		Timeout: 2 * time.Minute, Progress: logWriter{t}, ProgressInterval: 2 * time.Second,
+	})
+	require.NoError(t, err)
+	var summary bytes.Buffer
+	require.NoError(t, res.WriteSummary(&summary))
+	t.Log("\n" + summary.String())
+
+	assert.True(t, res.AllRunning(), "one ORDINARY RUNNING row per index: %+v", res.Check)
+	assert.Equal(t, 300, res.Placement.Placed)
+	assert.Equal(t, 5.0, res.Setup.ClaimDelaySec)
+	assert.Contains(t, summary.String(), "cells run first and claim after 5s (claim_delay)")
+	claims, starts := res.Placement.CellBatches["BatchClaimActualLRPs"], res.Placement.CellBatches["BatchStartActualLRPs"]
+	assert.GreaterOrEqual(t, starts.Items, 300.0, "every instance started: %+v", starts)
+	assert.Less(t, claims.Items, 30.0, "an instance running within the delay is not claimed: %+v", claims)
+	assert.Less(t, res.Placement.Etcd.WritesPerInstance, 2.5, "create and start, no claim")
+}
+
 // A run that cannot start still returns a result that says why, which
 // serialises to JSON and draws as an SVG.
 func TestFailedRunReturnsItsReason(t *testing.T) {
@@ -208,6 +239,10 @@ func TestOptionsValidate(t *testing.T) {
 		assert.ErrorContains(t, err, "max-auction-interval: must be between 0s and 30s (got "+iv.String()+")")
 	}
 	assert.NoError(t, bench.Options{MaxAuctionInterval: &zero}.Validate(), "0s (never hold) is valid")
+	for _, d := range []time.Duration{-time.Second, 11 * time.Second} {
+		err = bench.Options{ClaimDelay: d}.Validate()
+		assert.ErrorContains(t, err, "claim-delay: must be between 0s and 10s (got "+d.String()+")")
+	}
 }
 
 // The bench's flag shows the auctioneer's own default and bound.
@@ -218,4 +253,5 @@ func TestMinAuctionIntervalMatchesTheAuctioneer(t *testing.T) {
 	assert.Equal(t, auctioneerapp.DefaultMaxAuctionInterval, bench.DefaultMaxAuctionInterval)
 	assert.Equal(t, auctioneerapp.MaxMaxAuctionInterval, bench.MaxMaxAuctionInterval)
 	assert.Equal(t, auctioneerapp.DefaultMaxAuctionInterval, auctioneerapp.DefaultConfig().MaxAuctionInterval.D())
+	assert.Equal(t, repapp.MaxClaimDelay, bench.MaxClaimDelay, "the bench bounds --claim-delay as the rep bounds claim_delay")
 }

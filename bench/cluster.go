@@ -207,6 +207,7 @@ func startCluster(ctx context.Context, opts Options, dir, binDir string) (c *clu
 				"memory_mb": opts.CellMemoryMB, "disk_mb": opts.CellDiskMB, "containers": opts.CellContainers,
 			},
 			"presence_ttl": opts.PresenceTTL.String(),
+			"claim_delay":  opts.ClaimDelay.String(),
 		}); err != nil {
 			return c, err
 		}

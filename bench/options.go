@@ -28,13 +28,15 @@ const (
 	MaxBatchedKeysPerTxn     = 16384
 	DefaultDesireConcurrency = 8
 	DefaultPresenceTTL       = 15 * time.Second
-	DefaultCellMemoryMB      = 32 << 10
-	DefaultCellDiskMB        = 64 << 10
-	DefaultCellContainers    = 250
-	DefaultTimeout           = 10 * time.Minute
-	DefaultRecoveryTimeout   = 3 * time.Minute
-	DefaultLogLevel          = "error"
-	DefaultProgressInterval  = 5 * time.Second
+	// MaxClaimDelay is the rep's bound on claim_delay.
+	MaxClaimDelay           = 10 * time.Second
+	DefaultCellMemoryMB     = 32 << 10
+	DefaultCellDiskMB       = 64 << 10
+	DefaultCellContainers   = 250
+	DefaultTimeout          = 10 * time.Minute
+	DefaultRecoveryTimeout  = 3 * time.Minute
+	DefaultLogLevel         = "error"
+	DefaultProgressInterval = 5 * time.Second
 
 	// DefaultMinAuctionInterval is the auctioneer's own default
 	// min_auction_interval, shown by the CLI's flag.
@@ -165,6 +167,9 @@ type Options struct {
 	DesireConcurrency int
 	// PresenceTTL is the cells' presence TTL (default 15s).
 	PresenceTTL time.Duration
+	// ClaimDelay is the cells' claim_delay (default 0: claim before running,
+	// as Diego's rep does).
+	ClaimDelay time.Duration
 	// CellMemoryMB, CellDiskMB and CellContainers are each cell's capacity
 	// (defaults 32768, 65536, 250).
 	CellMemoryMB, CellDiskMB, CellContainers int
@@ -261,6 +266,9 @@ func (o Options) Validate() error {
 	}
 	if iv := o.MaxAuctionInterval; iv != nil && (*iv < 0 || *iv > MaxMaxAuctionInterval) {
 		bad("max-auction-interval: must be between 0s and %s (got %s)", MaxMaxAuctionInterval, *iv)
+	}
+	if o.ClaimDelay < 0 || o.ClaimDelay > MaxClaimDelay {
+		bad("claim-delay: must be between 0s and %s (got %s)", MaxClaimDelay, o.ClaimDelay)
 	}
 	if o.PresenceTTL < time.Second {
 		bad("presence-ttl: must be at least 1s (got %s)", o.PresenceTTL)

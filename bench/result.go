@@ -52,8 +52,10 @@ type Setup struct {
 	CellContainers    int       `json:"cell_containers"`
 	DesireConcurrency int       `json:"desire_concurrency"`
 	PresenceTTLSec    float64   `json:"presence_ttl_seconds"`
-	CommitWorkers     int       `json:"bbs_commit_workers,omitempty"`
-	CommitBatchOps    int       `json:"bbs_commit_batch_ops,omitempty"`
+	// ClaimDelaySec is the cells' claim_delay; 0: they claim before running.
+	ClaimDelaySec  float64 `json:"claim_delay_seconds,omitempty"`
+	CommitWorkers  int     `json:"bbs_commit_workers,omitempty"`
+	CommitBatchOps int     `json:"bbs_commit_batch_ops,omitempty"`
 	// MinAuctionIntervalSec is the auctioneer's min_auction_interval, when
 	// the run set it.
 	MinAuctionIntervalSec *float64 `json:"min_auction_interval_seconds,omitempty"`
@@ -398,7 +400,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	s := r.Setup
 	lines := []string{
 		fmt.Sprintf("gavel bench: %d instances (%d LRPs × %d) on %d cells in %d rep processes; load %.2f → %.2f, %d CPUs",
-			s.Instances, s.LRPs, s.InstancesPerLRP, s.Cells, s.CellProcesses, s.LoadBefore[0], s.LoadAfter[0], s.NumCPU),
+			s.Instances, s.LRPs, s.InstancesPerLRP, s.Cells, s.CellProcesses, s.LoadBefore[0], s.LoadAfter[0], s.NumCPU) + claimOrder(s.ClaimDelaySec),
 		fmt.Sprintf("raw etcd:    %.0f txn/s (%d clients, p50 %.1f ms, p99 %.1f ms); etcd server %.0f µs CPU per txn",
 			r.RawEtcd.TxnsPerSecond, r.RawEtcd.Clients, r.RawEtcd.LatencyP50Ms, r.RawEtcd.LatencyP99Ms, r.RawEtcd.Server.MicrosPerWrite),
 		fmt.Sprintf("batched etcd: %.0f guarded keys/s in nested batches (%d clients × %d keys, p50 %.1f ms, p99 %.1f ms); etcd server %.1f µs CPU per key",
@@ -425,7 +427,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			p.EventStream.Events, p.EventStream.Resubscribes),
 		"convergence: " + p.Convergence.String(),
 		"cell errors: failed BBS calls of the cells: " + countList(p.CellCallErrors),
-		fmt.Sprintf("run info:    %.0f GetDesiredLRP fetches by the cells; %.0f claims run from the cache, %.0f missed it",
+		fmt.Sprintf("run info:    %.0f GetDesiredLRP fetches by the cells; %.0f instances run from the cache, %.0f missed it",
 			p.RunInfo.Fetches, p.RunInfo.Hits, p.RunInfo.Misses),
 		"cell batches: " + batchList(p.CellBatches),
 		"bbs calls:   time in the BBS, p50/p99: " + callList(p.BBSCalls),
@@ -553,4 +555,12 @@ type RunInfo struct {
 	Hits    float64 `json:"hits"`
 	Misses  float64 `json:"misses"`
 	Fetches float64 `json:"fetches"`
+}
+
+// claimOrder says, for the summary's first line, when the cells claim.
+func claimOrder(delaySec float64) string {
+	if delaySec <= 0 {
+		return "; cells claim before running"
+	}
+	return fmt.Sprintf("; cells run first and claim after %gs (claim_delay)", delaySec)
 }

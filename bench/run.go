@@ -41,7 +41,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{Setup: Setup{
 		Started: time.Now().UTC(), Cells: opts.Cells, LRPs: opts.lrpCount(), InstancesPerLRP: opts.InstancesPerLRP,
 		Instances: opts.Instances, Sizes: opts.Sizes, CellMemoryMB: opts.CellMemoryMB, CellContainers: opts.CellContainers,
-		DesireConcurrency: opts.DesireConcurrency, PresenceTTLSec: opts.PresenceTTL.Seconds(),
+		DesireConcurrency: opts.DesireConcurrency, PresenceTTLSec: opts.PresenceTTL.Seconds(), ClaimDelaySec: opts.ClaimDelay.Seconds(),
 		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps, EtcdMode: opts.EtcdMode,
 		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(),
 	}}

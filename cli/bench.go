@@ -128,6 +128,7 @@ func newBenchCommandWith(runBench benchRunner) *cobra.Command {
 	f.DurationVar(&o.RawDuration, "raw-duration", bench.DefaultRawDuration, "length of the raw etcd measurement")
 	f.IntVar(&o.DesireConcurrency, "desire-concurrency", bench.DefaultDesireConcurrency, "DesireLRP calls in flight")
 	f.DurationVar(&o.PresenceTTL, "presence-ttl", bench.DefaultPresenceTTL, "cells' presence TTL")
+	f.DurationVar(&o.ClaimDelay, "claim-delay", 0, "cells' claim_delay: run a placed instance at once and claim it only if not running by then (0: claim first, as Diego)")
 	f.IntVar(&o.CellMemoryMB, "cell-memory-mb", bench.DefaultCellMemoryMB, "memory of each cell")
 	f.IntVar(&o.CellDiskMB, "cell-disk-mb", bench.DefaultCellDiskMB, "disk of each cell")
 	f.IntVar(&o.CellContainers, "cell-containers", bench.DefaultCellContainers, "containers of each cell")

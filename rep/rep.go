@@ -24,6 +24,10 @@ const (
 	TagRootFS        = "root-fs"
 	TagPlacementTags = "placement-tags"
 	TagVolumeDrivers = "volume-drivers"
+	// TagDesiredEpoch and TagRunInfoRevision name the run info version the
+	// auction carried (Gavel's own); absent when it carried none.
+	TagDesiredEpoch    = "desired-epoch"
+	TagRunInfoRevision = "run-info-revision"
 
 	// LifecycleLRP and LifecycleTask are the values of TagLifecycle.
 	LifecycleLRP  = "lrp"
@@ -85,7 +89,7 @@ func (e *Evacuation) Deadline() time.Time {
 func LRPTags(lrp *repv1.LRP, instanceGuid string) executor.Tags {
 	key := lrp.GetKey()
 	pc := lrp.GetPlacementConstraint()
-	return executor.Tags{
+	tags := executor.Tags{
 		TagLifecycle:     LifecycleLRP,
 		TagDomain:        key.GetDomain(),
 		TagProcessGuid:   key.GetProcessGuid(),
@@ -95,6 +99,22 @@ func LRPTags(lrp *repv1.LRP, instanceGuid string) executor.Tags {
 		TagPlacementTags: jsonList(pc.GetPlacementTags()),
 		TagVolumeDrivers: jsonList(pc.GetVolumeDrivers()),
 	}
+	if lrp.GetDesiredEpoch() != "" && lrp.GetRunInfoRevision() > 0 {
+		tags[TagDesiredEpoch] = lrp.GetDesiredEpoch()
+		tags[TagRunInfoRevision] = strconv.FormatInt(lrp.GetRunInfoRevision(), 10)
+	}
+	return tags
+}
+
+// RunInfoVersion is the run info version an LRP container's auction named;
+// false when it named none.
+func RunInfoVersion(c executor.Container) (epoch string, revision int64, ok bool) {
+	epoch = c.Tags[TagDesiredEpoch]
+	revision, err := strconv.ParseInt(c.Tags[TagRunInfoRevision], 10, 64)
+	if epoch == "" || err != nil || revision <= 0 {
+		return "", 0, false
+	}
+	return epoch, revision, true
 }
 
 // TaskTags are the tags of a task's container.

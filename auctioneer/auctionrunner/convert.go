@@ -13,15 +13,17 @@ func LRPStarts(req *auctioneerv1.LRPStartRequest) []auctioneer.LRPStart {
 	out := make([]auctioneer.LRPStart, 0, len(req.GetIndices()))
 	for _, idx := range req.GetIndices() {
 		out = append(out, auctioneer.LRPStart{
-			ProcessGUID:   req.GetProcessGuid(),
-			Index:         int(idx),
-			Domain:        req.GetDomain(),
-			MemoryMB:      int(req.GetResource().GetMemoryMb()),
-			DiskMB:        int(req.GetResource().GetDiskMb()),
-			MaxPids:       int(req.GetResource().GetMaxPids()),
-			RootFS:        req.GetPlacementConstraint().GetRootFs(),
-			PlacementTags: req.GetPlacementConstraint().GetPlacementTags(),
-			VolumeDrivers: req.GetPlacementConstraint().GetVolumeDrivers(),
+			ProcessGUID:     req.GetProcessGuid(),
+			Index:           int(idx),
+			Domain:          req.GetDomain(),
+			MemoryMB:        int(req.GetResource().GetMemoryMb()),
+			DiskMB:          int(req.GetResource().GetDiskMb()),
+			MaxPids:         int(req.GetResource().GetMaxPids()),
+			RootFS:          req.GetPlacementConstraint().GetRootFs(),
+			PlacementTags:   req.GetPlacementConstraint().GetPlacementTags(),
+			VolumeDrivers:   req.GetPlacementConstraint().GetVolumeDrivers(),
+			DesiredEpoch:    req.GetDesiredEpoch(),
+			RunInfoRevision: req.GetRunInfoRevision(),
 		})
 	}
 	return out
@@ -107,6 +109,7 @@ func repLRP(l *auctioneer.LRPStart) *repv1.LRP {
 		PlacementConstraint: &auctioneerv1.PlacementConstraint{
 			RootFs: l.RootFS, PlacementTags: l.PlacementTags, VolumeDrivers: l.VolumeDrivers,
 		},
+		DesiredEpoch: l.DesiredEpoch, RunInfoRevision: l.RunInfoRevision,
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/gavelhq/gavel/auctioneer"
 	"github.com/gavelhq/gavel/auctioneer/auctionrunner"
 	"github.com/gavelhq/gavel/auctioneer/internal/reptest"
+	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
@@ -160,7 +161,11 @@ func TestAuctionSendsOnePerformPerWinningCell(t *testing.T) {
 	a := reptest.Start(t, reptest.Cell("cell-a", "z1", 100, 100, 100))
 	b := reptest.Start(t, reptest.Cell("cell-b", "z1", 100, 100, 100))
 	f := newFixture(t, nil, a, b)
-	f.batch.AddLRPs(lrpStart("pg", 0, 10), lrpStart("pg", 1, 10), lrpStart("pg", 2, 10), lrpStart("pg", 3, 10))
+	f.batch.AddLRPs(auctionrunner.LRPStarts(&auctioneerv1.LRPStartRequest{
+		ProcessGuid: "pg", Domain: "d", Indices: []int32{0, 1, 2, 3},
+		Resource: &auctioneerv1.Resource{MemoryMb: 10, DiskMb: 1}, PlacementConstraint: &auctioneerv1.PlacementConstraint{RootFs: "preloaded:cflinuxfs4"},
+		DesiredEpoch: "epoch-1", RunInfoRevision: 42,
+	})...)
 	f.batch.AddTasks(taskStart("t1", 10))
 
 	rep := f.auction(t)
@@ -183,6 +188,8 @@ func TestAuctionSendsOnePerformPerWinningCell(t *testing.T) {
 	require.Equal(t, "d", l.GetKey().GetDomain())
 	require.Equal(t, int32(10), l.GetResource().GetMemoryMb())
 	require.Equal(t, "preloaded:cflinuxfs4", l.GetPlacementConstraint().GetRootFs())
+	require.Equal(t, "epoch-1", l.GetDesiredEpoch(), "the run info version the BBS named reaches the cell")
+	require.Equal(t, int64(42), l.GetRunInfoRevision())
 
 	require.Equal(t, 4.0, value(t, f.metrics.AuctionsStarted.WithLabelValues("lrp")))
 	require.Equal(t, 1.0, value(t, f.metrics.AuctionsStarted.WithLabelValues("task")))

@@ -92,6 +92,14 @@ func ValidateLRPStarts(starts []*auctioneerv1.LRPStartRequest) error {
 		if s.GetPlacementConstraint().GetRootFs() == "" {
 			v.Add(p+".placement_constraint.root_fs", "is required")
 		}
+		switch rev, epoch := s.GetRunInfoRevision(), s.GetDesiredEpoch(); {
+		case rev < 0:
+			v.Add(p+".run_info_revision", "must be >= 0 (got %d)", rev)
+		case rev > 0 && epoch == "":
+			v.Add(p+".desired_epoch", "is required with a run_info_revision")
+		case len(epoch) > models.MaxGUIDBytes:
+			v.Add(p+".desired_epoch", "must be at most %d bytes (got %d)", models.MaxGUIDBytes, len(epoch))
+		}
 	}
 	return v.Err()
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,6 +123,9 @@ func TestBadRequestsNameTheField(t *testing.T) {
 		{"negative disk", func(r *auctioneerv1.LRPStartRequest) { r.Resource.DiskMb = -1 }, "starts[1].resource.disk_mb"},
 		{"negative pids", func(r *auctioneerv1.LRPStartRequest) { r.Resource.MaxPids = -1 }, "starts[1].resource.max_pids"},
 		{"no rootfs", func(r *auctioneerv1.LRPStartRequest) { r.PlacementConstraint = nil }, "starts[1].placement_constraint.root_fs: is required"},
+		{"negative run info revision", func(r *auctioneerv1.LRPStartRequest) { r.DesiredEpoch, r.RunInfoRevision = "e", -1 }, "starts[1].run_info_revision: must be >= 0"},
+		{"a run info revision without its epoch", func(r *auctioneerv1.LRPStartRequest) { r.RunInfoRevision = 3 }, "starts[1].desired_epoch: is required with a run_info_revision"},
+		{"a 300-byte desired epoch", func(r *auctioneerv1.LRPStartRequest) { r.DesiredEpoch, r.RunInfoRevision = strings.Repeat("e", 300), 3 }, "starts[1].desired_epoch: must be at most 256 bytes"},
 	}
 	c, batch, _ := start(t)
 	for _, tc := range lrpCases {

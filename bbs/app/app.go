@@ -321,6 +321,10 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	requester := auctionrequest.New(auctionrequest.Options{
 		Locks: b.store, Pool: pool, Logger: b.logger, Registerer: b.registry,
 		MaxPending: b.cfg.AuctionRequestMaxPending,
+		RunInfoVersions: func(guid string) (string, int64, bool) {
+			v, ok := b.store.GetRunInfoVersion(guid)
+			return v.Epoch, v.Revision, ok
+		},
 	})
 	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
 	b.auctions, b.callbacks, b.cells = requester, callbacks, cellclient.New(pool)

@@ -114,6 +114,11 @@ func TestWorkIsSentToTheActiveAuctioneer(t *testing.T) {
 	require.Equal(t, "preloaded:cflinuxfs4", lrps[0].GetPlacementConstraint().GetRootFs())
 	require.Equal(t, []string{"blue"}, lrps[0].GetPlacementConstraint().GetPlacementTags())
 	require.Equal(t, "t-1", tasks[0].GetTaskGuid())
+	got, err := c.GetDesiredLRP(ctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: "pg-1"})
+	require.NoError(t, err)
+	require.Equal(t, got.GetDesiredLrp().GetModificationTag().GetEpoch(), lrps[0].GetDesiredEpoch(), "the request names the run info version a cell may run before claiming")
+	require.Equal(t, got.GetRunInfoRevision(), lrps[0].GetRunInfoRevision())
+	require.Positive(t, lrps[0].GetRunInfoRevision())
 
 	// A crash that restarts at once asks for that index again.
 	ik := &modelsv1.ActualLRPInstanceKey{InstanceGuid: "ig", CellId: "c1"}

@@ -131,6 +131,18 @@ func TestHostileRequestsAreRefusedAndTheBBSStaysUp(t *testing.T) {
 				InstanceKey: &modelsv1.ActualLRPInstanceKey{InstanceGuid: "i", CellId: "c"}, NetInfo: &modelsv1.ActualLRPNetInfo{Address: "a"}, MetricTags: tags})
 			return err
 		}, codes.InvalidArgument, "metric_tags: must hold at most 64 entries (got 65)"},
+		{"a start naming half a run info version", func() error {
+			_, err := c.StartActualLRP(ctx, &bbsv1.StartActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: "pg"},
+				InstanceKey: &modelsv1.ActualLRPInstanceKey{InstanceGuid: "i", CellId: "c"}, NetInfo: &modelsv1.ActualLRPNetInfo{Address: "a"},
+				RunInfoVersion: &bbsv1.RunInfoVersion{DesiredEpoch: "e"}})
+			return err
+		}, codes.InvalidArgument, "run_info_version: when set, must name a desired_epoch and a run_info_revision > 0"},
+		{"a 1 KB desired epoch on a start", func() error {
+			_, err := c.StartActualLRP(ctx, &bbsv1.StartActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: "pg"},
+				InstanceKey: &modelsv1.ActualLRPInstanceKey{InstanceGuid: "i", CellId: "c"}, NetInfo: &modelsv1.ActualLRPNetInfo{Address: "a"},
+				RunInfoVersion: &bbsv1.RunInfoVersion{DesiredEpoch: strings.Repeat("e", 1024), RunInfoRevision: 7}})
+			return err
+		}, codes.InvalidArgument, "run_info_version.desired_epoch: must be at most 256 bytes"},
 		{"100 KB crash cell id", func() error {
 			_, err := c.CrashActualLRP(ctx, &bbsv1.CrashActualLRPRequest{ActualLrpKey: &modelsv1.ActualLRPKey{ProcessGuid: "pg"},
 				InstanceKey: &modelsv1.ActualLRPInstanceKey{InstanceGuid: "i", CellId: strings.Repeat("c", 100<<10)}})

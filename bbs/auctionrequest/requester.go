@@ -69,6 +69,11 @@ type Options struct {
 	// RetryMin and RetryMax bound the doubling wait after a failed send
 	// (defaults 50 ms and 2 s). A new lock holder is tried at once.
 	RetryMin, RetryMax time.Duration
+	// RunInfoVersions, when set, names the current version of a desired
+	// LRP's run info; every LRP start request is stamped with it when sent,
+	// so a cell that runs an instance before claiming it (a rep's
+	// claim_delay) knows which run info to run.
+	RunInfoVersions func(processGUID string) (epoch string, revision int64, ok bool)
 }
 
 func (o Options) withDefaults() Options {
@@ -464,6 +469,7 @@ func (r *Requester) flush(ctx context.Context) error {
 		if b.size == 0 {
 			return nil
 		}
+		r.stamp(b)
 		if err := r.send(ctx, addr, b); err != nil {
 			return err
 		}
@@ -473,6 +479,19 @@ func (r *Requester) flush(ctx context.Context) error {
 			r.logger.Info("auction-requests-delivered-to-new-auctioneer", lager.Data{"address": addr, "lrp_instances": b.instances(), "tasks": len(b.tasks)})
 		}
 		r.mu.Unlock()
+	}
+}
+
+// stamp names, in each LRP start request of b, the current version of its
+// desired LRP's run info (see Options.RunInfoVersions).
+func (r *Requester) stamp(b *batch) {
+	if r.opts.RunInfoVersions == nil {
+		return
+	}
+	for _, req := range b.lrps {
+		if epoch, rev, ok := r.opts.RunInfoVersions(req.GetProcessGuid()); ok {
+			req.DesiredEpoch, req.RunInfoRevision = epoch, rev
+		}
 	}
 }
 

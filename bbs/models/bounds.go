@@ -66,7 +66,7 @@ const (
 // MaxStringBytes.
 var stringBounds = map[protoreflect.Name]int{
 	"process_guid": MaxGUIDBytes, "task_guid": MaxGUIDBytes, "instance_guid": MaxGUIDBytes, "log_guid": MaxGUIDBytes,
-	"metrics_guid": MaxGUIDBytes, "volume_id": MaxGUIDBytes,
+	"metrics_guid": MaxGUIDBytes, "volume_id": MaxGUIDBytes, "desired_epoch": MaxGUIDBytes,
 	"domain": MaxNameBytes, "cell_id": MaxNameBytes, "zone": MaxNameBytes, "availability_zone": MaxNameBytes,
 	"log_source": MaxNameBytes, "user": MaxNameBytes, "name": MaxNameBytes, "driver": MaxNameBytes,
 	"placement_tags": MaxTagBytes, "optional_placement_tags": MaxTagBytes, "volume_drivers": MaxTagBytes,

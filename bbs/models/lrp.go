@@ -128,6 +128,18 @@ type StartInfo struct {
 	MetricTags       map[string]string
 	Routable         *bool
 	AvailabilityZone string
+	// RanVersion, when set, is the run info version a cell ran without
+	// claiming the instance first: a start from UNCLAIMED (or of a missing
+	// row) is accepted only while it is the desired LRP's current version,
+	// which the store checks.
+	RanVersion *RunInfoVersion
+}
+
+// RunInfoVersion names one version of a desired LRP's run info: its
+// modification tag's epoch and the etcd revision of its run record.
+type RunInfoVersion struct {
+	Epoch    string
+	Revision int64
 }
 
 // Start moves the instance to RUNNING. Allowed from UNCLAIMED, CLAIMED, and

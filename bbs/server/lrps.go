@@ -254,10 +254,14 @@ func (s *Server) claimed(processGuid string) *bbsv1.ClaimActualLRPResponse {
 }
 
 func startInfo(req *bbsv1.StartActualLRPRequest) models.StartInfo {
-	return models.StartInfo{
+	info := models.StartInfo{
 		InstanceKey: req.GetInstanceKey(), NetInfo: req.GetNetInfo(), InternalRoutes: req.GetInternalRoutes(),
 		MetricTags: req.GetMetricTags(), Routable: req.Routable, AvailabilityZone: req.GetAvailabilityZone(),
 	}
+	if v := req.GetRunInfoVersion(); v != nil {
+		info.RanVersion = &models.RunInfoVersion{Epoch: v.GetDesiredEpoch(), Revision: v.GetRunInfoRevision()}
+	}
+	return info
 }
 
 // StartActualLRP reports an instance running.
@@ -275,6 +279,11 @@ func (s *Server) StartActualLRP(ctx context.Context, req *bbsv1.StartActualLRPRe
 func checkStart(ctx context.Context, req *bbsv1.StartActualLRPRequest) error {
 	if err := models.ValidateStart(req.GetActualLrpKey(), req.GetInstanceKey(), req.GetNetInfo()); err != nil {
 		return err
+	}
+	if v := req.GetRunInfoVersion(); v != nil && (v.GetDesiredEpoch() == "" || v.GetRunInfoRevision() <= 0) {
+		ve := &models.ValidationError{}
+		ve.Add("run_info_version", "when set, must name a desired_epoch and a run_info_revision > 0 (got %q and %d)", v.GetDesiredEpoch(), v.GetRunInfoRevision())
+		return ve
 	}
 	return authz.CheckCell(ctx, bbsv1.BBSService_StartActualLRP_FullMethodName, "instance_key.cell_id", req.GetInstanceKey().GetCellId())
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/gavelhq/gavel/bbs/models"
@@ -216,6 +217,11 @@ func (s *Store) start(key *modelsv1.ActualLRPKey, info models.StartInfo) func(st
 		if exists {
 			cur = row.val
 		}
+		if v := info.RanVersion; v != nil && (cur == nil || cur.GetState() == models.Unclaimed) {
+			if err := checkRanVersion(st, guid, index, *v); err != nil {
+				return nil, err
+			}
+		}
 		next, changed, err := models.Start(cur, key, info, s.now())
 		if err != nil || !changed {
 			return nil, err
@@ -234,6 +240,24 @@ func (s *Store) start(key *modelsv1.ActualLRPKey, info models.StartInfo) func(st
 		}
 		return m, nil
 	}
+}
+
+// checkRanVersion refuses the start of an instance a cell ran without
+// claiming it first unless ran is the current version of the desired LRP's
+// run info: the desired LRP may have been desired again, or its run info
+// rewritten, since the auction named the version the cell ran.
+func checkRanVersion(st *cacheState, guid string, index int32, ran models.RunInfoVersion) error {
+	sched, okS := st.schedules[guid]
+	run, okR := st.runs[guid]
+	if !okS || !okR || index >= sched.val.GetInstances() {
+		return fmt.Errorf("%w: cannot start instance %s/%d without a claim: the LRP is not desired at that index", models.ErrInvalidTransition, guid, index)
+	}
+	cur := models.RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}
+	if cur != ran {
+		return fmt.Errorf("%w: cannot start instance %s/%d without a claim: it runs run info %s@%d, and the desired LRP's is %s@%d",
+			models.ErrInvalidTransition, guid, index, ran.Epoch, ran.Revision, cur.Epoch, cur.Revision)
+	}
+	return nil
 }
 
 // CrashResult is the row after a crash and whether it is due for an auction now.

@@ -513,3 +513,56 @@ func TestBatchedClaimsAndStartsFailAlone(t *testing.T) {
 	require.NoError(t, errs[1], "a repeated start is a heartbeat")
 	require.Empty(t, f.store.ClaimActualLRPs(f.ctx, nil))
 }
+
+func TestStartWithoutClaimNeedsTheCurrentRunInfoVersion(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.store.DesireLRP(f.ctx, desired("pg", 3))
+	require.NoError(t, err)
+	v, ok := f.store.GetRunInfoVersion("pg")
+	require.True(t, ok)
+	cur := models.RunInfoVersion{Epoch: v.Epoch, Revision: v.Revision}
+	start := func(index int32, cell string, ran *models.RunInfoVersion) Start {
+		return Start{Key: &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: index, Domain: "d"},
+			Info: models.StartInfo{InstanceKey: ik(cell), NetInfo: netInfo(61000), RanVersion: ran}}
+	}
+	stale := cur
+	stale.Revision--
+	otherEpoch := cur
+	otherEpoch.Epoch = "another-epoch"
+
+	errs := f.store.StartActualLRPs(f.ctx, []Start{
+		start(0, "cell-a", &cur),        // UNCLAIMED → RUNNING with the current run info
+		start(1, "cell-a", &stale),      // ran an older run info
+		start(2, "cell-a", &otherEpoch), // ran the run info of an earlier desire
+	})
+	require.NoError(t, errs[0])
+	require.Equal(t, models.Running, f.row(t, "pg", 0).GetState(), "a start from UNCLAIMED naming the current run info is the instance's first write")
+	require.Equal(t, "cell-a", f.row(t, "pg", 0).GetInstanceKey().GetCellId())
+	for i := 1; i <= 2; i++ {
+		require.ErrorIs(t, errs[i], models.ErrInvalidTransition, "index %d", i)
+		require.ErrorContains(t, errs[i], "without a claim")
+		require.Equal(t, models.Unclaimed, f.row(t, "pg", int32(i)).GetState(), "a refused start leaves index %d UNCLAIMED", i)
+	}
+
+	// Once claimed, the claim checked the version: a start from CLAIMED is
+	// not refused for it.
+	require.NoError(t, f.store.ClaimActualLRP(f.ctx, "pg", 1, ik("cell-a")))
+	require.NoError(t, f.store.StartActualLRPs(f.ctx, []Start{start(1, "cell-a", &stale)})[0])
+	require.Equal(t, models.Running, f.row(t, "pg", 1).GetState())
+
+	// Nor is an index past the desired instances (a scaled-down one) started
+	// into existence without a claim.
+	errs = f.store.StartActualLRPs(f.ctx, []Start{start(3, "cell-a", &cur)})
+	require.ErrorIs(t, errs[0], models.ErrInvalidTransition)
+	require.ErrorContains(t, errs[0], "not desired at that index")
+	_, err = f.store.GetActualLRP("pg", 3, models.Ordinary)
+	require.Error(t, err, "no row for index 3")
+
+	// A start without a claim of an LRP no longer desired is refused, even
+	// though a start of a missing row would otherwise recreate it.
+	_, _, err = f.store.RemoveDesiredLRP(f.ctx, "pg")
+	require.NoError(t, err)
+	errs = f.store.StartActualLRPs(f.ctx, []Start{start(2, "cell-a", &cur)})
+	require.ErrorIs(t, errs[0], models.ErrInvalidTransition)
+	require.ErrorContains(t, errs[0], "not desired")
+}

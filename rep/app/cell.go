@@ -116,8 +116,9 @@ func (c *Cell) Runner() ifrit.Runner {
 				CellID: c.cfg.CellID, Zone: c.cfg.Zone, BBS: c.deps.BBS, Executor: c.exec,
 				BulkSyncInterval: c.cfg.BulkSyncInterval.D(), Logger: c.deps.Logger, Metrics: c.deps.Metrics,
 				Evacuation: &c.evac, EvacuationPollInterval: c.cfg.EvacuationPollingInterval.D(),
-				RunInfo: c.deps.RunInfo,
-				Workers: c.deps.Workers,
+				RunInfo:    c.deps.RunInfo,
+				Workers:    c.deps.Workers,
+				ClaimDelay: c.cfg.ClaimDelay.D(),
 			})
 			return c.harmonizer.Run(signals, ready)
 		})},

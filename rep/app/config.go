@@ -30,10 +30,13 @@ const (
 	DefaultPresenceTTL           = 15 * time.Second
 	DefaultPresenceRetryInterval = 5 * time.Second
 	DefaultBulkSyncInterval      = 30 * time.Second
-	DefaultReservedExpiration    = time.Minute
-	DefaultGraceTime             = 10 * time.Second
-	DefaultEvacuationTimeout     = 600 * time.Second
-	DefaultEvacuationPolling     = 10 * time.Second
+	// MaxClaimDelay bounds claim_delay, well below the BBS's 30 s after which
+	// an UNCLAIMED instance is auctioned again.
+	MaxClaimDelay             = 10 * time.Second
+	DefaultReservedExpiration = time.Minute
+	DefaultGraceTime          = 10 * time.Second
+	DefaultEvacuationTimeout  = 600 * time.Second
+	DefaultEvacuationPolling  = 10 * time.Second
 	// BackendProcess, BackendSim, BackendRunc and BackendGarden name the
 	// container backends.
 	BackendProcess = "process"
@@ -151,6 +154,12 @@ type Config struct {
 	PresenceRetryInterval config.Duration `json:"presence_retry_interval"`
 	// BulkSyncInterval is the time between bulk syncs with the BBS (default 30s).
 	BulkSyncInterval config.Duration `json:"bulk_sync_interval"`
+	// ClaimDelay, when > 0, runs a placed LRP instance at once and claims it
+	// only if it is not running within the delay, so an instance that starts
+	// sooner costs one BBS write less (its start is its first report). 0, the
+	// default, claims before running, as Diego's rep does. At most
+	// MaxClaimDelay: an UNCLAIMED instance is auctioned again once stale (30s).
+	ClaimDelay config.Duration `json:"claim_delay"`
 	// ReservedExpiration is how long a reservation waits to be run (default 1m).
 	ReservedExpiration config.Duration `json:"reserved_expiration"`
 	// GraceTime is the SIGTERM→SIGKILL wait when a container stops (default 10s).
@@ -268,6 +277,9 @@ func (c Config) Validate() error {
 		if d.D() <= 0 {
 			add("%s: must be > 0 (got %s)", name, d.D())
 		}
+	}
+	if d := c.ClaimDelay.D(); d < 0 || d > MaxClaimDelay {
+		add("claim_delay: must be between 0s and %s (got %s)", MaxClaimDelay, d)
 	}
 	if c.PresenceTTL.D() > 0 && c.PresenceTTL.D() < time.Second {
 		add("presence_ttl: must be at least 1s (got %s)", c.PresenceTTL.D())

@@ -2,9 +2,11 @@ package app_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gavelhq/gavel/internal/config"
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/rep/app"
 )
@@ -47,6 +49,11 @@ func TestContainerBackendConfigValidation(t *testing.T) {
 		{name: "garden valid tcp", backend: app.BackendGarden, edit: func(c *app.Config) { c.Garden = app.GardenConfig{Network: "tcp", Address: "127.0.0.1:7777"} }},
 		{name: "garden without address", backend: app.BackendGarden, edit: func(c *app.Config) { c.Garden.Address = "" }, want: "garden.address: is required"},
 		{name: "garden bad network", backend: app.BackendGarden, edit: func(c *app.Config) { c.Garden.Network = "udp" }, want: `garden.network: must be "unix" or "tcp"`},
+		{name: "claim delay", backend: app.BackendSim, edit: func(c *app.Config) { c.ClaimDelay = config.Duration(2 * time.Second) }},
+		{name: "negative claim delay", backend: app.BackendSim, edit: func(c *app.Config) { c.ClaimDelay = config.Duration(-time.Second) },
+			want: "claim_delay: must be between 0s and 10s (got -1s)"},
+		{name: "claim delay past the bound", backend: app.BackendSim, edit: func(c *app.Config) { c.ClaimDelay = config.Duration(11 * time.Second) },
+			want: "claim_delay: must be between 0s and 10s (got 11s)"},
 		{name: "unknown backend", backend: "docker", edit: func(*app.Config) {}, want: `backend: must be "process", "runc", "garden" or "sim" (got "docker")`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

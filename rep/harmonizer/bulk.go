@@ -3,6 +3,7 @@ package harmonizer
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"code.cloudfoundry.org/lager/v3"
 	"google.golang.org/protobuf/proto"
@@ -54,6 +55,13 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		if c.State == executor.StateReserved && !h.opts.Evacuation.Evacuating() {
 			continue // its claim or start is under way
 		}
+		if _, ok := h.unclaimed.Load(c.Guid); ok {
+			// Run before its claim: its own operation claims or starts it
+			// (the BBS row is UNCLAIMED until then, so the row cannot say).
+			guid := c.Guid
+			h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+			continue
+		}
 		wanted := true
 		if c.State != executor.StateCompleted && c.State != executor.StateReserved {
 			switch {
@@ -65,6 +73,12 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 			}
 		}
 		guid := c.Guid
+		if !wanted && h.runBeforeClaimAndForgotten(c) {
+			h.logger.Info("taking-back-container-run-before-its-claim", lager.Data{"guid": guid, "state": c.State})
+			h.unclaimed.Store(guid, struct{}{})
+			h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+			continue
+		}
 		if !wanted {
 			h.logger.Info("deleting-unwanted-container", lager.Data{"guid": guid, "state": c.State})
 			h.queue.push(ctx, guid, func(ctx context.Context) { h.delete(ctx, executor.Container{Guid: guid}) })
@@ -96,6 +110,28 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 	}
 	h.syncs.Add(1)
 	return nil
+}
+
+// unclaimedWindow is how long an UNCLAIMED instance stays unauctioned
+// (the converger's default stale_unclaimed): the time within which a
+// container run before its claim may still make the row its own.
+const unclaimedWindow = 30 * time.Second
+
+// runBeforeClaimAndForgotten says whether a container the BBS lists no row
+// of this cell for may be one run before its claim whose mark (h.unclaimed)
+// a rep restart lost: the cell runs before claiming, the container's auction
+// named a run info version, and it was placed within unclaimedWindow. Its
+// own operation then claims or starts it as before the restart; a start the
+// BBS refuses (the row is another cell's, or the instance is no longer
+// desired at that version and index) stops it, removing nothing.
+func (h *Harmonizer) runBeforeClaimAndForgotten(c executor.Container) bool {
+	if h.opts.ClaimDelay <= 0 || !rep.IsLRP(c) || c.State == executor.StateCompleted || h.opts.Evacuation.Evacuating() {
+		return false
+	}
+	if _, _, ok := rep.RunInfoVersion(c); !ok {
+		return false
+	}
+	return time.Since(c.AllocatedAt) < unclaimedWindow
 }
 
 // reported says whether the BBS row already holds what a running LRP

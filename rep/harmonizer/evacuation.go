@@ -29,6 +29,9 @@ const ReasonEvacuating = "cell is evacuating"
 func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
 	logger := h.logger.Session("evacuate", lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+	if _, ok := h.unclaimed.Load(c.Guid); ok && !h.reportBeforeEvacuating(ctx, c) {
+		return
+	}
 	switch c.State {
 	case executor.StateReserved, executor.StateInitializing, executor.StateCreated:
 		_, err := h.evacuate(ctx, "EvacuateClaimedActualLRP", &bbsv1.EvacuationReport{Report: &bbsv1.EvacuationReport_Claimed{
@@ -69,6 +72,36 @@ func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 		}
 		h.delete(ctx, c)
 	}
+}
+
+// reportBeforeEvacuating makes a container run before its claim this
+// cell's in the BBS before it is evacuated, so the evacuation unclaims (or
+// keeps) a row the cell holds: a running container reports its start, any
+// other is claimed. It returns false when the container is not to be
+// evacuated now: the report failed (a bulk sync retries), or it was
+// refused and the container is stopped or deleted.
+func (h *Harmonizer) reportBeforeEvacuating(ctx context.Context, c executor.Container) bool {
+	if c.State == executor.StateRunning {
+		req := h.startRequest(c)
+		err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
+		switch {
+		case err == nil:
+			h.unclaimed.Delete(c.Guid)
+			return true
+		case errors.Is(err, models.ErrInvalidTransition):
+			h.stop(c) // still marked: its completion removes nothing
+		}
+		return false
+	}
+	if c.State == executor.StateCompleted {
+		h.delete(ctx, c) // neither claimed nor started: the row is not this cell's
+		return false
+	}
+	err := h.claimNow(ctx, c)
+	if err != nil && !transient(err) && ctx.Err() == nil {
+		h.delete(ctx, c)
+	}
+	return err == nil
 }
 
 // evacItem is one evacuation report of a batch and, once done, its answer.

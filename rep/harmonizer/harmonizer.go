@@ -133,6 +133,14 @@ type Options struct {
 	// Workers run the operations and batched calls, shared by the cells of
 	// a process; default workers of this harmonizer's own.
 	Workers *Workers
+	// ClaimDelay, when positive, runs a reserved LRP instance at once with
+	// the run info its auction named, and claims it only if it is not
+	// running within the delay: an instance that starts sooner reports its
+	// start as its first write (UNCLAIMED → RUNNING, which the BBS allows
+	// as Diego's does, naming the run info it runs), one BBS write and call
+	// fewer. Zero (the default) claims before running, as Diego's rep does.
+	// See runBeforeClaim.
+	ClaimDelay time.Duration
 }
 
 // Harmonizer is an ifrit runner keeping the BBS and the executor in
@@ -151,6 +159,9 @@ type Harmonizer struct {
 	syncing atomic.Bool
 	syncs   atomic.Int64
 	frozen  atomic.Bool // set by Reclaim: containers are no longer processed
+	// unclaimed holds the containers run before their claim (ClaimDelay)
+	// until a claim or a start of theirs is accepted, by guid.
+	unclaimed sync.Map
 	// inFlight is read-held by every container operation, so Reclaim can wait for them.
 	inFlight sync.RWMutex
 }
@@ -309,6 +320,7 @@ func (h *Harmonizer) process(ctx context.Context, guid string) {
 }
 
 func (h *Harmonizer) delete(ctx context.Context, c executor.Container) {
+	h.unclaimed.Delete(c.Guid)
 	if err := h.exec.Delete(ctx, c.Guid); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
 		h.logger.Error("delete-container-failed", err, lager.Data{"guid": c.Guid})
 	}
@@ -322,6 +334,9 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	}
 	switch c.State {
 	case executor.StateReserved:
+		if h.runBeforeClaim(ctx, c) {
+			return
+		}
 		// A claim that timed out or met an overloaded BBS may have been
 		// committed: giving up would strand a CLAIMED row without a
 		// container until a bulk sync removes it and convergence creates
@@ -351,6 +366,8 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			h.removeLRP(ctx, key, ik)
 			h.delete(ctx, c)
 		}
+	case executor.StateInitializing, executor.StateCreated:
+		h.claimIfUnreported(ctx, c)
 	case executor.StateRunning:
 		req := h.startRequest(c)
 		// A start lost to an overloaded BBS would otherwise wait for the next
@@ -359,6 +376,12 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			h.unclaimed.Delete(c.Guid)
+		}
+		// A refused start of a container run before its claim keeps it
+		// marked, so its completion removes nothing: the row was never
+		// this cell's.
 		if errors.Is(err, models.ErrInvalidTransition) {
 			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
 			_ = h.exec.Stop(c.Guid)
@@ -366,6 +389,23 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			logger().Error("start-failed", err)
 		}
 	case executor.StateCompleted:
+		if _, ok := h.unclaimed.Load(c.Guid); ok {
+			if c.RunResult.Stopped {
+				// Stopped before it was claimed or started: the row is not
+				// this cell's to remove.
+				h.delete(ctx, c)
+				return
+			}
+			// Crashed before its first report: claim it, so the crash is
+			// recorded (and counted) as Diego's order would record it.
+			if err := h.claimNow(ctx, c); err != nil {
+				logger().Info("claim-before-crash-refused", lager.Data{"error": err.Error()})
+				if !transient(err) {
+					h.delete(ctx, c)
+				}
+				return
+			}
+		}
 		if c.RunResult.Stopped {
 			h.removeLRP(ctx, key, ik)
 		} else {
@@ -385,12 +425,122 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	}
 }
 
-// startRequest is the start report of a running LRP container.
+// startRequest is the start report of a running LRP container. A
+// container run before its claim names the run info it runs.
 func (h *Harmonizer) startRequest(c executor.Container) *bbsv1.StartActualLRPRequest {
 	routable := c.Routable
-	return &bbsv1.StartActualLRPRequest{
+	req := &bbsv1.StartActualLRPRequest{
 		ActualLrpKey: rep.ActualLRPKey(c), InstanceKey: rep.InstanceKey(c, h.opts.CellID), NetInfo: rep.NetInfo(c),
 		Routable: &routable, AvailabilityZone: h.opts.Zone,
+	}
+	if _, ok := h.unclaimed.Load(c.Guid); ok {
+		if epoch, rev, ok := rep.RunInfoVersion(c); ok {
+			req.RunInfoVersion = &bbsv1.RunInfoVersion{DesiredEpoch: epoch, RunInfoRevision: rev}
+		}
+	}
+	return req
+}
+
+// runBeforeClaim runs a reserved LRP container at once, without claiming
+// it, when the cell has a ClaimDelay, the container's auction named the run
+// info version to run and the cell is not evacuating; it reports whether it
+// took the container. The container is claimed after ClaimDelay unless a
+// report of its own got there first (see claimIfUnreported): a container
+// that starts sooner reports its start as its first write, naming the run
+// info it runs, and the BBS refuses it (the container is then stopped) if
+// the instance is another cell's or the desired LRP's run info changed.
+//
+// Until its claim or start is accepted the container is held in
+// h.unclaimed: a bulk sync leaves it alone, a crash is reported after a
+// claim, and an evacuation claims or starts it first. A rep restarted in
+// that window forgets the mark; its bulk sync takes a container placed
+// within the last 30 s back (see runBeforeClaimAndForgotten) rather than
+// deleting it as unwanted.
+func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) bool {
+	if h.opts.ClaimDelay <= 0 || h.opts.Evacuation.Evacuating() {
+		return false
+	}
+	epoch, rev, ok := rep.RunInfoVersion(c)
+	if !ok {
+		return false
+	}
+	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	var desired *modelsv1.DesiredLRP
+	err := retryTransient(ctx, func() (err error) {
+		desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), &bbsv1.ClaimActualLRPResponse{DesiredEpoch: epoch, RunInfoRevision: rev})
+		return err
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			h.logger.Info("run-info-unavailable", lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "error": err.Error()})
+			h.delete(ctx, c)
+		}
+		return true
+	}
+	h.unclaimed.Store(c.Guid, struct{}{})
+	req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
+	if err := h.exec.Run(ctx, c.Guid, req); err != nil {
+		if errors.Is(err, executor.ErrInvalidTransition) {
+			return true // already run (a repeated operation)
+		}
+		h.logger.Error("run-failed", err, lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": ik.GetInstanceGuid()})
+		h.delete(ctx, c)
+		return true
+	}
+	// The container's next operation after the delay claims it if it is
+	// still initializing (see claimIfUnreported); a timer, not a goroutine,
+	// waits. Any operation of the container pushed meanwhile does the same.
+	guid := c.Guid
+	time.AfterFunc(h.opts.ClaimDelay, func() {
+		if _, ok := h.unclaimed.Load(guid); ok {
+			h.queue.push(h.base(), guid, func(ctx context.Context) { h.process(ctx, guid) })
+		}
+	})
+	return true
+}
+
+// claimIfUnreported claims a container run before its claim that has made
+// no report yet (it is initializing or created) once ClaimDelay has passed
+// since its reservation. A refused claim (the instance is another cell's,
+// or gone) stops it; a claim naming another run info version than the one
+// it runs stops it too, and the stopped container's report removes the
+// instance, for convergence to place again.
+func (h *Harmonizer) claimIfUnreported(ctx context.Context, c executor.Container) {
+	if _, ok := h.unclaimed.Load(c.Guid); !ok || time.Since(c.AllocatedAt) < h.opts.ClaimDelay {
+		return
+	}
+	if err := h.claimNow(ctx, c); err != nil {
+		if !transient(err) && ctx.Err() == nil {
+			h.logger.Info("claim-refused", lager.Data{"instance_guid": c.Guid, "error": err.Error()})
+			h.stop(c)
+		}
+	}
+}
+
+// claimNow claims a container run before its claim and takes it out of
+// h.unclaimed once the claim is accepted. When the claim names another run
+// info version than the one the container runs, it stops the container and
+// says so in its error.
+func (h *Harmonizer) claimNow(ctx context.Context, c executor.Container) error {
+	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
+	if err := retryTransient(ctx, func() error { return h.claims.do(ctx, claim) }); err != nil {
+		return err
+	}
+	h.unclaimed.Delete(c.Guid)
+	epoch, rev, _ := rep.RunInfoVersion(c)
+	if claim.resp.GetDesiredEpoch() != epoch || (claim.resp.GetRunInfoRevision() != 0 && claim.resp.GetRunInfoRevision() != rev) {
+		h.stop(c)
+		return fmt.Errorf("claimed instance %s/%d runs run info %s@%d, and the desired LRP's is %s@%d: stopped",
+			key.GetProcessGuid(), key.GetIndex(), epoch, rev, claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
+	}
+	return nil
+}
+
+// stop stops a container; its completion is processed as any other.
+func (h *Harmonizer) stop(c executor.Container) {
+	if err := h.exec.Stop(c.Guid); err != nil && !errors.Is(err, executor.ErrContainerNotFound) {
+		h.logger.Error("stop-failed", err, lager.Data{"guid": c.Guid})
 	}
 }
 

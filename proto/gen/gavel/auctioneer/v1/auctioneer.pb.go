@@ -152,8 +152,14 @@ type LRPStartRequest struct {
 	Indices             []int32                `protobuf:"varint,3,rep,packed,name=indices,proto3" json:"indices,omitempty"`
 	Resource            *Resource              `protobuf:"bytes,4,opt,name=resource,proto3" json:"resource,omitempty"`
 	PlacementConstraint *PlacementConstraint   `protobuf:"bytes,5,opt,name=placement_constraint,json=placementConstraint,proto3" json:"placement_constraint,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// desired_epoch and run_info_revision name the version of the desired
+	// LRP's run info when the BBS sent the request (empty and 0 when it did
+	// not say): a cell that runs an instance before claiming it runs that
+	// version, and the BBS accepts its start only while it is current.
+	DesiredEpoch    string `protobuf:"bytes,6,opt,name=desired_epoch,json=desiredEpoch,proto3" json:"desired_epoch,omitempty"`
+	RunInfoRevision int64  `protobuf:"varint,7,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LRPStartRequest) Reset() {
@@ -219,6 +225,20 @@ func (x *LRPStartRequest) GetPlacementConstraint() *PlacementConstraint {
 		return x.PlacementConstraint
 	}
 	return nil
+}
+
+func (x *LRPStartRequest) GetDesiredEpoch() string {
+	if x != nil {
+		return x.DesiredEpoch
+	}
+	return ""
+}
+
+func (x *LRPStartRequest) GetRunInfoRevision() int64 {
+	if x != nil {
+		return x.RunInfoRevision
+	}
+	return 0
 }
 
 // TaskStartRequest asks to place one task.
@@ -466,13 +486,15 @@ const file_gavel_auctioneer_v1_auctioneer_proto_rawDesc = "" +
 	"\x13PlacementConstraint\x12\x17\n" +
 	"\aroot_fs\x18\x01 \x01(\tR\x06rootFs\x12%\n" +
 	"\x0eplacement_tags\x18\x02 \x03(\tR\rplacementTags\x12%\n" +
-	"\x0evolume_drivers\x18\x03 \x03(\tR\rvolumeDrivers\"\xfe\x01\n" +
+	"\x0evolume_drivers\x18\x03 \x03(\tR\rvolumeDrivers\"\xcf\x02\n" +
 	"\x0fLRPStartRequest\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x18\n" +
 	"\aindices\x18\x03 \x03(\x05R\aindices\x129\n" +
 	"\bresource\x18\x04 \x01(\v2\x1d.gavel.auctioneer.v1.ResourceR\bresource\x12[\n" +
-	"\x14placement_constraint\x18\x05 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\"\xdf\x01\n" +
+	"\x14placement_constraint\x18\x05 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\x12#\n" +
+	"\rdesired_epoch\x18\x06 \x01(\tR\fdesiredEpoch\x12*\n" +
+	"\x11run_info_revision\x18\a \x01(\x03R\x0frunInfoRevision\"\xdf\x01\n" +
 	"\x10TaskStartRequest\x12\x1b\n" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x129\n" +

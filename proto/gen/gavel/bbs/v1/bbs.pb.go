@@ -2256,8 +2256,13 @@ type StartActualLRPRequest struct {
 	MetricTags       map[string]string            `protobuf:"bytes,5,rep,name=metric_tags,json=metricTags,proto3" json:"metric_tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Routable         *bool                        `protobuf:"varint,6,opt,name=routable,proto3,oneof" json:"routable,omitempty"`
 	AvailabilityZone string                       `protobuf:"bytes,7,opt,name=availability_zone,json=availabilityZone,proto3" json:"availability_zone,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// run_info_version, set by a cell that ran the instance before claiming it
+	// (a rep with claim_delay), names the run info it runs: a start from
+	// UNCLAIMED is refused (InvalidStateTransition) unless it is the desired
+	// LRP's current version. Empty: the cell claimed first, as Diego's does.
+	RunInfoVersion *RunInfoVersion `protobuf:"bytes,8,opt,name=run_info_version,json=runInfoVersion,proto3" json:"run_info_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StartActualLRPRequest) Reset() {
@@ -2339,6 +2344,68 @@ func (x *StartActualLRPRequest) GetAvailabilityZone() string {
 	return ""
 }
 
+func (x *StartActualLRPRequest) GetRunInfoVersion() *RunInfoVersion {
+	if x != nil {
+		return x.RunInfoVersion
+	}
+	return nil
+}
+
+// RunInfoVersion names one version of a desired LRP's run info.
+type RunInfoVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// desired_epoch is the epoch of the desired LRP's modification tag.
+	DesiredEpoch string `protobuf:"bytes,1,opt,name=desired_epoch,json=desiredEpoch,proto3" json:"desired_epoch,omitempty"`
+	// run_info_revision is the etcd revision of the run info record.
+	RunInfoRevision int64 `protobuf:"varint,2,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RunInfoVersion) Reset() {
+	*x = RunInfoVersion{}
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunInfoVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunInfoVersion) ProtoMessage() {}
+
+func (x *RunInfoVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunInfoVersion.ProtoReflect.Descriptor instead.
+func (*RunInfoVersion) Descriptor() ([]byte, []int) {
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RunInfoVersion) GetDesiredEpoch() string {
+	if x != nil {
+		return x.DesiredEpoch
+	}
+	return ""
+}
+
+func (x *RunInfoVersion) GetRunInfoRevision() int64 {
+	if x != nil {
+		return x.RunInfoRevision
+	}
+	return 0
+}
+
 // StartActualLRPResponse is empty.
 type StartActualLRPResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2348,7 +2415,7 @@ type StartActualLRPResponse struct {
 
 func (x *StartActualLRPResponse) Reset() {
 	*x = StartActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2427,7 @@ func (x *StartActualLRPResponse) String() string {
 func (*StartActualLRPResponse) ProtoMessage() {}
 
 func (x *StartActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[46]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2440,7 @@ func (x *StartActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*StartActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{46}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{47}
 }
 
 // CrashActualLRPRequest reports a crash.
@@ -2388,7 +2455,7 @@ type CrashActualLRPRequest struct {
 
 func (x *CrashActualLRPRequest) Reset() {
 	*x = CrashActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2467,7 @@ func (x *CrashActualLRPRequest) String() string {
 func (*CrashActualLRPRequest) ProtoMessage() {}
 
 func (x *CrashActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[47]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2480,7 @@ func (x *CrashActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrashActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*CrashActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{47}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *CrashActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -2446,7 +2513,7 @@ type CrashActualLRPResponse struct {
 
 func (x *CrashActualLRPResponse) Reset() {
 	*x = CrashActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2525,7 @@ func (x *CrashActualLRPResponse) String() string {
 func (*CrashActualLRPResponse) ProtoMessage() {}
 
 func (x *CrashActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[48]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2538,7 @@ func (x *CrashActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CrashActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*CrashActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{48}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{49}
 }
 
 // FailActualLRPRequest records a placement error.
@@ -2485,7 +2552,7 @@ type FailActualLRPRequest struct {
 
 func (x *FailActualLRPRequest) Reset() {
 	*x = FailActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2564,7 @@ func (x *FailActualLRPRequest) String() string {
 func (*FailActualLRPRequest) ProtoMessage() {}
 
 func (x *FailActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[49]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2577,7 @@ func (x *FailActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*FailActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{49}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FailActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -2536,7 +2603,7 @@ type FailActualLRPResponse struct {
 
 func (x *FailActualLRPResponse) Reset() {
 	*x = FailActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2615,7 @@ func (x *FailActualLRPResponse) String() string {
 func (*FailActualLRPResponse) ProtoMessage() {}
 
 func (x *FailActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[50]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2628,7 @@ func (x *FailActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*FailActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{50}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{51}
 }
 
 // RemoveActualLRPRequest removes an instance row.
@@ -2577,7 +2644,7 @@ type RemoveActualLRPRequest struct {
 
 func (x *RemoveActualLRPRequest) Reset() {
 	*x = RemoveActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2656,7 @@ func (x *RemoveActualLRPRequest) String() string {
 func (*RemoveActualLRPRequest) ProtoMessage() {}
 
 func (x *RemoveActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[51]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2669,7 @@ func (x *RemoveActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{51}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RemoveActualLRPRequest) GetProcessGuid() string {
@@ -2635,7 +2702,7 @@ type RemoveActualLRPResponse struct {
 
 func (x *RemoveActualLRPResponse) Reset() {
 	*x = RemoveActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2714,7 @@ func (x *RemoveActualLRPResponse) String() string {
 func (*RemoveActualLRPResponse) ProtoMessage() {}
 
 func (x *RemoveActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[52]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2727,7 @@ func (x *RemoveActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{52}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{53}
 }
 
 // BatchItemResult is the outcome of one item of a batch call: a gRPC code (0 is OK) and its message.
@@ -2674,7 +2741,7 @@ type BatchItemResult struct {
 
 func (x *BatchItemResult) Reset() {
 	*x = BatchItemResult{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2753,7 @@ func (x *BatchItemResult) String() string {
 func (*BatchItemResult) ProtoMessage() {}
 
 func (x *BatchItemResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[53]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2766,7 @@ func (x *BatchItemResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchItemResult.ProtoReflect.Descriptor instead.
 func (*BatchItemResult) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{53}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *BatchItemResult) GetCode() int32 {
@@ -2726,7 +2793,7 @@ type BatchClaimActualLRPsRequest struct {
 
 func (x *BatchClaimActualLRPsRequest) Reset() {
 	*x = BatchClaimActualLRPsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2805,7 @@ func (x *BatchClaimActualLRPsRequest) String() string {
 func (*BatchClaimActualLRPsRequest) ProtoMessage() {}
 
 func (x *BatchClaimActualLRPsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[54]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2818,7 @@ func (x *BatchClaimActualLRPsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchClaimActualLRPsRequest.ProtoReflect.Descriptor instead.
 func (*BatchClaimActualLRPsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{54}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *BatchClaimActualLRPsRequest) GetClaims() []*ClaimActualLRPRequest {
@@ -2773,7 +2840,7 @@ type BatchClaimActualLRPsResponse struct {
 
 func (x *BatchClaimActualLRPsResponse) Reset() {
 	*x = BatchClaimActualLRPsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2785,7 +2852,7 @@ func (x *BatchClaimActualLRPsResponse) String() string {
 func (*BatchClaimActualLRPsResponse) ProtoMessage() {}
 
 func (x *BatchClaimActualLRPsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[55]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2798,7 +2865,7 @@ func (x *BatchClaimActualLRPsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchClaimActualLRPsResponse.ProtoReflect.Descriptor instead.
 func (*BatchClaimActualLRPsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{55}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *BatchClaimActualLRPsResponse) GetResults() []*BatchItemResult {
@@ -2825,7 +2892,7 @@ type BatchStartActualLRPsRequest struct {
 
 func (x *BatchStartActualLRPsRequest) Reset() {
 	*x = BatchStartActualLRPsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2837,7 +2904,7 @@ func (x *BatchStartActualLRPsRequest) String() string {
 func (*BatchStartActualLRPsRequest) ProtoMessage() {}
 
 func (x *BatchStartActualLRPsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[56]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2850,7 +2917,7 @@ func (x *BatchStartActualLRPsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchStartActualLRPsRequest.ProtoReflect.Descriptor instead.
 func (*BatchStartActualLRPsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{56}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *BatchStartActualLRPsRequest) GetStarts() []*StartActualLRPRequest {
@@ -2870,7 +2937,7 @@ type BatchStartActualLRPsResponse struct {
 
 func (x *BatchStartActualLRPsResponse) Reset() {
 	*x = BatchStartActualLRPsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2949,7 @@ func (x *BatchStartActualLRPsResponse) String() string {
 func (*BatchStartActualLRPsResponse) ProtoMessage() {}
 
 func (x *BatchStartActualLRPsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[57]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +2962,7 @@ func (x *BatchStartActualLRPsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchStartActualLRPsResponse.ProtoReflect.Descriptor instead.
 func (*BatchStartActualLRPsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{57}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *BatchStartActualLRPsResponse) GetResults() []*BatchItemResult {
@@ -2916,7 +2983,7 @@ type StartTaskRequest struct {
 
 func (x *StartTaskRequest) Reset() {
 	*x = StartTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2928,7 +2995,7 @@ func (x *StartTaskRequest) String() string {
 func (*StartTaskRequest) ProtoMessage() {}
 
 func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[58]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2941,7 +3008,7 @@ func (x *StartTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskRequest.ProtoReflect.Descriptor instead.
 func (*StartTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{58}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StartTaskRequest) GetTaskGuid() string {
@@ -2968,7 +3035,7 @@ type StartTaskResponse struct {
 
 func (x *StartTaskResponse) Reset() {
 	*x = StartTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2980,7 +3047,7 @@ func (x *StartTaskResponse) String() string {
 func (*StartTaskResponse) ProtoMessage() {}
 
 func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[59]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2993,7 +3060,7 @@ func (x *StartTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartTaskResponse.ProtoReflect.Descriptor instead.
 func (*StartTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{59}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StartTaskResponse) GetShouldStart() bool {
@@ -3017,7 +3084,7 @@ type CompleteTaskRequest struct {
 
 func (x *CompleteTaskRequest) Reset() {
 	*x = CompleteTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3096,7 @@ func (x *CompleteTaskRequest) String() string {
 func (*CompleteTaskRequest) ProtoMessage() {}
 
 func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[60]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3109,7 @@ func (x *CompleteTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskRequest.ProtoReflect.Descriptor instead.
 func (*CompleteTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{60}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CompleteTaskRequest) GetTaskGuid() string {
@@ -3089,7 +3156,7 @@ type CompleteTaskResponse struct {
 
 func (x *CompleteTaskResponse) Reset() {
 	*x = CompleteTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3168,7 @@ func (x *CompleteTaskResponse) String() string {
 func (*CompleteTaskResponse) ProtoMessage() {}
 
 func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[61]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3181,7 @@ func (x *CompleteTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteTaskResponse.ProtoReflect.Descriptor instead.
 func (*CompleteTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{61}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{62}
 }
 
 // FailTaskRequest fails a task.
@@ -3128,7 +3195,7 @@ type FailTaskRequest struct {
 
 func (x *FailTaskRequest) Reset() {
 	*x = FailTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3140,7 +3207,7 @@ func (x *FailTaskRequest) String() string {
 func (*FailTaskRequest) ProtoMessage() {}
 
 func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[62]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3153,7 +3220,7 @@ func (x *FailTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskRequest.ProtoReflect.Descriptor instead.
 func (*FailTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{62}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *FailTaskRequest) GetTaskGuid() string {
@@ -3179,7 +3246,7 @@ type FailTaskResponse struct {
 
 func (x *FailTaskResponse) Reset() {
 	*x = FailTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3191,7 +3258,7 @@ func (x *FailTaskResponse) String() string {
 func (*FailTaskResponse) ProtoMessage() {}
 
 func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[63]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3204,7 +3271,7 @@ func (x *FailTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailTaskResponse.ProtoReflect.Descriptor instead.
 func (*FailTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{63}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{64}
 }
 
 // RejectTaskRequest hands a task back.
@@ -3218,7 +3285,7 @@ type RejectTaskRequest struct {
 
 func (x *RejectTaskRequest) Reset() {
 	*x = RejectTaskRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3230,7 +3297,7 @@ func (x *RejectTaskRequest) String() string {
 func (*RejectTaskRequest) ProtoMessage() {}
 
 func (x *RejectTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[64]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3243,7 +3310,7 @@ func (x *RejectTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectTaskRequest.ProtoReflect.Descriptor instead.
 func (*RejectTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{64}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *RejectTaskRequest) GetTaskGuid() string {
@@ -3269,7 +3336,7 @@ type RejectTaskResponse struct {
 
 func (x *RejectTaskResponse) Reset() {
 	*x = RejectTaskResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3281,7 +3348,7 @@ func (x *RejectTaskResponse) String() string {
 func (*RejectTaskResponse) ProtoMessage() {}
 
 func (x *RejectTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[65]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3294,7 +3361,7 @@ func (x *RejectTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectTaskResponse.ProtoReflect.Descriptor instead.
 func (*RejectTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{65}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{66}
 }
 
 // EvacuateClaimedActualLRPRequest names a CLAIMED instance of a draining cell.
@@ -3308,7 +3375,7 @@ type EvacuateClaimedActualLRPRequest struct {
 
 func (x *EvacuateClaimedActualLRPRequest) Reset() {
 	*x = EvacuateClaimedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3387,7 @@ func (x *EvacuateClaimedActualLRPRequest) String() string {
 func (*EvacuateClaimedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[66]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3400,7 @@ func (x *EvacuateClaimedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateClaimedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateClaimedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{66}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *EvacuateClaimedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3360,7 +3427,7 @@ type EvacuateClaimedActualLRPResponse struct {
 
 func (x *EvacuateClaimedActualLRPResponse) Reset() {
 	*x = EvacuateClaimedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3372,7 +3439,7 @@ func (x *EvacuateClaimedActualLRPResponse) String() string {
 func (*EvacuateClaimedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateClaimedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[67]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3385,7 +3452,7 @@ func (x *EvacuateClaimedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateClaimedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateClaimedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{67}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *EvacuateClaimedActualLRPResponse) GetKeepContainer() bool {
@@ -3411,7 +3478,7 @@ type EvacuateRunningActualLRPRequest struct {
 
 func (x *EvacuateRunningActualLRPRequest) Reset() {
 	*x = EvacuateRunningActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3490,7 @@ func (x *EvacuateRunningActualLRPRequest) String() string {
 func (*EvacuateRunningActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[68]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3503,7 @@ func (x *EvacuateRunningActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateRunningActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateRunningActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{68}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *EvacuateRunningActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3498,7 +3565,7 @@ type EvacuateRunningActualLRPResponse struct {
 
 func (x *EvacuateRunningActualLRPResponse) Reset() {
 	*x = EvacuateRunningActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3577,7 @@ func (x *EvacuateRunningActualLRPResponse) String() string {
 func (*EvacuateRunningActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateRunningActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[69]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3590,7 @@ func (x *EvacuateRunningActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateRunningActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateRunningActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{69}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *EvacuateRunningActualLRPResponse) GetKeepContainer() bool {
@@ -3544,7 +3611,7 @@ type EvacuateStoppedActualLRPRequest struct {
 
 func (x *EvacuateStoppedActualLRPRequest) Reset() {
 	*x = EvacuateStoppedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3623,7 @@ func (x *EvacuateStoppedActualLRPRequest) String() string {
 func (*EvacuateStoppedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[70]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3636,7 @@ func (x *EvacuateStoppedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateStoppedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateStoppedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{70}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *EvacuateStoppedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3596,7 +3663,7 @@ type EvacuateStoppedActualLRPResponse struct {
 
 func (x *EvacuateStoppedActualLRPResponse) Reset() {
 	*x = EvacuateStoppedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3675,7 @@ func (x *EvacuateStoppedActualLRPResponse) String() string {
 func (*EvacuateStoppedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateStoppedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[71]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3688,7 @@ func (x *EvacuateStoppedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateStoppedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateStoppedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{71}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *EvacuateStoppedActualLRPResponse) GetKeepContainer() bool {
@@ -3643,7 +3710,7 @@ type EvacuateCrashedActualLRPRequest struct {
 
 func (x *EvacuateCrashedActualLRPRequest) Reset() {
 	*x = EvacuateCrashedActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3655,7 +3722,7 @@ func (x *EvacuateCrashedActualLRPRequest) String() string {
 func (*EvacuateCrashedActualLRPRequest) ProtoMessage() {}
 
 func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[72]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3668,7 +3735,7 @@ func (x *EvacuateCrashedActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateCrashedActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*EvacuateCrashedActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{72}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *EvacuateCrashedActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -3702,7 +3769,7 @@ type EvacuateCrashedActualLRPResponse struct {
 
 func (x *EvacuateCrashedActualLRPResponse) Reset() {
 	*x = EvacuateCrashedActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3714,7 +3781,7 @@ func (x *EvacuateCrashedActualLRPResponse) String() string {
 func (*EvacuateCrashedActualLRPResponse) ProtoMessage() {}
 
 func (x *EvacuateCrashedActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[73]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3727,7 +3794,7 @@ func (x *EvacuateCrashedActualLRPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuateCrashedActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*EvacuateCrashedActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{73}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *EvacuateCrashedActualLRPResponse) GetKeepContainer() bool {
@@ -3753,7 +3820,7 @@ type EvacuationReport struct {
 
 func (x *EvacuationReport) Reset() {
 	*x = EvacuationReport{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3765,7 +3832,7 @@ func (x *EvacuationReport) String() string {
 func (*EvacuationReport) ProtoMessage() {}
 
 func (x *EvacuationReport) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[74]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3778,7 +3845,7 @@ func (x *EvacuationReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuationReport.ProtoReflect.Descriptor instead.
 func (*EvacuationReport) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{74}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *EvacuationReport) GetReport() isEvacuationReport_Report {
@@ -3862,7 +3929,7 @@ type BatchEvacuateActualLRPsRequest struct {
 
 func (x *BatchEvacuateActualLRPsRequest) Reset() {
 	*x = BatchEvacuateActualLRPsRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3874,7 +3941,7 @@ func (x *BatchEvacuateActualLRPsRequest) String() string {
 func (*BatchEvacuateActualLRPsRequest) ProtoMessage() {}
 
 func (x *BatchEvacuateActualLRPsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[75]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3887,7 +3954,7 @@ func (x *BatchEvacuateActualLRPsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchEvacuateActualLRPsRequest.ProtoReflect.Descriptor instead.
 func (*BatchEvacuateActualLRPsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{75}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *BatchEvacuateActualLRPsRequest) GetReports() []*EvacuationReport {
@@ -3910,7 +3977,7 @@ type EvacuationResult struct {
 
 func (x *EvacuationResult) Reset() {
 	*x = EvacuationResult{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +3989,7 @@ func (x *EvacuationResult) String() string {
 func (*EvacuationResult) ProtoMessage() {}
 
 func (x *EvacuationResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[76]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4002,7 @@ func (x *EvacuationResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvacuationResult.ProtoReflect.Descriptor instead.
 func (*EvacuationResult) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{76}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *EvacuationResult) GetCode() int32 {
@@ -3969,7 +4036,7 @@ type BatchEvacuateActualLRPsResponse struct {
 
 func (x *BatchEvacuateActualLRPsResponse) Reset() {
 	*x = BatchEvacuateActualLRPsResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4048,7 @@ func (x *BatchEvacuateActualLRPsResponse) String() string {
 func (*BatchEvacuateActualLRPsResponse) ProtoMessage() {}
 
 func (x *BatchEvacuateActualLRPsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[77]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4061,7 @@ func (x *BatchEvacuateActualLRPsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchEvacuateActualLRPsResponse.ProtoReflect.Descriptor instead.
 func (*BatchEvacuateActualLRPsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{77}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *BatchEvacuateActualLRPsResponse) GetResults() []*EvacuationResult {
@@ -4015,7 +4082,7 @@ type RemoveEvacuatingActualLRPRequest struct {
 
 func (x *RemoveEvacuatingActualLRPRequest) Reset() {
 	*x = RemoveEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4027,7 +4094,7 @@ func (x *RemoveEvacuatingActualLRPRequest) String() string {
 func (*RemoveEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[78]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4040,7 +4107,7 @@ func (x *RemoveEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{78}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *RemoveEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -4066,7 +4133,7 @@ type RemoveEvacuatingActualLRPResponse struct {
 
 func (x *RemoveEvacuatingActualLRPResponse) Reset() {
 	*x = RemoveEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4078,7 +4145,7 @@ func (x *RemoveEvacuatingActualLRPResponse) String() string {
 func (*RemoveEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[79]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4091,7 +4158,7 @@ func (x *RemoveEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RemoveEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{79}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{80}
 }
 
 // ReclaimEvacuatingActualLRPRequest names the caller's evacuating instance.
@@ -4105,7 +4172,7 @@ type ReclaimEvacuatingActualLRPRequest struct {
 
 func (x *ReclaimEvacuatingActualLRPRequest) Reset() {
 	*x = ReclaimEvacuatingActualLRPRequest{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4117,7 +4184,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) String() string {
 func (*ReclaimEvacuatingActualLRPRequest) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[80]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4130,7 +4197,7 @@ func (x *ReclaimEvacuatingActualLRPRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReclaimEvacuatingActualLRPRequest.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{80}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ReclaimEvacuatingActualLRPRequest) GetActualLrpKey() *v1.ActualLRPKey {
@@ -4157,7 +4224,7 @@ type ReclaimEvacuatingActualLRPResponse struct {
 
 func (x *ReclaimEvacuatingActualLRPResponse) Reset() {
 	*x = ReclaimEvacuatingActualLRPResponse{}
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4169,7 +4236,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) String() string {
 func (*ReclaimEvacuatingActualLRPResponse) ProtoMessage() {}
 
 func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[81]
+	mi := &file_gavel_bbs_v1_bbs_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4182,7 +4249,7 @@ func (x *ReclaimEvacuatingActualLRPResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReclaimEvacuatingActualLRPResponse.ProtoReflect.Descriptor instead.
 func (*ReclaimEvacuatingActualLRPResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{81}
+	return file_gavel_bbs_v1_bbs_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ReclaimEvacuatingActualLRPResponse) GetReclaimed() bool {
@@ -4313,7 +4380,7 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\finstance_key\x18\x03 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\"i\n" +
 	"\x16ClaimActualLRPResponse\x12#\n" +
 	"\rdesired_epoch\x18\x01 \x01(\tR\fdesiredEpoch\x12*\n" +
-	"\x11run_info_revision\x18\x02 \x01(\x03R\x0frunInfoRevision\"\xa6\x04\n" +
+	"\x11run_info_revision\x18\x02 \x01(\x03R\x0frunInfoRevision\"\xee\x04\n" +
 	"\x15StartActualLRPRequest\x12C\n" +
 	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
 	"\finstance_key\x18\x02 \x01(\v2%.gavel.models.v1.ActualLRPInstanceKeyR\vinstanceKey\x12<\n" +
@@ -4322,11 +4389,15 @@ const file_gavel_bbs_v1_bbs_proto_rawDesc = "" +
 	"\vmetric_tags\x18\x05 \x03(\v23.gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntryR\n" +
 	"metricTags\x12\x1f\n" +
 	"\broutable\x18\x06 \x01(\bH\x00R\broutable\x88\x01\x01\x12+\n" +
-	"\x11availability_zone\x18\a \x01(\tR\x10availabilityZone\x1a=\n" +
+	"\x11availability_zone\x18\a \x01(\tR\x10availabilityZone\x12F\n" +
+	"\x10run_info_version\x18\b \x01(\v2\x1c.gavel.bbs.v1.RunInfoVersionR\x0erunInfoVersion\x1a=\n" +
 	"\x0fMetricTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_routable\"\x18\n" +
+	"\t_routable\"a\n" +
+	"\x0eRunInfoVersion\x12#\n" +
+	"\rdesired_epoch\x18\x01 \x01(\tR\fdesiredEpoch\x12*\n" +
+	"\x11run_info_revision\x18\x02 \x01(\x03R\x0frunInfoRevision\"\x18\n" +
 	"\x16StartActualLRPResponse\"\xcb\x01\n" +
 	"\x15CrashActualLRPRequest\x12C\n" +
 	"\x0eactual_lrp_key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\factualLrpKey\x12H\n" +
@@ -4493,7 +4564,7 @@ func file_gavel_bbs_v1_bbs_proto_rawDescGZIP() []byte {
 }
 
 var file_gavel_bbs_v1_bbs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
+var file_gavel_bbs_v1_bbs_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(EventKind)(0),                                // 0: gavel.bbs.v1.EventKind
 	(*PingRequest)(nil),                           // 1: gavel.bbs.v1.PingRequest
@@ -4542,204 +4613,206 @@ var file_gavel_bbs_v1_bbs_proto_goTypes = []any{
 	(*ClaimActualLRPRequest)(nil),                 // 44: gavel.bbs.v1.ClaimActualLRPRequest
 	(*ClaimActualLRPResponse)(nil),                // 45: gavel.bbs.v1.ClaimActualLRPResponse
 	(*StartActualLRPRequest)(nil),                 // 46: gavel.bbs.v1.StartActualLRPRequest
-	(*StartActualLRPResponse)(nil),                // 47: gavel.bbs.v1.StartActualLRPResponse
-	(*CrashActualLRPRequest)(nil),                 // 48: gavel.bbs.v1.CrashActualLRPRequest
-	(*CrashActualLRPResponse)(nil),                // 49: gavel.bbs.v1.CrashActualLRPResponse
-	(*FailActualLRPRequest)(nil),                  // 50: gavel.bbs.v1.FailActualLRPRequest
-	(*FailActualLRPResponse)(nil),                 // 51: gavel.bbs.v1.FailActualLRPResponse
-	(*RemoveActualLRPRequest)(nil),                // 52: gavel.bbs.v1.RemoveActualLRPRequest
-	(*RemoveActualLRPResponse)(nil),               // 53: gavel.bbs.v1.RemoveActualLRPResponse
-	(*BatchItemResult)(nil),                       // 54: gavel.bbs.v1.BatchItemResult
-	(*BatchClaimActualLRPsRequest)(nil),           // 55: gavel.bbs.v1.BatchClaimActualLRPsRequest
-	(*BatchClaimActualLRPsResponse)(nil),          // 56: gavel.bbs.v1.BatchClaimActualLRPsResponse
-	(*BatchStartActualLRPsRequest)(nil),           // 57: gavel.bbs.v1.BatchStartActualLRPsRequest
-	(*BatchStartActualLRPsResponse)(nil),          // 58: gavel.bbs.v1.BatchStartActualLRPsResponse
-	(*StartTaskRequest)(nil),                      // 59: gavel.bbs.v1.StartTaskRequest
-	(*StartTaskResponse)(nil),                     // 60: gavel.bbs.v1.StartTaskResponse
-	(*CompleteTaskRequest)(nil),                   // 61: gavel.bbs.v1.CompleteTaskRequest
-	(*CompleteTaskResponse)(nil),                  // 62: gavel.bbs.v1.CompleteTaskResponse
-	(*FailTaskRequest)(nil),                       // 63: gavel.bbs.v1.FailTaskRequest
-	(*FailTaskResponse)(nil),                      // 64: gavel.bbs.v1.FailTaskResponse
-	(*RejectTaskRequest)(nil),                     // 65: gavel.bbs.v1.RejectTaskRequest
-	(*RejectTaskResponse)(nil),                    // 66: gavel.bbs.v1.RejectTaskResponse
-	(*EvacuateClaimedActualLRPRequest)(nil),       // 67: gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	(*EvacuateClaimedActualLRPResponse)(nil),      // 68: gavel.bbs.v1.EvacuateClaimedActualLRPResponse
-	(*EvacuateRunningActualLRPRequest)(nil),       // 69: gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	(*EvacuateRunningActualLRPResponse)(nil),      // 70: gavel.bbs.v1.EvacuateRunningActualLRPResponse
-	(*EvacuateStoppedActualLRPRequest)(nil),       // 71: gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	(*EvacuateStoppedActualLRPResponse)(nil),      // 72: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
-	(*EvacuateCrashedActualLRPRequest)(nil),       // 73: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	(*EvacuateCrashedActualLRPResponse)(nil),      // 74: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	(*EvacuationReport)(nil),                      // 75: gavel.bbs.v1.EvacuationReport
-	(*BatchEvacuateActualLRPsRequest)(nil),        // 76: gavel.bbs.v1.BatchEvacuateActualLRPsRequest
-	(*EvacuationResult)(nil),                      // 77: gavel.bbs.v1.EvacuationResult
-	(*BatchEvacuateActualLRPsResponse)(nil),       // 78: gavel.bbs.v1.BatchEvacuateActualLRPsResponse
-	(*RemoveEvacuatingActualLRPRequest)(nil),      // 79: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	(*RemoveEvacuatingActualLRPResponse)(nil),     // 80: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 81: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 82: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	nil,                                 // 83: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	nil,                                 // 84: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	(*v1.Domain)(nil),                   // 85: gavel.models.v1.Domain
-	(*v1.DesiredLRP)(nil),               // 86: gavel.models.v1.DesiredLRP
-	(*v1.DesiredLRPUpdate)(nil),         // 87: gavel.models.v1.DesiredLRPUpdate
-	(*v1.DesiredLRPSchedulingInfo)(nil), // 88: gavel.models.v1.DesiredLRPSchedulingInfo
-	(*v1.DesiredLRPRoutingInfo)(nil),    // 89: gavel.models.v1.DesiredLRPRoutingInfo
-	(*v1.ActualLRP)(nil),                // 90: gavel.models.v1.ActualLRP
-	(*v1.ActualLRPKey)(nil),             // 91: gavel.models.v1.ActualLRPKey
-	(*v1.TaskDefinition)(nil),           // 92: gavel.models.v1.TaskDefinition
-	(*v1.Task)(nil),                     // 93: gavel.models.v1.Task
-	(v1.TaskState)(0),                   // 94: gavel.models.v1.TaskState
-	(*v1.CellPresence)(nil),             // 95: gavel.models.v1.CellPresence
-	(*v1.Event)(nil),                    // 96: gavel.models.v1.Event
-	(*v1.ActualLRPInstanceKey)(nil),     // 97: gavel.models.v1.ActualLRPInstanceKey
-	(*v1.ActualLRPNetInfo)(nil),         // 98: gavel.models.v1.ActualLRPNetInfo
-	(*v1.ActualLRPInternalRoute)(nil),   // 99: gavel.models.v1.ActualLRPInternalRoute
+	(*RunInfoVersion)(nil),                        // 47: gavel.bbs.v1.RunInfoVersion
+	(*StartActualLRPResponse)(nil),                // 48: gavel.bbs.v1.StartActualLRPResponse
+	(*CrashActualLRPRequest)(nil),                 // 49: gavel.bbs.v1.CrashActualLRPRequest
+	(*CrashActualLRPResponse)(nil),                // 50: gavel.bbs.v1.CrashActualLRPResponse
+	(*FailActualLRPRequest)(nil),                  // 51: gavel.bbs.v1.FailActualLRPRequest
+	(*FailActualLRPResponse)(nil),                 // 52: gavel.bbs.v1.FailActualLRPResponse
+	(*RemoveActualLRPRequest)(nil),                // 53: gavel.bbs.v1.RemoveActualLRPRequest
+	(*RemoveActualLRPResponse)(nil),               // 54: gavel.bbs.v1.RemoveActualLRPResponse
+	(*BatchItemResult)(nil),                       // 55: gavel.bbs.v1.BatchItemResult
+	(*BatchClaimActualLRPsRequest)(nil),           // 56: gavel.bbs.v1.BatchClaimActualLRPsRequest
+	(*BatchClaimActualLRPsResponse)(nil),          // 57: gavel.bbs.v1.BatchClaimActualLRPsResponse
+	(*BatchStartActualLRPsRequest)(nil),           // 58: gavel.bbs.v1.BatchStartActualLRPsRequest
+	(*BatchStartActualLRPsResponse)(nil),          // 59: gavel.bbs.v1.BatchStartActualLRPsResponse
+	(*StartTaskRequest)(nil),                      // 60: gavel.bbs.v1.StartTaskRequest
+	(*StartTaskResponse)(nil),                     // 61: gavel.bbs.v1.StartTaskResponse
+	(*CompleteTaskRequest)(nil),                   // 62: gavel.bbs.v1.CompleteTaskRequest
+	(*CompleteTaskResponse)(nil),                  // 63: gavel.bbs.v1.CompleteTaskResponse
+	(*FailTaskRequest)(nil),                       // 64: gavel.bbs.v1.FailTaskRequest
+	(*FailTaskResponse)(nil),                      // 65: gavel.bbs.v1.FailTaskResponse
+	(*RejectTaskRequest)(nil),                     // 66: gavel.bbs.v1.RejectTaskRequest
+	(*RejectTaskResponse)(nil),                    // 67: gavel.bbs.v1.RejectTaskResponse
+	(*EvacuateClaimedActualLRPRequest)(nil),       // 68: gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	(*EvacuateClaimedActualLRPResponse)(nil),      // 69: gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	(*EvacuateRunningActualLRPRequest)(nil),       // 70: gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	(*EvacuateRunningActualLRPResponse)(nil),      // 71: gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	(*EvacuateStoppedActualLRPRequest)(nil),       // 72: gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	(*EvacuateStoppedActualLRPResponse)(nil),      // 73: gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	(*EvacuateCrashedActualLRPRequest)(nil),       // 74: gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	(*EvacuateCrashedActualLRPResponse)(nil),      // 75: gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	(*EvacuationReport)(nil),                      // 76: gavel.bbs.v1.EvacuationReport
+	(*BatchEvacuateActualLRPsRequest)(nil),        // 77: gavel.bbs.v1.BatchEvacuateActualLRPsRequest
+	(*EvacuationResult)(nil),                      // 78: gavel.bbs.v1.EvacuationResult
+	(*BatchEvacuateActualLRPsResponse)(nil),       // 79: gavel.bbs.v1.BatchEvacuateActualLRPsResponse
+	(*RemoveEvacuatingActualLRPRequest)(nil),      // 80: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	(*RemoveEvacuatingActualLRPResponse)(nil),     // 81: gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	(*ReclaimEvacuatingActualLRPRequest)(nil),     // 82: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	(*ReclaimEvacuatingActualLRPResponse)(nil),    // 83: gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	nil,                                 // 84: gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	nil,                                 // 85: gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	(*v1.Domain)(nil),                   // 86: gavel.models.v1.Domain
+	(*v1.DesiredLRP)(nil),               // 87: gavel.models.v1.DesiredLRP
+	(*v1.DesiredLRPUpdate)(nil),         // 88: gavel.models.v1.DesiredLRPUpdate
+	(*v1.DesiredLRPSchedulingInfo)(nil), // 89: gavel.models.v1.DesiredLRPSchedulingInfo
+	(*v1.DesiredLRPRoutingInfo)(nil),    // 90: gavel.models.v1.DesiredLRPRoutingInfo
+	(*v1.ActualLRP)(nil),                // 91: gavel.models.v1.ActualLRP
+	(*v1.ActualLRPKey)(nil),             // 92: gavel.models.v1.ActualLRPKey
+	(*v1.TaskDefinition)(nil),           // 93: gavel.models.v1.TaskDefinition
+	(*v1.Task)(nil),                     // 94: gavel.models.v1.Task
+	(v1.TaskState)(0),                   // 95: gavel.models.v1.TaskState
+	(*v1.CellPresence)(nil),             // 96: gavel.models.v1.CellPresence
+	(*v1.Event)(nil),                    // 97: gavel.models.v1.Event
+	(*v1.ActualLRPInstanceKey)(nil),     // 98: gavel.models.v1.ActualLRPInstanceKey
+	(*v1.ActualLRPNetInfo)(nil),         // 99: gavel.models.v1.ActualLRPNetInfo
+	(*v1.ActualLRPInternalRoute)(nil),   // 100: gavel.models.v1.ActualLRPInternalRoute
 }
 var file_gavel_bbs_v1_bbs_proto_depIdxs = []int32{
-	85, // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
-	86, // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	86, // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	87, // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
-	88, // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
-	86, // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
-	15, // 6: gavel.bbs.v1.ListDesiredLRPsRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	86, // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
-	15, // 8: gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	88, // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
-	15, // 10: gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
-	89, // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
-	90, // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
-	90, // 13: gavel.bbs.v1.GetActualLRPResponse.actual_lrp:type_name -> gavel.models.v1.ActualLRP
-	90, // 14: gavel.bbs.v1.GetActualLRPResponse.evacuating:type_name -> gavel.models.v1.ActualLRP
-	91, // 15: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	92, // 16: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
-	93, // 17: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
-	93, // 18: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
-	94, // 19: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
-	93, // 20: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
-	95, // 21: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
-	0,  // 22: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
-	96, // 23: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
-	97, // 24: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	91, // 25: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 26: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	98, // 27: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	99, // 28: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	83, // 29: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
-	91, // 30: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 31: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	91, // 32: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 33: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	44, // 34: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
-	54, // 35: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	45, // 36: gavel.bbs.v1.BatchClaimActualLRPsResponse.claims:type_name -> gavel.bbs.v1.ClaimActualLRPResponse
-	46, // 37: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
-	54, // 38: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
-	91, // 39: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 40: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	91, // 41: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	98, // 43: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
-	99, // 44: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
-	84, // 45: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
-	91, // 46: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 47: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	91, // 48: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 49: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	67, // 50: gavel.bbs.v1.EvacuationReport.claimed:type_name -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	69, // 51: gavel.bbs.v1.EvacuationReport.running:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	71, // 52: gavel.bbs.v1.EvacuationReport.stopped:type_name -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	73, // 53: gavel.bbs.v1.EvacuationReport.crashed:type_name -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	75, // 54: gavel.bbs.v1.BatchEvacuateActualLRPsRequest.reports:type_name -> gavel.bbs.v1.EvacuationReport
-	77, // 55: gavel.bbs.v1.BatchEvacuateActualLRPsResponse.results:type_name -> gavel.bbs.v1.EvacuationResult
-	91, // 56: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 57: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	91, // 58: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
-	97, // 59: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	1,  // 60: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
-	3,  // 61: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
-	5,  // 62: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
-	7,  // 63: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
-	9,  // 64: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
-	11, // 65: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
-	13, // 66: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
-	16, // 67: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
-	18, // 68: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
-	20, // 69: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
-	22, // 70: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
-	24, // 71: gavel.bbs.v1.BBSService.GetActualLRP:input_type -> gavel.bbs.v1.GetActualLRPRequest
-	26, // 72: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
-	28, // 73: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
-	30, // 74: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
-	32, // 75: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
-	34, // 76: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
-	36, // 77: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
-	38, // 78: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
-	40, // 79: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
-	42, // 80: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
-	44, // 81: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
-	46, // 82: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
-	48, // 83: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
-	50, // 84: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
-	52, // 85: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
-	55, // 86: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
-	57, // 87: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
-	59, // 88: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
-	61, // 89: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
-	63, // 90: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
-	65, // 91: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
-	67, // 92: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
-	69, // 93: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
-	71, // 94: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
-	73, // 95: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
-	79, // 96: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
-	81, // 97: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
-	76, // 98: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:input_type -> gavel.bbs.v1.BatchEvacuateActualLRPsRequest
-	2,  // 99: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
-	4,  // 100: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
-	6,  // 101: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
-	8,  // 102: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
-	10, // 103: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
-	12, // 104: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
-	14, // 105: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
-	17, // 106: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
-	19, // 107: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
-	21, // 108: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
-	23, // 109: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
-	25, // 110: gavel.bbs.v1.BBSService.GetActualLRP:output_type -> gavel.bbs.v1.GetActualLRPResponse
-	27, // 111: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
-	29, // 112: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
-	31, // 113: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
-	33, // 114: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
-	35, // 115: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
-	37, // 116: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
-	39, // 117: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
-	41, // 118: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
-	43, // 119: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
-	45, // 120: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
-	47, // 121: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
-	49, // 122: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
-	51, // 123: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
-	53, // 124: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
-	56, // 125: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
-	58, // 126: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
-	60, // 127: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
-	62, // 128: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
-	64, // 129: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
-	66, // 130: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
-	68, // 131: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
-	70, // 132: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
-	72, // 133: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
-	74, // 134: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
-	80, // 135: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
-	82, // 136: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
-	78, // 137: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:output_type -> gavel.bbs.v1.BatchEvacuateActualLRPsResponse
-	99, // [99:138] is the sub-list for method output_type
-	60, // [60:99] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	86,  // 0: gavel.bbs.v1.ListDomainsResponse.domains:type_name -> gavel.models.v1.Domain
+	87,  // 1: gavel.bbs.v1.DesireLRPRequest.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	87,  // 2: gavel.bbs.v1.DesireLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	88,  // 3: gavel.bbs.v1.UpdateDesiredLRPRequest.update:type_name -> gavel.models.v1.DesiredLRPUpdate
+	89,  // 4: gavel.bbs.v1.UpdateDesiredLRPResponse.scheduling_info:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	87,  // 5: gavel.bbs.v1.GetDesiredLRPResponse.desired_lrp:type_name -> gavel.models.v1.DesiredLRP
+	15,  // 6: gavel.bbs.v1.ListDesiredLRPsRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
+	87,  // 7: gavel.bbs.v1.ListDesiredLRPsResponse.desired_lrps:type_name -> gavel.models.v1.DesiredLRP
+	15,  // 8: gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
+	89,  // 9: gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse.scheduling_infos:type_name -> gavel.models.v1.DesiredLRPSchedulingInfo
+	15,  // 10: gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest.filter:type_name -> gavel.bbs.v1.DesiredLRPFilter
+	90,  // 11: gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse.routing_infos:type_name -> gavel.models.v1.DesiredLRPRoutingInfo
+	91,  // 12: gavel.bbs.v1.ListActualLRPsResponse.actual_lrps:type_name -> gavel.models.v1.ActualLRP
+	91,  // 13: gavel.bbs.v1.GetActualLRPResponse.actual_lrp:type_name -> gavel.models.v1.ActualLRP
+	91,  // 14: gavel.bbs.v1.GetActualLRPResponse.evacuating:type_name -> gavel.models.v1.ActualLRP
+	92,  // 15: gavel.bbs.v1.RetireActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	93,  // 16: gavel.bbs.v1.DesireTaskRequest.definition:type_name -> gavel.models.v1.TaskDefinition
+	94,  // 17: gavel.bbs.v1.DesireTaskResponse.task:type_name -> gavel.models.v1.Task
+	94,  // 18: gavel.bbs.v1.GetTaskResponse.task:type_name -> gavel.models.v1.Task
+	95,  // 19: gavel.bbs.v1.ListTasksRequest.state:type_name -> gavel.models.v1.TaskState
+	94,  // 20: gavel.bbs.v1.ListTasksResponse.tasks:type_name -> gavel.models.v1.Task
+	96,  // 21: gavel.bbs.v1.ListCellsResponse.cells:type_name -> gavel.models.v1.CellPresence
+	0,   // 22: gavel.bbs.v1.SubscribeEventsRequest.kinds:type_name -> gavel.bbs.v1.EventKind
+	97,  // 23: gavel.bbs.v1.SubscribeEventsResponse.event:type_name -> gavel.models.v1.Event
+	98,  // 24: gavel.bbs.v1.ClaimActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92,  // 25: gavel.bbs.v1.StartActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 26: gavel.bbs.v1.StartActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	99,  // 27: gavel.bbs.v1.StartActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	100, // 28: gavel.bbs.v1.StartActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	84,  // 29: gavel.bbs.v1.StartActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.StartActualLRPRequest.MetricTagsEntry
+	47,  // 30: gavel.bbs.v1.StartActualLRPRequest.run_info_version:type_name -> gavel.bbs.v1.RunInfoVersion
+	92,  // 31: gavel.bbs.v1.CrashActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 32: gavel.bbs.v1.CrashActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92,  // 33: gavel.bbs.v1.FailActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 34: gavel.bbs.v1.RemoveActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	44,  // 35: gavel.bbs.v1.BatchClaimActualLRPsRequest.claims:type_name -> gavel.bbs.v1.ClaimActualLRPRequest
+	55,  // 36: gavel.bbs.v1.BatchClaimActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
+	45,  // 37: gavel.bbs.v1.BatchClaimActualLRPsResponse.claims:type_name -> gavel.bbs.v1.ClaimActualLRPResponse
+	46,  // 38: gavel.bbs.v1.BatchStartActualLRPsRequest.starts:type_name -> gavel.bbs.v1.StartActualLRPRequest
+	55,  // 39: gavel.bbs.v1.BatchStartActualLRPsResponse.results:type_name -> gavel.bbs.v1.BatchItemResult
+	92,  // 40: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 41: gavel.bbs.v1.EvacuateClaimedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92,  // 42: gavel.bbs.v1.EvacuateRunningActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 43: gavel.bbs.v1.EvacuateRunningActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	99,  // 44: gavel.bbs.v1.EvacuateRunningActualLRPRequest.net_info:type_name -> gavel.models.v1.ActualLRPNetInfo
+	100, // 45: gavel.bbs.v1.EvacuateRunningActualLRPRequest.internal_routes:type_name -> gavel.models.v1.ActualLRPInternalRoute
+	85,  // 46: gavel.bbs.v1.EvacuateRunningActualLRPRequest.metric_tags:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest.MetricTagsEntry
+	92,  // 47: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 48: gavel.bbs.v1.EvacuateStoppedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92,  // 49: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 50: gavel.bbs.v1.EvacuateCrashedActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	68,  // 51: gavel.bbs.v1.EvacuationReport.claimed:type_name -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	70,  // 52: gavel.bbs.v1.EvacuationReport.running:type_name -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	72,  // 53: gavel.bbs.v1.EvacuationReport.stopped:type_name -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	74,  // 54: gavel.bbs.v1.EvacuationReport.crashed:type_name -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	76,  // 55: gavel.bbs.v1.BatchEvacuateActualLRPsRequest.reports:type_name -> gavel.bbs.v1.EvacuationReport
+	78,  // 56: gavel.bbs.v1.BatchEvacuateActualLRPsResponse.results:type_name -> gavel.bbs.v1.EvacuationResult
+	92,  // 57: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 58: gavel.bbs.v1.RemoveEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	92,  // 59: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.actual_lrp_key:type_name -> gavel.models.v1.ActualLRPKey
+	98,  // 60: gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	1,   // 61: gavel.bbs.v1.BBSService.Ping:input_type -> gavel.bbs.v1.PingRequest
+	3,   // 62: gavel.bbs.v1.BBSService.UpsertDomain:input_type -> gavel.bbs.v1.UpsertDomainRequest
+	5,   // 63: gavel.bbs.v1.BBSService.ListDomains:input_type -> gavel.bbs.v1.ListDomainsRequest
+	7,   // 64: gavel.bbs.v1.BBSService.DesireLRP:input_type -> gavel.bbs.v1.DesireLRPRequest
+	9,   // 65: gavel.bbs.v1.BBSService.UpdateDesiredLRP:input_type -> gavel.bbs.v1.UpdateDesiredLRPRequest
+	11,  // 66: gavel.bbs.v1.BBSService.RemoveDesiredLRP:input_type -> gavel.bbs.v1.RemoveDesiredLRPRequest
+	13,  // 67: gavel.bbs.v1.BBSService.GetDesiredLRP:input_type -> gavel.bbs.v1.GetDesiredLRPRequest
+	16,  // 68: gavel.bbs.v1.BBSService.ListDesiredLRPs:input_type -> gavel.bbs.v1.ListDesiredLRPsRequest
+	18,  // 69: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosRequest
+	20,  // 70: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:input_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosRequest
+	22,  // 71: gavel.bbs.v1.BBSService.ListActualLRPs:input_type -> gavel.bbs.v1.ListActualLRPsRequest
+	24,  // 72: gavel.bbs.v1.BBSService.GetActualLRP:input_type -> gavel.bbs.v1.GetActualLRPRequest
+	26,  // 73: gavel.bbs.v1.BBSService.RetireActualLRP:input_type -> gavel.bbs.v1.RetireActualLRPRequest
+	28,  // 74: gavel.bbs.v1.BBSService.DesireTask:input_type -> gavel.bbs.v1.DesireTaskRequest
+	30,  // 75: gavel.bbs.v1.BBSService.GetTask:input_type -> gavel.bbs.v1.GetTaskRequest
+	32,  // 76: gavel.bbs.v1.BBSService.ListTasks:input_type -> gavel.bbs.v1.ListTasksRequest
+	34,  // 77: gavel.bbs.v1.BBSService.CancelTask:input_type -> gavel.bbs.v1.CancelTaskRequest
+	36,  // 78: gavel.bbs.v1.BBSService.ResolvingTask:input_type -> gavel.bbs.v1.ResolvingTaskRequest
+	38,  // 79: gavel.bbs.v1.BBSService.DeleteTask:input_type -> gavel.bbs.v1.DeleteTaskRequest
+	40,  // 80: gavel.bbs.v1.BBSService.ListCells:input_type -> gavel.bbs.v1.ListCellsRequest
+	42,  // 81: gavel.bbs.v1.BBSService.SubscribeEvents:input_type -> gavel.bbs.v1.SubscribeEventsRequest
+	44,  // 82: gavel.bbs.v1.BBSService.ClaimActualLRP:input_type -> gavel.bbs.v1.ClaimActualLRPRequest
+	46,  // 83: gavel.bbs.v1.BBSService.StartActualLRP:input_type -> gavel.bbs.v1.StartActualLRPRequest
+	49,  // 84: gavel.bbs.v1.BBSService.CrashActualLRP:input_type -> gavel.bbs.v1.CrashActualLRPRequest
+	51,  // 85: gavel.bbs.v1.BBSService.FailActualLRP:input_type -> gavel.bbs.v1.FailActualLRPRequest
+	53,  // 86: gavel.bbs.v1.BBSService.RemoveActualLRP:input_type -> gavel.bbs.v1.RemoveActualLRPRequest
+	56,  // 87: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:input_type -> gavel.bbs.v1.BatchClaimActualLRPsRequest
+	58,  // 88: gavel.bbs.v1.BBSService.BatchStartActualLRPs:input_type -> gavel.bbs.v1.BatchStartActualLRPsRequest
+	60,  // 89: gavel.bbs.v1.BBSService.StartTask:input_type -> gavel.bbs.v1.StartTaskRequest
+	62,  // 90: gavel.bbs.v1.BBSService.CompleteTask:input_type -> gavel.bbs.v1.CompleteTaskRequest
+	64,  // 91: gavel.bbs.v1.BBSService.FailTask:input_type -> gavel.bbs.v1.FailTaskRequest
+	66,  // 92: gavel.bbs.v1.BBSService.RejectTask:input_type -> gavel.bbs.v1.RejectTaskRequest
+	68,  // 93: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:input_type -> gavel.bbs.v1.EvacuateClaimedActualLRPRequest
+	70,  // 94: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:input_type -> gavel.bbs.v1.EvacuateRunningActualLRPRequest
+	72,  // 95: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:input_type -> gavel.bbs.v1.EvacuateStoppedActualLRPRequest
+	74,  // 96: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:input_type -> gavel.bbs.v1.EvacuateCrashedActualLRPRequest
+	80,  // 97: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:input_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPRequest
+	82,  // 98: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:input_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPRequest
+	77,  // 99: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:input_type -> gavel.bbs.v1.BatchEvacuateActualLRPsRequest
+	2,   // 100: gavel.bbs.v1.BBSService.Ping:output_type -> gavel.bbs.v1.PingResponse
+	4,   // 101: gavel.bbs.v1.BBSService.UpsertDomain:output_type -> gavel.bbs.v1.UpsertDomainResponse
+	6,   // 102: gavel.bbs.v1.BBSService.ListDomains:output_type -> gavel.bbs.v1.ListDomainsResponse
+	8,   // 103: gavel.bbs.v1.BBSService.DesireLRP:output_type -> gavel.bbs.v1.DesireLRPResponse
+	10,  // 104: gavel.bbs.v1.BBSService.UpdateDesiredLRP:output_type -> gavel.bbs.v1.UpdateDesiredLRPResponse
+	12,  // 105: gavel.bbs.v1.BBSService.RemoveDesiredLRP:output_type -> gavel.bbs.v1.RemoveDesiredLRPResponse
+	14,  // 106: gavel.bbs.v1.BBSService.GetDesiredLRP:output_type -> gavel.bbs.v1.GetDesiredLRPResponse
+	17,  // 107: gavel.bbs.v1.BBSService.ListDesiredLRPs:output_type -> gavel.bbs.v1.ListDesiredLRPsResponse
+	19,  // 108: gavel.bbs.v1.BBSService.ListDesiredLRPSchedulingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPSchedulingInfosResponse
+	21,  // 109: gavel.bbs.v1.BBSService.ListDesiredLRPRoutingInfos:output_type -> gavel.bbs.v1.ListDesiredLRPRoutingInfosResponse
+	23,  // 110: gavel.bbs.v1.BBSService.ListActualLRPs:output_type -> gavel.bbs.v1.ListActualLRPsResponse
+	25,  // 111: gavel.bbs.v1.BBSService.GetActualLRP:output_type -> gavel.bbs.v1.GetActualLRPResponse
+	27,  // 112: gavel.bbs.v1.BBSService.RetireActualLRP:output_type -> gavel.bbs.v1.RetireActualLRPResponse
+	29,  // 113: gavel.bbs.v1.BBSService.DesireTask:output_type -> gavel.bbs.v1.DesireTaskResponse
+	31,  // 114: gavel.bbs.v1.BBSService.GetTask:output_type -> gavel.bbs.v1.GetTaskResponse
+	33,  // 115: gavel.bbs.v1.BBSService.ListTasks:output_type -> gavel.bbs.v1.ListTasksResponse
+	35,  // 116: gavel.bbs.v1.BBSService.CancelTask:output_type -> gavel.bbs.v1.CancelTaskResponse
+	37,  // 117: gavel.bbs.v1.BBSService.ResolvingTask:output_type -> gavel.bbs.v1.ResolvingTaskResponse
+	39,  // 118: gavel.bbs.v1.BBSService.DeleteTask:output_type -> gavel.bbs.v1.DeleteTaskResponse
+	41,  // 119: gavel.bbs.v1.BBSService.ListCells:output_type -> gavel.bbs.v1.ListCellsResponse
+	43,  // 120: gavel.bbs.v1.BBSService.SubscribeEvents:output_type -> gavel.bbs.v1.SubscribeEventsResponse
+	45,  // 121: gavel.bbs.v1.BBSService.ClaimActualLRP:output_type -> gavel.bbs.v1.ClaimActualLRPResponse
+	48,  // 122: gavel.bbs.v1.BBSService.StartActualLRP:output_type -> gavel.bbs.v1.StartActualLRPResponse
+	50,  // 123: gavel.bbs.v1.BBSService.CrashActualLRP:output_type -> gavel.bbs.v1.CrashActualLRPResponse
+	52,  // 124: gavel.bbs.v1.BBSService.FailActualLRP:output_type -> gavel.bbs.v1.FailActualLRPResponse
+	54,  // 125: gavel.bbs.v1.BBSService.RemoveActualLRP:output_type -> gavel.bbs.v1.RemoveActualLRPResponse
+	57,  // 126: gavel.bbs.v1.BBSService.BatchClaimActualLRPs:output_type -> gavel.bbs.v1.BatchClaimActualLRPsResponse
+	59,  // 127: gavel.bbs.v1.BBSService.BatchStartActualLRPs:output_type -> gavel.bbs.v1.BatchStartActualLRPsResponse
+	61,  // 128: gavel.bbs.v1.BBSService.StartTask:output_type -> gavel.bbs.v1.StartTaskResponse
+	63,  // 129: gavel.bbs.v1.BBSService.CompleteTask:output_type -> gavel.bbs.v1.CompleteTaskResponse
+	65,  // 130: gavel.bbs.v1.BBSService.FailTask:output_type -> gavel.bbs.v1.FailTaskResponse
+	67,  // 131: gavel.bbs.v1.BBSService.RejectTask:output_type -> gavel.bbs.v1.RejectTaskResponse
+	69,  // 132: gavel.bbs.v1.BBSService.EvacuateClaimedActualLRP:output_type -> gavel.bbs.v1.EvacuateClaimedActualLRPResponse
+	71,  // 133: gavel.bbs.v1.BBSService.EvacuateRunningActualLRP:output_type -> gavel.bbs.v1.EvacuateRunningActualLRPResponse
+	73,  // 134: gavel.bbs.v1.BBSService.EvacuateStoppedActualLRP:output_type -> gavel.bbs.v1.EvacuateStoppedActualLRPResponse
+	75,  // 135: gavel.bbs.v1.BBSService.EvacuateCrashedActualLRP:output_type -> gavel.bbs.v1.EvacuateCrashedActualLRPResponse
+	81,  // 136: gavel.bbs.v1.BBSService.RemoveEvacuatingActualLRP:output_type -> gavel.bbs.v1.RemoveEvacuatingActualLRPResponse
+	83,  // 137: gavel.bbs.v1.BBSService.ReclaimEvacuatingActualLRP:output_type -> gavel.bbs.v1.ReclaimEvacuatingActualLRPResponse
+	79,  // 138: gavel.bbs.v1.BBSService.BatchEvacuateActualLRPs:output_type -> gavel.bbs.v1.BatchEvacuateActualLRPsResponse
+	100, // [100:139] is the sub-list for method output_type
+	61,  // [61:100] is the sub-list for method input_type
+	61,  // [61:61] is the sub-list for extension type_name
+	61,  // [61:61] is the sub-list for extension extendee
+	0,   // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_gavel_bbs_v1_bbs_proto_init() }
@@ -4749,8 +4822,8 @@ func file_gavel_bbs_v1_bbs_proto_init() {
 	}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[21].OneofWrappers = []any{}
 	file_gavel_bbs_v1_bbs_proto_msgTypes[45].OneofWrappers = []any{}
-	file_gavel_bbs_v1_bbs_proto_msgTypes[68].OneofWrappers = []any{}
-	file_gavel_bbs_v1_bbs_proto_msgTypes[74].OneofWrappers = []any{
+	file_gavel_bbs_v1_bbs_proto_msgTypes[69].OneofWrappers = []any{}
+	file_gavel_bbs_v1_bbs_proto_msgTypes[75].OneofWrappers = []any{
 		(*EvacuationReport_Claimed)(nil),
 		(*EvacuationReport_Running)(nil),
 		(*EvacuationReport_Stopped)(nil),
@@ -4762,7 +4835,7 @@ func file_gavel_bbs_v1_bbs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_bbs_v1_bbs_proto_rawDesc), len(file_gavel_bbs_v1_bbs_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   84,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

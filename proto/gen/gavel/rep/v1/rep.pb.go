@@ -92,8 +92,13 @@ type LRP struct {
 	InstanceGuid        string                   `protobuf:"bytes,2,opt,name=instance_guid,json=instanceGuid,proto3" json:"instance_guid,omitempty"`
 	Resource            *v11.Resource            `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
 	PlacementConstraint *v11.PlacementConstraint `protobuf:"bytes,4,opt,name=placement_constraint,json=placementConstraint,proto3" json:"placement_constraint,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// desired_epoch and run_info_revision are the run info version of the
+	// auction's start request (see gavel.auctioneer.v1.LRPStartRequest); set
+	// only in a Perform request.
+	DesiredEpoch    string `protobuf:"bytes,5,opt,name=desired_epoch,json=desiredEpoch,proto3" json:"desired_epoch,omitempty"`
+	RunInfoRevision int64  `protobuf:"varint,6,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LRP) Reset() {
@@ -152,6 +157,20 @@ func (x *LRP) GetPlacementConstraint() *v11.PlacementConstraint {
 		return x.PlacementConstraint
 	}
 	return nil
+}
+
+func (x *LRP) GetDesiredEpoch() string {
+	if x != nil {
+		return x.DesiredEpoch
+	}
+	return ""
+}
+
+func (x *LRP) GetRunInfoRevision() int64 {
+	if x != nil {
+		return x.RunInfoRevision
+	}
+	return 0
 }
 
 // Task is a task placed, or to be placed, on a cell.
@@ -1357,12 +1376,14 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\adisk_mb\x18\x02 \x01(\x05R\x06diskMb\x12\x1e\n" +
 	"\n" +
 	"containers\x18\x03 \x01(\x05R\n" +
-	"containers\"\xf3\x01\n" +
+	"containers\"\xc4\x02\n" +
 	"\x03LRP\x12/\n" +
 	"\x03key\x18\x01 \x01(\v2\x1d.gavel.models.v1.ActualLRPKeyR\x03key\x12#\n" +
 	"\rinstance_guid\x18\x02 \x01(\tR\finstanceGuid\x129\n" +
 	"\bresource\x18\x03 \x01(\v2\x1d.gavel.auctioneer.v1.ResourceR\bresource\x12[\n" +
-	"\x14placement_constraint\x18\x04 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\"\xd3\x01\n" +
+	"\x14placement_constraint\x18\x04 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\x12#\n" +
+	"\rdesired_epoch\x18\x05 \x01(\tR\fdesiredEpoch\x12*\n" +
+	"\x11run_info_revision\x18\x06 \x01(\x03R\x0frunInfoRevision\"\xd3\x01\n" +
 	"\x04Task\x12\x1b\n" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x129\n" +
