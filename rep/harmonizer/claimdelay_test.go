@@ -40,7 +40,8 @@ type lifecycleBBS struct {
 	BBS
 	mu                         sync.Mutex
 	refuseStarts, refuseClaims bool
-	calls                      []string // "claim", "start", "start+version", "crash", "remove", "get-desired"
+	startLatency               time.Duration // each start call takes this long
+	calls                      []string      // "claim", "start", "start+version", "crash", "remove", "get-desired"
 	listed                     []*modelsv1.ActualLRP
 }
 
@@ -83,8 +84,9 @@ func (b *lifecycleBBS) BatchClaimActualLRPs(_ context.Context, in *bbsv1.BatchCl
 
 func (b *lifecycleBBS) BatchStartActualLRPs(_ context.Context, in *bbsv1.BatchStartActualLRPsRequest, _ ...grpc.CallOption) (*bbsv1.BatchStartActualLRPsResponse, error) {
 	b.mu.Lock()
-	refuse := b.refuseStarts
+	refuse, latency := b.refuseStarts, b.startLatency
 	b.mu.Unlock()
+	time.Sleep(latency)
 	out := &bbsv1.BatchStartActualLRPsResponse{}
 	for _, s := range in.GetStarts() {
 		call := "start"
@@ -219,6 +221,18 @@ func TestAnInstanceRunningWithinTheClaimDelayIsStartedWithoutAClaim(t *testing.T
 	require.Equal(t, executor.StateRunning, c.State)
 	time.Sleep(1500 * time.Millisecond) // past the delay: no claim follows an accepted start
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot())
+}
+
+// A start still in flight when the claim delay ends is neither claimed
+// nor sent again.
+func TestAStartInFlightAtTheClaimDelayIsNotRepeated(t *testing.T) {
+	bbs := &lifecycleBBS{startLatency: 600 * time.Millisecond}
+	exec, _ := runDelayedClaims(t, sim.Options{}, bbs, 200*time.Millisecond)
+	reserveVersioned(t, exec, "pg", "ig-1", true)
+
+	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "one start")
+	time.Sleep(time.Second) // the start has returned and the delay passed long ago
+	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(), "no second start, no claim")
 }
 
 func TestAnInstanceSlowerThanTheClaimDelayIsClaimedThenStarted(t *testing.T) {

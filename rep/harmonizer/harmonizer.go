@@ -487,16 +487,34 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 		h.delete(ctx, c)
 		return true
 	}
-	// The container's next operation after the delay claims it if it is
-	// still initializing (see claimIfUnreported); a timer, not a goroutine,
-	// waits. Any operation of the container pushed meanwhile does the same.
+	// After the delay, a container still initializing is claimed (see
+	// claimIfUnreported); a timer, not a goroutine, waits. Only the claim:
+	// a container already running reports its start from its own event, so
+	// the timer must not send that start a second time while it is in flight.
 	guid := c.Guid
 	time.AfterFunc(h.opts.ClaimDelay, func() {
 		if _, ok := h.unclaimed.Load(guid); ok {
-			h.queue.push(h.base(), guid, func(ctx context.Context) { h.process(ctx, guid) })
+			h.queue.pushUnlessWaiting(h.base(), guid, func(ctx context.Context) { h.claimIfStillStarting(ctx, guid) })
 		}
 	})
 	return true
+}
+
+// claimIfStillStarting claims a container run before its claim that is
+// still initializing or created (see claimIfUnreported); nothing else.
+func (h *Harmonizer) claimIfStillStarting(ctx context.Context, guid string) {
+	h.inFlight.RLock()
+	defer h.inFlight.RUnlock()
+	if h.frozen.Load() {
+		return
+	}
+	c, err := h.exec.Get(guid)
+	if err != nil {
+		return
+	}
+	if c.State == executor.StateInitializing || c.State == executor.StateCreated {
+		h.claimIfUnreported(ctx, c)
+	}
 }
 
 // claimIfUnreported claims a container run before its claim that has made

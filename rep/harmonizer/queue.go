@@ -47,6 +47,22 @@ func (q *queue) push(ctx context.Context, key string, op func(context.Context)) 
 	})
 }
 
+// pushUnlessWaiting queues op for key unless an operation already waits
+// for it (which then runs instead): an operation that does only part of what
+// a waiting one does must not replace it.
+func (q *queue) pushUnlessWaiting(ctx context.Context, key string, op func(context.Context)) {
+	q.mu.Lock()
+	if s, ok := q.slots[key]; ok {
+		if s.next == nil {
+			s.next = op
+		}
+		q.mu.Unlock()
+		return
+	}
+	q.mu.Unlock()
+	q.push(ctx, key, op)
+}
+
 // wait waits for every running operation.
 func (q *queue) wait() { q.wg.Wait() }
 

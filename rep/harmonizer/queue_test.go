@@ -47,6 +47,38 @@ func TestQueueSerialisesPerKey(t *testing.T) {
 	require.Equal(t, []int{0, 5}, ran, "the first, then only the newest waiting operation")
 }
 
+// pushUnlessWaiting queues behind a running operation but never replaces
+// one already waiting, and runs at once on an idle key.
+func TestQueuePushUnlessWaitingKeepsTheWaitingOperation(t *testing.T) {
+	q := newQueue(NewWorkers(0))
+	ctx := context.Background()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var mu sync.Mutex
+	var ran []string
+	op := func(name string) func(context.Context) {
+		return func(context.Context) {
+			if name == "running" {
+				close(started)
+				<-release
+			}
+			mu.Lock()
+			ran = append(ran, name)
+			mu.Unlock()
+		}
+	}
+	q.push(ctx, "a", op("running"))
+	<-started
+	q.pushUnlessWaiting(ctx, "a", op("partial-1")) // waits: nothing else did
+	q.push(ctx, "a", op("full"))                   // replaces it, as push does
+	q.pushUnlessWaiting(ctx, "a", op("partial-2")) // does not replace full
+	q.pushUnlessWaiting(ctx, "b", op("idle"))      // runs at once
+	close(release)
+	q.wait()
+	require.ElementsMatch(t, []string{"running", "full", "idle"}, ran)
+	require.NotContains(t, ran, "partial-2")
+}
+
 // Calls made while one is in flight go together in the next call.
 func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
