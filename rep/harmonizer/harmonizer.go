@@ -297,6 +297,13 @@ func (h *Harmonizer) callCtx(ctx context.Context) (context.Context, context.Canc
 
 // process brings the BBS in line with one container's current state.
 func (h *Harmonizer) process(ctx context.Context, guid string) {
+	h.withContainer(ctx, guid, h.processContainer)
+}
+
+// withContainer runs op on the container's current state, unless the
+// harmonizer is frozen or the container is gone (deleted or expired
+// meanwhile); Reclaim waits for it.
+func (h *Harmonizer) withContainer(ctx context.Context, guid string, op func(context.Context, executor.Container)) {
 	h.inFlight.RLock()
 	defer h.inFlight.RUnlock()
 	if h.frozen.Load() {
@@ -304,8 +311,12 @@ func (h *Harmonizer) process(ctx context.Context, guid string) {
 	}
 	c, err := h.exec.Get(guid)
 	if err != nil {
-		return // deleted or expired meanwhile
+		return
 	}
+	op(ctx, c)
+}
+
+func (h *Harmonizer) processContainer(ctx context.Context, c executor.Container) {
 	evacuating := h.opts.Evacuation.Evacuating()
 	switch {
 	case rep.IsLRP(c) && evacuating:
@@ -503,18 +514,11 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 // claimIfStillStarting claims a container run before its claim that is
 // still initializing or created (see claimIfUnreported); nothing else.
 func (h *Harmonizer) claimIfStillStarting(ctx context.Context, guid string) {
-	h.inFlight.RLock()
-	defer h.inFlight.RUnlock()
-	if h.frozen.Load() {
-		return
-	}
-	c, err := h.exec.Get(guid)
-	if err != nil {
-		return
-	}
-	if c.State == executor.StateInitializing || c.State == executor.StateCreated {
-		h.claimIfUnreported(ctx, c)
-	}
+	h.withContainer(ctx, guid, func(ctx context.Context, c executor.Container) {
+		if c.State == executor.StateInitializing || c.State == executor.StateCreated {
+			h.claimIfUnreported(ctx, c)
+		}
+	})
 }
 
 // claimIfUnreported claims a container run before its claim that has made
