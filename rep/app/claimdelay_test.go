@@ -79,4 +79,9 @@ func TestClaimDelayStartsAnInstanceWithoutAClaim(t *testing.T) {
 	}, 20*time.Second, 20*time.Millisecond, "only the current instance's container is left")
 	require.Equal(t, modelsv1.ActualLRPState_ACTUAL_LRP_STATE_UNCLAIMED, actual(t, bbs, "cd-outdated", 0).GetState(),
 		"a refused start leaves the row UNCLAIMED, for the converger to place again")
+
+	_, metrics, err := get("http://" + r.DebugAddr() + "/metrics")
+	require.NoError(t, err)
+	require.Contains(t, metrics, `gavel_rep_run_before_claim_total{outcome="started"} 1`)
+	require.Contains(t, metrics, `gavel_rep_run_before_claim_total{outcome="refused"} 1`)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
@@ -206,16 +207,29 @@ func waitForCalls(t *testing.T, bbs *lifecycleBBS, want []string, why string) {
 	}, 10*time.Second, 10*time.Millisecond, why)
 }
 
+// runBeforeClaimCounts reads gavel_rep_run_before_claim_total by outcome,
+// leaving out the outcomes never counted.
+func runBeforeClaimCounts(h *Harmonizer) map[string]float64 {
+	out := map[string]float64{}
+	for _, o := range []string{runBeforeClaimStarted, runBeforeClaimClaimed, runBeforeClaimRefused} {
+		if n := testutil.ToFloat64(h.opts.Metrics.RunBeforeClaim.WithLabelValues(o)); n > 0 {
+			out[o] = n
+		}
+	}
+	return out
+}
+
 func containerGone(exec *executor.Executor, guid string) func() bool {
 	return func() bool { _, err := exec.Get(guid); return err != nil }
 }
 
 func TestAnInstanceRunningWithinTheClaimDelayIsStartedWithoutAClaim(t *testing.T) {
 	bbs := &lifecycleBBS{}
-	exec, _ := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
+	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "a fast instance's first write is its start, naming the run info it runs")
+	require.Equal(t, map[string]float64{"started": 1}, runBeforeClaimCounts(h))
 	c, err := exec.Get("ig-1")
 	require.NoError(t, err)
 	require.Equal(t, executor.StateRunning, c.State)
@@ -237,10 +251,11 @@ func TestAStartInFlightAtTheClaimDelayIsNotRepeated(t *testing.T) {
 
 func TestAnInstanceSlowerThanTheClaimDelayIsClaimedThenStarted(t *testing.T) {
 	bbs := &lifecycleBBS{}
-	exec, _ := runDelayedClaims(t, sim.Options{StartDelay: 1500 * time.Millisecond}, bbs, 300*time.Millisecond)
+	exec, h := runDelayedClaims(t, sim.Options{StartDelay: 1500 * time.Millisecond}, bbs, 300*time.Millisecond)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	waitForCalls(t, bbs, []string{"get-desired", "claim"}, "an instance still starting after the delay is claimed")
+	require.Eventually(t, func() bool { return runBeforeClaimCounts(h)["claimed"] == 1 }, 5*time.Second, 10*time.Millisecond)
 	c, err := exec.Get("ig-1")
 	require.NoError(t, err)
 	require.NotEqual(t, executor.StateRunning, c.State, "claimed while it was still starting")
@@ -267,11 +282,12 @@ func TestWithoutAClaimDelayOrARunInfoVersionTheCellClaimsFirst(t *testing.T) {
 
 func TestARefusedStartWithoutAClaimStopsTheContainerAndRemovesNothing(t *testing.T) {
 	bbs := &lifecycleBBS{refuseStarts: true}
-	exec, _ := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
+	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	require.Eventually(t, containerGone(exec, "ig-1"), 10*time.Second, 10*time.Millisecond,
 		"the instance is another cell's (or runs an outdated run info): the container goes")
+	require.Equal(t, map[string]float64{"refused": 1}, runBeforeClaimCounts(h))
 	time.Sleep(1500 * time.Millisecond) // past the delay
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(),
 		"no claim after the refusal, and no RemoveActualLRP of a row this cell never held")

@@ -87,8 +87,10 @@ func (h *Harmonizer) reportBeforeEvacuating(ctx context.Context, c executor.Cont
 		switch {
 		case err == nil:
 			h.unclaimed.Delete(c.Guid)
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
 			return true
 		case errors.Is(err, models.ErrInvalidTransition):
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
 			h.stop(c) // still marked: its completion removes nothing
 		}
 		return false

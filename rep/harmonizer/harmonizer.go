@@ -78,7 +78,20 @@ type Metrics struct {
 	// call; BatchItems counts the requests they carried, so their ratio is
 	// the mean batch size.
 	BatchCalls, BatchItems *prometheus.CounterVec
+	// RunBeforeClaim counts the first reports of instances run before their
+	// claim (claim_delay), by outcome: "started" (the start was the first
+	// write), "claimed" (claimed after the delay, or before a crash or an
+	// evacuation) and "refused" (the BBS refused the start or claim, or the
+	// claim named another run info: the container was stopped).
+	RunBeforeClaim *prometheus.CounterVec
 }
+
+// Outcomes of RunBeforeClaim.
+const (
+	runBeforeClaimStarted = "started"
+	runBeforeClaimClaimed = "claimed"
+	runBeforeClaimRefused = "refused"
+)
 
 // NewMetrics creates the metrics and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -96,9 +109,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BatchItems: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gavel_rep_bbs_batch_items_total", Help: "Requests carried by the rep's batched BBS calls, by call; divided by gavel_rep_bbs_batch_calls_total, the mean batch.",
 		}, []string{"call"}),
+		RunBeforeClaim: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gavel_rep_run_before_claim_total",
+			Help: "First reports of LRP instances the rep ran before claiming them (claim_delay), by outcome: started (no claim needed), claimed (after the delay, or before a crash or evacuation), refused (stopped).",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.BBSErrors, m.BulkSyncDuration, m.BatchCalls, m.BatchItems)
+		reg.MustRegister(m.BBSErrors, m.BulkSyncDuration, m.BatchCalls, m.BatchItems, m.RunBeforeClaim)
 	}
 	return m
 }
@@ -387,12 +404,17 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
+		_, unclaimed := h.unclaimed.Load(c.Guid)
+		if err == nil && unclaimed {
 			h.unclaimed.Delete(c.Guid)
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
 		}
 		// A refused start of a container run before its claim keeps it
 		// marked, so its completion removes nothing: the row was never
 		// this cell's.
+		if errors.Is(err, models.ErrInvalidTransition) && unclaimed {
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
+		}
 		if errors.Is(err, models.ErrInvalidTransition) {
 			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
 			_ = h.exec.Stop(c.Guid)
@@ -547,15 +569,20 @@ func (h *Harmonizer) claimNow(ctx context.Context, c executor.Container) error {
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
 	claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
 	if err := retryTransient(ctx, func() error { return h.claims.do(ctx, claim) }); err != nil {
+		if !transient(err) && ctx.Err() == nil {
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
+		}
 		return err
 	}
 	h.unclaimed.Delete(c.Guid)
 	epoch, rev, _ := rep.RunInfoVersion(c)
 	if claim.resp.GetDesiredEpoch() != epoch || (claim.resp.GetRunInfoRevision() != 0 && claim.resp.GetRunInfoRevision() != rev) {
+		h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
 		h.stop(c)
 		return fmt.Errorf("claimed instance %s/%d runs run info %s@%d, and the desired LRP's is %s@%d: stopped",
 			key.GetProcessGuid(), key.GetIndex(), epoch, rev, claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
 	}
+	h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimClaimed).Inc()
 	return nil
 }
 
