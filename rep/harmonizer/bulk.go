@@ -58,8 +58,10 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		if _, ok := h.unclaimed.Load(c.Guid); ok {
 			// Run before its claim: its own operation claims or starts it
 			// (the BBS row is UNCLAIMED until then, so the row cannot say).
+			// Often that operation is in flight: this one then finds the
+			// mark gone and does nothing, rather than report it again.
 			guid := c.Guid
-			h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+			h.queue.pushUnlessWaiting(ctx, guid, func(ctx context.Context) { h.processIfUnclaimed(ctx, guid) })
 			continue
 		}
 		wanted := true

@@ -249,6 +249,20 @@ func TestAStartInFlightAtTheClaimDelayIsNotRepeated(t *testing.T) {
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(), "no second start, no claim")
 }
 
+// A bulk sync while such a start is in flight does not report it again.
+func TestABulkSyncDuringAStartInFlightDoesNotRepeatIt(t *testing.T) {
+	bbs := &lifecycleBBS{startLatency: time.Second}
+	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Hour)
+	reserveVersioned(t, exec, "pg", "ig-1", true)
+	require.Eventually(t, func() bool { c, err := exec.Get("ig-1"); return err == nil && c.State == executor.StateRunning },
+		5*time.Second, time.Millisecond)
+	require.NoError(t, h.Sync(context.Background())) // the start is in flight for a second
+
+	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "one start")
+	time.Sleep(1500 * time.Millisecond) // past a second start, had the sync sent one
+	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(), "no second start")
+}
+
 func TestAnInstanceSlowerThanTheClaimDelayIsClaimedThenStarted(t *testing.T) {
 	bbs := &lifecycleBBS{}
 	exec, h := runDelayedClaims(t, sim.Options{StartDelay: 1500 * time.Millisecond}, bbs, 300*time.Millisecond)

@@ -533,6 +533,14 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 	return true
 }
 
+// processIfUnclaimed processes a container run before its claim unless its
+// claim or start was accepted meanwhile.
+func (h *Harmonizer) processIfUnclaimed(ctx context.Context, guid string) {
+	if _, ok := h.unclaimed.Load(guid); ok {
+		h.withContainer(ctx, guid, h.processContainer)
+	}
+}
+
 // claimIfStillStarting claims a container run before its claim that is
 // still initializing or created (see claimIfUnreported); nothing else.
 func (h *Harmonizer) claimIfStillStarting(ctx context.Context, guid string) {
