@@ -161,6 +161,15 @@ func runDelayedClaims(t *testing.T, simOpts sim.Options, bbs BBS, claimDelay tim
 // runDelayedClaimsEvacuating is runDelayedClaims with the cell's evacuation flag.
 func runDelayedClaimsEvacuating(t *testing.T, simOpts sim.Options, bbs BBS, claimDelay time.Duration, evac *rep.Evacuation) (*executor.Executor, *Harmonizer) {
 	t.Helper()
+	exec := newSimExecutor(t, simOpts)
+	h, stop := startHarmonizer(t, exec, bbs, claimDelay, evac)
+	t.Cleanup(stop)
+	return exec, h
+}
+
+// newSimExecutor is an executor over a simulated backend, closed at the test's end.
+func newSimExecutor(t *testing.T, simOpts sim.Options) *executor.Executor {
+	t.Helper()
 	exec, err := executor.New(context.Background(), executor.Options{
 		Backend: sim.New(simOpts), CellID: "cell-1", Logger: lager.NewLogger("executor"),
 		TotalResources:       executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
@@ -168,9 +177,7 @@ func runDelayedClaimsEvacuating(t *testing.T, simOpts sim.Options, bbs BBS, clai
 	})
 	require.NoError(t, err)
 	t.Cleanup(exec.Close)
-	h, stop := startHarmonizer(t, exec, bbs, claimDelay, evac)
-	t.Cleanup(stop)
-	return exec, h
+	return exec
 }
 
 // startHarmonizer runs a harmonizer over exec until stop.
@@ -361,13 +368,7 @@ func TestEvacuatingClaimsAContainerRunBeforeItsClaimFirst(t *testing.T) {
 // and its start names the run info it runs.
 func TestARestartedHarmonizerTakesBackAContainerRunBeforeItsClaim(t *testing.T) {
 	bbs := &lifecycleBBS{}
-	exec, err := executor.New(context.Background(), executor.Options{
-		Backend: sim.New(sim.Options{StartDelay: 500 * time.Millisecond}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
-		TotalResources:       executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
-		StartupCheckInterval: 20 * time.Millisecond,
-	})
-	require.NoError(t, err)
-	t.Cleanup(exec.Close)
+	exec := newSimExecutor(t, sim.Options{StartDelay: 500 * time.Millisecond})
 	_, stopFirst := startHarmonizer(t, exec, bbs, time.Hour, &rep.Evacuation{})
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 	waitForCalls(t, bbs, []string{"get-desired"}, "run at once")
