@@ -42,6 +42,7 @@ type lifecycleBBS struct {
 	mu                         sync.Mutex
 	refuseStarts, refuseClaims bool
 	startLatency               time.Duration // each start call takes this long
+	claimRevision              int64         // the run info revision claims name; default testRevision
 	calls                      []string      // "claim", "start", "start+version", "crash", "remove", "get-desired"
 	listed                     []*modelsv1.ActualLRP
 }
@@ -72,13 +73,16 @@ func (b *lifecycleBBS) itemResult(refuse bool) *bbsv1.BatchItemResult {
 
 func (b *lifecycleBBS) BatchClaimActualLRPs(_ context.Context, in *bbsv1.BatchClaimActualLRPsRequest, _ ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error) {
 	b.mu.Lock()
-	refuse := b.refuseClaims
+	refuse, rev := b.refuseClaims, b.claimRevision
 	b.mu.Unlock()
+	if rev == 0 {
+		rev = testRevision
+	}
 	out := &bbsv1.BatchClaimActualLRPsResponse{}
 	for range in.GetClaims() {
 		b.record("claim")
 		out.Results = append(out.Results, b.itemResult(refuse))
-		out.Claims = append(out.Claims, &bbsv1.ClaimActualLRPResponse{DesiredEpoch: testEpoch, RunInfoRevision: testRevision})
+		out.Claims = append(out.Claims, &bbsv1.ClaimActualLRPResponse{DesiredEpoch: testEpoch, RunInfoRevision: rev})
 	}
 	return out, nil
 }
@@ -321,6 +325,19 @@ func TestARefusedDelayedClaimStopsTheContainer(t *testing.T) {
 
 	require.Eventually(t, containerGone(exec, "ig-1"), 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, []string{"get-desired", "claim"}, bbs.snapshot(), "nothing is removed or started after the refused claim")
+}
+
+// A claim accepted for an instance whose run info changed since the
+// auction stops the container, and the instance (now this cell's) is
+// removed for the converger to place again with the current run info.
+func TestADelayedClaimOfAnOutdatedRunStopsItAndRemovesTheInstance(t *testing.T) {
+	bbs := &lifecycleBBS{claimRevision: testRevision + 1}
+	exec, h := runDelayedClaims(t, sim.Options{StartDelay: time.Hour}, bbs, 200*time.Millisecond)
+	reserveVersioned(t, exec, "pg", "ig-1", true)
+
+	waitForCalls(t, bbs, []string{"get-desired", "claim", "remove"}, "claimed, stopped, removed")
+	require.Eventually(t, containerGone(exec, "ig-1"), 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, map[string]float64{"refused": 1}, runBeforeClaimCounts(h))
 }
 
 func TestACrashBeforeTheFirstReportIsClaimedThenRecorded(t *testing.T) {

@@ -562,12 +562,16 @@ func (h *Harmonizer) claimIfUnreported(ctx context.Context, c executor.Container
 		return
 	}
 	if err := h.claimNow(ctx, c); err != nil {
-		if !transient(err) && ctx.Err() == nil {
+		if !transient(err) && !errors.Is(err, errStoppedStaleRun) && ctx.Err() == nil {
 			h.logger.Info("claim-refused", lager.Data{"instance_guid": c.Guid, "error": err.Error()})
 			h.stop(c)
 		}
 	}
 }
+
+// errStoppedStaleRun says claimNow stopped a container that runs another
+// run info version than the claimed instance's.
+var errStoppedStaleRun = errors.New("stopped: the container runs an outdated run info")
 
 // claimNow claims a container run before its claim and takes it out of
 // h.unclaimed once the claim is accepted. When the claim names another run
@@ -587,8 +591,8 @@ func (h *Harmonizer) claimNow(ctx context.Context, c executor.Container) error {
 	if claim.resp.GetDesiredEpoch() != epoch || (claim.resp.GetRunInfoRevision() != 0 && claim.resp.GetRunInfoRevision() != rev) {
 		h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
 		h.stop(c)
-		return fmt.Errorf("claimed instance %s/%d runs run info %s@%d, and the desired LRP's is %s@%d: stopped",
-			key.GetProcessGuid(), key.GetIndex(), epoch, rev, claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
+		return fmt.Errorf("%w: claimed instance %s/%d runs run info %s@%d, and the desired LRP's is %s@%d",
+			errStoppedStaleRun, key.GetProcessGuid(), key.GetIndex(), epoch, rev, claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
 	}
 	h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimClaimed).Inc()
 	return nil
