@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ type lifecycleBBS struct {
 	refuseStarts, refuseClaims bool
 	startLatency               time.Duration // each start call takes this long
 	claimRevision              int64         // the run info revision claims name; default testRevision
+	startsBegun                atomic.Int32  // start calls received, counted before their latency
 	calls                      []string      // "claim", "start", "start+version", "crash", "remove", "get-desired"
 	listed                     []*modelsv1.ActualLRP
 }
@@ -91,6 +93,7 @@ func (b *lifecycleBBS) BatchStartActualLRPs(_ context.Context, in *bbsv1.BatchSt
 	b.mu.Lock()
 	refuse, latency := b.refuseStarts, b.startLatency
 	b.mu.Unlock()
+	b.startsBegun.Add(1)
 	time.Sleep(latency)
 	out := &bbsv1.BatchStartActualLRPsResponse{}
 	for _, s := range in.GetStarts() {
@@ -265,9 +268,9 @@ func TestABulkSyncDuringAStartInFlightDoesNotRepeatIt(t *testing.T) {
 	bbs := &lifecycleBBS{startLatency: time.Second}
 	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Hour)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
-	require.Eventually(t, func() bool { c, err := exec.Get("ig-1"); return err == nil && c.State == executor.StateRunning },
-		5*time.Second, time.Millisecond)
-	require.NoError(t, h.Sync(context.Background())) // the start is in flight for a second
+	// Once the start is in flight (for a second), a bulk sync.
+	require.Eventually(t, func() bool { return bbs.startsBegun.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, h.Sync(context.Background()))
 
 	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "one start")
 	time.Sleep(1500 * time.Millisecond) // past a second start, had the sync sent one
