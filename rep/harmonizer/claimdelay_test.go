@@ -239,7 +239,7 @@ func containerGone(exec *executor.Executor, guid string) func() bool {
 
 func TestAnInstanceRunningWithinTheClaimDelayIsStartedWithoutAClaim(t *testing.T) {
 	bbs := &lifecycleBBS{}
-	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
+	exec, h := runDelayedClaims(t, sim.Options{}, bbs, 2*time.Second)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "a fast instance's first write is its start, naming the run info it runs")
@@ -247,19 +247,19 @@ func TestAnInstanceRunningWithinTheClaimDelayIsStartedWithoutAClaim(t *testing.T
 	c, err := exec.Get("ig-1")
 	require.NoError(t, err)
 	require.Equal(t, executor.StateRunning, c.State)
-	time.Sleep(1500 * time.Millisecond) // past the delay: no claim follows an accepted start
+	time.Sleep(2500 * time.Millisecond) // past the delay: no claim follows an accepted start
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot())
 }
 
 // A start still in flight when the claim delay ends is neither claimed
 // nor sent again.
 func TestAStartInFlightAtTheClaimDelayIsNotRepeated(t *testing.T) {
-	bbs := &lifecycleBBS{startLatency: 600 * time.Millisecond}
-	exec, _ := runDelayedClaims(t, sim.Options{}, bbs, 200*time.Millisecond)
+	bbs := &lifecycleBBS{startLatency: 2 * time.Second}
+	exec, _ := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	waitForCalls(t, bbs, []string{"get-desired", "start+version"}, "one start")
-	time.Sleep(time.Second) // the start has returned and the delay passed long ago
+	time.Sleep(3 * time.Second) // past a second start, had the timer sent one
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(), "no second start, no claim")
 }
 
@@ -279,7 +279,7 @@ func TestABulkSyncDuringAStartInFlightDoesNotRepeatIt(t *testing.T) {
 
 func TestAnInstanceSlowerThanTheClaimDelayIsClaimedThenStarted(t *testing.T) {
 	bbs := &lifecycleBBS{}
-	exec, h := runDelayedClaims(t, sim.Options{StartDelay: 1500 * time.Millisecond}, bbs, 300*time.Millisecond)
+	exec, h := runDelayedClaims(t, sim.Options{StartDelay: 3 * time.Second}, bbs, 300*time.Millisecond)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	waitForCalls(t, bbs, []string{"get-desired", "claim"}, "an instance still starting after the delay is claimed")
@@ -310,13 +310,13 @@ func TestWithoutAClaimDelayOrARunInfoVersionTheCellClaimsFirst(t *testing.T) {
 
 func TestARefusedStartWithoutAClaimStopsTheContainerAndRemovesNothing(t *testing.T) {
 	bbs := &lifecycleBBS{refuseStarts: true}
-	exec, h := runDelayedClaims(t, sim.Options{}, bbs, time.Second)
+	exec, h := runDelayedClaims(t, sim.Options{}, bbs, 2*time.Second)
 	reserveVersioned(t, exec, "pg", "ig-1", true)
 
 	require.Eventually(t, containerGone(exec, "ig-1"), 10*time.Second, 10*time.Millisecond,
 		"the instance is another cell's (or runs an outdated run info): the container goes")
 	require.Equal(t, map[string]float64{"refused": 1}, runBeforeClaimCounts(h))
-	time.Sleep(1500 * time.Millisecond) // past the delay
+	time.Sleep(2500 * time.Millisecond) // past the delay
 	require.Equal(t, []string{"get-desired", "start+version"}, bbs.snapshot(),
 		"no claim after the refusal, and no RemoveActualLRP of a row this cell never held")
 }
