@@ -77,7 +77,7 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		guid := c.Guid
 		if !wanted && h.runBeforeClaimAndForgotten(c) {
 			h.logger.Info("taking-back-container-run-before-its-claim", lager.Data{"guid": guid, "state": c.State})
-			h.unclaimed.Store(guid, struct{}{})
+			h.unclaimed.Store(guid, markUnreported)
 			h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
 			continue
 		}

@@ -29,6 +29,9 @@ const ReasonEvacuating = "cell is evacuating"
 func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
 	logger := h.logger.Session("evacuate", lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+	if h.refused(c.Guid) && c.State != executor.StateCompleted {
+		return // stopping after a refusal; its completion deletes it
+	}
 	if _, ok := h.unclaimed.Load(c.Guid); ok && !h.reportBeforeEvacuating(ctx, c) {
 		return
 	}
@@ -90,8 +93,7 @@ func (h *Harmonizer) reportBeforeEvacuating(ctx context.Context, c executor.Cont
 			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
 			return true
 		case errors.Is(err, models.ErrInvalidTransition):
-			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
-			h.stop(c) // still marked: its completion removes nothing
+			h.refuse(c) // still marked: its completion removes nothing
 		}
 		return false
 	}

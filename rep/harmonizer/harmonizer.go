@@ -86,6 +86,32 @@ type Metrics struct {
 	RunBeforeClaim *prometheus.CounterVec
 }
 
+// claimMark is the state of a container run before its claim (see
+// Harmonizer.unclaimed).
+type claimMark uint8
+
+const (
+	// markUnreported: neither its claim nor its start is accepted yet.
+	markUnreported claimMark = iota
+	// markRefused: the BBS refused its start or claim and it is stopping;
+	// nothing is reported for it again, and its completion removes nothing.
+	markRefused
+)
+
+// refused says whether the container's start or claim was refused.
+func (h *Harmonizer) refused(guid string) bool {
+	m, ok := h.unclaimed.Load(guid)
+	return ok && m.(claimMark) == markRefused
+}
+
+// refuse marks a container run before its claim as refused, counts it and
+// stops it.
+func (h *Harmonizer) refuse(c executor.Container) {
+	h.unclaimed.Store(c.Guid, markRefused)
+	h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
+	h.stop(c)
+}
+
 // Outcomes of RunBeforeClaim.
 const (
 	runBeforeClaimStarted = "started"
@@ -177,7 +203,8 @@ type Harmonizer struct {
 	syncs   atomic.Int64
 	frozen  atomic.Bool // set by Reclaim: containers are no longer processed
 	// unclaimed holds the containers run before their claim (ClaimDelay)
-	// until a claim or a start of theirs is accepted, by guid.
+	// until a claim or a start of theirs is accepted, by guid, each with
+	// its claimMark.
 	unclaimed sync.Map
 	// inFlight is read-held by every container operation, so Reclaim can wait for them.
 	inFlight sync.RWMutex
@@ -397,6 +424,9 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	case executor.StateInitializing, executor.StateCreated:
 		h.claimIfUnreported(ctx, c)
 	case executor.StateRunning:
+		if h.refused(c.Guid) {
+			return // stopping after a refusal
+		}
 		req := h.startRequest(c)
 		// A start lost to an overloaded BBS would otherwise wait for the next
 		// bulk sync.
@@ -413,7 +443,9 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		// marked, so its completion removes nothing: the row was never
 		// this cell's.
 		if errors.Is(err, models.ErrInvalidTransition) && unclaimed {
-			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimRefused).Inc()
+			logger().Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
+			h.refuse(c)
+			return
 		}
 		if errors.Is(err, models.ErrInvalidTransition) {
 			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
@@ -422,10 +454,10 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			logger().Error("start-failed", err)
 		}
 	case executor.StateCompleted:
-		if _, ok := h.unclaimed.Load(c.Guid); ok {
-			if c.RunResult.Stopped {
-				// Stopped before it was claimed or started: the row is not
-				// this cell's to remove.
+		if m, ok := h.unclaimed.Load(c.Guid); ok {
+			if c.RunResult.Stopped || m.(claimMark) == markRefused {
+				// Stopped before it was claimed or started, or refused: the
+				// row is not this cell's to remove.
 				h.delete(ctx, c)
 				return
 			}
@@ -510,7 +542,7 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 		}
 		return true
 	}
-	h.unclaimed.Store(c.Guid, struct{}{})
+	h.unclaimed.Store(c.Guid, markUnreported)
 	req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
 	if err := h.exec.Run(ctx, c.Guid, req); err != nil {
 		if errors.Is(err, executor.ErrInvalidTransition) {
@@ -536,7 +568,7 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 // processIfUnclaimed processes a container run before its claim unless its
 // claim or start was accepted meanwhile.
 func (h *Harmonizer) processIfUnclaimed(ctx context.Context, guid string) {
-	if _, ok := h.unclaimed.Load(guid); ok {
+	if m, ok := h.unclaimed.Load(guid); ok && m.(claimMark) == markUnreported {
 		h.withContainer(ctx, guid, h.processContainer)
 	}
 }
@@ -558,12 +590,13 @@ func (h *Harmonizer) claimIfStillStarting(ctx context.Context, guid string) {
 // it runs stops it too, and the stopped container's report removes the
 // instance, for convergence to place again.
 func (h *Harmonizer) claimIfUnreported(ctx context.Context, c executor.Container) {
-	if _, ok := h.unclaimed.Load(c.Guid); !ok || time.Since(c.AllocatedAt) < h.opts.ClaimDelay {
+	if m, ok := h.unclaimed.Load(c.Guid); !ok || m.(claimMark) != markUnreported || time.Since(c.AllocatedAt) < h.opts.ClaimDelay {
 		return
 	}
 	if err := h.claimNow(ctx, c); err != nil {
 		if !transient(err) && !errors.Is(err, errStoppedStaleRun) && ctx.Err() == nil {
 			h.logger.Info("claim-refused", lager.Data{"instance_guid": c.Guid, "error": err.Error()})
+			h.unclaimed.Store(c.Guid, markRefused) // counted by claimNow
 			h.stop(c)
 		}
 	}
