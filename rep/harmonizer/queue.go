@@ -21,9 +21,24 @@ func newQueue(w *Workers) *queue { return &queue{workers: w, slots: map[string]*
 
 // push queues op for key; it runs on a worker of its own with ctx.
 func (q *queue) push(ctx context.Context, key string, op func(context.Context)) {
+	q.enqueue(ctx, key, op, true)
+}
+
+// pushUnlessWaiting queues op for key unless an operation already waits
+// for it (which then runs instead): an operation that does only part of what
+// a waiting one does must not replace it.
+func (q *queue) pushUnlessWaiting(ctx context.Context, key string, op func(context.Context)) {
+	q.enqueue(ctx, key, op, false)
+}
+
+// enqueue runs op for key now, or after the running one; replace says
+// whether it replaces an operation already waiting.
+func (q *queue) enqueue(ctx context.Context, key string, op func(context.Context), replace bool) {
 	q.mu.Lock()
 	if s, ok := q.slots[key]; ok {
-		s.next = op
+		if replace || s.next == nil {
+			s.next = op
+		}
 		q.mu.Unlock()
 		return
 	}
@@ -45,22 +60,6 @@ func (q *queue) push(ctx context.Context, key string, op func(context.Context)) 
 			q.mu.Unlock()
 		}
 	})
-}
-
-// pushUnlessWaiting queues op for key unless an operation already waits
-// for it (which then runs instead): an operation that does only part of what
-// a waiting one does must not replace it.
-func (q *queue) pushUnlessWaiting(ctx context.Context, key string, op func(context.Context)) {
-	q.mu.Lock()
-	if s, ok := q.slots[key]; ok {
-		if s.next == nil {
-			s.next = op
-		}
-		q.mu.Unlock()
-		return
-	}
-	q.mu.Unlock()
-	q.push(ctx, key, op)
 }
 
 // wait waits for every running operation.
