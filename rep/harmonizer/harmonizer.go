@@ -406,7 +406,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		}
 		var desired *modelsv1.DesiredLRP
 		err = retryTransient(ctx, func() (err error) {
-			desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp)
+			desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
 			return err
 		})
 		if err == nil {
@@ -532,7 +532,7 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
 	var desired *modelsv1.DesiredLRP
 	err := retryTransient(ctx, func() (err error) {
-		desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), &bbsv1.ClaimActualLRPResponse{DesiredEpoch: epoch, RunInfoRevision: rev})
+		desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), epoch, rev)
 		return err
 	})
 	if err != nil {
@@ -692,8 +692,8 @@ func (h *Harmonizer) removeLRP(ctx context.Context, key *modelsv1.ActualLRPKey, 
 // desiredLRP returns the desired LRP to run an instance just claimed: from
 // the run-info cache when it holds the version the claim named, else from
 // the BBS (one call shared by every cell of the process), then cached.
-func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid string, claim *bbsv1.ClaimActualLRPResponse) (*modelsv1.DesiredLRP, error) {
-	return h.opts.RunInfo.Fetch(ctx, processGuid, claim.GetDesiredEpoch(), claim.GetRunInfoRevision(), func(ctx context.Context) (*modelsv1.DesiredLRP, int64, error) {
+func (h *Harmonizer) desiredLRP(ctx context.Context, processGuid, epoch string, revision int64) (*modelsv1.DesiredLRP, error) {
+	return h.opts.RunInfo.Fetch(ctx, processGuid, epoch, revision, func(ctx context.Context) (*modelsv1.DesiredLRP, int64, error) {
 		cctx, cancel := h.callCtx(ctx)
 		defer cancel()
 		resp, err := h.bbs.GetDesiredLRP(cctx, &bbsv1.GetDesiredLRPRequest{ProcessGuid: processGuid})
