@@ -85,17 +85,7 @@ func (h *Harmonizer) evacuateLRP(ctx context.Context, c executor.Container) {
 // refused and the container is stopped or deleted.
 func (h *Harmonizer) reportBeforeEvacuating(ctx context.Context, c executor.Container) bool {
 	if c.State == executor.StateRunning {
-		req := h.startRequest(c)
-		err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
-		switch {
-		case err == nil:
-			h.unclaimed.Delete(c.Guid)
-			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
-			return true
-		case errors.Is(err, models.ErrInvalidTransition):
-			h.refuse(c) // still marked: its completion removes nothing
-		}
-		return false
+		return h.reportStart(ctx, c) == nil // a refused one is stopped
 	}
 	if c.State == executor.StateCompleted {
 		h.delete(ctx, c) // neither claimed nor started: the row is not this cell's

@@ -427,30 +427,16 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		if h.refused(c.Guid) {
 			return // stopping after a refusal
 		}
-		req := h.startRequest(c)
-		// A start lost to an overloaded BBS would otherwise wait for the next
-		// bulk sync.
-		err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
-		if ctx.Err() != nil {
-			return
-		}
 		_, unclaimed := h.unclaimed.Load(c.Guid)
-		if err == nil && unclaimed {
-			h.unclaimed.Delete(c.Guid)
-			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
-		}
-		// A refused start of a container run before its claim keeps it
-		// marked, so its completion removes nothing: the row was never
-		// this cell's.
-		if errors.Is(err, models.ErrInvalidTransition) && unclaimed {
+		err := h.reportStart(ctx, c)
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, models.ErrInvalidTransition) && unclaimed:
 			logger().Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
-			h.refuse(c)
-			return
-		}
-		if errors.Is(err, models.ErrInvalidTransition) {
+		case errors.Is(err, models.ErrInvalidTransition):
 			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
 			_ = h.exec.Stop(c.Guid)
-		} else if err != nil {
+		case err != nil:
 			logger().Error("start-failed", err)
 		}
 	case executor.StateCompleted:
@@ -488,6 +474,29 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 		}
 		h.delete(ctx, c)
 	}
+}
+
+// reportStart sends a running LRP container's start report, retrying a
+// start lost to an overloaded BBS (it would otherwise wait for the next
+// bulk sync). For a container run before its claim, an accepted start ends
+// its mark, and a refused one marks it refused and stops it: its completion
+// then removes nothing, the row never having been this cell's.
+func (h *Harmonizer) reportStart(ctx context.Context, c executor.Container) error {
+	req := h.startRequest(c)
+	err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
+	if ctx.Err() != nil {
+		return err
+	}
+	if _, unclaimed := h.unclaimed.Load(c.Guid); unclaimed {
+		switch {
+		case err == nil:
+			h.unclaimed.Delete(c.Guid)
+			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
+		case errors.Is(err, models.ErrInvalidTransition):
+			h.refuse(c)
+		}
+	}
+	return err
 }
 
 // startRequest is the start report of a running LRP container. A
