@@ -220,7 +220,9 @@ type ContainerSpec struct {
 	Privileged bool
 	// Env is prepended to the env of every process ("K=V").
 	Env []string
-	// Properties are stored with the container and matched by Containers.
+	// Properties are stored with the container and matched by Containers. A
+	// backend may keep the map itself: the caller must not change it after
+	// Create.
 	Properties Properties
 	// Limits are the container's resource limits.
 	Limits Limits
@@ -284,7 +286,9 @@ type ContainerInfo struct {
 	SharedHostNetwork bool
 	// MappedPorts lists the host port of each exposed container port.
 	MappedPorts []PortMapping
-	// Properties is a copy of the container's properties.
+	// Properties are the container's properties. A backend may return a map
+	// it shares with the container and its other ContainerInfos: callers
+	// must not change it (Container.Properties returns a copy to change).
 	Properties Properties
 	// Events lists notable events, e.g. "Out of memory".
 	Events []string

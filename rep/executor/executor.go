@@ -157,6 +157,29 @@ type Executor struct {
 	total      Resources
 	remaining  Resources
 	containers map[string]*node
+	// propertyKeys interns the property key of each tag name seen (see
+	// propertyKeyLocked); at most maxPropertyKeys entries.
+	propertyKeys map[string]string
+}
+
+// maxPropertyKeys bounds Executor.propertyKeys. The rep uses a dozen tag
+// names; a caller with more gets its extra keys built afresh.
+const maxPropertyKeys = 64
+
+// propertyKeyLocked is the backend property key of the tag name: one
+// string per name for all the cell's containers, not one per container.
+func (e *Executor) propertyKeyLocked(name string) string {
+	if k, ok := e.propertyKeys[name]; ok {
+		return k
+	}
+	k := TagPropertyPrefix + name
+	if len(e.propertyKeys) < maxPropertyKeys {
+		if e.propertyKeys == nil {
+			e.propertyKeys = make(map[string]string)
+		}
+		e.propertyKeys[name] = k
+	}
+	return k
 }
 
 // node is the executor's record of one container; e.mu guards the fields
@@ -264,7 +287,8 @@ func (e *Executor) Healthy(ctx context.Context) error {
 // is all-or-nothing (memory plus the proxy allowance for LRPs, disk and one
 // container). It returns the requests that could not be reserved, with
 // ErrInsufficientResources or ErrGuidNotAvailable. A ContainerReserved event
-// is emitted per reservation.
+// is emitted per reservation. A reserved container keeps its request's Tags
+// map (see AllocationRequest.Tags).
 func (e *Executor) Allocate(reqs []AllocationRequest) []AllocationFailure {
 	var failures []AllocationFailure
 	e.mu.Lock()
@@ -302,21 +326,13 @@ func (e *Executor) Allocate(reqs []AllocationRequest) []AllocationFailure {
 			done: make(chan struct{}),
 			c: Container{
 				Guid: r.Guid, State: StateReserved, Resource: r.Resource, AllocatedMemoryMB: mem,
-				LRP: r.LRP, Tags: clonedTags(r.Tags), AllocatedAt: now,
+				LRP: r.LRP, Tags: r.Tags, AllocatedAt: now,
 			},
 		}
 		e.containers[r.Guid] = n
 		e.hub.emit(ContainerReserved{n.c})
 	}
 	return failures
-}
-
-func clonedTags(t Tags) Tags {
-	out := make(Tags, len(t))
-	for k, v := range t {
-		out[k] = v
-	}
-	return out
 }
 
 // Get returns a snapshot of one container.

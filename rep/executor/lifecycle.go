@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"path"
@@ -50,21 +49,22 @@ func failed(reason string, retryable bool) RunResult {
 
 func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest, end func(RunResult)) (result RunResult, async bool) {
 	cell := e.opts.CellID
-	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s creating container for instance %s", cell, n.guid))
+	n.logs.append("CELL", StreamStdout, "Cell "+cell+" creating container for instance "+n.guid)
 	e.mu.Lock()
 	spec := backend.ContainerSpec{
 		Handle:     n.guid,
 		Image:      req.Image,
 		Privileged: req.Privileged,
-		Properties: backend.Properties{OwnerProperty: e.opts.Owner},
+		Properties: make(backend.Properties, len(n.c.Tags)+3), // the tags, the owner and recordRecovery's two
 		Limits: backend.Limits{
 			MemoryInBytes: uint64(n.c.Resource.MemoryMB) << 20,
 			DiskInBytes:   uint64(n.c.Resource.DiskMB) << 20,
 			MaxPids:       uint64(n.c.Resource.MaxPids),
 		},
 	}
+	spec.Properties[OwnerProperty] = e.opts.Owner
 	for k, v := range n.c.Tags {
-		spec.Properties[TagPropertyPrefix+k] = v
+		spec.Properties[e.propertyKeyLocked(k)] = v
 	}
 	if err := recordRecovery(spec.Properties, n.c, req); err != nil {
 		e.mu.Unlock()
@@ -100,7 +100,7 @@ func (e *Executor) runContainer(ctx context.Context, n *node, req RunRequest, en
 	n.c.NetInfo = netInfo
 	n.c.MemoryLimitEnforced = info.MemoryLimitEnforced
 	e.mu.Unlock()
-	n.logs.append("CELL", StreamStdout, fmt.Sprintf("Cell %s successfully created container for instance %s", cell, n.guid))
+	n.logs.append("CELL", StreamStdout, "Cell "+cell+" successfully created container for instance "+n.guid)
 
 	deps := &stepDeps{e: e, n: n, container: bc, info: info, env: instanceEnv(req, info, netInfo), role: roleApp}
 	for _, f := range req.VolumeMountedFiles {
@@ -290,37 +290,47 @@ type instancePort struct {
 // Without a network namespace the app must listen on the host port, so PORT
 // and the internal ports are the host ports.
 func instanceEnv(req RunRequest, info backend.ContainerInfo, ni NetInfo) []string {
-	var env []string
+	env := make([]string, 0, 13+len(req.Env))
 	add := func(k, v string) { env = append(env, k+"="+v) }
 	if req.InstanceGuid != "" {
+		index := strconv.Itoa(req.InstanceIndex)
 		add("INSTANCE_GUID", req.InstanceGuid)
-		add("INSTANCE_INDEX", strconv.Itoa(req.InstanceIndex))
+		add("INSTANCE_INDEX", index)
 		add("CF_INSTANCE_GUID", req.InstanceGuid)
-		add("CF_INSTANCE_INDEX", strconv.Itoa(req.InstanceIndex))
+		add("CF_INSTANCE_INDEX", index)
 	}
 	add("CF_INSTANCE_IP", ni.HostIP)
 	add("CF_INSTANCE_INTERNAL_IP", ni.InternalIP)
-	ports := make([]instancePort, 0, len(ni.Ports))
-	for _, p := range ni.Ports {
+	// CF_INSTANCE_PORTS is the JSON list [{"external":E,"internal":I},...],
+	// written directly: it is built for every container.
+	ports := append(make([]byte, 0, 64), "CF_INSTANCE_PORTS=["...)
+	for i, p := range ni.Ports {
 		internal := p.ContainerPort
 		if info.SharedHostNetwork {
 			internal = p.HostPort
 		}
-		ports = append(ports, instancePort{External: p.HostPort, Internal: internal})
+		if i == 0 {
+			internal := strconv.Itoa(int(internal))
+			external := strconv.Itoa(int(p.HostPort))
+			add("PORT", internal)
+			add("VCAP_APP_PORT", internal)
+			add("VCAP_APP_HOST", "0.0.0.0")
+			add("CF_INSTANCE_PORT", external)
+			add("CF_INSTANCE_ADDR", net.JoinHostPort(ni.HostIP, external))
+		} else {
+			ports = append(ports, ',')
+		}
+		ports = append(ports, `{"external":`...)
+		ports = strconv.AppendUint(ports, uint64(p.HostPort), 10)
+		ports = append(ports, `,"internal":`...)
+		ports = strconv.AppendUint(ports, uint64(internal), 10)
+		ports = append(ports, '}')
 	}
-	if len(ports) > 0 {
-		first := ports[0]
-		add("PORT", strconv.Itoa(int(first.Internal)))
-		add("VCAP_APP_PORT", strconv.Itoa(int(first.Internal)))
-		add("VCAP_APP_HOST", "0.0.0.0")
-		add("CF_INSTANCE_PORT", strconv.Itoa(int(first.External)))
-		add("CF_INSTANCE_ADDR", net.JoinHostPort(ni.HostIP, strconv.Itoa(int(first.External))))
-	} else {
+	if len(ni.Ports) == 0 {
 		add("CF_INSTANCE_PORT", "")
 		add("CF_INSTANCE_ADDR", "")
 	}
-	data, _ := json.Marshal(ports)
-	add("CF_INSTANCE_PORTS", string(data))
+	env = append(env, string(append(ports, ']')))
 	for _, v := range req.Env {
 		add(v.GetName(), v.GetValue())
 	}

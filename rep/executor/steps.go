@@ -178,7 +178,7 @@ type launched struct {
 func (r *runStep) launch(ctx context.Context) (launched, error) {
 	d, a := r.d, r.a
 	src := or(a.GetLogSource(), r.source)
-	env := append([]string(nil), d.env...)
+	env := append(make([]string, 0, len(d.env)+len(a.GetEnv())), d.env...)
 	for _, v := range a.GetEnv() {
 		env = append(env, v.GetName()+"="+v.GetValue())
 	}
@@ -350,8 +350,13 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// dedupeEnv keeps the last value of each name, at the position of its first occurrence.
+// dedupeEnv keeps the last value of each name, at the position of its first
+// occurrence. An env without repeated names, the usual case, is returned as
+// it is.
 func dedupeEnv(env []string) []string {
+	if len(env) <= smallEnv && !repeatsName(env) {
+		return env
+	}
 	idx := map[string]int{}
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
@@ -364,6 +369,23 @@ func dedupeEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// smallEnv is the size up to which repeatsName's pairwise comparison is
+// cheaper than dedupeEnv's map.
+const smallEnv = 32
+
+// repeatsName reports whether two entries of env ("NAME=value") share a name.
+func repeatsName(env []string) bool {
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		for _, other := range env[i+1:] {
+			if name, _, _ := strings.Cut(other, "="); name == k {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (d *stepDeps) downloadStep(a *modelsv1.DownloadAction, source string) step {

@@ -71,7 +71,8 @@ type AllocationRequest struct {
 	Resource Resource
 	// LRP adds Options.ProxyMemoryMB to the reserved memory.
 	LRP bool
-	// Tags label the container.
+	// Tags label the container. Allocate keeps the map, as the container's
+	// snapshots share it: the caller must not change it afterwards.
 	Tags Tags
 }
 

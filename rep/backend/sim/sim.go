@@ -133,7 +133,7 @@ func (b *Backend) Create(ctx context.Context, spec backend.ContainerSpec) (backe
 	if uint64(len(b.containers)) >= b.opts.Capacity.MaxContainers {
 		return nil, fmt.Errorf("create %q: container capacity %d reached", spec.Handle, b.opts.Capacity.MaxContainers)
 	}
-	c := &container{b: b, handle: spec.Handle, properties: maps.Clone(spec.Properties)}
+	c := &container{b: b, handle: spec.Handle, properties: spec.Properties} // kept, never changed (see ContainerSpec.Properties)
 	for _, n := range spec.NetIn {
 		host := n.HostPort
 		if host == 0 {
@@ -306,7 +306,7 @@ func (c *container) Info(ctx context.Context) (backend.ContainerInfo, error) {
 		HostIP:              c.b.opts.HostIP,
 		ContainerIP:         c.b.opts.HostIP,
 		MappedPorts:         append([]backend.PortMapping(nil), c.ports...),
-		Properties:          maps.Clone(c.properties),
+		Properties:          c.properties, // shared: no container's properties ever change
 		MemoryLimitEnforced: true,
 	}
 	if c.stopped {
