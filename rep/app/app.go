@@ -199,6 +199,11 @@ func (r *Rep) runCells(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return err
 	}
 	deps := CellDeps{Etcd: etcd, Locket: store, BBS: bbs, Metrics: r.metrics, Logger: r.logger, RunInfo: r.runInfo, Workers: r.workers, GRPCMetrics: r.grpcMetrics}
+	if r.cfg.SimCells > 0 {
+		// The simulated cells share one BBS client: their claims and starts
+		// go in shared calls (see harmonizer.Batches).
+		deps.Batches = harmonizer.NewBatches(harmonizer.BatchesOptions{BBS: bbs, Metrics: r.metrics, Workers: r.workers})
+	}
 	var members []rungroup.Member
 	for _, cfg := range r.cellConfigs() {
 		cell := NewCell(cfg, deps)

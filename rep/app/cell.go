@@ -49,6 +49,9 @@ type CellDeps struct {
 	RunInfo *harmonizer.RunInfoCache
 	// Workers run every cell's harmonizer operations; nil: workers per cell.
 	Workers *harmonizer.Workers
+	// Batches carry every cell's claims and starts in shared BBS calls
+	// (cells sharing BBS only); nil: calls per cell.
+	Batches *harmonizer.Batches
 	// GRPCMetrics count and time the calls of every cell's RepService; nil:
 	// none.
 	GRPCMetrics *grpcserver.Metrics
@@ -118,6 +121,7 @@ func (c *Cell) Runner() ifrit.Runner {
 				Evacuation: &c.evac, EvacuationPollInterval: c.cfg.EvacuationPollingInterval.D(),
 				RunInfo:    c.deps.RunInfo,
 				Workers:    c.deps.Workers,
+				Batches:    c.deps.Batches,
 				ClaimDelay: c.cfg.ClaimDelay.D(),
 			})
 			return c.harmonizer.Run(signals, ready)

@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
@@ -18,7 +19,8 @@ import (
 // LRP tags, run the bench's run info in it on the sim backend and wait for
 // its ContainerRunning event. The containers stay, as on a cell of the bench
 // (a rep process of the bench holds ~25,000). Its allocations per op are the executor's
-// share of a simulated cell's garbage per instance.
+// share of a simulated cell's garbage per instance; live-B/container is the
+// heap each running container holds (what every GC cycle marks again).
 func BenchmarkRunLRPToRunning(b *testing.B) {
 	run := &modelsv1.DesiredLRPRunInfo{
 		Key:   &modelsv1.DesiredLRPKey{ProcessGuid: "bench-lrp-00001", Domain: "bench", LogGuid: "bench-lrp-00001"},
@@ -43,8 +45,13 @@ func BenchmarkRunLRPToRunning(b *testing.B) {
 	sub := e.Subscribe()
 	defer sub.Close()
 
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
 	b.ReportAllocs()
+	n := 0
 	for i := 0; b.Loop(); i++ {
+		n++
 		guid := fmt.Sprintf("instance-%08d", i)
 		lrp.Key.Index = int32(i % 100)
 		tags := rep.LRPTags(lrp, guid)
@@ -67,4 +74,10 @@ func BenchmarkRunLRPToRunning(b *testing.B) {
 			}
 		}
 	}
+	b.StopTimer()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "live-B/container")
+	runtime.KeepAlive(e)
 }

@@ -176,6 +176,11 @@ type Options struct {
 	// Workers run the operations and batched calls, shared by the cells of
 	// a process; default workers of this harmonizer's own.
 	Workers *Workers
+	// Batches, when set, carries the claims and starts in calls shared with
+	// the other cells of the process (see Batches; it must use this
+	// harmonizer's BBS); nil: calls of this harmonizer's own, one under
+	// way at a time, with BBS, CallTimeout and MaxBatch.
+	Batches *Batches
 	// ClaimDelay, when positive, runs a reserved LRP instance at once with
 	// the run info its auction named, and claims it only if it is not
 	// running within the delay: an instance that starts sooner reports its
@@ -248,8 +253,13 @@ func New(opts Options) *Harmonizer {
 	}
 	bg := context.Background()
 	h.baseCtx.Store(&bg)
-	h.claims = &batcher[*claimItem]{call: h.batchClaim, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
-	h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: h.batchStart, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+	if opts.Batches != nil {
+		h.claims, h.starts = opts.Batches.claims, opts.Batches.starts
+	} else {
+		calls := bbsCalls{bbs: opts.BBS, metrics: opts.Metrics, timeout: opts.CallTimeout}
+		h.claims = &batcher[*claimItem]{call: calls.claim, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+		h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: calls.start, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+	}
 	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base, workers: opts.Workers}
 	return h
 }
@@ -323,14 +333,18 @@ func (h *Harmonizer) startSync(ctx context.Context) {
 
 // countBatch counts one batched BBS call carrying n requests.
 func (h *Harmonizer) countBatch(call string, n int) {
-	h.opts.Metrics.BatchCalls.WithLabelValues(call).Inc()
-	h.opts.Metrics.BatchItems.WithLabelValues(call).Add(float64(n))
+	bbsCalls{metrics: h.opts.Metrics}.count(call, n)
 }
 
 // observe counts a failed BBS call and returns err.
 func (h *Harmonizer) observe(call string, err error) error {
+	return observe(h.opts.Metrics, call, err)
+}
+
+// observe counts a failed BBS call in m and returns err.
+func observe(m *Metrics, call string, err error) error {
 	if err != nil {
-		h.opts.Metrics.BBSErrors.WithLabelValues(call, models.Code(err).String()).Inc()
+		m.BBSErrors.WithLabelValues(call, models.Code(err).String()).Inc()
 	}
 	return err
 }
@@ -831,39 +845,6 @@ func batchErrors(n int, results []*bbsv1.BatchItemResult, err error) []error {
 		case codes.Code(results[i].GetCode()) != codes.OK:
 			errs[i] = models.FromStatus(status.Error(codes.Code(results[i].GetCode()), results[i].GetMessage()))
 		}
-	}
-	return errs
-}
-
-func (h *Harmonizer) batchClaim(ctx context.Context, items []*claimItem) []error {
-	cctx, cancel := h.callCtx(ctx)
-	defer cancel()
-	reqs := make([]*bbsv1.ClaimActualLRPRequest, len(items))
-	for i, it := range items {
-		reqs[i] = it.req
-	}
-	h.countBatch("BatchClaimActualLRPs", len(reqs))
-	resp, err := h.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
-	for i, it := range items {
-		if i < len(resp.GetClaims()) {
-			it.resp = resp.GetClaims()[i] // read by the claimer after do returns
-		}
-	}
-	errs := batchErrors(len(reqs), resp.GetResults(), err)
-	for _, e := range errs {
-		h.observe("ClaimActualLRP", e)
-	}
-	return errs
-}
-
-func (h *Harmonizer) batchStart(ctx context.Context, reqs []*bbsv1.StartActualLRPRequest) []error {
-	cctx, cancel := h.callCtx(ctx)
-	defer cancel()
-	h.countBatch("BatchStartActualLRPs", len(reqs))
-	resp, err := h.bbs.BatchStartActualLRPs(cctx, &bbsv1.BatchStartActualLRPsRequest{Starts: reqs})
-	errs := batchErrors(len(reqs), resp.GetResults(), err)
-	for _, e := range errs {
-		h.observe("StartActualLRP", e)
 	}
 	return errs
 }

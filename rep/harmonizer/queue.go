@@ -65,16 +65,20 @@ func (q *queue) enqueue(ctx context.Context, key string, op func(context.Context
 // wait waits for every running operation.
 func (q *queue) wait() { q.wg.Wait() }
 
-// batcher groups concurrent calls into one: a call made while none is in
-// flight goes as soon as the goroutines already runnable had their turn
-// (the operations of the containers one Perform reserved, each in its own
-// goroutine, then join it instead of following in a second call); calls
-// made meanwhile wait and go together (up to max) when it returns. No
-// timers, so a lone call waits only for the scheduler.
+// batcher groups concurrent calls into one: a call made while a flush has
+// room (fewer than maxInFlight calls under way) goes as soon as the
+// goroutines already runnable had their turn (the operations of the
+// containers one Perform reserved, each in its own goroutine, then join it
+// instead of following in a second call); calls made meanwhile wait and go
+// together (up to max) when a call returns. No timers, so a lone call waits
+// only for the scheduler. A call whose caller gave up (its ctx ended) before
+// its batch left is not sent.
 type batcher[R any] struct {
 	call func(ctx context.Context, reqs []R) []error
 	max  int
-	ctx  func() context.Context
+	// maxInFlight bounds the calls under way at once; 0 is 1.
+	maxInFlight int
+	ctx         func() context.Context
 	// workers run the flushes.
 	workers *Workers
 	// yield runs once before the first call of a flush; nil is
@@ -83,20 +87,21 @@ type batcher[R any] struct {
 
 	mu       sync.Mutex
 	pending  []*batchItem[R]
-	inFlight bool
+	inFlight int // flushes under way
 }
 
 type batchItem[R any] struct {
+	ctx  context.Context
 	req  R
 	done chan error
 }
 
 func (b *batcher[R]) do(ctx context.Context, req R) error {
-	it := &batchItem[R]{req: req, done: make(chan error, 1)}
+	it := &batchItem[R]{ctx: ctx, req: req, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, it)
-	if !b.inFlight {
-		b.inFlight = true
+	if b.inFlight < max(b.maxInFlight, 1) {
+		b.inFlight++
 		b.workers.Go(b.flush)
 	}
 	b.mu.Unlock()
@@ -115,16 +120,10 @@ func (b *batcher[R]) flush() {
 		runtime.Gosched()
 	}
 	for {
-		b.mu.Lock()
-		if len(b.pending) == 0 {
-			b.inFlight = false
-			b.mu.Unlock()
+		items := b.next()
+		if items == nil {
 			return
 		}
-		n := min(len(b.pending), b.max)
-		items := b.pending[:n:n]
-		b.pending = append([]*batchItem[R](nil), b.pending[n:]...)
-		b.mu.Unlock()
 		reqs := make([]R, len(items))
 		for i, it := range items {
 			reqs[i] = it.req
@@ -134,4 +133,30 @@ func (b *batcher[R]) flush() {
 			it.done <- errs[i]
 		}
 	}
+}
+
+// next takes the next batch: up to max pending calls whose callers still
+// wait. It returns nil, ending the flush, when none is left.
+func (b *batcher[R]) next() []*batchItem[R] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.pending) > 0 {
+		var items []*batchItem[R]
+		taken := 0
+		for _, it := range b.pending {
+			if len(items) == b.max {
+				break
+			}
+			taken++
+			if it.ctx.Err() == nil {
+				items = append(items, it)
+			}
+		}
+		b.pending = append([]*batchItem[R](nil), b.pending[taken:]...)
+		if len(items) > 0 {
+			return items
+		}
+	}
+	b.inFlight--
+	return nil
 }

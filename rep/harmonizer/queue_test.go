@@ -162,3 +162,89 @@ func TestCrashReasonNamesTheExitStatus(t *testing.T) {
 func executorResult(reason string, status int) executor.RunResult {
 	return executor.RunResult{Failed: reason != "", FailureReason: reason, ExitStatus: status}
 }
+
+// A batcher with maxInFlight 2 has a second call under way while the first
+// is; a third waits for one of them.
+func TestBatcherKeepsUpToMaxInFlightCalls(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int
+	b := &batcher[int]{max: 100, maxInFlight: 2, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		sizes = append(sizes, len(reqs))
+		mu.Unlock()
+		<-release
+		return make([]error, len(reqs))
+	}}
+	calls := func() int { mu.Lock(); defer mu.Unlock(); return len(sizes) }
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
+		require.Eventually(t, func() bool { return calls() == i+1 }, 5*time.Second, time.Millisecond, "call %d under way at once", i+1)
+	}
+	for i := 2; i < 12; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
+	}
+	require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 10 }, 5*time.Second, time.Millisecond)
+	require.Equal(t, 2, calls(), "no third call while two are under way")
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 12, sum(sizes))
+	require.Equal(t, []int{1, 1}, sizes[:2])
+	require.Equal(t, 10, sizes[2], "the ten that waited go in the next call")
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Zero(t, b.inFlight, "every flush ended")
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// A call whose caller gave up before its batch left is not sent; the
+// others of the batch are.
+func TestBatcherDropsCallsWhoseCallerGaveUp(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sent [][]int
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		sent = append(sent, append([]int(nil), reqs...))
+		first := len(sent) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return make([]error, len(reqs))
+	}}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(sent) == 1 }, 5*time.Second, time.Millisecond)
+
+	gaveUp, giveUp := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() { gone <- b.do(gaveUp, 1) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 2)) }()
+	require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 2 }, 5*time.Second, time.Millisecond)
+	giveUp()
+	require.ErrorIs(t, <-gone, context.Canceled)
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, [][]int{{0}, {2}}, sent)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	require.Zero(t, b.inFlight, "the flush ended")
+	require.Empty(t, b.pending)
+}
