@@ -85,25 +85,37 @@ func (e *Evacuation) Deadline() time.Time {
 	return e.deadline
 }
 
-// LRPTags are the tags of an LRP instance's container.
+// LRPTags are the tags of an LRP instance's container. A tag with no value
+// (no placement tags, no volume drivers, no run info version) is left out,
+// as a missing tag reads as empty: the usual instance then has 8 tags, which
+// Go keeps in one small map group rather than a table (the map lives as long
+// as the container, on every cell).
 func LRPTags(lrp *repv1.LRP, instanceGuid string) executor.Tags {
 	key := lrp.GetKey()
 	pc := lrp.GetPlacementConstraint()
-	tags := executor.Tags{
-		TagLifecycle:     LifecycleLRP,
-		TagDomain:        key.GetDomain(),
-		TagProcessGuid:   key.GetProcessGuid(),
-		TagProcessIndex:  strconv.Itoa(int(key.GetIndex())),
-		TagInstanceGuid:  instanceGuid,
-		TagRootFS:        pc.GetRootFs(),
-		TagPlacementTags: jsonList(pc.GetPlacementTags()),
-		TagVolumeDrivers: jsonList(pc.GetVolumeDrivers()),
-	}
+	tags := make(executor.Tags, 8)
+	tags[TagLifecycle] = LifecycleLRP
+	tags[TagDomain] = key.GetDomain()
+	tags[TagProcessGuid] = key.GetProcessGuid()
+	tags[TagProcessIndex] = strconv.Itoa(int(key.GetIndex()))
+	tags[TagInstanceGuid] = instanceGuid
+	tags[TagRootFS] = pc.GetRootFs()
+	addLists(tags, pc)
 	if lrp.GetDesiredEpoch() != "" && lrp.GetRunInfoRevision() > 0 {
 		tags[TagDesiredEpoch] = lrp.GetDesiredEpoch()
 		tags[TagRunInfoRevision] = strconv.FormatInt(lrp.GetRunInfoRevision(), 10)
 	}
 	return tags
+}
+
+// addLists adds the placement tags and volume drivers of pc, when it has any.
+func addLists(tags executor.Tags, pc *auctioneerv1.PlacementConstraint) {
+	if l := pc.GetPlacementTags(); len(l) > 0 {
+		tags[TagPlacementTags] = jsonList(l)
+	}
+	if l := pc.GetVolumeDrivers(); len(l) > 0 {
+		tags[TagVolumeDrivers] = jsonList(l)
+	}
 }
 
 // RunInfoVersion is the run info version an LRP container's auction named;
@@ -117,16 +129,16 @@ func RunInfoVersion(c executor.Container) (epoch string, revision int64, ok bool
 	return epoch, revision, true
 }
 
-// TaskTags are the tags of a task's container.
+// TaskTags are the tags of a task's container (empty lists left out, as
+// for LRPTags).
 func TaskTags(task *repv1.Task) executor.Tags {
-	pc := task.GetPlacementConstraint()
-	return executor.Tags{
-		TagLifecycle:     LifecycleTask,
-		TagDomain:        task.GetDomain(),
-		TagRootFS:        pc.GetRootFs(),
-		TagPlacementTags: jsonList(pc.GetPlacementTags()),
-		TagVolumeDrivers: jsonList(pc.GetVolumeDrivers()),
+	tags := executor.Tags{
+		TagLifecycle: LifecycleTask,
+		TagDomain:    task.GetDomain(),
+		TagRootFS:    task.GetPlacementConstraint().GetRootFs(),
 	}
+	addLists(tags, task.GetPlacementConstraint())
+	return tags
 }
 
 func jsonList(l []string) string {

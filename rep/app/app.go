@@ -23,6 +23,7 @@ import (
 	"github.com/gavelhq/gavel/internal/etcdclient"
 	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/rungroup"
+	"github.com/gavelhq/gavel/internal/workers"
 	"github.com/gavelhq/gavel/locket"
 	"github.com/gavelhq/gavel/rep"
 	"github.com/gavelhq/gavel/rep/executor"
@@ -38,7 +39,7 @@ type Rep struct {
 	metrics     *harmonizer.Metrics
 	grpcMetrics *grpcserver.Metrics      // count and time the RepService calls of every cell
 	runInfo     *harmonizer.RunInfoCache // shared by the cells
-	workers     *harmonizer.Workers      // shared by the cells' harmonizers
+	workers     *workers.Pool            // shared by the cells' harmonizers
 
 	mu       sync.Mutex
 	cells    []*Cell
@@ -51,7 +52,7 @@ type Rep struct {
 func New(cfg Config, logger lager.Logger) *Rep {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), grpcMetrics: grpcserver.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: harmonizer.NewWorkers(0), ready: make(chan struct{})}
+	r := &Rep{cfg: cfg, logger: logger, registry: reg, metrics: harmonizer.NewMetrics(reg), grpcMetrics: grpcserver.NewMetrics(reg), runInfo: harmonizer.NewRunInfoCache(0), workers: workers.New(0), ready: make(chan struct{})}
 	reg.MustRegister(&cellCollector{rep: r}, r.runInfo.Collector())
 	return r
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gavelhq/gavel/internal/grpcserver"
 	"github.com/gavelhq/gavel/internal/rungroup"
+	"github.com/gavelhq/gavel/internal/workers"
 	"github.com/gavelhq/gavel/locket"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
@@ -47,8 +48,9 @@ type CellDeps struct {
 	Logger lager.Logger
 	// RunInfo caches desired LRPs for every cell of the process; nil: one per cell.
 	RunInfo *harmonizer.RunInfoCache
-	// Workers run every cell's harmonizer operations; nil: workers per cell.
-	Workers *harmonizer.Workers
+	// Workers run every cell's harmonizer operations and container starts;
+	// nil: workers per cell.
+	Workers *workers.Pool
 	// Batches carry every cell's claims and starts in shared BBS calls
 	// (cells sharing BBS only); nil: calls per cell.
 	Batches *harmonizer.Batches
@@ -175,7 +177,7 @@ func (c *Cell) runExecutor(signals <-chan os.Signal, ready chan<- struct{}) erro
 	c.archive = archive
 	exec, err := executor.New(ctx, executor.Options{
 		ArchiveLogs: c.archiveLogs,
-		Backend:     b, Logger: c.logger, CellID: c.cfg.CellID,
+		Backend:     b, Logger: c.logger, CellID: c.cfg.CellID, Workers: c.deps.Workers,
 		TotalResources:       executor.Resources{MemoryMB: c.cfg.Capacity.MemoryMB, DiskMB: c.cfg.Capacity.DiskMB, Containers: c.cfg.Capacity.Containers},
 		ProxyMemoryMB:        int(c.cfg.ProxyMemoryMB),
 		ReservedExpiration:   c.cfg.ReservedExpiration.D(),

@@ -14,6 +14,7 @@ import (
 	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
 
+	"github.com/gavelhq/gavel/internal/workers"
 	"github.com/gavelhq/gavel/rep/backend"
 )
 
@@ -55,6 +56,10 @@ type Options struct {
 	Logger lager.Logger
 	// CellID names the cell in lifecycle log lines.
 	CellID string
+	// Workers run the start of each container (its creation and first
+	// process), shared by the cells of a rep process; default a pool of the
+	// executor's own.
+	Workers *workers.Pool
 	// Owner is stored as the executor:owner property; default "executor".
 	Owner string
 	// TotalResources is the cell's capacity; zero fields are read from the
@@ -104,6 +109,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.NewClock()
+	}
+	if o.Workers == nil {
+		o.Workers = workers.New(0)
 	}
 	if o.Logger == nil {
 		o.Logger = lager.NewLogger("executor")
@@ -392,9 +400,14 @@ func (e *Executor) Run(ctx context.Context, guid string, req RunRequest) error {
 	n.cancel = cancel
 	n.logs.configure(req.LogConfig, req.LogRateLimitBytesPerSecond)
 	e.wg.Add(1)
-	go e.drive(runCtx, n, req, func() {
-		cancel()
-		e.wg.Done()
+	// On a reused worker: the start's deep calls (backend, encoding) grew
+	// its stack once already; a fresh goroutine grows it by copying, for
+	// every container.
+	e.opts.Workers.Go(func() {
+		e.drive(runCtx, n, req, func() {
+			cancel()
+			e.wg.Done()
+		})
 	})
 	return nil
 }

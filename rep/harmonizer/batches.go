@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/gavelhq/gavel/internal/workers"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 )
 
@@ -32,7 +33,7 @@ type BatchesOptions struct {
 	// Metrics count the calls; default unregistered metrics.
 	Metrics *Metrics
 	// Workers run the calls; default workers of their own.
-	Workers *Workers
+	Workers *workers.Pool
 	// CallTimeout bounds each call; default DefaultCallTimeout.
 	CallTimeout time.Duration
 	// MaxBatch caps the items of one call; default DefaultMaxBatch.
@@ -50,7 +51,7 @@ func NewBatches(opts BatchesOptions) *Batches {
 		opts.Metrics = NewMetrics(nil)
 	}
 	if opts.Workers == nil {
-		opts.Workers = NewWorkers(0)
+		opts.Workers = workers.New(0)
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = DefaultCallTimeout

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/workers"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	"github.com/gavelhq/gavel/rep"
@@ -175,7 +176,7 @@ type Options struct {
 	RunInfo *RunInfoCache
 	// Workers run the operations and batched calls, shared by the cells of
 	// a process; default workers of this harmonizer's own.
-	Workers *Workers
+	Workers *workers.Pool
 	// Batches, when set, carries the claims and starts in calls shared with
 	// the other cells of the process (see Batches; it must use this
 	// harmonizer's BBS); nil: calls of this harmonizer's own, one under
@@ -245,7 +246,7 @@ func New(opts Options) *Harmonizer {
 		opts.RunInfo = NewRunInfoCache(0)
 	}
 	if opts.Workers == nil {
-		opts.Workers = NewWorkers(0)
+		opts.Workers = workers.New(0)
 	}
 	h := &Harmonizer{
 		opts: opts, exec: opts.Executor, bbs: opts.BBS, queue: newQueue(opts.Workers),

@@ -4,12 +4,14 @@ import (
 	"context"
 	"runtime"
 	"sync"
+
+	"github.com/gavelhq/gavel/internal/workers"
 )
 
 // queue runs operations keyed by container guid: at most one runs per key
 // and at most one waits (a newer one replaces it), like Diego's sliding queue.
 type queue struct {
-	workers *Workers
+	workers *workers.Pool
 	mu      sync.Mutex
 	slots   map[string]*slot
 	wg      sync.WaitGroup
@@ -17,7 +19,7 @@ type queue struct {
 
 type slot struct{ next func(context.Context) }
 
-func newQueue(w *Workers) *queue { return &queue{workers: w, slots: map[string]*slot{}} }
+func newQueue(w *workers.Pool) *queue { return &queue{workers: w, slots: map[string]*slot{}} }
 
 // push queues op for key; it runs on a worker of its own with ctx.
 func (q *queue) push(ctx context.Context, key string, op func(context.Context)) {
@@ -80,7 +82,7 @@ type batcher[R any] struct {
 	maxInFlight int
 	ctx         func() context.Context
 	// workers run the flushes.
-	workers *Workers
+	workers *workers.Pool
 	// yield runs once before the first call of a flush; nil is
 	// runtime.Gosched (tests pass their own).
 	yield func()

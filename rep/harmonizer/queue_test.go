@@ -9,12 +9,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/gavelhq/gavel/internal/workers"
 	"github.com/gavelhq/gavel/rep/executor"
 )
 
 // Operations on one key never overlap, and only the newest waiting one runs.
 func TestQueueSerialisesPerKey(t *testing.T) {
-	q := newQueue(NewWorkers(0))
+	q := newQueue(workers.New(0))
 	ctx := context.Background()
 	release := make(chan struct{})
 	started := make(chan struct{})
@@ -50,7 +51,7 @@ func TestQueueSerialisesPerKey(t *testing.T) {
 // pushUnlessWaiting queues behind a running operation but never replaces
 // one already waiting, and runs at once on an idle key.
 func TestQueuePushUnlessWaitingKeepsTheWaitingOperation(t *testing.T) {
-	q := newQueue(NewWorkers(0))
+	q := newQueue(workers.New(0))
 	ctx := context.Background()
 	release := make(chan struct{})
 	started := make(chan struct{})
@@ -84,7 +85,7 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var sizes []int
-	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
 		mu.Lock()
 		sizes = append(sizes, len(reqs))
 		first := len(sizes) == 1
@@ -114,7 +115,7 @@ func TestBatcherTakesCallsMadeWhileItYields(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int
 	others := make(chan struct{})
-	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
 		mu.Lock()
 		sizes = append(sizes, len(reqs))
 		mu.Unlock()
@@ -169,7 +170,7 @@ func TestBatcherKeepsUpToMaxInFlightCalls(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var sizes []int
-	b := &batcher[int]{max: 100, maxInFlight: 2, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+	b := &batcher[int]{max: 100, maxInFlight: 2, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
 		mu.Lock()
 		sizes = append(sizes, len(reqs))
 		mu.Unlock()
@@ -215,7 +216,7 @@ func TestBatcherDropsCallsWhoseCallerGaveUp(t *testing.T) {
 	release := make(chan struct{})
 	var mu sync.Mutex
 	var sent [][]int
-	b := &batcher[int]{max: 100, ctx: context.Background, workers: NewWorkers(0), call: func(_ context.Context, reqs []int) []error {
+	b := &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
 		mu.Lock()
 		sent = append(sent, append([]int(nil), reqs...))
 		first := len(sent) == 1

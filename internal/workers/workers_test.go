@@ -1,4 +1,4 @@
-package harmonizer
+package workers
 
 import (
 	"sync/atomic"
@@ -10,7 +10,7 @@ import (
 
 // idleWorker hands task straight to an idle worker; false when none is
 // idle (then nothing runs).
-func idleWorker(w *Workers, task func()) bool {
+func idleWorker(w *Pool, task func()) bool {
 	select {
 	case w.tasks <- task:
 		return true
@@ -21,7 +21,7 @@ func idleWorker(w *Workers, task func()) bool {
 
 // A task after another one finished runs on the same, idle worker.
 func TestWorkersReuseAnIdleWorker(t *testing.T) {
-	w := NewWorkers(time.Minute)
+	w := New(time.Minute)
 	var ran atomic.Int32
 	done := make(chan struct{}, 1)
 	task := func() { ran.Add(1); done <- struct{}{} }
@@ -38,7 +38,7 @@ func TestWorkersReuseAnIdleWorker(t *testing.T) {
 
 // Tasks that block do not hold up others: there is no cap.
 func TestWorkersRunBlockedTasksSideBySide(t *testing.T) {
-	w := NewWorkers(time.Minute)
+	w := New(time.Minute)
 	release := make(chan struct{})
 	var running atomic.Int32
 	for range 50 {
@@ -51,7 +51,7 @@ func TestWorkersRunBlockedTasksSideBySide(t *testing.T) {
 
 // A worker without a task for its idle time exits.
 func TestWorkersExitWhenIdle(t *testing.T) {
-	w := NewWorkers(20 * time.Millisecond)
+	w := New(20 * time.Millisecond)
 	done := make(chan struct{})
 	w.Go(func() { close(done) })
 	<-done
