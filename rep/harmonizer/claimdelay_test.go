@@ -159,7 +159,8 @@ func (b *lifecycleBBS) ListTasks(context.Context, *bbsv1.ListTasksRequest, ...gr
 }
 
 // runDelayedClaims runs a harmonizer with claimDelay over a simulated
-// backend; its bulk sync runs only when the test calls Sync.
+// backend; after the one its start runs, a bulk sync runs only when the test
+// calls Sync.
 func runDelayedClaims(t *testing.T, simOpts sim.Options, bbs BBS, claimDelay time.Duration) (*executor.Executor, *Harmonizer) {
 	t.Helper()
 	return runDelayedClaimsEvacuating(t, simOpts, bbs, claimDelay, &rep.Evacuation{})
@@ -194,6 +195,10 @@ func startHarmonizer(t *testing.T, exec *executor.Executor, bbs BBS, claimDelay 
 		Evacuation: evac, EvacuationPollInterval: 20 * time.Millisecond})
 	proc := ifrit.Background(h)
 	<-proc.Ready()
+	// The bulk sync a start runs lists the BBS's rows, which this fake does
+	// not keep: one racing the test's first reservation would take the
+	// claimed container for an orphan and remove it.
+	require.Eventually(t, func() bool { return h.Syncs() >= 1 }, 10*time.Second, time.Millisecond, "the start's bulk sync")
 	var once sync.Once
 	return h, func() { once.Do(func() { proc.Signal(os.Interrupt); <-proc.Wait() }) }
 }
