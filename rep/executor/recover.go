@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"code.cloudfoundry.org/lager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -49,27 +51,119 @@ type recoveredRun struct {
 }
 
 // recordRecovery stores what Recover needs in the container's properties.
+// The two records are encoded by hand rather than by encoding/json's
+// reflection: every container start writes them (see encodeRecovery).
 func recordRecovery(props backend.Properties, c Container, req RunRequest) error {
-	res, err := json.Marshal(recoveredResource{
+	res := recoveredResource{
 		MemoryMB: c.Resource.MemoryMB, DiskMB: c.Resource.DiskMB, MaxPids: c.Resource.MaxPids,
 		AllocatedMemoryMB: c.AllocatedMemoryMB, LRP: c.LRP, AllocatedAt: c.AllocatedAt,
-	})
-	if err != nil {
-		return fmt.Errorf("encode resource: %w", err)
 	}
 	run := recoveredRun{LogConfig: req.LogConfig, LogRateLimit: req.LogRateLimitBytesPerSecond, Ports: req.Ports, ResultFile: req.ResultFile}
 	if req.CheckDefinition != nil {
+		var err error
 		if run.CheckDefinition, err = protojson.Marshal(req.CheckDefinition); err != nil {
 			return fmt.Errorf("encode check definition: %w", err)
 		}
 	}
-	data, err := json.Marshal(run)
-	if err != nil {
-		return fmt.Errorf("encode run info: %w", err)
-	}
-	props[ResourceProperty] = string(res)
-	props[RunProperty] = string(data)
+	props[ResourceProperty], props[RunProperty] = encodeRecovery(res, run)
 	return nil
+}
+
+// encodeRecovery is the JSON of res and run, as encoding/json writes them
+// (same names, same omitted empty fields; strings escaped as JSON needs, not
+// HTML-escaped); TestRecoveryEncodingMatchesEncodingJSON holds it to that.
+func encodeRecovery(res recoveredResource, run recoveredRun) (resource, runInfo string) {
+	b := make([]byte, 0, 256)
+	b = append(b, `{"memory_mb":`...)
+	b = strconv.AppendInt(b, int64(res.MemoryMB), 10)
+	b = append(b, `,"disk_mb":`...)
+	b = strconv.AppendInt(b, int64(res.DiskMB), 10)
+	if res.MaxPids != 0 {
+		b = append(b, `,"max_pids":`...)
+		b = strconv.AppendInt(b, int64(res.MaxPids), 10)
+	}
+	b = append(b, `,"allocated_memory_mb":`...)
+	b = strconv.AppendInt(b, int64(res.AllocatedMemoryMB), 10)
+	if res.LRP {
+		b = append(b, `,"lrp":true`...)
+	}
+	b = append(b, `,"allocated_at":"`...)
+	b = res.AllocatedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	split := len(b)
+
+	b = append(b, `{"log_config":{"Guid":`...)
+	b = appendJSONString(b, run.LogConfig.Guid)
+	b = append(b, `,"Index":`...)
+	b = strconv.AppendInt(b, int64(run.LogConfig.Index), 10)
+	b = append(b, `,"SourceName":`...)
+	b = appendJSONString(b, run.LogConfig.SourceName)
+	b = append(b, '}')
+	if run.LogRateLimit != 0 {
+		b = append(b, `,"log_rate_limit":`...)
+		b = strconv.AppendInt(b, run.LogRateLimit, 10)
+	}
+	if len(run.Ports) > 0 {
+		b = append(b, `,"ports":[`...)
+		for i, p := range run.Ports {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(p), 10)
+		}
+		b = append(b, ']')
+	}
+	if run.ResultFile != "" {
+		b = append(b, `,"result_file":`...)
+		b = appendJSONString(b, run.ResultFile)
+	}
+	if len(run.CheckDefinition) > 0 {
+		b = append(b, `,"check_definition":`...)
+		b = append(b, run.CheckDefinition...)
+	}
+	b = append(b, '}')
+	all := string(b)
+	return all[:split], all[split:]
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD, as
+// encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 // Detach ends the executor without stopping its containers: the pruner and
