@@ -89,3 +89,15 @@ func TestDedupeEnv(t *testing.T) {
 		})
 	}
 }
+
+// The interned tag property keys are bounded: names past the bound still
+// get their key, built afresh.
+func TestPropertyKeysAreBounded(t *testing.T) {
+	e := &Executor{}
+	for i := range 3 * maxPropertyKeys {
+		name := "tag-" + strconv.Itoa(i)
+		require.Equal(t, TagPropertyPrefix+name, e.propertyKeyLocked(name))
+	}
+	require.Len(t, e.propertyKeys, maxPropertyKeys)
+	require.Equal(t, TagPropertyPrefix+"tag-0", e.propertyKeyLocked("tag-0"), "an interned key")
+}

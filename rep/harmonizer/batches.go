@@ -77,11 +77,6 @@ type bbsCalls struct {
 	timeout time.Duration
 }
 
-func (c bbsCalls) count(call string, n int) {
-	c.metrics.BatchCalls.WithLabelValues(call).Inc()
-	c.metrics.BatchItems.WithLabelValues(call).Add(float64(n))
-}
-
 func (c bbsCalls) claim(ctx context.Context, items []*claimItem) []error {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -89,7 +84,7 @@ func (c bbsCalls) claim(ctx context.Context, items []*claimItem) []error {
 	for i, it := range items {
 		reqs[i] = it.req
 	}
-	c.count("BatchClaimActualLRPs", len(reqs))
+	countBatch(c.metrics, "BatchClaimActualLRPs", len(reqs))
 	resp, err := c.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
 	for i, it := range items {
 		if i < len(resp.GetClaims()) {
@@ -106,7 +101,7 @@ func (c bbsCalls) claim(ctx context.Context, items []*claimItem) []error {
 func (c bbsCalls) start(ctx context.Context, reqs []*bbsv1.StartActualLRPRequest) []error {
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	c.count("BatchStartActualLRPs", len(reqs))
+	countBatch(c.metrics, "BatchStartActualLRPs", len(reqs))
 	resp, err := c.bbs.BatchStartActualLRPs(cctx, &bbsv1.BatchStartActualLRPsRequest{Starts: reqs})
 	errs := batchErrors(len(reqs), resp.GetResults(), err)
 	for _, e := range errs {

@@ -334,7 +334,13 @@ func (h *Harmonizer) startSync(ctx context.Context) {
 
 // countBatch counts one batched BBS call carrying n requests.
 func (h *Harmonizer) countBatch(call string, n int) {
-	bbsCalls{metrics: h.opts.Metrics}.count(call, n)
+	countBatch(h.opts.Metrics, call, n)
+}
+
+// countBatch counts in m one batched BBS call carrying n requests.
+func countBatch(m *Metrics, call string, n int) {
+	m.BatchCalls.WithLabelValues(call).Inc()
+	m.BatchItems.WithLabelValues(call).Add(float64(n))
 }
 
 // observe counts a failed BBS call and returns err.
