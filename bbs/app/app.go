@@ -320,11 +320,8 @@ func (b *BBS) runAPI(signals <-chan os.Signal, ready chan<- struct{}) error {
 	defer pool.Close()
 	requester := auctionrequest.New(auctionrequest.Options{
 		Locks: b.store, Pool: pool, Logger: b.logger, Registerer: b.registry,
-		MaxPending: b.cfg.AuctionRequestMaxPending,
-		RunInfoVersions: func(guid string) (string, int64, bool) {
-			v, ok := b.store.GetRunInfoVersion(guid)
-			return v.Epoch, v.Revision, ok
-		},
+		MaxPending:      b.cfg.AuctionRequestMaxPending,
+		RunInfoVersions: b.store.GetRunInfoVersion,
 	})
 	callbacks := taskcallback.New(taskcallback.Options{Store: b.store, Logger: b.logger.Session("task-callback")})
 	b.auctions, b.callbacks, b.cells = requester, callbacks, cellclient.New(pool)

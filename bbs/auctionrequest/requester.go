@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gavelhq/gavel/bbs/models"
 	"github.com/gavelhq/gavel/internal/grpcclient"
 	"github.com/gavelhq/gavel/locket"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
@@ -73,7 +74,7 @@ type Options struct {
 	// LRP's run info; every LRP start request is stamped with it when sent,
 	// so a cell that runs an instance before claiming it (a rep's
 	// claim_delay) knows which run info to run.
-	RunInfoVersions func(processGUID string) (epoch string, revision int64, ok bool)
+	RunInfoVersions func(processGUID string) (models.RunInfoVersion, bool)
 }
 
 func (o Options) withDefaults() Options {
@@ -489,8 +490,8 @@ func (r *Requester) stamp(b *batch) {
 		return
 	}
 	for _, req := range b.lrps {
-		if epoch, rev, ok := r.opts.RunInfoVersions(req.GetProcessGuid()); ok {
-			req.DesiredEpoch, req.RunInfoRevision = epoch, rev
+		if v, ok := r.opts.RunInfoVersions(req.GetProcessGuid()); ok {
+			req.DesiredEpoch, req.RunInfoRevision = v.Epoch, v.Revision
 		}
 	}
 }

@@ -135,8 +135,10 @@ type StartInfo struct {
 	RanVersion *RunInfoVersion
 }
 
-// RunInfoVersion names one version of a desired LRP's run info: its
-// modification tag's epoch and the etcd revision of its run record.
+// RunInfoVersion names one version of a desired LRP's run info: the epoch
+// of the desired LRP's modification tag (new when it is desired again under
+// the same guid) and the etcd revision of its run record (new whenever the
+// run info is written).
 type RunInfoVersion struct {
 	Epoch    string
 	Revision int64

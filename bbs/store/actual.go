@@ -247,12 +247,10 @@ func (s *Store) start(key *modelsv1.ActualLRPKey, info models.StartInfo) func(st
 // run info: the desired LRP may have been desired again, or its run info
 // rewritten, since the auction named the version the cell ran.
 func checkRanVersion(st *cacheState, guid string, index int32, ran models.RunInfoVersion) error {
-	sched, okS := st.schedules[guid]
-	run, okR := st.runs[guid]
-	if !okS || !okR || index >= sched.val.GetInstances() {
+	cur, ok := st.runInfoVersion(guid)
+	if !ok || index >= st.schedules[guid].val.GetInstances() {
 		return fmt.Errorf("%w: cannot start instance %s/%d without a claim: the LRP is not desired at that index", models.ErrInvalidTransition, guid, index)
 	}
-	cur := models.RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}
 	if cur != ran {
 		return fmt.Errorf("%w: cannot start instance %s/%d without a claim: it runs run info %s@%d, and the desired LRP's is %s@%d",
 			models.ErrInvalidTransition, guid, index, ran.Epoch, ran.Revision, cur.Epoch, cur.Revision)

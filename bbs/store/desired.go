@@ -503,19 +503,10 @@ func (s *Store) GetDesiredLRP(guid string) (*modelsv1.DesiredLRP, error) {
 	return d, err
 }
 
-// RunInfoVersion identifies one version of a desired LRP's run info: the
-// epoch of the desired LRP's modification tag (new when it is desired again
-// under the same guid) and the etcd revision of its run record (new whenever
-// the run info is written).
-type RunInfoVersion struct {
-	Epoch    string
-	Revision int64
-}
-
 // GetDesiredLRPVersion is GetDesiredLRP with the version of the run info it holds.
-func (s *Store) GetDesiredLRPVersion(guid string) (*modelsv1.DesiredLRP, RunInfoVersion, error) {
+func (s *Store) GetDesiredLRPVersion(guid string) (*modelsv1.DesiredLRP, models.RunInfoVersion, error) {
 	var out *modelsv1.DesiredLRP
-	var v RunInfoVersion
+	var v models.RunInfoVersion
 	s.cache.read(func(st *cacheState) {
 		sched, ok := st.schedules[guid]
 		if !ok {
@@ -523,30 +514,41 @@ func (s *Store) GetDesiredLRPVersion(guid string) (*modelsv1.DesiredLRP, RunInfo
 		}
 		run := st.runs[guid]
 		out = MergeDesired(sched.val, run.val)
-		v = RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}
+		v = runInfoVersion(sched, run)
 	})
 	if out == nil {
 		if err := s.checkDecodable(s.keys.Schedule(guid)); err != nil {
-			return nil, RunInfoVersion{}, err
+			return nil, models.RunInfoVersion{}, err
 		}
-		return nil, RunInfoVersion{}, notFound("desired LRP %s", guid)
+		return nil, models.RunInfoVersion{}, notFound("desired LRP %s", guid)
 	}
 	return out, v, nil
 }
 
 // GetRunInfoVersion returns the version of a desired LRP's run info; false
 // when the desired LRP or its run record is missing. It is a map lookup.
-func (s *Store) GetRunInfoVersion(guid string) (RunInfoVersion, bool) {
-	var v RunInfoVersion
+func (s *Store) GetRunInfoVersion(guid string) (models.RunInfoVersion, bool) {
+	var v models.RunInfoVersion
 	ok := false
-	s.cache.read(func(st *cacheState) {
-		sched, okS := st.schedules[guid]
-		run, okR := st.runs[guid]
-		if okS && okR {
-			v, ok = RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}, true
-		}
-	})
+	s.cache.read(func(st *cacheState) { v, ok = st.runInfoVersion(guid) })
 	return v, ok
+}
+
+// runInfoVersion is the current version of a desired LRP's run info; false
+// when the desired LRP or its run record is missing.
+func (st *cacheState) runInfoVersion(guid string) (models.RunInfoVersion, bool) {
+	sched, okS := st.schedules[guid]
+	run, okR := st.runs[guid]
+	if !okS || !okR {
+		return models.RunInfoVersion{}, false
+	}
+	return runInfoVersion(sched, run), true
+}
+
+// runInfoVersion is the version of the run info run, of the desired LRP
+// scheduled as sched.
+func runInfoVersion(sched item[*modelsv1.DesiredLRPSchedulingInfo], run item[*modelsv1.DesiredLRPRunInfo]) models.RunInfoVersion {
+	return models.RunInfoVersion{Epoch: sched.val.GetModificationTag().GetEpoch(), Revision: run.rev}
 }
 
 // GetSchedulingInfo returns a desired LRP's scheduling record.

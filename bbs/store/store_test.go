@@ -518,9 +518,8 @@ func TestStartWithoutClaimNeedsTheCurrentRunInfoVersion(t *testing.T) {
 	f := newFixture(t)
 	_, err := f.store.DesireLRP(f.ctx, desired("pg", 3))
 	require.NoError(t, err)
-	v, ok := f.store.GetRunInfoVersion("pg")
+	cur, ok := f.store.GetRunInfoVersion("pg")
 	require.True(t, ok)
-	cur := models.RunInfoVersion{Epoch: v.Epoch, Revision: v.Revision}
 	start := func(index int32, cell string, ran *models.RunInfoVersion) Start {
 		return Start{Key: &modelsv1.ActualLRPKey{ProcessGuid: "pg", Index: index, Domain: "d"},
 			Info: models.StartInfo{InstanceKey: ik(cell), NetInfo: netInfo(61000), RanVersion: ran}}
