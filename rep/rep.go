@@ -142,9 +142,6 @@ func TaskTags(task *repv1.Task) executor.Tags {
 }
 
 func jsonList(l []string) string {
-	if len(l) == 0 {
-		return ""
-	}
 	data, _ := json.Marshal(l)
 	return string(data)
 }

@@ -125,7 +125,7 @@ func (h *Harmonizer) batchEvacuate(ctx context.Context, items []*evacItem) []err
 	for i, it := range items {
 		reports[i] = it.report
 	}
-	h.countBatch("BatchEvacuateActualLRPs", len(reports))
+	countBatch(h.opts.Metrics, "BatchEvacuateActualLRPs", len(reports))
 	resp, err := h.bbs.BatchEvacuateActualLRPs(cctx, &bbsv1.BatchEvacuateActualLRPsRequest{Reports: reports})
 	results := make([]*bbsv1.BatchItemResult, len(resp.GetResults()))
 	for i, r := range resp.GetResults() {

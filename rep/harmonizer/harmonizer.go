@@ -332,11 +332,6 @@ func (h *Harmonizer) startSync(ctx context.Context) {
 	}()
 }
 
-// countBatch counts one batched BBS call carrying n requests.
-func (h *Harmonizer) countBatch(call string, n int) {
-	countBatch(h.opts.Metrics, call, n)
-}
-
 // countBatch counts in m one batched BBS call carrying n requests.
 func countBatch(m *Metrics, call string, n int) {
 	m.BatchCalls.WithLabelValues(call).Inc()

@@ -142,23 +142,16 @@ func (b *batcher[R]) flush() {
 func (b *batcher[R]) next() []*batchItem[R] {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for len(b.pending) > 0 {
-		var items []*batchItem[R]
-		taken := 0
-		for _, it := range b.pending {
-			if len(items) == b.max {
-				break
-			}
-			taken++
-			if it.ctx.Err() == nil {
-				items = append(items, it)
-			}
-		}
-		b.pending = append([]*batchItem[R](nil), b.pending[taken:]...)
-		if len(items) > 0 {
-			return items
+	var items []*batchItem[R]
+	i := 0
+	for ; i < len(b.pending) && len(items) < b.max; i++ {
+		if it := b.pending[i]; it.ctx.Err() == nil {
+			items = append(items, it)
 		}
 	}
-	b.inFlight--
-	return nil
+	b.pending = append([]*batchItem[R](nil), b.pending[i:]...)
+	if len(items) == 0 { // then every pending call was looked at
+		b.inFlight--
+	}
+	return items
 }
