@@ -64,12 +64,7 @@ func (g *gatedStartBBS) snapshot() [][]string {
 // sim-backend executor until the test ends.
 func runCellHarmonizer(t *testing.T, cellID string, opts Options) *executor.Executor {
 	t.Helper()
-	exec, err := executor.New(context.Background(), executor.Options{
-		Backend: sim.New(sim.Options{}), CellID: cellID, Logger: lager.NewLogger("executor"),
-		TotalResources: executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
-	})
-	require.NoError(t, err)
-	t.Cleanup(exec.Close)
+	exec := newCellExecutor(t, cellID, sim.Options{})
 	opts.CellID, opts.Executor, opts.BulkSyncInterval, opts.Logger = cellID, exec, time.Hour, lager.NewLogger("harmonizer")
 	proc := ifrit.Background(New(opts))
 	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })

@@ -175,11 +175,19 @@ func runDelayedClaimsEvacuating(t *testing.T, simOpts sim.Options, bbs BBS, clai
 	return exec, h
 }
 
-// newSimExecutor is an executor over a simulated backend, closed at the test's end.
+// newSimExecutor is an executor of cell-1 over a simulated backend, closed
+// at the test's end.
 func newSimExecutor(t *testing.T, simOpts sim.Options) *executor.Executor {
 	t.Helper()
+	return newCellExecutor(t, "cell-1", simOpts)
+}
+
+// newCellExecutor is an executor of cellID over a simulated backend, closed
+// at the test's end.
+func newCellExecutor(t *testing.T, cellID string, simOpts sim.Options) *executor.Executor {
+	t.Helper()
 	exec, err := executor.New(context.Background(), executor.Options{
-		Backend: sim.New(simOpts), CellID: "cell-1", Logger: lager.NewLogger("executor"),
+		Backend: sim.New(simOpts), CellID: cellID, Logger: lager.NewLogger("executor"),
 		TotalResources:       executor.Resources{MemoryMB: 1024, DiskMB: 1024, Containers: 10},
 		StartupCheckInterval: 20 * time.Millisecond,
 	})
