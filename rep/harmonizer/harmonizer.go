@@ -554,7 +554,7 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 	if !ok {
 		return false
 	}
-	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	key := rep.ActualLRPKey(c)
 	var desired *modelsv1.DesiredLRP
 	err := retryTransient(ctx, func() (err error) {
 		desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), epoch, rev)
@@ -573,7 +573,7 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 		if errors.Is(err, executor.ErrInvalidTransition) {
 			return true // already run (a repeated operation)
 		}
-		h.logger.Error("run-failed", err, lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": ik.GetInstanceGuid()})
+		h.logger.Error("run-failed", err, lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
 		h.delete(ctx, c)
 		return true
 	}
