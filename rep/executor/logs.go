@@ -56,7 +56,7 @@ type logStore struct {
 }
 
 func newLogStore(clk clock.Clock, guid string, size, linesPerSec int) *logStore {
-	return &logStore{clock: clk, guid: guid, size: size, linesPerSec: linesPerSec, subs: map[chan LogLine]struct{}{}}
+	return &logStore{clock: clk, guid: guid, size: size, linesPerSec: linesPerSec}
 }
 
 func (s *logStore) configure(cfg LogConfig, bytesPerSec int64) {
@@ -140,6 +140,9 @@ func (s *logStore) subscribe(buffer int) ([]LogLine, chan LogLine) {
 		close(ch)
 		return s.retained(), ch
 	}
+	if s.subs == nil {
+		s.subs = map[chan LogLine]struct{}{} // most containers never have a subscriber
+	}
 	s.subs[ch] = struct{}{}
 	return s.retained(), ch
 }
@@ -160,7 +163,7 @@ func (s *logStore) close() {
 	for ch := range s.subs {
 		close(ch)
 	}
-	s.subs = map[chan LogLine]struct{}{}
+	s.subs = nil
 }
 
 // lineWriter splits a stream into lines for a logStore. It is used by one

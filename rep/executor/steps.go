@@ -178,9 +178,12 @@ type launched struct {
 func (r *runStep) launch(ctx context.Context) (launched, error) {
 	d, a := r.d, r.a
 	src := or(a.GetLogSource(), r.source)
-	env := append(make([]string, 0, len(d.env)+len(a.GetEnv())), d.env...)
-	for _, v := range a.GetEnv() {
-		env = append(env, v.GetName()+"="+v.GetValue())
+	env := d.env // shared when the action adds nothing: no backend changes a spec's Env
+	if len(a.GetEnv()) > 0 {
+		env = append(make([]string, 0, len(d.env)+len(a.GetEnv())), d.env...)
+		for _, v := range a.GetEnv() {
+			env = append(env, v.GetName()+"="+v.GetValue())
+		}
 	}
 	spec := backend.ProcessSpec{
 		ID:   processID(d.role),
