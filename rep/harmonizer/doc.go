@@ -13,6 +13,13 @@
 //	     completed  → stopped: delete; retryable failure: RejectTask; else CompleteTask
 //	                  (result from the result file); then delete
 //
+// An operation waiting for its batched claim or start holds no goroutine:
+// the batch's result continues it (a claim's on a worker, which then fetches
+// the run info and runs the container). During a large placement a rep
+// process has thousands of claims and starts waiting on the BBS at once, and
+// a goroutine each made their stacks a large share of the garbage
+// collector's work.
+//
 // A claim, desired-LRP fetch or start report that fails transiently (timed
 // out, Unavailable, conflict) is tried again after 0.5 s, 1 s and 2 s before
 // the operation gives up: a timed-out claim may have been committed, and

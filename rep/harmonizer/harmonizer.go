@@ -316,7 +316,7 @@ func (h *Harmonizer) handle(ctx context.Context, ev executor.Event) {
 	switch ev.(type) {
 	case executor.ContainerReserved, executor.ContainerRunning, executor.ContainerRoutableChanged, executor.ContainerCompleted:
 		guid := ev.Snapshot().Guid
-		h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+		h.queue.pushAsync(ctx, guid, func(ctx context.Context, done func()) { h.processAsync(ctx, guid, done) })
 	}
 }
 
@@ -360,6 +360,26 @@ func (h *Harmonizer) process(ctx context.Context, guid string) {
 	h.withContainer(ctx, guid, h.processContainer)
 }
 
+// processAsync is process ending with a call to done: an LRP's claim or
+// start waits for its batched call without holding a goroutine.
+func (h *Harmonizer) processAsync(ctx context.Context, guid string, done func()) {
+	h.inFlight.RLock()
+	release := func() {
+		h.inFlight.RUnlock()
+		done()
+	}
+	if h.frozen.Load() {
+		release()
+		return
+	}
+	c, err := h.exec.Get(guid)
+	if err != nil {
+		release()
+		return
+	}
+	h.processContainerAsync(ctx, c, release)
+}
+
 // withContainer runs op on the container's current state, unless the
 // harmonizer is frozen or the container is gone (deleted or expired
 // meanwhile); Reclaim waits for it.
@@ -376,13 +396,25 @@ func (h *Harmonizer) withContainer(ctx context.Context, guid string, op func(con
 	op(ctx, c)
 }
 
+// processContainer is processContainerAsync, waiting for it to end.
 func (h *Harmonizer) processContainer(ctx context.Context, c executor.Container) {
+	ended := make(chan struct{})
+	h.processContainerAsync(ctx, c, func() { close(ended) })
+	<-ended
+}
+
+// processContainerAsync brings the BBS in line with container c and then
+// calls done, on any goroutine.
+func (h *Harmonizer) processContainerAsync(ctx context.Context, c executor.Container, done func()) {
 	evacuating := h.opts.Evacuation.Evacuating()
+	if rep.IsLRP(c) && !evacuating {
+		h.processLRP(ctx, c, done)
+		return
+	}
+	defer done()
 	switch {
-	case rep.IsLRP(c) && evacuating:
-		h.evacuateLRP(ctx, c)
 	case rep.IsLRP(c):
-		h.processLRP(ctx, c)
+		h.evacuateLRP(ctx, c)
 	case rep.IsTask(c) && evacuating:
 		h.evacuateTask(ctx, c)
 	case rep.IsTask(c):
@@ -397,64 +429,96 @@ func (h *Harmonizer) delete(ctx context.Context, c executor.Container) {
 	}
 }
 
-func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
-	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
-	// Built only to log: most containers pass through without a line.
-	logger := func() lager.Logger {
-		return h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
-	}
+// processLRP brings the BBS in line with LRP container c and then calls
+// done. A reserved container's claim and a running one's start wait for
+// their batched calls without a goroutine; the rest runs before it returns.
+func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container, done func()) {
 	switch c.State {
 	case executor.StateReserved:
 		if h.runBeforeClaim(ctx, c) {
+			done()
 			return
 		}
-		// A claim that timed out or met an overloaded BBS may have been
-		// committed: giving up would strand a CLAIMED row without a
-		// container until a bulk sync removes it and convergence creates
-		// and auctions it again. A claim repeats safely (same instance key),
-		// so it is retried.
-		claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
-		err := retryTransient(ctx, func() error { return h.claims.do(ctx, claim) })
-		if err != nil {
-			logger().Info("claim-refused", lager.Data{"error": err.Error()})
-			h.delete(ctx, c)
-			return
-		}
-		var desired *modelsv1.DesiredLRP
-		err = retryTransient(ctx, func() (err error) {
-			desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
-			return err
-		})
-		if err == nil {
-			req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
-			err = h.exec.Run(ctx, c.Guid, req)
-			if errors.Is(err, executor.ErrInvalidTransition) {
-				return // already run (a repeated operation)
-			}
-		}
-		if err != nil {
-			logger().Error("run-failed", err)
-			h.removeLRP(ctx, key, ik)
-			h.delete(ctx, c)
-		}
-	case executor.StateInitializing, executor.StateCreated:
-		h.claimIfUnreported(ctx, c)
+		h.claimAndRun(ctx, c, done)
 	case executor.StateRunning:
 		if h.refused(c.Guid) {
-			return // stopping after a refusal
+			done() // stopping after a refusal
+			return
 		}
 		_, unclaimed := h.unclaimed.Load(c.Guid)
-		err := h.reportStart(ctx, c)
-		switch {
-		case ctx.Err() != nil:
-		case errors.Is(err, models.ErrInvalidTransition) && unclaimed:
-			logger().Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
-		case errors.Is(err, models.ErrInvalidTransition):
-			logger().Info("start-refused-stopping", lager.Data{"error": err.Error()})
-			_ = h.exec.Stop(c.Guid)
-		case err != nil:
-			logger().Error("start-failed", err)
-		}
+		h.reportStartAsync(ctx, c, func(err error) {
+			defer done()
+			switch {
+			case ctx.Err() != nil:
+			case errors.Is(err, models.ErrInvalidTransition) && unclaimed:
+				h.lrpLogger(c).Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
+			case errors.Is(err, models.ErrInvalidTransition):
+				h.lrpLogger(c).Info("start-refused-stopping", lager.Data{"error": err.Error()})
+				_ = h.exec.Stop(c.Guid)
+			case err != nil:
+				h.lrpLogger(c).Error("start-failed", err)
+			}
+		})
+	default:
+		defer done()
+		h.processSettledLRP(ctx, c)
+	}
+}
+
+// lrpLogger is the logger of an LRP container's operation; it is built only
+// to log, as most containers pass through without a line.
+func (h *Harmonizer) lrpLogger(c executor.Container) lager.Logger {
+	key := rep.ActualLRPKey(c)
+	return h.logger.WithData(lager.Data{"process_guid": key.GetProcessGuid(), "index": key.GetIndex(), "instance_guid": c.Guid})
+}
+
+// claimAndRun claims a reserved LRP container and runs it, then calls done.
+// A claim that timed out or met an overloaded BBS may have been committed:
+// giving up would strand a CLAIMED row without a container until a bulk
+// sync removes it and convergence creates and auctions it again. A claim
+// repeats safely (same instance key), so it is retried.
+func (h *Harmonizer) claimAndRun(ctx context.Context, c executor.Container, done func()) {
+	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
+	submit := func(result func(error)) { h.claims.submit(ctx, claim, result) }
+	retryTransientAsync(ctx, submit, func(err error) {
+		// The claim's result arrives on its batch's goroutine; fetching
+		// the run info and running the container go to a worker.
+		h.opts.Workers.Go(func() {
+			defer done()
+			if err != nil {
+				h.lrpLogger(c).Info("claim-refused", lager.Data{"error": err.Error()})
+				h.delete(ctx, c)
+				return
+			}
+			var desired *modelsv1.DesiredLRP
+			err = retryTransient(ctx, func() (err error) {
+				desired, err = h.desiredLRP(ctx, key.GetProcessGuid(), claim.resp.GetDesiredEpoch(), claim.resp.GetRunInfoRevision())
+				return err
+			})
+			if err == nil {
+				req := runRequestForLRP(desired, int(key.GetIndex()), c.Guid)
+				err = h.exec.Run(ctx, c.Guid, req)
+				if errors.Is(err, executor.ErrInvalidTransition) {
+					return // already run (a repeated operation)
+				}
+			}
+			if err != nil {
+				h.lrpLogger(c).Error("run-failed", err)
+				h.removeLRP(ctx, key, ik)
+				h.delete(ctx, c)
+			}
+		})
+	})
+}
+
+// processSettledLRP handles an LRP container that is starting (run before
+// its claim) or completed.
+func (h *Harmonizer) processSettledLRP(ctx context.Context, c executor.Container) {
+	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+	switch c.State {
+	case executor.StateInitializing, executor.StateCreated:
+		h.claimIfUnreported(ctx, c)
 	case executor.StateCompleted:
 		if m, ok := h.unclaimed.Load(c.Guid); ok {
 			if c.RunResult.Stopped || m.(claimMark) == markRefused {
@@ -466,7 +530,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			// Crashed before its first report: claim it, so the crash is
 			// recorded (and counted) as Diego's order would record it.
 			if err := h.claimNow(ctx, c); err != nil {
-				logger().Info("claim-before-crash-refused", lager.Data{"error": err.Error()})
+				h.lrpLogger(c).Info("claim-before-crash-refused", lager.Data{"error": err.Error()})
 				if !transient(err) {
 					h.delete(ctx, c)
 				}
@@ -480,7 +544,7 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 			_, err := h.bbs.CrashActualLRP(cctx, &bbsv1.CrashActualLRPRequest{ActualLrpKey: key, InstanceKey: ik, ErrorMessage: crashReason(c.RunResult)})
 			cancel()
 			if h.observe("CrashActualLRP", err) != nil {
-				logger().Info("crash-not-recorded", lager.Data{"error": err.Error()})
+				h.lrpLogger(c).Info("crash-not-recorded", lager.Data{"error": err.Error()})
 			}
 			if transient(err) {
 				// Keep the container so the next bulk sync reports the crash
@@ -492,27 +556,51 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container) {
 	}
 }
 
-// reportStart sends a running LRP container's start report, retrying a
-// start lost to an overloaded BBS (it would otherwise wait for the next
-// bulk sync). For a container run before its claim, an accepted start ends
-// its mark, and a refused one marks it refused and stops it: its completion
-// then removes nothing, the row never having been this cell's.
+// reportStart is reportStartAsync, waiting for its result.
 func (h *Harmonizer) reportStart(ctx context.Context, c executor.Container) error {
+	result := make(chan error, 1)
+	h.reportStartAsync(ctx, c, func(err error) { result <- err })
+	return <-result
+}
+
+// reportStartAsync sends a running LRP container's start report and gives
+// its result to done, retrying a start lost to an overloaded BBS (it would
+// otherwise wait for the next bulk sync). For a container run before its
+// claim, an accepted start ends its mark, and a refused one marks it
+// refused and stops it: its completion then removes nothing, the row never
+// having been this cell's. done runs on the batch's goroutine, or on a
+// worker when the start failed.
+func (h *Harmonizer) reportStartAsync(ctx context.Context, c executor.Container, done func(error)) {
 	req := h.startRequest(c)
-	err := retryTransient(ctx, func() error { return h.starts.do(ctx, req) })
-	if ctx.Err() != nil {
-		return err
-	}
-	if _, unclaimed := h.unclaimed.Load(c.Guid); unclaimed {
-		switch {
-		case err == nil:
-			h.unclaimed.Delete(c.Guid)
-			h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
-		case errors.Is(err, models.ErrInvalidTransition):
-			h.refuse(c)
+	submit := func(result func(error)) { h.starts.submit(ctx, req, result) }
+	retryTransientAsync(ctx, submit, func(err error) {
+		report := func() {
+			if ctx.Err() == nil {
+				h.settleUnclaimed(c, err)
+			}
+			done(err)
 		}
+		if err != nil {
+			h.opts.Workers.Go(report) // a refusal stops the container
+			return
+		}
+		report()
+	})
+}
+
+// settleUnclaimed ends the mark of a container run before its claim once
+// its start was accepted (err nil), or marks it refused and stops it.
+func (h *Harmonizer) settleUnclaimed(c executor.Container, err error) {
+	if _, unclaimed := h.unclaimed.Load(c.Guid); !unclaimed {
+		return
 	}
-	return err
+	switch {
+	case err == nil:
+		h.unclaimed.Delete(c.Guid)
+		h.opts.Metrics.RunBeforeClaim.WithLabelValues(runBeforeClaimStarted).Inc()
+	case errors.Is(err, models.ErrInvalidTransition):
+		h.refuse(c)
+	}
 }
 
 // startRequest is the start report of a running LRP container. A
@@ -683,6 +771,39 @@ func retryTransient(ctx context.Context, f func() error) error {
 		err = f()
 	}
 	return err
+}
+
+// retryTransientAsync is retryTransient for a call that reports to a
+// callback: attempt makes the call, and done gets its last error, or ctx's
+// once ctx ends during a back-off. Nothing waits on a goroutine in between.
+func retryTransientAsync(ctx context.Context, attempt func(result func(error)), done func(error)) {
+	delay := retryDelay
+	var try func()
+	try = func() {
+		attempt(func(err error) {
+			if !transient(err) || delay > maxRetryDelay {
+				done(err)
+				return
+			}
+			wait := delay
+			delay *= 2
+			// Whichever of the back-off and ctx's end comes first goes on;
+			// a back-off that ends later does nothing.
+			var first atomic.Bool
+			stop := context.AfterFunc(ctx, func() {
+				if first.CompareAndSwap(false, true) {
+					done(ctx.Err())
+				}
+			})
+			time.AfterFunc(wait, func() {
+				if first.CompareAndSwap(false, true) {
+					stop()
+					try()
+				}
+			})
+		})
+	}
+	try()
 }
 
 // transient says whether a BBS call may succeed if tried again.

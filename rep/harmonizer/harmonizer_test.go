@@ -2,8 +2,11 @@ package harmonizer
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gavelhq/gavel/bbs/models"
+	"github.com/gavelhq/gavel/internal/workers"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -318,4 +322,91 @@ func TestClaimAndRunInfoRetriedAfterATransientFailure(t *testing.T) {
 	require.Equal(t, 2, bbs.claimCalls)
 	require.Equal(t, 2, bbs.desiredCalls)
 	require.Zero(t, bbs.removed, "no RemoveActualLRP for an instance that runs")
+}
+
+// gatedClaimBBS holds every claim call until release is closed and counts
+// the claims the calls carried.
+type gatedClaimBBS struct {
+	flakyStartBBS
+	release chan struct{}
+	claims  atomic.Int64
+}
+
+func (g *gatedClaimBBS) BatchClaimActualLRPs(ctx context.Context, in *bbsv1.BatchClaimActualLRPsRequest, opts ...grpc.CallOption) (*bbsv1.BatchClaimActualLRPsResponse, error) {
+	g.claims.Add(int64(len(in.GetClaims())))
+	<-g.release
+	return g.flakyStartBBS.BatchClaimActualLRPs(ctx, in, opts...)
+}
+
+// Claims waiting for their batched call hold no goroutine each: with the
+// BBS holding the claims of 200 reserved containers, the harmonizer's
+// goroutines grow by far fewer than 200; released, every container runs and
+// is reported started.
+func TestWaitingClaimsHoldNoGoroutine(t *testing.T) {
+	const n = 200                                                                                  // the simulated backend holds 250
+	bbs := &gatedClaimBBS{flakyStartBBS: flakyStartBBS{attempts: 1}, release: make(chan struct{})} // starts succeed at once
+	exec, err := executor.New(context.Background(), executor.Options{
+		Backend: sim.New(sim.Options{}), CellID: "cell-1", Logger: lager.NewLogger("executor"),
+		TotalResources: executor.Resources{MemoryMB: 64 * n, DiskMB: 64 * n, Containers: n},
+	})
+	require.NoError(t, err)
+	t.Cleanup(exec.Close)
+	// Idle workers exit soon, so that only goroutines held by waiting
+	// operations stay.
+	h := New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour, Logger: lager.NewLogger("harmonizer"),
+		Workers: workers.New(10 * time.Millisecond)})
+	proc := ifrit.Background(h)
+	t.Cleanup(func() { proc.Signal(os.Interrupt); <-proc.Wait() })
+	<-proc.Ready()
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(bbs.release)
+		}
+	})
+
+	before := runtime.NumGoroutine()
+	for i := range n {
+		reserveLRP(t, exec, fmt.Sprintf("pg-%d", i), fmt.Sprintf("ig-%d", i))
+	}
+	pending := func() int {
+		h.claims.mu.Lock()
+		defer h.claims.mu.Unlock()
+		return len(h.claims.pending)
+	}
+	require.Eventually(t, func() bool { return int(bbs.claims.Load())+pending() == n }, 10*time.Second, time.Millisecond, "every claim waits on the gated call or in the batch queue")
+	var grown int
+	require.Eventually(t, func() bool { grown = runtime.NumGoroutine() - before; return grown < n/4 }, 5*time.Second, 10*time.Millisecond,
+		"goroutines grew by %d while %d claims waited", grown, n)
+
+	close(bbs.release)
+	released = true
+	require.Eventually(t, func() bool { _, started := bbs.snapshot(); return started == n }, 20*time.Second, 10*time.Millisecond, "every container is reported started")
+	for i := range n {
+		c, err := exec.Get(fmt.Sprintf("ig-%d", i))
+		require.NoError(t, err)
+		require.Equal(t, executor.StateRunning, c.State)
+	}
+}
+
+// A retry waiting out its back-off ends with ctx's error as soon as ctx
+// ends, without another attempt.
+func TestRetryTransientAsyncStopsWhenItsContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var attempts atomic.Int64
+	result := make(chan error, 1)
+	retryTransientAsync(ctx, func(done func(error)) {
+		if attempts.Add(1) == 2 {
+			cancel()
+		}
+		done(models.ErrUnavailable)
+	}, func(err error) { result <- err })
+	select {
+	case err := <-result:
+		require.ErrorIs(t, err, context.Canceled)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the retry did not end with its context")
+	}
+	require.EqualValues(t, 2, attempts.Load(), "no attempt after the context ended")
 }

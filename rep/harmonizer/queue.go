@@ -4,12 +4,17 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gavelhq/gavel/internal/workers"
 )
 
 // queue runs operations keyed by container guid: at most one runs per key
 // and at most one waits (a newer one replaces it), like Diego's sliding queue.
+// An operation ends when it calls its done, on any goroutine: one that waits
+// on a batched BBS call (see batcher.submit) holds no goroutine meanwhile, so
+// the thousands of claims and starts a rep process has waiting during a
+// large placement cost no stacks for the garbage collector to scan.
 type queue struct {
 	workers *workers.Pool
 	mu      sync.Mutex
@@ -17,12 +22,20 @@ type queue struct {
 	wg      sync.WaitGroup
 }
 
-type slot struct{ next func(context.Context) }
+// asyncOp is a queued operation; it calls done exactly once, when it ends.
+type asyncOp func(ctx context.Context, done func())
+
+type slot struct{ next asyncOp }
 
 func newQueue(w *workers.Pool) *queue { return &queue{workers: w, slots: map[string]*slot{}} }
 
-// push queues op for key; it runs on a worker of its own with ctx.
+// push queues op for key; it runs on a worker with ctx.
 func (q *queue) push(ctx context.Context, key string, op func(context.Context)) {
+	q.enqueue(ctx, key, syncOp(op), true)
+}
+
+// pushAsync queues op for key, which ends when it calls done.
+func (q *queue) pushAsync(ctx context.Context, key string, op asyncOp) {
 	q.enqueue(ctx, key, op, true)
 }
 
@@ -30,12 +43,20 @@ func (q *queue) push(ctx context.Context, key string, op func(context.Context)) 
 // for it (which then runs instead): an operation that does only part of what
 // a waiting one does must not replace it.
 func (q *queue) pushUnlessWaiting(ctx context.Context, key string, op func(context.Context)) {
-	q.enqueue(ctx, key, op, false)
+	q.enqueue(ctx, key, syncOp(op), false)
+}
+
+// syncOp is an operation that ends when op returns.
+func syncOp(op func(context.Context)) asyncOp {
+	return func(ctx context.Context, done func()) {
+		defer done()
+		op(ctx)
+	}
 }
 
 // enqueue runs op for key now, or after the running one; replace says
 // whether it replaces an operation already waiting.
-func (q *queue) enqueue(ctx context.Context, key string, op func(context.Context), replace bool) {
+func (q *queue) enqueue(ctx context.Context, key string, op asyncOp, replace bool) {
 	q.mu.Lock()
 	if s, ok := q.slots[key]; ok {
 		if replace || s.next == nil {
@@ -48,19 +69,27 @@ func (q *queue) enqueue(ctx context.Context, key string, op func(context.Context
 	q.slots[key] = s
 	q.wg.Add(1)
 	q.mu.Unlock()
-	q.workers.Go(func() {
-		defer q.wg.Done()
-		for {
-			op(ctx)
-			q.mu.Lock()
-			if s.next == nil || ctx.Err() != nil {
-				delete(q.slots, key)
-				q.mu.Unlock()
-				return
-			}
-			op, s.next = s.next, nil
-			q.mu.Unlock()
+	q.workers.Go(func() { q.run(ctx, key, s, op) })
+}
+
+// run runs op, and after it the operation that waited meanwhile, if any.
+func (q *queue) run(ctx context.Context, key string, s *slot, op asyncOp) {
+	var ended atomic.Bool
+	op(ctx, func() {
+		if !ended.CompareAndSwap(false, true) {
+			panic("harmonizer: an operation of " + key + " ended twice")
 		}
+		q.mu.Lock()
+		next := s.next
+		if next == nil || ctx.Err() != nil {
+			delete(q.slots, key)
+			q.mu.Unlock()
+			q.wg.Done()
+			return
+		}
+		s.next = nil
+		q.mu.Unlock()
+		q.workers.Go(func() { q.run(ctx, key, s, next) })
 	})
 }
 
@@ -95,11 +124,26 @@ type batcher[R any] struct {
 type batchItem[R any] struct {
 	ctx  context.Context
 	req  R
-	done chan error
+	done func(error)
 }
 
+// do makes a call in the next batch and waits for its result, or for ctx.
 func (b *batcher[R]) do(ctx context.Context, req R) error {
-	it := &batchItem[R]{ctx: ctx, req: req, done: make(chan error, 1)}
+	result := make(chan error, 1)
+	b.submit(ctx, req, func(err error) { result <- err })
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// submit makes a call in the next batch without waiting: done gets its
+// result on the flush's goroutine (so it must not block), or ctx's error if
+// ctx ended before the batch left. done is called exactly once.
+func (b *batcher[R]) submit(ctx context.Context, req R, done func(error)) {
+	it := &batchItem[R]{ctx: ctx, req: req, done: done}
 	b.mu.Lock()
 	b.pending = append(b.pending, it)
 	if b.inFlight < max(b.maxInFlight, 1) {
@@ -107,12 +151,6 @@ func (b *batcher[R]) do(ctx context.Context, req R) error {
 		b.workers.Go(b.flush)
 	}
 	b.mu.Unlock()
-	select {
-	case err := <-it.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (b *batcher[R]) flush() {
@@ -132,26 +170,32 @@ func (b *batcher[R]) flush() {
 		}
 		errs := b.call(b.ctx(), reqs)
 		for i, it := range items {
-			it.done <- errs[i]
+			it.done(errs[i])
 		}
 	}
 }
 
 // next takes the next batch: up to max pending calls whose callers still
-// wait. It returns nil, ending the flush, when none is left.
+// wait; those that gave up meanwhile get their ctx's error. It returns nil,
+// ending the flush, when none is left.
 func (b *batcher[R]) next() []*batchItem[R] {
+	var items, gaveUp []*batchItem[R]
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	var items []*batchItem[R]
 	i := 0
 	for ; i < len(b.pending) && len(items) < b.max; i++ {
 		if it := b.pending[i]; it.ctx.Err() == nil {
 			items = append(items, it)
+		} else {
+			gaveUp = append(gaveUp, it)
 		}
 	}
 	b.pending = append([]*batchItem[R](nil), b.pending[i:]...)
 	if len(items) == 0 { // then every pending call was looked at
 		b.inFlight--
+	}
+	b.mu.Unlock()
+	for _, it := range gaveUp {
+		it.done(it.ctx.Err())
 	}
 	return items
 }
