@@ -67,6 +67,21 @@ func TestInstanceEnvPorts(t *testing.T) {
 	}
 }
 
+// The request's variables follow the instance's, in order, however many
+// there are.
+func TestInstanceEnvKeepsTheRequestsVariablesInOrder(t *testing.T) {
+	var req RunRequest
+	for i := range 40 {
+		req.Env = append(req.Env, &modelsv1.EnvironmentVariable{Name: "V" + strconv.Itoa(i), Value: strings.Repeat("x", i)})
+	}
+	env := instanceEnv(req, backend.ContainerInfo{}, NetInfo{HostIP: "10.0.0.1"})
+	require.Len(t, env, 5+40) // the two IPs, the empty port and address, the ports list
+	require.Equal(t, "CF_INSTANCE_PORTS=[]", env[4])
+	for i, kv := range env[5:] {
+		require.Equal(t, "V"+strconv.Itoa(i)+"="+strings.Repeat("x", i), kv)
+	}
+}
+
 func TestDedupeEnv(t *testing.T) {
 	long := make([]string, 0, smallEnv+2)
 	for i := range smallEnv + 1 {

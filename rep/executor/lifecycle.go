@@ -8,6 +8,7 @@ import (
 	"net"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -290,10 +291,22 @@ type instancePort struct {
 // Without a network namespace the app must listen on the host port, so PORT
 // and the internal ports are the host ports.
 func instanceEnv(req RunRequest, info backend.ContainerInfo, ni NetInfo) []string {
-	env := make([]string, 0, 13+len(req.Env))
-	add := func(k, v string) { env = append(env, k+"="+v) }
+	// Every "NAME=value" is written into one builder, whose string the
+	// entries slice: a container's env is one allocation rather than one
+	// per variable.
+	var b strings.Builder
+	b.Grow(320 + 64*len(req.Env))
+	var endsArray [16]int
+	ends := endsArray[:0]
+	add := func(k, v string) {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(v)
+		ends = append(ends, b.Len())
+	}
+	var num [20]byte
 	if req.InstanceGuid != "" {
-		index := strconv.Itoa(req.InstanceIndex)
+		index := string(strconv.AppendInt(num[:0], int64(req.InstanceIndex), 10))
 		add("INSTANCE_GUID", req.InstanceGuid)
 		add("INSTANCE_INDEX", index)
 		add("CF_INSTANCE_GUID", req.InstanceGuid)
@@ -301,38 +314,47 @@ func instanceEnv(req RunRequest, info backend.ContainerInfo, ni NetInfo) []strin
 	}
 	add("CF_INSTANCE_IP", ni.HostIP)
 	add("CF_INSTANCE_INTERNAL_IP", ni.InternalIP)
-	// CF_INSTANCE_PORTS is the JSON list [{"external":E,"internal":I},...],
-	// written directly: it is built for every container.
-	ports := append(make([]byte, 0, 64), "CF_INSTANCE_PORTS=["...)
-	for i, p := range ni.Ports {
-		internal := p.ContainerPort
+	internalPort := func(p PortMapping) uint32 {
 		if info.SharedHostNetwork {
-			internal = p.HostPort
+			return p.HostPort
 		}
-		if i == 0 {
-			internal := strconv.Itoa(int(internal))
-			external := strconv.Itoa(int(p.HostPort))
-			add("PORT", internal)
-			add("VCAP_APP_PORT", internal)
-			add("VCAP_APP_HOST", "0.0.0.0")
-			add("CF_INSTANCE_PORT", external)
-			add("CF_INSTANCE_ADDR", net.JoinHostPort(ni.HostIP, external))
-		} else {
-			ports = append(ports, ',')
-		}
-		ports = append(ports, `{"external":`...)
-		ports = strconv.AppendUint(ports, uint64(p.HostPort), 10)
-		ports = append(ports, `,"internal":`...)
-		ports = strconv.AppendUint(ports, uint64(internal), 10)
-		ports = append(ports, '}')
+		return p.ContainerPort
 	}
-	if len(ni.Ports) == 0 {
+	if len(ni.Ports) > 0 {
+		p := ni.Ports[0]
+		internal, external := strconv.Itoa(int(internalPort(p))), strconv.Itoa(int(p.HostPort))
+		add("PORT", internal)
+		add("VCAP_APP_PORT", internal)
+		add("VCAP_APP_HOST", "0.0.0.0")
+		add("CF_INSTANCE_PORT", external)
+		add("CF_INSTANCE_ADDR", net.JoinHostPort(ni.HostIP, external))
+	} else {
 		add("CF_INSTANCE_PORT", "")
 		add("CF_INSTANCE_ADDR", "")
 	}
-	env = append(env, string(append(ports, ']')))
+	// CF_INSTANCE_PORTS is the JSON list [{"external":E,"internal":I},...].
+	b.WriteString("CF_INSTANCE_PORTS=[")
+	for i, p := range ni.Ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"external":`)
+		b.Write(strconv.AppendUint(num[:0], uint64(p.HostPort), 10))
+		b.WriteString(`,"internal":`)
+		b.Write(strconv.AppendUint(num[:0], uint64(internalPort(p)), 10))
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	ends = append(ends, b.Len())
 	for _, v := range req.Env {
 		add(v.GetName(), v.GetValue())
+	}
+	all := b.String()
+	env := make([]string, len(ends))
+	start := 0
+	for i, end := range ends {
+		env[i] = all[start:end]
+		start = end
 	}
 	return env
 }
