@@ -108,3 +108,26 @@ func TestSharedBatchesCarryTheStartsOfSeveralCells(t *testing.T) {
 	require.NoError(t, err, "cell-1's accepted instance stays")
 	require.Equal(t, executor.StateRunning, ctr.State)
 }
+
+// A stopping harmonizer does not wait for a shared call that carries one
+// of its starts: the start ends with the harmonizer's context, and the call
+// goes on for the other cells.
+func TestAHarmonizerStopsWithoutWaitingForASharedCall(t *testing.T) {
+	bbs := &gatedStartBBS{release: make(chan struct{})}
+	t.Cleanup(func() { close(bbs.release) }) // runs last: the call stays under way until the test ends
+	batches := NewBatches(BatchesOptions{BBS: bbs, MaxInFlight: 1})
+	exec := newCellExecutor(t, "cell-1", sim.Options{})
+	proc := ifrit.Background(New(Options{CellID: "cell-1", Executor: exec, BBS: bbs, BulkSyncInterval: time.Hour,
+		Logger: lager.NewLogger("harmonizer"), Batches: batches}))
+	<-proc.Ready()
+	reserveLRP(t, exec, "pg-1", "ig-1")
+	require.Eventually(t, func() bool { return len(bbs.snapshot()) == 1 }, 10*time.Second, time.Millisecond, "the shared start call is under way")
+
+	proc.Signal(os.Interrupt)
+	select {
+	case err := <-proc.Wait():
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the harmonizer waited for the shared call it had a start in")
+	}
+}

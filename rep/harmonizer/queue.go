@@ -122,9 +122,27 @@ type batcher[R any] struct {
 }
 
 type batchItem[R any] struct {
-	ctx  context.Context
-	req  R
-	done func(error)
+	ctx   context.Context
+	req   R
+	done  func(error)
+	ended atomic.Bool
+	// stopCtxEnd unregisters the ending of the item when its ctx ends.
+	stopCtxEnd func() bool
+}
+
+// end gives the item's result to its caller, unless its ctx's end did.
+func (it *batchItem[R]) end(err error) {
+	if it.ended.CompareAndSwap(false, true) {
+		it.stopCtxEnd()
+		it.done(err)
+	}
+}
+
+// endWithCtx gives the item its ctx's error when ctx ends first.
+func (it *batchItem[R]) endWithCtx() {
+	if it.ended.CompareAndSwap(false, true) {
+		it.done(it.ctx.Err())
+	}
 }
 
 // do makes a call in the next batch and waits for its result, or for ctx.
@@ -140,10 +158,12 @@ func (b *batcher[R]) do(ctx context.Context, req R) error {
 }
 
 // submit makes a call in the next batch without waiting: done gets its
-// result on the flush's goroutine (so it must not block), or ctx's error if
-// ctx ended before the batch left. done is called exactly once.
+// result on the flush's goroutine (so it must not block), or ctx's error as
+// soon as ctx ends, even while its call is under way (a stopping harmonizer
+// then does not wait for a shared call). done is called exactly once.
 func (b *batcher[R]) submit(ctx context.Context, req R, done func(error)) {
 	it := &batchItem[R]{ctx: ctx, req: req, done: done}
+	it.stopCtxEnd = context.AfterFunc(ctx, it.endWithCtx)
 	b.mu.Lock()
 	b.pending = append(b.pending, it)
 	if b.inFlight < max(b.maxInFlight, 1) {
@@ -170,7 +190,7 @@ func (b *batcher[R]) flush() {
 		}
 		errs := b.call(b.ctx(), reqs)
 		for i, it := range items {
-			it.done(errs[i])
+			it.end(errs[i])
 		}
 	}
 }
@@ -195,7 +215,7 @@ func (b *batcher[R]) next() []*batchItem[R] {
 	}
 	b.mu.Unlock()
 	for _, it := range gaveUp {
-		it.done(it.ctx.Err())
+		it.end(it.ctx.Err())
 	}
 	return items
 }
