@@ -363,6 +363,24 @@ func (h *Harmonizer) process(ctx context.Context, guid string) {
 // processAsync is process ending with a call to done: an LRP's claim or
 // start waits for its batched call without holding a goroutine.
 func (h *Harmonizer) processAsync(ctx context.Context, guid string, done func()) {
+	h.withContainerAsync(ctx, guid, h.processContainerAsync, done)
+}
+
+// withContainer runs op on the container's current state, unless the
+// harmonizer is frozen or the container is gone (deleted or expired
+// meanwhile); Reclaim waits for it.
+func (h *Harmonizer) withContainer(ctx context.Context, guid string, op func(context.Context, executor.Container)) {
+	ended := make(chan struct{})
+	h.withContainerAsync(ctx, guid, func(ctx context.Context, c executor.Container, done func()) {
+		defer done()
+		op(ctx, c)
+	}, func() { close(ended) })
+	<-ended
+}
+
+// withContainerAsync is withContainer for an op that ends when it calls its
+// done; done is called after it, or at once when op does not run.
+func (h *Harmonizer) withContainerAsync(ctx context.Context, guid string, op func(context.Context, executor.Container, func()), done func()) {
 	h.inFlight.RLock()
 	release := func() {
 		h.inFlight.RUnlock()
@@ -377,23 +395,7 @@ func (h *Harmonizer) processAsync(ctx context.Context, guid string, done func())
 		release()
 		return
 	}
-	h.processContainerAsync(ctx, c, release)
-}
-
-// withContainer runs op on the container's current state, unless the
-// harmonizer is frozen or the container is gone (deleted or expired
-// meanwhile); Reclaim waits for it.
-func (h *Harmonizer) withContainer(ctx context.Context, guid string, op func(context.Context, executor.Container)) {
-	h.inFlight.RLock()
-	defer h.inFlight.RUnlock()
-	if h.frozen.Load() {
-		return
-	}
-	c, err := h.exec.Get(guid)
-	if err != nil {
-		return
-	}
-	op(ctx, c)
+	op(ctx, c, release)
 }
 
 // processContainer is processContainerAsync, waiting for it to end.

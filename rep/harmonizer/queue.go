@@ -149,12 +149,7 @@ func (it *batchItem[R]) endWithCtx() {
 func (b *batcher[R]) do(ctx context.Context, req R) error {
 	result := make(chan error, 1)
 	b.submit(ctx, req, func(err error) { result <- err })
-	select {
-	case err := <-result:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-result
 }
 
 // submit makes a call in the next batch without waiting: done gets its
@@ -196,26 +191,21 @@ func (b *batcher[R]) flush() {
 }
 
 // next takes the next batch: up to max pending calls whose callers still
-// wait; those that gave up meanwhile get their ctx's error. It returns nil,
-// ending the flush, when none is left.
+// wait (one whose ctx ended got its error then). It returns nil, ending the
+// flush, when none is left.
 func (b *batcher[R]) next() []*batchItem[R] {
-	var items, gaveUp []*batchItem[R]
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	var items []*batchItem[R]
 	i := 0
 	for ; i < len(b.pending) && len(items) < b.max; i++ {
 		if it := b.pending[i]; it.ctx.Err() == nil {
 			items = append(items, it)
-		} else {
-			gaveUp = append(gaveUp, it)
 		}
 	}
 	b.pending = append([]*batchItem[R](nil), b.pending[i:]...)
 	if len(items) == 0 { // then every pending call was looked at
 		b.inFlight--
-	}
-	b.mu.Unlock()
-	for _, it := range gaveUp {
-		it.end(it.ctx.Err())
 	}
 	return items
 }
