@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,8 +111,37 @@ func TestReadProcStats(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, st.PeakRSSBytes)
 	assert.GreaterOrEqual(t, st.PeakRSSBytes, st.RSSBytes)
+	assert.GreaterOrEqual(t, st.CPUSeconds, st.SystemCPUSeconds)
+	// The kernel's own count of this process's minor faults, read after:
+	// the stat's figure is positive and no larger.
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	assert.Positive(t, st.MinorFaults)
+	assert.LessOrEqual(t, st.MinorFaults, ru.Minflt)
 	_, err = readProcStats(1 << 30)
 	assert.Error(t, err)
+}
+
+func TestSelectedMode(t *testing.T) {
+	for list, want := range map[string]string{
+		"always [madvise] never\n": "madvise",
+		"[always] madvise never":   "always",
+		"always madvise [never]":   "never",
+		"always madvise never":     "",
+		"":                         "",
+		"[]":                       "",
+	} {
+		assert.Equal(t, want, selectedMode(list), "%q", list)
+	}
+}
+
+func TestProcUseSharesAndFaults(t *testing.T) {
+	u := procUse(ProcStats{CPUSeconds: 1, SystemCPUSeconds: 0.5, MinorFaults: 100},
+		ProcStats{CPUSeconds: 5, SystemCPUSeconds: 1.5, MinorFaults: 900, PeakRSSBytes: 1 << 20})
+	assert.InDelta(t, 4, u.CPUSeconds, 1e-9)
+	assert.InDelta(t, 0.25, u.SystemCPUShare, 1e-9)
+	assert.EqualValues(t, 800, u.MinorFaults)
+	assert.InDelta(t, 1, u.PeakRSSMiB, 1e-9)
 }
 
 func TestTrackerCountsOrdinaryRunning(t *testing.T) {

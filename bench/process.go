@@ -113,6 +113,11 @@ func (p *process) stop() {
 type ProcStats struct {
 	// CPUSeconds is user + system CPU time since the process started.
 	CPUSeconds float64 `json:"cpu_seconds"`
+	// SystemCPUSeconds is the system (kernel) part of CPUSeconds.
+	SystemCPUSeconds float64 `json:"system_cpu_seconds"`
+	// MinorFaults is the page faults served without I/O since the process
+	// started: mostly memory the process touches for the first time.
+	MinorFaults int64 `json:"minor_faults"`
 	// PeakRSSBytes is the peak resident set size (VmHWM).
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// RSSBytes is the current resident set size (VmRSS).
@@ -132,16 +137,20 @@ func readProcStats(pid int) (ProcStats, error) {
 		return st, fmt.Errorf("read stats of pid %d: malformed stat", pid)
 	}
 	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+	// fields[0] is the state (field 3); minflt is field 10, utime and
+	// stime are fields 14 and 15.
 	if len(fields) < 13 {
 		return st, fmt.Errorf("read stats of pid %d: short stat", pid)
 	}
+	minflt, err0 := strconv.ParseInt(fields[7], 10, 64)
 	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
 	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
+	if err := errors.Join(err0, err1, err2); err != nil {
 		return st, fmt.Errorf("read stats of pid %d: %w", pid, err)
 	}
 	st.CPUSeconds = float64(utime+stime) / clockTicks
+	st.SystemCPUSeconds = float64(stime) / clockTicks
+	st.MinorFaults = minflt
 	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return st, fmt.Errorf("read status of pid %d: %w", pid, err)
@@ -166,4 +175,27 @@ func readProcStats(pid int) (ProcStats, error) {
 		}
 	}
 	return st, nil
+}
+
+// transparentHugePages is the host's transparent huge page mode ("always",
+// "madvise" or "never"), or "" when it cannot be read. Go's heaps get huge
+// pages only under "always"; with 4 KiB pages a daemon's fresh memory costs
+// a page fault per page, which moves its CPU per instance between hosts.
+func transparentHugePages() string {
+	data, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil {
+		return ""
+	}
+	return selectedMode(string(data))
+}
+
+// selectedMode is the bracketed word of a sysfs choice list such as
+// "always [madvise] never", or "" when there is none.
+func selectedMode(list string) string {
+	for _, w := range strings.Fields(list) {
+		if len(w) > 2 && w[0] == '[' && w[len(w)-1] == ']' {
+			return w[1 : len(w)-1]
+		}
+	}
+	return ""
 }

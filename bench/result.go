@@ -67,6 +67,11 @@ type Setup struct {
 	EtcdMode  string `json:"etcd_mode"`
 	NumCPU    int    `json:"num_cpu"`
 	GoVersion string `json:"go_version"`
+	// TransparentHugePages is the host's transparent huge page mode
+	// ("always", "madvise", "never"; empty when unknown): with other than
+	// "always", the daemons' heaps use 4 KiB pages, which costs them CPU in
+	// page faults and TLB misses on some hosts.
+	TransparentHugePages string `json:"transparent_huge_pages,omitempty"`
 	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute loads before the
 	// cluster started and when the run ended.
 	LoadBefore [3]float64 `json:"load_average_before"`
@@ -214,6 +219,12 @@ type ProcUse struct {
 	PeakRSSBytes int64 `json:"peak_rss_bytes"`
 	// PeakRSSMiB is PeakRSSBytes in MiB, for people.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// SystemCPUShare is the share of CPUSeconds spent in the kernel.
+	SystemCPUShare float64 `json:"system_cpu_share"`
+	// MinorFaults is the minor page faults over the phase.
+	MinorFaults int64 `json:"minor_faults"`
+	// MinorFaultsPerPlaced is MinorFaults per instance placed in the phase.
+	MinorFaultsPerPlaced float64 `json:"minor_faults_per_placed,omitempty"`
 	// CPUMicrosPerPlaced is CPUSeconds in microseconds per instance placed
 	// in the phase (0 when none was). With the embedded etcd the BBS's
 	// figure includes etcd's, which runs in the same process.
@@ -416,6 +427,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		processLine(p),
 		cpuLine(p),
 		inEtcdKeysLine(p),
+		memoryLine(s, p),
 		fmt.Sprintf("auctions:    %.0f batches, size mean %.0f (p50 %.0f, p99 %.0f); duration mean %.3f s (p99 %.3f s); state fetch p99 %.3f s",
 			p.Auctions.BatchSize.Count, p.Auctions.BatchSize.Mean, p.Auctions.BatchSize.P50, p.Auctions.BatchSize.P99,
 			p.Auctions.Duration.Mean, p.Auctions.Duration.P99, p.Auctions.FetchStates.P99),
@@ -473,6 +485,23 @@ func processLine(p Placement) string {
 	}
 	return fmt.Sprintf("processes:   BBS %.1f CPU-s, peak RSS %.0f MiB; %sauctioneer %.1f CPU-s, %.0f MiB; cells %.1f CPU-s, %.0f MiB; the bench itself %.1f CPU-s",
 		p.BBS.CPUSeconds, p.BBS.PeakRSSMiB, etcd, p.Auctioneer.CPUSeconds, p.Auctioneer.PeakRSSMiB, p.Cells.CPUSeconds, p.Cells.PeakRSSMiB, p.Bench.CPUSeconds)
+}
+
+// memoryLine is the summary's line of the daemons' page faults and kernel
+// CPU, with the host's huge page mode: what makes the same code cost more
+// CPU per instance on one host than another.
+func memoryLine(s Setup, p Placement) string {
+	thp := s.TransparentHugePages
+	if thp == "" {
+		thp = "unknown"
+	}
+	etcd := ""
+	if e := p.EtcdProcess; e != nil {
+		etcd = fmt.Sprintf("etcd %.1f, ", e.MinorFaultsPerPlaced)
+	}
+	return fmt.Sprintf("memory:      minor page faults/placed: BBS %.1f, %sauctioneer %.1f, cells %.1f; kernel share of CPU: BBS %.0f %%, auctioneer %.0f %%, cells %.0f %%; host THP %s",
+		p.BBS.MinorFaultsPerPlaced, etcd, p.Auctioneer.MinorFaultsPerPlaced, p.Cells.MinorFaultsPerPlaced,
+		100*p.BBS.SystemCPUShare, 100*p.Auctioneer.SystemCPUShare, 100*p.Cells.SystemCPUShare, thp)
 }
 
 // inEtcdKeysLine is cpuLine in units of etcd's CPU per batched key.

@@ -43,7 +43,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Instances: opts.Instances, Sizes: opts.Sizes, CellMemoryMB: opts.CellMemoryMB, CellContainers: opts.CellContainers,
 		DesireConcurrency: opts.DesireConcurrency, PresenceTTLSec: opts.PresenceTTL.Seconds(), ClaimDelaySec: opts.ClaimDelay.Seconds(),
 		CommitWorkers: opts.CommitWorkers, CommitBatchOps: opts.CommitBatchOps, EtcdMode: opts.EtcdMode,
-		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(),
+		NumCPU: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAverage(), TransparentHugePages: transparentHugePages(),
 	}}
 	if iv := opts.MinAuctionInterval; iv != nil {
 		sec := iv.Seconds()
@@ -303,6 +303,7 @@ func (m *measurement) placement(ctx context.Context, before *snapshot, followErr
 		for _, u := range []*ProcUse{&p.BBS, &p.Auctioneer, &p.Cells, p.EtcdProcess, &p.Bench} {
 			if u != nil {
 				u.CPUMicrosPerPlaced = u.CPUSeconds * 1e6 / float64(p.Placed)
+				u.MinorFaultsPerPlaced = float64(u.MinorFaults) / float64(p.Placed)
 				u.CPUPerPlacedInEtcdKeys = inEtcdKeys(u.CPUMicrosPerPlaced, m.res.BatchedEtcd.Server.MicrosPerWrite)
 			}
 		}
@@ -717,6 +718,8 @@ func (c *cluster) snapshot(ctx context.Context) (*snapshot, error) {
 			s.cells[f.name] = m
 		}
 		s.cellsProc.CPUSeconds += st.CPUSeconds
+		s.cellsProc.SystemCPUSeconds += st.SystemCPUSeconds
+		s.cellsProc.MinorFaults += st.MinorFaults
 		s.cellsProc.PeakRSSBytes += st.PeakRSSBytes
 		s.cellsProc.RSSBytes += st.RSSBytes
 	}
@@ -750,8 +753,12 @@ func etcdProcUse(before, after *snapshot) *ProcUse {
 }
 
 func procUse(before, after ProcStats) ProcUse {
-	return ProcUse{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSBytes: after.PeakRSSBytes,
-		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20)}
+	u := ProcUse{CPUSeconds: after.CPUSeconds - before.CPUSeconds, PeakRSSBytes: after.PeakRSSBytes,
+		PeakRSSMiB: float64(after.PeakRSSBytes) / (1 << 20), MinorFaults: after.MinorFaults - before.MinorFaults}
+	if u.CPUSeconds > 0 {
+		u.SystemCPUShare = (after.SystemCPUSeconds - before.SystemCPUSeconds) / u.CPUSeconds
+	}
+	return u
 }
 
 // eachCellThroughout calls f with the metrics of each cell process that ran
