@@ -280,12 +280,6 @@ func netInfoOf(info backend.ContainerInfo, ports []uint32) NetInfo {
 	return ni
 }
 
-// instancePort is one entry of CF_INSTANCE_PORTS.
-type instancePort struct {
-	External uint32 `json:"external"`
-	Internal uint32 `json:"internal"`
-}
-
 // instanceEnv is the env every process of the container gets, before the
 // request's env: PORT, CF_INSTANCE_* and, for LRPs, INSTANCE_INDEX/GUID.
 // Without a network namespace the app must listen on the host port, so PORT
