@@ -62,8 +62,13 @@ func NewBatches(opts BatchesOptions) *Batches {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = DefaultBatchesInFlight
 	}
+	return newBatches(opts, context.Background)
+}
+
+// newBatches builds the claim and start batchers of opts (defaults set),
+// whose calls run under ctx.
+func newBatches(opts BatchesOptions, ctx func() context.Context) *Batches {
 	calls := bbsCalls{bbs: opts.BBS, metrics: opts.Metrics, timeout: opts.CallTimeout}
-	ctx := context.Background
 	return &Batches{
 		claims: &batcher[*claimItem]{call: calls.claim, max: opts.MaxBatch, maxInFlight: opts.MaxInFlight, ctx: ctx, workers: opts.Workers},
 		starts: &batcher[*bbsv1.StartActualLRPRequest]{call: calls.start, max: opts.MaxBatch, maxInFlight: opts.MaxInFlight, ctx: ctx, workers: opts.Workers},
@@ -88,7 +93,7 @@ func (c bbsCalls) claim(ctx context.Context, items []*claimItem) []error {
 	resp, err := c.bbs.BatchClaimActualLRPs(cctx, &bbsv1.BatchClaimActualLRPsRequest{Claims: reqs})
 	for i, it := range items {
 		if i < len(resp.GetClaims()) {
-			it.resp = resp.GetClaims()[i] // read by the claimer after do returns
+			it.resp = resp.GetClaims()[i] // read by the claimer once its result arrives
 		}
 	}
 	errs := batchErrors(len(reqs), resp.GetResults(), err)

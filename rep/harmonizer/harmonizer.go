@@ -254,13 +254,12 @@ func New(opts Options) *Harmonizer {
 	}
 	bg := context.Background()
 	h.baseCtx.Store(&bg)
-	if opts.Batches != nil {
-		h.claims, h.starts = opts.Batches.claims, opts.Batches.starts
-	} else {
-		calls := bbsCalls{bbs: opts.BBS, metrics: opts.Metrics, timeout: opts.CallTimeout}
-		h.claims = &batcher[*claimItem]{call: calls.claim, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
-		h.starts = &batcher[*bbsv1.StartActualLRPRequest]{call: calls.start, max: opts.MaxBatch, ctx: h.base, workers: opts.Workers}
+	batches := opts.Batches
+	if batches == nil { // calls of its own, one of each kind at a time, ended with the harmonizer
+		batches = newBatches(BatchesOptions{BBS: opts.BBS, Metrics: opts.Metrics, Workers: opts.Workers,
+			CallTimeout: opts.CallTimeout, MaxBatch: opts.MaxBatch, MaxInFlight: 1}, h.base)
 	}
+	h.claims, h.starts = batches.claims, batches.starts
 	h.evacs = &batcher[*evacItem]{call: h.batchEvacuate, max: min(opts.MaxBatch, models.MaxEvacuationBatch), ctx: h.base, workers: opts.Workers}
 	return h
 }
