@@ -83,22 +83,11 @@ func TestQueuePushUnlessWaitingKeepsTheWaitingOperation(t *testing.T) {
 // Calls made while one is in flight go together in the next call.
 func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
-	var mu sync.Mutex
-	var sizes []int
-	b := &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
-		mu.Lock()
-		sizes = append(sizes, len(reqs))
-		first := len(sizes) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-		return make([]error, len(reqs))
-	}}
+	b, sent := firstCallHeldBatcher(release)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(sizes) == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(sent()) == 1 }, 5*time.Second, time.Millisecond)
 	for i := 1; i <= 50; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
@@ -106,7 +95,33 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.pending) == 50 }, 5*time.Second, time.Millisecond)
 	close(release)
 	wg.Wait()
+	var sizes []int
+	for _, call := range sent() {
+		sizes = append(sizes, len(call))
+	}
 	require.Equal(t, []int{1, 50}, sizes)
+}
+
+// firstCallHeldBatcher is a batcher whose first call waits for release to
+// close; sent returns the items of each call made so far.
+func firstCallHeldBatcher(release <-chan struct{}) (b *batcher[int], sent func() [][]int) {
+	var mu sync.Mutex
+	var calls [][]int
+	b = &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
+		mu.Lock()
+		calls = append(calls, append([]int(nil), reqs...))
+		first := len(calls) == 1
+		mu.Unlock()
+		if first {
+			<-release
+		}
+		return make([]error, len(reqs))
+	}}
+	return b, func() [][]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([][]int(nil), calls...)
+	}
 }
 
 // Calls made while the flush that a first call started yields (the other
@@ -214,22 +229,11 @@ func sum(xs []int) int {
 // others of the batch are.
 func TestBatcherDropsCallsWhoseCallerGaveUp(t *testing.T) {
 	release := make(chan struct{})
-	var mu sync.Mutex
-	var sent [][]int
-	b := &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
-		mu.Lock()
-		sent = append(sent, append([]int(nil), reqs...))
-		first := len(sent) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-		return make([]error, len(reqs))
-	}}
+	b, sent := firstCallHeldBatcher(release)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
-	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(sent) == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(sent()) == 1 }, 5*time.Second, time.Millisecond)
 
 	gaveUp, giveUp := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
@@ -241,9 +245,7 @@ func TestBatcherDropsCallsWhoseCallerGaveUp(t *testing.T) {
 	require.ErrorIs(t, <-gone, context.Canceled)
 	close(release)
 	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, [][]int{{0}, {2}}, sent)
+	require.Equal(t, [][]int{{0}, {2}}, sent())
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	require.Zero(t, b.inFlight, "the flush ended")
