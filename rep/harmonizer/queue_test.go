@@ -83,11 +83,8 @@ func TestQueuePushUnlessWaitingKeepsTheWaitingOperation(t *testing.T) {
 // Calls made while one is in flight go together in the next call.
 func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	release := make(chan struct{})
-	b, sent := firstCallHeldBatcher(release)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
-	require.Eventually(t, func() bool { return len(sent()) == 1 }, 5*time.Second, time.Millisecond)
+	b, sent := firstCallHeldBatcher(t, release, &wg)
 	for i := 1; i <= 50; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), i)) }()
@@ -102,9 +99,11 @@ func TestBatcherGroupsConcurrentCalls(t *testing.T) {
 	require.Equal(t, []int{1, 50}, sizes)
 }
 
-// firstCallHeldBatcher is a batcher whose first call waits for release to
-// close; sent returns the items of each call made so far.
-func firstCallHeldBatcher(release <-chan struct{}) (b *batcher[int], sent func() [][]int) {
+// firstCallHeldBatcher is a batcher whose first call, of item 0 and made
+// before it returns (wg counts it), waits for release to close; sent returns
+// the items of each call made so far.
+func firstCallHeldBatcher(t *testing.T, release <-chan struct{}, wg *sync.WaitGroup) (b *batcher[int], sent func() [][]int) {
+	t.Helper()
 	var mu sync.Mutex
 	var calls [][]int
 	b = &batcher[int]{max: 100, ctx: context.Background, workers: workers.New(0), call: func(_ context.Context, reqs []int) []error {
@@ -117,11 +116,15 @@ func firstCallHeldBatcher(release <-chan struct{}) (b *batcher[int], sent func()
 		}
 		return make([]error, len(reqs))
 	}}
-	return b, func() [][]int {
+	sent = func() [][]int {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([][]int(nil), calls...)
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
+	require.Eventually(t, func() bool { return len(sent()) == 1 }, 5*time.Second, time.Millisecond, "the first call is under way")
+	return b, sent
 }
 
 // Calls made while the flush that a first call started yields (the other
@@ -229,11 +232,8 @@ func sum(xs []int) int {
 // others of the batch are.
 func TestBatcherDropsCallsWhoseCallerGaveUp(t *testing.T) {
 	release := make(chan struct{})
-	b, sent := firstCallHeldBatcher(release)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); require.NoError(t, b.do(context.Background(), 0)) }()
-	require.Eventually(t, func() bool { return len(sent()) == 1 }, 5*time.Second, time.Millisecond)
+	b, sent := firstCallHeldBatcher(t, release, &wg)
 
 	gaveUp, giveUp := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
