@@ -156,7 +156,7 @@ type Executor struct {
 	hub        *hub
 	downloader *downloader
 
-	ctx       context.Context // parent of every container's work; cancelled by Close
+	ctx       context.Context // cancelled by Close and Detach; parent of adopted containers' work (a Run's ends by endRuns)
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	detaching atomic.Bool // set by Detach: leave processes running, emit nothing
@@ -263,6 +263,7 @@ func New(ctx context.Context, opts Options) (*Executor, error) {
 // the processes running (a restart of the cell), use Detach.
 func (e *Executor) Close() {
 	e.cancel()
+	e.endRuns()
 	e.wg.Wait()
 }
 
@@ -396,20 +397,38 @@ func (e *Executor) Run(ctx context.Context, guid string, req RunRequest) error {
 		return fmt.Errorf("run %q (%s): %w", guid, n.c.State, ErrInvalidTransition)
 	}
 	n.c.State = StateInitializing
-	runCtx, cancel := context.WithCancel(e.ctx)
-	n.cancel = cancel
+	run := &runContext{}
+	if e.ctx.Err() != nil {
+		// Closed or detached: endRuns has looked at the containers already.
+		run.end()
+	}
+	n.cancel = run.end
 	n.logs.configure(req.LogConfig, req.LogRateLimitBytesPerSecond)
 	e.wg.Add(1)
 	// On a reused worker: the start's deep calls (backend, encoding) grew
 	// its stack once already; a fresh goroutine grows it by copying, for
 	// every container.
 	e.opts.Workers.Go(func() {
-		e.drive(runCtx, n, req, func() {
-			cancel()
+		e.drive(run, n, req, func() {
+			run.end()
 			e.wg.Done()
 		})
 	})
 	return nil
+}
+
+// endRuns ends the work of every container. Close and Detach call it after
+// cancelling e.ctx: a Run's context is not a child of e.ctx (see
+// runContext), and Run, under e.mu, ends the context of a container it
+// starts once e.ctx is cancelled.
+func (e *Executor) endRuns() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.containers {
+		if n.cancel != nil {
+			n.cancel()
+		}
+	}
 }
 
 // Stop stops a container: a reserved one completes at once; a running one

@@ -100,3 +100,51 @@ func TestSimulatedExitsCompleteContainers(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseStopsSimulatedContainers: Close ends the work of every running
+// container, both a lone process (supervised on the run context itself) and
+// processes of a codependent action (on a child of it); each completes as
+// stopped. A container run after Close completes as stopped without running.
+func TestCloseStopsSimulatedContainers(t *testing.T) {
+	e, sub := newSimExecutor(t, nil, sim.Options{}, executor.Resources{MemoryMB: 100, DiskMB: 100, Containers: 4})
+	codependent := &modelsv1.Action{Action: &modelsv1.Action_Codependent{Codependent: &modelsv1.CodependentAction{
+		Actions: []*modelsv1.Action{runAction(), runAction()},
+	}}}
+	reqs := []executor.AllocationRequest{}
+	for _, guid := range []string{"lone", "codependent", "late"} {
+		reqs = append(reqs, executor.AllocationRequest{Guid: guid, LRP: true, Resource: executor.Resource{MemoryMB: 1, DiskMB: 1}})
+	}
+	require.Empty(t, e.Allocate(reqs))
+	require.NoError(t, e.Run(ctx, "lone", executor.RunRequest{Action: runAction()}))
+	require.NoError(t, e.Run(ctx, "codependent", executor.RunRequest{Action: codependent}))
+	for _, guid := range []string{"lone", "codependent"} {
+		require.Eventually(t, func() bool { c, _ := e.Get(guid); return c.State == executor.StateRunning },
+			5*time.Second, 5*time.Millisecond, guid)
+	}
+
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the containers' work did not end")
+	}
+	completed := map[string]executor.Container{}
+	for len(completed) < 3 {
+		select {
+		case ev := <-sub.Events():
+			if c, ok := ev.(executor.ContainerCompleted); ok {
+				completed[c.Container.Guid] = c.Container
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("completed after Close: %v", completed)
+		}
+		if len(completed) == 2 {
+			require.NoError(t, e.Run(ctx, "late", executor.RunRequest{Action: runAction()}))
+		}
+	}
+	for guid, c := range completed {
+		require.True(t, c.RunResult.Stopped, "%s: %+v", guid, c.RunResult)
+		require.False(t, c.RunResult.Failed, guid)
+	}
+}

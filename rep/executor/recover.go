@@ -174,6 +174,7 @@ func appendJSONString(b []byte, s string) []byte {
 func (e *Executor) Detach() {
 	e.detaching.Store(true)
 	e.cancel()
+	e.endRuns()
 	e.wg.Wait()
 }
 

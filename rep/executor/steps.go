@@ -269,19 +269,63 @@ func (d *stepDeps) supervise(ctx context.Context, proc backend.Process, src stri
 
 // superviseAsync is supervise without a waiting goroutine: the process's exit
 // callback reports to done, and only a cancelled ctx (a stop) takes a
-// goroutine, for the graceful stop's timers.
+// goroutine, for the graceful stop's timers. Its state is one supervision.
 func (d *stepDeps) superviseAsync(ctx context.Context, proc backend.ExitNotifier, l launched, user bool, done func(error)) {
-	exited := make(chan exit, 1)
-	stop := context.AfterFunc(ctx, func() { done(d.stopProcess(ctx, l, exited, user)) })
-	proc.OnExit(func(status int, err error) {
-		x := exit{status, err}
-		if stop() {
-			// Exited on its own: ctx's callback will never run.
-			done(d.finishProcess(l, x, user, false))
-			return
-		}
-		exited <- x // stopProcess, under way, takes it
-	})
+	s := &supervision{d: d, ctx: ctx, l: l, user: user, done: done}
+	if a, ok := ctx.(afterFuncer); ok {
+		// A container's runContext: no child context per process.
+		s.stop = a.AfterFunc(s.stopped)
+	} else {
+		s.stop = context.AfterFunc(ctx, s.stopped)
+	}
+	proc.OnExit(s.exitedOnItsOwn)
+}
+
+// afterFuncer is a context that runs callbacks itself when it ends, as
+// runContext does (the same method package context looks for).
+type afterFuncer interface {
+	AfterFunc(f func()) (stop func() bool)
+}
+
+// supervision is one process supervised by superviseAsync.
+type supervision struct {
+	d    *stepDeps
+	ctx  context.Context
+	l    launched
+	user bool
+	done func(error)
+	stop func() bool // unregisters stopped
+
+	mu     sync.Mutex
+	exited chan exit // made once a stop and the exit race (see exitChan)
+}
+
+// stopped runs once ctx has ended: it stops the process.
+func (s *supervision) stopped() {
+	s.done(s.d.stopProcess(s.ctx, s.l, s.exitChan(), s.user))
+}
+
+// exitedOnItsOwn is the process's exit callback.
+func (s *supervision) exitedOnItsOwn(status int, err error) {
+	x := exit{status, err}
+	if s.stop() {
+		// Exited on its own: stopped will never run.
+		s.done(s.d.finishProcess(s.l, x, s.user, false))
+		return
+	}
+	s.exitChan() <- x // stopped, under way, takes it
+}
+
+// exitChan is the channel by which the exit reaches a stop under way. It is
+// made only when a stop happens: a cell holds a supervision per container,
+// and most never see one.
+func (s *supervision) exitChan() chan exit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.exited == nil {
+		s.exited = make(chan exit, 1)
+	}
+	return s.exited
 }
 
 // finishProcess flushes the process's output and turns its exit into the
