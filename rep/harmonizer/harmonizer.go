@@ -370,16 +370,18 @@ func (h *Harmonizer) processAsync(ctx context.Context, guid string, done func())
 // meanwhile); Reclaim waits for it.
 func (h *Harmonizer) withContainer(ctx context.Context, guid string, op func(context.Context, executor.Container)) {
 	ended := make(chan struct{})
-	h.withContainerAsync(ctx, guid, func(ctx context.Context, c executor.Container, done func()) {
+	h.withContainerAsync(ctx, guid, func(ctx context.Context, c *executor.Container, done func()) {
 		defer done()
-		op(ctx, c)
+		op(ctx, *c)
 	}, func() { close(ended) })
 	<-ended
 }
 
 // withContainerAsync is withContainer for an op that ends when it calls its
-// done; done is called after it, or at once when op does not run.
-func (h *Harmonizer) withContainerAsync(ctx context.Context, guid string, op func(context.Context, executor.Container, func()), done func()) {
+// done; done is called after it, or at once when op does not run. op gets
+// the state as a pointer: an operation that waits for a batched call keeps
+// it for its continuation, and one copy on the heap serves them all.
+func (h *Harmonizer) withContainerAsync(ctx context.Context, guid string, op func(context.Context, *executor.Container, func()), done func()) {
 	h.inFlight.RLock()
 	release := func() {
 		h.inFlight.RUnlock()
@@ -394,32 +396,32 @@ func (h *Harmonizer) withContainerAsync(ctx context.Context, guid string, op fun
 		release()
 		return
 	}
-	op(ctx, c, release)
+	op(ctx, &c, release)
 }
 
 // processContainer is processContainerAsync, waiting for it to end.
 func (h *Harmonizer) processContainer(ctx context.Context, c executor.Container) {
 	ended := make(chan struct{})
-	h.processContainerAsync(ctx, c, func() { close(ended) })
+	h.processContainerAsync(ctx, &c, func() { close(ended) })
 	<-ended
 }
 
 // processContainerAsync brings the BBS in line with container c and then
 // calls done, on any goroutine.
-func (h *Harmonizer) processContainerAsync(ctx context.Context, c executor.Container, done func()) {
+func (h *Harmonizer) processContainerAsync(ctx context.Context, c *executor.Container, done func()) {
 	evacuating := h.opts.Evacuation.Evacuating()
-	if rep.IsLRP(c) && !evacuating {
+	if rep.IsLRP(*c) && !evacuating {
 		h.processLRP(ctx, c, done)
 		return
 	}
 	defer done()
 	switch {
-	case rep.IsLRP(c):
-		h.evacuateLRP(ctx, c)
-	case rep.IsTask(c) && evacuating:
-		h.evacuateTask(ctx, c)
-	case rep.IsTask(c):
-		h.processTask(ctx, c)
+	case rep.IsLRP(*c):
+		h.evacuateLRP(ctx, *c)
+	case rep.IsTask(*c) && evacuating:
+		h.evacuateTask(ctx, *c)
+	case rep.IsTask(*c):
+		h.processTask(ctx, *c)
 	}
 }
 
@@ -433,10 +435,10 @@ func (h *Harmonizer) delete(ctx context.Context, c executor.Container) {
 // processLRP brings the BBS in line with LRP container c and then calls
 // done. A reserved container's claim and a running one's start wait for
 // their batched calls without a goroutine; the rest runs before it returns.
-func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container, done func()) {
+func (h *Harmonizer) processLRP(ctx context.Context, c *executor.Container, done func()) {
 	switch c.State {
 	case executor.StateReserved:
-		if h.runBeforeClaim(ctx, c) {
+		if h.runBeforeClaim(ctx, *c) {
 			done()
 			return
 		}
@@ -452,17 +454,17 @@ func (h *Harmonizer) processLRP(ctx context.Context, c executor.Container, done 
 			switch {
 			case ctx.Err() != nil:
 			case errors.Is(err, models.ErrInvalidTransition) && unclaimed:
-				h.lrpLogger(c).Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
+				h.lrpLogger(*c).Info("start-without-claim-refused-stopping", lager.Data{"error": err.Error()})
 			case errors.Is(err, models.ErrInvalidTransition):
-				h.lrpLogger(c).Info("start-refused-stopping", lager.Data{"error": err.Error()})
+				h.lrpLogger(*c).Info("start-refused-stopping", lager.Data{"error": err.Error()})
 				_ = h.exec.Stop(c.Guid)
 			case err != nil:
-				h.lrpLogger(c).Error("start-failed", err)
+				h.lrpLogger(*c).Error("start-failed", err)
 			}
 		})
 	default:
 		defer done()
-		h.processSettledLRP(ctx, c)
+		h.processSettledLRP(ctx, *c)
 	}
 }
 
@@ -478,8 +480,8 @@ func (h *Harmonizer) lrpLogger(c executor.Container) lager.Logger {
 // giving up would strand a CLAIMED row without a container until a bulk
 // sync removes it and convergence creates and auctions it again. A claim
 // repeats safely (same instance key), so it is retried.
-func (h *Harmonizer) claimAndRun(ctx context.Context, c executor.Container, done func()) {
-	key, ik := rep.ActualLRPKey(c), rep.InstanceKey(c, h.opts.CellID)
+func (h *Harmonizer) claimAndRun(ctx context.Context, c *executor.Container, done func()) {
+	key, ik := rep.ActualLRPKey(*c), rep.InstanceKey(*c, h.opts.CellID)
 	claim := &claimItem{req: &bbsv1.ClaimActualLRPRequest{ProcessGuid: key.GetProcessGuid(), Index: key.GetIndex(), InstanceKey: ik}}
 	submit := func(result func(error)) { h.claims.submit(ctx, claim, result) }
 	retryTransientAsync(ctx, submit, func(err error) {
@@ -488,8 +490,8 @@ func (h *Harmonizer) claimAndRun(ctx context.Context, c executor.Container, done
 		h.opts.Workers.Go(func() {
 			defer done()
 			if err != nil {
-				h.lrpLogger(c).Info("claim-refused", lager.Data{"error": err.Error()})
-				h.delete(ctx, c)
+				h.lrpLogger(*c).Info("claim-refused", lager.Data{"error": err.Error()})
+				h.delete(ctx, *c)
 				return
 			}
 			var desired *modelsv1.DesiredLRP
@@ -505,9 +507,9 @@ func (h *Harmonizer) claimAndRun(ctx context.Context, c executor.Container, done
 				}
 			}
 			if err != nil {
-				h.lrpLogger(c).Error("run-failed", err)
+				h.lrpLogger(*c).Error("run-failed", err)
 				h.removeLRP(ctx, key, ik)
-				h.delete(ctx, c)
+				h.delete(ctx, *c)
 			}
 		})
 	})
@@ -560,7 +562,7 @@ func (h *Harmonizer) processSettledLRP(ctx context.Context, c executor.Container
 // reportStart is reportStartAsync, waiting for its result.
 func (h *Harmonizer) reportStart(ctx context.Context, c executor.Container) error {
 	result := make(chan error, 1)
-	h.reportStartAsync(ctx, c, func(err error) { result <- err })
+	h.reportStartAsync(ctx, &c, func(err error) { result <- err })
 	return <-result
 }
 
@@ -571,13 +573,13 @@ func (h *Harmonizer) reportStart(ctx context.Context, c executor.Container) erro
 // refused and stops it: its completion then removes nothing, the row never
 // having been this cell's. done runs on the batch's goroutine, or on a
 // worker when the start failed.
-func (h *Harmonizer) reportStartAsync(ctx context.Context, c executor.Container, done func(error)) {
-	req := h.startRequest(c)
+func (h *Harmonizer) reportStartAsync(ctx context.Context, c *executor.Container, done func(error)) {
+	req := h.startRequest(*c)
 	submit := func(result func(error)) { h.starts.submit(ctx, req, result) }
 	retryTransientAsync(ctx, submit, func(err error) {
 		report := func() {
 			if ctx.Err() == nil {
-				h.settleUnclaimed(c, err)
+				h.settleUnclaimed(*c, err)
 			}
 			done(err)
 		}

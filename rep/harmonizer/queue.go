@@ -203,7 +203,10 @@ func (b *batcher[R]) next() []*batchItem[R] {
 			items = append(items, it)
 		}
 	}
-	b.pending = append([]*batchItem[R](nil), b.pending[i:]...)
+	// Shift what is left to the front rather than copying it to a new slice.
+	n := copy(b.pending, b.pending[i:])
+	clear(b.pending[n:])
+	b.pending = b.pending[:n]
 	if len(items) == 0 { // then every pending call was looked at
 		b.inFlight--
 	}
