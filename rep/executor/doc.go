@@ -53,6 +53,13 @@
 // for the grace timers. A simulated cell thus costs a few goroutines however
 // many containers it runs. Otherwise one goroutine waits on each process.
 //
+// A container started by Run works under a runContext rather than a
+// context.WithCancel child of the executor's: it ends on Stop, at the end of
+// the container's work, and when Close or Detach ends every run. It joins no
+// parent's map of children, makes its Done channel only when asked and keeps
+// AfterFunc callbacks in a slice, so a running container holds no child
+// context, map or channel for its supervision.
+//
 // # Restarts
 //
 // Detach ends an executor without stopping its containers (Close stops
