@@ -156,7 +156,7 @@ type Executor struct {
 	hub        *hub
 	downloader *downloader
 
-	ctx       context.Context // cancelled by Close and Detach; parent of adopted containers' work (a Run's ends by endRuns)
+	ctx       context.Context // cancelled by Close and Detach; parent of an adopted container's work (a Run's runContext is ended by endRuns)
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	detaching atomic.Bool // set by Detach: leave processes running, emit nothing

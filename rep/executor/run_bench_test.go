@@ -2,9 +2,9 @@ package executor_test
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 
+	"github.com/gavelhq/gavel/internal/benchmem"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 	repv1 "github.com/gavelhq/gavel/proto/gen/gavel/rep/v1"
@@ -45,13 +45,7 @@ func BenchmarkRunLRPToRunning(b *testing.B) {
 	sub := e.Subscribe()
 	defer sub.Close()
 
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	b.ReportAllocs()
-	n := 0
-	for i := 0; b.Loop(); i++ {
-		n++
+	benchmem.LiveBytesPerOp(b, "live-B/container", func(i int) {
 		guid := fmt.Sprintf("instance-%08d", i)
 		lrp.Key.Index = int32(i % 100)
 		tags := rep.LRPTags(lrp, guid)
@@ -73,11 +67,5 @@ func BenchmarkRunLRPToRunning(b *testing.B) {
 				}
 			}
 		}
-	}
-	b.StopTimer()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "live-B/container")
-	runtime.KeepAlive(e)
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/tedsuo/ifrit"
 	"google.golang.org/grpc"
 
+	"github.com/gavelhq/gavel/internal/benchmem"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -98,13 +98,7 @@ func BenchmarkPlacedInstance(b *testing.B) {
 		DesiredEpoch:        testEpoch, RunInfoRevision: testRevision,
 	}
 
-	runtime.GC()
-	var before runtime.MemStats
-	runtime.ReadMemStats(&before)
-	b.ReportAllocs()
-	n := 0
-	for i := 0; b.Loop(); i++ {
-		n++
+	benchmem.LiveBytesPerOp(b, "live-B/container", func(i int) {
 		guid := fmt.Sprintf("instance-%08d", i)
 		lrp.Key.Index = int32(i % 100)
 		if failures := exec.Allocate([]executor.AllocationRequest{{
@@ -117,11 +111,5 @@ func BenchmarkPlacedInstance(b *testing.B) {
 		case <-time.After(10 * time.Second):
 			b.Fatalf("%s was not reported started", guid)
 		}
-	}
-	b.StopTimer()
-	runtime.GC()
-	var after runtime.MemStats
-	runtime.ReadMemStats(&after)
-	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "live-B/container")
-	runtime.KeepAlive(exec)
+	})
 }
