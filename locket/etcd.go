@@ -213,7 +213,9 @@ func (l *etcdLease) monitor(ctx context.Context, rev int64, ttl time.Duration, r
 	}
 	watch := restart(rev + 1)
 	deadline := renewed.Add(ttl)
-	renewAt := time.NewTimer(ttl / 3)
+	// The first renewal is due a third of the TTL after the grant, which a
+	// slow Acquire may have passed already.
+	renewAt := time.NewTimer(max(0, time.Until(renewed.Add(ttl/3))))
 	defer renewAt.Stop()
 	var renewing chan renewal // the renewal under way, if any
 	for {
@@ -239,6 +241,9 @@ func (l *etcdLease) monitor(ctx context.Context, rev int64, ttl time.Duration, r
 				renewAt.Reset(r.ttl / 3)
 			case isLeaseNotFound(r.err):
 				l.markLost("lease expired or revoked")
+				return
+			case l.client.Ctx().Err() != nil:
+				l.markLost("etcd client closed")
 				return
 			case !time.Now().Before(deadline):
 				l.markLost(fmt.Sprintf("not renewed within its TTL: %v", r.err))
