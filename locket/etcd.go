@@ -44,7 +44,6 @@ func ttlSeconds(ttl time.Duration) int64 {
 
 // Acquire implements [Backend].
 func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
-	granted := time.Now() // the lease lives at least its TTL from here
 	grant, err := b.client.Grant(ctx, ttlSeconds(req.TTL))
 	if err != nil {
 		return nil, fmt.Errorf("locket: granting a %s lease for %s: %w", req.TTL, req.Key, err)
@@ -104,7 +103,20 @@ func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, e
 	}
 	kaCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	go l.monitor(kaCtx, resp.Header.Revision, time.Duration(grant.TTL)*time.Second, granted)
+	// A keep-alive stream of its own: etcd answers a stream's renewals one
+	// at a time, each first waiting (up to 1 s) for its apply backlog, and
+	// ends the whole stream when that wait times out, so leases sharing a
+	// stream (a process's many cells, or a lock beside them) would be
+	// renewed late, and lost, together under a write load.
+	l.keeper = clientv3.NewLease(b.client)
+	ka, err := l.keeper.KeepAlive(kaCtx, id)
+	if err != nil {
+		cancel()
+		_ = l.keeper.Close()
+		revoke()
+		return nil, fmt.Errorf("locket: keeping %s alive: %w", req.Key, err)
+	}
+	go l.monitor(kaCtx, ka, resp.Header.Revision)
 	return l, nil
 }
 
@@ -167,39 +179,17 @@ type etcdLease struct {
 	id     clientv3.LeaseID
 	logger lager.Logger
 	cancel context.CancelFunc
-	done   chan struct{} // closed when monitor returns
-}
-
-// Renewal timing of an etcd lease: a renewal every third of the TTL, as
-// clientv3's keep-alive does, and a failed one tried again after
-// renewRetry until the TTL runs out.
-const renewRetry = 500 * time.Millisecond
-
-// renewal is the outcome of one renewal of an etcd lease.
-type renewal struct {
-	sent time.Time     // when it was sent: the lease lives ttl from here
-	ttl  time.Duration // the TTL etcd granted again
-	err  error
+	keeper clientv3.Lease // this lease's own keep-alive stream
+	done   chan struct{}  // closed when monitor returns
 }
 
 var _ Lease = (*etcdLease)(nil)
 
-// monitor renews the lease and watches the key from rev+1; it marks the
-// lease lost on the first sign of loss and returns. ttl is the granted TTL,
-// counted from renewed.
-//
-// Each renewal is a KeepAliveOnce on a stream of its own, made by a
-// goroutine that lives as long as the call. clientv3's KeepAlive would keep
-// a long-lived stream per lease instead, but with three goroutines, two of
-// them waking twice a second whatever the TTL: without them the idle CPU
-// of 1,000 simulated cells (four rep processes) halved. A stream per renewal
-// also keeps each lease's renewals apart from every other's: etcd answers
-// a stream's renewals one at a time, each first waiting (up to 1 s) for its
-// apply backlog, and ends the whole stream when that wait times out, so
-// leases sharing a stream (a process's many cells, or a lock beside them)
-// would be renewed late, and lost, together under a write load.
-func (l *etcdLease) monitor(ctx context.Context, rev int64, ttl time.Duration, renewed time.Time) {
+// monitor drains the keep-alive channel and watches the key from rev+1; it
+// marks the lease lost on the first sign of loss and returns.
+func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse, rev int64) {
 	defer close(l.done)
+	defer func() { _ = l.keeper.Close() }()
 	defer l.cancel()
 
 	// One watch at a time; restart cancels the previous one.
@@ -212,45 +202,21 @@ func (l *etcdLease) monitor(ctx context.Context, rev int64, ttl time.Duration, r
 		return l.client.Watch(wctx, l.key, clientv3.WithRev(from))
 	}
 	watch := restart(rev + 1)
-	deadline := renewed.Add(ttl)
-	// The first renewal is due a third of the TTL after the grant, which a
-	// slow Acquire may have passed already.
-	renewAt := time.NewTimer(max(0, time.Until(renewed.Add(ttl/3))))
-	defer renewAt.Stop()
-	var renewing chan renewal // the renewal under way, if any
 	for {
 		select {
-		case <-ctx.Done():
-			return
-		case <-renewAt.C:
-			// Each try ends by the deadline, and a hung one after a third
-			// of the TTL, to be tried again.
-			giveUp := time.Now().Add(ttl / 3)
-			if deadline.Before(giveUp) {
-				giveUp = deadline
+		case resp, ok := <-ka:
+			if !ok {
+				if ctx.Err() == nil {
+					// clientv3 closes the channel when the lease expired or
+					// was revoked, or when no renewal succeeded within the
+					// TTL.
+					l.markLost("keep-alive ended (lease expired, revoked or not renewed within its TTL)")
+				}
+				return
 			}
-			renewing = make(chan renewal, 1)
-			go l.renew(ctx, giveUp, renewing)
-		case r := <-renewing:
-			renewing = nil
-			switch {
-			case ctx.Err() != nil:
+			if resp.TTL <= 0 {
+				l.markLost("lease expired")
 				return
-			case r.err == nil:
-				deadline = r.sent.Add(r.ttl)
-				renewAt.Reset(r.ttl / 3)
-			case isLeaseNotFound(r.err):
-				l.markLost("lease expired or revoked")
-				return
-			case l.client.Ctx().Err() != nil:
-				l.markLost("etcd client closed")
-				return
-			case !time.Now().Before(deadline):
-				l.markLost(fmt.Sprintf("not renewed within its TTL: %v", r.err))
-				return
-			default:
-				l.logger.Info("renewal-failed", lager.Data{"error": r.err.Error()})
-				renewAt.Reset(min(renewRetry, time.Until(deadline)))
 			}
 		case wr, ok := <-watch:
 			if ctx.Err() != nil {
@@ -282,22 +248,6 @@ func (l *etcdLease) monitor(ctx context.Context, rev int64, ttl time.Duration, r
 			}
 		}
 	}
-}
-
-// renew renews the lease once, giving up at deadline, and sends the outcome
-// to out. A TTL of zero (the lease expired) comes back as
-// rpctypes.ErrLeaseNotFound.
-func (l *etcdLease) renew(ctx context.Context, deadline time.Time, out chan<- renewal) {
-	r := renewal{sent: time.Now()}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	resp, err := l.client.KeepAliveOnce(rctx, l.id)
-	if err != nil {
-		r.err = err
-	} else {
-		r.ttl = time.Duration(resp.TTL) * time.Second
-	}
-	out <- r
 }
 
 // recheck reads the key after a watch failure. It returns the revision to
