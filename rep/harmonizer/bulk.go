@@ -78,7 +78,7 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		if !wanted && h.runBeforeClaimAndForgotten(c) {
 			h.logger.Info("taking-back-container-run-before-its-claim", lager.Data{"guid": guid, "state": c.State})
 			h.unclaimed.Store(guid, markUnreported)
-			h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+			h.enqueueProcess(ctx, guid)
 			continue
 		}
 		if !wanted {
@@ -89,7 +89,7 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		if h.reported(c, rows[guid]) {
 			continue
 		}
-		h.queue.push(ctx, guid, func(ctx context.Context) { h.process(ctx, guid) })
+		h.enqueueProcess(ctx, guid)
 	}
 
 	present := make(map[string]bool, len(after))

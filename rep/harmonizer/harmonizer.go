@@ -314,9 +314,14 @@ func (h *Harmonizer) Run(signals <-chan os.Signal, ready chan<- struct{}) error 
 func (h *Harmonizer) handle(ctx context.Context, ev executor.Event) {
 	switch ev.(type) {
 	case executor.ContainerReserved, executor.ContainerRunning, executor.ContainerRoutableChanged, executor.ContainerCompleted:
-		guid := ev.Snapshot().Guid
-		h.queue.pushAsync(ctx, guid, func(ctx context.Context, done func()) { h.processAsync(ctx, guid, done) })
+		h.enqueueProcess(ctx, ev.Snapshot().Guid)
 	}
+}
+
+// enqueueProcess queues the operation that brings the BBS in line with
+// container guid's state (see processAsync).
+func (h *Harmonizer) enqueueProcess(ctx context.Context, guid string) {
+	h.queue.pushAsync(ctx, guid, func(ctx context.Context, done func()) { h.processAsync(ctx, guid, done) })
 }
 
 func (h *Harmonizer) startSync(ctx context.Context) {
@@ -354,13 +359,9 @@ func (h *Harmonizer) callCtx(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, h.opts.CallTimeout)
 }
 
-// process brings the BBS in line with one container's current state.
-func (h *Harmonizer) process(ctx context.Context, guid string) {
-	h.withContainer(ctx, guid, h.processContainer)
-}
-
-// processAsync is process ending with a call to done: an LRP's claim or
-// start waits for its batched call without holding a goroutine.
+// processAsync brings the BBS in line with one container's current state
+// and then calls done: an LRP's claim or start waits for its batched call
+// without holding a goroutine.
 func (h *Harmonizer) processAsync(ctx context.Context, guid string, done func()) {
 	h.withContainerAsync(ctx, guid, h.processContainerAsync, done)
 }
@@ -397,13 +398,6 @@ func (h *Harmonizer) withContainerAsync(ctx context.Context, guid string, op fun
 		return
 	}
 	op(ctx, &c, release)
-}
-
-// processContainer is processContainerAsync, waiting for it to end.
-func (h *Harmonizer) processContainer(ctx context.Context, c executor.Container) {
-	ended := make(chan struct{})
-	h.processContainerAsync(ctx, &c, func() { close(ended) })
-	<-ended
 }
 
 // processContainerAsync brings the BBS in line with container c and then
@@ -685,7 +679,9 @@ func (h *Harmonizer) runBeforeClaim(ctx context.Context, c executor.Container) b
 // claim or start was accepted meanwhile.
 func (h *Harmonizer) processIfUnclaimed(ctx context.Context, guid string) {
 	if m, ok := h.unclaimed.Load(guid); ok && m.(claimMark) == markUnreported {
-		h.withContainer(ctx, guid, h.processContainer)
+		ended := make(chan struct{})
+		h.processAsync(ctx, guid, func() { close(ended) })
+		<-ended
 	}
 }
 
@@ -763,6 +759,9 @@ const (
 
 // retryTransient calls f, and again after each back-off delay while it
 // fails transiently; it returns f's last error, or ctx's once it is done.
+// It is retryTransientAsync's policy for a caller that waits: kept apart
+// because it is on the path of every placed instance (the run-info fetch),
+// where a call that succeeds at once must cost nothing but the call.
 func retryTransient(ctx context.Context, f func() error) error {
 	err := f()
 	for delay := retryDelay; transient(err) && delay <= maxRetryDelay; delay *= 2 {
