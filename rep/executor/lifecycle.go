@@ -300,7 +300,7 @@ func instanceEnv(req RunRequest, info backend.ContainerInfo, ni NetInfo) []strin
 	}
 	var num [20]byte
 	if req.InstanceGuid != "" {
-		index := string(strconv.AppendInt(num[:0], int64(req.InstanceIndex), 10))
+		index := strconv.Itoa(req.InstanceIndex)
 		add("INSTANCE_GUID", req.InstanceGuid)
 		add("INSTANCE_INDEX", index)
 		add("CF_INSTANCE_GUID", req.InstanceGuid)
