@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tedsuo/ifrit"
 	"github.com/tedsuo/ifrit/grouper"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 
@@ -152,9 +153,13 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 		return fmt.Errorf("load encryption keys: %w", err)
 	}
 	var client *clientv3.Client
+	var kv etcdserverpb.KVClient // nil: the client's connection
 	if b.etcd != nil {
 		// The embedded etcd is called in-process: no gRPC hop over loopback.
 		client, err = b.etcd.LocalClient()
+		if err == nil {
+			kv, err = b.etcd.LocalKV()
+		}
 	} else {
 		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 		client, err = etcdclient.Dial(dctx, ecfg)
@@ -186,7 +191,7 @@ func (b *BBS) runStore(signals <-chan os.Signal, ready chan<- struct{}) error {
 	})
 	b.registry.MustRegister(commits, commitDur)
 	b.store = store.New(store.Options{
-		Client: client, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
+		Client: client, KV: kv, KeyPrefix: b.cfg.KeyPrefix, Logger: b.logger, MaxTaskRetries: b.cfg.MaxTaskRetries,
 		MaxTxnOps: maxTxnOps, MaxRequestBytes: maxReqBytes, Keyring: keyring,
 		Committer: store.CommitterOptions{MaxOps: batchOps, MaxBytes: b.cfg.CommitBatchBytes, Workers: b.cfg.CommitWorkers},
 		ObserveCommit: func(n int, d time.Duration) {

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,10 +37,12 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // mutation is one request's write: its guards and its operations. It commits
-// whole or not at all.
+// whole or not at all. Both are etcd's own request messages, so a commit
+// sends them as they are (clientv3's Op would copy every key and value, and
+// build the messages again, on each transaction).
 type mutation struct {
-	cmps []clientv3.Cmp
-	ops  []clientv3.Op
+	cmps []*pb.Compare
+	ops  []*pb.RequestOp
 	// keys are the keys ops write; guarded are the keys cmps read. etcd
 	// evaluates every compare of a transaction, nested ones included, against
 	// the state before it, so a mutation never shares a transaction with
@@ -76,8 +81,34 @@ const (
 	txnHeadroom = 1024
 )
 
-func (m *mutation) put(key string, val []byte, opts ...clientv3.OpOption) {
-	m.ops = append(m.ops, clientv3.OpPut(key, string(val), opts...))
+// putOp is a put request with its wrappers, allocated together.
+type putOp struct {
+	op   pb.RequestOp
+	wrap pb.RequestOp_RequestPut
+	req  pb.PutRequest
+}
+
+// deleteOp is a delete request with its wrappers, allocated together.
+type deleteOp struct {
+	op   pb.RequestOp
+	wrap pb.RequestOp_RequestDeleteRange
+	req  pb.DeleteRangeRequest
+}
+
+// txnOp is a nested transaction with its wrappers, allocated together.
+type txnOp struct {
+	op   pb.RequestOp
+	wrap pb.RequestOp_RequestTxn
+	req  pb.TxnRequest
+}
+
+// put adds a put of val under key; val is sent as it is, not copied, so
+// the caller must not change it afterwards.
+func (m *mutation) put(key string, val []byte) {
+	p := &putOp{req: pb.PutRequest{Key: []byte(key), Value: val}}
+	p.wrap.RequestPut = &p.req
+	p.op.Request = &p.wrap
+	m.ops = append(m.ops, &p.op)
 	m.keys = append(m.keys, key)
 	m.bytes += putCost(key, len(val))
 }
@@ -85,14 +116,28 @@ func (m *mutation) put(key string, val []byte, opts ...clientv3.OpOption) {
 func putCost(key string, valLen int) int { return len(key) + valLen + putOverhead }
 
 func (m *mutation) del(key string) {
-	m.ops = append(m.ops, clientv3.OpDelete(key))
+	d := &deleteOp{req: pb.DeleteRangeRequest{Key: []byte(key)}}
+	d.wrap.RequestDeleteRange = &d.req
+	d.op.Request = &d.wrap
+	m.ops = append(m.ops, &d.op)
 	m.keys = append(m.keys, key)
 	m.bytes += len(key) + delOverhead
 }
 
+// nested is m as one operation of a larger transaction.
+func (m *mutation) nested() *pb.RequestOp {
+	t := &txnOp{req: pb.TxnRequest{Compare: m.cmps, Success: m.ops}}
+	t.wrap.RequestTxn = &t.req
+	t.op.Request = &t.wrap
+	return &t.op
+}
+
+// compare adds cmp to m's guards.
+func (m *mutation) compare(cmp clientv3.Cmp) { m.cmps = append(m.cmps, (*pb.Compare)(&cmp)) }
+
 // guard requires key to be at mod revision rev (0: absent).
 func (m *mutation) guard(key string, rev int64) {
-	m.cmps = append(m.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", rev))
+	m.compare(clientv3.Compare(clientv3.ModRevision(key), "=", rev))
 	m.guarded = append(m.guarded, key)
 	m.bytes += len(key) + cmpOverhead
 }
@@ -101,7 +146,7 @@ func (m *mutation) guard(key string, rev int64) {
 // most rev: nothing under it changed after rev (keys deleted since are not
 // seen). A mutation with a prefix guard is committed alone.
 func (m *mutation) guardPrefix(prefix string, rev int64) {
-	m.cmps = append(m.cmps, clientv3.Compare(clientv3.ModRevision(prefix), "<", rev+1).WithPrefix())
+	m.compare(clientv3.Compare(clientv3.ModRevision(prefix), "<", rev+1).WithPrefix())
 	m.guarded = append(m.guarded, prefix)
 	m.alone = true
 	m.bytes += 2*len(prefix) + cmpOverhead
@@ -189,9 +234,9 @@ func (c *Committer) tooLarge(m *mutation) error {
 // transactions: each mutation is a nested transaction with its own guards, so
 // a lost compare fails only its own request. Safe for concurrent use.
 type Committer struct {
-	client *clientv3.Client
-	opts   CommitterOptions
-	queue  chan *mutation
+	kv    pb.KVClient
+	opts  CommitterOptions
+	queue chan *mutation
 
 	txns      atomic.Int64
 	mutations atomic.Int64
@@ -202,13 +247,14 @@ type Committer struct {
 	answers sync.Pool
 }
 
-// NewCommitter returns a committer; Run must be running for Commit to proceed.
-func NewCommitter(client *clientv3.Client, opts CommitterOptions, observe func(batch int, d time.Duration)) *Committer {
+// NewCommitter returns a committer that sends its transactions to kv (see
+// [Options.KV]); Run must be running for Commit to proceed.
+func NewCommitter(kv pb.KVClient, opts CommitterOptions, observe func(batch int, d time.Duration)) *Committer {
 	opts = opts.withDefaults()
 	if observe == nil {
 		observe = func(int, time.Duration) {}
 	}
-	c := &Committer{client: client, opts: opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe}
+	c := &Committer{kv: kv, opts: opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe}
 	c.answers.New = func() any { return make(chan commitResult, 1) }
 	return c
 }
@@ -359,7 +405,7 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 	c.mutations.Add(int64(len(batch)))
 	if len(batch) == 1 {
 		m := batch[0]
-		resp, err := c.client.Txn(tctx).If(m.cmps...).Then(m.ops...).Commit()
+		resp, err := c.txn(tctx, &pb.TxnRequest{Compare: m.cmps, Success: m.ops})
 		if err != nil {
 			m.done <- commitResult{err: fmt.Errorf("etcd txn: %w", classify(err))}
 			return
@@ -368,11 +414,11 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		c.observe(1, time.Since(start))
 		return
 	}
-	nested := make([]clientv3.Op, len(batch))
+	nested := make([]*pb.RequestOp, len(batch))
 	for i, m := range batch {
-		nested[i] = clientv3.OpTxn(m.cmps, m.ops, nil)
+		nested[i] = m.nested()
 	}
-	resp, err := c.client.Txn(tctx).Then(nested...).Commit()
+	resp, err := c.txn(tctx, &pb.TxnRequest{Success: nested})
 	if err != nil && errors.Is(classify(err), models.ErrTooLarge) {
 		// The estimates packed too much: no mutation is to blame for the
 		// batch, so each is committed alone (where only one too large by
@@ -394,6 +440,21 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 		m.done <- commitResult{ok: ok, rev: resp.Header.Revision}
 	}
 	c.observe(len(batch), time.Since(start))
+}
+
+// txnCallOptions are clientv3's own for a transaction: wait for a
+// connection rather than fail at once while etcd restarts, and leave the
+// size limits to etcd (--max-request-bytes), whose refusal classify knows.
+var txnCallOptions = []grpc.CallOption{grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32)}
+
+// txn sends one transaction. A refusal comes back as etcd's error value
+// (rpctypes), as clientv3 would return it.
+func (c *Committer) txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	resp, err := c.kv.Txn(ctx, r, txnCallOptions...)
+	if err != nil {
+		return nil, rpctypes.Error(err)
+	}
+	return resp, nil
 }
 
 // classify marks the etcd errors that no retry can cure (the request

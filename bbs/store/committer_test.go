@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gavelhq/gavel/internal/etcdtest"
 )
@@ -23,7 +24,7 @@ func TestGuardOnAKeyAnotherRequestWritesIsHonoured(t *testing.T) {
 	require.NoError(t, err)
 	rev := put.Header.Revision
 
-	c := NewCommitter(client, CommitterOptions{Workers: 1, MaxOps: 16}, nil)
+	c := NewCommitter(clientv3.RetryKVClient(client), CommitterOptions{Workers: 1, MaxOps: 16}, nil)
 	writer := &mutation{}
 	writer.guard(prefix+"shared", rev)
 	writer.put(prefix+"shared", []byte("v2"))

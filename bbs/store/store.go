@@ -8,6 +8,7 @@ import (
 
 	"code.cloudfoundry.org/clock"
 	"code.cloudfoundry.org/lager/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -20,7 +21,12 @@ const maxAttempts = 10
 
 // Options configures a Store.
 type Options struct {
-	Client    *clientv3.Client
+	Client *clientv3.Client
+	// KV is etcd's KV API that the group committer sends its transactions
+	// to. nil is Client's own connection; a Client without one (etcd's
+	// in-process client) needs the KV that calls the same server in-process
+	// (internal/etcdserver's LocalKV).
+	KV        pb.KVClient
 	KeyPrefix string
 	Clock     clock.Clock
 	Logger    lager.Logger
@@ -94,7 +100,14 @@ func New(opts Options) *Store {
 		opts.Committer.EtcdMaxRequestBytes = opts.MaxRequestBytes
 	}
 	keys := NewKeys(opts.KeyPrefix)
-	c := NewCommitter(opts.Client, opts.Committer, opts.ObserveCommit)
+	kv := opts.KV
+	if kv == nil {
+		if opts.Client.ActiveConnection() == nil {
+			panic("store: Options.KV is required with an in-process etcd client (it has no connection to send transactions on)")
+		}
+		kv = clientv3.RetryKVClient(opts.Client)
+	}
+	c := NewCommitter(kv, opts.Committer, opts.ObserveCommit)
 	copts := c.Options()
 	return &Store{
 		client:    opts.Client,
@@ -266,12 +279,12 @@ func (s *Store) room(m *mutation, width, bytes int) bool {
 }
 
 // putProto adds a put of msg, sealed, under key to m.
-func (s *Store) putProto(m *mutation, key string, msg proto.Message, opts ...clientv3.OpOption) error {
+func (s *Store) putProto(m *mutation, key string, msg proto.Message) error {
 	b, err := s.marshal(key, msg)
 	if err != nil {
 		return err
 	}
-	m.put(key, b, opts...)
+	m.put(key, b)
 	return nil
 }
 

@@ -12,11 +12,14 @@ import (
 
 	"code.cloudfoundry.org/lager/v3"
 	"github.com/tedsuo/ifrit"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
+	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -247,6 +250,19 @@ func (e *Embedded) LocalClient() (*clientv3.Client, error) {
 		return nil, errors.New("etcdserver: no in-process client before etcd is ready")
 	}
 	return v3client.New(e.server), nil
+}
+
+// LocalKV returns etcd's KV API served by the running etcd in-process, as
+// LocalClient's KV calls it, for callers that build etcd's request messages
+// themselves (the BBS's group committer). The same checks as over gRPC apply
+// (--max-txn-ops, duplicate keys, the space quota). It fails before ready.
+func (e *Embedded) LocalKV() (pb.KVClient, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server == nil {
+		return nil, errors.New("etcdserver: no in-process KV before etcd is ready")
+	}
+	return adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(e.server)), nil
 }
 
 // Run starts etcd, closes ready once it serves clients, and waits. On a

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tedsuo/ifrit"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -211,7 +213,45 @@ func TestLocalClientCallsTheServerInProcess(t *testing.T) {
 	}
 }
 
+// The in-process KV writes to the same etcd, and etcd's checks of a
+// transaction (--max-txn-ops, duplicate keys) still apply to it.
+func TestLocalKVCallsTheServerInProcess(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := testConfig(dir)
+	cfg.MaxTxnOps = 8
+	runner, proc := start(t, cfg)
+	defer func() { proc.Signal(syscall.SIGTERM); <-proc.Wait() }()
+
+	kv, err := runner.LocalKV()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	put := func(key string) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(key), Value: []byte("from-kv")}}}
+	}
+	resp, err := kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{put("a"), put("b")}})
+	require.NoError(t, err)
+	require.True(t, resp.Succeeded)
+	got, err := dial(t, runner.Endpoints()).Get(ctx, "b")
+	require.NoError(t, err)
+	require.Len(t, got.Kvs, 1)
+	require.Equal(t, "from-kv", string(got.Kvs[0].Value))
+	require.Equal(t, resp.Header.Revision, got.Kvs[0].ModRevision)
+
+	ops := make([]*pb.RequestOp, 9)
+	for i := range ops {
+		ops[i] = put("k" + strings.Repeat("x", i))
+	}
+	_, err = kv.Txn(ctx, &pb.TxnRequest{Success: ops})
+	require.ErrorIs(t, err, rpctypes.ErrGRPCTooManyOps, "--max-txn-ops binds the in-process KV too")
+	_, err = kv.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{put("d"), put("d")}})
+	require.ErrorIs(t, err, rpctypes.ErrGRPCDuplicateKey)
+}
+
 func TestLocalClientBeforeReadyFails(t *testing.T) {
-	_, err := etcdserver.New(testConfig(t.TempDir()), lager.NewLogger("etcd")).LocalClient()
+	runner := etcdserver.New(testConfig(t.TempDir()), lager.NewLogger("etcd"))
+	_, err := runner.LocalClient()
+	require.Error(t, err)
+	_, err = runner.LocalKV()
 	require.Error(t, err)
 }
