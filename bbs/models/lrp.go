@@ -85,16 +85,12 @@ func invalid(lrp *modelsv1.ActualLRP, action string) error {
 // NewUnclaimed builds the UNCLAIMED ordinary row of an index.
 func NewUnclaimed(key *modelsv1.ActualLRPKey, now time.Time) *modelsv1.ActualLRP {
 	return &modelsv1.ActualLRP{
-		Key:             proto.Clone(key).(*modelsv1.ActualLRPKey),
+		Key:             CloneActualLRPKey(key),
 		State:           Unclaimed,
 		Presence:        Ordinary,
 		Since:           now.UnixNano(),
 		ModificationTag: NewTag(),
 	}
-}
-
-func clone(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
-	return proto.Clone(lrp).(*modelsv1.ActualLRP)
 }
 
 // Claim is a cell claiming the instance. Allowed from UNCLAIMED, and from
@@ -110,9 +106,9 @@ func Claim(cur *modelsv1.ActualLRP, ik *modelsv1.ActualLRPInstanceKey, now time.
 	default:
 		return nil, false, invalid(cur, "claim")
 	}
-	next = clone(cur)
+	next = CloneActualLRP(cur)
 	next.State = Claimed
-	next.InstanceKey = proto.Clone(ik).(*modelsv1.ActualLRPInstanceKey)
+	next.InstanceKey = CloneInstanceKey(ik)
 	next.NetInfo = nil
 	next.PlacementError = ""
 	next.Since = now.UnixNano()
@@ -150,7 +146,7 @@ type RunInfoVersion struct {
 // with identical data is a no-op heartbeat (changed false).
 func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, now time.Time) (next *modelsv1.ActualLRP, changed bool, err error) {
 	if cur == nil {
-		next = &modelsv1.ActualLRP{Key: proto.Clone(key).(*modelsv1.ActualLRPKey), Presence: Ordinary, ModificationTag: NewTag()}
+		next = &modelsv1.ActualLRP{Key: CloneActualLRPKey(key), Presence: Ordinary, ModificationTag: NewTag()}
 	} else {
 		switch cur.GetState() {
 		case Unclaimed, Claimed:
@@ -164,7 +160,7 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 		default:
 			return nil, false, invalid(cur, "start")
 		}
-		next = clone(cur)
+		next = CloneActualLRP(cur)
 		next.ModificationTag = NextTag(cur.GetModificationTag())
 	}
 	routable := info.Routable
@@ -173,8 +169,8 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 		routable = &t
 	}
 	next.State = Running
-	next.InstanceKey = proto.Clone(info.InstanceKey).(*modelsv1.ActualLRPInstanceKey)
-	next.NetInfo = proto.Clone(info.NetInfo).(*modelsv1.ActualLRPNetInfo)
+	next.InstanceKey = CloneInstanceKey(info.InstanceKey)
+	next.NetInfo = CloneNetInfo(info.NetInfo)
 	next.InternalRoutes = info.InternalRoutes
 	next.MetricTags = info.MetricTags
 	next.Routable = routable
@@ -226,7 +222,7 @@ func Crash(cur *modelsv1.ActualLRP, ik *modelsv1.ActualLRPInstanceKey, reason st
 	if (cur.GetState() != Claimed && cur.GetState() != Running) || !SameInstance(cur.GetInstanceKey(), ik) {
 		return nil, false, invalid(cur, "crash")
 	}
-	next = clone(cur)
+	next = CloneActualLRP(cur)
 	next.CrashCount = policy.NextCrashCount(cur.GetState(), cur.GetCrashCount(), time.Unix(0, cur.GetSince()), now)
 	next.CrashReason = Truncate(reason)
 	next.InstanceKey = nil
@@ -250,7 +246,7 @@ func Fail(cur *modelsv1.ActualLRP, reason string) (*modelsv1.ActualLRP, error) {
 	if cur.GetState() != Unclaimed {
 		return nil, invalid(cur, "record a placement error on")
 	}
-	next := clone(cur)
+	next := CloneActualLRP(cur)
 	next.PlacementError = Truncate(reason)
 	next.ModificationTag = NextTag(cur.GetModificationTag())
 	return next, nil
@@ -258,7 +254,7 @@ func Fail(cur *modelsv1.ActualLRP, reason string) (*modelsv1.ActualLRP, error) {
 
 // Unclaim returns the row to UNCLAIMED with no instance (convergence and evacuation use it).
 func Unclaim(cur *modelsv1.ActualLRP, now time.Time) *modelsv1.ActualLRP {
-	next := clone(cur)
+	next := CloneActualLRP(cur)
 	next.State = Unclaimed
 	next.Presence = Ordinary
 	next.InstanceKey = nil

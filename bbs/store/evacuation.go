@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/gavelhq/gavel/bbs/models"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
@@ -215,7 +213,7 @@ func allRunning(st *cacheState, guid string, instances int32) bool {
 // evacuatingRow is from (an ordinary or suspect row the caller holds) copied
 // as the EVACUATING row, RUNNING with the reported net info.
 func (s *Store) evacuatingRow(from *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info models.StartInfo) (*modelsv1.ActualLRP, error) {
-	base := cloneRow(from)
+	base := models.CloneActualLRP(from)
 	base.Presence = models.Evacuating
 	next, _, err := models.Start(base, key, info, s.now())
 	if err != nil {
@@ -320,7 +318,7 @@ func (s *Store) ReclaimEvacuatingActualLRP(ctx context.Context, key *modelsv1.Ac
 				return nil, nil
 			}
 		}
-		next := cloneRow(r.evac.val)
+		next := models.CloneActualLRP(r.evac.val)
 		next.Presence = models.Ordinary
 		ordRev := int64(0)
 		if r.hasOrd {
@@ -338,10 +336,6 @@ func (s *Store) ReclaimEvacuatingActualLRP(ctx context.Context, key *modelsv1.Ac
 		return m, nil
 	})
 	return reclaimed, err
-}
-
-func cloneRow(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
-	return proto.Clone(lrp).(*modelsv1.ActualLRP)
 }
 
 // nonEmpty is m, or nil when it writes nothing.
