@@ -238,12 +238,16 @@ func endReason(ctr executor.Container) string {
 }
 
 // cellStreamWorkers is the goroutines a cell's gRPC server keeps to serve
-// calls. A cell serves a few calls at a time (the auctioneer's State and
-// Perform, a CLI's), so a few kept workers spare their stacks' growth; the
-// server's default (64, sized for the BBS) cost a simulated cell 64 parked
-// goroutines and doubled its memory. A call that finds no worker idle gets a
+// calls. A cell serves about one call at a time (the auctioneer's State, then
+// its Perform; now and then a CLI's), so one kept worker spares the stack
+// growth of a new goroutine per call. The server's default (64, sized for the
+// BBS) cost a simulated cell 64 parked goroutines and doubled its memory.
+// With 4, calls spread over 4 workers, and the collector shrinks an idle
+// worker's stack at every cycle, so 4 stacks grew again after each: growing
+// and shrinking stacks took 6.8 % of the simulated cells' CPU in a 100k
+// placement, 3.0 % with one worker. A call that finds the worker busy gets a
 // goroutine of its own, so this never limits concurrency.
-const cellStreamWorkers = 4
+const cellStreamWorkers = 1
 
 func (c *Cell) runGRPC(signals <-chan os.Signal, ready chan<- struct{}) error {
 	srv := server.New(server.Options{

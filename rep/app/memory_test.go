@@ -75,5 +75,5 @@ func TestSimCellsKeepFewGoroutines(t *testing.T) {
 	_, _, g1 := measure()
 	perCell := float64(g1-g0) / cells
 	t.Logf("%.1f goroutines per simulated cell", perCell)
-	require.Less(t, perCell, 32.0, "goroutines per simulated cell")
+	require.Less(t, perCell, 26.0, "goroutines per simulated cell")
 }
