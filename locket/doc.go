@@ -21,9 +21,11 @@
 // etcd is the default backend ([NewEtcdBackend], used when the options
 // carry a clientv3 client): a record is a key bound to an etcd lease of the
 // TTL, created by a transaction only when the key is absent and kept alive
-// by clientv3's KeepAlive (a renewal every TTL/3). A lease is lost when the
-// keep-alive ends (expired, revoked, or not renewed within the TTL), or when
-// the key is deleted or overwritten.
+// on a keep-alive stream of its own (a renewal a third of the TTL after the
+// last answer; see keepalive.go). A lease is lost when etcd answers that it
+// expired, when no renewal was answered within the TTL, or when the key is
+// deleted or overwritten. The client must have a connection: etcd's
+// in-process client cannot keep leases alive.
 //
 // [NewConsulBackend] is the Consul option: a record is a Consul session
 // (TTL, behavior "delete", a configurable lock-delay, no health checks)

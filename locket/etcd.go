@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,6 +19,9 @@ import (
 type EtcdBackend struct {
 	client *clientv3.Client
 	logger lager.Logger
+	// wrapLeases, when set, wraps the lease API each lease renews through
+	// (a test seam: streams that fail or go unanswered).
+	wrapLeases func(pb.LeaseClient) pb.LeaseClient
 }
 
 var (
@@ -44,6 +48,11 @@ func ttlSeconds(ttl time.Duration) int64 {
 
 // Acquire implements [Backend].
 func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
+	conn := b.client.ActiveConnection()
+	if conn == nil {
+		return nil, fmt.Errorf("locket: %s: the etcd client has no connection to keep a lease alive on (an in-process client); dial etcd", req.Key)
+	}
+	granting := time.Now()
 	grant, err := b.client.Grant(ctx, ttlSeconds(req.TTL))
 	if err != nil {
 		return nil, fmt.Errorf("locket: granting a %s lease for %s: %w", req.TTL, req.Key, err)
@@ -94,29 +103,25 @@ func (b *EtcdBackend) Acquire(ctx context.Context, req AcquireRequest) (Lease, e
 		}
 	}
 
+	ttl := time.Duration(grant.TTL) * time.Second
+	leases := pb.NewLeaseClient(conn)
+	if b.wrapLeases != nil {
+		leases = b.wrapLeases(leases)
+	}
 	l := &etcdLease{
 		leaseState: newLeaseState(req.Key),
 		client:     b.client,
+		leases:     leases,
 		id:         id,
+		ttl:        ttl,
 		done:       make(chan struct{}),
 		logger:     b.logger.Session("lease", lager.Data{"key": req.Key, "lease": fmt.Sprintf("%x", int64(id))}),
 	}
 	kaCtx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	// A keep-alive stream of its own: etcd answers a stream's renewals one
-	// at a time, each first waiting (up to 1 s) for its apply backlog, and
-	// ends the whole stream when that wait times out, so leases sharing a
-	// stream (a process's many cells, or a lock beside them) would be
-	// renewed late, and lost, together under a write load.
-	l.keeper = clientv3.NewLease(b.client)
-	ka, err := l.keeper.KeepAlive(kaCtx, id)
-	if err != nil {
-		cancel()
-		_ = l.keeper.Close()
-		revoke()
-		return nil, fmt.Errorf("locket: keeping %s alive: %w", req.Key, err)
-	}
-	go l.monitor(kaCtx, ka, resp.Header.Revision)
+	// The lease was granted after granting, so it lasts at least until
+	// granting+TTL without a renewal.
+	go l.monitor(kaCtx, granting.Add(ttl), resp.Header.Revision)
 	return l, nil
 }
 
@@ -176,21 +181,58 @@ func (b *EtcdBackend) List(ctx context.Context, prefix string) (map[string][]byt
 type etcdLease struct {
 	leaseState
 	client *clientv3.Client
+	// leases is etcd's lease API on the client's connection: each lease
+	// keeps its own keep-alive stream on it (see keepAlive).
+	leases pb.LeaseClient
 	id     clientv3.LeaseID
+	ttl    time.Duration // as granted
 	logger lager.Logger
 	cancel context.CancelFunc
-	keeper clientv3.Lease // this lease's own keep-alive stream
-	done   chan struct{}  // closed when monitor returns
+	done   chan struct{} // closed when monitor returns
 }
 
 var _ Lease = (*etcdLease)(nil)
 
-// monitor drains the keep-alive channel and watches the key from rev+1; it
-// marks the lease lost on the first sign of loss and returns.
-func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse, rev int64) {
+// monitor keeps the lease alive and watches the key from rev+1; it marks the
+// lease lost on the first sign of loss and returns. expires is when the lease
+// ends unless a renewal is answered before then.
+//
+// A renewal goes a third of the TTL after the last answer, on the lease's own
+// keep-alive stream: etcd answers a stream's renewals one at a time, each
+// first waiting (up to 1 s) for its apply backlog, and ends the whole stream
+// when that wait times out, so leases sharing a stream (a process's many
+// cells, or a lock beside them) would be renewed late, and lost, together
+// under a write load. A renewal unanswered for keepAliveAnswerWait, or a
+// stream that fails, is retried on a new stream. The lease is lost when etcd
+// answers that it expired, when no renewal was answered by expires (each
+// answer extends it to its renewal's send time plus the TTL: etcd renewed the
+// lease after that), or when the key is deleted or overwritten.
+func (l *etcdLease) monitor(ctx context.Context, expires time.Time, rev int64) {
 	defer close(l.done)
-	defer func() { _ = l.keeper.Close() }()
 	defer l.cancel()
+
+	ka := newKeepAlive(l.leases, int64(l.id))
+	defer ka.reset()
+	renew := time.NewTimer(time.Until(expires) / 3)
+	defer renew.Stop()
+	// next sets the timer to d from now, and never past expires, so a lease
+	// that runs out is seen at once, not at the next renewal.
+	next := func(d time.Duration) { renew.Reset(max(0, min(d, time.Until(expires)))) }
+	var sentAt time.Time // the unanswered renewal's send time; zero when none waits
+	// failed handles a failed stream; it reports whether to go on.
+	failed := func() bool {
+		ka.reset()
+		sentAt = time.Time{}
+		if ctx.Err() != nil {
+			return false
+		}
+		if l.client.Ctx().Err() != nil {
+			l.markLost("etcd client closed")
+			return false
+		}
+		next(keepAliveRetry)
+		return true
+	}
 
 	// One watch at a time; restart cancels the previous one.
 	wcancel := context.CancelFunc(func() {})
@@ -204,19 +246,45 @@ func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 	watch := restart(rev + 1)
 	for {
 		select {
-		case resp, ok := <-ka:
-			if !ok {
-				if ctx.Err() == nil {
-					// clientv3 closes the channel when the lease expired or
-					// was revoked, or when no renewal succeeded within the
-					// TTL.
-					l.markLost("keep-alive ended (lease expired, revoked or not renewed within its TTL)")
-				}
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			now := time.Now()
+			if !now.Before(expires) {
+				l.markLost(fmt.Sprintf("not renewed within its TTL (%s)", l.ttl))
 				return
 			}
-			if resp.TTL <= 0 {
+			if !sentAt.IsZero() {
+				if waited := now.Sub(sentAt); waited < keepAliveAnswerWait {
+					next(keepAliveAnswerWait - waited)
+					continue
+				}
+				ka.reset() // unanswered: take the stream for dead
+			}
+			if err := ka.send(ctx); err != nil {
+				if !failed() {
+					return
+				}
+				continue
+			}
+			sentAt = now
+			next(keepAliveAnswerWait)
+		case a := <-ka.answers:
+			switch {
+			case !ka.current(a):
+				// An answer of a stream given up: stale.
+			case a.err != nil:
+				if !failed() {
+					return
+				}
+			case a.ttl <= 0:
 				l.markLost("lease expired")
 				return
+			case !sentAt.IsZero():
+				// A stream answers its renewals in order.
+				expires = sentAt.Add(time.Duration(a.ttl) * time.Second)
+				sentAt = time.Time{}
+				next(l.ttl / 3)
 			}
 		case wr, ok := <-watch:
 			if ctx.Err() != nil {
@@ -225,15 +293,15 @@ func (l *etcdLease) monitor(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 			if !ok || wr.Err() != nil {
 				// Compaction or a broken watch: check the key directly and
 				// watch again from now.
-				next, reason := l.recheck(ctx)
+				from, reason := l.recheck(ctx)
 				if reason != "" {
 					l.markLost(reason)
 					return
 				}
-				if next == 0 {
+				if from == 0 {
 					return // ctx done
 				}
-				watch = restart(next)
+				watch = restart(from)
 				continue
 			}
 			for _, ev := range wr.Events {
