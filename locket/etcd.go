@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -284,7 +285,10 @@ func (l *etcdLease) monitor(ctx context.Context, expires time.Time, rev int64) {
 				// A stream answers its renewals in order.
 				expires = sentAt.Add(time.Duration(a.ttl) * time.Second)
 				sentAt = time.Time{}
-				next(l.ttl / 3)
+				// Up to a tenth of the TTL early, at random: leases granted
+				// together (a rep process's cells) do not renew, and expire,
+				// in lockstep.
+				next(l.ttl/3 - rand.N(l.ttl/10+1))
 			}
 		case wr, ok := <-watch:
 			if ctx.Err() != nil {
