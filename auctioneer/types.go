@@ -98,6 +98,10 @@ type LRPStart struct {
 	// sent (carried to the cell, not used for placement).
 	DesiredEpoch    string
 	RunInfoRevision int64
+	// Repair marks an instance that should be running and is not (a lost
+	// cell's, a crash restarted at once, an evacuated one): a busy
+	// auctioneer never holds a batch with one past min_auction_interval.
+	Repair bool
 }
 
 // TaskStart asks for one task to be placed.

@@ -120,7 +120,8 @@ type Config struct {
 	// live cell, so that a large fleet is not sent a Perform (and does not
 	// claim and start) per instance (default 6s; 0s, or not above
 	// min_auction_interval, never holds, nor does min_auction_interval 0s;
-	// at most 30s). See auctionrunner.Options.MaxInterval.
+	// at most 30s). A batch with a repair in it is never held. See
+	// auctionrunner.Options.MaxInterval.
 	MaxAuctionInterval config.Duration `json:"max_auction_interval"`
 	// CommunicationTimeout bounds each Perform and each BBS write-back (default 10s).
 	CommunicationTimeout config.Duration `json:"communication_timeout"`

@@ -20,6 +20,7 @@ type Batch struct {
 	tasks    []auctioneer.TaskStart
 	lrpSeen  map[lrpID]struct{}
 	taskSeen map[string]struct{}
+	repairs  int // LRP instances with Repair set
 	wake     chan struct{}
 }
 
@@ -44,6 +45,9 @@ func (b *Batch) AddLRPs(starts ...auctioneer.LRPStart) int {
 		}
 		b.lrpSeen[id] = struct{}{}
 		b.lrps = append(b.lrps, s)
+		if s.Repair {
+			b.repairs++
+		}
 		added++
 	}
 	if added > 0 {
@@ -84,6 +88,13 @@ func (b *Batch) Len() (lrps, tasks int) {
 	return len(b.lrps), len(b.tasks)
 }
 
+// Repairs returns the number of LRP instances waiting with Repair set.
+func (b *Batch) Repairs() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.repairs
+}
+
 // Drain empties the batch, clears a pending wake-up and returns the work
 // in the order it was added.
 func (b *Batch) Drain() ([]auctioneer.LRPStart, []auctioneer.TaskStart) {
@@ -91,6 +102,7 @@ func (b *Batch) Drain() ([]auctioneer.LRPStart, []auctioneer.TaskStart) {
 	defer b.mu.Unlock()
 	lrps, tasks := b.lrps, b.tasks
 	b.lrps, b.tasks = nil, nil
+	b.repairs = 0
 	clear(b.lrpSeen)
 	clear(b.taskSeen)
 	select {

@@ -24,6 +24,7 @@ func LRPStarts(req *auctioneerv1.LRPStartRequest) []auctioneer.LRPStart {
 			VolumeDrivers:   req.GetPlacementConstraint().GetVolumeDrivers(),
 			DesiredEpoch:    req.GetDesiredEpoch(),
 			RunInfoRevision: req.GetRunInfoRevision(),
+			Repair:          req.GetRepair(),
 		})
 	}
 	return out

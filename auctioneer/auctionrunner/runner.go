@@ -96,8 +96,10 @@ type Options struct {
 	// goes on past MinInterval until the batch reaches that or MaxInterval
 	// passes. Such an auction would send many cells a Perform for one or
 	// two instances, and each Perform brings a claim call and a start call
-	// of the cell's. 0, or not above MinInterval, never holds; nor does a
-	// MinInterval of 0 (Diego's runner).
+	// of the cell's. A batch with a repair in it (LRPStart.Repair: a lost
+	// cell's instances, say) is never held: its instances are late already.
+	// 0, or not above MinInterval, never holds; nor does a MinInterval of 0
+	// (Diego's runner).
 	MaxInterval time.Duration
 	// CommunicationTimeout bounds each Perform and each write-back (default 10 s).
 	CommunicationTimeout time.Duration
@@ -251,7 +253,7 @@ func (r *Runner) pace(ctx context.Context, lastStart time.Time, lastTook time.Du
 		if now.Before(minEnd) {
 			return minEnd
 		}
-		if !busy || !now.Before(maxEnd) || r.batchHolds(SparseBatchPerCell) {
+		if !busy || !now.Before(maxEnd) || r.batchHolds(SparseBatchPerCell) || r.opts.Batch.Repairs() > 0 {
 			return time.Time{}
 		}
 		return maxEnd

@@ -683,3 +683,54 @@ func TestNoMinimumIntervalNeverHolds(t *testing.T) {
 	require.Zero(t, value(t, f.metrics.HeldAuctions))
 	require.Zero(t, value(t, f.metrics.PacedAuctions))
 }
+
+// A busy auctioneer never holds a sparse batch past MinInterval once a
+// repair is in it (the instances of a lost cell, say), whether the repair
+// came before MinInterval passed or during the hold.
+func TestARepairIsNeverHeld(t *testing.T) {
+	repair := func(guid string, index int) auctioneer.LRPStart {
+		s := lrpStart(guid, index, 10)
+		s.Repair = true
+		return s
+	}
+	for _, tc := range []struct {
+		name       string
+		duringHold bool
+	}{
+		{name: "repair waiting at MinInterval"},
+		{name: "repair arrives during the hold", duringHold: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := reptest.New(reptest.Cell("cell-a", "z1", 1000, 1000, 100))
+			b := reptest.New(reptest.Cell("cell-b", "z1", 1000, 1000, 100))
+			f, clk := startHeld(t, a, 3*time.Minute, a, b)
+			f.batch.AddLRPs(lrpStart("first", 0, 10), lrpStart("first", 1, 10))
+			require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 2 }, 10*time.Second, 5*time.Millisecond)
+
+			if tc.duringHold {
+				f.batch.AddLRPs(lrpStart("desired", 0, 10))
+				waitForPacing(t, clk)
+				clk.Increment(20 * time.Second) // MinInterval since the last start
+				require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond,
+					"a sparse batch without a repair is held")
+				f.batch.AddLRPs(repair("lost", 0))
+				require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 4 }, 10*time.Second, 5*time.Millisecond,
+					"the repair ends the hold at once, and the held work goes with it")
+			} else {
+				f.batch.AddLRPs(repair("lost", 0))
+				waitForPacing(t, clk)
+				require.Never(t, func() bool { return lrpsPerformed(a, b) > 2 }, 100*time.Millisecond, 5*time.Millisecond,
+					"a repair still waits for MinInterval")
+				clk.Increment(20 * time.Second) // MinInterval since the last start
+				require.Eventually(t, func() bool { return lrpsPerformed(a, b) == 3 }, 10*time.Second, 5*time.Millisecond,
+					"the repair goes at MinInterval")
+			}
+			held := 0.0
+			if tc.duringHold {
+				held = 1 // held past MinInterval until the repair came
+			}
+			require.Equal(t, held, value(t, f.metrics.HeldAuctions))
+			require.InDelta(t, 20.0, value(t, f.metrics.PacingSeconds), 0.001, "no wait went on to MaxInterval")
+		})
+	}
+}

@@ -168,6 +168,15 @@ func New(opts Options) *Requester {
 	return r
 }
 
+// LRPRepair is LRPStart for instances that should be running and are not
+// (convergence, a crash restarted at once, an evacuation): see the request's
+// repair field.
+func LRPRepair(sched *modelsv1.DesiredLRPSchedulingInfo, indices ...int32) *auctioneerv1.LRPStartRequest {
+	req := LRPStart(sched, indices...)
+	req.Repair = true
+	return req
+}
+
 // LRPStart builds the start request for some indices of a desired LRP.
 func LRPStart(sched *modelsv1.DesiredLRPSchedulingInfo, indices ...int32) *auctioneerv1.LRPStartRequest {
 	return &auctioneerv1.LRPStartRequest{
@@ -211,7 +220,8 @@ func TaskStart(t *modelsv1.Task) *auctioneerv1.TaskStartRequest {
 
 // RequestLRPs adds LRP start requests to the pending set; it never blocks.
 // An index already pending is not added twice (the latest request's
-// resources are kept).
+// resources are kept). The pending requests of a process guid are a repair
+// while any of them is.
 func (r *Requester) RequestLRPs(reqs ...*auctioneerv1.LRPStartRequest) {
 	dropped := 0
 	r.mu.Lock()
@@ -226,6 +236,7 @@ func (r *Requester) RequestLRPs(reqs ...*auctioneerv1.LRPStartRequest) {
 		}
 		tmpl := proto.Clone(req).(*auctioneerv1.LRPStartRequest)
 		tmpl.Indices = nil
+		tmpl.Repair = req.GetRepair() || p.req.GetRepair()
 		p.req = tmpl
 		for _, i := range req.GetIndices() {
 			if _, ok := p.indices[i]; !ok {

@@ -20,6 +20,7 @@ import (
 	"github.com/gavelhq/gavel/internal/grpcclient"
 	"github.com/gavelhq/gavel/locket"
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
+	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
 )
 
 // locks is a LockWatcher whose auctioneer lock the test sets.
@@ -59,6 +60,7 @@ type auctioneer struct {
 	failures int
 	calls    int
 	lrps     map[string][]int32
+	repairs  map[string]bool // process guids received as a repair
 	tasks    []string
 }
 
@@ -72,6 +74,7 @@ func (a *auctioneer) RequestLRPAuctions(_ context.Context, req *auctioneerv1.Req
 	}
 	for _, s := range req.GetStarts() {
 		a.lrps[s.GetProcessGuid()] = append(a.lrps[s.GetProcessGuid()], s.GetIndices()...)
+		a.repairs[s.GetProcessGuid()] = a.repairs[s.GetProcessGuid()] || s.GetRepair()
 	}
 	return &auctioneerv1.RequestLRPAuctionsResponse{}, nil
 }
@@ -97,6 +100,7 @@ func (a *auctioneer) got(guid string) ([]int32, []string) {
 func serve(t *testing.T, a *auctioneer) string {
 	t.Helper()
 	a.lrps = map[string][]int32{}
+	a.repairs = map[string]bool{}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := grpc.NewServer()
@@ -234,4 +238,29 @@ func metric(t *testing.T, reg *prometheus.Registry, name, kind string) float64 {
 		}
 	}
 	return 0
+}
+
+// A repair (auctionrequest.LRPRepair) reaches the auctioneer marked as one,
+// also when a plain request for the same process guid was pending with it;
+// a plain request stays plain.
+func TestRepairsAreMarked(t *testing.T) {
+	l := newLocks()
+	a := &auctioneer{}
+	addr := serve(t, a)
+	r := run(t, auctionrequest.Options{Locks: l})
+	sched := &modelsv1.DesiredLRPSchedulingInfo{Key: &modelsv1.DesiredLRPKey{ProcessGuid: "lost", Domain: "d"}}
+	r.RequestLRPs(lrp("lost", 0))
+	r.RequestLRPs(auctionrequest.LRPRepair(sched, 1))
+	r.RequestLRPs(lrp("lost", 2))
+	r.RequestLRPs(lrp("desired", 0))
+	l.take(t, addr)
+	require.Eventually(t, func() bool {
+		lost, _ := a.got("lost")
+		desired, _ := a.got("desired")
+		return len(lost) == 3 && len(desired) == 1
+	}, 5*time.Second, 5*time.Millisecond)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	require.True(t, a.repairs["lost"], "the repair's guid arrives as a repair")
+	require.False(t, a.repairs["desired"], "a plain request stays plain")
 }

@@ -171,7 +171,7 @@ func (a *lrpAuctions) add(d *modelsv1.DesiredLRPSchedulingInfo, index int32) {
 	guid := d.GetKey().GetProcessGuid()
 	req := a.byGUID[guid]
 	if req == nil {
-		req = auctionrequest.LRPStart(d)
+		req = auctionrequest.LRPRepair(d)
 		a.byGUID[guid] = req
 	}
 	req.Indices = append(req.Indices, index)

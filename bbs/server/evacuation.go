@@ -20,7 +20,7 @@ func (s *Server) auctionAfter(key *modelsv1.ActualLRPKey, res store.EvacuationRe
 		return
 	}
 	if sched, err := s.store.GetSchedulingInfo(key.GetProcessGuid()); err == nil {
-		s.opts.Auctions.RequestLRPs(auctionrequest.LRPStart(sched, key.GetIndex()))
+		s.opts.Auctions.RequestLRPs(auctionrequest.LRPRepair(sched, key.GetIndex()))
 	}
 }
 

@@ -302,7 +302,7 @@ func (s *Server) CrashActualLRP(ctx context.Context, req *bbsv1.CrashActualLRPRe
 	}
 	if res.Restart {
 		if sched, err := s.store.GetSchedulingInfo(req.GetActualLrpKey().GetProcessGuid()); err == nil {
-			s.opts.Auctions.RequestLRPs(auctionrequest.LRPStart(sched, req.GetActualLrpKey().GetIndex()))
+			s.opts.Auctions.RequestLRPs(auctionrequest.LRPRepair(sched, req.GetActualLrpKey().GetIndex()))
 		}
 	}
 	return &bbsv1.CrashActualLRPResponse{}, nil

@@ -158,8 +158,14 @@ type LRPStartRequest struct {
 	// version, and the BBS accepts its start only while it is current.
 	DesiredEpoch    string `protobuf:"bytes,6,opt,name=desired_epoch,json=desiredEpoch,proto3" json:"desired_epoch,omitempty"`
 	RunInfoRevision int64  `protobuf:"varint,7,opt,name=run_info_revision,json=runInfoRevision,proto3" json:"run_info_revision,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// repair marks instances that should be running and are not: convergence
+	// found them missing (a lost cell's, say), they crashed and restart at
+	// once, or their cell is evacuating. A busy auctioneer holds a sparse batch
+	// to place more at once (max_auction_interval), but never one with a
+	// repair in it: repairs wait at most min_auction_interval.
+	Repair        bool `protobuf:"varint,8,opt,name=repair,proto3" json:"repair,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LRPStartRequest) Reset() {
@@ -239,6 +245,13 @@ func (x *LRPStartRequest) GetRunInfoRevision() int64 {
 		return x.RunInfoRevision
 	}
 	return 0
+}
+
+func (x *LRPStartRequest) GetRepair() bool {
+	if x != nil {
+		return x.Repair
+	}
+	return false
 }
 
 // TaskStartRequest asks to place one task.
@@ -486,7 +499,7 @@ const file_gavel_auctioneer_v1_auctioneer_proto_rawDesc = "" +
 	"\x13PlacementConstraint\x12\x17\n" +
 	"\aroot_fs\x18\x01 \x01(\tR\x06rootFs\x12%\n" +
 	"\x0eplacement_tags\x18\x02 \x03(\tR\rplacementTags\x12%\n" +
-	"\x0evolume_drivers\x18\x03 \x03(\tR\rvolumeDrivers\"\xcf\x02\n" +
+	"\x0evolume_drivers\x18\x03 \x03(\tR\rvolumeDrivers\"\xe7\x02\n" +
 	"\x0fLRPStartRequest\x12!\n" +
 	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x18\n" +
@@ -494,7 +507,8 @@ const file_gavel_auctioneer_v1_auctioneer_proto_rawDesc = "" +
 	"\bresource\x18\x04 \x01(\v2\x1d.gavel.auctioneer.v1.ResourceR\bresource\x12[\n" +
 	"\x14placement_constraint\x18\x05 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\x12#\n" +
 	"\rdesired_epoch\x18\x06 \x01(\tR\fdesiredEpoch\x12*\n" +
-	"\x11run_info_revision\x18\a \x01(\x03R\x0frunInfoRevision\"\xdf\x01\n" +
+	"\x11run_info_revision\x18\a \x01(\x03R\x0frunInfoRevision\x12\x16\n" +
+	"\x06repair\x18\b \x01(\bR\x06repair\"\xdf\x01\n" +
 	"\x10TaskStartRequest\x12\x1b\n" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x129\n" +
