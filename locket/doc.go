@@ -21,8 +21,8 @@
 // etcd is the default backend ([NewEtcdBackend], used when the options
 // carry a clientv3 client): a record is a key bound to an etcd lease of the
 // TTL, created by a transaction only when the key is absent and kept alive
-// on a keep-alive stream of its own (a renewal a third of the TTL after the
-// last answer; see keepalive.go). A lease is lost when etcd answers that it
+// on a keep-alive stream of its own (a renewal about a third of the TTL after
+// the last answer; see keepalive.go). A lease is lost when etcd answers that it
 // expired, when no renewal was answered within the TTL, or when the key is
 // deleted or overwritten. The client must have a connection: etcd's
 // in-process client cannot keep leases alive.

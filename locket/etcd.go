@@ -198,8 +198,8 @@ var _ Lease = (*etcdLease)(nil)
 // lease lost on the first sign of loss and returns. expires is when the lease
 // ends unless a renewal is answered before then.
 //
-// A renewal goes a third of the TTL after the last answer, on the lease's own
-// keep-alive stream: etcd answers a stream's renewals one at a time, each
+// A renewal goes a third of the TTL after the last answer (up to a tenth of
+// the TTL sooner, at random), on the lease's own keep-alive stream: etcd answers a stream's renewals one at a time, each
 // first waiting (up to 1 s) for its apply backlog, and ends the whole stream
 // when that wait times out, so leases sharing a stream (a process's many
 // cells, or a lock beside them) would be renewed late, and lost, together

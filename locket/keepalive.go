@@ -25,9 +25,9 @@ type keepAliveAnswer struct {
 }
 
 // keepAlive renews one lease on a keep-alive stream of its own. It is driven
-// by its lease's monitor, which sends a renewal a third of the TTL after the
-// last answer, so an idle lease costs one message every TTL/3 and a parked
-// goroutine reading the answers; clientv3's KeepAlive polls every lease it
+// by its lease's monitor, which sends a renewal about a third of the TTL
+// after the last answer, so an idle lease costs one message every TTL/3 or so
+// and a parked goroutine reading the answers; clientv3's KeepAlive polls every lease it
 // keeps twice a second from two more goroutines. Not safe for concurrent
 // use: only the monitor calls it.
 type keepAlive struct {
