@@ -12,28 +12,49 @@ import (
 // The clones below are deep copies of the actual LRP messages written out
 // field by field: every claim, start and crash copies a row, and
 // proto.Clone walks the message by reflection, allocating as it goes (about
-// 3 % of the BBS's CPU during a large placement). They keep unknown fields,
+// 3 % of the BBS's CPU during a large placement), and copies the fields a
+// start then replaces or a crash clears (cloneWithoutInstance does not). They keep unknown fields,
 // as proto.Clone does, so a row written by a newer BBS keeps what this one
 // does not know. TestClonesCopyEveryField fails when a field is added to
 // one of these messages and not here.
 
-// actualBlock is a row and the messages it usually holds, allocated
-// together: one allocation for a row instead of six.
-type actualBlock struct {
-	lrp  modelsv1.ActualLRP
-	key  modelsv1.ActualLRPKey
-	ik   modelsv1.ActualLRPInstanceKey
-	tag  modelsv1.ModificationTag
-	net  modelsv1.ActualLRPNetInfo
-	port modelsv1.PortMapping
+// rowBlock is a row with its key and modification tag, which every row has,
+// allocated together. The instance's messages (instance key, net info) are
+// allocated apart, only when the row has them: a cached row holds no room
+// for messages it does not have.
+type rowBlock struct {
+	lrp modelsv1.ActualLRP
+	key modelsv1.ActualLRPKey
+	tag modelsv1.ModificationTag
 }
 
 // CloneActualLRP returns a deep copy of lrp (nil for nil).
 func CloneActualLRP(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
+	c := cloneWithoutInstance(lrp)
+	if c == nil {
+		return nil
+	}
+	c.InstanceKey = CloneInstanceKey(lrp.InstanceKey)
+	c.NetInfo = CloneNetInfo(lrp.NetInfo)
+	c.InternalRoutes = cloneRoutes(lrp.InternalRoutes)
+	c.MetricTags = maps.Clone(lrp.MetricTags)
+	c.AvailabilityZone = lrp.AvailabilityZone
+	if lrp.Routable != nil {
+		r := *lrp.Routable
+		c.Routable = &r
+	}
+	return c
+}
+
+// cloneWithoutInstance returns a deep copy of lrp without the fields of its
+// instance: instance key, net info, internal routes, metric tags, routable
+// and availability zone (a start replaces them all; a crash and an unclaim
+// clear them). nil for nil.
+func cloneWithoutInstance(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
 	if lrp == nil {
 		return nil
 	}
-	b := &actualBlock{}
+	b := &rowBlock{}
 	c := &b.lrp
 	c.CrashCount = lrp.CrashCount
 	c.CrashReason = lrp.CrashReason
@@ -41,27 +62,13 @@ func CloneActualLRP(lrp *modelsv1.ActualLRP) *modelsv1.ActualLRP {
 	c.PlacementError = lrp.PlacementError
 	c.Since = lrp.Since
 	c.Presence = lrp.Presence
-	c.InternalRoutes = cloneRoutes(lrp.InternalRoutes)
-	c.MetricTags = maps.Clone(lrp.MetricTags)
-	c.AvailabilityZone = lrp.AvailabilityZone
 	if k := lrp.Key; k != nil {
 		b.key.ProcessGuid, b.key.Index, b.key.Domain = k.ProcessGuid, k.Index, k.Domain
 		c.Key = keepUnknown(&b.key, k)
 	}
-	if k := lrp.InstanceKey; k != nil {
-		b.ik.InstanceGuid, b.ik.CellId = k.InstanceGuid, k.CellId
-		c.InstanceKey = keepUnknown(&b.ik, k)
-	}
 	if t := lrp.ModificationTag; t != nil {
 		b.tag.Epoch, b.tag.Index = t.Epoch, t.Index
 		c.ModificationTag = keepUnknown(&b.tag, t)
-	}
-	if n := lrp.NetInfo; n != nil {
-		c.NetInfo = cloneNetInfoInto(&b.net, &b.port, n)
-	}
-	if lrp.Routable != nil {
-		r := *lrp.Routable
-		c.Routable = &r
 	}
 	return keepUnknown(c, lrp)
 }
@@ -82,7 +89,8 @@ func CloneInstanceKey(k *modelsv1.ActualLRPInstanceKey) *modelsv1.ActualLRPInsta
 	return keepUnknown(&modelsv1.ActualLRPInstanceKey{InstanceGuid: k.InstanceGuid, CellId: k.CellId}, k)
 }
 
-// CloneNetInfo returns a deep copy of n (nil for nil).
+// CloneNetInfo returns a deep copy of n (nil for nil). Its first port is
+// allocated with it (an LRP instance usually has one); more get one array.
 func CloneNetInfo(n *modelsv1.ActualLRPNetInfo) *modelsv1.ActualLRPNetInfo {
 	if n == nil {
 		return nil
@@ -91,18 +99,12 @@ func CloneNetInfo(n *modelsv1.ActualLRPNetInfo) *modelsv1.ActualLRPNetInfo {
 		net  modelsv1.ActualLRPNetInfo
 		port modelsv1.PortMapping
 	}{}
-	return cloneNetInfoInto(&b.net, &b.port, n)
-}
-
-// cloneNetInfoInto copies n into c, the first of its ports into first.
-func cloneNetInfoInto(c *modelsv1.ActualLRPNetInfo, first *modelsv1.PortMapping, n *modelsv1.ActualLRPNetInfo) *modelsv1.ActualLRPNetInfo {
+	c := &b.net
 	c.Address = n.Address
 	c.InstanceAddress = n.InstanceAddress
 	c.PreferredAddress = n.PreferredAddress
 	c.InstanceIpv6Address = n.InstanceIpv6Address
 	if n.Ports != nil {
-		// One backing array for the ports (the first given), and one slice
-		// pointing into it.
 		ports := []modelsv1.PortMapping(nil)
 		if len(n.Ports) > 1 {
 			ports = make([]modelsv1.PortMapping, len(n.Ports))
@@ -112,7 +114,7 @@ func cloneNetInfoInto(c *modelsv1.ActualLRPNetInfo, first *modelsv1.PortMapping,
 			if p == nil {
 				continue
 			}
-			q := first
+			q := &b.port
 			if ports != nil {
 				q = &ports[i]
 			}
@@ -122,13 +124,6 @@ func cloneNetInfoInto(c *modelsv1.ActualLRPNetInfo, first *modelsv1.PortMapping,
 		}
 	}
 	return keepUnknown(c, n)
-}
-
-func cloneTag(t *modelsv1.ModificationTag) *modelsv1.ModificationTag {
-	if t == nil {
-		return nil
-	}
-	return keepUnknown(&modelsv1.ModificationTag{Epoch: t.Epoch, Index: t.Index}, t)
 }
 
 func cloneRoutes(rs []*modelsv1.ActualLRPInternalRoute) []*modelsv1.ActualLRPInternalRoute {

@@ -88,23 +88,35 @@ func TestClonesCopyEveryField(t *testing.T) {
 		name  string
 		src   proto.Message
 		clone func(proto.Message) proto.Message
+		clear func(proto.Message) // what the clone leaves out of proto.Clone's copy
 	}{
-		{"ActualLRP", &modelsv1.ActualLRP{}, func(m proto.Message) proto.Message { return models.CloneActualLRP(m.(*modelsv1.ActualLRP)) }},
-		{"ActualLRPKey", &modelsv1.ActualLRPKey{}, func(m proto.Message) proto.Message { return models.CloneActualLRPKey(m.(*modelsv1.ActualLRPKey)) }},
+		{"ActualLRP without its instance", &modelsv1.ActualLRP{}, func(m proto.Message) proto.Message {
+			return models.CloneWithoutInstance(m.(*modelsv1.ActualLRP))
+		}, func(m proto.Message) {
+			lrp := m.(*modelsv1.ActualLRP)
+			lrp.InstanceKey, lrp.NetInfo, lrp.InternalRoutes, lrp.MetricTags, lrp.Routable = nil, nil, nil, nil, nil
+			lrp.AvailabilityZone = ""
+		}},
+		{"ActualLRP", &modelsv1.ActualLRP{}, func(m proto.Message) proto.Message { return models.CloneActualLRP(m.(*modelsv1.ActualLRP)) }, nil},
+		{"ActualLRPKey", &modelsv1.ActualLRPKey{}, func(m proto.Message) proto.Message { return models.CloneActualLRPKey(m.(*modelsv1.ActualLRPKey)) }, nil},
 		{"ActualLRPInstanceKey", &modelsv1.ActualLRPInstanceKey{}, func(m proto.Message) proto.Message {
 			return models.CloneInstanceKey(m.(*modelsv1.ActualLRPInstanceKey))
-		}},
-		{"ActualLRPNetInfo", &modelsv1.ActualLRPNetInfo{}, func(m proto.Message) proto.Message { return models.CloneNetInfo(m.(*modelsv1.ActualLRPNetInfo)) }},
+		}, nil},
+		{"ActualLRPNetInfo", &modelsv1.ActualLRPNetInfo{}, func(m proto.Message) proto.Message { return models.CloneNetInfo(m.(*modelsv1.ActualLRPNetInfo)) }, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			fill(tc.src.ProtoReflect(), 1)
+			before := proto.Clone(tc.src)
 			want := proto.Clone(tc.src)
+			if tc.clear != nil {
+				tc.clear(want)
+			}
 			got := tc.clone(tc.src)
 			require.True(t, proto.Equal(want, got), "clone differs from proto.Clone:\nwant %v\ngot  %v", want, got)
 
 			fill(got.ProtoReflect(), 2)
-			require.True(t, proto.Equal(want, tc.src), "changing the clone changed its source:\nwas %v\nnow %v", want, tc.src)
+			require.True(t, proto.Equal(before, tc.src), "changing the clone changed its source:\nwas %v\nnow %v", before, tc.src)
 		})
 	}
 }

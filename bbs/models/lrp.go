@@ -160,7 +160,7 @@ func Start(cur *modelsv1.ActualLRP, key *modelsv1.ActualLRPKey, info StartInfo, 
 		default:
 			return nil, false, invalid(cur, "start")
 		}
-		next = CloneActualLRP(cur)
+		next = cloneWithoutInstance(cur) // the instance's fields are set below
 		next.ModificationTag = NextTag(cur.GetModificationTag())
 	}
 	routable := info.Routable
@@ -222,15 +222,9 @@ func Crash(cur *modelsv1.ActualLRP, ik *modelsv1.ActualLRPInstanceKey, reason st
 	if (cur.GetState() != Claimed && cur.GetState() != Running) || !SameInstance(cur.GetInstanceKey(), ik) {
 		return nil, false, invalid(cur, "crash")
 	}
-	next = CloneActualLRP(cur)
+	next = cloneWithoutInstance(cur)
 	next.CrashCount = policy.NextCrashCount(cur.GetState(), cur.GetCrashCount(), time.Unix(0, cur.GetSince()), now)
 	next.CrashReason = Truncate(reason)
-	next.InstanceKey = nil
-	next.NetInfo = nil
-	next.Routable = nil
-	next.InternalRoutes = nil
-	next.MetricTags = nil
-	next.AvailabilityZone = ""
 	next.Since = now.UnixNano()
 	next.ModificationTag = NextTag(cur.GetModificationTag())
 	if policy.ShouldRestart(next.CrashCount, now, now) {
@@ -254,15 +248,9 @@ func Fail(cur *modelsv1.ActualLRP, reason string) (*modelsv1.ActualLRP, error) {
 
 // Unclaim returns the row to UNCLAIMED with no instance (convergence and evacuation use it).
 func Unclaim(cur *modelsv1.ActualLRP, now time.Time) *modelsv1.ActualLRP {
-	next := CloneActualLRP(cur)
+	next := cloneWithoutInstance(cur)
 	next.State = Unclaimed
 	next.Presence = Ordinary
-	next.InstanceKey = nil
-	next.NetInfo = nil
-	next.Routable = nil
-	next.InternalRoutes = nil
-	next.MetricTags = nil
-	next.AvailabilityZone = ""
 	next.Since = now.UnixNano()
 	next.ModificationTag = NextTag(cur.GetModificationTag())
 	return next

@@ -1,0 +1,4 @@
+package models
+
+// CloneWithoutInstance exposes cloneWithoutInstance to the tests.
+var CloneWithoutInstance = cloneWithoutInstance
