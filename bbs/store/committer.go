@@ -234,9 +234,13 @@ func (c *Committer) tooLarge(m *mutation) error {
 // transactions: each mutation is a nested transaction with its own guards, so
 // a lost compare fails only its own request. Safe for concurrent use.
 type Committer struct {
-	kv    pb.KVClient
-	opts  CommitterOptions
-	queue chan *mutation
+	kv pb.KVClient
+	// callOpts are clientv3's own for a transaction: wait for a connection
+	// rather than fail at once while etcd restarts, and leave the size
+	// limits to etcd (--max-request-bytes), whose refusal classify knows.
+	callOpts []grpc.CallOption
+	opts     CommitterOptions
+	queue    chan *mutation
 
 	txns      atomic.Int64
 	mutations atomic.Int64
@@ -254,7 +258,11 @@ func NewCommitter(kv pb.KVClient, opts CommitterOptions, observe func(batch int,
 	if observe == nil {
 		observe = func(int, time.Duration) {}
 	}
-	c := &Committer{kv: kv, opts: opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe}
+	c := &Committer{
+		kv:       kv,
+		callOpts: []grpc.CallOption{grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32)},
+		opts:     opts, queue: make(chan *mutation, 4*opts.MaxOps), observe: observe,
+	}
 	c.answers.New = func() any { return make(chan commitResult, 1) }
 	return c
 }
@@ -442,15 +450,10 @@ func (c *Committer) commit(ctx context.Context, batch []*mutation) {
 	c.observe(len(batch), time.Since(start))
 }
 
-// txnCallOptions are clientv3's own for a transaction: wait for a
-// connection rather than fail at once while etcd restarts, and leave the
-// size limits to etcd (--max-request-bytes), whose refusal classify knows.
-var txnCallOptions = []grpc.CallOption{grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(math.MaxInt32), grpc.MaxCallRecvMsgSize(math.MaxInt32)}
-
 // txn sends one transaction. A refusal comes back as etcd's error value
 // (rpctypes), as clientv3 would return it.
 func (c *Committer) txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	resp, err := c.kv.Txn(ctx, r, txnCallOptions...)
+	resp, err := c.kv.Txn(ctx, r, c.callOpts...)
 	if err != nil {
 		return nil, rpctypes.Error(err)
 	}
