@@ -148,21 +148,54 @@ func TestTasks(t *testing.T) {
 func TestConcurrencyCapAnswers503(t *testing.T) {
 	bbs := nsynctest.StartBBS(t, nil)
 	h := listener.New(bbs.Client, recipeConfig(), 1, listener.NewMetrics(prometheus.NewRegistry()), lager.NewLogger("test"))
-	// Hold the only slot with a request whose body never finishes.
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		req, _ := http.NewRequest("PUT", srv.URL+"/v1/apps/slow", pr)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
+
+	// holder holds the only slot with a request whose body is slow to come.
+	// A probe can reach the handler first and take the slot; the holder is
+	// then refused itself, and a new one is sent. Its declared length is past
+	// what Go's server drains from a refused request (256 KiB), so a refused
+	// holder is answered at once instead of waiting for its body.
+	const holdLen = 300 << 10
+	const head = `{"process_guid":`
+	type holder struct {
+		body  *io.PipeWriter
+		wrote chan struct{} // closed once head is read from body
+		code  chan int      // the holder's status once answered
+	}
+	hold := func() holder {
+		pr, pw := io.Pipe()
+		code := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest("PUT", srv.URL+"/v1/apps/slow", pr)
+			req.ContentLength = holdLen
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				code <- 0
+				return
+			}
 			resp.Body.Close()
-		}
-	}()
-	_, _ = pw.Write([]byte(`{"process_guid":`))
+			code <- resp.StatusCode
+		}()
+		wrote := make(chan struct{})
+		go func() {
+			if _, err := pw.Write([]byte(head)); err == nil {
+				close(wrote)
+			}
+		}()
+		return holder{body: pw, wrote: wrote, code: code}
+	}
+	cur := hold()
+	// Closed before srv.Close (deferred earlier), which waits for the holder.
+	defer func() { _ = cur.body.CloseWithError(io.ErrUnexpectedEOF) }()
 	require.Eventually(t, func() bool {
+		select {
+		case <-cur.code:
+			_ = cur.body.CloseWithError(io.ErrUnexpectedEOF)
+			cur = hold()
+			return false
+		default:
+		}
 		req, _ := http.NewRequest("DELETE", srv.URL+"/v1/apps/x", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -170,7 +203,13 @@ func TestConcurrencyCapAnswers503(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != ""
-	}, 5*time.Second, 20*time.Millisecond)
-	_ = pw.Close()
-	<-done
+	}, 10*time.Second, 20*time.Millisecond)
+
+	// The holder, once its body comes, is served: a desire with a guid alone
+	// fails validation.
+	<-cur.wrote
+	rest := strings.Repeat(" ", holdLen-len(head)-len(`"slow"}`)) + `"slow"}`
+	_, err := cur.body.Write([]byte(rest))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusBadRequest, <-cur.code)
 }
