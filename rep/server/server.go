@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
@@ -57,7 +58,57 @@ type Options struct {
 // Server is the RepService of one cell. Safe for concurrent use.
 type Server struct {
 	repv1.UnimplementedRepServiceServer
-	opts Options
+	opts  Options
+	state stateEntries
+}
+
+// stateEntries keeps each container's entry in State's answer, built once:
+// a container's tags and resources never change, so neither does its entry,
+// and the auctioneer asks a busy cell for its State every few seconds.
+type stateEntries struct {
+	mu      sync.Mutex
+	gen     uint64 // State calls so far; an entry not seen in the last is dropped
+	entries map[string]*stateEntry
+}
+
+// stateEntry is one container's State entry: an LRP or a task.
+type stateEntry struct {
+	// of is the container the entry was built from: a container made later
+	// under the same guid (a task desired again) gets an entry of its own.
+	of   *executor.Container
+	lrp  *repv1.LRP
+	task *repv1.Task
+	seen uint64
+}
+
+// entry returns c's entry, building it when c has none; the caller holds mu.
+func (se *stateEntries) entry(c *executor.Container) *stateEntry {
+	e := se.entries[c.Guid]
+	if e == nil || e.of != c {
+		e = &stateEntry{of: c}
+		switch {
+		case rep.IsLRP(*c):
+			e.lrp = rep.StateLRP(*c)
+		case rep.IsTask(*c):
+			e.task = rep.StateTask(*c)
+		}
+		se.entries[c.Guid] = e
+	}
+	e.seen = se.gen
+	return e
+}
+
+// prune drops the entries of containers the last State did not see; the
+// caller holds mu.
+func (se *stateEntries) prune(seen int) {
+	if len(se.entries) == seen {
+		return
+	}
+	for guid, e := range se.entries {
+		if e.seen != se.gen {
+			delete(se.entries, guid)
+		}
+	}
 }
 
 var _ repv1.RepServiceServer = (*Server)(nil)
@@ -70,14 +121,15 @@ func New(opts Options) *Server {
 	if opts.Evacuation == nil {
 		opts.Evacuation = &rep.Evacuation{}
 	}
-	return &Server{opts: opts}
+	return &Server{opts: opts, state: stateEntries{entries: map[string]*stateEntry{}}}
 }
 
 func resources(r executor.Resources) *repv1.Resources {
 	return &repv1.Resources{MemoryMb: int32(r.MemoryMB), DiskMb: int32(r.DiskMB), Containers: int32(r.Containers)}
 }
 
-// State reports the cell's capacity and containers.
+// State reports the cell's capacity and containers. Each container's entry
+// is built once and shared by the answers that list it (see stateEntries).
 func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.StateResponse, error) {
 	if err := s.opts.Executor.Healthy(ctx); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cell %s: %v", s.opts.CellID, err)
@@ -98,18 +150,25 @@ func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.State
 	if d := s.opts.Evacuation.Deadline(); !d.IsZero() {
 		resp.EvacuationDeadline = d.UnixNano()
 	}
+	s.state.mu.Lock()
+	s.state.gen++
+	seen := 0
 	s.opts.Executor.Visit(func(c *executor.Container) {
 		switch c.State {
 		case executor.StateReserved, executor.StateInitializing, executor.StateCreated:
 			resp.StartingContainerCount++
 		}
+		e := s.state.entry(c)
+		seen++
 		switch {
-		case rep.IsLRP(*c):
-			resp.Lrps = append(resp.Lrps, rep.StateLRP(*c))
-		case rep.IsTask(*c):
-			resp.Tasks = append(resp.Tasks, rep.StateTask(*c))
+		case e.lrp != nil:
+			resp.Lrps = append(resp.Lrps, e.lrp)
+		case e.task != nil:
+			resp.Tasks = append(resp.Tasks, e.task)
 		}
 	})
+	s.state.prune(seen)
+	s.state.mu.Unlock()
 	sort.Slice(resp.Lrps, func(i, j int) bool { return resp.Lrps[i].GetInstanceGuid() < resp.Lrps[j].GetInstanceGuid() })
 	sort.Slice(resp.Tasks, func(i, j int) bool { return resp.Tasks[i].GetTaskGuid() < resp.Tasks[j].GetTaskGuid() })
 	return resp, nil
