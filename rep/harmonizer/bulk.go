@@ -3,10 +3,10 @@ package harmonizer
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"code.cloudfoundry.org/lager/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/gavelhq/gavel/bbs/models"
 	bbsv1 "github.com/gavelhq/gavel/proto/gen/gavel/bbs/v1"
@@ -35,7 +35,10 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 	if h.observe("ListTasks", err) != nil {
 		return fmt.Errorf("bulk sync: list tasks: %w", err)
 	}
-	after := h.exec.List()
+	// The containers present after the lists: one made since is not
+	// missing from the BBS's answer.
+	present := map[string]bool{}
+	h.exec.Visit(func(c *executor.Container) { present[c.Guid] = true })
 
 	rows := map[string]*modelsv1.ActualLRP{} // by instance guid, claimed or running here
 	for _, row := range lrpResp.GetActualLrps() {
@@ -92,10 +95,6 @@ func (h *Harmonizer) Sync(ctx context.Context) error {
 		h.enqueueProcess(ctx, guid)
 	}
 
-	present := make(map[string]bool, len(after))
-	for _, c := range after {
-		present[c.Guid] = true
-	}
 	for guid, row := range rows {
 		if present[guid] {
 			continue
@@ -144,11 +143,13 @@ func (h *Harmonizer) reported(c executor.Container, row *modelsv1.ActualLRP) boo
 	if row == nil || c.State != executor.StateRunning || !rep.IsLRP(c) || h.opts.Evacuation.Evacuating() {
 		return false
 	}
-	req := h.startRequest(c)
-	if !proto.Equal(row.GetKey(), req.GetActualLrpKey()) {
+	key := row.GetKey()
+	if key.GetProcessGuid() != c.Tags[rep.TagProcessGuid] || key.GetDomain() != c.Tags[rep.TagDomain] ||
+		strconv.Itoa(int(key.GetIndex())) != c.Tags[rep.TagProcessIndex] {
 		return false
 	}
+	routable := c.Routable
 	return models.StartRepeats(row, models.StartInfo{
-		InstanceKey: req.GetInstanceKey(), NetInfo: req.GetNetInfo(), Routable: req.Routable, AvailabilityZone: req.GetAvailabilityZone(),
+		InstanceKey: rep.InstanceKey(c, h.opts.CellID), NetInfo: rep.NetInfo(c), Routable: &routable, AvailabilityZone: h.opts.Zone,
 	})
 }
