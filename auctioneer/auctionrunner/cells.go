@@ -190,7 +190,7 @@ func (r *Runner) fetchState(ctx context.Context, p *modelsv1.CellPresence) (a st
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.CellStateTimeout)
 	defer cancel()
-	st, err := rep.State(cctx, &repv1.StateRequest{})
+	st, err := rep.State(cctx, &repv1.StateRequest{LrpSummaries: true})
 	if err != nil {
 		a.err = fmt.Errorf("state of cell %s at %s: %w", p.GetCellId(), p.GetRepAddress(), err)
 		return a

@@ -46,6 +46,8 @@ func TaskStart(req *auctioneerv1.TaskStartRequest) auctioneer.TaskStart {
 
 // CellState converts a cell's State answer to the engine's cell state. The
 // presence supplies the cell id and zone when the state leaves them empty.
+// The LRP instances are read from the answer's summaries, or from its lrps
+// when a cell that predates summaries answered.
 // A rootfs provider maps its name (the URL scheme) to its properties (the
 // stacks); no properties means any URL of that scheme.
 func CellState(p *modelsv1.CellPresence, st *repv1.StateResponse) auctioneer.CellState {
@@ -62,7 +64,7 @@ func CellState(p *modelsv1.CellPresence, st *repv1.StateResponse) auctioneer.Cel
 		ProxyMemoryMB:         int(st.GetProxyMemoryAllocationMb()),
 		StartingContainers:    int(st.GetStartingContainerCount()),
 		Evacuating:            st.GetEvacuating(),
-		LRPs:                  make([]auctioneer.RunningLRP, 0, len(st.GetLrps())),
+		LRPs:                  make([]auctioneer.RunningLRP, 0, len(st.GetLrps())+len(st.GetLrpSummaries())),
 		Tasks:                 make([]auctioneer.RunningTask, 0, len(st.GetTasks())),
 	}
 	if cs.CellID == "" {
@@ -73,6 +75,11 @@ func CellState(p *modelsv1.CellPresence, st *repv1.StateResponse) auctioneer.Cel
 	}
 	for _, rp := range st.GetRootfsProviders() {
 		cs.RootFSProviders[rp.GetName()] = append(cs.RootFSProviders[rp.GetName()], rp.GetProperties()...)
+	}
+	for _, l := range st.GetLrpSummaries() {
+		cs.LRPs = append(cs.LRPs, auctioneer.RunningLRP{
+			ProcessGUID: l.GetProcessGuid(), Index: int(l.GetIndex()), MemoryMB: int(l.GetMemoryMb()), DiskMB: int(l.GetDiskMb()),
+		})
 	}
 	for _, l := range st.GetLrps() {
 		cs.LRPs = append(cs.LRPs, auctioneer.RunningLRP{

@@ -80,20 +80,27 @@ func BenchmarkPerform100LRPs(b *testing.B) {
 	}
 }
 
-// BenchmarkState250LRPs is one gRPC State of a cell holding 250 LRPs, what
-// the auctioneer asks every cell before each auction.
+// BenchmarkState250LRPs is one gRPC State of a cell holding 250 LRPs, with
+// full entries and with the summaries the auctioneer asks for.
 func BenchmarkState250LRPs(b *testing.B) {
 	_, repc := serve(b, executor.Resources{MemoryMB: 1 << 20, DiskMB: 1 << 22, Containers: 1000})
 	ctx := context.Background()
 	if resp, err := repc.Perform(ctx, &repv1.PerformRequest{CellId: "cell-1", Lrps: lrps(250)}); err != nil || len(resp.GetFailedLrps()) > 0 {
 		b.Fatal(err, len(resp.GetFailedLrps()))
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		st, err := repc.State(ctx, &repv1.StateRequest{})
-		if err != nil || len(st.GetLrps()) != 250 {
-			b.Fatal(err, len(st.GetLrps()))
+	for _, summaries := range []bool{false, true} {
+		name := "full"
+		if summaries {
+			name = "summaries"
 		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				st, err := repc.State(ctx, &repv1.StateRequest{LrpSummaries: summaries})
+				if err != nil || len(st.GetLrps())+len(st.GetLrpSummaries()) != 250 {
+					b.Fatal(err, len(st.GetLrps()), len(st.GetLrpSummaries()))
+				}
+			}
+		})
 	}
 }

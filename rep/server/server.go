@@ -78,7 +78,20 @@ type stateEntry struct {
 	of   *executor.Container
 	lrp  *repv1.LRP
 	task *repv1.Task
-	seen uint64
+	// summary is lrp as an auction reads it, built when first asked for.
+	summary *repv1.LRPSummary
+	seen    uint64
+}
+
+// lrpSummary is e's LRP summary; the caller holds the entries' mu.
+func (e *stateEntry) lrpSummary() *repv1.LRPSummary {
+	if e.summary == nil {
+		e.summary = &repv1.LRPSummary{
+			ProcessGuid: e.lrp.GetKey().GetProcessGuid(), Index: e.lrp.GetKey().GetIndex(),
+			MemoryMb: e.lrp.GetResource().GetMemoryMb(), DiskMb: e.lrp.GetResource().GetDiskMb(),
+		}
+	}
+	return e.summary
 }
 
 // entry returns c's entry, building it when c has none; the caller holds mu.
@@ -128,9 +141,11 @@ func resources(r executor.Resources) *repv1.Resources {
 	return &repv1.Resources{MemoryMb: int32(r.MemoryMB), DiskMb: int32(r.DiskMB), Containers: int32(r.Containers)}
 }
 
-// State reports the cell's capacity and containers. Each container's entry
-// is built once and shared by the answers that list it (see stateEntries).
-func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.StateResponse, error) {
+// State reports the cell's capacity and containers, its LRP instances as
+// summaries (in no particular order: an auction only counts them) when the
+// request asks for them. Each container's entry is built once and shared by
+// the answers that list it (see stateEntries).
+func (s *Server) State(ctx context.Context, req *repv1.StateRequest) (*repv1.StateResponse, error) {
 	if err := s.opts.Executor.Healthy(ctx); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "cell %s: %v", s.opts.CellID, err)
 	}
@@ -161,6 +176,8 @@ func (s *Server) State(ctx context.Context, _ *repv1.StateRequest) (*repv1.State
 		e := s.state.entry(c)
 		seen++
 		switch {
+		case e.lrp != nil && req.GetLrpSummaries():
+			resp.LrpSummaries = append(resp.LrpSummaries, e.lrpSummary())
 		case e.lrp != nil:
 			resp.Lrps = append(resp.Lrps, e.lrp)
 		case e.task != nil:

@@ -54,6 +54,15 @@ func TestStateEntriesFollowTheContainers(t *testing.T) {
 	require.Same(t, first.GetLrps()[0], again.GetLrps()[0], "an entry is built once")
 	require.Len(t, s.state.entries, 2)
 
+	// Summaries stand in for the LRP entries when asked for; tasks stay.
+	brief, err := s.State(ctx, &repv1.StateRequest{LrpSummaries: true})
+	require.NoError(t, err)
+	require.Empty(t, brief.GetLrps())
+	require.Len(t, brief.GetTasks(), 1)
+	require.Len(t, brief.GetLrpSummaries(), 1)
+	require.Equal(t, &repv1.LRPSummary{ProcessGuid: "web", Index: 3, MemoryMb: 100, DiskMb: 1}, brief.GetLrpSummaries()[0])
+	require.Len(t, s.state.entries, 2)
+
 	require.NoError(t, e.Delete(ctx, "job"))
 	require.Empty(t, state().GetTasks())
 	require.Len(t, s.state.entries, 1, "a deleted container's entry is dropped")

@@ -244,7 +244,11 @@ func (x *Task) GetPlacementConstraint() *v11.PlacementConstraint {
 
 // StateRequest is empty.
 type StateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lrp_summaries asks for the cell's LRP instances as lrp_summaries (what
+	// an auction reads of them) instead of lrps. A cell that predates the
+	// field answers lrps.
+	LrpSummaries  bool `protobuf:"varint,1,opt,name=lrp_summaries,json=lrpSummaries,proto3" json:"lrp_summaries,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +283,82 @@ func (*StateRequest) Descriptor() ([]byte, []int) {
 	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *StateRequest) GetLrpSummaries() bool {
+	if x != nil {
+		return x.LrpSummaries
+	}
+	return false
+}
+
+// LRPSummary is an LRP instance on a cell as an auction reads it.
+type LRPSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProcessGuid   string                 `protobuf:"bytes,1,opt,name=process_guid,json=processGuid,proto3" json:"process_guid,omitempty"`
+	Index         int32                  `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	MemoryMb      int32                  `protobuf:"varint,3,opt,name=memory_mb,json=memoryMb,proto3" json:"memory_mb,omitempty"`
+	DiskMb        int32                  `protobuf:"varint,4,opt,name=disk_mb,json=diskMb,proto3" json:"disk_mb,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LRPSummary) Reset() {
+	*x = LRPSummary{}
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LRPSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LRPSummary) ProtoMessage() {}
+
+func (x *LRPSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LRPSummary.ProtoReflect.Descriptor instead.
+func (*LRPSummary) Descriptor() ([]byte, []int) {
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LRPSummary) GetProcessGuid() string {
+	if x != nil {
+		return x.ProcessGuid
+	}
+	return ""
+}
+
+func (x *LRPSummary) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *LRPSummary) GetMemoryMb() int32 {
+	if x != nil {
+		return x.MemoryMb
+	}
+	return 0
+}
+
+func (x *LRPSummary) GetDiskMb() int32 {
+	if x != nil {
+		return x.DiskMb
+	}
+	return 0
+}
+
 // StateResponse is a cell's state for the auction.
 type StateResponse struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
@@ -300,13 +380,16 @@ type StateResponse struct {
 	Index int32 `protobuf:"varint,14,opt,name=index,proto3" json:"index,omitempty"`
 	// evacuation_deadline is when an evacuating cell gives up, in Unix nanoseconds (0 when not evacuating).
 	EvacuationDeadline int64 `protobuf:"varint,15,opt,name=evacuation_deadline,json=evacuationDeadline,proto3" json:"evacuation_deadline,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// lrp_summaries are the LRP instances on the cell, in place of lrps and in
+	// no particular order, when the request asked for them.
+	LrpSummaries  []*LRPSummary `protobuf:"bytes,16,rep,name=lrp_summaries,json=lrpSummaries,proto3" json:"lrp_summaries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateResponse) Reset() {
 	*x = StateResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[4]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +401,7 @@ func (x *StateResponse) String() string {
 func (*StateResponse) ProtoMessage() {}
 
 func (x *StateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[4]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +414,7 @@ func (x *StateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateResponse.ProtoReflect.Descriptor instead.
 func (*StateResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{4}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StateResponse) GetCellId() string {
@@ -439,6 +522,13 @@ func (x *StateResponse) GetEvacuationDeadline() int64 {
 	return 0
 }
 
+func (x *StateResponse) GetLrpSummaries() []*LRPSummary {
+	if x != nil {
+		return x.LrpSummaries
+	}
+	return nil
+}
+
 // PerformRequest is work the auction gave this cell.
 type PerformRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -452,7 +542,7 @@ type PerformRequest struct {
 
 func (x *PerformRequest) Reset() {
 	*x = PerformRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[5]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +554,7 @@ func (x *PerformRequest) String() string {
 func (*PerformRequest) ProtoMessage() {}
 
 func (x *PerformRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[5]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +567,7 @@ func (x *PerformRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PerformRequest.ProtoReflect.Descriptor instead.
 func (*PerformRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{5}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PerformRequest) GetCellId() string {
@@ -512,7 +602,7 @@ type PerformResponse struct {
 
 func (x *PerformResponse) Reset() {
 	*x = PerformResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[6]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +614,7 @@ func (x *PerformResponse) String() string {
 func (*PerformResponse) ProtoMessage() {}
 
 func (x *PerformResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[6]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +627,7 @@ func (x *PerformResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PerformResponse.ProtoReflect.Descriptor instead.
 func (*PerformResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{6}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PerformResponse) GetFailedLrps() []*LRP {
@@ -565,7 +655,7 @@ type StopLRPInstanceRequest struct {
 
 func (x *StopLRPInstanceRequest) Reset() {
 	*x = StopLRPInstanceRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[7]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +667,7 @@ func (x *StopLRPInstanceRequest) String() string {
 func (*StopLRPInstanceRequest) ProtoMessage() {}
 
 func (x *StopLRPInstanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[7]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +680,7 @@ func (x *StopLRPInstanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLRPInstanceRequest.ProtoReflect.Descriptor instead.
 func (*StopLRPInstanceRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{7}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StopLRPInstanceRequest) GetKey() *v1.ActualLRPKey {
@@ -616,7 +706,7 @@ type StopLRPInstanceResponse struct {
 
 func (x *StopLRPInstanceResponse) Reset() {
 	*x = StopLRPInstanceResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[8]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +718,7 @@ func (x *StopLRPInstanceResponse) String() string {
 func (*StopLRPInstanceResponse) ProtoMessage() {}
 
 func (x *StopLRPInstanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[8]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +731,7 @@ func (x *StopLRPInstanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopLRPInstanceResponse.ProtoReflect.Descriptor instead.
 func (*StopLRPInstanceResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{8}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{9}
 }
 
 // CancelTaskRequest names a task.
@@ -654,7 +744,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[9]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +756,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[9]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +769,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{9}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelTaskRequest) GetTaskGuid() string {
@@ -698,7 +788,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[10]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +800,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[10]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +813,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{10}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{11}
 }
 
 // PingRequest is empty.
@@ -735,7 +825,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[11]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +837,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[11]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +850,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{11}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{12}
 }
 
 // PingResponse is empty.
@@ -772,7 +862,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[12]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +874,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[12]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +887,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{12}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{13}
 }
 
 // StreamLogsRequest selects the containers whose logs to stream.
@@ -824,7 +914,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +926,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[13]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +939,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{13}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamLogsRequest) GetProcessGuid() string {
@@ -915,7 +1005,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1017,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[14]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1030,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{14}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogLine) GetTimestamp() int64 {
@@ -1009,7 +1099,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1111,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[15]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1124,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{15}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamLogsResponse) GetLine() *LogLine {
@@ -1053,7 +1143,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1155,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[16]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1168,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{16}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{17}
 }
 
 // DrainResponse says when the drain gives up.
@@ -1094,7 +1184,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1196,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[17]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1209,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{17}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DrainResponse) GetAlreadyDraining() bool {
@@ -1149,7 +1239,7 @@ type ContainerMetricsRequest struct {
 
 func (x *ContainerMetricsRequest) Reset() {
 	*x = ContainerMetricsRequest{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1251,7 @@ func (x *ContainerMetricsRequest) String() string {
 func (*ContainerMetricsRequest) ProtoMessage() {}
 
 func (x *ContainerMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[18]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1264,7 @@ func (x *ContainerMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerMetricsRequest.ProtoReflect.Descriptor instead.
 func (*ContainerMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{18}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContainerMetricsRequest) GetProcessGuid() string {
@@ -1216,7 +1306,7 @@ type InstanceMetrics struct {
 
 func (x *InstanceMetrics) Reset() {
 	*x = InstanceMetrics{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1318,7 @@ func (x *InstanceMetrics) String() string {
 func (*InstanceMetrics) ProtoMessage() {}
 
 func (x *InstanceMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[19]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1331,7 @@ func (x *InstanceMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstanceMetrics.ProtoReflect.Descriptor instead.
 func (*InstanceMetrics) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{19}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *InstanceMetrics) GetProcessGuid() string {
@@ -1331,7 +1421,7 @@ type ContainerMetricsResponse struct {
 
 func (x *ContainerMetricsResponse) Reset() {
 	*x = ContainerMetricsResponse{}
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1433,7 @@ func (x *ContainerMetricsResponse) String() string {
 func (*ContainerMetricsResponse) ProtoMessage() {}
 
 func (x *ContainerMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_gavel_rep_v1_rep_proto_msgTypes[20]
+	mi := &file_gavel_rep_v1_rep_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1446,7 @@ func (x *ContainerMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerMetricsResponse.ProtoReflect.Descriptor instead.
 func (*ContainerMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{20}
+	return file_gavel_rep_v1_rep_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContainerMetricsResponse) GetMetrics() []*InstanceMetrics {
@@ -1388,8 +1478,15 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"\ttask_guid\x18\x01 \x01(\tR\btaskGuid\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x129\n" +
 	"\bresource\x18\x03 \x01(\v2\x1d.gavel.auctioneer.v1.ResourceR\bresource\x12[\n" +
-	"\x14placement_constraint\x18\x04 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\"\x0e\n" +
-	"\fStateRequest\"\xc9\x05\n" +
+	"\x14placement_constraint\x18\x04 \x01(\v2(.gavel.auctioneer.v1.PlacementConstraintR\x13placementConstraint\"3\n" +
+	"\fStateRequest\x12#\n" +
+	"\rlrp_summaries\x18\x01 \x01(\bR\flrpSummaries\"{\n" +
+	"\n" +
+	"LRPSummary\x12!\n" +
+	"\fprocess_guid\x18\x01 \x01(\tR\vprocessGuid\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x05R\x05index\x12\x1b\n" +
+	"\tmemory_mb\x18\x03 \x01(\x05R\bmemoryMb\x12\x17\n" +
+	"\adisk_mb\x18\x04 \x01(\x05R\x06diskMb\"\x88\x06\n" +
 	"\rStateResponse\x12\x17\n" +
 	"\acell_id\x18\x01 \x01(\tR\x06cellId\x12\x12\n" +
 	"\x04zone\x18\x02 \x01(\tR\x04zone\x12H\n" +
@@ -1408,7 +1505,8 @@ const file_gavel_rep_v1_rep_proto_rawDesc = "" +
 	"evacuating\x12;\n" +
 	"\x1aproxy_memory_allocation_mb\x18\r \x01(\x05R\x17proxyMemoryAllocationMb\x12\x14\n" +
 	"\x05index\x18\x0e \x01(\x05R\x05index\x12/\n" +
-	"\x13evacuation_deadline\x18\x0f \x01(\x03R\x12evacuationDeadline\"z\n" +
+	"\x13evacuation_deadline\x18\x0f \x01(\x03R\x12evacuationDeadline\x12=\n" +
+	"\rlrp_summaries\x18\x10 \x03(\v2\x18.gavel.rep.v1.LRPSummaryR\flrpSummaries\"z\n" +
 	"\x0ePerformRequest\x12\x17\n" +
 	"\acell_id\x18\x01 \x01(\tR\x06cellId\x12%\n" +
 	"\x04lrps\x18\x02 \x03(\v2\x11.gavel.rep.v1.LRPR\x04lrps\x12(\n" +
@@ -1494,75 +1592,77 @@ func file_gavel_rep_v1_rep_proto_rawDescGZIP() []byte {
 	return file_gavel_rep_v1_rep_proto_rawDescData
 }
 
-var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_gavel_rep_v1_rep_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_gavel_rep_v1_rep_proto_goTypes = []any{
 	(*Resources)(nil),                // 0: gavel.rep.v1.Resources
 	(*LRP)(nil),                      // 1: gavel.rep.v1.LRP
 	(*Task)(nil),                     // 2: gavel.rep.v1.Task
 	(*StateRequest)(nil),             // 3: gavel.rep.v1.StateRequest
-	(*StateResponse)(nil),            // 4: gavel.rep.v1.StateResponse
-	(*PerformRequest)(nil),           // 5: gavel.rep.v1.PerformRequest
-	(*PerformResponse)(nil),          // 6: gavel.rep.v1.PerformResponse
-	(*StopLRPInstanceRequest)(nil),   // 7: gavel.rep.v1.StopLRPInstanceRequest
-	(*StopLRPInstanceResponse)(nil),  // 8: gavel.rep.v1.StopLRPInstanceResponse
-	(*CancelTaskRequest)(nil),        // 9: gavel.rep.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),       // 10: gavel.rep.v1.CancelTaskResponse
-	(*PingRequest)(nil),              // 11: gavel.rep.v1.PingRequest
-	(*PingResponse)(nil),             // 12: gavel.rep.v1.PingResponse
-	(*StreamLogsRequest)(nil),        // 13: gavel.rep.v1.StreamLogsRequest
-	(*LogLine)(nil),                  // 14: gavel.rep.v1.LogLine
-	(*StreamLogsResponse)(nil),       // 15: gavel.rep.v1.StreamLogsResponse
-	(*DrainRequest)(nil),             // 16: gavel.rep.v1.DrainRequest
-	(*DrainResponse)(nil),            // 17: gavel.rep.v1.DrainResponse
-	(*ContainerMetricsRequest)(nil),  // 18: gavel.rep.v1.ContainerMetricsRequest
-	(*InstanceMetrics)(nil),          // 19: gavel.rep.v1.InstanceMetrics
-	(*ContainerMetricsResponse)(nil), // 20: gavel.rep.v1.ContainerMetricsResponse
-	(*v1.ActualLRPKey)(nil),          // 21: gavel.models.v1.ActualLRPKey
-	(*v11.Resource)(nil),             // 22: gavel.auctioneer.v1.Resource
-	(*v11.PlacementConstraint)(nil),  // 23: gavel.auctioneer.v1.PlacementConstraint
-	(*v1.RootFSProvider)(nil),        // 24: gavel.models.v1.RootFSProvider
-	(*v1.ActualLRPInstanceKey)(nil),  // 25: gavel.models.v1.ActualLRPInstanceKey
+	(*LRPSummary)(nil),               // 4: gavel.rep.v1.LRPSummary
+	(*StateResponse)(nil),            // 5: gavel.rep.v1.StateResponse
+	(*PerformRequest)(nil),           // 6: gavel.rep.v1.PerformRequest
+	(*PerformResponse)(nil),          // 7: gavel.rep.v1.PerformResponse
+	(*StopLRPInstanceRequest)(nil),   // 8: gavel.rep.v1.StopLRPInstanceRequest
+	(*StopLRPInstanceResponse)(nil),  // 9: gavel.rep.v1.StopLRPInstanceResponse
+	(*CancelTaskRequest)(nil),        // 10: gavel.rep.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),       // 11: gavel.rep.v1.CancelTaskResponse
+	(*PingRequest)(nil),              // 12: gavel.rep.v1.PingRequest
+	(*PingResponse)(nil),             // 13: gavel.rep.v1.PingResponse
+	(*StreamLogsRequest)(nil),        // 14: gavel.rep.v1.StreamLogsRequest
+	(*LogLine)(nil),                  // 15: gavel.rep.v1.LogLine
+	(*StreamLogsResponse)(nil),       // 16: gavel.rep.v1.StreamLogsResponse
+	(*DrainRequest)(nil),             // 17: gavel.rep.v1.DrainRequest
+	(*DrainResponse)(nil),            // 18: gavel.rep.v1.DrainResponse
+	(*ContainerMetricsRequest)(nil),  // 19: gavel.rep.v1.ContainerMetricsRequest
+	(*InstanceMetrics)(nil),          // 20: gavel.rep.v1.InstanceMetrics
+	(*ContainerMetricsResponse)(nil), // 21: gavel.rep.v1.ContainerMetricsResponse
+	(*v1.ActualLRPKey)(nil),          // 22: gavel.models.v1.ActualLRPKey
+	(*v11.Resource)(nil),             // 23: gavel.auctioneer.v1.Resource
+	(*v11.PlacementConstraint)(nil),  // 24: gavel.auctioneer.v1.PlacementConstraint
+	(*v1.RootFSProvider)(nil),        // 25: gavel.models.v1.RootFSProvider
+	(*v1.ActualLRPInstanceKey)(nil),  // 26: gavel.models.v1.ActualLRPInstanceKey
 }
 var file_gavel_rep_v1_rep_proto_depIdxs = []int32{
-	21, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
-	22, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
-	23, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
-	22, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
-	23, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	22, // 0: gavel.rep.v1.LRP.key:type_name -> gavel.models.v1.ActualLRPKey
+	23, // 1: gavel.rep.v1.LRP.resource:type_name -> gavel.auctioneer.v1.Resource
+	24, // 2: gavel.rep.v1.LRP.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
+	23, // 3: gavel.rep.v1.Task.resource:type_name -> gavel.auctioneer.v1.Resource
+	24, // 4: gavel.rep.v1.Task.placement_constraint:type_name -> gavel.auctioneer.v1.PlacementConstraint
 	0,  // 5: gavel.rep.v1.StateResponse.available_resources:type_name -> gavel.rep.v1.Resources
 	0,  // 6: gavel.rep.v1.StateResponse.total_resources:type_name -> gavel.rep.v1.Resources
 	1,  // 7: gavel.rep.v1.StateResponse.lrps:type_name -> gavel.rep.v1.LRP
 	2,  // 8: gavel.rep.v1.StateResponse.tasks:type_name -> gavel.rep.v1.Task
-	24, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
-	1,  // 10: gavel.rep.v1.PerformRequest.lrps:type_name -> gavel.rep.v1.LRP
-	2,  // 11: gavel.rep.v1.PerformRequest.tasks:type_name -> gavel.rep.v1.Task
-	1,  // 12: gavel.rep.v1.PerformResponse.failed_lrps:type_name -> gavel.rep.v1.LRP
-	2,  // 13: gavel.rep.v1.PerformResponse.failed_tasks:type_name -> gavel.rep.v1.Task
-	21, // 14: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
-	25, // 15: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
-	14, // 16: gavel.rep.v1.StreamLogsResponse.line:type_name -> gavel.rep.v1.LogLine
-	19, // 17: gavel.rep.v1.ContainerMetricsResponse.metrics:type_name -> gavel.rep.v1.InstanceMetrics
-	3,  // 18: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
-	5,  // 19: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
-	7,  // 20: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
-	9,  // 21: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
-	11, // 22: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
-	13, // 23: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
-	16, // 24: gavel.rep.v1.RepService.Drain:input_type -> gavel.rep.v1.DrainRequest
-	18, // 25: gavel.rep.v1.RepService.ContainerMetrics:input_type -> gavel.rep.v1.ContainerMetricsRequest
-	4,  // 26: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
-	6,  // 27: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
-	8,  // 28: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
-	10, // 29: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
-	12, // 30: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
-	15, // 31: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
-	17, // 32: gavel.rep.v1.RepService.Drain:output_type -> gavel.rep.v1.DrainResponse
-	20, // 33: gavel.rep.v1.RepService.ContainerMetrics:output_type -> gavel.rep.v1.ContainerMetricsResponse
-	26, // [26:34] is the sub-list for method output_type
-	18, // [18:26] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	25, // 9: gavel.rep.v1.StateResponse.rootfs_providers:type_name -> gavel.models.v1.RootFSProvider
+	4,  // 10: gavel.rep.v1.StateResponse.lrp_summaries:type_name -> gavel.rep.v1.LRPSummary
+	1,  // 11: gavel.rep.v1.PerformRequest.lrps:type_name -> gavel.rep.v1.LRP
+	2,  // 12: gavel.rep.v1.PerformRequest.tasks:type_name -> gavel.rep.v1.Task
+	1,  // 13: gavel.rep.v1.PerformResponse.failed_lrps:type_name -> gavel.rep.v1.LRP
+	2,  // 14: gavel.rep.v1.PerformResponse.failed_tasks:type_name -> gavel.rep.v1.Task
+	22, // 15: gavel.rep.v1.StopLRPInstanceRequest.key:type_name -> gavel.models.v1.ActualLRPKey
+	26, // 16: gavel.rep.v1.StopLRPInstanceRequest.instance_key:type_name -> gavel.models.v1.ActualLRPInstanceKey
+	15, // 17: gavel.rep.v1.StreamLogsResponse.line:type_name -> gavel.rep.v1.LogLine
+	20, // 18: gavel.rep.v1.ContainerMetricsResponse.metrics:type_name -> gavel.rep.v1.InstanceMetrics
+	3,  // 19: gavel.rep.v1.RepService.State:input_type -> gavel.rep.v1.StateRequest
+	6,  // 20: gavel.rep.v1.RepService.Perform:input_type -> gavel.rep.v1.PerformRequest
+	8,  // 21: gavel.rep.v1.RepService.StopLRPInstance:input_type -> gavel.rep.v1.StopLRPInstanceRequest
+	10, // 22: gavel.rep.v1.RepService.CancelTask:input_type -> gavel.rep.v1.CancelTaskRequest
+	12, // 23: gavel.rep.v1.RepService.Ping:input_type -> gavel.rep.v1.PingRequest
+	14, // 24: gavel.rep.v1.RepService.StreamLogs:input_type -> gavel.rep.v1.StreamLogsRequest
+	17, // 25: gavel.rep.v1.RepService.Drain:input_type -> gavel.rep.v1.DrainRequest
+	19, // 26: gavel.rep.v1.RepService.ContainerMetrics:input_type -> gavel.rep.v1.ContainerMetricsRequest
+	5,  // 27: gavel.rep.v1.RepService.State:output_type -> gavel.rep.v1.StateResponse
+	7,  // 28: gavel.rep.v1.RepService.Perform:output_type -> gavel.rep.v1.PerformResponse
+	9,  // 29: gavel.rep.v1.RepService.StopLRPInstance:output_type -> gavel.rep.v1.StopLRPInstanceResponse
+	11, // 30: gavel.rep.v1.RepService.CancelTask:output_type -> gavel.rep.v1.CancelTaskResponse
+	13, // 31: gavel.rep.v1.RepService.Ping:output_type -> gavel.rep.v1.PingResponse
+	16, // 32: gavel.rep.v1.RepService.StreamLogs:output_type -> gavel.rep.v1.StreamLogsResponse
+	18, // 33: gavel.rep.v1.RepService.Drain:output_type -> gavel.rep.v1.DrainResponse
+	21, // 34: gavel.rep.v1.RepService.ContainerMetrics:output_type -> gavel.rep.v1.ContainerMetricsResponse
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_gavel_rep_v1_rep_proto_init() }
@@ -1570,14 +1670,14 @@ func file_gavel_rep_v1_rep_proto_init() {
 	if File_gavel_rep_v1_rep_proto != nil {
 		return
 	}
-	file_gavel_rep_v1_rep_proto_msgTypes[13].OneofWrappers = []any{}
+	file_gavel_rep_v1_rep_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gavel_rep_v1_rep_proto_rawDesc), len(file_gavel_rep_v1_rep_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
