@@ -199,11 +199,11 @@ var _ Lease = (*etcdLease)(nil)
 // ends unless a renewal is answered before then.
 //
 // A renewal goes a third of the TTL after the last answer (up to a tenth of
-// the TTL sooner, at random), on the lease's own keep-alive stream: etcd answers a stream's renewals one at a time, each
-// first waiting (up to 1 s) for its apply backlog, and ends the whole stream
-// when that wait times out, so leases sharing a stream (a process's many
-// cells, or a lock beside them) would be renewed late, and lost, together
-// under a write load. A renewal unanswered for keepAliveAnswerWait, or a
+// the TTL sooner, at random), on the lease's own keep-alive stream: etcd
+// answers a stream's renewals one at a time, each first waiting (up to 1 s)
+// for its apply backlog, and ends the whole stream when that wait times out,
+// so leases sharing a stream (a process's many cells, or a lock beside them)
+// would be renewed late, and lost, together under a write load. A renewal unanswered for keepAliveAnswerWait, or a
 // stream that fails, is retried on a new stream. The lease is lost when etcd
 // answers that it expired, when no renewal was answered by expires (each
 // answer extends it to its renewal's send time plus the TTL: etcd renewed the

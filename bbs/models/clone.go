@@ -13,9 +13,9 @@ import (
 // field by field: every claim, start and crash copies a row, and
 // proto.Clone walks the message by reflection, allocating as it goes (about
 // 3 % of the BBS's CPU during a large placement), and copies the fields a
-// start then replaces or a crash clears (cloneWithoutInstance does not). They keep unknown fields,
-// as proto.Clone does, so a row written by a newer BBS keeps what this one
-// does not know. TestClonesCopyEveryField fails when a field is added to
+// start then replaces or a crash clears (cloneWithoutInstance does not).
+// They keep unknown fields, as proto.Clone does, so a row written by a newer
+// BBS keeps what this one does not know. TestClonesCopyEveryField fails when a field is added to
 // one of these messages and not here.
 
 // rowBlock is a row with its key and modification tag, which every row has,

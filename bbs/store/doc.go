@@ -5,8 +5,9 @@
 // lost compare fails only its own request), built as etcd's own request
 // messages and sent through etcd's KV API (Options.KV). Reads are answered
 // from a watch cache fed by a single etcd watch, with indexes by process
-// guid, cell, domain and state. Events for subscribers come from etcd watches, in revision order,
-// resumable after any revision etcd has not compacted.
+// guid, cell, domain and state. Events for subscribers come from etcd
+// watches, in revision order, resumable after any revision etcd has not
+// compacted.
 //
 // Every transaction fits etcd's --max-txn-ops and --max-request-bytes
 // (Options.MaxTxnOps, Options.MaxRequestBytes): the committer packs by them,
