@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
 
 	auctioneerv1 "github.com/gavelhq/gavel/proto/gen/gavel/auctioneer/v1"
 	modelsv1 "github.com/gavelhq/gavel/proto/gen/gavel/models/v1"
@@ -60,7 +61,8 @@ func TestStateEntriesFollowTheContainers(t *testing.T) {
 	require.Empty(t, brief.GetLrps())
 	require.Len(t, brief.GetTasks(), 1)
 	require.Len(t, brief.GetLrpSummaries(), 1)
-	require.Equal(t, &repv1.LRPSummary{ProcessGuid: "web", Index: 3, MemoryMb: 100, DiskMb: 1}, brief.GetLrpSummaries()[0])
+	want := &repv1.LRPSummary{ProcessGuid: "web", Index: 3, MemoryMb: 100, DiskMb: 1}
+	require.True(t, proto.Equal(want, brief.GetLrpSummaries()[0]), "summary %v, want %v", brief.GetLrpSummaries()[0], want)
 	require.Len(t, s.state.entries, 2)
 
 	require.NoError(t, e.Delete(ctx, "job"))
